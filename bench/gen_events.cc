@@ -1,0 +1,114 @@
+// gen_events: writes N canonical events as NDJSON to stdout, deterministic for a given seed, with a
+// chosen share of touchpoints, in-input duplicates and invalid records. Used by the import benchmark,
+// the sizing harness and the large-file memory check.
+//
+//   gen_events --count 1000000 [--seed 1] [--touchpoints 0.3] [--duplicates 0.02] [--invalid 0.01]
+//              [--months 3] [--phones 0.3]
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+namespace {
+
+constexpr std::string_view statuses[] = {"queued", "sent", "delivered", "opened", "clicked", "bounced", "failed",
+                                         "replied", "unsubscribed"};
+constexpr std::string_view channels[] = {"email", "sms", "whatsapp", "voice", "chat", "push"};
+constexpr std::string_view touch_types[] = {"page_view", "ad_click", "email_click", "form_submit", "conversion",
+                                            "experiment_exposure"};
+constexpr std::string_view sources[] = {"google", "facebook", "newsletter", "bing", "linkedin", "partner-blog"};
+constexpr std::string_view mediums[] = {"cpc", "paid_social", "email", "organic", "social", "referral"};
+
+std::string iso(std::int64_t secs) {
+  std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Generate canonical NDJSON events"};
+  std::uint64_t count = 100000, seed = 1;
+  double touch_share = 0.3, dup_share = 0.02, invalid_share = 0.01, phone_share = 0.3;
+  int months = 3;
+  app.add_option("--count", count, "Records to write (including duplicates and invalid ones)");
+  app.add_option("--seed", seed, "Seed; the same seed writes the same file");
+  app.add_option("--touchpoints", touch_share, "Share of touchpoints")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--duplicates", dup_share, "Share of records repeating an earlier one")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--invalid", invalid_share, "Share of invalid records")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--phones", phone_share, "Share of communications on phone channels")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--months", months, "Spread occurred_at over this many months back from 2026-11-01")
+      ->check(CLI::Range(1, 120));
+  CLI11_PARSE(app, argc, argv);
+
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  const std::int64_t end = 1793491200;  // 2026-11-01T00:00:00Z
+  const std::int64_t span = static_cast<std::int64_t>(months) * 30 * 86400;
+  std::vector<std::string> recent;  // a window of earlier lines to duplicate
+  recent.reserve(4096);
+  std::string line, out;
+  out.reserve(1 << 20);
+  std::uint64_t unique = 0;
+
+  for (std::uint64_t i = 0; i < count; ++i) {
+    double r = u(rng);
+    if (r < dup_share && !recent.empty()) {
+      line = recent[rng() % recent.size()];
+    } else if (r < dup_share + invalid_share) {
+      switch (rng() % 5) {
+        case 0: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"email","status":"deliverd","email":"x{}@example.com"}})", iso(end - static_cast<std::int64_t>(rng() % span)), i); break;
+        case 1: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"email","status":"sent","email":)", iso(end)); break;
+        case 2: line = fmt::format(R"({{"kind":"touchpoint","occurred_at":"{}","touch_type":"page_view"}})", iso(end - 3600)); break;
+        case 3: line = fmt::format(R"({{"kind":"communication","channel":"sms","status":"sent","phone":"+1415555{:04}"}})", i % 10000); break;
+        default: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"sms","status":"sent","lead_id":"{}"}})", iso(end), i); break;
+      }
+    } else {
+      ++unique;
+      std::int64_t at = end - static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(span));
+      std::uint64_t lead = 1 + rng() % 200000;
+      std::uint64_t campaign = 1 + rng() % 50;
+      if (u(rng) < touch_share) {
+        auto tt = touch_types[rng() % std::size(touch_types)];
+        auto k = rng() % std::size(sources);
+        std::string extra;
+        if (tt == "conversion") extra = fmt::format(R"(,"conversion_type":"purchase","conversion_value":{}.{:02},"currency":"USD")", rng() % 500, rng() % 100);
+        if (tt == "experiment_exposure") extra = fmt::format(R"(,"ab_test_id":"test-{}","variant":"{}")", campaign % 5, (rng() & 1) ? "A" : "B");
+        line = fmt::format(
+            R"({{"kind":"touchpoint","message_id":"tp-{}-{}","occurred_at":"{}","lead_id":{},"anonymous_id":"anon-{:x}","touch_type":"{}","landing_url":"https://shop.example.com/p/{}?utm_source={}&utm_medium={}&utm_campaign=c{}","referrer":"https://www.{}.com/","campaign_id":{}{}}})",
+            seed, i, iso(at), lead, rng() % 1000000, tt, i % 997, sources[k], mediums[k], campaign, sources[(k + 1) % std::size(sources)], campaign, extra);
+      } else {
+        bool phone = u(rng) < phone_share;
+        auto ch = phone ? channels[1 + rng() % 3] : std::string_view("email");
+        auto st = statuses[rng() % std::size(statuses)];
+        std::string contact = phone ? fmt::format(R"("phone":"+1415{:07}")", 5550000 + rng() % 9999)
+                                    : fmt::format(R"("email":"Lead.{}@Example.com")", lead);
+        line = fmt::format(
+            R"({{"kind":"communication","occurred_at":"{}","lead_id":{},"campaign_id":{},"channel":"{}","status":"{}","provider":"gen","provider_message_id":"m-{}-{}",{},"metadata":{{"batch":"{}","tags":["a","b"]}}}})",
+            iso(at), lead, campaign, ch, st, seed, i, contact, i / 1000);
+      }
+      if (recent.size() < 4096) recent.push_back(line);
+      else recent[rng() % recent.size()] = line;
+    }
+    out.append(line);
+    out.push_back('\n');
+    if (out.size() >= (1 << 20)) {
+      std::fwrite(out.data(), 1, out.size(), stdout);
+      out.clear();
+    }
+  }
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fprintf(stderr, "gen_events: %llu records, %llu unique events\n", static_cast<unsigned long long>(count),
+               static_cast<unsigned long long>(unique));
+  return 0;
+}

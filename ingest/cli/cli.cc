@@ -1,0 +1,231 @@
+#include "ingest/cli/cli.h"
+
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include "ingest/cli/database_target.h"
+#include "ingest/embedded_postgres.h"
+#include "ingest/import/import_pipeline.h"
+#include "sinks/postgres/migrations.h"
+
+namespace crm::ingest::cli {
+
+namespace {
+
+namespace pg = crm::sinks::postgres;
+
+// Exit codes, stable for scripts.
+constexpr int exit_ok = 0;
+constexpr int exit_input = 1;     // a file could not be read
+constexpr int exit_usage = 2;     // bad command line
+constexpr int exit_database = 3;  // the database refused or could not be reached
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("crm-ingest");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+std::string human_duration(double s) {
+  if (s < 0) s = 0;
+  auto t = static_cast<long>(s + 0.5);
+  return fmt::format("{}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60);
+}
+
+int run_migrate(database_target& db) {
+  std::string dsn = db.resolve(false);
+  pqxx::connection conn(dsn);
+  auto r = pg::migrate(conn, pg::embedded_migrations(), {db.months_back, db.months_ahead});
+  for (const auto& name : r.applied) std::cout << "applied " << name << "\n";
+  std::cout << "schema version " << r.schema_version << " (" << r.applied.size() << " applied now, "
+            << pg::embedded_migrations().size() << " known); " << r.partitions_created << " partitions created\n";
+  return exit_ok;
+}
+
+struct import_args {
+  database_target db;
+  std::vector<std::string> files;
+  std::string format = "auto";
+  std::string summary = "text";
+  bool no_progress = false;
+  int retry_for = 120;
+  ingest::import_options opt;
+};
+
+int run_import_command(import_args& a) {
+  if (a.format == "ndjson") a.opt.format = transform::input_format::ndjson;
+  else if (a.format == "json") a.opt.format = transform::input_format::json_array;
+  else a.opt.format = transform::input_format::auto_detect;
+  a.opt.files = a.files;
+  a.opt.writer.retry_for = std::chrono::seconds(a.retry_for);
+  a.opt.writer.application_name = "crm-ingest import";
+  const bool embedded = a.db.embedded();
+  a.opt.writer.dsn = a.db.resolve(true);
+  {
+    // Fail fast, with advice, on an unmigrated database rather than on the first batch.
+    pqxx::connection conn(a.opt.writer.dsn);
+    pg::check_schema_current(conn, pg::embedded_migrations());
+  }
+
+  const bool tty = !a.no_progress && isatty(STDERR_FILENO);
+  const auto started = std::chrono::steady_clock::now();
+  auto progress = [&](const ingest::import_progress& p) {
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    double rate = secs > 0 ? static_cast<double>(p.records_written) / secs : 0;
+    std::string eta = "--:--:--";
+    if (p.bytes_total > 0 && p.bytes_consumed > 0) {
+      double frac = static_cast<double>(p.bytes_consumed) / static_cast<double>(p.bytes_total);
+      if (frac > 0.001) eta = human_duration(secs / frac - secs);
+      std::fprintf(stderr, "\r%12llu read %12llu written %9.0f events/s %5.1f%% ETA %s ",
+                   static_cast<unsigned long long>(p.records_read),
+                   static_cast<unsigned long long>(p.records_written), rate, 100.0 * std::min(1.0, frac),
+                   eta.c_str());
+    } else {
+      std::fprintf(stderr, "\r%12llu read %12llu written %9.0f events/s ",
+                   static_cast<unsigned long long>(p.records_read),
+                   static_cast<unsigned long long>(p.records_written), rate);
+    }
+    std::fflush(stderr);
+  };
+  auto s = ingest::run_import(a.opt, tty ? std::function<void(const ingest::import_progress&)>(progress)
+                                         : std::function<void(const ingest::import_progress&)>());
+  if (tty) std::fprintf(stderr, "\n");
+
+  const double rate = s.seconds > 0 ? static_cast<double>(s.records_read) / s.seconds : 0;
+  if (a.summary == "json") {
+    std::cout << fmt::format(
+        "{{\"read\":{},\"inserted\":{},\"duplicates\":{},\"rejected\":{},\"batches\":{},\"seconds\":{:.3f},"
+        "\"records_per_second\":{:.0f},\"files_failed\":{},\"database_failed\":{}}}\n",
+        s.records_read, s.inserted, s.duplicates, s.rejected, s.batches, s.seconds, rate, s.files_failed,
+        s.database_failed ? "true" : "false");
+  } else {
+    std::cout << fmt::format(
+        "read {} records in {:.2f} s ({:.0f}/s): {} inserted, {} duplicates, {} rejected, {} batches\n",
+        s.records_read, s.seconds, rate, s.inserted, s.duplicates, s.rejected, s.batches);
+    if (embedded) std::cout << "database: " << a.opt.writer.dsn << "\n";
+  }
+  for (const auto& e : s.errors) std::cerr << "error: " << e << "\n";
+  if (s.database_failed) return exit_database;
+  if (s.files_failed) return exit_input;
+  return exit_ok;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{
+      "crm-ingest: communication events and marketing touchpoints from webhooks, Kafka and files into "
+      "PostgreSQL, exactly once.",
+      "crm-ingest"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "crm-ingest 0.1.0");
+  std::string log_level = "info";
+  setup_logging(log_level);
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|critical|off")
+      ->default_str("info")
+      ->each([](const std::string& l) { spdlog::set_level(spdlog::level::from_str(l)); })
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  int exit_code = exit_ok;
+
+  // migrate
+  database_target migrate_db;
+  auto* migrate_cmd = app.add_subcommand(
+      "migrate",
+      "Apply the schema migrations (forward-only, idempotent, checksummed) and create the monthly partitions");
+  migrate_db.add_options(*migrate_cmd);
+  migrate_cmd->callback([&] { exit_code = run_migrate(migrate_db); });
+
+  // import
+  import_args imp;
+  auto* import_cmd = app.add_subcommand(
+      "import",
+      "Import canonical events from NDJSON or JSON-array files (.gz too, '-' for stdin), exactly once. Exit codes: "
+      "0 done, 1 a file could not be read, 2 usage, 3 the database refused");
+  imp.db.add_options(*import_cmd);
+  import_cmd->add_option("files", imp.files, "Files to import ('-' reads standard input)")->required();
+  import_cmd->add_option("--format", imp.format, "Input format; auto looks at the first byte ('[' = JSON array)")
+      ->default_str("auto")
+      ->check(CLI::IsMember({"auto", "ndjson", "json"}));
+  import_cmd->add_option("--writers", imp.opt.writers, "Writer connections to PostgreSQL")
+      ->default_val(2)
+      ->check(CLI::Range(1, 64));
+  import_cmd->add_option("--batch-rows", imp.opt.batch_rows, "Records per batch (one transaction each)")
+      ->default_val(20000)
+      ->check(CLI::Range(1, 10000000));
+  import_cmd->add_option("--batch-bytes", imp.opt.batch_bytes, "Normalized bytes per batch")
+      ->default_val(16 << 20)
+      ->check(CLI::Range(1 << 10, 1 << 30));
+  import_cmd->add_option("--retry-for", imp.retry_for,
+                         "Seconds a batch keeps retrying while the database is unreachable (0 = for ever)")
+      ->default_val(120)
+      ->check(CLI::Range(0, 86400 * 7));
+  import_cmd->add_option("--default-region", imp.opt.normalize.default_region,
+                         "Region for phone numbers without a country code (ISO 3166 alpha-2)")
+      ->default_val("US");
+  import_cmd->add_option("--max-record-bytes", imp.opt.normalize.max_record_bytes,
+                         "Largest accepted JSON object; bigger ones are rejected")
+      ->default_val(1 << 20)
+      ->check(CLI::Range(256, 64 << 20));
+  import_cmd->add_flag("--no-progress", imp.no_progress, "Do not draw the progress line on a terminal");
+  import_cmd->add_option("--summary", imp.summary, "Summary format")
+      ->default_str("text")
+      ->check(CLI::IsMember({"text", "json"}));
+  import_cmd->callback([&] { exit_code = run_import_command(imp); });
+
+  // partitions
+  auto* parts_cmd = app.add_subcommand("partitions", "Manage the monthly partitions");
+  parts_cmd->require_subcommand(1);
+  database_target parts_db;
+  auto* ensure_cmd = parts_cmd->add_subcommand("ensure", "Create the monthly partitions of the window ahead of time");
+  parts_db.add_options(*ensure_cmd);
+  ensure_cmd->callback([&] {
+    pqxx::connection conn(parts_db.resolve(true));
+    int n = pg::ensure_partitions(conn, {parts_db.months_back, parts_db.months_ahead});
+    std::cout << n << " partitions created\n";
+  });
+
+  // local-db
+  auto* local_cmd = app.add_subcommand(
+      "local-db", "Start, stop or locate the embedded private PostgreSQL (the default when no DSN is given)");
+  local_cmd->require_subcommand(1);
+  std::string local_dir = default_embedded_data_dir();
+  for (const char* action : {"start", "stop", "status"}) {
+    auto* c = local_cmd->add_subcommand(action, std::string(action) + " the embedded PostgreSQL");
+    c->add_option("--data-dir", local_dir, "Its data directory")->default_str(local_dir);
+    c->callback([&, action] {
+      std::string out = local_postgres(action, local_dir);
+      if (std::string(action) == "status" && out.empty()) {
+        std::cout << "not running\n";
+        exit_code = 3;
+        return;
+      }
+      if (!out.empty()) std::cout << out << "\n";
+    });
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : exit_usage;
+  } catch (const pg::migration_error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return exit_database;
+  } catch (const pqxx::failure& e) {
+    std::cerr << "error: the database refused: " << e.what();
+    return exit_database;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return exit_database;
+  }
+  return exit_code;
+}
+
+}  // namespace crm::ingest::cli

@@ -1,0 +1,58 @@
+// PostgreSQL connection set-up and failure classification: the one boundary where libpqxx errors are
+// caught and turned into a decision (reconnect and replay, settle from the ledger, split, give up).
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include <pqxx/pqxx>
+
+namespace crm::sinks::postgres {
+
+enum class failure_kind {
+  reconnect,  // connection lost, server shutting down, read-only (demoted primary), deadlock...: replay
+  in_doubt,   // connection lost during COMMIT: settle from the ledger
+  data,       // the rows themselves were refused: split the batch
+  fatal,      // configuration or schema problem: retrying cannot help
+};
+
+struct failure {
+  failure_kind kind;
+  std::string reason;   // short, stable label for metrics/logs: "broken_connection", "25006", ...
+  std::string message;  // the server's or library's words
+};
+
+failure classify(const std::exception& e);
+
+std::string_view to_string(failure_kind k) noexcept;
+
+// Thrown by connect_primary when the server is reachable but not a primary.
+class not_primary : public pqxx::broken_connection {
+ public:
+  using pqxx::broken_connection::broken_connection;
+};
+
+// Opens a connection and checks that the session is on a writable primary (pg_is_in_recovery()).
+std::unique_ptr<pqxx::connection> connect_primary(const std::string& dsn, std::string_view application_name);
+
+// Capped, jittered exponential backoff: min(cap, base * 2^n) * U(0.5, 1].
+class backoff {
+ public:
+  backoff(std::chrono::milliseconds base, std::chrono::milliseconds cap);
+  std::chrono::milliseconds next();
+  void reset() noexcept { attempt_ = 0; }
+
+ private:
+  std::chrono::milliseconds base_, cap_;
+  unsigned attempt_ = 0;
+  std::mt19937_64 rng_;
+};
+
+// Removes a password from a DSN before it is logged.
+std::string redact_dsn(std::string_view dsn);
+
+}  // namespace crm::sinks::postgres

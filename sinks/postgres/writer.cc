@@ -1,0 +1,383 @@
+#include "sinks/postgres/writer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include <libpq-fe.h>
+#include <spdlog/spdlog.h>
+
+namespace crm::sinks::postgres {
+
+namespace {
+
+constexpr const char* stage_communications = "crm_stage_communications";
+constexpr const char* stage_touchpoints = "crm_stage_touchpoints";
+constexpr const char* stage_rejections = "crm_stage_rejections";
+
+// libpqxx 6.4 offers no public way to send pre-encoded COPY data; its large-object class exposes the
+// transaction's libpq connection to subclasses, which is all we need.
+struct raw_connection_access : pqxx::largeobject {
+  static PGconn* of(const pqxx::dbtransaction& tx) { return pqxx::largeobject::raw_connection(tx); }
+};
+
+[[noreturn]] void throw_from_result(PGconn* conn, PGresult* res, const std::string& query) {
+  std::string msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
+  std::string sqlstate = state ? state : "";
+  if (res) PQclear(res);
+  if (PQstatus(conn) == CONNECTION_BAD) throw pqxx::broken_connection(msg);
+  throw pqxx::sql_error(msg, query, sqlstate.empty() ? nullptr : sqlstate.c_str());
+}
+
+// Runs `COPY table FROM STDIN` inside `tx` and streams `rows` (COPY text format) in large messages.
+void copy_into(pqxx::dbtransaction& tx, const char* table, const std::string& rows) {
+  PGconn* conn = raw_connection_access::of(tx);
+  const std::string query = std::string("COPY ") + table + " FROM STDIN";
+  PGresult* res = PQexec(conn, query.c_str());
+  if (!res || PQresultStatus(res) != PGRES_COPY_IN) throw_from_result(conn, res, query);
+  PQclear(res);
+  constexpr std::size_t piece = 1 << 20;
+  for (std::size_t pos = 0; pos < rows.size(); pos += piece) {
+    int n = static_cast<int>(std::min(piece, rows.size() - pos));
+    if (PQputCopyData(conn, rows.data() + pos, n) != 1) throw_from_result(conn, nullptr, query);
+  }
+  if (PQputCopyEnd(conn, nullptr) != 1) throw_from_result(conn, nullptr, query);
+  bool failed = false;
+  PGresult* bad = nullptr;
+  while ((res = PQgetResult(conn)) != nullptr) {
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && !failed) {
+      failed = true;
+      bad = res;
+      continue;
+    }
+    PQclear(res);
+  }
+  if (failed) throw_from_result(conn, bad, query);
+}
+
+std::string month_start(std::int32_t month) {
+  char buf[16];
+  int y = month / 12, m = month % 12 + 1;
+  std::snprintf(buf, sizeof buf, "%04d-%02d-01", y, m);
+  return buf;
+}
+
+bool same_key(const transform::uuid& a, transform::timestamp_us ta, const transform::uuid& b,
+              transform::timestamp_us tb) {
+  return ta == tb && a == b;
+}
+
+}  // namespace
+
+batch_result& batch_result::operator+=(const batch_result& o) noexcept {
+  communications_in += o.communications_in;
+  communications_inserted += o.communications_inserted;
+  touchpoints_in += o.touchpoints_in;
+  touchpoints_inserted += o.touchpoints_inserted;
+  rejected_in += o.rejected_in;
+  rejected_inserted += o.rejected_inserted;
+  duplicates_in_batch += o.duplicates_in_batch;
+  refused_by_database += o.refused_by_database;
+  attempts += o.attempts;
+  transactions += o.transactions;
+  settled_from_ledger += o.settled_from_ledger;
+  return *this;
+}
+
+writer::writer(writer_options options)
+    : options_(std::move(options)),
+      backoff_(options_.backoff_base, options_.backoff_cap),
+      rng_(std::random_device{}()) {}
+
+writer::~writer() = default;
+
+void writer::drop_connection() noexcept {
+  try {
+    conn_.reset();
+  } catch (...) {
+  }
+}
+
+void writer::connect() { prepare_session(); }
+
+void writer::prepare_session() {
+  if (conn_) return;
+  auto conn = connect_primary(options_.dsn, options_.application_name);
+  {
+    pqxx::nontransaction tx(*conn);
+    // Session-local staging tables: no WAL, no indexes, emptied at every commit.
+    tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + stage_communications +
+            " ON COMMIT DELETE ROWS AS SELECT " + communication_columns + " FROM communications WITH NO DATA");
+    tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + stage_touchpoints + " ON COMMIT DELETE ROWS AS SELECT " +
+            touchpoint_columns + " FROM customer_touchpoints WITH NO DATA");
+    tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + stage_rejections +
+            " (received_at timestamptz, source text, reason text, raw text, raw_bytes bytea) ON COMMIT DELETE ROWS");
+  }
+  // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
+  // unique index, and metric rows are locked in key order too.
+  conn->prepare("crm_insert_communications",
+                std::string("WITH ins AS (INSERT INTO communications (") + communication_columns + ") SELECT " +
+                    communication_columns + " FROM " + stage_communications +
+                    " ORDER BY event_id, occurred_at ON CONFLICT DO NOTHING"
+                    " RETURNING occurred_at, campaign_id, channel, status),"
+                    " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
+                    " count(*) AS n FROM ins GROUP BY 1, 2, 3, 4),"
+                    " bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count)"
+                    " SELECT day, campaign_id, channel, status, n FROM agg ORDER BY day, campaign_id, channel, status"
+                    " ON CONFLICT ON CONSTRAINT communication_metrics_key"
+                    " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)"
+                    " SELECT count(*) FROM ins");
+  conn->prepare("crm_insert_touchpoints",
+                std::string("WITH ins AS (INSERT INTO customer_touchpoints (") + touchpoint_columns + ") SELECT " +
+                    touchpoint_columns + " FROM " + stage_touchpoints +
+                    " ORDER BY touchpoint_id, occurred_at ON CONFLICT DO NOTHING RETURNING 1)"
+                    " SELECT count(*) FROM ins");
+  conn->prepare("crm_insert_rejections",
+                std::string("WITH s AS (SELECT md5(convert_to(source, 'UTF8') || '\\x1f'::bytea ||"
+                            " coalesce(raw_bytes, convert_to(raw, 'UTF8')))::uuid AS rejection_id, * FROM ") +
+                    stage_rejections +
+                    "), ins AS (INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, raw_bytes)"
+                    " SELECT DISTINCT ON (rejection_id) rejection_id, received_at, source, reason, raw, raw_bytes"
+                    " FROM s ORDER BY rejection_id ON CONFLICT (rejection_id) DO NOTHING RETURNING 1)"
+                    " SELECT count(*) FROM ins");
+  conn->prepare("crm_ledger",
+                "INSERT INTO ingest_batches (batch_id, source, source_position, communications_in,"
+                " communications_inserted, touchpoints_in, touchpoints_inserted, rejected)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+  conn->prepare("crm_ledger_lookup",
+                "SELECT communications_in, communications_inserted, touchpoints_in, touchpoints_inserted, rejected"
+                " FROM ingest_batches WHERE batch_id = $1");
+  conn_ = std::move(conn);
+  known_months_.clear();
+}
+
+void writer::ensure_month_partitions(const view& v) {
+  std::int32_t last = -1;
+  auto need = [&](transform::timestamp_us t) {
+    std::int32_t m = month_index(t);
+    if (m == last || known_months_.count(m)) return;
+    last = m;
+    pqxx::work tx(*conn_);
+    auto day = month_start(m);
+    tx.exec_params("SELECT crm_ensure_month_partition('communications', $1::date),"
+                   " crm_ensure_month_partition('customer_touchpoints', $1::date)",
+                   day);
+    tx.commit();
+    known_months_.insert(m);
+  };
+  for (const auto& c : v.communications) need(c.occurred_at);
+  for (const auto& t : v.touchpoints) need(t.occurred_at);
+}
+
+void writer::encode(const view& v, batch_result& counts) {
+  comm_rows_.clear();
+  touch_rows_.clear();
+  reject_rows_.clear();
+  counts.communications_in = v.communications.size();
+  counts.touchpoints_in = v.touchpoints.size();
+  counts.rejected_in = v.rejections.size();
+
+  // De-duplicate within the batch (first occurrence wins) and write in key order.
+  auto sorted = [&](auto span, auto key_of) {
+    order_.resize(span.size());
+    for (std::uint32_t i = 0; i < order_.size(); ++i) order_[i] = i;
+    std::sort(order_.begin(), order_.end(), [&](std::uint32_t a, std::uint32_t b) {
+      const auto& ka = key_of(span[a]);
+      const auto& kb = key_of(span[b]);
+      if (ka != kb) return ka < kb;
+      if (span[a].occurred_at != span[b].occurred_at) return span[a].occurred_at < span[b].occurred_at;
+      return a < b;
+    });
+  };
+  sorted(v.communications, [](const transform::communication& c) -> const transform::uuid& { return c.event_id; });
+  for (std::size_t i = 0; i < order_.size(); ++i) {
+    const auto& c = v.communications[order_[i]];
+    if (i > 0) {
+      const auto& p = v.communications[order_[i - 1]];
+      if (same_key(p.event_id, p.occurred_at, c.event_id, c.occurred_at)) {
+        ++counts.duplicates_in_batch;
+        continue;
+      }
+    }
+    comm_rows_.append(c);
+  }
+  sorted(v.touchpoints, [](const transform::touchpoint& t) -> const transform::uuid& { return t.touchpoint_id; });
+  for (std::size_t i = 0; i < order_.size(); ++i) {
+    const auto& t = v.touchpoints[order_[i]];
+    if (i > 0) {
+      const auto& p = v.touchpoints[order_[i - 1]];
+      if (same_key(p.touchpoint_id, p.occurred_at, t.touchpoint_id, t.occurred_at)) {
+        ++counts.duplicates_in_batch;
+        continue;
+      }
+    }
+    touch_rows_.append(t);
+  }
+  for (const auto& r : v.rejections) reject_rows_.append(r);
+}
+
+batch_result writer::commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id) {
+  prepare_session();
+  ensure_month_partitions(v);
+  batch_result r;
+  pqxx::work tx(*conn_);
+  if (!comm_rows_.buffer().empty()) {
+    copy_into(tx, stage_communications, comm_rows_.buffer());
+    r.communications_inserted = tx.exec_prepared("crm_insert_communications")[0][0].as<std::uint64_t>();
+  }
+  if (!touch_rows_.buffer().empty()) {
+    copy_into(tx, stage_touchpoints, touch_rows_.buffer());
+    r.touchpoints_inserted = tx.exec_prepared("crm_insert_touchpoints")[0][0].as<std::uint64_t>();
+  }
+  if (!reject_rows_.buffer().empty()) {
+    copy_into(tx, stage_rejections, reject_rows_.buffer());
+    r.rejected_inserted = tx.exec_prepared("crm_insert_rejections")[0][0].as<std::uint64_t>();
+  }
+  tx.exec_prepared("crm_ledger", transform::to_string(batch_id), info.source, info.position,
+                   static_cast<std::int64_t>(v.communications.size()), static_cast<std::int64_t>(r.communications_inserted),
+                   static_cast<std::int64_t>(v.touchpoints.size()), static_cast<std::int64_t>(r.touchpoints_inserted),
+                   static_cast<std::int64_t>(v.rejections.size()));
+  tx.commit();
+  r.transactions = 1;
+  return r;
+}
+
+bool writer::settle_from_ledger(const transform::uuid& batch_id, batch_result& out) {
+  pqxx::read_transaction tx(*conn_);
+  auto rows = tx.exec_prepared("crm_ledger_lookup", transform::to_string(batch_id));
+  if (rows.empty()) return false;
+  out.communications_inserted = rows[0][1].as<std::uint64_t>();
+  out.touchpoints_inserted = rows[0][3].as<std::uint64_t>();
+  out.rejected_inserted = 0;  // the ledger does not keep it; the rows are there
+  out.transactions = 1;
+  out.settled_from_ledger = 1;
+  return true;
+}
+
+batch_result writer::write(const transform::event_batch& batch, const batch_info& info) {
+  view v{batch.communications, batch.touchpoints, batch.rejections};
+  if (v.communications.empty() && v.touchpoints.empty() && v.rejections.empty()) return {};
+  return write_view(v, info);
+}
+
+batch_result writer::write_view(const view& v, const batch_info& info) {
+  batch_result counts;
+  encode(v, counts);
+  transform::uuid batch_id;
+  std::uint64_t a = rng_(), b = rng_();
+  std::memcpy(batch_id.data(), &a, 8);
+  std::memcpy(batch_id.data() + 8, &b, 8);
+  batch_id[6] = static_cast<std::uint8_t>((batch_id[6] & 0x0F) | 0x40);  // version 4
+  batch_id[8] = static_cast<std::uint8_t>((batch_id[8] & 0x3F) | 0x80);  // RFC 4122 variant
+
+  const auto started = std::chrono::steady_clock::now();
+  // After any failure the batch may have committed (the connection can drop while COMMIT is in
+  // flight): look the batch up in the ledger before replaying it.
+  bool check_ledger = false;
+  for (std::uint64_t attempt = 1;; ++attempt) {
+    try {
+      batch_result r;
+      if (check_ledger) {
+        prepare_session();
+        if (settle_from_ledger(batch_id, r)) {
+          spdlog::warn("An in-doubt commit was found committed in the ledger; not replaying. batch_id={} source={}",
+                       transform::to_string(batch_id), info.source);
+          counts.communications_inserted = r.communications_inserted;
+          counts.touchpoints_inserted = r.touchpoints_inserted;
+          counts.settled_from_ledger = 1;
+          counts.transactions = 1;
+          counts.attempts = attempt;
+          backoff_.reset();
+          return counts;
+        }
+        spdlog::info("The failed batch is not in the ledger, so it did not commit; replaying it. batch_id={}",
+                     transform::to_string(batch_id));
+        check_ledger = false;
+      }
+      r = commit_once(v, info, batch_id);
+      counts.communications_inserted = r.communications_inserted;
+      counts.touchpoints_inserted = r.touchpoints_inserted;
+      counts.rejected_inserted = r.rejected_inserted;
+      counts.transactions = r.transactions;
+      counts.attempts = attempt;
+      backoff_.reset();
+      return counts;
+    } catch (const std::exception& e) {
+      failure f = classify(e);
+      switch (f.kind) {
+        case failure_kind::data:
+          spdlog::warn("The database refused rows of a batch; splitting it. source={} position={} sqlstate={} error={}",
+                       info.source, info.position, f.reason, f.message);
+          return write_split(v, info, f);
+        case failure_kind::fatal:
+          drop_connection();
+          throw write_error("the database refused the batch (" + f.reason + "): " + f.message);
+        case failure_kind::in_doubt:
+        case failure_kind::reconnect: {
+          check_ledger = true;
+          drop_connection();
+          auto waited = std::chrono::steady_clock::now() - started;
+          if (options_.retry_for.count() > 0 && waited > options_.retry_for) {
+            throw write_error("gave up after " + std::to_string(attempt) + " attempts over " +
+                              std::to_string(std::chrono::duration_cast<std::chrono::seconds>(waited).count()) +
+                              " s; last failure (" + f.reason + "): " + f.message);
+          }
+          auto delay = backoff_.next();
+          spdlog::warn("A batch attempt failed; reconnecting and replaying. source={} attempt={} reason={} "
+                       "retry_in_ms={} error={}",
+                       info.source, attempt, f.reason, delay.count(), f.message);
+          std::this_thread::sleep_for(delay);
+          break;
+        }
+      }
+    }
+  }
+}
+
+batch_result writer::write_split(const view& v, const batch_info& info, const failure& why) {
+  const std::size_t nc = v.communications.size(), nt = v.touchpoints.size(), nr = v.rejections.size();
+  const std::size_t n = nc + nt + nr;
+  if (n <= 1) {
+    // One record the database refuses: keep it as a rejection with the database's reason.
+    if (nr == 1) {
+      throw write_error("the database refused a dead-letter record (" + why.reason + "): " + why.message);
+    }
+    copy_encoder row;
+    if (nc == 1) row.append(v.communications[0]);
+    if (nt == 1) row.append(v.touchpoints[0]);
+    std::string raw = row.buffer();
+    if (!raw.empty() && raw.back() == '\n') raw.pop_back();
+    std::string reason = "database refused the row (" + why.reason + "): " + why.message;
+    while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+    std::string source = info.source + " " + info.position;
+    transform::rejection rej;
+    rej.received_at = nc == 1 ? v.communications[0].received_at : v.touchpoints[0].received_at;
+    rej.source = source;
+    rej.reason = reason;
+    rej.raw = raw;
+    batch_info sub{info.source, info.position + " (refused row)"};
+    auto r = write_view(view{{}, {}, std::span<const transform::rejection>(&rej, 1)}, sub);
+    r.communications_in = nc;
+    r.touchpoints_in = nt;
+    r.rejected_in = 0;
+    r.refused_by_database = 1;
+    return r;
+  }
+  // Halve in record order: communications, then touchpoints, then rejections.
+  const std::size_t mid = n / 2;
+  auto take = [](auto span, std::size_t from, std::size_t to) {
+    from = std::min(from, span.size());
+    to = std::min(to, span.size());
+    return span.subspan(from, to - from);
+  };
+  view a{take(v.communications, 0, mid), take(v.touchpoints, 0, mid > nc ? mid - nc : 0),
+         take(v.rejections, 0, mid > nc + nt ? mid - nc - nt : 0)};
+  view b{take(v.communications, mid, nc), take(v.touchpoints, mid > nc ? mid - nc : 0, nt),
+         take(v.rejections, mid > nc + nt ? mid - nc - nt : 0, nr)};
+  batch_result r = write_view(a, batch_info{info.source, info.position + " (part 1)"});
+  r += write_view(b, batch_info{info.source, info.position + " (part 2)"});
+  return r;
+}
+
+}  // namespace crm::sinks::postgres

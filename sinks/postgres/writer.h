@@ -1,0 +1,105 @@
+// PostgreSQL batch writer: one event_batch -> ONE transaction that COPYs into session-local staging
+// tables, inserts with ON CONFLICT DO NOTHING, bumps communication_metrics from the rows really
+// inserted, writes the ledger row, and commits. Replaying a batch inserts nothing and counts nothing.
+//
+// Thread ownership: a writer and its connection belong to one thread. write() blocks that thread
+// while the database is unreachable (capped, jittered backoff), which is how backpressure reaches the
+// stage that feeds it: its bounded queue fills and the producer waits.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "sinks/postgres/connection.h"
+#include "sinks/postgres/copy_encoder.h"
+#include "transform/canonical_event.h"
+
+namespace crm::sinks::postgres {
+
+struct writer_options {
+  std::string dsn;
+  std::string application_name = "crm-ingest writer";
+  std::chrono::milliseconds backoff_base{100};
+  std::chrono::milliseconds backoff_cap{5000};
+  // How long one batch may keep failing for reconnectable reasons before write() gives up.
+  // Zero means "retry for ever" (it still logs every attempt).
+  std::chrono::seconds retry_for{120};
+};
+
+// Where a batch came from; recorded in the ledger.
+struct batch_info {
+  std::string source;    // e.g. "import:/data/events.ndjson"
+  std::string position;  // e.g. "lines 1-20000"
+};
+
+struct batch_result {
+  std::uint64_t communications_in = 0;
+  std::uint64_t communications_inserted = 0;
+  std::uint64_t touchpoints_in = 0;
+  std::uint64_t touchpoints_inserted = 0;
+  std::uint64_t rejected_in = 0;
+  std::uint64_t rejected_inserted = 0;
+  std::uint64_t duplicates_in_batch = 0;  // same id twice in one batch
+  std::uint64_t refused_by_database = 0;  // events turned into rejections after a data error
+  std::uint64_t attempts = 0;
+  std::uint64_t transactions = 0;
+  std::uint64_t settled_from_ledger = 0;  // in-doubt commits found committed
+
+  std::uint64_t events_in() const noexcept { return communications_in + touchpoints_in; }
+  std::uint64_t events_inserted() const noexcept { return communications_inserted + touchpoints_inserted; }
+  batch_result& operator+=(const batch_result& o) noexcept;
+};
+
+class write_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class writer {
+ public:
+  explicit writer(writer_options options);
+  ~writer();
+  writer(const writer&) = delete;
+  writer& operator=(const writer&) = delete;
+
+  // Writes the batch exactly once; throws write_error when the database refuses for good (a fatal
+  // failure, or reconnectable failures for longer than retry_for).
+  batch_result write(const transform::event_batch& batch, const batch_info& info);
+
+  // Connects now (and checks the session is on a primary) instead of on the first write.
+  void connect();
+
+ private:
+  struct view {
+    std::span<const transform::communication> communications;
+    std::span<const transform::touchpoint> touchpoints;
+    std::span<const transform::rejection> rejections;
+  };
+  batch_result write_view(const view& v, const batch_info& info);
+  batch_result write_split(const view& v, const batch_info& info, const failure& why);
+  batch_result commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id);
+  bool settle_from_ledger(const transform::uuid& batch_id, batch_result& out);
+  void prepare_session();
+  void ensure_month_partitions(const view& v);
+  void encode(const view& v, batch_result& counts);
+  void drop_connection() noexcept;
+
+  writer_options options_;
+  std::unique_ptr<pqxx::connection> conn_;
+  backoff backoff_;
+  std::unordered_set<std::int32_t> known_months_;
+  // Reused across batches and retries.
+  copy_encoder comm_rows_, touch_rows_, reject_rows_;
+  std::vector<std::uint32_t> order_;
+  std::mt19937_64 rng_;
+};
+
+}  // namespace crm::sinks::postgres
