@@ -57,7 +57,7 @@ void copy_into(pqxx::dbtransaction& tx, const char* table, const std::string& ro
 }
 
 std::string month_start(std::int32_t month) {
-  char buf[16];
+  char buf[32];
   int y = month / 12, m = month % 12 + 1;
   std::snprintf(buf, sizeof buf, "%04d-%02d-01", y, m);
   return buf;

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Import benchmark: in one run, times `crm-ingest import` of N generated events (staging COPY, in-batch
+# de-duplication, ON CONFLICT insert, metrics, ledger) and a plain `psql \copy` of the very rows it
+# stored, as CSV, into an identical empty schema. Prints both rates and their ratio (import / \copy),
+# the median of --repeat alternating rounds, because this machine is shared and noisy.
+#
+#   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+events=1000000 repeat=3 writers=2 build=$root/build admin_dsn=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --events) events=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    --writers) writers=$2; shift 2 ;;
+    --build) build=$2; shift 2 ;;
+    --dsn) admin_dsn=$2; shift 2 ;;
+    *) sed -n '2,8p' "$0"; exit 2 ;;
+  esac
+done
+exe=$build/ingest/crm-ingest
+gen=$build/bench/gen_events
+[ -x "$exe" ] && [ -x "$gen" ] || { echo "build first: cmake --build $build" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/crm-import-bench.XXXXXX)
+chmod 755 "$work"
+cleanup() {
+  [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+if [ -z "$admin_dsn" ]; then
+  pgdir=$work/pg
+  admin_dsn=$(bash "$root/deploy/local-postgres.sh" start "$pgdir")
+fi
+base=${admin_dsn%/*}
+db() { echo "$base/$1"; }
+recreate() {
+  psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
+  "$exe" --log-level warn migrate --dsn "$(db "$1")" >/dev/null
+}
+
+echo "generating $events events..." >&2
+"$gen" --count "$events" --seed 42 --duplicates 0.01 --invalid 0 > "$work/events.ndjson" 2>"$work/gen.txt"
+cat "$work/gen.txt" >&2
+bytes=$(stat -c %s "$work/events.ndjson")
+
+comm_cols="event_id, occurred_at, received_at, lead_id, channel, direction, status, provider, provider_message_id, provider_event_id, email, phone, campaign_id, ab_test_id, variant, url, error_code, error_reason, metadata, tenant_id"
+touch_cols="touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id"
+
+now() { date +%s.%N; }
+imports=() copies=()
+for round in $(seq 1 "$repeat"); do
+  recreate bench_import
+  t0=$(now)
+  "$exe" --log-level warn import --no-progress --writers "$writers" --summary json --dsn "$(db bench_import)" \
+    "$work/events.ndjson" > "$work/import.json"
+  t1=$(now)
+  rows=$(psql "$(db bench_import)" -qAtc "SELECT (SELECT count(*) FROM communications) + (SELECT count(*) FROM customer_touchpoints)")
+  if [ "$round" = 1 ]; then
+    psql "$(db bench_import)" -qc "\\copy communications ($comm_cols) TO '$work/comm.csv' CSV"
+    psql "$(db bench_import)" -qc "\\copy customer_touchpoints ($touch_cols) TO '$work/touch.csv' CSV"
+  fi
+  recreate bench_copy
+  t2=$(now)
+  psql "$(db bench_copy)" -qc "\\copy communications ($comm_cols) FROM '$work/comm.csv' CSV" \
+                          -c "\\copy customer_touchpoints ($touch_cols) FROM '$work/touch.csv' CSV"
+  t3=$(now)
+  ti=$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}"); tc=$(awk -v a="$t2" -v b="$t3" "BEGIN{print b-a}")
+  imports+=("$ti"); copies+=("$tc")
+  printf 'round %d: import %.2f s (%s), psql \\copy %.2f s, %d rows stored\n' "$round" "$ti" "$(cat "$work/import.json")" "$tc" "$rows" >&2
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+mi=$(median "${imports[@]}"); mc=$(median "${copies[@]}")
+awk -v n="$events" -v rows="$rows" -v bytes="$bytes" -v ti="$mi" -v tc="$mc" -v w="$writers" 'BEGIN {
+  printf "crm-ingest import : %d records (%.0f MB NDJSON) in %.2f s = %.0f records/s (%d writers, median)\n", n, bytes/1e6, ti, n/ti, w
+  printf "psql \\copy (CSV)  : %d rows in %.2f s = %.0f rows/s (median)\n", rows, tc, rows/tc
+  printf "ratio import/copy : %.2f (rows stored per second, import over \\copy)\n", (rows/ti)/(rows/tc)
+}'

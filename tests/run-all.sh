@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages, builds everything with warnings as errors and runs every test (unit,
+# integration against a private PostgreSQL that ctest starts and stops itself). ctest's summary is the
+# last thing printed. CRM_SANITIZE=1 builds and tests under AddressSanitizer + UBSan instead.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bash "$root/deploy/install-deps.sh"
+if [ "${CRM_SANITIZE:-0}" = 1 ]; then
+  build=${BUILD_DIR:-$root/build-asan}
+  flags=(-DCMAKE_BUILD_TYPE=Debug -DCRM_INGEST_SANITIZE=ON)
+else
+  build=${BUILD_DIR:-$root/build}
+  flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+fi
+cmake -S "$root" -B "$build" -G Ninja -DCRM_INGEST_WERROR=ON "${flags[@]}" >/dev/null
+cmake --build "$build"
+# A stale server from an interrupted run would hold the fixture's directory.
+bash "$root/deploy/local-postgres.sh" stop "$build/test-postgres" >/dev/null 2>&1 || true
+cd "$build"
+exec ctest --output-on-failure -j2 --timeout 600
