@@ -58,8 +58,8 @@ for round in $(seq 1 "$repeat"); do
   t1=$(now)
   rows=$(psql "$(db bench_import)" -qAtc "SELECT (SELECT count(*) FROM communications) + (SELECT count(*) FROM customer_touchpoints)")
   if [ "$round" = 1 ]; then
-    psql "$(db bench_import)" -qc "\\copy communications ($comm_cols) TO '$work/comm.csv' CSV"
-    psql "$(db bench_import)" -qc "\\copy customer_touchpoints ($touch_cols) TO '$work/touch.csv' CSV"
+    psql "$(db bench_import)" -qc "\\copy (SELECT $comm_cols FROM communications) TO '$work/comm.csv' CSV"
+    psql "$(db bench_import)" -qc "\\copy (SELECT $touch_cols FROM customer_touchpoints) TO '$work/touch.csv' CSV"
   fi
   recreate bench_copy
   t2=$(now)

@@ -1,6 +1,5 @@
 #include "sinks/postgres/copy_encoder.h"
 
-#include <charconv>
 #include <cstring>
 
 namespace crm::sinks::postgres {
@@ -14,6 +13,21 @@ const char* const touchpoint_columns =
     "utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, "
     "is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id";
 const char* const rejection_columns = "received_at, source, reason, raw, raw_bytes";
+
+const char* const communication_stage_definition =
+    "event_id uuid, occurred_at timestamptz, received_at timestamptz, lead_id bigint, channel text, direction text, "
+    "status text, provider text, provider_message_id text, provider_event_id text, email text, phone text, "
+    "campaign_id bigint, ab_test_id text, variant text, url text, error_code text, error_reason text, metadata jsonb, "
+    "tenant_id text";
+// conversion_value travels as float8 (binary numeric is awkward); the insert casts it to numeric.
+const char* const touchpoint_stage_definition =
+    "touchpoint_id uuid, occurred_at timestamptz, received_at timestamptz, lead_id bigint, anonymous_id text, "
+    "message_id text, touch_type text, utm_source text, utm_medium text, utm_campaign text, utm_term text, "
+    "utm_content text, gclid text, fbclid text, msclkid text, landing_url text, referrer text, channel_group text, "
+    "campaign_id bigint, is_conversion boolean, conversion_type text, conversion_value float8, currency text, "
+    "ab_test_id text, variant text, metadata jsonb, tenant_id text";
+const char* const rejection_stage_definition =
+    "received_at timestamptz, source text, reason text, raw text, raw_bytes bytea";
 
 namespace {
 
@@ -89,43 +103,108 @@ std::int32_t month_index(transform::timestamp_us us) noexcept {
   return static_cast<std::int32_t>(y * 12 + (m - 1));
 }
 
-void copy_encoder::text(std::string_view s) {
-  if (s.empty()) {
-    null();
-    return;
-  }
-  // Fast path: copy runs of bytes that need no escaping.
-  const char* p = s.data();
-  const char* end = p + s.size();
-  const char* run = p;
-  for (; p != end; ++p) {
-    char c = *p;
-    char esc;
-    switch (c) {
-      case '\\': esc = '\\'; break;
-      case '\t': esc = 't'; break;
-      case '\n': esc = 'n'; break;
-      case '\r': esc = 'r'; break;
-      default: continue;
-    }
-    out_.append(run, static_cast<std::size_t>(p - run));
-    out_.push_back('\\');
-    out_.push_back(esc);
-    run = p + 1;
-  }
-  out_.append(run, static_cast<std::size_t>(end - run));
+namespace {
+
+constexpr char copy_signature[] = "PGCOPY\n\377\r\n";  // 11 bytes with the NUL
+// PostgreSQL timestamps count microseconds from 2000-01-01.
+constexpr std::int64_t pg_epoch_offset_us = 946684800LL * 1000000;
+
+}  // namespace
+
+void copy_encoder::put16(std::uint16_t v) {
+  char b[2] = {static_cast<char>(v >> 8), static_cast<char>(v)};
+  out_.append(b, 2);
 }
 
-void copy_encoder::utf8_lossy(std::string_view s, bool& was_lossy) {
-  // Re-encode as valid UTF-8 without NUL, replacing each offending byte with U+FFFD, then escape.
-  std::string clean;
+void copy_encoder::put32(std::uint32_t v) {
+  char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+  out_.append(b, 4);
+}
+
+void copy_encoder::put64(std::uint64_t v) {
+  char b[8];
+  for (int i = 7; i >= 0; --i) {
+    b[i] = static_cast<char>(v);
+    v >>= 8;
+  }
+  out_.append(b, 8);
+}
+
+void copy_encoder::begin_row(std::int16_t fields) {
+  if (rows_ == 0 && out_.empty()) {
+    out_.append(copy_signature, 11);
+    put32(0);  // flags
+    put32(0);  // header extension length
+  }
+  ++rows_;
+  put16(static_cast<std::uint16_t>(fields));
+}
+
+const std::string& copy_encoder::finish() {
+  if (rows_ > 0 && !finished_) {
+    put16(0xFFFF);  // trailer
+    finished_ = true;
+  }
+  return out_;
+}
+
+void copy_encoder::null() { put32(0xFFFFFFFFu); }
+
+void copy_encoder::text(std::string_view s) {
+  if (s.empty()) return null();
+  put32(static_cast<std::uint32_t>(s.size()));
+  out_.append(s);
+}
+
+void copy_encoder::jsonb(std::string_view s) {
+  if (s.empty()) return null();
+  put32(static_cast<std::uint32_t>(s.size() + 1));
+  out_.push_back('\1');  // jsonb binary format version
+  out_.append(s);
+}
+
+void copy_encoder::bytea(std::string_view s) {
+  put32(static_cast<std::uint32_t>(s.size()));
+  out_.append(s);
+}
+
+void copy_encoder::int8(std::int64_t v) {
+  put32(8);
+  put64(static_cast<std::uint64_t>(v));
+}
+
+void copy_encoder::float8(double v) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &v, 8);
+  put32(8);
+  put64(bits);
+}
+
+void copy_encoder::boolean(bool v) {
+  put32(1);
+  out_.push_back(v ? '\1' : '\0');
+}
+
+void copy_encoder::timestamp(transform::timestamp_us us) {
+  put32(8);
+  put64(static_cast<std::uint64_t>(us - pg_epoch_offset_us));
+}
+
+void copy_encoder::uuid(const transform::uuid& u) {
+  put32(16);
+  out_.append(reinterpret_cast<const char*>(u.data()), 16);
+}
+
+bool to_valid_utf8(std::string_view s, std::string& clean) {
+  clean.clear();
   clean.reserve(s.size());
   const auto* b = reinterpret_cast<const unsigned char*>(s.data());
-  std::size_t n = s.size(), i = 0;
-  was_lossy = false;
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  bool lossy = false;
   auto bad = [&] {
     clean.append("\xEF\xBF\xBD");
-    was_lossy = true;
+    lossy = true;
     ++i;
   };
   while (i < n) {
@@ -143,7 +222,7 @@ void copy_encoder::utf8_lossy(std::string_view s, bool& was_lossy) {
       }
       bool ok = true;
       for (std::size_t k = 1; k < len; ++k) ok = ok && (b[i + k] & 0xC0) == 0x80;
-      // Overlongs, surrogates and > U+10FFFF.
+      // Overlong forms, surrogates and code points above U+10FFFF.
       if (ok && c == 0xE0 && b[i + 1] < 0xA0) ok = false;
       if (ok && c == 0xED && b[i + 1] > 0x9F) ok = false;
       if (ok && c == 0xF0 && b[i + 1] < 0x90) ok = false;
@@ -156,121 +235,86 @@ void copy_encoder::utf8_lossy(std::string_view s, bool& was_lossy) {
       i += len;
     }
   }
-  if (clean.empty()) {
-    out_.append("");  // an empty raw record is still a record: '' not NULL
-    return;
-  }
-  text(clean);
-}
-
-void copy_encoder::bytea_hex(std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
-  out_.append("\\\\x");  // COPY text escapes the backslash of bytea's \x prefix
-  for (unsigned char c : s) {
-    out_.push_back(hex[c >> 4]);
-    out_.push_back(hex[c & 15]);
-  }
-}
-
-void copy_encoder::id(std::int64_t v) {
-  if (v == 0) {
-    null();
-    return;
-  }
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out_.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
-void copy_encoder::timestamp(transform::timestamp_us us) {
-  char buf[32];
-  out_.append(buf, format_timestamp(us, buf));
-}
-
-void copy_encoder::uuid(const transform::uuid& u) {
-  char buf[36];
-  transform::format_uuid(u, buf);
-  out_.append(buf, 36);
+  return lossy;
 }
 
 void copy_encoder::append(const transform::communication& c) {
-  uuid(c.event_id); tab();
-  timestamp(c.occurred_at); tab();
-  timestamp(c.received_at); tab();
-  id(c.lead_id); tab();
-  out_.append(transform::to_string(c.channel_)); tab();
-  out_.append(transform::to_string(c.direction_)); tab();
-  out_.append(transform::to_string(c.status)); tab();
-  text(c.provider); tab();
-  text(c.provider_message_id); tab();
-  text(c.provider_event_id); tab();
-  text(c.email); tab();
-  text(c.phone); tab();
-  id(c.campaign_id); tab();
-  text(c.ab_test_id); tab();
-  text(c.variant); tab();
-  text(c.url); tab();
-  text(c.error_code); tab();
-  text(c.error_reason); tab();
-  text(c.metadata); tab();
+  begin_row(20);
+  uuid(c.event_id);
+  timestamp(c.occurred_at);
+  timestamp(c.received_at);
+  id(c.lead_id);
+  text(transform::to_string(c.channel_));
+  text(transform::to_string(c.direction_));
+  text(transform::to_string(c.status));
+  text(c.provider);
+  text(c.provider_message_id);
+  text(c.provider_event_id);
+  text(c.email);
+  text(c.phone);
+  id(c.campaign_id);
+  text(c.ab_test_id);
+  text(c.variant);
+  text(c.url);
+  text(c.error_code);
+  text(c.error_reason);
+  jsonb(c.metadata);
   text(c.tenant_id);
-  end_row();
 }
 
 void copy_encoder::append(const transform::touchpoint& t) {
-  uuid(t.touchpoint_id); tab();
-  timestamp(t.occurred_at); tab();
-  timestamp(t.received_at); tab();
-  id(t.lead_id); tab();
-  text(t.anonymous_id); tab();
-  text(t.message_id); tab();
-  out_.append(transform::to_string(t.type)); tab();
-  text(t.utm_source); tab();
-  text(t.utm_medium); tab();
-  text(t.utm_campaign); tab();
-  text(t.utm_term); tab();
-  text(t.utm_content); tab();
-  text(t.gclid); tab();
-  text(t.fbclid); tab();
-  text(t.msclkid); tab();
-  text(t.landing_url); tab();
-  text(t.referrer); tab();
-  out_.append(transform::to_string(t.group)); tab();
-  id(t.campaign_id); tab();
-  out_.append(t.is_conversion ? "t" : "f"); tab();
-  text(t.conversion_type); tab();
+  begin_row(27);
+  uuid(t.touchpoint_id);
+  timestamp(t.occurred_at);
+  timestamp(t.received_at);
+  id(t.lead_id);
+  text(t.anonymous_id);
+  text(t.message_id);
+  text(transform::to_string(t.type));
+  text(t.utm_source);
+  text(t.utm_medium);
+  text(t.utm_campaign);
+  text(t.utm_term);
+  text(t.utm_content);
+  text(t.gclid);
+  text(t.fbclid);
+  text(t.msclkid);
+  text(t.landing_url);
+  text(t.referrer);
+  text(transform::to_string(t.group));
+  id(t.campaign_id);
+  boolean(t.is_conversion);
+  text(t.conversion_type);
   if (t.has_conversion_value) {
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, t.conversion_value, std::chars_format::fixed, 6);
-    if (r.ec == std::errc()) {
-      out_.append(buf, static_cast<std::size_t>(r.ptr - buf));
-    } else {
-      null();
-    }
+    float8(t.conversion_value);
   } else {
     null();
   }
-  tab();
-  text(t.currency); tab();
-  text(t.ab_test_id); tab();
-  text(t.variant); tab();
-  text(t.metadata); tab();
+  text(t.currency);
+  text(t.ab_test_id);
+  text(t.variant);
+  jsonb(t.metadata);
   text(t.tenant_id);
-  end_row();
 }
 
 void copy_encoder::append(const transform::rejection& r) {
-  timestamp(r.received_at); tab();
-  text(r.source.empty() ? std::string_view("unknown") : r.source); tab();
-  text(r.reason.empty() ? std::string_view("rejected") : r.reason); tab();
-  bool lossy = false;
-  utf8_lossy(r.raw, lossy); tab();
+  begin_row(5);
+  timestamp(r.received_at);
+  std::string clean;
+  // Source and reason may quote file names or values that are not UTF-8.
+  to_valid_utf8(r.source.empty() ? std::string_view("unknown") : r.source, clean);
+  text(clean);
+  to_valid_utf8(r.reason.empty() ? std::string_view("rejected") : r.reason, clean);
+  text(clean);
+  bool lossy = to_valid_utf8(r.raw, clean);
+  // An empty record is still a record: '' rather than NULL.
+  put32(static_cast<std::uint32_t>(clean.size()));
+  out_.append(clean);
   if (lossy) {
-    bytea_hex(r.raw);
+    bytea(r.raw);  // the exact bytes, which raw could not show
   } else {
     null();
   }
-  end_row();
 }
 
 }  // namespace crm::sinks::postgres

@@ -1,5 +1,7 @@
 #include "sinks/postgres/writer.h"
 
+#include "sinks/postgres/row_json.h"
+
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -30,10 +32,10 @@ struct raw_connection_access : pqxx::largeobject {
   throw pqxx::sql_error(msg, query, sqlstate.empty() ? nullptr : sqlstate.c_str());
 }
 
-// Runs `COPY table FROM STDIN` inside `tx` and streams `rows` (COPY text format) in large messages.
+// Runs a binary `COPY table FROM STDIN` inside `tx` and streams `rows` in large messages.
 void copy_into(pqxx::dbtransaction& tx, const char* table, const std::string& rows) {
   PGconn* conn = raw_connection_access::of(tx);
-  const std::string query = std::string("COPY ") + table + " FROM STDIN";
+  const std::string query = std::string("COPY ") + table + " FROM STDIN (FORMAT binary)";
   PGresult* res = PQexec(conn, query.c_str());
   if (!res || PQresultStatus(res) != PGRES_COPY_IN) throw_from_result(conn, res, query);
   PQclear(res);
@@ -107,19 +109,20 @@ void writer::prepare_session() {
   {
     pqxx::nontransaction tx(*conn);
     // Session-local staging tables: no WAL, no indexes, emptied at every commit.
-    tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + stage_communications +
-            " ON COMMIT DELETE ROWS AS SELECT " + communication_columns + " FROM communications WITH NO DATA");
-    tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + stage_touchpoints + " ON COMMIT DELETE ROWS AS SELECT " +
-            touchpoint_columns + " FROM customer_touchpoints WITH NO DATA");
-    tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + stage_rejections +
-            " (received_at timestamptz, source text, reason text, raw text, raw_bytes bytea) ON COMMIT DELETE ROWS");
+    for (auto [table, definition] : {std::pair{stage_communications, communication_stage_definition},
+                                     std::pair{stage_touchpoints, touchpoint_stage_definition},
+                                     std::pair{stage_rejections, rejection_stage_definition}}) {
+      tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + table + " (" + definition + ") ON COMMIT DELETE ROWS");
+    }
   }
   // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
-  // unique index, and metric rows are locked in key order too.
+  // unique index, and metric rows are locked in key order too. encode() writes the staging rows
+  // sorted by key, and a scan of a fresh temporary table returns them in insertion order (temporary
+  // tables live in local buffers: no synchronized or parallel scans), so no ORDER BY is needed.
   conn->prepare("crm_insert_communications",
                 std::string("WITH ins AS (INSERT INTO communications (") + communication_columns + ") SELECT " +
                     communication_columns + " FROM " + stage_communications +
-                    " ORDER BY event_id, occurred_at ON CONFLICT DO NOTHING"
+                    " ON CONFLICT DO NOTHING"
                     " RETURNING occurred_at, campaign_id, channel, status),"
                     " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
                     " count(*) AS n FROM ins GROUP BY 1, 2, 3, 4),"
@@ -131,7 +134,7 @@ void writer::prepare_session() {
   conn->prepare("crm_insert_touchpoints",
                 std::string("WITH ins AS (INSERT INTO customer_touchpoints (") + touchpoint_columns + ") SELECT " +
                     touchpoint_columns + " FROM " + stage_touchpoints +
-                    " ORDER BY touchpoint_id, occurred_at ON CONFLICT DO NOTHING RETURNING 1)"
+                    " ON CONFLICT DO NOTHING RETURNING 1)"
                     " SELECT count(*) FROM ins");
   conn->prepare("crm_insert_rejections",
                 std::string("WITH s AS (SELECT md5(convert_to(source, 'UTF8') || '\\x1f'::bytea ||"
@@ -222,16 +225,16 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   ensure_month_partitions(v);
   batch_result r;
   pqxx::work tx(*conn_);
-  if (!comm_rows_.buffer().empty()) {
-    copy_into(tx, stage_communications, comm_rows_.buffer());
+  if (!comm_rows_.empty()) {
+    copy_into(tx, stage_communications, comm_rows_.finish());
     r.communications_inserted = tx.exec_prepared("crm_insert_communications")[0][0].as<std::uint64_t>();
   }
-  if (!touch_rows_.buffer().empty()) {
-    copy_into(tx, stage_touchpoints, touch_rows_.buffer());
+  if (!touch_rows_.empty()) {
+    copy_into(tx, stage_touchpoints, touch_rows_.finish());
     r.touchpoints_inserted = tx.exec_prepared("crm_insert_touchpoints")[0][0].as<std::uint64_t>();
   }
-  if (!reject_rows_.buffer().empty()) {
-    copy_into(tx, stage_rejections, reject_rows_.buffer());
+  if (!reject_rows_.empty()) {
+    copy_into(tx, stage_rejections, reject_rows_.finish());
     r.rejected_inserted = tx.exec_prepared("crm_insert_rejections")[0][0].as<std::uint64_t>();
   }
   tx.exec_prepared("crm_ledger", transform::to_string(batch_id), info.source, info.position,
@@ -343,11 +346,7 @@ batch_result writer::write_split(const view& v, const batch_info& info, const fa
     if (nr == 1) {
       throw write_error("the database refused a dead-letter record (" + why.reason + "): " + why.message);
     }
-    copy_encoder row;
-    if (nc == 1) row.append(v.communications[0]);
-    if (nt == 1) row.append(v.touchpoints[0]);
-    std::string raw = row.buffer();
-    if (!raw.empty() && raw.back() == '\n') raw.pop_back();
+    std::string raw = nc == 1 ? to_canonical_json(v.communications[0]) : to_canonical_json(v.touchpoints[0]);
     std::string reason = "database refused the row (" + why.reason + "): " + why.message;
     while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
     std::string source = info.source + " " + info.position;

@@ -1,0 +1,15 @@
+// Renders a normalized record back as a canonical JSON object (../shared/spec/canonical-events.md),
+// for the dead-letter table when the database refuses a row: the text a person can read and a later
+// `rejected replay` can ingest again.
+#pragma once
+
+#include <string>
+
+#include "transform/canonical_event.h"
+
+namespace crm::sinks::postgres {
+
+std::string to_canonical_json(const transform::communication& c);
+std::string to_canonical_json(const transform::touchpoint& t);
+
+}  // namespace crm::sinks::postgres
