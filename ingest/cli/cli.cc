@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ingest/cli/database_target.h"
+#include "ingest/config/settings.h"
 #include "ingest/embedded_postgres.h"
 #include "ingest/import/import_pipeline.h"
 #include "sinks/postgres/migrations.h"
@@ -209,6 +210,25 @@ int run(int argc, char** argv) {
       if (!out.empty()) std::cout << out << "\n";
     });
   }
+
+  // config
+  auto* config_cmd = app.add_subcommand("config", "Check or print the TOML configuration of `serve`");
+  config_cmd->require_subcommand(1);
+  std::string config_file;
+  auto* check_cmd = config_cmd->add_subcommand(
+      "check", "Validate a configuration file (and the CRM_INGEST_* environment) and explain every mistake");
+  check_cmd->add_option("file", config_file, "The TOML file")->required();
+  check_cmd->callback([&] {
+    try {
+      auto cfg = config::settings::load(config_file);
+      std::cout << "configuration is valid; effective settings:\n" << cfg.describe();
+    } catch (const config::config_error& e) {
+      std::cerr << e.what() << "\n";
+      exit_code = exit_usage;
+    }
+  });
+  config_cmd->add_subcommand("reference", "Print every setting with its description, default, bounds and variable")
+      ->callback([] { std::cout << config::reference_toml(); });
 
   try {
     app.parse(argc, argv);

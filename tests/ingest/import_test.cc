@@ -19,8 +19,8 @@ struct run_result {
   std::string output;  // stdout + stderr
 };
 
-run_result run(const std::string& args) {
-  std::string cmd = std::string(CRM_INGEST_EXE) + " " + args + " 2>&1";
+run_result shell(const std::string& cmd_line, bool merge_stderr = true) {
+  std::string cmd = cmd_line + (merge_stderr ? " 2>&1" : "");
   FILE* p = popen(cmd.c_str(), "r");
   std::string out;
   std::array<char, 4096> buf;
@@ -29,6 +29,8 @@ run_result run(const std::string& args) {
   int status = pclose(p);
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
+
+run_result run(const std::string& args) { return shell(std::string(CRM_INGEST_EXE) + " " + args); }
 
 std::string sample() { return std::string(CRM_SOURCE_DIR) + "/deploy/sample/events.ndjson"; }
 
@@ -59,17 +61,17 @@ TEST(Import, SampleTwiceGivesTheSameRowsAndMetrics) {
   const auto touches = q(dsn, "SELECT count(*) FROM customer_touchpoints");
   const auto rejected = q(dsn, "SELECT count(*) FROM rejected_events");
   const auto metric_sum = q(dsn, "SELECT sum(event_count) FROM communication_metrics");
-  EXPECT_EQ(comms, 11);
+  EXPECT_EQ(comms, 12);
   EXPECT_EQ(touches, 8);
   EXPECT_EQ(rejected, 8);
   EXPECT_EQ(metric_sum, comms);
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
   EXPECT_NE(first.output.find("read 29 records"), std::string::npos) << first.output;
-  EXPECT_NE(first.output.find("19 inserted, 1 duplicates, 8 rejected"), std::string::npos) << first.output;
+  EXPECT_NE(first.output.find("20 inserted, 1 duplicates, 8 rejected"), std::string::npos) << first.output;
 
   auto second = run("import --no-progress --dsn '" + dsn + "' " + sample());
   ASSERT_EQ(second.exit_code, 0) << second.output;
-  EXPECT_NE(second.output.find("0 inserted, 20 duplicates, 8 rejected"), std::string::npos) << second.output;
+  EXPECT_NE(second.output.find("0 inserted, 21 duplicates, 8 rejected"), std::string::npos) << second.output;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), comms);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM customer_touchpoints"), touches);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), rejected);
@@ -131,7 +133,7 @@ TEST(Import, UnreadableFileFailsTheRunButTheOthersAreImported) {
   auto r = run("import --no-progress --dsn '" + dsn + "' /nonexistent/events.ndjson " + sample());
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("cannot open /nonexistent/events.ndjson"), std::string::npos) << r.output;
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 11);
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 12);
 }
 
 TEST(Import, TruncatedGzipIsAnError) {
@@ -167,7 +169,9 @@ TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
   auto dsn = crm_test::fresh_database("t_import_generated");
   auto dir = temp_dir("gen");
   auto path = (dir / "gen.ndjson").string();
-  auto gen = run(std::string(GEN_EVENTS_EXE) + " --count 60000 --seed 7 --duplicates 0.05 --invalid 0.02 > " + path);
+  auto gen = shell(std::string(GEN_EVENTS_EXE) + " --count 60000 --seed 7 --duplicates 0.05 --invalid 0.02 2>&1 > " +
+                       path,
+                   false);
   ASSERT_EQ(gen.exit_code, 0) << gen.output;
   auto unique_pos = gen.output.find("records, ");
   ASSERT_NE(unique_pos, std::string::npos) << gen.output;

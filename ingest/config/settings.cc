@@ -1,0 +1,308 @@
+#include "ingest/config/settings.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace crm::ingest::config {
+
+namespace {
+
+using T = setting_type;
+constexpr std::int64_t KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
+
+const std::vector<setting> registry = {
+    {"http", "listen", T::string, "127.0.0.1:8080", 0, 0, "Address and port of the HTTP listener (host:port)."},
+    {"http", "io_threads", T::integer, "2", 1, 256, "Threads running the HTTP connections (Asio io_context)."},
+    {"http", "public_base_url", T::string, "", 0, 0,
+     "The URL the providers call us at (e.g. https://ingest.example.com), used to verify Twilio signatures behind "
+     "a proxy."},
+    {"http", "body_limit_bytes", T::integer, "4194304", 1 * KiB, 256 * MiB,
+     "Largest request body accepted; a larger one gets 413."},
+    {"http", "header_timeout_ms", T::integer, "5000", 100, 600000,
+     "Time a client has to send the request headers."},
+    {"http", "request_timeout_ms", T::integer, "30000", 100, 600000,
+     "Time a client has to send a whole request; slow clients are cut off."},
+    {"http", "idle_timeout_ms", T::integer, "60000", 100, 3600000, "A keep-alive connection idle this long is closed."},
+    {"http", "max_connections", T::integer, "10000", 1, 1000000,
+     "Open connections beyond this are refused at accept."},
+    {"postgres", "dsn", T::secret, "", 0, 0,
+     "PostgreSQL connection string (libpq URI or key=value); empty = the embedded private PostgreSQL."},
+    {"postgres", "writers", T::integer, "2", 1, 64, "Writer connections draining the local log into PostgreSQL."},
+    {"postgres", "batch_rows", T::integer, "20000", 1, 10000000, "Most records per batch (one transaction each)."},
+    {"postgres", "batch_bytes", T::integer, "16777216", 1 * KiB, 1 * GiB, "Most normalized bytes per batch."},
+    {"postgres", "linger_ms", T::integer, "50", 0, 60000,
+     "Longest time a record waits for its batch to fill before the batch is written anyway."},
+    {"postgres", "retry_for_s", T::integer, "0", 0, 604800,
+     "How long a batch keeps retrying while the database is unreachable; 0 = for ever (logged and counted)."},
+    {"postgres", "months_back", T::integer, "3", 0, 120, "Monthly partitions kept ready before the current month."},
+    {"postgres", "months_ahead", T::integer, "3", 0, 120, "Monthly partitions created ahead of the current month."},
+    {"log", "dir", T::string, "", 0, 0,
+     "Directory of the durable local log; empty = log/ beside the embedded database's data directory."},
+    {"log", "segment_bytes", T::integer, "67108864", 1 * MiB, 4 * GiB, "Size of one log segment file."},
+    {"log", "max_bytes", T::integer, "4294967296", 16 * MiB, 1024 * GiB,
+     "Bound of the log on disk; when full, requests get 503 with Retry-After."},
+    {"log", "high_water_percent", T::integer, "90", 1, 100, "Fill level above which /readyz reports not ready."},
+    {"normalize", "default_region", T::string, "US", 0, 0,
+     "Region (ISO 3166 alpha-2) for phone numbers without a country code."},
+    {"normalize", "max_record_bytes", T::integer, "1048576", 256, 64 * MiB, "Largest accepted JSON object."},
+    {"webhooks.sendgrid", "public_key", T::secret, "", 0, 0,
+     "SendGrid Event Webhook verification key (base64 DER); set = signatures required."},
+    {"webhooks.twilio", "auth_token", T::secret, "", 0, 0, "Twilio auth token; set = X-Twilio-Signature required."},
+    {"webhooks.whatsapp", "app_secret", T::secret, "", 0, 0,
+     "Meta app secret; set = X-Hub-Signature-256 required."},
+    {"webhooks.whatsapp", "verify_token", T::secret, "", 0, 0, "Token Meta echoes in the hub.challenge handshake."},
+    {"webhooks.mailgun", "signing_key", T::secret, "", 0, 0, "Mailgun HTTP webhook signing key; set = signatures required."},
+    {"webhooks.postmark", "username", T::secret, "", 0, 0, "Basic-auth user name Postmark sends; set = required."},
+    {"webhooks.postmark", "password", T::secret, "", 0, 0, "Basic-auth password Postmark sends."},
+    {"webhooks.resend", "secret", T::secret, "", 0, 0, "Resend (Svix) signing secret whsec_…; set = signatures required."},
+    {"webhooks.segment", "shared_secret", T::secret, "", 0, 0, "Segment shared secret; set = X-Signature required."},
+};
+
+std::string upper_env(std::string_view s) {
+  std::string out;
+  for (char c : s) out.push_back(c == '.' || c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+  return out;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string suggestion(std::string_view name) {
+  std::string best;
+  std::size_t best_d = 4;
+  for (const auto& s : registry) {
+    auto d = edit_distance(name, s.name());
+    if (d < best_d) {
+      best_d = d;
+      best = s.name();
+    }
+  }
+  return best.empty() ? "" : " (did you mean " + best + "?)";
+}
+
+std::string section_suggestion(std::string_view name) {
+  std::string best;
+  std::size_t best_d = 3;
+  for (const auto& s : registry) {
+    auto d = edit_distance(name, s.section);
+    if (d < best_d) {
+      best_d = d;
+      best = s.section;
+    }
+  }
+  return best.empty() ? "" : " (did you mean [" + best + "]?)";
+}
+
+const setting* find(std::string_view section, std::string_view key) {
+  for (const auto& s : registry) {
+    if (s.section == section && s.key == key) return &s;
+  }
+  return nullptr;
+}
+
+bool is_section(std::string_view name) {
+  return std::any_of(registry.begin(), registry.end(), [&](const setting& s) {
+    return s.section == name || (s.section.size() > name.size() && s.section.substr(0, name.size()) == name &&
+                                 s.section[name.size()] == '.');
+  });
+}
+
+// Checks one textual value against its declaration; returns a problem or "".
+std::string validate(const setting& s, const std::string& text, const std::string& where) {
+  if (s.type == T::integer) {
+    std::int64_t v = 0;
+    std::size_t used = 0;
+    try {
+      v = std::stoll(text, &used);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != text.size()) {
+      return where + ": " + s.name() + " must be an integer, got \"" + text + "\"";
+    }
+    if (v < s.min || v > s.max) {
+      return where + ": " + s.name() + " = " + text + " is outside [" + std::to_string(s.min) + ", " +
+             std::to_string(s.max) + "]";
+    }
+  } else if (s.type == T::boolean) {
+    if (text != "true" && text != "false") return where + ": " + s.name() + " must be true or false";
+  }
+  if (s.section == "http" && s.key == "listen" && text.rfind(':') == std::string::npos) {
+    return where + ": http.listen must be host:port, got \"" + text + "\"";
+  }
+  if (s.section == "normalize" && s.key == "default_region" &&
+      (text.size() != 2 || !std::isupper(static_cast<unsigned char>(text[0])) ||
+       !std::isupper(static_cast<unsigned char>(text[1])))) {
+    return where + ": normalize.default_region must be two upper-case letters (ISO 3166), got \"" + text + "\"";
+  }
+  if (s.section == "webhooks.resend" && s.key == "secret" && !text.empty() && text.rfind("whsec_", 0) != 0) {
+    return where + ": webhooks.resend.secret must start with whsec_";
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string setting::env_name() const { return "CRM_INGEST_" + upper_env(section) + "_" + upper_env(key); }
+
+const std::vector<setting>& all_settings() { return registry; }
+
+const char* process_env(const char* name) { return std::getenv(name); }
+
+config_error::config_error(std::vector<std::string> problems)
+    : std::runtime_error([&] {
+        std::string msg = "invalid configuration:";
+        for (const auto& p : problems) msg += "\n  - " + p;
+        return msg;
+      }()),
+      problems_(std::move(problems)) {}
+
+settings settings::load(const std::string& path, const env_lookup& env) {
+  if (path.empty()) return parse("", "defaults", env);
+  std::ifstream in(path);
+  if (!in) throw config_error(std::vector<std::string>{"cannot read " + path + ": " + std::strerror(errno)});
+  std::string body((std::istreambuf_iterator<char>(in)), {});
+  return parse(body, path, env);
+}
+
+settings settings::parse(std::string_view toml_text, const std::string& origin_name, const env_lookup& env) {
+  settings out;
+  std::vector<std::string> problems;
+  for (const auto& s : registry) out.values_[s.name()] = value{std::string(s.default_value), "default"};
+
+  toml::table parsed;
+  try {
+    parsed = toml::parse(toml_text, origin_name);
+  } catch (const toml::parse_error& err) {
+    throw config_error(std::vector<std::string>{origin_name + ":" + std::to_string(err.source().begin.line) + ":" +
+                                                std::to_string(err.source().begin.column) + ": " +
+                                                std::string(err.description())});
+  }
+
+  // Walk the file: every key must be declared, with the declared type.
+  std::function<void(const toml::table&, const std::string&)> walk = [&](const toml::table& tbl,
+                                                                         const std::string& prefix) {
+    for (const auto& [k, node] : tbl) {
+      std::string key(k.str());
+      std::string full = prefix.empty() ? key : prefix + "." + key;
+      std::string where = origin_name + ":" + std::to_string(node.source().begin.line);
+      if (node.is_table()) {
+        if (!is_section(full)) {
+          problems.push_back(where + ": unknown section [" + full + "]" + section_suggestion(full));
+          continue;
+        }
+        walk(*node.as_table(), full);
+        continue;
+      }
+      const setting* s = find(prefix, key);
+      if (!s) {
+        problems.push_back(where + ": unknown setting " + full + suggestion(full));
+        continue;
+      }
+      std::string text;
+      if (s->type == T::integer) {
+        if (auto v = node.value<std::int64_t>(); v && node.is_integer()) text = std::to_string(*v);
+        else problems.push_back(where + ": " + full + " must be an integer");
+      } else if (s->type == T::boolean) {
+        if (auto v = node.value<bool>()) text = *v ? "true" : "false";
+        else problems.push_back(where + ": " + full + " must be true or false");
+      } else {
+        if (auto v = node.value<std::string>(); v && node.is_string()) text = *v;
+        else problems.push_back(where + ": " + full + " must be a string");
+      }
+      if (text.empty() && s->type != T::string && s->type != T::secret) continue;
+      if (auto p = validate(*s, text, where); !p.empty()) {
+        problems.push_back(p);
+        continue;
+      }
+      out.values_[full] = value{text, where};
+    }
+  };
+  walk(parsed, "");
+
+  // The environment overrides the file.
+  for (const auto& s : registry) {
+    auto name = s.env_name();
+    const char* v = env(name.c_str());
+    if (!v) continue;
+    std::string where = "environment " + name;
+    if (auto p = validate(s, v, where); !p.empty()) {
+      problems.push_back(p);
+      continue;
+    }
+    out.values_[s.name()] = value{v, where};
+  }
+  if (!problems.empty()) throw config_error(std::move(problems));
+  return out;
+}
+
+const std::string& settings::str(std::string_view section, std::string_view key) const {
+  auto it = values_.find(std::string(section) + "." + std::string(key));
+  if (it == values_.end()) throw std::logic_error("undeclared setting " + std::string(section) + "." + std::string(key));
+  return it->second.text;
+}
+
+std::int64_t settings::integer(std::string_view section, std::string_view key) const {
+  return std::stoll(str(section, key));
+}
+
+bool settings::boolean(std::string_view section, std::string_view key) const { return str(section, key) == "true"; }
+
+const std::string& settings::origin(std::string_view section, std::string_view key) const {
+  return values_.find(std::string(section) + "." + std::string(key))->second.origin;
+}
+
+std::string settings::describe() const {
+  std::ostringstream out;
+  std::string_view section;
+  for (const auto& s : registry) {
+    if (s.section != section) {
+      section = s.section;
+      out << "\n[" << section << "]\n";
+    }
+    const auto& v = values_.find(s.name())->second;
+    std::string shown = v.text;
+    if (s.type == T::secret && !shown.empty()) shown = "***";
+    if (s.type == T::integer || s.type == T::boolean) out << s.key << " = " << shown;
+    else out << s.key << " = \"" << shown << "\"";
+    out << "  # " << v.origin << "\n";
+  }
+  return out.str();
+}
+
+std::string reference_toml() {
+  std::ostringstream out;
+  out << "# crm-ingest configuration. Every setting is shown at its default. Each can be overridden by an\n"
+         "# environment variable CRM_INGEST_<SECTION>_<KEY>, shown beside it.\n";
+  std::string_view section;
+  for (const auto& s : registry) {
+    if (s.section != section) {
+      section = s.section;
+      out << "\n[" << section << "]\n";
+    }
+    out << "# " << s.description;
+    if (s.type == T::integer) out << " Range " << s.min << ".." << s.max << ".";
+    out << " (" << s.env_name() << ")\n";
+    if (s.type == T::integer || s.type == T::boolean) out << s.key << " = " << s.default_value << "\n";
+    else out << s.key << " = \"" << s.default_value << "\"\n";
+  }
+  return out.str();
+}
+
+}  // namespace crm::ingest::config
