@@ -3,7 +3,7 @@
 // the sizing harness and the large-file memory check.
 //
 //   gen_events --count 1000000 [--seed 1] [--touchpoints 0.3] [--duplicates 0.02] [--invalid 0.01]
-//              [--months 3] [--phones 0.3]
+//              [--months 3] [--phones 0.3] [--campaigns-per-day 3]
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +19,8 @@ namespace {
 
 constexpr std::string_view statuses[] = {"queued", "sent", "delivered", "opened", "clicked", "bounced", "failed",
                                          "replied", "unsubscribed"};
+// A campaign send: mostly sent/delivered, fewer opens, fewer clicks, a few failures.
+constexpr unsigned status_weights[] = {2, 30, 28, 20, 8, 4, 3, 3, 2};
 constexpr std::string_view channels[] = {"email", "sms", "whatsapp", "voice", "chat", "push"};
 constexpr std::string_view touch_types[] = {"page_view", "ad_click", "email_click", "form_submit", "conversion",
                                             "experiment_exposure"};
@@ -41,6 +43,7 @@ int main(int argc, char** argv) {
   std::uint64_t count = 100000, seed = 1;
   double touch_share = 0.3, dup_share = 0.02, invalid_share = 0.01, phone_share = 0.3;
   int months = 3;
+  int campaigns_per_day = 3;
   app.add_option("--count", count, "Records to write (including duplicates and invalid ones)");
   app.add_option("--seed", seed, "Seed; the same seed writes the same file");
   app.add_option("--touchpoints", touch_share, "Share of touchpoints")->check(CLI::Range(0.0, 1.0));
@@ -49,7 +52,11 @@ int main(int argc, char** argv) {
   app.add_option("--phones", phone_share, "Share of communications on phone channels")->check(CLI::Range(0.0, 1.0));
   app.add_option("--months", months, "Spread occurred_at over this many months back from 2026-11-01")
       ->check(CLI::Range(1, 120));
+  app.add_option("--campaigns-per-day", campaigns_per_day,
+                 "Campaigns sending on one day (campaign sends come in bursts); 0 = any of 50 on any day")
+      ->check(CLI::Range(0, 50));
   CLI11_PARSE(app, argc, argv);
+  std::discrete_distribution<unsigned> status_of(std::begin(status_weights), std::end(status_weights));
 
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(0.0, 1.0);
@@ -77,7 +84,10 @@ int main(int argc, char** argv) {
       ++unique;
       std::int64_t at = end - static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(span));
       std::uint64_t lead = 1 + rng() % 200000;
-      std::uint64_t campaign = 1 + rng() % 50;
+      std::uint64_t campaign =
+          campaigns_per_day == 0
+              ? 1 + rng() % 50
+              : 1 + (static_cast<std::uint64_t>(at / 86400) * 7 + rng() % static_cast<std::uint64_t>(campaigns_per_day)) % 50;
       if (u(rng) < touch_share) {
         auto tt = touch_types[rng() % std::size(touch_types)];
         auto k = rng() % std::size(sources);
@@ -90,7 +100,7 @@ int main(int argc, char** argv) {
       } else {
         bool phone = u(rng) < phone_share;
         auto ch = phone ? channels[1 + rng() % 3] : std::string_view("email");
-        auto st = statuses[rng() % std::size(statuses)];
+        auto st = statuses[status_of(rng)];
         std::string contact = phone ? fmt::format(R"("phone":"+1415{:07}")", 5550000 + rng() % 9999)
                                     : fmt::format(R"("email":"Lead.{}@Example.com")", lead);
         line = fmt::format(

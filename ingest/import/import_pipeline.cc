@@ -16,26 +16,43 @@ namespace crm::ingest {
 
 namespace {
 
+// One writer's part of a batch. The batch goes back to the pool when the last part is written.
 struct work_item {
-  std::unique_ptr<transform::event_batch> batch;
+  std::shared_ptr<transform::event_batch> batch;
+  sinks::postgres::batch_view view;
   sinks::postgres::batch_info info;
 };
 
 class shared_state {
  public:
-  explicit shared_state(std::size_t pool_size) : queue(pool_size), free_batches(pool_size + 1) {
-    for (std::size_t i = 0; i < pool_size + 1; ++i) {
+  shared_state(std::size_t writers, std::size_t queue_batches) : free_batches(queue_batches + 2) {
+    for (std::size_t i = 0; i < writers; ++i) queues.push_back(std::make_unique<bounded_queue<work_item>>(queue_batches));
+    for (std::size_t i = 0; i < queue_batches + 2; ++i) {
       auto b = std::make_unique<transform::event_batch>();
       free_batches.push(b);
     }
   }
 
-  bounded_queue<work_item> queue;                                  // reader -> writers
-  bounded_queue<std::unique_ptr<transform::event_batch>> free_batches;  // writers -> reader (recycling)
+  // Hands out a pooled batch whose deleter returns it to the pool (or frees it once the pool is closed).
+  std::shared_ptr<transform::event_batch> acquire() {
+    std::unique_ptr<transform::event_batch> b;
+    if (!free_batches.pop(b)) return nullptr;
+    b->clear();
+    return std::shared_ptr<transform::event_batch>(b.release(), [this](transform::event_batch* p) {
+      std::unique_ptr<transform::event_batch> owned(p);
+      free_batches.push(owned);  // leaves `owned` set (and frees it) if the pool is closed
+    });
+  }
+
+  void close_queues() {
+    for (auto& q : queues) q->close();
+  }
+
+  std::vector<std::unique_ptr<bounded_queue<work_item>>> queues;     // reader -> writer k
+  bounded_queue<std::unique_ptr<transform::event_batch>> free_batches;  // the batch pool: bounds memory
   std::atomic<bool> abort{false};
-  std::atomic<std::uint64_t> records_read{0}, records_written{0}, bytes_consumed{0}, bytes_done{0};
+  std::atomic<std::uint64_t> records_read{0}, records_written{0}, bytes_done{0};
   std::atomic<std::uint64_t> current_file_consumed{0};
-  std::atomic<int> writers_waiting{0};
 
   std::mutex mu;  // guards everything below
   import_summary summary;
@@ -44,24 +61,36 @@ class shared_state {
 void reader_main(const import_options& opt, shared_state& st) {
   transform::normalizer norm(opt.normalize);
   std::string chunk(opt.read_chunk_bytes, '\0');
-  std::unique_ptr<transform::event_batch> batch;
-  std::uint64_t first_line = 0, last_line = 0;
+  std::shared_ptr<transform::event_batch> batch;
+  std::uint64_t first_line = 0, last_line = 0, batch_number = 0;
   auto batch_started = std::chrono::steady_clock::now();
+  const std::size_t writers = st.queues.size();
 
   auto take_batch = [&]() -> bool {
     if (batch) return true;
-    if (!st.free_batches.pop(batch)) return false;
-    batch->clear();
+    batch = st.acquire();
+    if (!batch) return false;
     first_line = last_line = 0;
     batch_started = std::chrono::steady_clock::now();
     return true;
   };
+  // Splits the batch by event id among the writers and queues the parts (blocking while queues are full).
   auto flush = [&](const std::string& path) -> bool {
     if (!batch || batch->record_count() == 0) return true;
-    work_item item{std::move(batch), {"import:" + path, "lines " + std::to_string(first_line) + "-" +
-                                                            std::to_string(last_line)}};
-    st.records_read += item.batch->record_count();
-    return st.queue.push(item);
+    st.records_read += batch->record_count();
+    auto parts = sinks::postgres::partition_by_key(*batch, writers, batch_number++ % writers);
+    const std::string position = "lines " + std::to_string(first_line) + "-" + std::to_string(last_line);
+    bool ok = true;
+    for (std::size_t w = 0; w < writers && ok; ++w) {
+      if (parts[w].record_count() == 0) continue;
+      work_item item{batch, parts[w],
+                     {"import:" + path, writers > 1 ? position + " part " + std::to_string(w + 1) + "/" +
+                                                          std::to_string(writers)
+                                                    : position}};
+      ok = st.queues[w]->push(item);
+    }
+    batch.reset();
+    return ok;
   };
 
   for (const auto& path : opt.files) {
@@ -124,20 +153,22 @@ void reader_main(const import_options& opt, shared_state& st) {
     st.current_file_consumed = 0;
     if (stopped) break;
   }
-  st.queue.close();
+  batch.reset();
+  st.close_queues();
 }
 
-void writer_main(const import_options& opt, shared_state& st) {
+void writer_main(const import_options& opt, shared_state& st, std::size_t index) {
   sinks::postgres::writer w(opt.writer);
   work_item item;
-  while (st.queue.pop(item)) {
+  auto& queue = *st.queues[index];
+  while (queue.pop(item)) {
     if (st.abort) {
-      st.free_batches.push(item.batch);
+      item.batch.reset();
       continue;  // drain without writing: the import has failed
     }
     try {
-      auto r = w.write(*item.batch, item.info);
-      st.records_written += item.batch->record_count();
+      auto r = w.write(item.view, item.info);
+      st.records_written += item.view.record_count();
       std::lock_guard lock(st.mu);
       st.summary.totals += r;
       ++st.summary.batches;
@@ -151,8 +182,9 @@ void writer_main(const import_options& opt, shared_state& st) {
       }
       st.abort = true;
       st.free_batches.close();  // unblocks the reader if it waits for a batch
+      st.close_queues();        // and if it waits on a full queue
     }
-    if (item.batch) st.free_batches.push(item.batch);
+    item.batch.reset();
   }
 }
 
@@ -163,7 +195,7 @@ import_summary run_import(const import_options& opt,
                           std::chrono::milliseconds progress_interval) {
   const auto started = std::chrono::steady_clock::now();
   const int writers = std::max(1, opt.writers);
-  shared_state st(opt.queue_batches + static_cast<std::size_t>(writers));
+  shared_state st(static_cast<std::size_t>(writers), opt.queue_batches);
 
   std::uint64_t total_bytes = 0;
   for (const auto& f : opt.files) {
@@ -173,7 +205,9 @@ import_summary run_import(const import_options& opt,
 
   std::thread reader([&] { reader_main(opt, st); });
   std::vector<std::thread> pool;
-  for (int i = 0; i < writers; ++i) pool.emplace_back([&] { writer_main(opt, st); });
+  for (int i = 0; i < writers; ++i) {
+    pool.emplace_back([&, i] { writer_main(opt, st, static_cast<std::size_t>(i)); });
+  }
 
   if (on_progress) {
     // Poll until the reader and writers are done.

@@ -1,7 +1,6 @@
 #include "sinks/postgres/connection.h"
 
 #include <algorithm>
-#include <regex>
 
 namespace crm::sinks::postgres {
 
@@ -59,7 +58,7 @@ failure classify(const std::exception& e) {
 std::unique_ptr<pqxx::connection> connect_primary(const std::string& dsn, std::string_view application_name) {
   auto conn = std::make_unique<pqxx::connection>(dsn);
   pqxx::nontransaction tx(*conn);
-  tx.exec("SET application_name = " + tx.quote(std::string(application_name)));
+  tx.exec_params("SELECT set_config('application_name', $1, false)", std::string(application_name));
   // Timestamps are written with an explicit +00 offset; UTC keeps date_trunc and ::date in UTC too.
   tx.exec("SET TIME ZONE 'UTC'");
   auto r = tx.exec("SELECT pg_is_in_recovery()");
@@ -83,12 +82,32 @@ std::chrono::milliseconds backoff::next() {
 
 std::string redact_dsn(std::string_view dsn) {
   std::string s(dsn);
-  // URI form: scheme://user:password@host
-  static const std::regex uri_pw(R"(^([a-z]+://[^:/@]*):[^@]*@)");
-  s = std::regex_replace(s, uri_pw, "$1:***@");
-  // key=value form
-  static const std::regex kv_pw(R"((^|\s)password\s*=\s*('[^']*'|\S+))");
-  s = std::regex_replace(s, kv_pw, "$1password=***");
+  // URI form: scheme://user:password@host...
+  if (auto scheme = s.find("://"); scheme != std::string::npos) {
+    auto at = s.find('@', scheme + 3);
+    auto colon = s.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) s.replace(colon + 1, at - colon - 1, "***");
+  }
+  // key=value form (also in a URI's query string): password=...
+  for (std::size_t pos = 0; (pos = s.find("password", pos)) != std::string::npos;) {
+    std::size_t eq = pos + 8;
+    while (eq < s.size() && s[eq] == ' ') ++eq;
+    if (eq >= s.size() || s[eq] != '=') {
+      pos += 8;
+      continue;
+    }
+    std::size_t start = eq + 1;
+    while (start < s.size() && s[start] == ' ') ++start;
+    std::size_t end = start;
+    if (end < s.size() && s[end] == '\'') {
+      end = s.find('\'', end + 1);
+      end = end == std::string::npos ? s.size() : end + 1;
+    } else {
+      while (end < s.size() && s[end] != ' ' && s[end] != '&') ++end;
+    }
+    s.replace(start, end - start, "***");
+    pos = start + 3;
+  }
   return s;
 }
 

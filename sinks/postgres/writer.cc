@@ -259,9 +259,64 @@ bool writer::settle_from_ledger(const transform::uuid& batch_id, batch_result& o
 }
 
 batch_result writer::write(const transform::event_batch& batch, const batch_info& info) {
-  view v{batch.communications, batch.touchpoints, batch.rejections};
-  if (v.communications.empty() && v.touchpoints.empty() && v.rejections.empty()) return {};
+  return write(view{batch.communications, batch.touchpoints, batch.rejections}, info);
+}
+
+batch_result writer::write(const batch_view& v, const batch_info& info) {
+  if (v.record_count() == 0) return {};
   return write_view(v, info);
+}
+
+std::size_t writer_for(const transform::uuid& id, std::size_t writers) noexcept {
+  if (writers <= 1) return 0;
+  std::uint64_t a, b;
+  std::memcpy(&a, id.data(), 8);
+  std::memcpy(&b, id.data() + 8, 8);
+  // Mix both halves: client-supplied UUIDs (v1, v7) have low-entropy leading bytes.
+  std::uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL;
+  return static_cast<std::size_t>((h >> 32) % writers);
+}
+
+namespace {
+
+// Stable counting sort of `records` by writer; returns the start offset of each writer's run.
+template <typename Record, typename KeyOf>
+std::vector<std::size_t> group_by_writer(std::vector<Record>& records, std::size_t writers, KeyOf key_of) {
+  std::vector<std::size_t> start(writers + 1, 0);
+  if (writers <= 1 || records.empty()) {
+    std::fill(start.begin() + 1, start.end(), records.size());
+    return start;
+  }
+  std::vector<std::uint32_t> bucket(records.size());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    bucket[i] = static_cast<std::uint32_t>(writer_for(key_of(records[i]), writers));
+    ++start[bucket[i] + 1];
+  }
+  for (std::size_t w = 0; w < writers; ++w) start[w + 1] += start[w];
+  std::vector<Record> sorted(records.size());
+  std::vector<std::size_t> next(start.begin(), start.end() - 1);
+  for (std::size_t i = 0; i < records.size(); ++i) sorted[next[bucket[i]]++] = records[i];
+  records.swap(sorted);
+  return start;
+}
+
+}  // namespace
+
+std::vector<batch_view> partition_by_key(transform::event_batch& batch, std::size_t writers, std::size_t rejections_to) {
+  writers = std::max<std::size_t>(1, writers);
+  auto cs = group_by_writer(batch.communications, writers, [](const transform::communication& c) -> const auto& {
+    return c.event_id;
+  });
+  auto ts = group_by_writer(batch.touchpoints, writers, [](const transform::touchpoint& t) -> const auto& {
+    return t.touchpoint_id;
+  });
+  std::vector<batch_view> out(writers);
+  for (std::size_t w = 0; w < writers; ++w) {
+    out[w].communications = std::span<const transform::communication>(batch.communications).subspan(cs[w], cs[w + 1] - cs[w]);
+    out[w].touchpoints = std::span<const transform::touchpoint>(batch.touchpoints).subspan(ts[w], ts[w + 1] - ts[w]);
+  }
+  out[rejections_to % writers].rejections = batch.rejections;
+  return out;
 }
 
 batch_result writer::write_view(const view& v, const batch_info& info) {

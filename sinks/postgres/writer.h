@@ -58,6 +58,27 @@ struct batch_result {
   batch_result& operator+=(const batch_result& o) noexcept;
 };
 
+// A contiguous part of an event_batch (views into its arena): what one writer writes in one transaction.
+struct batch_view {
+  std::span<const transform::communication> communications;
+  std::span<const transform::touchpoint> touchpoints;
+  std::span<const transform::rejection> rejections;
+
+  std::size_t record_count() const noexcept {
+    return communications.size() + touchpoints.size() + rejections.size();
+  }
+};
+
+// Reorders the batch's records so that each event lands with the writer its id hashes to, and returns
+// one view per writer. Routing by id keeps both copies of a duplicate with the same writer, so
+// concurrent writers never wait on each other's uncommitted unique-index entries. Rejections go to
+// writer `rejections_to`.
+std::vector<batch_view> partition_by_key(transform::event_batch& batch, std::size_t writers,
+                                         std::size_t rejections_to = 0);
+
+// Which of `writers` an id belongs to.
+std::size_t writer_for(const transform::uuid& id, std::size_t writers) noexcept;
+
 class write_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -73,16 +94,13 @@ class writer {
   // Writes the batch exactly once; throws write_error when the database refuses for good (a fatal
   // failure, or reconnectable failures for longer than retry_for).
   batch_result write(const transform::event_batch& batch, const batch_info& info);
+  batch_result write(const batch_view& view, const batch_info& info);
 
   // Connects now (and checks the session is on a primary) instead of on the first write.
   void connect();
 
  private:
-  struct view {
-    std::span<const transform::communication> communications;
-    std::span<const transform::touchpoint> touchpoints;
-    std::span<const transform::rejection> rejections;
-  };
+  using view = batch_view;
   batch_result write_view(const view& v, const batch_info& info);
   batch_result write_split(const view& v, const batch_info& info, const failure& why);
   batch_result commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id);

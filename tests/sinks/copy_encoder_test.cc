@@ -86,3 +86,19 @@ TEST(CopyEncoder, InvalidUtf8IsShownReplacedAndKeptExactly) {
 }
 
 }  // namespace
+
+#include "sinks/postgres/connection.h"
+
+namespace {
+
+TEST(RedactDsn, HidesPasswordsInEveryForm) {
+  using crm::sinks::postgres::redact_dsn;
+  EXPECT_EQ(redact_dsn("postgresql://crm:s3cret@db:5432/crm"), "postgresql://crm:***@db:5432/crm");
+  EXPECT_EQ(redact_dsn("host=db user=crm password=s3cret dbname=crm"), "host=db user=crm password=*** dbname=crm");
+  EXPECT_EQ(redact_dsn("host=db password = 'a b c' dbname=crm"), "host=db password = *** dbname=crm");
+  EXPECT_EQ(redact_dsn("postgresql://db/crm?user=crm&password=s3cret&sslmode=require"),
+            "postgresql://db/crm?user=crm&password=***&sslmode=require");
+  EXPECT_EQ(redact_dsn("postgresql://crm@127.0.0.1:5432/crm"), "postgresql://crm@127.0.0.1:5432/crm");
+}
+
+}  // namespace
