@@ -37,6 +37,7 @@ class record_splitter {
 
  private:
   // Implementation is free to restructure these; the public interface above is the contract.
+  // A type-erased on_record, so that the splitting code is compiled once in record_splitter.cc.
   struct sink {
     virtual void operator()(const split_record&) = 0;
     virtual ~sink() = default;
@@ -50,17 +51,50 @@ class record_splitter {
   void feed_impl(std::string_view chunk, sink& out);
   void finish_impl(sink& out);
 
+  enum class state : std::uint8_t {
+    start,          // auto_detect: whitespace before the first byte that tells the format
+    ndjson,         // inside the NDJSON line stream
+    array_open,     // json_array: expecting '['
+    array_element,  // after '[' or ',': expecting an element or ']'
+    array_after,    // after an element: expecting ',' or ']'
+    in_object,      // inside an object element
+    in_junk,        // inside something that is not an object element, up to the next top-level ',' or ']'
+    array_closed,   // after ']': only whitespace may follow
+    trailing_junk,  // content after ']' (or instead of '['): collected until the end of the stream
+  };
+
+  void process(std::string_view data, sink& out);
+  std::size_t detect(std::string_view data);
+  void split_ndjson(std::string_view data, sink& out);
+  void split_array(std::string_view data, sink& out);
+  // Emits the record [start, end) of `data`, prefixed by carry_ when it began in an earlier chunk, cut to
+  // its first content_size bytes, and to max_record_bytes_ (an oversize error unless `error` is set).
+  void emit_record(std::string_view data, std::size_t start, std::size_t end, std::string_view error,
+                   std::size_t content_size, sink& out);
+  // Keeps the unfinished record's bytes from `start` for the next chunk (at most max_record_bytes_ + 1).
+  void keep(std::string_view data, std::size_t start);
+  void start_junk(std::string_view reason, state next);
+  void count_junk_byte(char b) noexcept;
+  bool in_string(char b) noexcept;
+
   input_format format_;
   std::size_t max_record_bytes_;
+  std::string oversize_error_;  // "record exceeds N bytes"
   std::uint64_t line_ = 1;
-  std::string carry_;  // a record that straddles chunk boundaries
+  state state_ = state::start;
+  std::uint8_t bom_matched_ = 0;  // bytes of a leading UTF-8 BOM seen so far
+  bool bom_done_ = false;         // the stream's first bytes were checked for a BOM
+  std::string carry_;             // a record that straddles chunk boundaries (bounded)
+  bool in_carry_ = false;         // the current record began in an earlier chunk (its bytes are in carry_)
+  bool oversize_ = false;         // the current record is too long: already reported, now being skipped
   // framing state for json_array
   int depth_ = 0;
   bool in_string_ = false;
   bool escape_ = false;
-  bool array_open_ = false;
-  bool array_closed_ = false;
-  bool oversize_ = false;
+  bool comma_pending_ = false;  // a ',' was read and no element followed yet
+  std::string_view junk_reason_;
+  std::size_t junk_size_ = 0;          // bytes of the junk so far
+  std::size_t junk_content_size_ = 0;  // ... up to its last non-whitespace byte
   std::uint64_t record_line_ = 0;
 };
 
