@@ -12,7 +12,12 @@ else
   build=${BUILD_DIR:-$root/build}
   flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 fi
-cmake -S "$root" -B "$build" -G Ninja -DCRM_INGEST_WERROR=ON "${flags[@]}" >/dev/null
+# The libFuzzer targets need clang: a tree of their own, run by ctest (label fuzz) for CRM_FUZZ_SECONDS each.
+fuzz_build=${FUZZ_BUILD_DIR:-$root/build-fuzz}
+CXX=clang++ cmake -S "$root" -B "$fuzz_build" -G Ninja -DCRM_INGEST_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$fuzz_build" --target all
+cmake -S "$root" -B "$build" -G Ninja -DCRM_INGEST_WERROR=ON -DCRM_FUZZ_BIN_DIR="$fuzz_build" \
+  -DCRM_FUZZ_SECONDS="${CRM_FUZZ_SECONDS:-20}" "${flags[@]}" >/dev/null
 cmake --build "$build"
 # A stale server from an interrupted run would hold the fixture's directory.
 bash "$root/deploy/local-postgres.sh" stop "$build/test-postgres" >/dev/null 2>&1 || true

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ingest/cli/database_target.h"
+#include "ingest/cli/serve.h"
 #include "ingest/config/settings.h"
 #include "ingest/embedded_postgres.h"
 #include "ingest/import/import_pipeline.h"
@@ -211,6 +212,17 @@ int run(int argc, char** argv) {
     });
   }
 
+  // serve
+  serve_args serve;
+  auto* serve_cmd = app.add_subcommand(
+      "serve",
+      "Run the webhook collector: provider endpoints and POST /v1/events, acknowledged once durable in the local "
+      "log, drained into PostgreSQL exactly once");
+  serve_cmd->add_option("--config", serve.config_file, "TOML configuration (see `crm-ingest config reference`)")
+      ->check(CLI::ExistingFile);
+  serve_cmd->add_option("--data-dir", serve.data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
+  serve_cmd->callback([&] { exit_code = run_serve(serve); });
+
   // config
   auto* config_cmd = app.add_subcommand("config", "Check or print the TOML configuration of `serve`");
   config_cmd->require_subcommand(1);
@@ -235,6 +247,12 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : exit_usage;
+  } catch (const config::config_error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return exit_usage;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "error: invalid configuration: " << e.what() << "\n";
+    return exit_usage;
   } catch (const pg::migration_error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return exit_database;

@@ -101,7 +101,15 @@ void writer::drop_connection() noexcept {
   }
 }
 
-void writer::connect() { prepare_session(); }
+void writer::connect() {
+  try {
+    prepare_session();
+    reachable_ = true;
+  } catch (...) {
+    reachable_ = false;
+    throw;
+  }
+}
 
 void writer::prepare_session() {
   if (conn_) return;
@@ -354,6 +362,7 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
         check_ledger = false;
       }
       r = commit_once(v, info, batch_id);
+      reachable_ = true;
       counts.communications_inserted = r.communications_inserted;
       counts.touchpoints_inserted = r.touchpoints_inserted;
       counts.rejected_inserted = r.rejected_inserted;
@@ -369,10 +378,12 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
                        info.source, info.position, f.reason, f.message);
           return write_split(v, info, f);
         case failure_kind::fatal:
+          reachable_ = false;
           drop_connection();
           throw write_error("the database refused the batch (" + f.reason + "): " + f.message);
         case failure_kind::in_doubt:
         case failure_kind::reconnect: {
+          reachable_ = false;
           check_ledger = true;
           drop_connection();
           auto waited = std::chrono::steady_clock::now() - started;

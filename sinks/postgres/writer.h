@@ -7,6 +7,7 @@
 // stage that feeds it: its bounded queue fills and the producer waits.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -99,6 +100,9 @@ class writer {
   // Connects now (and checks the session is on a primary) instead of on the first write.
   void connect();
 
+  // False from a failed attempt until the next success: for readiness probes (any thread).
+  bool reachable() const noexcept { return reachable_.load(std::memory_order_relaxed); }
+
  private:
   using view = batch_view;
   batch_result write_view(const view& v, const batch_info& info);
@@ -118,6 +122,7 @@ class writer {
   copy_encoder comm_rows_, touch_rows_, reject_rows_;
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;
+  std::atomic<bool> reachable_{true};
 };
 
 }  // namespace crm::sinks::postgres

@@ -1,0 +1,127 @@
+#include "ingest/cli/serve.h"
+
+#include <csignal>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include "ingest/collector.h"
+#include "ingest/config/settings.h"
+#include "ingest/drainer.h"
+#include "ingest/embedded_postgres.h"
+#include "ingest/http/server.h"
+#include "ingest/metrics.h"
+#include "ingest/providers.h"
+#include "ingest/spool_sink.h"
+#include "sinks/postgres/connection.h"
+#include "sinks/postgres/migrations.h"
+
+namespace crm::ingest::cli {
+
+namespace pg = crm::sinks::postgres;
+
+int run_serve(const serve_args& args) {
+  auto cfg = config::settings::load(args.config_file);
+
+  // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // The database: configured, or the embedded private one (started and migrated here).
+  std::string dsn = cfg.str("postgres", "dsn");
+  std::string data_dir = args.data_dir.empty() ? default_embedded_data_dir() : args.data_dir;
+  pg::partition_window window{static_cast<int>(cfg.integer("postgres", "months_back")),
+                              static_cast<int>(cfg.integer("postgres", "months_ahead"))};
+  if (dsn.empty()) {
+    dsn = local_postgres("start", data_dir);
+    pqxx::connection conn(dsn);
+    pg::migrate(conn, pg::embedded_migrations(), window);
+    spdlog::info("Using the embedded PostgreSQL. data_dir={} dsn={}", data_dir, dsn);
+  } else {
+    try {
+      pqxx::connection conn(dsn);
+      pg::check_schema_current(conn, pg::embedded_migrations());
+      pg::ensure_partitions(conn, window);
+    } catch (const pg::migration_error&) {
+      throw;
+    } catch (const std::exception& e) {
+      // Not reachable now: serve anyway; the log keeps what arrives and the drainer waits.
+      spdlog::warn("PostgreSQL is not reachable at start; accepting into the local log meanwhile. dsn={} error={}",
+                   pg::redact_dsn(dsn), e.what());
+    }
+  }
+
+  // The durable local log.
+  sinks::spool::durable_log_options log_opt;
+  std::string log_dir = cfg.str("log", "dir");
+  log_opt.directory = log_dir.empty() ? std::filesystem::path(data_dir).parent_path() / "log" : std::filesystem::path(log_dir);
+  log_opt.segment_bytes = static_cast<std::uint64_t>(cfg.integer("log", "segment_bytes"));
+  log_opt.max_bytes = static_cast<std::uint64_t>(cfg.integer("log", "max_bytes"));
+  log_opt.high_water_bytes = log_opt.max_bytes / 100 * static_cast<std::uint64_t>(cfg.integer("log", "high_water_percent"));
+  auto log = sinks::spool::durable_log::open(log_opt);
+  metrics m;
+  {
+    auto st = log->stats();
+    if (st.torn_tails_cut) m.log_torn_tails_cut.Increment(static_cast<double>(st.torn_tails_cut));
+    spdlog::info("Opened the local log. dir={} records_to_replay={} torn_tails_cut={}", log_opt.directory.string(),
+                 st.records_recovered, st.torn_tails_cut);
+  }
+
+  drainer_options dopt;
+  dopt.writer.dsn = dsn;
+  dopt.writers = static_cast<int>(cfg.integer("postgres", "writers"));
+  dopt.batch_rows = static_cast<std::size_t>(cfg.integer("postgres", "batch_rows"));
+  dopt.batch_bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));
+  dopt.linger = std::chrono::milliseconds(cfg.integer("postgres", "linger_ms"));
+  drainer drain(dopt, *log, m);
+  drain.start();
+
+  collector_options copt;
+  copt.normalize.default_region = cfg.str("normalize", "default_region");
+  copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
+  copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
+  int exit_code = 0;
+  {
+    spool_sink sink(*log);
+    collector coll(copt, sink, m, [&drain] { return drain.database_ready(); });
+    register_providers(coll, cfg);
+
+    http::server_options sopt;
+    sopt.listen = cfg.str("http", "listen");
+    sopt.io_threads = static_cast<int>(cfg.integer("http", "io_threads"));
+    sopt.body_limit_bytes = static_cast<std::size_t>(cfg.integer("http", "body_limit_bytes"));
+    sopt.header_timeout = std::chrono::milliseconds(cfg.integer("http", "header_timeout_ms"));
+    sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
+    sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
+    sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
+    http::server srv(sopt, coll);
+    srv.listen();
+    spdlog::info("Listening. address={} port={} io_threads={} writers={}", sopt.listen, srv.port(), sopt.io_threads,
+                 dopt.writers);
+    // Tools and tests read this line to learn the port.
+    std::cout << "listening on port " << srv.port() << std::endl;
+
+    std::thread signal_thread([&] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      spdlog::info("Shutting down: finishing in-flight requests, then writing the log to PostgreSQL. signal={}",
+                   sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      srv.stop();
+    });
+    srv.run();
+    // run() returned: either a signal stopped it, or it failed; wake the signal thread either way.
+    pthread_kill(signal_thread.native_handle(), SIGTERM);
+    signal_thread.join();
+  }
+  drain.stop();
+  spdlog::info("Stopped. batches_committed={}", drain.batches_committed());
+  return exit_code;
+}
+
+}  // namespace crm::ingest::cli

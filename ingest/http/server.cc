@@ -1,0 +1,328 @@
+// The only translation unit that includes Beast (17-30 s to compile each).
+#include <utility>  // Boost 1.74's asio/awaitable.hpp misses it under GCC 12
+
+#include "ingest/http/server.h"
+
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+namespace crm::ingest::http {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = boost::asio::ip::tcp;
+
+namespace {
+
+class fields_view final : public webhooks::header_map {
+ public:
+  explicit fields_view(const bhttp::fields& f) : fields_(f) {}
+  std::optional<std::string_view> find(std::string_view name) const noexcept override {
+    auto it = fields_.find(beast::string_view(name.data(), name.size()));  // case-insensitive
+    if (it == fields_.end()) return std::nullopt;
+    auto v = it->value();
+    return std::string_view(v.data(), v.size());
+  }
+
+ private:
+  const bhttp::fields& fields_;
+};
+
+std::string json_error(std::string_view message) {
+  std::string out = "{\"error\":\"";
+  for (char c : message) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    if (static_cast<unsigned char>(c) < 0x20) continue;
+    out.push_back(c);
+  }
+  return out + "\"}";
+}
+
+}  // namespace
+
+class session;
+
+struct server::impl {
+  impl(server_options o, handler& hd) : opt(std::move(o)), h(hd), acceptor(ioc), grace_timer(ioc) {}
+
+  void accept();
+  void on_accept(beast::error_code ec, tcp::socket socket);
+  void begin_shutdown();
+
+  server_options opt;
+  handler& h;
+  net::io_context ioc;
+  tcp::acceptor acceptor;
+  net::steady_timer grace_timer;
+  server_stats stats;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> stop_requested{false};
+  unsigned short bound_port = 0;
+
+  std::mutex sessions_mu;
+  std::unordered_map<session*, std::weak_ptr<session>> sessions;
+};
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(tcp::socket&& socket, server::impl& srv) : stream_(std::move(socket)), srv_(srv) {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string();
+  }
+
+  ~session() {
+    srv_.stats.connections_open--;
+    bool last = false;
+    {
+      std::lock_guard lock(srv_.sessions_mu);
+      srv_.sessions.erase(this);
+      last = srv_.sessions.empty();
+    }
+    // The last connection gone during shutdown: nothing is left to wait for.
+    if (last && srv_.stopping) net::post(srv_.ioc, [&srv = srv_] { srv.grace_timer.cancel(); });
+  }
+
+  void start() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
+  }
+
+  // Called on shutdown: an idle connection is closed now, a busy one after its response.
+  void shutdown() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->busy_) self->close();
+    });
+  }
+
+ private:
+  void read_header() {
+    if (srv_.stopping) return close();
+    parser_.emplace();
+    parser_->body_limit(srv_.opt.body_limit_bytes);
+    parser_->header_limit(64 * 1024);
+    // The first request must arrive within the header timeout; later ones may idle longer.
+    stream_.expires_after(requests_ == 0 ? srv_.opt.header_timeout : srv_.opt.idle_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             beast::bind_front_handler(&session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec) return on_error(ec);
+    auto length = parser_->content_length();
+    if (length && *length > srv_.opt.body_limit_bytes) {
+      srv_.stats.body_too_large++;
+      return reply_and_close(413, "request body of " + std::to_string(*length) + " bytes exceeds the limit of " +
+                                      std::to_string(srv_.opt.body_limit_bytes));
+    }
+    stream_.expires_after(srv_.opt.request_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_read, shared_from_this()));
+  }
+
+  void on_error(beast::error_code ec) {
+    if (ec == beast::error::timeout) {
+      srv_.stats.timeouts++;
+      return close();  // the stream is already closed by its timer
+    }
+    if (ec == bhttp::error::end_of_stream || ec == net::error::eof || ec == net::error::connection_reset ||
+        ec == net::error::operation_aborted) {
+      return close();
+    }
+    if (ec == bhttp::error::body_limit) {
+      srv_.stats.body_too_large++;
+      return reply_and_close(413, "request body exceeds the limit of " + std::to_string(srv_.opt.body_limit_bytes) +
+                                      " bytes");
+    }
+    if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
+      srv_.stats.bad_requests++;
+      return reply_and_close(400, "malformed HTTP request: " + ec.message());
+    }
+    close();
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec) return on_error(ec);
+    busy_ = true;
+    ++requests_;
+    srv_.stats.requests++;
+    stream_.expires_never();  // the handler's time is not the client's fault
+
+    const auto& msg = parser_->get();
+    auto method = msg.method_string();
+    auto target = msg.target();
+    req_.method = std::string_view(method.data(), method.size());
+    req_.target = std::string_view(target.data(), target.size());
+    auto q = req_.target.find('?');
+    req_.path = req_.target.substr(0, q);
+    req_.query = q == std::string_view::npos ? std::string_view() : req_.target.substr(q + 1);
+    req_.body = msg.body();
+    auto ct = msg[bhttp::field::content_type];
+    req_.content_type = std::string_view(ct.data(), ct.size());
+    req_.remote_address = remote_;
+    headers_.emplace(msg.base());
+    req_.headers = &*headers_;
+    keep_alive_ = msg.keep_alive();
+
+    try {
+      srv_.h.handle(req_, [self = shared_from_this()](response r) {
+        net::post(self->stream_.get_executor(),
+                  [self, r = std::move(r)]() mutable { self->write(std::move(r)); });
+      });
+    } catch (const std::exception& e) {
+      // Handlers do not throw on bad input; this is a bug or resource exhaustion.
+      spdlog::error("A request handler failed. path={} error={}", req_.path, e.what());
+      write(response{500, "application/json", json_error("internal error"), {}});
+    }
+  }
+
+  void write(response r) {
+    res_ = {};
+    res_.version(11);
+    res_.result(r.status);
+    res_.set(bhttp::field::server, "crm-ingest");
+    res_.set(bhttp::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) res_.set(k, v);
+    res_.body() = std::move(r.body);
+    res_.keep_alive(keep_alive_ && !srv_.stopping && r.status != 413);
+    res_.prepare_payload();
+    stream_.expires_after(srv_.opt.request_timeout);
+    bhttp::async_write(stream_, res_, beast::bind_front_handler(&session::on_write, shared_from_this()));
+  }
+
+  void on_write(beast::error_code ec, std::size_t) {
+    busy_ = false;
+    headers_.reset();
+    if (ec || !res_.keep_alive()) return close();
+    read_header();
+  }
+
+  void reply_and_close(unsigned status, const std::string& message) {
+    keep_alive_ = false;
+    busy_ = true;
+    write(response{status, "application/json", json_error(message), {}});
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<fields_view> headers_;
+  bhttp::response<bhttp::string_body> res_;
+  request req_;
+  server::impl& srv_;
+  std::string remote_;
+  std::uint64_t requests_ = 0;
+  bool busy_ = false;
+  bool keep_alive_ = true;
+};
+
+void server::impl::accept() {
+  acceptor.async_accept(net::make_strand(ioc),
+                        [this](beast::error_code ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
+}
+
+void server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
+  if (ec) {
+    if (ec == net::error::operation_aborted || stopping) return;
+    spdlog::warn("Accepting a connection failed. error={}", ec.message());
+  } else if (stats.connections_open.load() >= opt.max_connections) {
+    stats.connections_refused++;
+    beast::error_code ignored;
+    socket.close(ignored);
+  } else {
+    stats.connections_accepted++;
+    stats.connections_open++;
+    auto s = std::make_shared<session>(std::move(socket), *this);
+    {
+      std::lock_guard lock(sessions_mu);
+      sessions[s.get()] = s;
+    }
+    s->start();
+  }
+  if (!stopping) accept();
+}
+
+void server::impl::begin_shutdown() {
+  stopping = true;
+  beast::error_code ec;
+  acceptor.close(ec);
+  std::vector<std::shared_ptr<session>> live;
+  {
+    std::lock_guard lock(sessions_mu);
+    for (auto& [p, w] : sessions) {
+      if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+  }
+  for (auto& s : live) s->shutdown();
+  if (live.empty()) return;  // the io_context runs out of work and run() returns
+  // In-flight requests get the grace period to answer; then everything is cut.
+  grace_timer.expires_after(opt.shutdown_grace);
+  grace_timer.async_wait([this](beast::error_code e) {
+    if (!e) {
+      spdlog::warn("Shutdown grace period over; closing the remaining connections.");
+      ioc.stop();
+    }
+  });
+}
+
+server::server(server_options options, handler& h) : impl_(std::make_unique<impl>(std::move(options), h)) {}
+
+server::~server() = default;
+
+void server::listen() {
+  auto& i = *impl_;
+  auto colon = i.opt.listen.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("listen address must be host:port: " + i.opt.listen);
+  std::string host = i.opt.listen.substr(0, colon);
+  std::string port = i.opt.listen.substr(colon + 1);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  tcp::resolver resolver(i.ioc);
+  beast::error_code ec;
+  auto results = resolver.resolve(host, port, tcp::resolver::passive, ec);
+  if (ec || results.empty()) throw std::runtime_error("cannot resolve " + i.opt.listen + ": " + ec.message());
+  tcp::endpoint ep = results.begin()->endpoint();
+  i.acceptor.open(ep.protocol(), ec);
+  if (!ec) i.acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) i.acceptor.bind(ep, ec);
+  if (!ec) i.acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("cannot listen on " + i.opt.listen + ": " + ec.message());
+  i.bound_port = i.acceptor.local_endpoint().port();
+}
+
+unsigned short server::port() const noexcept { return impl_->bound_port; }
+
+void server::run() {
+  auto& i = *impl_;
+  i.accept();
+  std::vector<std::thread> threads;
+  for (int t = 1; t < std::max(1, i.opt.io_threads); ++t) threads.emplace_back([&] { i.ioc.run(); });
+  i.ioc.run();
+  for (auto& t : threads) t.join();
+}
+
+void server::stop() {
+  auto& i = *impl_;
+  if (i.stop_requested.exchange(true)) return;
+  net::post(i.ioc, [&i] { i.begin_shutdown(); });
+}
+
+const server_stats& server::stats() const noexcept { return impl_->stats; }
+
+}  // namespace crm::ingest::http

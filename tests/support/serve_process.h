@@ -1,0 +1,89 @@
+// Runs `crm-ingest serve` as a child process for integration tests: writes its TOML config, starts
+// it, learns its port from the "listening on port N" line, and stops it with a signal of the test's
+// choosing (SIGTERM for a graceful stop, SIGKILL for a crash).
+#pragma once
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace crm_test {
+
+class serve_process {
+ public:
+  // `extra_toml` is appended to the generated config (sections other than [http] listen / [postgres] dsn /
+  // [log] dir, or overrides of other keys in those sections after them).
+  serve_process(const std::string& dsn, const std::filesystem::path& dir, const std::string& extra_toml = "",
+                const std::string& http_extra = "")
+      : dir_(dir) {
+    std::filesystem::create_directories(dir_);
+    config_ = (dir_ / "serve.toml").string();
+    std::ofstream cfg(config_);
+    cfg << "[http]\nlisten = \"127.0.0.1:0\"\n" << http_extra << "\n[postgres]\ndsn = \"" << dsn
+        << "\"\nlinger_ms = 20\n\n[log]\ndir = \"" << (dir_ / "log").string() << "\"\n"
+        << extra_toml;
+  }
+
+  ~serve_process() { stop(SIGKILL); }
+
+  void start() {
+    std::string out = (dir_ / "stdout.txt").string(), err = (dir_ / "stderr.txt").string();
+    std::remove(out.c_str());
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::freopen(out.c_str(), "w", stdout);
+      std::freopen(err.c_str(), "a", stderr);
+      execl(CRM_INGEST_EXE, CRM_INGEST_EXE, "serve", "--config", config_.c_str(), nullptr);
+      _exit(127);
+    }
+    // Wait for the port line.
+    for (int i = 0; i < 300; ++i) {
+      std::ifstream in(out);
+      std::string word;
+      while (in >> word) {
+        if (word == "port" && (in >> port_)) return;
+      }
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("crm-ingest serve exited at start; see " + err);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    throw std::runtime_error("crm-ingest serve did not report its port within 15 s");
+  }
+
+  // Sends `sig` and waits for the process; returns its exit status (-1 if it was not running).
+  int stop(int sig = SIGTERM) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
+  }
+
+  unsigned short port() const noexcept { return port_; }
+  const std::string& config_path() const noexcept { return config_; }
+  std::string stderr_text() const {
+    std::ifstream in(dir_ / "stderr.txt");
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+
+ private:
+  std::filesystem::path dir_;
+  std::string config_;
+  pid_t pid_ = -1;
+  unsigned short port_ = 0;
+};
+
+}  // namespace crm_test
