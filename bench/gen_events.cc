@@ -3,7 +3,7 @@
 // the sizing harness and the large-file memory check.
 //
 //   gen_events --count 1000000 [--seed 1] [--touchpoints 0.3] [--duplicates 0.02] [--invalid 0.01]
-//              [--months 3] [--phones 0.3] [--campaigns-per-day 3]
+//              [--months 3] [--phones 0.3] [--campaigns-per-day 3] [--order time|random]
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   double touch_share = 0.3, dup_share = 0.02, invalid_share = 0.01, phone_share = 0.3;
   int months = 3;
   int campaigns_per_day = 3;
+  std::string order = "time";
   app.add_option("--count", count, "Records to write (including duplicates and invalid ones)");
   app.add_option("--seed", seed, "Seed; the same seed writes the same file");
   app.add_option("--touchpoints", touch_share, "Share of touchpoints")->check(CLI::Range(0.0, 1.0));
@@ -55,6 +56,10 @@ int main(int argc, char** argv) {
   app.add_option("--campaigns-per-day", campaigns_per_day,
                  "Campaigns sending on one day (campaign sends come in bursts); 0 = any of 50 on any day")
       ->check(CLI::Range(0, 50));
+  app.add_option("--order", order,
+                 "time: occurred_at rises through the file with +-1 h jitter, as in exports and live streams; "
+                 "random: uniformly spread over the months (every batch touches many days)")
+      ->check(CLI::IsMember({"time", "random"}));
   CLI11_PARSE(app, argc, argv);
   std::discrete_distribution<unsigned> status_of(std::begin(status_weights), std::end(status_weights));
 
@@ -82,7 +87,14 @@ int main(int argc, char** argv) {
       }
     } else {
       ++unique;
-      std::int64_t at = end - static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(span));
+      std::int64_t at;
+      if (order == "time") {
+        const std::int64_t base = end - span + static_cast<std::int64_t>(static_cast<double>(span) * static_cast<double>(i) /
+                                                                          static_cast<double>(count));
+        at = std::min(end - 1, base + static_cast<std::int64_t>(rng() % 7200) - 3600);
+      } else {
+        at = end - static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(span));
+      }
       std::uint64_t lead = 1 + rng() % 200000;
       std::uint64_t campaign =
           campaigns_per_day == 0

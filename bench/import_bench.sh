@@ -4,10 +4,10 @@
 # stored, as CSV, into an identical empty schema. Prints both rates and their ratio (import / \copy),
 # the median of --repeat alternating rounds, because this machine is shared and noisy.
 #
-#   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN]
+#   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN] [--order time|random] [--import-args "..."]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-events=1000000 repeat=3 writers=2 build=$root/build admin_dsn=""
+events=1000000 repeat=3 writers=2 build=$root/build admin_dsn="" order=time import_args=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events=$2; shift 2 ;;
@@ -15,6 +15,8 @@ while [ $# -gt 0 ]; do
     --writers) writers=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --dsn) admin_dsn=$2; shift 2 ;;
+    --order) order=$2; shift 2 ;;
+    --import-args) import_args=$2; shift 2 ;;
     *) sed -n '2,8p' "$0"; exit 2 ;;
   esac
 done
@@ -41,7 +43,7 @@ recreate() {
 }
 
 echo "generating $events events..." >&2
-"$gen" --count "$events" --seed 42 --duplicates 0.01 --invalid 0 > "$work/events.ndjson" 2>"$work/gen.txt"
+"$gen" --count "$events" --seed 42 --duplicates 0.01 --invalid 0 --order "$order" > "$work/events.ndjson" 2>"$work/gen.txt"
 cat "$work/gen.txt" >&2
 bytes=$(stat -c %s "$work/events.ndjson")
 
@@ -53,7 +55,8 @@ imports=() copies=()
 for round in $(seq 1 "$repeat"); do
   recreate bench_import
   t0=$(now)
-  "$exe" --log-level warn import --no-progress --writers "$writers" --summary json --dsn "$(db bench_import)" \
+  # shellcheck disable=SC2086
+  "$exe" --log-level warn import --no-progress --writers "$writers" --summary json $import_args --dsn "$(db bench_import)" \
     "$work/events.ndjson" > "$work/import.json"
   t1=$(now)
   rows=$(psql "$(db bench_import)" -qAtc "SELECT (SELECT count(*) FROM communications) + (SELECT count(*) FROM customer_touchpoints)")
