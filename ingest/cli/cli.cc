@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -14,6 +15,7 @@
 #include "ingest/config/settings.h"
 #include "ingest/embedded_postgres.h"
 #include "ingest/import/import_pipeline.h"
+#include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 
 namespace crm::ingest::cli {
@@ -70,10 +72,29 @@ int run_import_command(import_args& a) {
   a.opt.writer.application_name = "crm-ingest import";
   const bool embedded = a.db.embedded();
   a.opt.writer.dsn = a.db.resolve(true);
+  // Wait (visibly) while the database is unreachable, as during a failover; fail fast, with advice, on
+  // an unmigrated database or a refusal no retry can fix.
   {
-    // Fail fast, with advice, on an unmigrated database rather than on the first batch.
-    pqxx::connection conn(a.opt.writer.dsn);
-    pg::check_schema_current(conn, pg::embedded_migrations());
+    pg::backoff wait(std::chrono::milliseconds(200), std::chrono::milliseconds(5000));
+    const auto started = std::chrono::steady_clock::now();
+    for (int attempt = 1;; ++attempt) {
+      try {
+        pqxx::connection conn(a.opt.writer.dsn);
+        pg::check_schema_current(conn, pg::embedded_migrations());
+        break;
+      } catch (const pg::migration_error&) {
+        throw;
+      } catch (const std::exception& e) {
+        auto f = pg::classify(e);
+        auto waited = std::chrono::steady_clock::now() - started;
+        const bool forever = a.opt.writer.retry_for.count() == 0;
+        if (f.kind == pg::failure_kind::fatal || (!forever && waited > a.opt.writer.retry_for)) throw;
+        auto delay = wait.next();
+        spdlog::warn("Waiting for the database before importing. attempt={} waited_s={} reason={} error={}", attempt,
+                     std::chrono::duration_cast<std::chrono::seconds>(waited).count(), f.reason, f.message);
+        std::this_thread::sleep_for(delay);
+      }
+    }
   }
 
   const bool tty = !a.no_progress && isatty(STDERR_FILENO);
