@@ -116,6 +116,11 @@ void writer::prepare_session() {
   auto conn = connect_primary(options_.dsn, options_.application_name);
   {
     pqxx::nontransaction tx(*conn);
+    // Staging lives in session-local buffers: make room for a large batch (the 8 MB default holds about
+    // 20k rows; beyond it the staging table spills to disk). Must precede the first temp-table access.
+    tx.exec("SET temp_buffers = '128MB'");
+    // Batch inserts gain nothing from JIT, and a large batch could cross its cost threshold.
+    tx.exec("SET jit = off");
     // Session-local staging tables: no WAL, no indexes, emptied at every commit.
     for (auto [table, definition] : {std::pair{stage_communications, communication_stage_definition},
                                      std::pair{stage_touchpoints, touchpoint_stage_definition},
