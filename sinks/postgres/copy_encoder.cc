@@ -1,5 +1,7 @@
 #include "sinks/postgres/copy_encoder.h"
 
+#include "transform/utf8.h"
+
 #include <cstring>
 
 namespace crm::sinks::postgres {
@@ -198,42 +200,17 @@ void copy_encoder::uuid(const transform::uuid& u) {
 bool to_valid_utf8(std::string_view s, std::string& clean) {
   clean.clear();
   clean.reserve(s.size());
-  const auto* b = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0;
   bool lossy = false;
-  auto bad = [&] {
-    clean.append("\xEF\xBF\xBD");
-    lossy = true;
-    ++i;
-  };
-  while (i < n) {
-    unsigned char c = b[i];
-    if (c == 0) {
-      bad();
-    } else if (c < 0x80) {
-      clean.push_back(static_cast<char>(c));
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t len = s[i] == '\0' ? 0 : transform::detail::utf8_sequence_length(s.substr(i));
+    if (len == 0) {
+      clean.append("\xEF\xBF\xBD");  // U+FFFD for each byte that is not (part of) a character, and for NUL
+      lossy = true;
       ++i;
-    } else {
-      std::size_t len = (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-      if (len == 0 || i + len > n) {
-        bad();
-        continue;
-      }
-      bool ok = true;
-      for (std::size_t k = 1; k < len; ++k) ok = ok && (b[i + k] & 0xC0) == 0x80;
-      // Overlong forms, surrogates and code points above U+10FFFF.
-      if (ok && c == 0xE0 && b[i + 1] < 0xA0) ok = false;
-      if (ok && c == 0xED && b[i + 1] > 0x9F) ok = false;
-      if (ok && c == 0xF0 && b[i + 1] < 0x90) ok = false;
-      if (ok && c == 0xF4 && b[i + 1] > 0x8F) ok = false;
-      if (!ok) {
-        bad();
-        continue;
-      }
-      clean.append(s.data() + i, len);
-      i += len;
+      continue;
     }
+    clean.append(s.data() + i, len);
+    i += len;
   }
   return lossy;
 }
