@@ -233,6 +233,7 @@ void collector::submit(const http::request&, transform::event_batch& batch, http
   for (const auto& r : batch.rejections) metrics_.events_rejected(reason_field(r.reason)).Increment();
   auto& accepted_counter = metrics_.events_accepted(endpoint);
 
+  metrics_.log_append_queue.Set(static_cast<double>(sink_.queued()));
   sink_.submit(std::move(encoded), [this, respond = std::move(respond), body = std::move(body), status_on_success,
                                     accepted, &accepted_counter](sink_status s) mutable {
     switch (s) {

@@ -30,6 +30,8 @@ class batch_sink {
   virtual ~batch_sink() = default;
   virtual void submit(std::shared_ptr<const std::string> encoded_batch, std::function<void(sink_status)> done) = 0;
   virtual bool above_high_water() const = 0;
+  // Batches accepted by submit() and not yet durable (the queue in front of the log).
+  virtual std::size_t queued() const = 0;
 };
 
 // Normalizes one provider's webhook body into `out` (events and rejections). Returns false with a

@@ -23,6 +23,7 @@ metrics::metrics()
       log_bytes(BuildGauge().Name("crm_ingest_log_bytes").Help("Bytes of the durable local log on disk").Register(*registry_).Add({})),
       log_segments(BuildGauge().Name("crm_ingest_log_segments").Help("Segment files of the durable local log").Register(*registry_).Add({})),
       log_backlog_bytes(BuildGauge().Name("crm_ingest_log_backlog_bytes").Help("Durable bytes not yet written to PostgreSQL").Register(*registry_).Add({})),
+      log_append_queue(BuildGauge().Name("crm_ingest_log_append_queue_depth").Help("Requests waiting for the local log's group commit").Register(*registry_).Add({})),
       log_appends_refused(BuildCounter().Name("crm_ingest_log_appends_refused_total").Help("Requests refused with 503 because the local log was full").Register(*registry_).Add({})),
       log_fsyncs(BuildCounter().Name("crm_ingest_log_fsyncs_total").Help("fdatasync calls of the local log").Register(*registry_).Add({})),
       log_fsync_seconds_total(BuildCounter().Name("crm_ingest_log_fsync_seconds_total").Help("Time spent in fdatasync by the local log").Register(*registry_).Add({})),

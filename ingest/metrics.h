@@ -41,6 +41,7 @@ class metrics {
   prometheus::Gauge& log_bytes;
   prometheus::Gauge& log_segments;
   prometheus::Gauge& log_backlog_bytes;
+  prometheus::Gauge& log_append_queue;
   prometheus::Counter& log_appends_refused;
   prometheus::Counter& log_fsyncs;
   prometheus::Counter& log_fsync_seconds_total;

@@ -25,6 +25,7 @@ void spool_sink::submit(std::shared_ptr<const std::string> payload, std::functio
     std::lock_guard lock(mu_);
     if (!closing_ && queue_.size() < max_queued_) {
       queue_.push_back(job{std::move(payload), std::move(done)});
+      ++queued_;
       cv_.notify_one();
       return;
     }
@@ -42,6 +43,7 @@ void spool_sink::work() {
     lock.unlock();
     std::string_view record(*j.payload);
     auto r = log_.append(std::span<const std::string_view>(&record, 1));
+    --queued_;
     if (r.ok()) {
       j.done(sink_status::durable);
     } else if (r.error == sinks::spool::log_errc::log_full) {

@@ -4,6 +4,7 @@
 // is answered 503 at once instead of queueing without limit.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -22,6 +23,7 @@ class spool_sink final : public batch_sink {
 
   void submit(std::shared_ptr<const std::string> encoded_batch, std::function<void(sink_status)> done) override;
   bool above_high_water() const override { return log_.above_high_water(); }
+  std::size_t queued() const override { return queued_.load(std::memory_order_relaxed); }
 
  private:
   struct job {
@@ -36,6 +38,7 @@ class spool_sink final : public batch_sink {
   std::condition_variable cv_;
   std::deque<job> queue_;
   bool closing_ = false;
+  std::atomic<std::size_t> queued_{0};  // queue_ plus appends in progress
   std::vector<std::thread> threads_;
 };
 
