@@ -22,4 +22,9 @@ cmake --build "$build"
 # A stale server from an interrupted run would hold the fixture's directory.
 bash "$root/deploy/local-postgres.sh" stop "$build/test-postgres" >/dev/null 2>&1 || true
 cd "$build"
-exec ctest --output-on-failure -j2 --timeout 600
+set +e
+ctest --output-on-failure -j2 --timeout 600 2>&1 | tee "$build/ctest.log"
+rc=${PIPESTATUS[0]}
+# ctest prints label and time summaries after its verdict; repeat the verdict so that it is the last line.
+grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$build/ctest.log" | tail -n 1
+exit "$rc"
