@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# HTTP ingest benchmark: one command. Starts a private PostgreSQL (deploy/local-postgres.sh) and
+# `crm-ingest serve` on a free loopback port, then drives bench/http_load (open loop, latency from the
+# intended send time) at a rising series of rates:
+#   (a) POST /v1/events, 100 canonical NDJSON events per request
+#   (b) POST /v1/webhooks/twilio, one Twilio status callback per request
+# After every step it waits for the drainer to write the local log into PostgreSQL and checks that the
+# rows of that step (found by the step's seed, which every id carries) equal the events acknowledged
+# with 2xx: loss = acknowledged - stored. Prints one table; the raw JSON of every step stays in the
+# work directory with --keep.
+#
+#   bench/http_bench.sh [--build DIR] [--events-rates 250,500,1000,2000] [--twilio-rates 2000,5000,10000,20000]
+#                       [--duration S] [--connections N] [--io-threads N] [--writers N] [--load-threads N]
+#                       [--drain-wait S] [--verify-ids] [--dsn ADMIN_DSN] [--keep]
+#
+# --verify-ids also loads each step's ack log (every acknowledged id) into PostgreSQL and counts the ids
+# missing from the tables, instead of comparing counts only. Both programs share this box's CPUs: the
+# load generator's own cost is inside the numbers (its JSON shows max_release_lag_ms when it fell behind).
+# Targets on a 2-core CCX13-like box: (a) >= 100k events/s, (b) >= 20k requests/s, both with p99 <= 50 ms.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+export PGOPTIONS="-c client_min_messages=warning"
+build=$root/build events_rates=250,500,1000,2000 twilio_rates=2000,5000,10000,20000
+duration=10 connections=128 io_threads=2 writers=2 load_threads=1 drain_wait=300 verify_ids=0 admin_dsn="" keep=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build) build=$2; shift 2 ;;
+    --events-rates) events_rates=$2; shift 2 ;;
+    --twilio-rates) twilio_rates=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    --io-threads) io_threads=$2; shift 2 ;;
+    --writers) writers=$2; shift 2 ;;
+    --load-threads) load_threads=$2; shift 2 ;;
+    --drain-wait) drain_wait=$2; shift 2 ;;
+    --verify-ids) verify_ids=1; shift ;;
+    --dsn) admin_dsn=$2; shift 2 ;;
+    --keep) keep=1; shift ;;
+    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+done
+exe=$build/ingest/crm-ingest
+load=$build/bench/http_load
+[ -x "$exe" ] && [ -x "$load" ] || { echo "build first: cmake --build $build --target crm-ingest http_load" >&2; exit 1; }
+command -v psql >/dev/null || { echo "psql not found (apt-get install postgresql-client-15)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/crm-http-bench.XXXXXX)
+chmod 755 "$work"
+serve_pid=""
+cleanup() {
+  if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
+    kill -TERM "$serve_pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$serve_pid" 2>/dev/null || true
+  fi
+  [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  if [ "$keep" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+if [ -z "$admin_dsn" ]; then
+  pgdir=$work/pg
+  admin_dsn=$(bash "$root/deploy/local-postgres.sh" start "$pgdir")
+fi
+dsn="${admin_dsn%/*}/bench_http"
+psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS bench_http WITH (FORCE)" -c "CREATE DATABASE bench_http" >/dev/null
+"$exe" --log-level warn migrate --dsn "$dsn" >/dev/null
+
+cat >"$work/serve.toml" <<TOML
+[http]
+listen = "127.0.0.1:0"
+io_threads = $io_threads
+
+[postgres]
+dsn = "$dsn"
+writers = $writers
+
+[log]
+dir = "$work/log"
+TOML
+"$exe" --log-level warn serve --config "$work/serve.toml" >"$work/serve.out" 2>"$work/serve.log" &
+serve_pid=$!
+port=""
+for _ in $(seq 1 300); do
+  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" | head -n1)
+  [ -n "$port" ] && break
+  kill -0 "$serve_pid" 2>/dev/null || { echo "crm-ingest serve exited:" >&2; cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$port" ] || { echo "crm-ingest serve did not report its port within 30 s" >&2; cat "$work/serve.log" >&2; exit 1; }
+echo "crm-ingest serve on 127.0.0.1:$port (io_threads=$io_threads writers=$writers), PostgreSQL $dsn" >&2
+
+json_field() {  # json_field FILE key -> the number after "key": (first match)
+  grep -o "\"$2\":[0-9.]*" "$1" | head -n1 | cut -d: -f2
+}
+latency_field() { grep -o "\"latency_ms\":{[^}]*}" "$1" | grep -o "\"$2\":[0-9.]*" | cut -d: -f2; }
+
+# Rows of one step: its ids all start with the step's seed (see bench/http_load.cc).
+stored_rows() {  # stored_rows MODE SEED
+  local s; s=$(printf '%08x' "$2")
+  if [ "$1" = events ]; then
+    psql "$dsn" -qAtc "SELECT (SELECT count(*) FROM communications WHERE provider_message_id LIKE 'm-$s-%')
+                            + (SELECT count(*) FROM customer_touchpoints WHERE message_id LIKE 't-$s-%')"
+  else
+    psql "$dsn" -qAtc "SELECT count(*) FROM communications WHERE provider_message_id LIKE 'SM$s%'"
+  fi
+}
+
+missing_ids() {  # missing_ids ACK_LOG -> acknowledged ids not in the tables
+  tr ' ' '\n' <"$1" | sed '/^$/d' >"$1.ids"
+  psql "$dsn" -qAt \
+    -c "CREATE TEMP TABLE acked (id text)" \
+    -c "\\copy acked FROM '$1.ids'" \
+    -c "SELECT count(*) FROM acked a WHERE NOT EXISTS (SELECT 1 FROM communications c WHERE c.provider_message_id = a.id)
+                                       AND NOT EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.message_id = a.id)"
+}
+
+proc_cpu_s() {  # CPU seconds (user + system) a process has used so far
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+metric() {  # metric NAME -> its value on serve's /metrics (0 when absent)
+  curl -s "http://127.0.0.1:$port/metrics" | awk -v n="$1" '$1 == n { v = $2 + 0 } END { printf "%.6f", v + 0 }'
+}
+timer=(); [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%U %S" -o)
+
+rows=() verdict_events=0 verdict_twilio=0
+seed=$(( $(date +%s) % 100000 * 100 ))  # fresh ids on every run of the script, even against an old database
+step() {  # step MODE RATE
+  local mode=$1 rate=$2 out ack started acked stored prev waited t0 t1 drain_s lost extra cpu0 cpu1 srv_cores load_cores
+  seed=$((seed + 1))
+  out=$work/$mode-$rate.json ack=$work/$mode-$rate.acks
+  echo "== $mode at $rate requests/s for $duration s (seed $seed)" >&2
+  local gc0 fs0 fss0 gc1 fs1 fss1 per_group fsync_ms
+  gc0=$(metric crm_ingest_log_group_commits_total) fs0=$(metric crm_ingest_log_fsyncs_total)
+  fss0=$(metric crm_ingest_log_fsync_seconds_total)
+  cpu0=$(proc_cpu_s "$serve_pid")
+  t0=$(date +%s.%N)
+  ${timer[@]+"${timer[@]}" "$work/$mode-$rate.time"} "$load" --url "http://127.0.0.1:$port" --mode "$mode" --rate "$rate" --duration "$duration" \
+    --connections "$connections" --threads "$load_threads" --seed "$seed" --timeout 10 --drain-timeout 15 \
+    --ack-log "$ack" >"$out"
+  cat "$out" >&2
+  t1=$(date +%s.%N)
+  cpu1=$(proc_cpu_s "$serve_pid")
+  srv_cores=$(awk -v c0="$cpu0" -v c1="$cpu1" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", (c1-c0)/(b-a)}')
+  load_cores=-
+  if [ -s "$work/$mode-$rate.time" ]; then
+    load_cores=$(awk -v a="$t0" -v b="$t1" '{printf "%.2f", ($1+$2)/(b-a)}' "$work/$mode-$rate.time")
+  fi
+  acked=$(json_field "$out" events_acked)
+  # Wait for the drainer: until every acknowledged event is stored, or the count stops moving for 20 s.
+  stored=0 prev=-1 waited=0
+  started=$(date +%s)
+  while :; do
+    stored=$(stored_rows "$mode" "$seed")
+    [ "$stored" -ge "$acked" ] && break
+    if [ "$stored" != "$prev" ]; then prev=$stored waited=$(date +%s); fi
+    if [ $(( $(date +%s) - waited )) -ge 20 ] || [ $(( $(date +%s) - started )) -ge "$drain_wait" ]; then
+      echo "   the drainer stopped short: $stored of $acked acknowledged events stored" >&2
+      break
+    fi
+    sleep 0.2
+  done
+  drain_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  # The drainer publishes the log's counters after each batch: by now they cover the whole step.
+  gc1=$(metric crm_ingest_log_group_commits_total) fs1=$(metric crm_ingest_log_fsyncs_total)
+  fss1=$(metric crm_ingest_log_fsync_seconds_total)
+  per_group=$(awk -v n="$(json_field "$out" sent)" -v a="$gc0" -v b="$gc1" 'BEGIN{printf "%.1f", (b > a ? n/(b-a) : 0)}')
+  fsync_ms=$(awk -v a="$fs0" -v b="$fs1" -v x="$fss0" -v y="$fss1" 'BEGIN{printf "%.2f", (b > a ? 1000*(y-x)/(b-a) : 0)}')
+  if [ "$verify_ids" = 1 ]; then
+    lost=$(missing_ids "$ack")
+  else
+    lost=$(( acked > stored ? acked - stored : 0 ))
+  fi
+  extra=$(( stored > acked ? stored - acked : 0 ))  # stored but not acknowledged (timed out): harmless
+  local non2xx errors
+  non2xx=$(grep -o '"non_2xx":{[^}]*}' "$out" | cut -d: -f2- | tr -d '{}"')
+  errors=$(grep -o '"errors":{[^}]*}' "$out" | grep -o '[0-9][0-9]*' | awk '{s+=$1} END{print s+0}')
+  local p99 ok_rps
+  p99=$(latency_field "$out" p99) ok_rps=$(json_field "$out" achieved_rps)
+  # The highest offered rate sustained (>= 98% of it acknowledged per second) with p99 <= 50 ms, nothing
+  # lost, refused or failed.
+  if awk -v p="$p99" -v got="$ok_rps" -v want="$rate" 'BEGIN{exit !(p <= 50 && got >= 0.98 * want)}' &&
+     [ "$lost" = 0 ] && [ -z "$non2xx" ] && [ "$errors" = 0 ]; then
+    if [ "$mode" = events ]; then
+      verdict_events=$(awk -v a="$verdict_events" -v b="$rate" -v n="$(json_field "$out" events_per_request)" \
+        'BEGIN{printf "%.0f", (b * n > a ? b * n : a)}')
+    else
+      verdict_twilio=$(awk -v a="$verdict_twilio" -v b="$rate" 'BEGIN{printf "%.0f", (b > a ? b : a)}')
+    fi
+  fi
+  rows+=("$(printf '%-6s %8s %9s %9.0f %10.0f %8s %6s %8s %8s %8s %7s %9s %6s %5s %7s %7s %7s %8s' \
+    "$mode" "$rate" "$(json_field "$out" ok)" "$(json_field "$out" achieved_rps)" \
+    "$(json_field "$out" achieved_events_per_s)" "$(latency_field "$out" p50)" "$(latency_field "$out" p99)" \
+    "$(latency_field "$out" max)" "${non2xx:-0}" "$errors" "$drain_s" \
+    "$(awk -v s="$stored" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", s/(b-a)}')" "$lost" "$extra" \
+    "$srv_cores" "$load_cores" "$per_group" "$fsync_ms")")
+  echo "   acknowledged $acked events, stored $stored, lost $lost, drained ${drain_s}s after the load" >&2
+}
+
+IFS=, read -r -a ev_rates <<<"$events_rates"
+IFS=, read -r -a tw_rates <<<"$twilio_rates"
+for r in "${ev_rates[@]}"; do [ -n "$r" ] && step events "$r"; done
+for r in "${tw_rates[@]}"; do [ -n "$r" ] && step twilio "$r"; done
+
+echo
+echo "crm-ingest serve: io_threads=$io_threads writers=$writers; http_load: $connections connections, $load_threads thread(s), ${duration}s per step; $(nproc) CPUs shared"
+printf '%-6s %8s %9s %9s %10s %8s %6s %8s %8s %8s %7s %9s %6s %5s %7s %7s %7s %8s\n' mode "offer/s" ok "req/s" "events/s" \
+  "p50ms" "p99ms" "max ms" "non-2xx" errors "drain s" "db ev/s" loss extra "srv cpu" "gen cpu" "req/gc" "fsync ms"
+printf '%s\n' "${rows[@]}"
+echo "(req/s, events/s: 2xx per second at the HTTP edge, i.e. fsynced in the local log; latency from the intended"
+echo " send time; drain s: from the end of the load until PostgreSQL held every acknowledged event; db ev/s: rows"
+echo " stored per second from the start of the step to the end of the drain; loss: acknowledged but not stored;"
+echo " srv cpu / gen cpu: cores used by crm-ingest serve (PostgreSQL not included) / by http_load during the load;"
+echo " req/gc: requests per group commit of the local log (one fdatasync each); fsync ms: mean fdatasync time)"
+verdict() { if [ "$2" -ge "$3" ]; then echo "$1: $2 (target $3) PASS"; else echo "$1: $2 (target $3) FAIL"; fi; }
+echo "highest offered rate sustained (>= 98% acknowledged) with p99 <= 50 ms, no loss, no error, no refusal:"
+[ ${#ev_rates[@]} -gt 0 ] && verdict "  events (a), events/s   " "$verdict_events" 100000
+[ ${#tw_rates[@]} -gt 0 ] && verdict "  twilio (b), requests/s " "$verdict_twilio" 20000
+true
