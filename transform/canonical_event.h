@@ -65,6 +65,10 @@ struct communication {
   std::string_view error_reason;
   std::string_view metadata;  // a JSON object's text, or empty
   std::string_view tenant_id;  // empty unless the source assigns one
+  // The source gave no event time (e.g. Twilio "sent" callbacks), so occurred_at is when we received it.
+  // A provider retry then carries the same event_id with a later occurred_at: the writer treats an
+  // existing row with this event_id in the week before occurred_at as the same event.
+  bool occurred_at_is_receipt_time = false;
 };
 
 struct touchpoint {

@@ -20,7 +20,7 @@ const char* const communication_stage_definition =
     "event_id uuid, occurred_at timestamptz, received_at timestamptz, lead_id bigint, channel text, direction text, "
     "status text, provider text, provider_message_id text, provider_event_id text, email text, phone text, "
     "campaign_id bigint, ab_test_id text, variant text, url text, error_code text, error_reason text, metadata jsonb, "
-    "tenant_id text";
+    "tenant_id text, occurred_at_is_receipt_time boolean";
 // conversion_value travels as float8 (binary numeric is awkward); the insert casts it to numeric.
 const char* const touchpoint_stage_definition =
     "touchpoint_id uuid, occurred_at timestamptz, received_at timestamptz, lead_id bigint, anonymous_id text, "
@@ -216,7 +216,7 @@ bool to_valid_utf8(std::string_view s, std::string& clean) {
 }
 
 void copy_encoder::append(const transform::communication& c) {
-  begin_row(20);
+  begin_row(21);
   uuid(c.event_id);
   timestamp(c.occurred_at);
   timestamp(c.received_at);
@@ -237,6 +237,7 @@ void copy_encoder::append(const transform::communication& c) {
   text(c.error_reason);
   jsonb(c.metadata);
   text(c.tenant_id);
+  boolean(c.occurred_at_is_receipt_time);  // staging only: see the writer's insert
 }
 
 void copy_encoder::append(const transform::touchpoint& t) {

@@ -11,8 +11,8 @@
 
 namespace crm::sinks::postgres {
 
-// Column lists, in the order the encoder writes them: the staging tables' columns, and the columns
-// of the target tables they are inserted into.
+// Column lists of the target tables, in the order the encoder writes them. The communications staging
+// table has one more column at the end, occurred_at_is_receipt_time, used by the insert only.
 extern const char* const communication_columns;
 extern const char* const touchpoint_columns;
 extern const char* const rejection_columns;

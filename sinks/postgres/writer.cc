@@ -134,7 +134,12 @@ void writer::prepare_session() {
   // tables live in local buffers: no synchronized or parallel scans), so no ORDER BY is needed.
   conn->prepare("crm_insert_communications",
                 std::string("WITH ins AS (INSERT INTO communications (") + communication_columns + ") SELECT " +
-                    communication_columns + " FROM " + stage_communications +
+                    communication_columns + " FROM " + stage_communications + " s" +
+                    // No event time from the source (occurred_at = receipt): a retry of the same event has a
+                    // later occurred_at, so look for the event_id near it, not for the exact key.
+                    " WHERE NOT s.occurred_at_is_receipt_time OR NOT EXISTS (SELECT 1 FROM communications c"
+                    " WHERE c.event_id = s.event_id AND c.occurred_at >= s.occurred_at - interval '7 days'"
+                    " AND c.occurred_at <= s.occurred_at + interval '1 day')"
                     " ON CONFLICT DO NOTHING"
                     " RETURNING occurred_at, campaign_id, channel, status),"
                     " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
@@ -211,7 +216,9 @@ void writer::encode(const view& v, batch_result& counts) {
     const auto& c = v.communications[order_[i]];
     if (i > 0) {
       const auto& p = v.communications[order_[i - 1]];
-      if (same_key(p.event_id, p.occurred_at, c.event_id, c.occurred_at)) {
+      // A receipt-time copy of an event id seen just before is a retry of it, whatever its time.
+      if (same_key(p.event_id, p.occurred_at, c.event_id, c.occurred_at) ||
+          (c.occurred_at_is_receipt_time && p.event_id == c.event_id)) {
         ++counts.duplicates_in_batch;
         continue;
       }

@@ -6,6 +6,9 @@
 namespace crm::sinks::spool {
 namespace {
 
+constexpr std::uint8_t receipt_time_bit = 0x80;
+
+
 using transform::communication;
 using transform::rejection;
 using transform::touchpoint;
@@ -29,7 +32,8 @@ constexpr std::string_view rejection::*rejection_texts[] = {&rejection::source, 
 
 constexpr std::size_t communication_string_count = std::size(communication_texts);
 constexpr std::size_t touchpoint_string_count = std::size(touchpoint_texts);
-static_assert(sizeof(void*) != 8 || sizeof(communication) == 56 + 16 * communication_string_count,
+// 56 bytes of scalars plus occurred_at_is_receipt_time (bit 7 of the direction byte) padded to 8.
+static_assert(sizeof(void*) != 8 || sizeof(communication) == 64 + 16 * communication_string_count,
               "transform::communication changed: encode the new field and bump event_codec_version");
 static_assert(sizeof(void*) != 8 || sizeof(touchpoint) == 64 + 16 * touchpoint_string_count,
               "transform::touchpoint changed: encode the new field and bump event_codec_version");
@@ -155,6 +159,15 @@ class reader {
     out = static_cast<Enum>(v);
     return true;
   }
+  bool direction_and_flag(communication& c) noexcept {
+    std::uint8_t v = 0;
+    if (!byte(v)) return false;
+    c.occurred_at_is_receipt_time = (v & receipt_time_bit) != 0;
+    v = static_cast<std::uint8_t>(v & ~receipt_time_bit);
+    if (v > static_cast<std::uint8_t>(transform::direction::inbound)) return fail(codec_errc::value_out_of_range);
+    c.direction_ = static_cast<transform::direction>(v);
+    return true;
+  }
   bool fail(codec_errc e) noexcept {
     if (ok()) error_ = e;
     return false;
@@ -203,7 +216,9 @@ void encode_event_batch(const transform::event_batch& batch, std::string& out) {
     w.svarint(c.lead_id);
     w.svarint(c.campaign_id);
     w.byte(static_cast<std::uint8_t>(c.channel_));
-    w.byte(static_cast<std::uint8_t>(c.direction_));
+    // Bit 7 of the direction byte: occurred_at is the receipt time (records without it decode as 0).
+    w.byte(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.direction_) |
+                                      (c.occurred_at_is_receipt_time ? receipt_time_bit : 0)));
     w.byte(static_cast<std::uint8_t>(c.status));
     for (auto field : communication_texts) w.text(c.*field);
   }
@@ -272,8 +287,7 @@ std::error_code decode_event_batch(std::string_view bytes, transform::event_batc
     std::int64_t d_occurred = 0, d_received = 0;
     bool good = r.bytes(c.event_id.data(), c.event_id.size()) && r.svarint(d_occurred) && r.svarint(d_received) &&
                 r.svarint(c.lead_id) && r.svarint(c.campaign_id) &&
-                r.enumeration(c.channel_, transform::channel::push) &&
-                r.enumeration(c.direction_, transform::direction::inbound) &&
+                r.enumeration(c.channel_, transform::channel::push) && r.direction_and_flag(c) &&
                 r.enumeration(c.status, transform::comm_status::spam);
     for (std::size_t f = 0; good && f < communication_string_count; ++f) {
       good = r.text(out.text, c.*communication_texts[f]);

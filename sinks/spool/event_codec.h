@@ -8,7 +8,8 @@
 // Format, version 1 (integers are LEB128 varints, signed ones zigzag-encoded):
 //   "EB" version(1 byte) flags(1 byte, 0)  count_communications count_touchpoints count_rejections
 //   communication: id(16 bytes) occurred_at(delta from the previous communication's) received_at(delta
-//                  from its occurred_at) lead_id campaign_id channel direction status(1 byte each) then
+//                  from its occurred_at) lead_id campaign_id channel direction(bit 7: occurred_at is the
+//                  receipt time) status(1 byte each) then
 //                  12 strings (length + bytes) in the order of communication_texts in event_codec.cc
 //   touchpoint:    id(16) times(as above) lead_id campaign_id type group(1 byte each) flags(1 byte:
 //                  1 is_conversion, 2 has_conversion_value, 4 conversion_value follows) [value: 8 bytes

@@ -128,6 +128,39 @@ TEST(PostgresWriter, DuplicatesInsideOneBatchCountOnce) {
   expect_metrics_equal_recount(dsn);
 }
 
+TEST(PostgresWriter, RetriesOfEventsWithoutAnEventTimeAreStoredOnce) {
+  // A Twilio "sent" callback has no timestamp: occurred_at is when it arrived, so its retry carries the
+  // same event_id with a later occurred_at.
+  auto dsn = crm_test::fresh_database("t_writer_receipt_time");
+  pg::writer w(opts(dsn));
+  auto receipt = [](std::uint64_t n, tf::timestamp_us at) {
+    auto c = comm(n, at, 9, tf::comm_status::sent);
+    c.occurred_at_is_receipt_time = true;
+    return c;
+  };
+  const tf::timestamp_us hour = 3600LL * 1000000;
+  tf::event_batch first;
+  first.communications.push_back(receipt(1, nov_2026 + 10 * hour));
+  EXPECT_EQ(w.write(first, {"test", "original"}).communications_inserted, 1u);
+
+  tf::event_batch retry;  // a day later, and twice within one batch
+  retry.communications.push_back(receipt(1, nov_2026 + 34 * hour));
+  retry.communications.push_back(receipt(1, nov_2026 + 35 * hour));
+  retry.communications.push_back(receipt(2, nov_2026 + 35 * hour));  // a different event
+  retry.communications.push_back(receipt(2, nov_2026 + 36 * hour));  // and its retry in the same batch
+  auto r = w.write(retry, {"test", "retries"});
+  EXPECT_EQ(r.communications_inserted, 1u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT event_id) FROM communications"), 2);
+  expect_metrics_equal_recount(dsn);
+
+  // Events that carry their own time keep (event_id, occurred_at) as their identity.
+  tf::event_batch timed;
+  timed.communications.push_back(comm(3, nov_2026 + hour, 9, tf::comm_status::sent));
+  timed.communications.push_back(comm(3, nov_2026 + 2 * hour, 9, tf::comm_status::sent));
+  EXPECT_EQ(w.write(timed, {"test", "timed"}).communications_inserted, 2u);
+}
+
 TEST(PostgresWriter, MonthOutsideThePrecreatedRangeGetsItsPartition) {
   auto dsn = crm_test::fresh_database("t_writer_partition");
   const tf::timestamp_us may_2003 = 1051747200LL * 1000000 + 5 * day;  // 2003-05-06

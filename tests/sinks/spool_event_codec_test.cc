@@ -41,6 +41,7 @@ communication full_communication(event_batch& b, int n) {
   c.campaign_id = 77 + n;
   c.channel_ = static_cast<transform::channel>(n % 6);
   c.direction_ = static_cast<transform::direction>(n % 2);
+  c.occurred_at_is_receipt_time = n % 3 == 1;
   c.status = static_cast<transform::comm_status>(n % 11);
   c.provider = text(b, "sendgrid" + k);
   c.provider_message_id = text(b, "msg-" + k);
@@ -113,6 +114,7 @@ void expect_same(const communication& a, const communication& b, std::size_t i) 
   EXPECT_EQ(a.campaign_id, b.campaign_id);
   EXPECT_EQ(a.channel_, b.channel_);
   EXPECT_EQ(a.direction_, b.direction_);
+  EXPECT_EQ(a.occurred_at_is_receipt_time, b.occurred_at_is_receipt_time);
   EXPECT_EQ(a.status, b.status);
   EXPECT_EQ(a.provider, b.provider);
   EXPECT_EQ(a.provider_message_id, b.provider_message_id);
