@@ -190,6 +190,15 @@ bool is_integer_token(std::string_view token) noexcept {
   return true;
 }
 
+// "+<8-15 digits>", the first not 0: the shape of an E.164 number (ITU-T E.164: at most 15 digits).
+bool is_international_number(std::string_view s) noexcept {
+  if (s.size() < 9 || s.size() > 16 || s[0] != '+' || s[1] == '0') return false;
+  for (std::size_t i = 1; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return true;
+}
+
 void append_timestamp(std::string& out, timestamp_us t) {
   char buf[48];
   out.append(buf, detail::format_rfc3339(t, buf));
@@ -228,6 +237,10 @@ struct normalizer::impl {
   };
 
   normalize_outcome run(std::string_view text, source_ref source, timestamp_us received_at, event_batch& out);
+  normalize_outcome append_fields(const communication_fields& f, std::string_view raw, source_ref source,
+                                  timestamp_us received_at, event_batch& out);
+  normalize_outcome append_fields(const touchpoint_fields& f, std::string_view raw, source_ref source,
+                                  timestamp_us received_at, event_batch& out);
   void append_rejection(std::string_view raw, source_ref source, timestamp_us received_at,
                         std::string_view reason_text, event_batch& out);
 
@@ -243,9 +256,15 @@ struct normalizer::impl {
   void copy_failed(detail::copy_error e, std::string_view field_name, od::document& doc);
 
   bool resolve_occurred_at(timestamp_us received_at, timestamp_us& occurred);
+  bool check_occurred_range(timestamp_us received_at, timestamp_us occurred);
   normalize_outcome build_communication(timestamp_us received_at, timestamp_us occurred, event_batch& out);
   normalize_outcome build_touchpoint(timestamp_us received_at, timestamp_us occurred, event_batch& out);
-  void extract_query_params(event_batch& out, std::array<std::string_view, 8>& params);
+  bool normalize_contacts(std::string_view email, std::string_view phone, bool phone_from_provider,
+                          text_arena& arena, communication& c);
+  void derive_event_id(communication& c);
+  bool check_currency(std::string_view text, char (&currency)[3]);
+  void derive_touchpoint_id(touchpoint& t);
+  void extract_query_params(std::string_view url, event_batch& out, std::array<std::string_view, 8>& params);
   std::string_view assemble_metadata(text_arena& arena);
 
   // The first broken rule of the current record; false when one is already recorded.
@@ -439,7 +458,15 @@ record_kind normalizer::impl::prescan_kind(od::document& doc) {
       set_malformed(doc, e);
       return record_kind::unknown;
     }
-    if (t == od::json_type::null) break;
+    if (t == od::json_type::null) {
+      // type() looks at the first byte only: `nope` would pass for null.
+      bool is_null = false;
+      if (v.is_null().get(is_null) || !is_null) {
+        set_malformed(doc, "invalid literal (expected null)");
+        return record_kind::unknown;
+      }
+      break;
+    }
     if (t != od::json_type::string) {
       if (begin_failure("kind")) reason_.append("expected a string, got ").append(type_name(t));
       return record_kind::unknown;
@@ -709,6 +736,10 @@ bool normalizer::impl::resolve_occurred_at(timestamp_us received_at, timestamp_u
     }
     return false;
   }
+  return check_occurred_range(received_at, occurred);
+}
+
+bool normalizer::impl::check_occurred_range(timestamp_us received_at, timestamp_us occurred) {
   const timestamp_us latest = received_at + options.max_future;
   if (occurred < options.min_occurred_at || occurred > latest) {
     if (begin_failure("occurred_at")) {
@@ -770,28 +801,8 @@ normalize_outcome normalizer::impl::build_communication(timestamp_us received_at
     return normalize_outcome::rejected;
   }
   text_arena& arena = out.text;
-  if (values_.has(field::email)) {
-    const auto e = detail::normalize_email(values_[field::email], arena, c.email);
-    if (e != detail::email_error::none) {
-      if (begin_failure("email")) {
-        append_quoted(reason_, values_[field::email]);
-        reason_.push_back(' ');
-        reason_.append(detail::describe(e));
-      }
-      return normalize_outcome::rejected;
-    }
-  }
-  if (values_.has(field::phone)) {
-    const auto e = phones_.normalize(values_[field::phone], arena, c.phone);
-    if (e != detail::phone_error::none) {
-      if (begin_failure("phone")) {
-        append_quoted(reason_, values_[field::phone]);
-        reason_.push_back(' ');
-        reason_.append(detail::describe(e));
-        reason_.append(" (default region ").append(options.default_region).append(")");
-      }
-      return normalize_outcome::rejected;
-    }
+  if (!normalize_contacts(values_[field::email], values_[field::phone], false, arena, c)) {
+    return normalize_outcome::rejected;
   }
 
   c.occurred_at = occurred;
@@ -809,56 +820,91 @@ normalize_outcome normalizer::impl::build_communication(timestamp_us received_at
   c.error_reason = arena.copy(values_[field::error_reason]);
   c.metadata = assemble_metadata(arena);
 
-  if (!has_event_id) {
-    // See README.md, "Derived ids": the name is fixed forever; changing it changes every id.
-    std::string& name = id_name_;
-    name.assign("communication");
-    name.push_back(id_separator);
-    name.append(c.provider);
-    name.push_back(id_separator);
-    if (!c.provider_event_id.empty()) {
-      name.append(c.provider_event_id);
-    } else if (!c.provider_message_id.empty()) {
-      name.append(c.provider_message_id);
-      name.push_back(id_separator);
-      name.append(to_string(c.status));
-      name.push_back(id_separator);
-      append_number(name, occurred);
-    } else {
-      name.push_back(id_separator);
-      name.append(to_string(c.channel_));
-      name.push_back(id_separator);
-      name.append(to_string(c.direction_));
-      name.push_back(id_separator);
-      name.append(to_string(c.status));
-      name.push_back(id_separator);
-      append_number(name, occurred);
-      name.push_back(id_separator);
-      if (c.lead_id != 0) append_number(name, c.lead_id);
-      name.push_back(id_separator);
-      name.append(c.email);
-      name.push_back(id_separator);
-      name.append(c.phone);
-      name.push_back(id_separator);
-      if (c.campaign_id != 0) append_number(name, c.campaign_id);
-      name.push_back(id_separator);
-      name.append(c.url);
-    }
-    c.event_id = uuids_.generate(detail::event_id_namespace, name);
-  }
+  if (!has_event_id) derive_event_id(c);
   out.communications.push_back(c);
   return normalize_outcome::communication;
 }
 
+bool normalizer::impl::normalize_contacts(std::string_view email, std::string_view phone, bool phone_from_provider,
+                                          text_arena& arena, communication& c) {
+  if (!email.empty()) {
+    const auto e = detail::normalize_email(email, arena, c.email);
+    if (e != detail::email_error::none) {
+      if (begin_failure("email")) {
+        append_quoted(reason_, email);
+        reason_.push_back(' ');
+        reason_.append(detail::describe(e));
+      }
+      return false;
+    }
+  }
+  if (!phone.empty()) {
+    const auto e = phones_.normalize(phone, arena, c.phone);
+    if (e != detail::phone_error::none) {
+      if (phone_from_provider && is_international_number(phone)) {
+        c.phone = arena.copy(phone);
+        return true;
+      }
+      if (begin_failure("phone")) {
+        append_quoted(reason_, phone);
+        reason_.push_back(' ');
+        reason_.append(detail::describe(e));
+        reason_.append(" (default region ").append(options.default_region).append(")");
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
+void normalizer::impl::derive_event_id(communication& c) {
+  const timestamp_us occurred = c.occurred_at;
+  // See README.md, "Derived ids": the name is fixed forever; changing it changes every id.
+  std::string& name = id_name_;
+  name.assign("communication");
+  name.push_back(id_separator);
+  name.append(c.provider);
+  name.push_back(id_separator);
+  if (!c.provider_event_id.empty()) {
+    name.append(c.provider_event_id);
+  } else if (!c.provider_message_id.empty()) {
+    name.append(c.provider_message_id);
+    name.push_back(id_separator);
+    name.append(to_string(c.status));
+    name.push_back(id_separator);
+    append_number(name, occurred);
+  } else {
+    name.push_back(id_separator);
+    name.append(to_string(c.channel_));
+    name.push_back(id_separator);
+    name.append(to_string(c.direction_));
+    name.push_back(id_separator);
+    name.append(to_string(c.status));
+    name.push_back(id_separator);
+    append_number(name, occurred);
+    name.push_back(id_separator);
+    if (c.lead_id != 0) append_number(name, c.lead_id);
+    name.push_back(id_separator);
+    name.append(c.email);
+    name.push_back(id_separator);
+    name.append(c.phone);
+    name.push_back(id_separator);
+    if (c.campaign_id != 0) append_number(name, c.campaign_id);
+    name.push_back(id_separator);
+    name.append(c.url);
+  }
+  c.event_id = uuids_.generate(detail::event_id_namespace, name);
+}
+
 // UTM tags and click ids from landing_url's query string, for those the record does not carry itself.
 // params: utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid.
-void normalizer::impl::extract_query_params(event_batch& out, std::array<std::string_view, 8>& params) {
+void normalizer::impl::extract_query_params(std::string_view url, event_batch& out,
+                                            std::array<std::string_view, 8>& params) {
   static constexpr std::array<std::string_view, 8> names = {"utm_source", "utm_medium", "utm_campaign",
                                                             "utm_term",   "utm_content", "gclid",
                                                             "fbclid",     "msclkid"};
   bool wanted = false;
   for (const std::string_view p : params) wanted = wanted || p.empty();
-  const std::string_view url = values_[field::landing_url];
   if (!wanted || url.empty()) return;
   detail::for_each_query_param(url, [&](std::string_view key, std::string_view value) {
     for (std::size_t i = 0; i < names.size(); ++i) {
@@ -903,21 +949,7 @@ normalize_outcome normalizer::impl::build_touchpoint(timestamp_us received_at, t
   }
   char currency[3];
   const std::string_view currency_text = values_[field::currency];
-  if (!currency_text.empty()) {
-    bool ok = currency_text.size() == 3;
-    for (std::size_t i = 0; ok && i < 3; ++i) {
-      const char ch = detail::ascii_upper(currency_text[i]);
-      ok = ch >= 'A' && ch <= 'Z';
-      currency[i] = ch;
-    }
-    if (!ok) {
-      if (begin_failure("currency")) {
-        append_quoted(reason_, currency_text);
-        reason_.append(" is not an ISO 4217 code (3 letters)");
-      }
-      return normalize_outcome::rejected;
-    }
-  }
+  if (!check_currency(currency_text, currency)) return normalize_outcome::rejected;
   const bool has_touchpoint_id = values_.has(field::touchpoint_id);
   if (has_touchpoint_id && !parse_uuid(values_[field::touchpoint_id], t.touchpoint_id)) {
     if (begin_failure("touchpoint_id")) {
@@ -933,7 +965,7 @@ normalize_outcome normalizer::impl::build_touchpoint(timestamp_us received_at, t
       arena.copy(values_[field::utm_campaign]), arena.copy(values_[field::utm_term]),
       arena.copy(values_[field::utm_content]), arena.copy(values_[field::gclid]),
       arena.copy(values_[field::fbclid]),      arena.copy(values_[field::msclkid])};
-  extract_query_params(out, params);
+  extract_query_params(values_[field::landing_url], out, params);
 
   t.occurred_at = occurred;
   t.received_at = received_at;
@@ -966,43 +998,61 @@ normalize_outcome normalizer::impl::build_touchpoint(timestamp_us received_at, t
   t.group = detail::derive_channel_group({t.utm_source, t.utm_medium, t.utm_campaign, t.gclid, t.fbclid,
                                           t.msclkid, t.referrer, t.landing_url});
 
-  if (!has_touchpoint_id) {
-    // See README.md, "Derived ids".
-    std::string& name = id_name_;
-    name.assign("touchpoint");
-    name.push_back(id_separator);
-    if (!t.message_id.empty()) {
-      name.append(t.message_id);
-      name.push_back(id_separator);
-      append_number(name, occurred);
-    } else {
-      name.push_back(id_separator);
-      name.append(to_string(t.type));
-      name.push_back(id_separator);
-      append_number(name, occurred);
-      name.push_back(id_separator);
-      if (t.lead_id != 0) append_number(name, t.lead_id);
-      for (const std::string_view part : {t.anonymous_id, t.landing_url, t.referrer, t.utm_source, t.utm_medium,
-                                          t.utm_campaign, t.utm_term, t.utm_content, t.gclid, t.fbclid,
-                                          t.msclkid, t.conversion_type}) {
-        name.push_back(id_separator);
-        name.append(part);
-      }
-      name.push_back(id_separator);
-      if (t.has_conversion_value) {
-        char buf[32];
-        const auto r = std::to_chars(buf, buf + sizeof buf, t.conversion_value);  // shortest round-trip
-        name.append(buf, r.ptr);
-      }
-      name.push_back(id_separator);
-      name.append(t.ab_test_id);
-      name.push_back(id_separator);
-      name.append(t.variant);
-    }
-    t.touchpoint_id = uuids_.generate(detail::event_id_namespace, name);
-  }
+  if (!has_touchpoint_id) derive_touchpoint_id(t);
   out.touchpoints.push_back(t);
   return normalize_outcome::touchpoint;
+}
+
+bool normalizer::impl::check_currency(std::string_view text, char (&currency)[3]) {
+  if (text.empty()) return true;
+  bool ok = text.size() == 3;
+  for (std::size_t i = 0; ok && i < 3; ++i) {
+    const char ch = detail::ascii_upper(text[i]);
+    ok = ch >= 'A' && ch <= 'Z';
+    currency[i] = ch;
+  }
+  if (!ok && begin_failure("currency")) {
+    append_quoted(reason_, text);
+    reason_.append(" is not an ISO 4217 code (3 letters)");
+  }
+  return ok;
+}
+
+void normalizer::impl::derive_touchpoint_id(touchpoint& t) {
+  const timestamp_us occurred = t.occurred_at;
+  // See README.md, "Derived ids".
+  std::string& name = id_name_;
+  name.assign("touchpoint");
+  name.push_back(id_separator);
+  if (!t.message_id.empty()) {
+    name.append(t.message_id);
+    name.push_back(id_separator);
+    append_number(name, occurred);
+  } else {
+    name.push_back(id_separator);
+    name.append(to_string(t.type));
+    name.push_back(id_separator);
+    append_number(name, occurred);
+    name.push_back(id_separator);
+    if (t.lead_id != 0) append_number(name, t.lead_id);
+    for (const std::string_view part : {t.anonymous_id, t.landing_url, t.referrer, t.utm_source, t.utm_medium,
+                                        t.utm_campaign, t.utm_term, t.utm_content, t.gclid, t.fbclid,
+                                        t.msclkid, t.conversion_type}) {
+      name.push_back(id_separator);
+      name.append(part);
+    }
+    name.push_back(id_separator);
+    if (t.has_conversion_value) {
+      char buf[32];
+      const auto r = std::to_chars(buf, buf + sizeof buf, t.conversion_value);  // shortest round-trip
+      name.append(buf, r.ptr);
+    }
+    name.push_back(id_separator);
+    name.append(t.ab_test_id);
+    name.push_back(id_separator);
+    name.append(t.variant);
+  }
+  t.touchpoint_id = uuids_.generate(detail::event_id_namespace, name);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1047,6 +1097,107 @@ normalize_outcome normalizer::impl::run(std::string_view text, source_ref source
   return outcome;
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Records from fields a provider adapter has read (transform/providers.h): the same rules and derived ids.
+
+normalize_outcome normalizer::impl::append_fields(const communication_fields& f, std::string_view raw,
+                                                  source_ref source, timestamp_us received_at, event_batch& out) {
+  reason_.clear();
+  malformed_.clear();
+  text_arena& arena = out.text;
+  communication c;
+  c.channel_ = f.channel_;
+  c.direction_ = f.direction_;
+  c.status = f.status;
+  if (!check_occurred_range(received_at, f.occurred_at) ||
+      !normalize_contacts(f.email, f.phone, f.phone_from_provider, arena, c)) {
+    return reject_current(raw, source, received_at, out);
+  }
+  c.occurred_at = f.occurred_at;
+  c.received_at = received_at;
+  c.lead_id = f.lead_id;
+  c.campaign_id = f.campaign_id;
+  c.provider = arena.copy(f.provider.empty() ? std::string_view(options.default_provider) : f.provider);
+  c.provider_message_id = arena.copy(f.provider_message_id);
+  c.provider_event_id = arena.copy(f.provider_event_id);
+  c.ab_test_id = arena.copy(f.ab_test_id);
+  c.variant = arena.copy(f.variant);
+  c.url = arena.copy(f.url);
+  c.error_code = arena.copy(f.error_code);
+  c.error_reason = arena.copy(f.error_reason);
+  c.metadata = arena.copy(f.metadata);
+  c.occurred_at_is_receipt_time = f.occurred_at_is_receipt_time;
+  derive_event_id(c);
+  out.communications.push_back(c);
+  return normalize_outcome::communication;
+}
+
+normalize_outcome normalizer::impl::append_fields(const touchpoint_fields& f, std::string_view raw,
+                                                  source_ref source, timestamp_us received_at, event_batch& out) {
+  reason_.clear();
+  malformed_.clear();
+  if (!check_occurred_range(received_at, f.occurred_at)) return reject_current(raw, source, received_at, out);
+  if (f.lead_id == 0 && f.anonymous_id.empty()) {
+    if (begin_failure("lead_id/anonymous_id")) reason_.append("at least one is required");
+    return reject_current(raw, source, received_at, out);
+  }
+  if (f.type == touch_type::experiment_exposure && (f.ab_test_id.empty() || f.variant.empty())) {
+    if (begin_failure(f.ab_test_id.empty() ? "ab_test_id" : "variant")) {
+      reason_.append("missing (required for touch_type experiment_exposure)");
+    }
+    return reject_current(raw, source, received_at, out);
+  }
+  if (f.has_conversion_value && !(f.conversion_value >= 0 && f.conversion_value <= 1e14)) {
+    // numeric(20,6) holds 14 integer digits; NaN fails both comparisons.
+    if (begin_failure("conversion_value")) reason_.append("expected a number >= 0 within numeric(20,6)");
+    return reject_current(raw, source, received_at, out);
+  }
+  char currency[3];
+  if (!check_currency(f.currency, currency)) return reject_current(raw, source, received_at, out);
+
+  text_arena& arena = out.text;
+  touchpoint t;
+  std::array<std::string_view, 8> params = {arena.copy(f.utm_source),  arena.copy(f.utm_medium),
+                                            arena.copy(f.utm_campaign), arena.copy(f.utm_term),
+                                            arena.copy(f.utm_content), arena.copy(f.gclid),
+                                            arena.copy(f.fbclid),      arena.copy(f.msclkid)};
+  extract_query_params(f.landing_url, out, params);
+  t.type = f.type;
+  t.occurred_at = f.occurred_at;
+  t.received_at = received_at;
+  t.lead_id = f.lead_id;
+  t.campaign_id = f.campaign_id;
+  t.is_conversion = t.type == touch_type::conversion;
+  t.has_conversion_value = f.has_conversion_value;
+  t.conversion_value = f.has_conversion_value ? f.conversion_value : 0;
+  t.anonymous_id = arena.copy(f.anonymous_id);
+  t.message_id = arena.copy(f.message_id);
+  t.utm_source = params[0];
+  t.utm_medium = params[1];
+  t.utm_campaign = params[2];
+  t.utm_term = params[3];
+  t.utm_content = params[4];
+  t.gclid = params[5];
+  t.fbclid = params[6];
+  t.msclkid = params[7];
+  t.landing_url = arena.copy(f.landing_url);
+  t.referrer = arena.copy(f.referrer);
+  t.conversion_type = arena.copy(f.conversion_type);
+  if (!f.currency.empty()) {
+    t.currency = arena.copy({currency, 3});
+  } else if (t.is_conversion) {
+    t.currency = arena.copy(options.default_currency);
+  }
+  t.ab_test_id = arena.copy(f.ab_test_id);
+  t.variant = arena.copy(f.variant);
+  t.metadata = arena.copy(f.metadata);
+  t.group = detail::derive_channel_group({t.utm_source, t.utm_medium, t.utm_campaign, t.gclid, t.fbclid,
+                                          t.msclkid, t.referrer, t.landing_url});
+  derive_touchpoint_id(t);
+  out.touchpoints.push_back(t);
+  return normalize_outcome::touchpoint;
+}
+
 normalizer::normalizer(normalize_options options)
     : options_(std::move(options)), impl_(std::make_unique<impl>(options_)) {}
 
@@ -1060,6 +1211,16 @@ normalize_outcome normalizer::normalize(std::string_view text, source_ref source
 void normalizer::reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
                         event_batch& out) {
   impl_->append_rejection(raw, source, received_at, reason, out);
+}
+
+normalize_outcome normalizer::append(const communication_fields& fields, std::string_view raw, source_ref source,
+                                     timestamp_us received_at, event_batch& out) {
+  return impl_->append_fields(fields, raw, source, received_at, out);
+}
+
+normalize_outcome normalizer::append(const touchpoint_fields& fields, std::string_view raw, source_ref source,
+                                     timestamp_us received_at, event_batch& out) {
+  return impl_->append_fields(fields, raw, source, received_at, out);
 }
 
 timestamp_us now_us() noexcept {

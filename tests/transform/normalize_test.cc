@@ -105,6 +105,9 @@ INSTANTIATE_TEST_SUITE_P(
         rejection_case{"truncated object", R"({"kind":"communication")",
                        "malformed JSON at byte 23: the object is not closed (truncated record?)"},
         rejection_case{"trailing garbage", "{} x", "malformed JSON at byte 3: unexpected content after the JSON object"},
+        // type() judges by the first byte: a bare word starting with 'n' must not pass for null.
+        rejection_case{"bad literal for kind", R"({"kind": nope})", "malformed JSON at byte *"},
+        rejection_case{"bad literal for a field", R"({"kind":"communication","status": nul})", "malformed JSON at byte *"},
         rejection_case{"trailing brace", comm("") + "}", "malformed JSON at byte *"},
         rejection_case{"two objects", comm("") + comm(""), "malformed JSON at byte *"},
         rejection_case{"empty object then fields", R"({}"kind":"communication"})",
