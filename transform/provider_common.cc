@@ -452,8 +452,9 @@ source_ref event_source(workspace& ws, std::string_view source, std::size_t inde
 
 std::string_view finish_metadata(workspace& ws) {
   if (ws.metadata.empty()) return {};
-  ws.metadata_out.assign("{");
-  ws.metadata_out.append(ws.metadata, 1, std::string::npos);  // drop the leading comma
+  ws.metadata_out.clear();
+  ws.metadata_out.push_back('{');
+  ws.metadata_out.append(std::string_view(ws.metadata).substr(1));  // drop the leading comma
   ws.metadata_out.push_back('}');
   return ws.metadata_out;
 }
