@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "sinks/spool/event_codec.h"
+#include "transform/json_text.h"
 #include "transform/record_splitter.h"
 
 namespace crm::ingest {
@@ -42,25 +43,9 @@ std::string_view reason_field(std::string_view reason) {
 }  // namespace
 
 std::string json_quote(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
+  std::string out;
+  transform::append_json_string(out, s);
+  return out;
 }
 
 collector::collector(collector_options options, batch_sink& sink, metrics& m, std::function<bool()> database_ready)

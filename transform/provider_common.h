@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "transform/canonical_event.h"
+#include "transform/json_text.h"
 #include "transform/json_copy.h"
 #include "transform/normalize.h"
 #include "transform/providers.h"
@@ -148,9 +149,8 @@ bool begin_rule(workspace& ws, std::string_view field);
 void rule_wrong_type(workspace& ws, std::string_view field, std::string_view expected, const scalar& got);
 void rule_missing(workspace& ws, std::string_view field);
 
-// JSON string escaping of arbitrary text (control characters as \u00XX). Invalid UTF-8 must be
-// checked by the caller.
-void append_json_string(std::string& out, std::string_view text);
+// JSON string escaping (transform/json_text.h); invalid UTF-8 must be checked by the caller.
+using crm::transform::append_json_string;
 
 // The CRM ids a provider carries (lead, campaign, A/B test, variant), each remembered with where it came
 // from. A source with a higher priority wins regardless of the order in which they are met.

@@ -3,6 +3,8 @@
 
 #include "ingest/http/server.h"
 
+#include "transform/json_text.h"
+
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -42,13 +44,9 @@ class fields_view final : public webhooks::header_map {
 };
 
 std::string json_error(std::string_view message) {
-  std::string out = "{\"error\":\"";
-  for (char c : message) {
-    if (c == '"' || c == '\\') out.push_back('\\');
-    if (static_cast<unsigned char>(c) < 0x20) continue;
-    out.push_back(c);
-  }
-  return out + "\"}";
+  std::string out = "{\"error\":";
+  transform::append_json_string(out, message);
+  return out + "}";
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 #include "sinks/postgres/row_json.h"
 
 #include <charconv>
-#include <cstdio>
 
 #include "sinks/postgres/copy_encoder.h"
+#include "transform/json_text.h"
 
 namespace crm::sinks::postgres {
 
@@ -47,27 +47,7 @@ class json_object {
     quoted(k);
     out_.push_back(':');
   }
-  void quoted(std::string_view s) {
-    out_.push_back('"');
-    for (unsigned char c : s) {
-      switch (c) {
-        case '"': out_.append("\\\""); break;
-        case '\\': out_.append("\\\\"); break;
-        case '\n': out_.append("\\n"); break;
-        case '\r': out_.append("\\r"); break;
-        case '\t': out_.append("\\t"); break;
-        default:
-          if (c < 0x20) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out_.append(buf);
-          } else {
-            out_.push_back(static_cast<char>(c));
-          }
-      }
-    }
-    out_.push_back('"');
-  }
+  void quoted(std::string_view s) { transform::append_json_string(out_, s); }
   std::string out_;
 };
 
