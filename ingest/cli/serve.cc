@@ -115,6 +115,8 @@ int run_serve(const serve_args& args) {
       srv.stop();
     });
     srv.run();
+    // Answers still waiting for their fsync post to the server's executor and use the collector.
+    sink.wait_idle();
     // run() returned: either a signal stopped it, or it failed; wake the signal thread either way.
     pthread_kill(signal_thread.native_handle(), SIGTERM);
     signal_thread.join();
