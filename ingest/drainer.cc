@@ -10,35 +10,6 @@ namespace crm::ingest {
 namespace pg = crm::sinks::postgres;
 namespace spool = crm::sinks::spool;
 
-namespace {
-
-// Appends `from`'s records to `to`, copying their text into `to`'s arena.
-void append_batch(const transform::event_batch& from, transform::event_batch& to) {
-  auto& a = to.text;
-  for (auto c : from.communications) {
-    for (auto* f : {&c.provider, &c.provider_message_id, &c.provider_event_id, &c.email, &c.phone, &c.ab_test_id,
-                    &c.variant, &c.url, &c.error_code, &c.error_reason, &c.metadata, &c.tenant_id}) {
-      *f = a.copy(*f);
-    }
-    to.communications.push_back(c);
-  }
-  for (auto t : from.touchpoints) {
-    for (auto* f : {&t.anonymous_id, &t.message_id, &t.utm_source, &t.utm_medium, &t.utm_campaign, &t.utm_term,
-                    &t.utm_content, &t.gclid, &t.fbclid, &t.msclkid, &t.landing_url, &t.referrer, &t.conversion_type,
-                    &t.currency, &t.ab_test_id, &t.variant, &t.metadata, &t.tenant_id}) {
-      *f = a.copy(*f);
-    }
-    to.touchpoints.push_back(t);
-  }
-  for (auto r : from.rejections) {
-    r.source = a.copy(r.source);
-    r.reason = a.copy(r.reason);
-    r.raw = a.copy(r.raw);
-    to.rejections.push_back(r);
-  }
-}
-
-}  // namespace
 
 // W threads, each owning one writer (one connection). run() hands part k to thread k and waits for all.
 class drainer::writer_pool {
@@ -197,14 +168,13 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
     for (const auto& rec : rb.records()) {
       if (auto ec = spool::decode_event_batch(rec.payload, decoded)) {
         // The CRC matched, so these are our own bytes from another version or a bug: keep them visible.
-        transform::rejection r{transform::now_us(), "log " + spool::to_string(rec.position),
-                               "the local log holds a record this version cannot decode: " + ec.message(), rec.payload};
-        transform::event_batch one;
-        one.rejections.push_back(r);
-        append_batch(one, batch);
+        const std::string source = "log " + spool::to_string(rec.position);
+        const std::string reason = "the local log holds a record this version cannot decode: " + ec.message();
+        batch.rejections.push_back(transform::rejection{transform::now_us(), batch.text.copy(source),
+                                                        batch.text.copy(reason), batch.text.copy(rec.payload)});
         continue;
       }
-      append_batch(decoded, batch);
+      batch.append_copy(decoded);
     }
     pos = rb.next();
   }
