@@ -70,6 +70,9 @@ class metrics {
   prometheus::Counter& config_reloads;
   prometheus::Counter& config_reload_failures;
 
+  // Durable log capacity (log.max_bytes), for fill ratios
+  prometheus::Gauge& log_max_bytes;
+
  private:
   template <typename T>
   T& cached(prometheus::Family<T>& family, std::unordered_map<std::string, T*>& cache, const std::string& key,

@@ -97,6 +97,7 @@ int run_serve(const serve_args& args) {
   log_opt.high_water_bytes = log_opt.max_bytes / 100 * static_cast<std::uint64_t>(cfg.integer("log", "high_water_percent"));
   auto log = sinks::spool::durable_log::open(log_opt);
   metrics m;
+  m.log_max_bytes.Set(static_cast<double>(log_opt.max_bytes));
   {
     auto st = log->stats();
     if (st.torn_tails_cut) m.log_torn_tails_cut.Increment(static_cast<double>(st.torn_tails_cut));
