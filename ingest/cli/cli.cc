@@ -234,8 +234,14 @@ int run(int argc, char** argv) {
   retain_cmd->add_option("--archive", retain_opt.archive_dir,
                          "Directory for the pg_dump archives (NAME.dump, custom format) of the dropped partitions");
   retain_cmd->add_flag("--dry-run", retain_opt.dry_run, "Print what would be detached and dropped; change nothing");
+  int retain_lock_timeout_ms = 5000;
+  retain_cmd->add_option("--lock-timeout-ms", retain_lock_timeout_ms,
+                         "Longest wait for a table lock per attempt (5 attempts); writers wait at most this long")
+      ->default_val(5000)
+      ->check(CLI::Range(10, 600000));
   retain_cmd->callback([&] {
     retain_opt.keep_months = pg::parse_keep(retain_keep);
+    retain_opt.lock_timeout = std::chrono::milliseconds(retain_lock_timeout_ms);
     retain_opt.dsn = retain_db.resolve(true);
     auto r = pg::retain_partitions(retain_opt);
     if (r.lock_busy) {

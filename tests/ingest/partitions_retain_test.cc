@@ -2,6 +2,7 @@
 // with pg_dump (restorable), dropped; reruns are no-ops; a run that died mid-way is finished by the next;
 // a concurrent run does nothing; the DEFAULT partitions are never touched.
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -154,6 +155,35 @@ TEST(PartitionsRetain, AConcurrentRunDoesNothingAndTheDefaultPartitionIsNeverTou
   auto bad = retain(dsn, "--keep 13");
   EXPECT_EQ(bad.status, 2) << bad.out;
   EXPECT_NE(bad.out.find("--keep takes a number of months or years"), std::string::npos) << bad.out;
+}
+
+TEST(PartitionsRetain, WaitsForATableLockHeldBySomeoneElseThenProceeds) {
+  auto dsn = prepared_database("t_retain_busy");
+  const auto old_comm = month_name(dsn, "communications", 16);
+  // A long transaction holds communications (as a report query would): the detach times out, retries.
+  pqxx::connection holder(dsn);
+  pqxx::work tx(holder);
+  tx.exec("LOCK TABLE communications IN ACCESS SHARE MODE");
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    tx.commit();
+  });
+  auto r = retain(dsn, "--keep 13mo --lock-timeout-ms 200");
+  release.join();
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("Waiting for a table lock held by other sessions"), std::string::npos) << r.out;
+  EXPECT_FALSE(table_exists(dsn, old_comm));
+
+  // Held for longer than every attempt: the run fails (non-zero, for the timer to report) and changes nothing.
+  pqxx::connection holder2(dsn);
+  pqxx::work tx2(holder2);
+  tx2.exec("LOCK TABLE customer_touchpoints IN ACCESS SHARE MODE");
+  const auto old_touch_next = month_name(dsn, "customer_touchpoints", 12);
+  r = retain(dsn, "--keep 12mo --lock-timeout-ms 50");
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("lock timeout"), std::string::npos) << r.out;
+  EXPECT_TRUE(table_exists(dsn, old_touch_next));
+  tx2.abort();
 }
 
 }  // namespace
