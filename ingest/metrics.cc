@@ -41,7 +41,7 @@ metrics::metrics()
       writer_database_up(BuildGauge().Name("crm_ingest_writer_database_up").Help("1 when the last batch reached the primary, 0 while it is unreachable").Register(*registry_).Add({})),
       writer_last_commit_timestamp(BuildGauge().Name("crm_ingest_writer_last_commit_timestamp_seconds").Help("Unix time of the last committed batch").Register(*registry_).Add({})),
       partition_next_month_present(BuildGauge().Name("crm_ingest_partition_next_month_present").Help("1 when communications and customer_touchpoints both have next month's partition, 0 when one is missing").Register(*registry_).Add({})),
-      partition_default_rows(BuildGauge().Name("crm_ingest_partition_default_rows").Help("Rows in the DEFAULT partitions (events outside every monthly partition; should be 0)").Register(*registry_).Add({})),
+      partition_default_rows(BuildGauge().Name("crm_ingest_partition_default_rows").Help("Rows in the DEFAULT partitions (events outside every monthly partition; should be 0; counted up to 1e6 per table)").Register(*registry_).Add({})),
       partition_catalog_checked_timestamp(BuildGauge().Name("crm_ingest_partition_catalog_checked_timestamp_seconds").Help("Unix time the partition catalog was last read successfully").Register(*registry_).Add({})),
       config_reloads(BuildCounter().Name("crm_ingest_config_reloads_total").Help("Webhook secrets reloaded on SIGHUP").Register(*registry_).Add({})),
       config_reload_failures(BuildCounter().Name("crm_ingest_config_reload_failures_total").Help("SIGHUP reloads refused (invalid configuration; the previous secrets stay in force)").Register(*registry_).Add({})),
