@@ -82,20 +82,18 @@ replay_result replay_rejected(const replay_options& o) {
   if (!o.since.empty()) filter += " AND received_at >= " + conn.quote(o.since) + "::timestamptz";
   if (!o.until.empty()) filter += " AND received_at < " + conn.quote(o.until) + "::timestamptz";
 
-  // Keyset pagination over (received_at, rejection_id): rows kept (still failing) are stepped over.
-  std::string after_ts, after_id;
+  // Keyset pagination over the primary key: one pass over its index whatever the filters, and rows kept
+  // (still failing) are stepped over. The order does not matter: ids are deterministic.
+  std::string after_id;
   for (int page = 1;; ++page) {
     long long want = static_cast<long long>(o.page_rows);
     if (o.limit > 0) want = std::min(want, o.limit - res.examined);
     if (want <= 0) break;
-    std::string sql = "SELECT rejection_id::text, received_at::text, "
+    std::string sql = "SELECT rejection_id::text, NULL, "
                       "(extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes "
                       "FROM rejected_events WHERE " + filter;
-    if (!after_ts.empty()) {
-      sql += " AND (received_at, rejection_id) > (" + conn.quote(after_ts) + "::timestamptz, " + conn.quote(after_id) +
-             "::uuid)";
-    }
-    sql += " ORDER BY received_at, rejection_id LIMIT " + std::to_string(want);
+    if (!after_id.empty()) sql += " AND rejection_id > " + conn.quote(after_id) + "::uuid";
+    sql += " ORDER BY rejection_id LIMIT " + std::to_string(want);
     pqxx::result rows;
     {
       pqxx::read_transaction tx(conn);
@@ -122,7 +120,6 @@ replay_result replay_rejected(const replay_options& o) {
         }
       }
     }
-    after_ts = rows.back()[1].as<std::string>();
     after_id = rows.back()[0].as<std::string>();
 
     if (!passed_ids.empty() && !o.dry_run) {

@@ -23,7 +23,7 @@ struct replay_options {
   std::string since;        // received_at >= since (timestamptz text); empty = open
   std::string until;        // received_at <  until; empty = open
   long long limit = 0;      // most dead letters examined; 0 = all
-  std::size_t page_rows = 5000;
+  std::size_t page_rows = 20000;
   bool remove = false;      // delete replayed dead letters instead of setting replayed_at
   bool dry_run = false;     // normalize and count, write nothing
   transform::normalize_options normalize;
