@@ -77,10 +77,10 @@ replay_result replay_rejected(const replay_options& o) {
   transform::normalizer norm(o.normalize);
 
   std::string filter = "replayed_at IS NULL";
-  if (!o.source_like.empty()) filter += " AND source LIKE " + conn.quote(o.source_like);
-  if (!o.reason_like.empty()) filter += " AND reason LIKE " + conn.quote(o.reason_like);
-  if (!o.since.empty()) filter += " AND received_at >= " + conn.quote(o.since) + "::timestamptz";
-  if (!o.until.empty()) filter += " AND received_at < " + conn.quote(o.until) + "::timestamptz";
+  if (!o.source_like.empty()) filter += " AND source LIKE " + pg::sql_literal(conn, o.source_like);
+  if (!o.reason_like.empty()) filter += " AND reason LIKE " + pg::sql_literal(conn, o.reason_like);
+  if (!o.since.empty()) filter += " AND received_at >= " + pg::sql_literal(conn, o.since) + "::timestamptz";
+  if (!o.until.empty()) filter += " AND received_at < " + pg::sql_literal(conn, o.until) + "::timestamptz";
 
   // Keyset pagination over the primary key: one pass over its index whatever the filters, and rows kept
   // (still failing) are stepped over. The order does not matter: ids are deterministic.
@@ -92,7 +92,7 @@ replay_result replay_rejected(const replay_options& o) {
     std::string sql = "SELECT rejection_id::text, NULL, "
                       "(extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes "
                       "FROM rejected_events WHERE " + filter;
-    if (!after_id.empty()) sql += " AND rejection_id > " + conn.quote(after_id) + "::uuid";
+    if (!after_id.empty()) sql += " AND rejection_id > " + pg::sql_literal(conn, after_id) + "::uuid";
     sql += " ORDER BY rejection_id LIMIT " + std::to_string(want);
     pqxx::result rows;
     {
@@ -132,7 +132,7 @@ replay_result replay_rejected(const replay_options& o) {
       std::string ids = "ARRAY[";
       for (std::size_t i = 0; i < passed_ids.size(); ++i) {
         if (i) ids.push_back(',');
-        ids.append(conn.quote(passed_ids[i]));
+        ids.append(pg::sql_literal(conn, passed_ids[i]));
       }
       ids.append("]::uuid[]");
       pqxx::work tx(conn);

@@ -110,7 +110,7 @@ void exec_with_lock_retries(pqxx::connection& conn, const retention_options& o, 
   for (int attempt = 1;; ++attempt) {
     try {
       pqxx::work tx(conn);
-      tx.exec("SET LOCAL lock_timeout = " + tx.quote(std::to_string(o.lock_timeout.count()) + "ms"));
+      tx.exec("SET LOCAL lock_timeout = " + sql_literal(tx, std::to_string(o.lock_timeout.count()) + "ms"));
       for (const auto& s : sql) tx.exec(s);
       tx.commit();
       return;
@@ -161,7 +161,7 @@ retention_result retain_partitions(const retention_options& o) {
                                 o.keep_months - 1)[0][0]
                      .as<std::string>();
   }
-  const std::string cutoff_ts = "(" + conn.quote(res.cutoff) + "::timestamp AT TIME ZONE 'UTC')";
+  const std::string cutoff_ts = "(" + sql_literal(conn, res.cutoff) + "::timestamp AT TIME ZONE 'UTC')";
 
   // 1. Finish detaches left pending by DETACH ... CONCURRENTLY.
   {
@@ -207,7 +207,7 @@ retention_result retain_partitions(const retention_options& o) {
     std::string comment = std::string(comment_prefix) + c.parent + " [" + c.from + ", " + c.to + ")";
     exec_with_lock_retries(conn, o,
                            {"ALTER TABLE " + conn.quote_name(c.parent) + " DETACH PARTITION " + conn.quote_name(c.child),
-                            "COMMENT ON TABLE " + conn.quote_name(c.child) + " IS " + conn.quote(comment)});
+                            "COMMENT ON TABLE " + conn.quote_name(c.child) + " IS " + sql_literal(conn, comment)});
     spdlog::info("Detached a partition before the retention cutoff. partition={} cutoff={}", c.child, res.cutoff);
     res.detached.push_back(c.child);
   }
@@ -219,7 +219,7 @@ retention_result retain_partitions(const retention_options& o) {
     auto r = tx.exec(
         "SELECT c.relname, substring(obj_description(c.oid, 'pg_class') FROM '^" + std::string(comment_prefix) +
         "([a-z_]+) ') FROM pg_class c WHERE c.relkind = 'r' AND pg_table_is_visible(c.oid) AND NOT c.relispartition "
-        "AND obj_description(c.oid, 'pg_class') LIKE " + tx.quote(std::string(comment_prefix) + "%") +
+        "AND obj_description(c.oid, 'pg_class') LIKE " + sql_literal(tx, std::string(comment_prefix) + "%") +
         " ORDER BY c.relname");
     for (const auto& row : r) detached.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
   }
@@ -235,7 +235,7 @@ retention_result retain_partitions(const retention_options& o) {
       pqxx::nontransaction tx(conn);
       rows = tx.exec("SELECT count(*) FROM " + tx.quote_name(t.name))[0][0].as<long long>();
       schema = tx.exec("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = " +
-                       tx.quote(t.name) + "::regclass")[0][0]
+                       sql_literal(tx, t.name) + "::regclass")[0][0]
                    .as<std::string>();
     }
     if (!o.archive_dir.empty()) {
