@@ -57,6 +57,16 @@ void collector::add_provider(const std::string& name, provider_endpoint endpoint
   providers_[name] = std::move(endpoint);
 }
 
+namespace {
+// The I/O thread's batch, reused by its requests (cleared, capacity kept): a request's events live in it
+// only until submit() has encoded them into the record the log keeps.
+transform::event_batch& thread_batch() {
+  thread_local transform::event_batch batch;
+  batch.clear();
+  return batch;
+}
+}  // namespace
+
 transform::normalizer& collector::thread_normalizer() {
   // One normalizer per I/O thread: it owns a simdjson parser and its buffers.
   thread_local std::unique_ptr<transform::normalizer> norm;
@@ -137,7 +147,7 @@ void collector::handle_events(const http::request& req, http::respond_fn& respon
                                            std::string(req.content_type) + "\""));
   }
   auto& norm = thread_normalizer();
-  transform::event_batch batch;
+  transform::event_batch& batch = thread_batch();
   const auto now = transform::now_us();
   transform::record_splitter splitter(format, options_.normalize.max_record_bytes);
   std::size_t records = 0;
@@ -178,7 +188,7 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
     }
   }
   auto& norm = thread_normalizer();
-  transform::event_batch batch;
+  transform::event_batch& batch = thread_batch();
   std::string error;
   if (!provider.normalize(req.body, req, norm, transform::now_us(), batch, error)) {
     return respond(error_response(400, error));

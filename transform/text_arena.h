@@ -63,13 +63,18 @@ class text_arena {
         return;
       }
     }
-    std::size_t size = n > block_size_ ? n : block_size_;
-    blocks_.push_back(block{std::make_unique<char[]>(size), size});
+    // Blocks double from first_block_bytes up to block_size_, so a batch of one small event costs a
+    // small allocation; they are not zeroed (every byte handed out is written by the caller).
+    std::size_t size = blocks_.empty() ? first_block_bytes : blocks_.back().size * 2;
+    if (size > block_size_) size = block_size_;
+    if (size < n) size = n;
+    blocks_.push_back(block{std::make_unique_for_overwrite<char[]>(size), size});
     current_ = blocks_.size() - 1;
     cursor_ = blocks_[current_].data.get();
     remaining_ = size;
   }
 
+  static constexpr std::size_t first_block_bytes = 4096;
   std::vector<block> blocks_;
   std::size_t block_size_;
   std::size_t current_ = 0;

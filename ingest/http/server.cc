@@ -247,6 +247,10 @@ void server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
   } else {
     stats.connections_accepted++;
     stats.connections_open++;
+    // Each answer goes out in one write; Nagle's algorithm would hold it back behind the client's delayed
+    // ACK of the previous one on a kept-alive connection.
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
     auto s = std::make_shared<session>(std::move(socket), *this);
     {
       std::lock_guard lock(sessions_mu);

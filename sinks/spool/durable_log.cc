@@ -758,7 +758,7 @@ std::error_code durable_log::read(log_position from, std::size_t max_records, st
 
   auto ensure_capacity = [&](std::size_t n) {
     if (out.capacity_ < n) {
-      out.buffer_ = std::make_unique<char[]>(n);
+      out.buffer_ = std::make_unique_for_overwrite<char[]>(n);
       out.capacity_ = n;
     }
   };
@@ -790,7 +790,7 @@ std::error_code durable_log::read(log_position from, std::size_t max_records, st
     if (off + frame > want) {
       if (!out.records_.empty()) break;
       // A single record larger than max_bytes: read it whole (nothing points into the buffer yet).
-      auto bigger = std::make_unique<char[]>(frame);
+      auto bigger = std::make_unique_for_overwrite<char[]>(frame);
       std::memcpy(bigger.get(), out.buffer_.get(), want);
       out.buffer_ = std::move(bigger);
       out.capacity_ = frame;
