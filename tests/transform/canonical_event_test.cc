@@ -60,3 +60,61 @@ TEST(EnumSpelling, MatchesTheDatabase) {
 
 }  // namespace
 }  // namespace crm::transform
+
+namespace crm::transform {
+namespace {
+
+TEST(TextArena, ViewsStayValidAcrossGrowthAndBlocksAreReusedAfterClear) {
+  text_arena arena(64 * 1024);
+  std::vector<std::pair<std::string, std::string_view>> kept;
+  for (int i = 0; i < 2000; ++i) {
+    std::string s = "value-" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 97), 'x');
+    kept.emplace_back(s, arena.copy(s));
+  }
+  const std::string big(200 * 1024, 'b');  // larger than a block: a block of its own
+  const auto big_view = arena.copy(big);
+  for (const auto& [text, view] : kept) ASSERT_EQ(view, text);
+  EXPECT_EQ(big_view, big);
+  EXPECT_TRUE(arena.copy("").empty());
+
+  const auto used = arena.bytes_used();
+  EXPECT_GT(used, big.size());
+  arena.clear();
+  EXPECT_EQ(arena.bytes_used(), 0u);
+  // The same volume again fits in the retained blocks at the same addresses.
+  const auto again = arena.copy(kept[0].first);
+  EXPECT_EQ(again.data(), kept[0].second.data());
+}
+
+TEST(EventBatch, AppendCopyCopiesEveryTextFieldIntoItsOwnArena) {
+  event_batch from;
+  communication c;
+  for (const auto& field : communication_texts) c.*field = from.text.copy("c" + std::to_string(&field - communication_texts));
+  from.communications.push_back(c);
+  touchpoint t;
+  for (const auto& field : touchpoint_texts) t.*field = from.text.copy("t" + std::to_string(&field - touchpoint_texts));
+  from.touchpoints.push_back(t);
+  rejection r;
+  for (const auto& field : rejection_texts) r.*field = from.text.copy("r" + std::to_string(&field - rejection_texts));
+  from.rejections.push_back(r);
+
+  event_batch to;
+  to.append_copy(from);
+  to.append_copy(from);
+  from.clear();
+  // Overwrite the source's memory: the copies must not point into it.
+  for (int i = 0; i < 100; ++i) from.text.copy(std::string(64, '#'));
+  ASSERT_EQ(to.communications.size(), 2u);
+  ASSERT_EQ(to.touchpoints.size(), 2u);
+  ASSERT_EQ(to.rejections.size(), 2u);
+  for (std::size_t k = 0; k < 2; ++k) {
+    for (const auto& field : communication_texts) {
+      EXPECT_EQ(to.communications[k].*field, "c" + std::to_string(&field - communication_texts));
+    }
+    for (const auto& field : touchpoint_texts) EXPECT_EQ(to.touchpoints[k].*field, "t" + std::to_string(&field - touchpoint_texts));
+    for (const auto& field : rejection_texts) EXPECT_EQ(to.rejections[k].*field, "r" + std::to_string(&field - rejection_texts));
+  }
+}
+
+}  // namespace
+}  // namespace crm::transform
