@@ -5,6 +5,7 @@
 #
 #   cluster.sh start DIR               render (free ports), start etcd, validate, start Patroni x3 + HAProxy;
 #                                      waits for a leader and two streaming replicas, prints `dsn` output
+#   cluster.sh render DIR              only resolve the inventory (free ports) and render DIR/conf
 #   cluster.sh stop DIR                stop everything (by pid: HAProxy, Patroni/PostgreSQL, etcd)
 #   cluster.sh status DIR              patronictl list and the HAProxy ports; exit 3 when not running
 #   cluster.sh dsn DIR                 PRIMARY_DSN=, REPLICA_DSN=, ADMIN_DSN=, ... (shell-sourceable)
@@ -15,12 +16,14 @@
 #   cluster.sh stop-node DIR NODE      stop one node's Patroni (and its PostgreSQL)
 #   cluster.sh haproxy-stop|haproxy-start|haproxy-restart DIR
 #   cluster.sh wait-healthy DIR [SECONDS]   until a leader and two streaming replicas (default 60 s)
+#   cluster.sh heal DIR [SECONDS]      start whatever is down (nodes, HAProxy), then wait-healthy
+#   cluster.sh leader-changed-at DIR   Unix time of the last leader change (Patroni's /history)
 #
 # Daemons run as the unprivileged user `postgres` (PostgreSQL refuses root); DIR is handed to it. Every
 # daemon's pid is kept in DIR/pids and processes are stopped by those pids only. Logs: DIR/logs.
 set -euo pipefail
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -258,6 +261,11 @@ case "$cmd" in
     log "cluster up in $dir ($SECONDS s); leader $(leader)"
     print_dsn
     ;;
+  render)
+    mkdir -p "$dir"
+    resolve_inventory
+    "$deploy/render-configs.sh" "$inventory" "$conf"
+    ;;
   stop)
     [ -f "$inventory" ] || exit 0
     load_inventory
@@ -298,6 +306,20 @@ case "$cmd" in
     ;;
   start-node) [ $# -eq 3 ] || usage; load_inventory; start_node "$3" ;;
   stop-node) [ $# -eq 3 ] || usage; load_inventory; stop_node "$3" ;;
+  heal)
+    load_inventory
+    for n in $(node_names); do alive "patroni-$n" || start_node "$n"; done
+    haproxy_start
+    wait_healthy "${3:-90}"
+    ;;
+  leader-changed-at)
+    load_inventory
+    l=$(leader); [ -n "$l" ] || die "no leader"
+    curl -fsS --max-time 2 "$(rest_url "$l")/history" | "$python" -c '
+import datetime, json, sys
+h = json.load(sys.stdin)
+print(datetime.datetime.fromisoformat(h[-1][3]).timestamp() if h else 0)'
+    ;;
   haproxy-stop) load_inventory; stop_pid haproxy 10 ;;
   haproxy-start) load_inventory; haproxy_start ;;
   haproxy-restart) load_inventory; stop_pid haproxy 10; haproxy_start ;;
