@@ -204,7 +204,7 @@ class primary_probe {
   std::thread thread_;
 };
 
-// `crm-ingest import` of fresh unique files, one after another, until stopped.
+// `crm-ingest import` of fresh unique files, one after another (half a second apart), until stopped.
 class import_loop {
  public:
   import_loop(fs::path dir, std::string dsn, int first_seed)
@@ -220,7 +220,7 @@ class import_loop {
     std::string out, err;
   };
   std::vector<run_result> runs() const { return runs_; }
-  static constexpr int records_per_file = 4000;
+  static constexpr int records_per_file = 2000;
 
  private:
   void loop() {
@@ -233,6 +233,7 @@ class import_loop {
               dir_ / fmt::format("import-{}.out", seed), dir_ / fmt::format("import-{}.err", seed));
       auto st = c.wait_for(180s);
       runs_.push_back({seed, st ? *st : -999, c.out(), c.err()});
+      for (int i = 0; i < 5 && !stop_; ++i) std::this_thread::sleep_for(100ms);
     }
   }
   fs::path dir_;
