@@ -38,7 +38,9 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
+#include "sinks/postgres/writer.h"
 #include "support/http_client.h"
 
 namespace fs = std::filesystem;
@@ -132,7 +134,7 @@ class child {
 };
 
 struct cluster_dsns {
-  std::string primary, admin;
+  std::string primary, replica, admin;
 };
 
 cluster_dsns read_dsns() {
@@ -142,6 +144,7 @@ cluster_dsns read_dsns() {
   while (std::getline(in, line)) {
     if (line.rfind("PRIMARY_DSN=", 0) == 0) d.primary = line.substr(12);
     if (line.rfind("ADMIN_DSN=", 0) == 0) d.admin = line.substr(10);
+    if (line.rfind("REPLICA_DSN=", 0) == 0) d.replica = line.substr(12);
   }
   if (d.primary.empty() || d.admin.empty()) throw std::runtime_error("cluster.sh dsn printed no DSN");
   return d;
@@ -496,8 +499,10 @@ class Failover : public ::testing::Test {
   }
 
   // The common scenario: serve + import under load, `fault` at 3 s, load until `load_s`, then checks.
+  // `late_imports` (optional) returns the results of imports the fault itself started.
   void run_scenario(const std::string& scenario, double load_s, bool leader_changes,
-                    const std::function<void()>& fault, int import_seed) {
+                    const std::function<void()>& fault, int import_seed,
+                    const std::function<std::vector<import_loop::run_result>()>& late_imports = {}) {
     auto srv = start_server(dir_, config_, "1");
     ASSERT_NE(srv.port, 0u);
     primary_probe probe(dsn_);
@@ -508,6 +513,10 @@ class Failover : public ::testing::Test {
     fault();
     ASSERT_EQ(load->wait_for(std::chrono::milliseconds(static_cast<long>(load_s * 1000) + 60000)), 0) << load->err();
     imports.stop();
+    auto import_runs = imports.runs();
+    if (late_imports) {
+      for (auto& r : late_imports()) import_runs.push_back(std::move(r));
+    }
     const auto out = load->out();
     EXPECT_EQ(json_number(out, "ok"), json_number(out, "scheduled")) << "serve acknowledges through the fault: " << out;
     std::size_t acked = 0;
@@ -530,13 +539,58 @@ class Failover : public ::testing::Test {
     EXPECT_GE(reconnects, 1);
     EXPECT_GT(r.first_write_after, r.routed_at - 0.5) << "no write after the primary came back";
     EXPECT_LE(r.first_write_after - r.routed_at, 2.0) << "ingestion did not resume within 2 s of HAProxy routing";
-    expect_exactly_once(ids, acked, imports.runs());
+    expect_exactly_once(ids, acked, import_runs);
   }
 
   cluster_dsns dsns_;
   std::string db_name_, dsn_;
   fs::path dir_, config_;
 };
+
+// Landing on a replica (here: HAProxy's replica port) is a reason to reconnect, never a place to write:
+// the writer's pg_is_in_recovery() check and libpq's target_session_attrs=read-write both refuse it.
+TEST_F(Failover, WriterRefusesASessionOnAReplica) {
+  namespace pg = crm::sinks::postgres;
+  const std::string replica = with_database(dsns_.replica, db_name_);
+  try {
+    pg::connect_primary(replica, "fault test");
+    FAIL() << "connect_primary accepted a replica";
+  } catch (const std::exception& e) {
+    auto f = pg::classify(e);
+    EXPECT_EQ(f.kind, pg::failure_kind::reconnect) << e.what();
+    EXPECT_EQ(f.reason, "not_primary") << e.what();
+  }
+  try {
+    pg::connect_primary(replica + "&target_session_attrs=read-write", "fault test");
+    FAIL() << "libpq accepted a read-only session despite target_session_attrs=read-write";
+  } catch (const std::exception& e) {
+    EXPECT_EQ(pg::classify(e).kind, pg::failure_kind::reconnect) << e.what();
+  }
+  // Through the primary port both checks pass.
+  EXPECT_NO_THROW(pg::connect_primary(dsn_ + "&target_session_attrs=read-write", "fault test"));
+  // A writer pointed at replicas only keeps retrying, says so, and gives up after retry_for.
+  struct counting : pg::writer_observer {
+    std::atomic<int> failed{0};
+    void attempt_failed(const pg::failure& f, bool) override {
+      if (f.reason == "not_primary") ++failed;
+    }
+  };
+  auto obs = std::make_shared<counting>();
+  pg::writer_options o;
+  o.dsn = replica;
+  o.retry_for = 2s;
+  o.observer = obs;
+  pg::writer w(o);
+  crm::transform::event_batch batch;
+  crm::transform::rejection rej;
+  rej.source = "fault test";
+  rej.reason = "a record for the replica check";
+  rej.raw = "{}";
+  batch.rejections.push_back(rej);
+  EXPECT_THROW(w.write(batch, {"fault test", "1"}), pg::write_error);
+  EXPECT_GE(obs->failed.load(), 2);
+  EXPECT_EQ(q(dsn_, "SELECT count(*) FROM rejected_events"), 0);
+}
 
 TEST_F(Failover, SwitchoverUnderLoad) {
   run_scenario("switchover", 10, true, [] { cluster("switchover"); }, 101);
@@ -551,22 +605,40 @@ TEST_F(Failover, HaproxyRestartUnderLoad) {
 }
 
 TEST_F(Failover, DatabaseUnreachableFor30Seconds) {
-  run_scenario("database unreachable 30 s", 38, false,
-               [] {
-                 cluster("haproxy-stop");
-                 std::this_thread::sleep_for(30s);
-                 cluster("haproxy-start");
-               },
-               401);
-  // An import started during the outage waited for the database, visibly, before importing.
-  bool waited = false;
-  for (const auto& e : fs::directory_iterator(dir_)) {
-    if (e.path().extension() == ".err" && e.path().filename().string().rfind("import-", 0) == 0 &&
-        read_file(e.path()).find("Waiting for the database") != std::string::npos) {
-      waited = true;
-    }
-  }
-  EXPECT_TRUE(waited) << "no import waited visibly for the database";
+  // Besides the import loop (whose running import waits inside its writers), one import starts while
+  // the database is unreachable: it must wait at start, visibly, then import everything.
+  constexpr int late_seed = 499;
+  std::thread late;
+  import_loop::run_result late_result{late_seed, -1, "", ""};
+  auto start_late_import = [&] {
+    late = std::thread([&] {
+      auto file = dir_ / fmt::format("late-{}.ndjson", late_seed);
+      run(fmt::format("{} --count {} --seed {} --duplicates 0 --invalid 0 --months 1 > {}", GEN_EVENTS_EXE,
+                      import_loop::records_per_file, late_seed, file.string()));
+      child c({CRM_INGEST_EXE, "import", "--dsn", dsn_, "--retry-for", "120", "--no-progress", file.string()},
+              dir_ / "late.out", dir_ / "late.err");
+      auto st = c.wait_for(180s);
+      late_result = {late_seed, st ? *st : -999, c.out(), c.err()};
+    });
+  };
+  run_scenario(
+      "database unreachable 30 s", 38, false,
+      [&] {
+        cluster("haproxy-stop");
+        std::this_thread::sleep_for(5s);
+        start_late_import();
+        std::this_thread::sleep_for(25s);
+        cluster("haproxy-start");
+      },
+      401,
+      [&] {
+        late.join();
+        return std::vector<import_loop::run_result>{late_result};
+      });
+  if (late.joinable()) late.join();
+  EXPECT_NE(late_result.err.find("Waiting for the database before importing"), std::string::npos)
+      << "the import started during the outage did not say it was waiting:\n"
+      << tail(late_result.err);
 }
 
 // A crash of crm-ingest itself while the database fails over: what serve acknowledged is in its log,
