@@ -14,6 +14,10 @@
 #   cluster.sh failover DIR            kill -9 the leader's Patroni and PostgreSQL; prints the node name
 #   cluster.sh start-node DIR NODE     (re)start one node's Patroni (it rejoins, pg_rewind if needed)
 #   cluster.sh stop-node DIR NODE      stop one node's Patroni (and its PostgreSQL)
+#   cluster.sh db-stop DIR             the whole database down: every node's Patroni and PostgreSQL
+#                                      (replicas first, the leader last; etcd and HAProxy stay up)
+#   cluster.sh db-start DIR            start every node again (the old leader, holding the newest WAL,
+#                                      is the only one synchronous_mode lets take over)
 #   cluster.sh haproxy-stop|haproxy-start|haproxy-restart DIR
 #   cluster.sh wait-healthy DIR [SECONDS]   until a leader and two streaming replicas (default 60 s)
 #   cluster.sh heal DIR [SECONDS]      start whatever is down (nodes, HAProxy), then wait-healthy
@@ -23,7 +27,7 @@
 # daemon's pid is kept in DIR/pids and processes are stopped by those pids only. Logs: DIR/logs.
 set -euo pipefail
 
-usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -197,6 +201,15 @@ stop_node() {
   fi
 }
 
+# Replicas first (in parallel), the leader last: no failover is attempted while the cluster goes down.
+stop_database() {
+  local l n
+  l=$(leader 2>/dev/null || true)
+  for n in $(node_names); do [ "$n" = "$l" ] || stop_node "$n" & done
+  wait
+  [ -z "$l" ] || stop_node "$l"
+}
+
 haproxy_start() {
   alive haproxy && return 0
   spawn haproxy /usr/sbin/haproxy -db -f "$conf/$NODE1_NAME/haproxy.cfg"
@@ -270,10 +283,7 @@ case "$cmd" in
     [ -f "$inventory" ] || exit 0
     load_inventory
     stop_pid haproxy 10
-    # Replicas first, the leader last: no failover is attempted while the cluster goes down.
-    l=$(leader 2>/dev/null || true)
-    for n in $(node_names); do [ "$n" = "$l" ] || stop_node "$n"; done
-    [ -z "$l" ] || stop_node "$l"
+    stop_database
     for n in $(node_names); do stop_pid "etcd-$n" 10; done
     log "cluster in $dir stopped"
     ;;
@@ -320,6 +330,12 @@ import datetime, json, sys
 h = json.load(sys.stdin)
 print(datetime.datetime.fromisoformat(h[-1][3]).timestamp() if h else 0)'
     ;;
+  db-stop)
+    load_inventory
+    stop_database
+    log "database down (every node) at $(date -u +%T.%N)"
+    ;;
+  db-start) load_inventory; for n in $(node_names); do start_node "$n"; done ;;
   haproxy-stop) load_inventory; stop_pid haproxy 10 ;;
   haproxy-start) load_inventory; haproxy_start ;;
   haproxy-restart) load_inventory; stop_pid haproxy 10; haproxy_start ;;
