@@ -92,7 +92,7 @@ node_names() { echo "$NODE1_NAME $NODE2_NAME $NODE3_NAME"; }
 node_index() { local i; for i in 1 2 3; do local v="NODE${i}_NAME"; [ "${!v}" = "$1" ] && { echo "$i"; return; }; done; die "no node $1"; }
 node_field() { local v="NODE$(node_index "$1")_$2"; echo "${!v}"; }
 rest_url() { echo "http://$(node_field "$1" ADDR):$(node_field "$1" PATRONI_REST_PORT)"; }
-postmaster_pid() { local f="$DATA_ROOT/$1/pgdata/postmaster.pid"; [ -f "$f" ] && head -n1 "$f" || true; }
+postmaster_pid() { local f; f="$(node_field "$1" PG_DATA_DIR)/postmaster.pid"; [ -f "$f" ] && head -n1 "$f" || true; }
 
 # Patroni's view of the cluster (GET /cluster) from the first node that answers.
 cluster_json() {
@@ -132,8 +132,8 @@ admin_dsn() {
 
 print_dsn() {
   cat <<EOF
-PRIMARY_DSN=postgresql://$APP_USER:$APP_PASSWORD@127.0.0.1:$HAPROXY_PRIMARY_PORT/$APP_DB?connect_timeout=2
-REPLICA_DSN=postgresql://$APP_USER:$APP_PASSWORD@127.0.0.1:$HAPROXY_REPLICA_PORT/$APP_DB?connect_timeout=2
+PRIMARY_DSN=postgresql://$CRM_INGEST_DB_USER:$CRM_INGEST_DB_PASSWORD@127.0.0.1:$HAPROXY_PRIMARY_PORT/$CRM_INGEST_DB_NAME?connect_timeout=2
+REPLICA_DSN=postgresql://$CRM_INGEST_DB_USER:$CRM_INGEST_DB_PASSWORD@127.0.0.1:$HAPROXY_REPLICA_PORT/$CRM_INGEST_DB_NAME?connect_timeout=2
 ADMIN_DSN=$(admin_dsn)
 HAPROXY_PRIMARY_PORT=$HAPROXY_PRIMARY_PORT
 HAPROXY_REPLICA_PORT=$HAPROXY_REPLICA_PORT
@@ -165,7 +165,7 @@ resolve_inventory() {
   # shellcheck disable=SC1090
   . "$src"
   local autos=() v
-  for v in $(compgen -v | grep -E '^(NODE[123]_)?(PG_PORT|PATRONI_REST_PORT|ETCD_CLIENT_PORT|ETCD_PEER_PORT)$|^HAPROXY_(PRIMARY|REPLICA|STATS)_PORT$'); do
+  for v in $(compgen -v | grep -E '^(NODE[123]_)?(POSTGRES_PORT|PATRONI_REST_PORT|ETCD_CLIENT_PORT|ETCD_PEER_PORT)$|^HAPROXY_(PRIMARY|REPLICA|STATS)_PORT$'); do
     [ "${!v}" = auto ] && autos+=("$v")
   done
   local ports; read -r -a ports <<<"$(free_ports ${#autos[@]})"
@@ -174,7 +174,12 @@ resolve_inventory() {
     grep -v '^\s*for \|^\s*done\|^\s*eval \|auto$' "$src" | grep -E '^[A-Z0-9_]+=' || true
     local i=0
     for v in "${autos[@]}"; do echo "$v=${ports[$i]}"; i=$((i + 1)); done
-    echo "DATA_ROOT=$dir/data"
+    for n in 1 2 3; do
+      local name_var="NODE${n}_NAME"
+      echo "NODE${n}_PG_DATA_DIR=$dir/data/${!name_var}/pgdata"
+      echo "NODE${n}_ETCD_DATA_DIR=$dir/data/${!name_var}/etcd"
+      echo "NODE${n}_PATRONI_PGPASS=$dir/data/${!name_var}/pgpass"
+    done
     echo "RUN_DIR=$dir/run"
   } >"$inventory"
 }
@@ -241,7 +246,7 @@ case "$cmd" in
       d=$dir; while [ "$d" != / ]; do d=$(dirname "$d"); chmod o+x "$d" 2>/dev/null || true; done
       chown -R "$run_user": "$dir"
     fi
-    for n in $(node_names); do mkdir -p "$DATA_ROOT/$n"; done
+    for n in $(node_names); do mkdir -p "$dir/data/$n"; done
     [ "$(id -u)" -ne 0 ] || chown -R "$run_user": "$dir/data"
     for n in $(node_names); do
       # shellcheck disable=SC2046
