@@ -10,35 +10,6 @@ namespace crm::ingest {
 namespace pg = crm::sinks::postgres;
 namespace spool = crm::sinks::spool;
 
-namespace {
-
-// Appends `from`'s records to `to`, copying their text into `to`'s arena.
-void append_batch(const transform::event_batch& from, transform::event_batch& to) {
-  auto& a = to.text;
-  for (auto c : from.communications) {
-    for (auto* f : {&c.provider, &c.provider_message_id, &c.provider_event_id, &c.email, &c.phone, &c.ab_test_id,
-                    &c.variant, &c.url, &c.error_code, &c.error_reason, &c.metadata, &c.tenant_id}) {
-      *f = a.copy(*f);
-    }
-    to.communications.push_back(c);
-  }
-  for (auto t : from.touchpoints) {
-    for (auto* f : {&t.anonymous_id, &t.message_id, &t.utm_source, &t.utm_medium, &t.utm_campaign, &t.utm_term,
-                    &t.utm_content, &t.gclid, &t.fbclid, &t.msclkid, &t.landing_url, &t.referrer, &t.conversion_type,
-                    &t.currency, &t.ab_test_id, &t.variant, &t.metadata, &t.tenant_id}) {
-      *f = a.copy(*f);
-    }
-    to.touchpoints.push_back(t);
-  }
-  for (auto r : from.rejections) {
-    r.source = a.copy(r.source);
-    r.reason = a.copy(r.reason);
-    r.raw = a.copy(r.raw);
-    to.rejections.push_back(r);
-  }
-}
-
-}  // namespace
 
 // W threads, each owning one writer (one connection). run() hands part k to thread k and waits for all.
 class drainer::writer_pool {
@@ -68,10 +39,11 @@ class drainer::writer_pool {
     return true;
   }
 
-  // Writes every part (part k on writer k); returns the summed result. Never gives up: writers retry
-  // (their retry_for is 0) and a refused part is retried here after a pause.
-  pg::batch_result run(const std::vector<pg::batch_view>& parts, const std::string& position) {
-    std::unique_lock lock(mu_);
+  // Hands part k to writer k and returns at once; wait() blocks until every part has committed. The
+  // parts' memory (the drain thread's batch) must stay untouched until then. Never gives up: writers
+  // retry (their retry_for is 0) and a refused part is retried here after a pause.
+  void start(const std::vector<pg::batch_view>& parts, const std::string& position) {
+    std::lock_guard lock(mu_);
     pending_ = 0;
     for (std::size_t k = 0; k < slots_.size(); ++k) {
       slots_[k]->job = parts[k];
@@ -80,6 +52,10 @@ class drainer::writer_pool {
       pending_ += slots_[k]->has_job ? 1 : 0;
     }
     cv_.notify_all();
+  }
+
+  pg::batch_result wait() {
+    std::unique_lock lock(mu_);
     done_cv_.wait(lock, [&] { return pending_ == 0; });
     pg::batch_result total;
     for (auto& s : slots_) total += s->result;
@@ -163,7 +139,8 @@ void drainer::stop() {
   pool_.reset();
 }
 
-bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std::string& first, bool draining) {
+bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std::string& first, bool draining,
+                   bool writing) {
   spool::read_batch rb;
   transform::event_batch decoded;
   const auto started = std::chrono::steady_clock::now();
@@ -180,6 +157,9 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
       if (batch.record_count() > 0 && waited >= options_.linger) break;
       auto left = batch.record_count() > 0 ? options_.linger - std::chrono::duration_cast<std::chrono::milliseconds>(waited)
                                            : std::chrono::milliseconds(200);
+      // With a batch being written, an empty log must not hold back its checkpoint for long.
+      if (writing && batch.record_count() == 0 && waited >= options_.linger) return false;
+      if (writing && batch.record_count() == 0) left = options_.linger - std::chrono::duration_cast<std::chrono::milliseconds>(waited);
       log_.wait_for_data(pos, std::max(left, std::chrono::milliseconds(1)));
       if (stopping_ && batch.record_count() == 0) return false;
       continue;
@@ -188,26 +168,30 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
     for (const auto& rec : rb.records()) {
       if (auto ec = spool::decode_event_batch(rec.payload, decoded)) {
         // The CRC matched, so these are our own bytes from another version or a bug: keep them visible.
-        transform::rejection r{transform::now_us(), "log " + spool::to_string(rec.position),
-                               "the local log holds a record this version cannot decode: " + ec.message(), rec.payload};
-        transform::event_batch one;
-        one.rejections.push_back(r);
-        append_batch(one, batch);
+        const std::string source = "log " + spool::to_string(rec.position);
+        const std::string reason = "the local log holds a record this version cannot decode: " + ec.message();
+        batch.rejections.push_back(transform::rejection{transform::now_us(), batch.text.copy(source),
+                                                        batch.text.copy(reason), batch.text.copy(rec.payload)});
         continue;
       }
-      append_batch(decoded, batch);
+      batch.append_copy(decoded);
     }
     pos = rb.next();
   }
   return batch.record_count() > 0;
 }
 
-void drainer::write_all(transform::event_batch& batch, const std::string& position) {
-  const auto started = std::chrono::steady_clock::now();
-  auto parts = pg::partition_by_key(batch, pool_->size(), batches_ % pool_->size());
-  auto r = pool_->run(parts, position);
-  metrics_.writer_batch_rows.Observe(static_cast<double>(batch.record_count()));
-  metrics_.writer_batch_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+void drainer::begin_write(transform::event_batch& batch, const std::string& position) {
+  write_started_ = std::chrono::steady_clock::now();
+  write_rows_ = batch.record_count();
+  parts_ = pg::partition_by_key(batch, pool_->size(), batches_ % pool_->size());
+  pool_->start(parts_, position);
+}
+
+void drainer::finish_write() {
+  auto r = pool_->wait();
+  metrics_.writer_batch_rows.Observe(static_cast<double>(write_rows_));
+  metrics_.writer_batch_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started_).count());
   metrics_.writer_rows_communications.Increment(static_cast<double>(r.communications_inserted));
   metrics_.writer_rows_touchpoints.Increment(static_cast<double>(r.touchpoints_inserted));
   metrics_.writer_rows_rejected.Increment(static_cast<double>(r.rejected_inserted));
@@ -235,27 +219,44 @@ void drainer::publish_log_stats() {
   last_fsync_ns_ = st.total_fsync_ns;
 }
 
+// Double buffering: while the writers commit batch k (from one buffer), this thread reads and decodes
+// batch k+1 into the other; the checkpoint moves past batch k only once it has committed, and batches
+// are written one after the other, so the order of commits and checkpoints is that of the log.
 void drainer::drain_main() {
   spool::log_position pos = log_.checkpointed();
-  transform::event_batch batch;
+  transform::event_batch buffers[2];
+  int current = 0;
+  bool in_flight = false;          // buffers[current ^ 1] is being written
+  spool::log_position written_to;  // the end of the batch in flight
+  auto complete_in_flight = [&] {
+    finish_write();
+    in_flight = false;
+    if (auto ec = log_.checkpoint(written_to)) {
+      spdlog::error("The local log's checkpoint could not be saved; the batch will be replayed (harmlessly) after a "
+                    "restart. position={} error={}",
+                    spool::to_string(written_to), ec.message());
+    }
+    publish_log_stats();
+  };
   for (;;) {
     const bool draining = stopping_.load();
+    transform::event_batch& batch = buffers[current];
     batch.clear();
     spool::log_position start = pos;
     std::string first;
-    if (!fill(batch, pos, first, draining)) {
+    const bool filled = fill(batch, pos, first, draining, in_flight);
+    if (in_flight) complete_in_flight();
+    if (!filled) {
       pos = start;  // nothing taken
       if (draining || stopping_) break;
       continue;
     }
-    write_all(batch, first + "-" + spool::to_string(pos));
-    if (auto ec = log_.checkpoint(pos)) {
-      spdlog::error("The local log's checkpoint could not be saved; the batch will be replayed (harmlessly) after a "
-                    "restart. position={} error={}",
-                    spool::to_string(pos), ec.message());
-    }
-    publish_log_stats();
+    begin_write(batch, first + "-" + spool::to_string(pos));
+    written_to = pos;
+    in_flight = true;
+    current ^= 1;
   }
+  if (in_flight) complete_in_flight();
 }
 
 }  // namespace crm::ingest

@@ -61,6 +61,18 @@ class metrics {
   prometheus::Gauge& writer_database_up;
   prometheus::Gauge& writer_last_commit_timestamp;
 
+  // Partition catalog (read by serve every catalog.check_interval_s)
+  prometheus::Gauge& partition_next_month_present;  // 1 when both tables have next month's partition
+  prometheus::Gauge& partition_default_rows;        // rows in the DEFAULT partitions (should be 0)
+  prometheus::Gauge& partition_catalog_checked_timestamp;
+
+  // Configuration reloads (SIGHUP)
+  prometheus::Counter& config_reloads;
+  prometheus::Counter& config_reload_failures;
+
+  // Durable log capacity (log.max_bytes), for fill ratios
+  prometheus::Gauge& log_max_bytes;
+
  private:
   template <typename T>
   T& cached(prometheus::Family<T>& family, std::unordered_map<std::string, T*>& cache, const std::string& key,

@@ -24,85 +24,129 @@ provider_normalizer make_normalizer(tp::provider_fn fn, std::string source) {
   };
 }
 
-}  // namespace
+// The secrets of one provider, joined with a separator no secret contains.
+std::string fingerprint(std::initializer_list<std::string> parts) {
+  std::string out;
+  for (const auto& p : parts) out.append(p).push_back('\x1f');
+  return out;
+}
 
-void register_providers(collector& c, const config::settings& cfg) {
+// Builds the verifier of every provider with a configured secret; reuses `previous`'s entry when a
+// provider's secrets are unchanged.
+webhook_secrets::set build(const config::settings& cfg, const webhook_secrets::set* previous) {
   auto secret = [&](const char* section, const char* key) { return cfg.str(section, key); };
   const std::string public_base = cfg.str("http", "public_base_url");
-
-  {
-    provider_endpoint e{make_normalizer(&tp::normalize_sendgrid, "POST /v1/webhooks/sendgrid"), {}};
-    if (auto key = secret("webhooks.sendgrid", "public_key"); !key.empty()) {
-      auto v = std::make_shared<wh::sendgrid_verifier>(key);
-      e.verify = [v](const http::request& r) { return v->verify(r.body, *r.headers, now_s()); };
+  webhook_secrets::set out;
+  auto reuse = [&](std::size_t i, const std::string& fp) {
+    out[i].fingerprint = fp;
+    if (previous && (*previous)[i].fingerprint == fp) {
+      out[i].check = (*previous)[i].check;
+      return true;
     }
-    c.add_provider("sendgrid", std::move(e));
+    return false;
+  };
+
+  if (auto key = secret("webhooks.sendgrid", "public_key"); !reuse(0, fingerprint({key})) && !key.empty()) {
+    auto v = std::make_shared<wh::sendgrid_verifier>(key);
+    out[0].check = [v](const http::request& r) { return v->verify(r.body, *r.headers, now_s()); };
   }
   {
-    provider_endpoint e{make_normalizer(&tp::normalize_twilio, "POST /v1/webhooks/twilio"), {}};
-    if (auto token = secret("webhooks.twilio", "auth_token"); !token.empty()) {
-      if (public_base.empty()) {
+    auto token = secret("webhooks.twilio", "auth_token");
+    std::string base = public_base;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    if (!reuse(1, fingerprint({token, base})) && !token.empty()) {
+      if (base.empty()) {
         throw std::invalid_argument(
             "webhooks.twilio.auth_token is set but http.public_base_url is not: Twilio signs the public URL it "
             "calls, so set http.public_base_url (e.g. https://ingest.example.com)");
       }
       auto v = std::make_shared<wh::twilio_verifier>(wh::secret_list{token});
-      std::string base = public_base;
-      while (!base.empty() && base.back() == '/') base.pop_back();
-      e.verify = [v, base](const http::request& r) {
+      out[1].check = [v, base](const http::request& r) {
         return v->verify(base + std::string(r.target), r.body, *r.headers);
       };
     }
-    c.add_provider("twilio", std::move(e));
+  }
+  if (auto s = secret("webhooks.whatsapp", "app_secret"); !reuse(2, fingerprint({s})) && !s.empty()) {
+    auto v = std::make_shared<wh::meta_verifier>(wh::secret_list{s});
+    out[2].check = [v](const http::request& r) { return v->verify(r.body, *r.headers); };
+  }
+  if (auto key = secret("webhooks.mailgun", "signing_key"); !reuse(3, fingerprint({key})) && !key.empty()) {
+    auto v = std::make_shared<wh::mailgun_verifier>(wh::secret_list{key});
+    out[3].check = [v](const http::request& r) -> wh::verify_result {
+      tp::mailgun_signature_fields f;
+      if (!tp::extract_mailgun_signature(r.body, f)) {
+        return {wh::verify_error::malformed_input, "body is not a JSON object with a signature"};
+      }
+      return v->verify(wh::mailgun_signature{f.timestamp, f.token, f.signature, {}}, now_s());
+    };
   }
   {
-    provider_endpoint e{make_normalizer(&tp::normalize_whatsapp, "POST /v1/webhooks/whatsapp"), {}};
-    if (auto s = secret("webhooks.whatsapp", "app_secret"); !s.empty()) {
-      auto v = std::make_shared<wh::meta_verifier>(wh::secret_list{s});
-      e.verify = [v](const http::request& r) { return v->verify(r.body, *r.headers); };
-    }
-    c.add_provider("whatsapp", std::move(e));
-  }
-  {
-    provider_endpoint e{make_normalizer(&tp::normalize_mailgun, "POST /v1/webhooks/mailgun"), {}};
-    if (auto key = secret("webhooks.mailgun", "signing_key"); !key.empty()) {
-      auto v = std::make_shared<wh::mailgun_verifier>(wh::secret_list{key});
-      e.verify = [v](const http::request& r) -> wh::verify_result {
-        tp::mailgun_signature_fields f;
-        if (!tp::extract_mailgun_signature(r.body, f)) {
-          return {wh::verify_error::malformed_input, "body is not a JSON object with a signature"};
-        }
-        return v->verify(wh::mailgun_signature{f.timestamp, f.token, f.signature, {}}, now_s());
-      };
-    }
-    c.add_provider("mailgun", std::move(e));
-  }
-  {
-    provider_endpoint e{make_normalizer(&tp::normalize_postmark, "POST /v1/webhooks/postmark"), {}};
     auto user = secret("webhooks.postmark", "username");
     auto password = secret("webhooks.postmark", "password");
-    if (!user.empty() || !password.empty()) {
+    if (!reuse(4, fingerprint({user, password})) && (!user.empty() || !password.empty())) {
       auto v = std::make_shared<wh::postmark_verifier>(user, password);
-      e.verify = [v](const http::request& r) { return v->verify(*r.headers); };
+      out[4].check = [v](const http::request& r) { return v->verify(*r.headers); };
     }
-    c.add_provider("postmark", std::move(e));
   }
-  {
-    provider_endpoint e{make_normalizer(&tp::normalize_resend, "POST /v1/webhooks/resend"), {}};
-    if (auto s = secret("webhooks.resend", "secret"); !s.empty()) {
-      auto v = std::make_shared<wh::svix_verifier>(std::vector<std::string>{s});
-      e.verify = [v](const http::request& r) { return v->verify(r.body, *r.headers, now_s()); };
+  if (auto s = secret("webhooks.resend", "secret"); !reuse(5, fingerprint({s})) && !s.empty()) {
+    auto v = std::make_shared<wh::svix_verifier>(std::vector<std::string>{s});
+    out[5].check = [v](const http::request& r) { return v->verify(r.body, *r.headers, now_s()); };
+  }
+  if (auto s = secret("webhooks.segment", "shared_secret"); !reuse(6, fingerprint({s})) && !s.empty()) {
+    auto v = std::make_shared<wh::segment_verifier>(wh::secret_list{s});
+    out[6].check = [v](const http::request& r) { return v->verify(r.body, *r.headers); };
+  }
+  return out;
+}
+
+}  // namespace
+
+webhook_secrets::webhook_secrets(const config::settings& cfg)
+    : current_(std::make_shared<const set>(build(cfg, nullptr))) {}
+
+std::string webhook_secrets::reload(const config::settings& cfg) {
+  auto old = current_.load();
+  auto fresh = std::make_shared<const set>(build(cfg, old.get()));
+  std::string changed;
+  for (std::size_t i = 0; i < providers.size(); ++i) {
+    if ((*fresh)[i].fingerprint != (*old)[i].fingerprint) {
+      if (!changed.empty()) changed.push_back(',');
+      changed.append(providers[i]);
     }
-    c.add_provider("resend", std::move(e));
   }
-  {
-    provider_endpoint e{make_normalizer(&tp::normalize_segment, "POST /v1/webhooks/segment"), {}};
-    if (auto s = secret("webhooks.segment", "shared_secret"); !s.empty()) {
-      auto v = std::make_shared<wh::segment_verifier>(wh::secret_list{s});
-      e.verify = [v](const http::request& r) { return v->verify(r.body, *r.headers); };
-    }
-    c.add_provider("segment", std::move(e));
+  current_.store(std::move(fresh));
+  return changed;
+}
+
+webhooks::verify_result webhook_secrets::verify(std::size_t provider, const http::request& req) const {
+  auto s = current_.load();
+  const auto& check = (*s)[provider].check;
+  if (!check) return {};
+  return check(req);
+}
+
+std::size_t webhook_secrets::index_of(std::string_view name) {
+  for (std::size_t i = 0; i < providers.size(); ++i) {
+    if (name == providers[i]) return i;
   }
+  throw std::logic_error("unknown provider " + std::string(name));
+}
+
+void register_providers(collector& c, std::shared_ptr<webhook_secrets> secrets) {
+  const std::array<tp::provider_fn, webhook_secrets::providers.size()> fns = {
+      &tp::normalize_sendgrid, &tp::normalize_twilio, &tp::normalize_whatsapp, &tp::normalize_mailgun,
+      &tp::normalize_postmark, &tp::normalize_resend, &tp::normalize_segment};
+  for (std::size_t i = 0; i < fns.size(); ++i) {
+    std::string name = webhook_secrets::providers[i];
+    provider_endpoint e{make_normalizer(fns[i], "POST /v1/webhooks/" + name), {}};
+    // Always installed: a secret added by a reload turns verification on for the next request.
+    e.verify = [secrets, i](const http::request& r) { return secrets->verify(i, r); };
+    c.add_provider(name, std::move(e));
+  }
+}
+
+void register_providers(collector& c, const config::settings& cfg) {
+  register_providers(c, std::make_shared<webhook_secrets>(cfg));
 }
 
 }  // namespace crm::ingest

@@ -1,60 +1,49 @@
 #include "ingest/spool_sink.h"
 
+#include <chrono>
+
 #include <spdlog/spdlog.h>
 
 #include "sinks/spool/spool_error.h"
 
 namespace crm::ingest {
 
-spool_sink::spool_sink(sinks::spool::durable_log& log, int appender_threads, std::size_t max_queued)
-    : log_(log), max_queued_(max_queued) {
-  for (int i = 0; i < std::max(1, appender_threads); ++i) threads_.emplace_back([this] { work(); });
+spool_sink::spool_sink(sinks::spool::durable_log& log, std::size_t max_in_flight)
+    : log_(log), max_in_flight_(max_in_flight) {}
+
+void spool_sink::wait_idle() const {
+  while (in_flight_.load(std::memory_order_acquire) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
-spool_sink::~spool_sink() {
-  {
-    std::lock_guard lock(mu_);
-    closing_ = true;
-  }
-  cv_.notify_all();
-  for (auto& t : threads_) t.join();  // queued jobs are appended first: they were promised an answer
+namespace {
+void report_failure(const std::error_code& error) {
+  spdlog::error("A request could not be stored in the local log; it was refused with 503. error={}", error.message());
 }
+}  // namespace
 
 void spool_sink::submit(std::shared_ptr<const std::string> payload, std::function<void(sink_status)> done) {
-  {
-    std::lock_guard lock(mu_);
-    if (!closing_ && queue_.size() < max_queued_) {
-      queue_.push_back(job{std::move(payload), std::move(done)});
-      ++queued_;
-      cv_.notify_one();
-      return;
-    }
+  if (in_flight_.fetch_add(1, std::memory_order_relaxed) >= max_in_flight_) {
+    in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    return done(sink_status::full);
   }
-  done(sink_status::full);
-}
-
-void spool_sink::work() {
-  std::unique_lock lock(mu_);
-  for (;;) {
-    cv_.wait(lock, [&] { return closing_ || !queue_.empty(); });
-    if (queue_.empty()) return;
-    job j = std::move(queue_.front());
-    queue_.pop_front();
-    lock.unlock();
-    std::string_view record(*j.payload);
-    auto r = log_.append(std::span<const std::string_view>(&record, 1));
-    --queued_;
-    if (r.ok()) {
-      j.done(sink_status::durable);
-    } else if (r.error == sinks::spool::log_errc::log_full) {
-      j.done(sink_status::full);
-    } else {
-      spdlog::error("A request could not be stored in the local log; it was refused with 503. error={}",
-                    r.error.message());
-      j.done(sink_status::failed);
-    }
-    lock.lock();
-  }
+  const std::string_view record(*payload);
+  // The completion owns the payload: the log writes from it until the group is durable.
+  auto error = log_.append_async(
+      std::span<const std::string_view>(&record, 1),
+      [this, payload, done](const sinks::spool::append_result& r) {
+        if (r.ok()) {
+          done(sink_status::durable);
+        } else {
+          report_failure(r.error);
+          done(sink_status::failed);
+        }
+        in_flight_.fetch_sub(1, std::memory_order_release);  // last: wait_idle() may return now
+      });
+  if (!error) return;
+  in_flight_.fetch_sub(1, std::memory_order_relaxed);
+  if (error == sinks::spool::log_errc::log_full) return done(sink_status::full);
+  report_failure(error);
+  done(sink_status::failed);
 }
 
 }  // namespace crm::ingest

@@ -1,15 +1,16 @@
-// batch_sink over the durable local log. durable_log::append() blocks until its group commit is
-// fsynced, so appends run on a pool of appender threads, never on the HTTP I/O threads; all appenders
-// blocked in the same group share one fsync. The pool's queue is bounded: when it is full the request
-// is answered 503 at once instead of queueing without limit.
+// batch_sink over the durable local log, without threads of its own: submit() hands the request's
+// record to durable_log::append_async() and returns; the log's flusher thread calls the completion
+// once the group commit holding it is fdatasync'ed (every request queued meanwhile shares that fsync),
+// and the completion posts the HTTP answer back to the connection's strand. No HTTP I/O thread ever
+// waits for a disk.
+//
+// Backpressure: at most `max_in_flight` requests may wait for their fsync; beyond that, and when the
+// log is at its byte bound, the request is answered 503 at once instead of queueing without limit.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
-#include <mutex>
+#include <cstddef>
 #include <thread>
-#include <vector>
 
 #include "ingest/collector.h"
 #include "sinks/spool/durable_log.h"
@@ -18,28 +19,22 @@ namespace crm::ingest {
 
 class spool_sink final : public batch_sink {
  public:
-  spool_sink(sinks::spool::durable_log& log, int appender_threads = 64, std::size_t max_queued = 8192);
-  ~spool_sink() override;
+  explicit spool_sink(sinks::spool::durable_log& log, std::size_t max_in_flight = 8192);
+  // Waits for every completion (they use the collector and the server's executors).
+  ~spool_sink() override { wait_idle(); }
+
+  // Returns once no submitted request waits for its completion. Call it after the HTTP server stopped
+  // and before the collector and the server are destroyed.
+  void wait_idle() const;
 
   void submit(std::shared_ptr<const std::string> encoded_batch, std::function<void(sink_status)> done) override;
   bool above_high_water() const override { return log_.above_high_water(); }
-  std::size_t queued() const override { return queued_.load(std::memory_order_relaxed); }
+  std::size_t queued() const override { return in_flight_.load(std::memory_order_relaxed); }
 
  private:
-  struct job {
-    std::shared_ptr<const std::string> payload;
-    std::function<void(sink_status)> done;
-  };
-  void work();
-
   sinks::spool::durable_log& log_;
-  std::size_t max_queued_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<job> queue_;
-  bool closing_ = false;
-  std::atomic<std::size_t> queued_{0};  // queue_ plus appends in progress
-  std::vector<std::thread> threads_;
+  const std::size_t max_in_flight_;
+  std::atomic<std::size_t> in_flight_{0};  // accepted by the log, completion not yet run
 };
 
 }  // namespace crm::ingest

@@ -115,4 +115,19 @@ std::string_view to_string(channel_group v) noexcept {
   return "?";
 }
 
+void event_batch::append_copy(const event_batch& from) {
+  for (communication c : from.communications) {
+    for (auto field : communication_texts) c.*field = text.copy(c.*field);
+    communications.push_back(c);
+  }
+  for (touchpoint t : from.touchpoints) {
+    for (auto field : touchpoint_texts) t.*field = text.copy(t.*field);
+    touchpoints.push_back(t);
+  }
+  for (rejection r : from.rejections) {
+    for (auto field : rejection_texts) r.*field = text.copy(r.*field);
+    rejections.push_back(r);
+  }
+}
+
 }  // namespace crm::transform

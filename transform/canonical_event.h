@@ -102,6 +102,25 @@ struct rejection {
   std::string_view raw;     // the record's text as received (possibly not valid UTF-8)
 };
 
+// Every text field of each record kind. Code that copies or serializes records walks these tables
+// (the spool's event codec, event_batch::append_copy), so a new field is handled everywhere once it is
+// listed here; the codec's size checks fail the build until it is.
+inline constexpr std::string_view communication::*communication_texts[] = {
+    &communication::provider,     &communication::provider_message_id, &communication::provider_event_id,
+    &communication::email,        &communication::phone,               &communication::ab_test_id,
+    &communication::variant,      &communication::url,                 &communication::error_code,
+    &communication::error_reason, &communication::metadata,            &communication::tenant_id,
+};
+inline constexpr std::string_view touchpoint::*touchpoint_texts[] = {
+    &touchpoint::anonymous_id, &touchpoint::message_id,  &touchpoint::utm_source,      &touchpoint::utm_medium,
+    &touchpoint::utm_campaign, &touchpoint::utm_term,    &touchpoint::utm_content,     &touchpoint::gclid,
+    &touchpoint::fbclid,       &touchpoint::msclkid,     &touchpoint::landing_url,     &touchpoint::referrer,
+    &touchpoint::conversion_type, &touchpoint::currency, &touchpoint::ab_test_id,      &touchpoint::variant,
+    &touchpoint::metadata,     &touchpoint::tenant_id,
+};
+inline constexpr std::string_view rejection::*rejection_texts[] = {&rejection::source, &rejection::reason,
+                                                                   &rejection::raw};
+
 // The unit that crosses thread boundaries. Owned by one thread at a time; moved, never shared.
 struct event_batch {
   std::vector<communication> communications;
@@ -118,6 +137,8 @@ struct event_batch {
   std::size_t record_count() const noexcept {
     return communications.size() + touchpoints.size() + rejections.size();
   }
+  // Appends copies of `from`'s records, their text copied into this batch's arena.
+  void append_copy(const event_batch& from);
 };
 
 }  // namespace crm::transform

@@ -495,4 +495,24 @@ bool rfc3339_time(workspace& ws, std::string_view field, const scalar& value, ti
   return true;
 }
 
+bool provider_document::open(od::json_type expected, std::string_view what) {
+  if (!start_document(ws, in_.body, doc, error_)) return false;
+  od::json_type root;
+  if (!walker.root_type(root)) return failed();
+  if (root != expected) {
+    error_.assign("not ").append(what).append(": expected a JSON ").append(type_name(expected)).append(", got ");
+    error_.append(type_name(root));
+    return false;
+  }
+  const auto e = expected == od::json_type::object ? doc.get_object().get(object) : doc.get_array().get(array);
+  if (e) {
+    walker.fail(e);
+    return failed();
+  }
+  return true;
+}
+
+bool provider_document::open_object(std::string_view what) { return open(od::json_type::object, what); }
+bool provider_document::open_array(std::string_view what) { return open(od::json_type::array, what); }
+
 }  // namespace crm::transform::providers::detail

@@ -221,6 +221,45 @@ class batch_mark {
   std::size_t communications_, touchpoints_, rejections_;
 };
 
+// How every JSON provider adapter opens a body: the thread's workspace (reset for this call), the body
+// parsed On-Demand, a walker over it and the size of `out` to roll back to when the body as a whole is
+// refused. open_object()/open_array() check the root's type ("not <what>: expected a JSON object, got
+// a string"); on false, `error` says why and `out` is as it was.
+class provider_document {
+ public:
+  provider_document(const webhook_input& in, event_batch& out, std::string& error)
+      : ws(thread_workspace()), walker(ws, doc, in.body.size()), in_(in), out_(out), error_(error), mark_(out) {
+    begin_call(ws);
+  }
+  provider_document(const provider_document&) = delete;
+  provider_document& operator=(const provider_document&) = delete;
+
+  bool open_object(std::string_view what);  // then `object` is the root
+  bool open_array(std::string_view what);   // then `array` is the root
+
+  // Rolls `out` back, takes the walker's error and returns false: for a body that fails as a whole.
+  bool failed() {
+    rollback();
+    error_ = walker.error();
+    return false;
+  }
+  void rollback() const { mark_.rollback(out_); }
+
+  workspace& ws;
+  od::document doc;
+  json_walker walker;
+  od::object object;
+  od::array array;
+
+ private:
+  bool open(od::json_type expected, std::string_view what);
+
+  const webhook_input& in_;
+  event_batch& out_;
+  std::string& error_;
+  const batch_mark mark_;
+};
+
 // Matches `text` against a table of {spelling, value} ignoring ASCII case.
 template <typename T, std::size_t N>
 bool lookup(const std::array<std::pair<std::string_view, T>, N>& table, std::string_view text, T& out) {

@@ -29,28 +29,12 @@ constexpr std::array<std::pair<std::string_view, comm_status>, 8> mailgun_status
 }  // namespace
 
 bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  workspace& ws = thread_workspace();
-  begin_call(ws);
-  od::document doc;
-  if (!start_document(ws, in.body, doc, error)) return false;
-  json_walker w(ws, doc, in.body.size());
-  const batch_mark mark(out);
-  auto failed = [&] {
-    mark.rollback(out);
-    error = w.error();
-    return false;
-  };
-  od::json_type root;
-  if (!w.root_type(root)) return failed();
-  if (root != od::json_type::object) {
-    error.assign("not a Mailgun webhook: expected a JSON object, got ").append(type_name(root));
-    return false;
-  }
-  od::object top;
-  if (const auto e = doc.get_object().get(top)) {
-    w.fail(e);
-    return failed();
-  }
+  provider_document d(in, out, error);
+  if (!d.open_object("a Mailgun webhook")) return false;
+  workspace& ws = d.ws;
+  json_walker& w = d.walker;
+  od::object& top = d.object;
+  auto failed = [&] { return d.failed(); };
 
   scalar event, id, timestamp, recipient, severity, url, reason, message_id, code, ds_message, ds_description;
   crm_ids ids;

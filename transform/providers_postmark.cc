@@ -33,28 +33,12 @@ constexpr std::array<std::string_view, 3> permanent_bounce_types = {"HardBounce"
 }  // namespace
 
 bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  workspace& ws = thread_workspace();
-  begin_call(ws);
-  od::document doc;
-  if (!start_document(ws, in.body, doc, error)) return false;
-  json_walker w(ws, doc, in.body.size());
-  const batch_mark mark(out);
-  auto failed = [&] {
-    mark.rollback(out);
-    error = w.error();
-    return false;
-  };
-  od::json_type root;
-  if (!w.root_type(root)) return failed();
-  if (root != od::json_type::object) {
-    error.assign("not a Postmark webhook: expected a JSON object, got ").append(type_name(root));
-    return false;
-  }
-  od::object top;
-  if (const auto e = doc.get_object().get(top)) {
-    w.fail(e);
-    return failed();
-  }
+  provider_document d(in, out, error);
+  if (!d.open_object("a Postmark webhook")) return false;
+  workspace& ws = d.ws;
+  json_walker& w = d.walker;
+  od::object& top = d.object;
+  auto failed = [&] { return d.failed(); };
   scalar record_type, message_id, recipient, email, delivered_at, bounced_at, received_at, changed_at, type,
       description, details, inactive, original_link, suppress_sending;
   crm_ids ids;

@@ -29,28 +29,12 @@ constexpr std::array<std::pair<std::string_view, comm_status>, 9> resend_statuse
 }  // namespace
 
 bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  workspace& ws = thread_workspace();
-  begin_call(ws);
-  od::document doc;
-  if (!start_document(ws, in.body, doc, error)) return false;
-  json_walker w(ws, doc, in.body.size());
-  const batch_mark mark(out);
-  auto failed = [&] {
-    mark.rollback(out);
-    error = w.error();
-    return false;
-  };
-  od::json_type root;
-  if (!w.root_type(root)) return failed();
-  if (root != od::json_type::object) {
-    error.assign("not a Resend webhook: expected a JSON object, got ").append(type_name(root));
-    return false;
-  }
-  od::object top;
-  if (const auto e = doc.get_object().get(top)) {
-    w.fail(e);
-    return failed();
-  }
+  provider_document d(in, out, error);
+  if (!d.open_object("a Resend webhook")) return false;
+  workspace& ws = d.ws;
+  json_walker& w = d.walker;
+  od::object& top = d.object;
+  auto failed = [&] { return d.failed(); };
   scalar type, created_at, email_id, to, link, bounce_type, bounce_subtype, bounce_message, failed_reason;
   crm_ids ids;
   bool has_data = false;

@@ -97,28 +97,12 @@ bool number_of(const scalar& s, double& out) {
 }  // namespace
 
 bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  workspace& ws = thread_workspace();
-  begin_call(ws);
-  od::document doc;
-  if (!start_document(ws, in.body, doc, error)) return false;
-  json_walker w(ws, doc, in.body.size());
-  const batch_mark mark(out);
-  auto failed = [&] {
-    mark.rollback(out);
-    error = w.error();
-    return false;
-  };
-  od::json_type root;
-  if (!w.root_type(root)) return failed();
-  if (root != od::json_type::object) {
-    error.assign("not a Segment event: expected a JSON object, got ").append(type_name(root));
-    return false;
-  }
-  od::object top;
-  if (const auto e = doc.get_object().get(top)) {
-    w.fail(e);
-    return failed();
-  }
+  provider_document d(in, out, error);
+  if (!d.open_object("a Segment event")) return false;
+  workspace& ws = d.ws;
+  json_walker& w = d.walker;
+  od::object& top = d.object;
+  auto failed = [&] { return d.failed(); };
 
   scalar type, event, message_id, timestamp, original_timestamp, received_at, sent_at, user_id, anonymous_id;
   scalar trait_email, trait_lead_id, context_trait_email, context_trait_lead_id;

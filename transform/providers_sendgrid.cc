@@ -137,28 +137,11 @@ bool sendgrid_event(normalizer& norm, const webhook_input& in, json_walker& w, o
 }  // namespace
 
 bool normalize_sendgrid(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  workspace& ws = thread_workspace();
-  begin_call(ws);
-  od::document doc;
-  if (!start_document(ws, in.body, doc, error)) return false;
-  json_walker w(ws, doc, in.body.size());
-  const batch_mark mark(out);
-  auto failed = [&] {
-    mark.rollback(out);
-    error = w.error();
-    return false;
-  };
-  od::json_type root;
-  if (!w.root_type(root)) return failed();
-  if (root != od::json_type::array) {
-    error.assign("not a SendGrid event array: expected a JSON array, got ").append(type_name(root));
-    return false;
-  }
-  od::array events;
-  if (const auto e = doc.get_array().get(events)) {
-    w.fail(e);
-    return failed();
-  }
+  provider_document d(in, out, error);
+  if (!d.open_array("a SendGrid event array")) return false;
+  json_walker& w = d.walker;
+  od::array& events = d.array;
+  auto failed = [&] { return d.failed(); };
   std::size_t index = 0;
   for (auto element : events) {
     od::value v;

@@ -323,28 +323,12 @@ void emit(normalizer& norm, const webhook_input& in, workspace& ws, value_state&
 }  // namespace
 
 bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  workspace& ws = thread_workspace();
-  begin_call(ws);
-  od::document doc;
-  if (!start_document(ws, in.body, doc, error)) return false;
-  json_walker w(ws, doc, in.body.size());
-  const batch_mark mark(out);
-  auto failed = [&] {
-    mark.rollback(out);
-    error = w.error();
-    return false;
-  };
-  od::json_type root;
-  if (!w.root_type(root)) return failed();
-  if (root != od::json_type::object) {
-    error.assign("not a WhatsApp Business webhook: expected a JSON object, got ").append(type_name(root));
-    return false;
-  }
-  od::object top;
-  if (const auto e = doc.get_object().get(top)) {
-    w.fail(e);
-    return failed();
-  }
+  provider_document d(in, out, error);
+  if (!d.open_object("a WhatsApp Business webhook")) return false;
+  workspace& ws = d.ws;
+  json_walker& w = d.walker;
+  od::object& top = d.object;
+  auto failed = [&] { return d.failed(); };
   thread_local std::vector<pending_event> pending;
   thread_local std::vector<contact_name> contacts;
   pending.clear();
@@ -380,7 +364,7 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
   // A rule broken outside any event (entry not an array, ...): the body is not what Meta sends.
   if (ws.shape.empty()) ws.shape = ws.reason;
   if (!has_entry || (!object_name.empty() && object_name != "whatsapp_business_account") || !ws.shape.empty()) {
-    mark.rollback(out);
+    d.rollback();
     error.assign("not a WhatsApp Business webhook: ");
     if (!has_entry) {
       error.append("no \"entry\" array");

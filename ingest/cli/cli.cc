@@ -15,9 +15,12 @@
 #include "ingest/config/settings.h"
 #include "ingest/embedded_postgres.h"
 #include "ingest/import/import_pipeline.h"
+#include "ingest/logging.h"
+#include "ingest/replay.h"
 #include "ingest/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
+#include "sinks/postgres/retention.h"
 
 namespace crm::ingest::cli {
 
@@ -159,6 +162,9 @@ int run(int argc, char** argv) {
       ->default_str("info")
       ->each([](const std::string& l) { spdlog::set_level(spdlog::level::from_str(l)); })
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--log-format", "Log format on stderr: text or json (serve reads logging.format instead)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->each([](const std::string& f) { set_log_format(f); });
   int exit_code = exit_ok;
 
   // migrate
@@ -216,6 +222,72 @@ int run(int argc, char** argv) {
     pqxx::connection conn(parts_db.resolve(true));
     int n = pg::ensure_partitions(conn, {parts_db.months_back, parts_db.months_ahead});
     std::cout << n << " partitions created\n";
+  });
+
+  database_target retain_db;
+  pg::retention_options retain_opt;
+  std::string retain_keep;
+  auto* retain_cmd = parts_cmd->add_subcommand(
+      "retain",
+      "Detach the monthly partitions older than --keep, archive each with pg_dump (verified) when --archive is "
+      "given, then drop it. One run at a time (advisory lock); a run that died is finished by the next. The DEFAULT "
+      "partitions are never modified, only reported");
+  retain_db.add_options(*retain_cmd, false);
+  retain_cmd->add_option("--keep", retain_keep, "How much to keep: the current month and the months before, e.g. 13mo or 2y")
+      ->required();
+  retain_cmd->add_option("--archive", retain_opt.archive_dir,
+                         "Directory for the pg_dump archives (NAME.dump, custom format) of the dropped partitions");
+  retain_cmd->add_flag("--dry-run", retain_opt.dry_run, "Print what would be detached and dropped; change nothing");
+  int retain_lock_timeout_ms = 5000;
+  retain_cmd->add_option("--lock-timeout-ms", retain_lock_timeout_ms,
+                         "Longest wait for a table lock per attempt (5 attempts); writers wait at most this long")
+      ->default_val(5000)
+      ->check(CLI::Range(10, 600000));
+  retain_cmd->callback([&] {
+    retain_opt.keep_months = pg::parse_keep(retain_keep);
+    retain_opt.lock_timeout = std::chrono::milliseconds(retain_lock_timeout_ms);
+    retain_opt.dsn = retain_db.resolve(true);
+    auto r = pg::retain_partitions(retain_opt);
+    if (r.lock_busy) {
+      spdlog::warn("Another `partitions retain` holds the lock; nothing done.");
+      std::cout << "another run holds the lock; nothing done\n";
+      return;
+    }
+    for (const auto& n : r.would_drop) std::cout << "would detach and drop " << n << "\n";
+    for (const auto& f : r.archived) std::cout << "archived " << f << "\n";
+    for (const auto& n : r.dropped) std::cout << "dropped " << n << "\n";
+    std::cout << "cutoff " << r.cutoff << ": " << r.dropped.size() << " partitions dropped (" << r.rows_dropped
+              << " rows), " << r.default_rows_before_cutoff << " rows before the cutoff in the DEFAULT partitions (kept)\n";
+  });
+
+  // rejected
+  auto* rejected_cmd = app.add_subcommand("rejected", "Work with the dead-letter table rejected_events");
+  rejected_cmd->require_subcommand(1);
+  database_target replay_db;
+  replay_options replay_opt;
+  auto* replay_cmd = rejected_cmd->add_subcommand(
+      "replay",
+      "Re-normalize dead letters with the current rules (after a fix) and write the ones that now pass, exactly "
+      "once; they are marked replayed (or deleted with --delete), the still-failing ones are kept");
+  replay_db.add_options(*replay_cmd, false);
+  replay_cmd->add_option("--source", replay_opt.source_like, "Only rows whose source is LIKE this pattern, e.g. 'POST /v1/webhooks/sendgrid%'");
+  replay_cmd->add_option("--reason", replay_opt.reason_like, "Only rows whose reason is LIKE this pattern, e.g. 'phone:%'");
+  replay_cmd->add_option("--since", replay_opt.since, "Only rows received at or after this time (e.g. 2026-11-01T00:00:00Z)");
+  replay_cmd->add_option("--until", replay_opt.until, "Only rows received before this time");
+  replay_cmd->add_option("--limit", replay_opt.limit, "Examine at most this many rows (0 = all)")->default_val(0);
+  replay_cmd->add_option("--default-region", replay_opt.normalize.default_region,
+                         "Region for phone numbers without a country code (ISO 3166 alpha-2)")
+      ->default_val("US");
+  replay_cmd->add_flag("--delete", replay_opt.remove, "Delete replayed rows instead of setting replayed_at");
+  replay_cmd->add_flag("--dry-run", replay_opt.dry_run, "Count what would pass; write nothing");
+  replay_cmd->callback([&] {
+    replay_opt.dsn = replay_db.resolve(true);
+    auto r = replay_rejected(replay_opt);
+    std::cout << fmt::format(
+        "examined {}: {} now pass ({} events inserted, {} already stored), {} still failing, {} not replayable{}\n",
+        r.examined, r.replayed, r.inserted, r.duplicates, r.still_failing, r.not_replayable,
+        replay_opt.dry_run ? " (dry run: nothing written)" : "");
+    for (const auto& [reason, n] : r.still_failing_reasons) std::cout << "  still failing " << n << ": " << reason << "\n";
   });
 
   // local-db

@@ -1,8 +1,10 @@
 #include "ingest/cli/serve.h"
 
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <stop_token>
 #include <thread>
 
 #include <pthread.h>
@@ -13,6 +15,7 @@
 #include "ingest/drainer.h"
 #include "ingest/embedded_postgres.h"
 #include "ingest/http/server.h"
+#include "ingest/logging.h"
 #include "ingest/metrics.h"
 #include "ingest/providers.h"
 #include "ingest/spool_sink.h"
@@ -24,14 +27,44 @@ namespace crm::ingest::cli {
 
 namespace pg = crm::sinks::postgres;
 
+namespace {
+
+// Reads the partition catalog into the crm_ingest_partition_* gauges. Runs on its own thread (owned by
+// run_serve), one short connection per check, so a slow or unreachable database never holds up the
+// request path; a failed check leaves the gauges as they were (the checked timestamp then goes stale).
+void check_partition_catalog(const std::string& dsn, metrics& m) {
+  try {
+    pqxx::connection conn(dsn);
+    pqxx::read_transaction tx(conn);
+    auto r = tx.exec(
+        "WITH next AS (SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month', "
+        "'YYYY_MM') AS suffix) "
+        "SELECT (SELECT count(*) FROM next, unnest(ARRAY['communications', 'customer_touchpoints']) AS p(parent) "
+        "        WHERE EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "                      WHERE i.inhparent = p.parent::regclass AND c.relname = p.parent || '_' || next.suffix)), "
+        // Capped per table so that a DEFAULT partition filled by mistake does not cost a full scan every time.
+        "       (SELECT count(*) FROM (SELECT 1 FROM communications_default LIMIT 1000000) c) + "
+        "       (SELECT count(*) FROM (SELECT 1 FROM customer_touchpoints_default LIMIT 1000000) t)");
+    m.partition_next_month_present.Set(r[0][0].as<long long>() == 2 ? 1 : 0);
+    m.partition_default_rows.Set(static_cast<double>(r[0][1].as<long long>()));
+    m.partition_catalog_checked_timestamp.SetToCurrentTime();
+  } catch (const std::exception& e) {
+    spdlog::warn("Could not read the partition catalog. dsn={} error={}", pg::redact_dsn(dsn), e.what());
+  }
+}
+
+}  // namespace
+
 int run_serve(const serve_args& args) {
   auto cfg = config::settings::load(args.config_file);
+  set_log_format(cfg.str("logging", "format"));
 
   // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // The database: configured, or the embedded private one (started and migrated here).
@@ -67,6 +100,7 @@ int run_serve(const serve_args& args) {
   log_opt.high_water_bytes = log_opt.max_bytes / 100 * static_cast<std::uint64_t>(cfg.integer("log", "high_water_percent"));
   auto log = sinks::spool::durable_log::open(log_opt);
   metrics m;
+  m.log_max_bytes.Set(static_cast<double>(log_opt.max_bytes));
   {
     auto st = log->stats();
     if (st.torn_tails_cut) m.log_torn_tails_cut.Increment(static_cast<double>(st.torn_tails_cut));
@@ -84,6 +118,20 @@ int run_serve(const serve_args& args) {
   drainer drain(dopt, *log, m);
   drain.start();
 
+  // The partition catalog watch: its own thread, woken early only to stop.
+  std::jthread catalog_watch;
+  if (auto every = std::chrono::seconds(cfg.integer("catalog", "check_interval_s")); every.count() > 0) {
+    catalog_watch = std::jthread([dsn, every, &m](std::stop_token stop) {
+      std::mutex mu;
+      std::condition_variable_any cv;
+      while (!stop.stop_requested()) {
+        check_partition_catalog(dsn, m);
+        std::unique_lock lock(mu);
+        cv.wait_for(lock, stop, every, [] { return false; });
+      }
+    });
+  }
+
   collector_options copt;
   copt.normalize.default_region = cfg.str("normalize", "default_region");
   copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
@@ -92,7 +140,8 @@ int run_serve(const serve_args& args) {
   {
     spool_sink sink(*log);
     collector coll(copt, sink, m, [&drain] { return drain.database_ready(); });
-    register_providers(coll, cfg);
+    auto secrets = std::make_shared<webhook_secrets>(cfg);
+    register_providers(coll, secrets);
 
     http::server_options sopt;
     sopt.listen = cfg.str("http", "listen");
@@ -109,18 +158,38 @@ int run_serve(const serve_args& args) {
     // Tools and tests read this line to learn the port.
     std::cout << "listening on port " << srv.port() << std::endl;
 
+    // The signal thread: SIGHUP reloads the webhook secrets (and the log format) from the same file and
+    // environment, swapping them in under live connections; SIGTERM/SIGINT stop the server.
     std::thread signal_thread([&] {
       int sig = 0;
-      sigwait(&signals, &sig);
+      for (;;) {
+        sigwait(&signals, &sig);
+        if (sig != SIGHUP) break;
+        try {
+          auto fresh = config::settings::load(args.config_file);
+          auto changed = secrets->reload(fresh);
+          set_log_format(fresh.str("logging", "format"));
+          m.config_reloads.Increment();
+          spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",
+                       args.config_file.empty() ? "(environment only)" : args.config_file,
+                       changed.empty() ? "none" : changed);
+        } catch (const std::exception& e) {
+          m.config_reload_failures.Increment();
+          spdlog::error("Refused the SIGHUP reload; the previous secrets stay in force. error={}", e.what());
+        }
+      }
       spdlog::info("Shutting down: finishing in-flight requests, then writing the log to PostgreSQL. signal={}",
                    sig == SIGTERM ? "SIGTERM" : "SIGINT");
       srv.stop();
     });
     srv.run();
+    // Answers still waiting for their fsync post to the server's executor and use the collector.
+    sink.wait_idle();
     // run() returned: either a signal stopped it, or it failed; wake the signal thread either way.
     pthread_kill(signal_thread.native_handle(), SIGTERM);
     signal_thread.join();
   }
+  catalog_watch = {};
   drain.stop();
   spdlog::info("Stopped. batches_committed={}", drain.batches_committed());
   return exit_code;

@@ -62,6 +62,12 @@ const std::vector<setting> registry = {
     {"webhooks.postmark", "password", T::secret, "", 0, 0, "Basic-auth password Postmark sends."},
     {"webhooks.resend", "secret", T::secret, "", 0, 0, "Resend (Svix) signing secret whsec_…; set = signatures required."},
     {"webhooks.segment", "shared_secret", T::secret, "", 0, 0, "Segment shared secret; set = X-Signature required."},
+    {"logging", "format", T::string, "text", 0, 0,
+     "Format of the process log on stderr: text (one human-readable line) or json (one JSON object per line: ts, "
+     "level, msg and the line's key=value fields)."},
+    {"catalog", "check_interval_s", T::integer, "300", 0, 86400,
+     "How often serve reads the partition catalog for crm_ingest_partition_* metrics (next month's partition "
+     "present, rows in the default partitions); 0 = never."},
 };
 
 std::string upper_env(std::string_view s) {
@@ -153,6 +159,9 @@ std::string validate(const setting& s, const std::string& text, const std::strin
   }
   if (s.section == "webhooks.resend" && s.key == "secret" && !text.empty() && text.rfind("whsec_", 0) != 0) {
     return where + ": webhooks.resend.secret must start with whsec_";
+  }
+  if (s.section == "logging" && s.key == "format" && text != "text" && text != "json") {
+    return where + ": logging.format must be text or json, got \"" + text + "\"";
   }
   return {};
 }

@@ -52,6 +52,18 @@ class backoff {
   std::mt19937_64 rng_;
 };
 
+// 'text' as an SQL string literal, escaped by libpq for this connection (pqxx's quote() builds the same
+// string by concatenation, which GCC 12 at -O3 misreads as an overlapping copy, -Wrestrict).
+template <typename Escaper>
+std::string sql_literal(Escaper& c, std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out.push_back('\'');
+  out.append(c.esc(text.data(), text.size()));
+  out.push_back('\'');
+  return out;
+}
+
 // Removes a password from a DSN before it is logged.
 std::string redact_dsn(std::string_view dsn);
 

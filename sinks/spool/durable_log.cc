@@ -437,18 +437,29 @@ durable_log::~durable_log() {
 // ---------------------------------------------------------------------------------------------------
 // Appending (any thread) and the flusher
 
-append_result durable_log::append(std::span<const std::string_view> records) {
-  // Frame headers (and their CRCs) are computed before taking the lock, in parallel across appenders.
+namespace {
+// Frame headers (and their CRCs) are computed before taking the lock, in parallel across appenders.
+const std::array<char, frame_header_size>* encode_headers(std::span<const std::string_view> records,
+                                                          std::uint64_t max_payload, bool& too_large) {
   thread_local std::vector<std::array<char, frame_header_size>> headers;
   headers.resize(records.size());
+  too_large = false;
   for (std::size_t i = 0; i < records.size(); ++i) {
-    if (records[i].size() > max_payload_bytes_) return {log_errc::record_too_large, {}};
+    if (records[i].size() > max_payload) {
+      too_large = true;
+      return nullptr;
+    }
     format::encode_frame_header(records[i], headers[i].data());
   }
+  return headers.data();
+}
+}  // namespace
 
-  std::unique_lock lock(mutex_);
-  if (failed_) return {log_errc::io_error, {}};
-  if (stopping_) return {log_errc::closed, {}};
+std::error_code durable_log::enqueue(std::span<const std::string_view> records,
+                                     const std::array<char, frame_header_size>* headers, std::uint64_t& ticket,
+                                     log_position& end) {
+  if (failed_) return log_errc::io_error;
+  if (stopping_) return log_errc::closed;
 
   // Place the records exactly where the flusher will write them, so the bound counts the real
   // bytes, the headers of segments started on the way included.
@@ -466,7 +477,7 @@ append_result durable_log::append(std::span<const std::string_view> records) {
   }
   if (reserved_bytes_ + added > options_.max_bytes) {
     ++counters_.appends_refused_full;
-    return {log_errc::log_full, {}};
+    return log_errc::log_full;
   }
 
   const bool flusher_idle = pending_.empty();
@@ -487,27 +498,63 @@ append_result durable_log::append(std::span<const std::string_view> records) {
   reserved_bytes_ += added;
   update_high_water();
   accepted_records_ += records.size();
-  const std::uint64_t ticket = accepted_records_;
+  ticket = accepted_records_;
+  end = tail;
   if (!records.empty()) {
     ++pending_appends_;
     // The flusher sleeps on an empty queue, or gathers until enough appends are queued.
     if (flusher_idle || pending_appends_ >= gather_target_) work_cv_.notify_one();
   }
+  return {};
+}
 
+append_result durable_log::append(std::span<const std::string_view> records) {
+  bool too_large = false;
+  const auto* headers = encode_headers(records, max_payload_bytes_, too_large);
+  if (too_large) return {log_errc::record_too_large, {}};
+
+  std::unique_lock lock(mutex_);
+  std::uint64_t ticket = 0;
+  log_position end;
+  if (auto e = enqueue(records, headers, ticket, end)) return {e, {}};
   durable_cv_.wait(lock, [&] { return durable_records_ >= ticket || failed_; });
   if (durable_records_ < ticket) return {log_errc::io_error, {}};
   ++counters_.appends;
   counters_.records_appended += records.size();
-  return {{}, tail};
+  return {{}, end};
+}
+
+std::error_code durable_log::append_async(std::span<const std::string_view> records, append_callback done) {
+  bool too_large = false;
+  const auto* headers = encode_headers(records, max_payload_bytes_, too_large);
+  if (too_large) return log_errc::record_too_large;
+
+  std::lock_guard lock(mutex_);
+  std::uint64_t ticket = 0;
+  log_position end;
+  if (auto e = enqueue(records, headers, ticket, end)) return e;
+  // An empty append is answered with the next group (it is durable once everything before it is).
+  pending_completions_.push_back(completion{std::move(done), end, records.size()});
+  if (records.empty()) work_cv_.notify_one();
+  return {};
 }
 
 void durable_log::flusher_main() {
   std::vector<pending_record> group;
+  std::vector<completion> completions;
   std::vector<roll> rolls;
+  // Runs the async appends' callbacks of the group just finished, without the lock.
+  auto complete = [&](std::unique_lock<std::mutex>& lock, std::error_code error) {
+    if (completions.empty()) return;
+    lock.unlock();
+    for (auto& c : completions) c.done(append_result{error, error ? log_position{} : c.end});
+    completions.clear();
+    lock.lock();
+  };
   std::unique_lock lock(mutex_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return !pending_.empty() || stopping_; });
-    if (pending_.empty()) return;  // stopping, and everything queued is written
+    work_cv_.wait(lock, [&] { return !pending_.empty() || !pending_completions_.empty() || stopping_; });
+    if (pending_.empty() && pending_completions_.empty()) return;  // stopping, and everything queued is written
     // Closed-loop appenders released by the last group come straight back; starting the fsync a few
     // microseconds before they do would cost them a whole extra fsync.
     if (pending_appends_ < gather_target_ && !stopping_) {
@@ -515,6 +562,7 @@ void durable_log::flusher_main() {
                           [&] { return pending_appends_ >= gather_target_ || stopping_; });
     }
     group.swap(pending_);  // pending_ takes the emptied vector back, capacity kept
+    completions.swap(pending_completions_);
     const std::uint64_t group_appends = pending_appends_;
     pending_appends_ = 0;
     lock.unlock();
@@ -534,9 +582,12 @@ void durable_log::flusher_main() {
       failed_ = true;
       counters_.failed = true;
       pending_.clear();  // their appenders wake up to io_error and drop the views
+      for (auto& c : pending_completions_) completions.push_back(std::move(c));
+      pending_completions_.clear();
       spdlog::error("The spool stopped accepting records after a failed {}. directory={} segment={} error={}",
                     outcome.failed_call, options_.directory.string(), active_segment_, errno_text(outcome.error));
       durable_cv_.notify_all();
+      complete(lock, log_errc::io_error);
       return;
     }
     for (const roll& r : rolls) {
@@ -560,7 +611,12 @@ void durable_log::flusher_main() {
     const auto wait = std::min<std::chrono::nanoseconds>(options_.max_group_wait, fsync_average_ / 2);
     gather_target_ = wait.count() > 0 ? group_appends + pending_appends_ : 0;
     gather_deadline_ = steady::now() + wait;
+    for (const auto& c : completions) {
+      if (c.records > 0) ++counters_.appends;
+      counters_.records_appended += c.records;
+    }
     durable_cv_.notify_all();
+    complete(lock, {});
   }
 }
 

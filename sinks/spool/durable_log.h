@@ -8,6 +8,10 @@
 //   with pwritev and shares ONE fdatasync among them (group commit).
 // - Appenders (any number of threads) never touch a file: append() checks the bound, reserves the
 //   records' positions, queues views of them and blocks until the flusher reports them durable.
+//   append_async() does the same without blocking: the flusher thread runs its completion once the
+//   group holding the records is durable (or has failed), after releasing the log's mutex. Completions
+//   must be short and must not call back into the log (the collector's posts the HTTP answer to the
+//   connection's strand); while they run, the next group gathers.
 //   While the flusher is busy in a write or fdatasync, new appends queue up and go into the next group
 //   (which waits up to max_group_wait for the appenders just released, see durable_log_options).
 //   When accepting the records would exceed max_bytes, append() returns log_full at once and queues
@@ -21,12 +25,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <array>
 #include <compare>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -140,6 +146,14 @@ class durable_log {
   // not be on disk: treat them as not accepted (the sender retries; event ids make replays no-ops).
   append_result append(std::span<const std::string_view> records);
 
+  // The same without blocking the caller. When the records are refused at once (log_full,
+  // record_too_large, closed, io_error), returns that error and never calls `done`. Otherwise returns
+  // no error and the flusher thread calls `done` exactly once: ok when the records are fdatasync'ed,
+  // io_error when the group failed (or `closed` when the log is destroyed first, which the destructor
+  // avoids by writing everything queued). The records' memory must stay valid until `done` runs.
+  using append_callback = std::function<void(const append_result&)>;
+  [[nodiscard]] std::error_code append_async(std::span<const std::string_view> records, append_callback done);
+
   bool above_high_water() const noexcept { return above_high_water_.load(std::memory_order_relaxed); }
 
   // Drainer thread. Durable records starting at `from` (a position from checkpointed(), a
@@ -178,6 +192,11 @@ class durable_log {
     char header[8];
     std::string_view payload;  // the appender's memory: it is blocked until the record is durable
   };
+  struct completion {
+    append_callback done;
+    log_position end;
+    std::size_t records;
+  };
   struct roll {
     std::uint64_t sealed_id;
     std::uint64_t sealed_size;
@@ -206,6 +225,9 @@ class durable_log {
   void recover();
   scan_result scan_segment(std::uint64_t id, bool is_last, std::uint64_t boundary);
   int create_segment(std::uint64_t id, group_outcome& timing);
+  // Checks and places the records; mutex_ held. Sets `ticket` and `end` when accepted.
+  std::error_code enqueue(std::span<const std::string_view> records,
+                          const std::array<char, 8>* headers, std::uint64_t& ticket, log_position& end);
   void flusher_main();
   void write_group(std::vector<pending_record>& group, std::vector<roll>& rolls, group_outcome& out);
   bool readable_after(log_position from) const;  // mutex_ held
@@ -225,6 +247,7 @@ class durable_log {
   std::condition_variable work_cv_;     // the flusher waits for queued records
   std::condition_variable durable_cv_;  // appenders and the drainer wait for durability
   std::vector<pending_record> pending_;
+  std::vector<completion> pending_completions_;  // of the async appends among pending_
   std::deque<segment_state> segments_;  // oldest first; the last one is the active segment
   log_position tail_;                   // where the next accepted record goes (queued ones included)
   log_position checkpoint_;

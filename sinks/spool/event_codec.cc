@@ -13,22 +13,11 @@ using transform::communication;
 using transform::rejection;
 using transform::touchpoint;
 
-// The string fields, in wire order. Adding a field to the structs trips the size checks below, so the
-// codec cannot silently drop it.
-constexpr std::string_view communication::*communication_texts[] = {
-    &communication::provider,     &communication::provider_message_id, &communication::provider_event_id,
-    &communication::email,        &communication::phone,               &communication::ab_test_id,
-    &communication::variant,      &communication::url,                 &communication::error_code,
-    &communication::error_reason, &communication::metadata,            &communication::tenant_id,
-};
-constexpr std::string_view touchpoint::*touchpoint_texts[] = {
-    &touchpoint::anonymous_id, &touchpoint::message_id,  &touchpoint::utm_source,      &touchpoint::utm_medium,
-    &touchpoint::utm_campaign, &touchpoint::utm_term,    &touchpoint::utm_content,     &touchpoint::gclid,
-    &touchpoint::fbclid,       &touchpoint::msclkid,     &touchpoint::landing_url,     &touchpoint::referrer,
-    &touchpoint::conversion_type, &touchpoint::currency, &touchpoint::ab_test_id,      &touchpoint::variant,
-    &touchpoint::metadata,     &touchpoint::tenant_id,
-};
-constexpr std::string_view rejection::*rejection_texts[] = {&rejection::source, &rejection::reason, &rejection::raw};
+// The string fields, in wire order: transform's tables (canonical_event.h). Adding a field to the
+// structs trips the size checks below, so the codec cannot silently drop it.
+using transform::communication_texts;
+using transform::rejection_texts;
+using transform::touchpoint_texts;
 
 constexpr std::size_t communication_string_count = std::size(communication_texts);
 constexpr std::size_t touchpoint_string_count = std::size(touchpoint_texts);

@@ -7,6 +7,9 @@
 #include "support/http_client.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
+#include "sinks/spool/durable_log.h"
+#include "sinks/spool/event_codec.h"
+#include "transform/normalize.h"
 
 namespace fs = std::filesystem;
 
@@ -153,3 +156,34 @@ TEST(Serve, ReadyzReportsAnUnreachableDatabase) {
 }
 
 }  // namespace
+
+TEST(Serve, ALogRecordThatCannotBeDecodedIsDeadLetteredAndTheRestIsWritten) {
+  auto dsn = crm_test::fresh_database("t_serve_undecodable");
+  const fs::path dir = scratch("undecodable");
+  {
+    // What a newer version or a bug could leave behind: a CRC-intact record that is not an event batch,
+    // between two good ones.
+    crm::sinks::spool::durable_log_options o;
+    o.directory = dir / "log";
+    auto log = crm::sinks::spool::durable_log::open(o);
+    crm::transform::normalizer norm;
+    crm::transform::event_batch batch;
+    ASSERT_EQ(norm.normalize(R"({"kind":"touchpoint","occurred_at":"2026-11-02T09:00:00Z","anonymous_id":"a",)"
+                             R"("touch_type":"page_view"})",
+                             {"test", 1}, crm::transform::now_us(), batch),
+              crm::transform::normalize_outcome::touchpoint);
+    std::string good;
+    crm::sinks::spool::encode_event_batch(batch, good);
+    const std::string garbage = "EB\xff not an event batch";
+    const std::string_view records[] = {good, garbage, good};
+    ASSERT_TRUE(log->append(records).ok());
+  }
+  crm_test::serve_process srv(dsn, dir);
+  srv.start();
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE 'log 1:%' AND reason LIKE "
+                          "'the local log holds a record this version cannot decode: %'",
+                     1),
+            1);
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 1), 1);
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+}

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -301,6 +303,80 @@ TEST(DurableLog, GroupCommitWithManyThreads) {
   std::printf("[ info ] %llu appends shared %llu group commits (%.1f appends per fdatasync)\n",
               static_cast<unsigned long long>(s.appends), static_cast<unsigned long long>(s.group_commits),
               static_cast<double>(s.appends) / static_cast<double>(s.group_commits));
+}
+
+// The collector's path: appends that do not block, completed by the flusher thread.
+TEST(DurableLog, AsyncAppendsCompleteOnceDurableInSubmissionOrder) {
+  constexpr int appends = 2000;
+  temp_dir dir;
+  auto log = durable_log::open(small_options(dir.path(), 64 << 10, 64 << 20));
+  std::vector<std::string> payloads;
+  for (int i = 0; i < appends; ++i) payloads.push_back("r" + std::to_string(i) + std::string(i % 300, 'y'));
+
+  std::mutex mu;
+  std::vector<std::pair<int, log_position>> completed;
+  std::atomic<int> failures{0};
+  std::set<std::thread::id> completion_threads;
+  for (int i = 0; i < appends; ++i) {
+    const std::string_view one[] = {payloads[static_cast<std::size_t>(i)]};
+    const auto e = log->append_async(one, [&, i](const append_result& r) {
+      if (!r.ok()) ++failures;
+      // Everything up to this record is durable when its completion runs.
+      if (log->durable_end() < r.end) ++failures;
+      std::lock_guard lock(mu);
+      completed.emplace_back(i, r.end);
+      completion_threads.insert(std::this_thread::get_id());
+    });
+    ASSERT_FALSE(e) << e.message();
+  }
+  const std::string_view none[] = {""};
+  std::atomic<bool> empty_done{false};
+  ASSERT_FALSE(log->append_async(std::span<const std::string_view>(none, 0),
+                                 [&](const append_result& r) { empty_done = r.ok(); }));
+  for (int spin = 0; spin < 5000; ++spin) {
+    {
+      std::lock_guard lock(mu);
+      if (completed.size() == static_cast<std::size_t>(appends) && empty_done) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::lock_guard lock(mu);
+  ASSERT_EQ(completed.size(), static_cast<std::size_t>(appends));
+  EXPECT_TRUE(empty_done.load());
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(completion_threads.size(), 1u) << "completions run on the flusher thread only";
+  EXPECT_FALSE(completion_threads.count(std::this_thread::get_id()));
+  const auto got = read_all(*log, log->checkpointed(), 4096, 64 << 20);
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(appends));
+  for (int i = 0; i < appends; ++i) {
+    EXPECT_EQ(completed[static_cast<std::size_t>(i)].first, i);
+    EXPECT_EQ(got[static_cast<std::size_t>(i)].payload, payloads[static_cast<std::size_t>(i)]);
+    EXPECT_EQ(got[static_cast<std::size_t>(i)].next, completed[static_cast<std::size_t>(i)].second);
+  }
+  const auto s = log->stats();
+  EXPECT_EQ(s.appends, static_cast<std::uint64_t>(appends));
+  EXPECT_EQ(s.records_appended, static_cast<std::uint64_t>(appends));
+  EXPECT_LT(s.group_commits, static_cast<std::uint64_t>(appends)) << "async appends share fsyncs";
+}
+
+TEST(DurableLog, AsyncAppendRefusedAtOnceNeverCompletes) {
+  temp_dir dir;
+  auto log = durable_log::open(small_options(dir.path(), 4096, 2 * 4096));
+  const std::string big(5000, 'b');
+  const std::string_view too_large[] = {big};
+  std::atomic<int> calls{0};
+  EXPECT_EQ(log->append_async(too_large, [&](const append_result&) { ++calls; }), log_errc::record_too_large);
+  const std::string payload = make_payload(1000, 'q');
+  const std::string_view one[] = {payload};
+  std::error_code e;
+  int accepted = 0;
+  while (!(e = log->append_async(one, [&](const append_result& r) { calls += r.ok() ? 1 : 1000; }))) ++accepted;
+  EXPECT_EQ(e, log_errc::log_full);
+  EXPECT_GT(accepted, 2);
+  log.reset();  // the destructor writes what is queued and runs its completions
+  EXPECT_EQ(calls.load(), accepted);
+  auto reopened = durable_log::open(small_options(dir.path(), 4096, 2 * 4096));
+  EXPECT_EQ(read_all(*reopened, reopened->checkpointed()).size(), static_cast<std::size_t>(accepted));
 }
 
 TEST(DurableLog, BoundRefusesWithLogFullUntilACheckpointFreesSegments) {

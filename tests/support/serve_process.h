@@ -73,6 +73,7 @@ class serve_process {
   }
 
   unsigned short port() const noexcept { return port_; }
+  pid_t pid() const noexcept { return pid_; }
   const std::string& config_path() const noexcept { return config_; }
   std::string stderr_text() const {
     std::ifstream in(dir_ / "stderr.txt");

@@ -1,0 +1,189 @@
+// `crm-ingest partitions retain` against a real PostgreSQL: old monthly partitions are detached, archived
+// with pg_dump (restorable), dropped; reruns are no-ops; a run that died mid-way is finished by the next;
+// a concurrent run does nothing; the DEFAULT partitions are never touched.
+#include <filesystem>
+#include <thread>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "support/run_command.h"
+#include "support/test_db.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string exe = CRM_INGEST_EXE;
+
+crm_test::command_result retain(const std::string& dsn, const std::string& args) {
+  return crm_test::run_command(exe + " --log-level warn partitions retain --dsn " + crm_test::shell_quote(dsn) + " " +
+                               args + " 2>&1");
+}
+
+// Name of the monthly partition `months_ago` months before the current one, e.g. communications_2025_06.
+std::string month_name(const std::string& dsn, const std::string& parent, int months_ago) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  return tx.exec_params("SELECT $1 || '_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - "
+                        "make_interval(months => $2), 'YYYY_MM')",
+                        parent, months_ago)[0][0]
+      .as<std::string>();
+}
+
+void exec(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  tx.exec(sql);
+}
+
+bool table_exists(const std::string& dsn, const std::string& name) {
+  return crm_test::count(dsn, "SELECT count(*) FROM pg_class WHERE relname = '" + name + "'") == 1;
+}
+
+// A database with monthly partitions from 20 months back, rows 16 and 12 months back, and a row far in
+// the past that only the DEFAULT partition can hold.
+std::string prepared_database(const std::string& name) {
+  auto dsn = crm_test::fresh_database(name);
+  exec(dsn, "SELECT crm_ensure_partitions(20, 3)");
+  exec(dsn,
+       "INSERT INTO communications (event_id, occurred_at, received_at, channel, status, email) "
+       "SELECT gen_random_uuid(), date_trunc('month', now()) - interval '16 months' + n * interval '1 hour', now(), "
+       "'email', 'sent', 'a@example.com' FROM generate_series(1, 25) n");
+  exec(dsn,
+       "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, anonymous_id, touch_type, channel_group) "
+       "SELECT gen_random_uuid(), date_trunc('month', now()) - interval '16 months' + n * interval '1 hour', now(), 'x', "
+       "'page_view', 'Direct' FROM generate_series(1, 7) n");
+  exec(dsn,
+       "INSERT INTO communications (event_id, occurred_at, received_at, channel, status, email) "
+       "VALUES (gen_random_uuid(), date_trunc('month', now()) - interval '12 months' + interval '1 day', now(), 'email', "
+       "'sent', 'kept@example.com'), (gen_random_uuid(), '2001-01-01', now(), 'email', 'sent', 'default@example.com')");
+  return dsn;
+}
+
+fs::path scratch(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("crm-retain-test-" + name);
+  fs::remove_all(d);
+  return d;
+}
+
+TEST(PartitionsRetain, DropsOldMonthsWithVerifiedRestorableArchivesAndIsIdempotent) {
+  auto dsn = prepared_database("t_retain");
+  auto archive = scratch("archive");
+  const auto old_comm = month_name(dsn, "communications", 16);
+  const auto old_touch = month_name(dsn, "customer_touchpoints", 16);
+  const auto kept = month_name(dsn, "communications", 12);
+  const auto boundary = month_name(dsn, "communications", 13);
+
+  auto dry = retain(dsn, "--keep 13mo --dry-run");
+  ASSERT_EQ(dry.status, 0) << dry.out;
+  EXPECT_NE(dry.out.find("would detach and drop " + old_comm), std::string::npos) << dry.out;
+  EXPECT_TRUE(table_exists(dsn, old_comm));
+
+  auto r = retain(dsn, "--keep 13mo --archive " + archive.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  // 20..13 months back go (8 months x 2 tables); 12 months back and newer stay.
+  EXPECT_NE(r.out.find(": 16 partitions dropped (32 rows), 1 rows before the cutoff in the DEFAULT partitions (kept)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(table_exists(dsn, old_comm));
+  EXPECT_FALSE(table_exists(dsn, old_touch));
+  EXPECT_FALSE(table_exists(dsn, boundary));
+  EXPECT_TRUE(table_exists(dsn, kept));
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);  // 12 months back + DEFAULT
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_default"), 1);
+  EXPECT_TRUE(fs::exists(archive / (old_comm + ".dump")));
+  EXPECT_FALSE(fs::exists(archive / (old_comm + ".dump.partial")));
+
+  // The archive restores into another database with every row.
+  auto restored = crm_test::fresh_database("t_retain_restored", false);
+  auto rr = crm_test::run_command("pg_restore --no-owner --dbname=" + crm_test::shell_quote(restored) + " " +
+                                  (archive / (old_comm + ".dump")).string() + " 2>&1");
+  ASSERT_EQ(rr.status, 0) << rr.out;
+  EXPECT_EQ(crm_test::count(restored, "SELECT count(*) FROM " + old_comm), 25);
+
+  // Again: nothing left to do.
+  r = retain(dsn, "--keep 13mo --archive " + archive.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find(": 0 partitions dropped"), std::string::npos) << r.out;
+}
+
+TEST(PartitionsRetain, ARunThatDiedAfterTheDetachIsFinishedByTheNext) {
+  auto dsn = prepared_database("t_retain_resume");
+  auto archive = scratch("resume");
+  const auto old_comm = month_name(dsn, "communications", 16);
+  // State of a run killed after detaching and while writing the archive.
+  exec(dsn, "ALTER TABLE communications DETACH PARTITION " + old_comm + "; COMMENT ON TABLE " + old_comm +
+                " IS 'crm-ingest retain: detached from communications [x, y)'");
+  fs::create_directories(archive);
+  { std::ofstream(archive / (old_comm + ".dump.partial")) << "torn"; }
+  // A stale final file that does not hold the rows must not be trusted either.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM " + old_comm), 25);
+
+  auto r = retain(dsn, "--keep 13mo --archive " + archive.string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("dropped " + old_comm), std::string::npos) << r.out;
+  EXPECT_FALSE(table_exists(dsn, old_comm));
+  EXPECT_FALSE(fs::exists(archive / (old_comm + ".dump.partial")));
+  auto check = crm_test::run_command("pg_restore --data-only --file=- " + (archive / (old_comm + ".dump")).string() +
+                                     " | grep -c '@example.com'");
+  EXPECT_EQ(check.out, "25\n");
+}
+
+TEST(PartitionsRetain, AConcurrentRunDoesNothingAndTheDefaultPartitionIsNeverTouched) {
+  auto dsn = prepared_database("t_retain_lock");
+  const auto old_comm = month_name(dsn, "communications", 16);
+  pqxx::connection holder(dsn);
+  {
+    pqxx::nontransaction tx(holder);
+    tx.exec("SELECT pg_advisory_lock(hashtext('crm_partitions_retain'))");
+  }
+  auto r = retain(dsn, "--keep 13mo");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("another run holds the lock; nothing done"), std::string::npos) << r.out;
+  EXPECT_TRUE(table_exists(dsn, old_comm));
+  {
+    pqxx::nontransaction tx(holder);
+    tx.exec("SELECT pg_advisory_unlock_all()");
+  }
+  // Without --archive, dropped directly; the DEFAULT partition keeps its old row.
+  r = retain(dsn, "--keep 13mo");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_FALSE(table_exists(dsn, old_comm));
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_default"), 1);
+
+  auto bad = retain(dsn, "--keep 13");
+  EXPECT_EQ(bad.status, 2) << bad.out;
+  EXPECT_NE(bad.out.find("--keep takes a number of months or years"), std::string::npos) << bad.out;
+}
+
+TEST(PartitionsRetain, WaitsForATableLockHeldBySomeoneElseThenProceeds) {
+  auto dsn = prepared_database("t_retain_busy");
+  const auto old_comm = month_name(dsn, "communications", 16);
+  // A long transaction holds communications (as a report query would): the detach times out, retries.
+  pqxx::connection holder(dsn);
+  pqxx::work tx(holder);
+  tx.exec("LOCK TABLE communications IN ACCESS SHARE MODE");
+  std::thread release([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    tx.commit();
+  });
+  auto r = retain(dsn, "--keep 13mo --lock-timeout-ms 200");
+  release.join();
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("Waiting for a table lock held by other sessions"), std::string::npos) << r.out;
+  EXPECT_FALSE(table_exists(dsn, old_comm));
+
+  // Held for longer than every attempt: the run fails (non-zero, for the timer to report) and changes nothing.
+  pqxx::connection holder2(dsn);
+  pqxx::work tx2(holder2);
+  tx2.exec("LOCK TABLE customer_touchpoints IN ACCESS SHARE MODE");
+  const auto old_touch_next = month_name(dsn, "customer_touchpoints", 12);
+  r = retain(dsn, "--keep 12mo --lock-timeout-ms 50");
+  EXPECT_NE(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("lock timeout"), std::string::npos) << r.out;
+  EXPECT_TRUE(table_exists(dsn, old_touch_next));
+  tx2.abort();
+}
+
+}  // namespace
