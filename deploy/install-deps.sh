@@ -10,6 +10,8 @@ packages=(
   clang libclang-rt-14-dev
   postgresql-15 postgresql-client-15
   prometheus docker-compose systemd
+  # The local Patroni cluster (deploy/cluster/cluster.sh) and config rendering (deploy/render-configs.sh).
+  patroni etcd-server etcd-client haproxy gettext-base jq curl
 )
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()

@@ -21,6 +21,7 @@ cmake -S "$root" -B "$build" -G Ninja -DCRM_INGEST_WERROR=ON -DCRM_FUZZ_BIN_DIR=
 cmake --build "$build"
 # A stale server from an interrupted run would hold the fixture's directory.
 bash "$root/deploy/local-postgres.sh" stop "$build/test-postgres" >/dev/null 2>&1 || true
+bash "$root/deploy/cluster/cluster.sh" stop "$build/test-cluster" >/dev/null 2>&1 || true
 cd "$build"
 set +e
 ctest --output-on-failure -j2 --timeout 600 2>&1 | tee "$build/ctest.log"

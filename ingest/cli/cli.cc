@@ -17,6 +17,7 @@
 #include "ingest/import/import_pipeline.h"
 #include "ingest/logging.h"
 #include "ingest/replay.h"
+#include "ingest/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 #include "sinks/postgres/retention.h"
@@ -78,7 +79,7 @@ int run_import_command(import_args& a) {
   // Wait (visibly) while the database is unreachable, as during a failover; fail fast, with advice, on
   // an unmigrated database or a refusal no retry can fix.
   {
-    pg::backoff wait(std::chrono::milliseconds(200), std::chrono::milliseconds(5000));
+    pg::backoff wait(std::chrono::milliseconds(200), std::chrono::milliseconds(1000));
     const auto started = std::chrono::steady_clock::now();
     for (int attempt = 1;; ++attempt) {
       try {
@@ -100,6 +101,8 @@ int run_import_command(import_args& a) {
     }
   }
 
+  auto failover = std::make_shared<ingest::writer_failover_stats>();
+  a.opt.writer.observer = failover;
   const bool tty = !a.no_progress && isatty(STDERR_FILENO);
   const auto started = std::chrono::steady_clock::now();
   auto progress = [&](const ingest::import_progress& p) {
@@ -137,6 +140,7 @@ int run_import_command(import_args& a) {
         s.records_read, s.seconds, rate, s.inserted, s.duplicates, s.rejected, s.batches);
     if (embedded) std::cout << "database: " << a.opt.writer.dsn << "\n";
   }
+  if (failover->retries() > 0) spdlog::warn("The import rode out database failures. {}", failover->summary());
   for (const auto& e : s.errors) std::cerr << "error: " << e << "\n";
   if (s.database_failed) return exit_database;
   if (s.files_failed) return exit_input;

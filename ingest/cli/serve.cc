@@ -19,6 +19,7 @@
 #include "ingest/metrics.h"
 #include "ingest/providers.h"
 #include "ingest/spool_sink.h"
+#include "ingest/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 
@@ -109,6 +110,7 @@ int run_serve(const serve_args& args) {
 
   drainer_options dopt;
   dopt.writer.dsn = dsn;
+  dopt.writer.observer = std::make_shared<writer_failover_stats>(&m);
   dopt.writers = static_cast<int>(cfg.integer("postgres", "writers"));
   dopt.batch_rows = static_cast<std::size_t>(cfg.integer("postgres", "batch_rows"));
   dopt.batch_bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));

@@ -171,6 +171,11 @@ void writer::prepare_session() {
                 " FROM ingest_batches WHERE batch_id = $1");
   conn_ = std::move(conn);
   known_months_.clear();
+  if (reconnecting_) {
+    reconnecting_ = false;
+    spdlog::info("Reconnected to a primary. dsn={}", redact_dsn(options_.dsn));
+    if (options_.observer) options_.observer->reconnected();
+  }
 }
 
 void writer::ensure_month_partitions(const view& v) {
@@ -353,6 +358,8 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
   // After any failure the batch may have committed (the connection can drop while COMMIT is in
   // flight): look the batch up in the ledger before replaying it.
   bool check_ledger = false;
+  bool last_in_doubt = false;  // the last failure hit a COMMIT whose outcome is unknown
+  writer_observer* obs = options_.observer.get();
   for (std::uint64_t attempt = 1;; ++attempt) {
     try {
       batch_result r;
@@ -367,11 +374,22 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
           counts.transactions = 1;
           counts.attempts = attempt;
           backoff_.reset();
+          reachable_ = true;
+          if (obs) {
+            obs->in_doubt_settled(true);
+            obs->batch_committed();
+          }
           return counts;
         }
-        spdlog::info("The failed batch is not in the ledger, so it did not commit; replaying it. batch_id={}",
-                     transform::to_string(batch_id));
+        spdlog::info("The failed batch is not in the ledger, so it did not commit; replaying it. batch_id={} "
+                     "in_doubt={}",
+                     transform::to_string(batch_id), last_in_doubt);
+        if (obs) {
+          if (last_in_doubt) obs->in_doubt_settled(false);
+          obs->batch_replayed();
+        }
         check_ledger = false;
+        last_in_doubt = false;
       }
       r = commit_once(v, info, batch_id);
       reachable_ = true;
@@ -381,6 +399,7 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
       counts.transactions = r.transactions;
       counts.attempts = attempt;
       backoff_.reset();
+      if (obs) obs->batch_committed();
       return counts;
     } catch (const std::exception& e) {
       failure f = classify(e);
@@ -397,9 +416,18 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
         case failure_kind::reconnect: {
           reachable_ = false;
           check_ledger = true;
+          // Stays set through failed reconnects until the ledger settles it.
+          last_in_doubt = last_in_doubt || f.kind == failure_kind::in_doubt;
+          reconnecting_ = true;
           drop_connection();
           auto waited = std::chrono::steady_clock::now() - started;
-          if (options_.retry_for.count() > 0 && waited > options_.retry_for) {
+          const bool give_up = options_.retry_for.count() > 0 && waited > options_.retry_for;
+          if (obs) obs->attempt_failed(f, !give_up);
+          if (give_up) {
+            spdlog::error("Giving up on a batch: the database stayed unreachable. source={} attempts={} waited_s={} "
+                          "reason={} error={}",
+                          info.source, attempt,
+                          std::chrono::duration_cast<std::chrono::seconds>(waited).count(), f.reason, f.message);
             throw write_error("gave up after " + std::to_string(attempt) + " attempts over " +
                               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(waited).count()) +
                               " s; last failure (" + f.reason + "): " + f.message);

@@ -21,6 +21,7 @@
 
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/copy_encoder.h"
+#include "sinks/postgres/writer_observer.h"
 #include "transform/canonical_event.h"
 
 namespace crm::sinks::postgres {
@@ -29,10 +30,14 @@ struct writer_options {
   std::string dsn;
   std::string application_name = "crm-ingest writer";
   std::chrono::milliseconds backoff_base{100};
-  std::chrono::milliseconds backoff_cap{5000};
+  // 1 s: a reconnect through HAProxy costs a millisecond, and a low cap resumes writing within about
+  // a second of the new primary becoming reachable, however long the failover took.
+  std::chrono::milliseconds backoff_cap{1000};
   // How long one batch may keep failing for reconnectable reasons before write() gives up.
   // Zero means "retry for ever" (it still logs every attempt).
   std::chrono::seconds retry_for{120};
+  // Told about failures, reconnects, replays and in-doubt commits (optional; shared by writers).
+  std::shared_ptr<writer_observer> observer;
 };
 
 // Where a batch came from; recorded in the ledger.
@@ -123,6 +128,7 @@ class writer {
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;
   std::atomic<bool> reachable_{true};
+  bool reconnecting_ = false;  // a failure dropped the session: the next one is a reconnect
 };
 
 }  // namespace crm::sinks::postgres
