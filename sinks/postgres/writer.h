@@ -33,6 +33,9 @@ struct writer_options {
   // How long one batch may keep failing for reconnectable reasons before write() gives up.
   // Zero means "retry for ever" (it still logs every attempt).
   std::chrono::seconds retry_for{120};
+  // Keep attribution_credits, campaign_attribution_daily and the A/B tables current in every batch
+  // transaction (sinks/postgres/attribution.h). Off: they go stale until `report attribution --recompute`.
+  bool maintain_analytics = true;
 };
 
 // Where a batch came from; recorded in the ledger.
