@@ -277,13 +277,15 @@ BEGIN
     ), exposures AS (
         SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id, x.touchpoint_id, x.occurred_at, x.variant
         FROM todo t
-        JOIN customer_touchpoints x ON t.lead_id IS NOT NULL AND x.lead_id = t.lead_id
-        WHERE x.touch_type = 'experiment_exposure' AND x.ab_test_id = t.ab_test_id AND x.variant IS NOT NULL
-        UNION ALL
-        SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id, x.touchpoint_id, x.occurred_at, x.variant
-        FROM todo t
-        JOIN customer_touchpoints x ON t.lead_id IS NULL AND x.lead_id IS NULL AND x.anonymous_id = t.anonymous_id
-        WHERE x.touch_type = 'experiment_exposure' AND x.ab_test_id = t.ab_test_id AND x.variant IS NOT NULL
+        CROSS JOIN LATERAL (
+            SELECT y.touchpoint_id, y.occurred_at, y.variant FROM customer_touchpoints y
+            WHERE t.lead_id IS NOT NULL AND y.lead_id = t.lead_id AND y.touch_type = 'experiment_exposure'
+              AND y.ab_test_id = t.ab_test_id AND y.variant IS NOT NULL
+            UNION ALL
+            SELECT y.touchpoint_id, y.occurred_at, y.variant FROM customer_touchpoints y
+            WHERE t.lead_id IS NULL AND y.lead_id IS NULL AND y.anonymous_id = t.anonymous_id
+              AND y.touch_type = 'experiment_exposure' AND y.ab_test_id = t.ab_test_id AND y.variant IS NOT NULL
+        ) x
     ), firsts AS (
         SELECT DISTINCT ON (ab_test_id, unit) ab_test_id, unit, lead_id, anonymous_id, variant,
                touchpoint_id AS first_exposure_id, occurred_at AS first_exposure_at,
@@ -376,17 +378,20 @@ BEGIN
         UNION
         SELECT c.touchpoint_id, c.occurred_at
         FROM crm_new_touchpoints n
-        JOIN customer_touchpoints c ON c.lead_id = n.lead_id
-             AND c.occurred_at > n.occurred_at AND c.occurred_at <= n.occurred_at + lookback_
+        CROSS JOIN LATERAL (  -- LATERAL: one index probe per new touchpoint, whatever the plan cache holds
+            SELECT x.touchpoint_id, x.occurred_at FROM customer_touchpoints x
+            WHERE x.lead_id = n.lead_id AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + lookback_
+              AND x.touch_type = 'conversion') c
         WHERE n.lead_id IS NOT NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure')
-          AND c.touch_type = 'conversion'
         UNION
         SELECT c.touchpoint_id, c.occurred_at
         FROM crm_new_touchpoints n
-        JOIN customer_touchpoints c ON c.lead_id IS NULL AND c.anonymous_id = n.anonymous_id
-             AND c.occurred_at > n.occurred_at AND c.occurred_at <= n.occurred_at + lookback_
-        WHERE n.lead_id IS NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure')
-          AND c.touch_type = 'conversion';
+        CROSS JOIN LATERAL (
+            SELECT x.touchpoint_id, x.occurred_at FROM customer_touchpoints x
+            WHERE x.lead_id IS NULL AND x.anonymous_id = n.anonymous_id
+              AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + lookback_
+              AND x.touch_type = 'conversion') c
+        WHERE n.lead_id IS NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure');
         IF FOUND THEN
             PERFORM crm_attribution_refresh();
         END IF;
