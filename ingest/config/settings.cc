@@ -62,6 +62,9 @@ const std::vector<setting> registry = {
     {"webhooks.postmark", "password", T::secret, "", 0, 0, "Basic-auth password Postmark sends."},
     {"webhooks.resend", "secret", T::secret, "", 0, 0, "Resend (Svix) signing secret whsec_…; set = signatures required."},
     {"webhooks.segment", "shared_secret", T::secret, "", 0, 0, "Segment shared secret; set = X-Signature required."},
+    {"attribution", "maintain", T::boolean, "true", 0, 0,
+     "Keep attribution_credits, campaign_attribution_daily and the A/B-test tables current in every batch "
+     "transaction; false = skip (faster ingest; the tables go stale until `report attribution --recompute`)."},
 };
 
 std::string upper_env(std::string_view s) {
