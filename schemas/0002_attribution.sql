@@ -6,13 +6,18 @@
 -- Locks (all transaction-scoped, so a batch's effects are committed before any lock is released):
 --   * crm_analytics global lock (hashtext('crm_analytics'), 0): every batch takes it SHARED before touching any
 --     table below; a recompute takes it EXCLUSIVE, so it waits for batches in flight and they wait for it.
---   * one lock per unit (hashtext('crm_analytics_unit'), hashtext(crm_unit_key(lead_id, anonymous_id))), taken
---     by a batch for every unit it brings touchpoints of, in ascending key order (so two batches never wait on
---     each other in a cycle). It protects the attribution_credits rows of the unit's conversions and the unit's
---     ab_test_units rows, and it serializes the read of the unit's touchpoints: the statement that reads them
---     starts (READ COMMITTED: a fresh snapshot) after the lock is granted, so it sees every touchpoint committed
---     by the batch that held the lock before; that batch, in turn, is seen by us. Hence a touchpoint and a
---     conversion of one lead arriving in concurrent transactions are always put together by the later one.
+--   * one lock per unit bucket (hashtext('crm_analytics_unit'), crm_unit_bucket(lead_id, anonymous_id)): a unit
+--     (lead, else anonymous visitor) hashes to one of 512 buckets. A batch takes the bucket of every unit it brings
+--     touchpoints of, in ascending bucket order (so two batches never wait on each other in a cycle). Buckets,
+--     not units, so that a batch of 20,000 leads takes at most 512 locks: PostgreSQL's shared lock table holds
+--     max_locks_per_transaction x max_connections entries (6,400 by default) for all sessions together.
+--     The bucket lock protects the attribution_credits rows of its units' conversions and its units'
+--     ab_test_units rows, and it serializes the read of the units' touchpoints: the statements that read them
+--     start (READ COMMITTED: a fresh snapshot each) after the lock is granted, so they see every touchpoint
+--     committed by the batch that held the lock before; that batch, in turn, is seen by us. Hence a touchpoint
+--     and a conversion of one lead arriving in concurrent transactions are always put together by the later one.
+--     A batch takes no bucket lock while holding a lock another batch in the analytics step can want: before
+--     this step it has touched none of the tables below.
 --   * the aggregate rows (campaign_attribution_daily, ab_test_variant_stats, ab_test_message_counts) are
 --     updated by one sorted INSERT ... ON CONFLICT DO UPDATE per table per batch, tables always in this order,
 --     which gives every batch the same lock order (no deadlocks) and makes the update a pure delta.
@@ -120,6 +125,12 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN lead IS NOT NULL THEN 'lead:' || lead::text ELSE 'anon:' || anonymous END
 $$;
 
+-- The lock bucket of a unit, 0..511 (see the locks at the top).
+CREATE FUNCTION crm_unit_bucket(lead bigint, anonymous text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtext(crm_unit_key(lead, anonymous)) & 511
+$$;
+
 -- The session's working tables (temporary, emptied at commit). The writer fills crm_new_touchpoints and
 -- crm_new_ab_messages from the RETURNING of its inserts.
 CREATE FUNCTION crm_analytics_session() RETURNS void
@@ -146,7 +157,7 @@ $$;
 
 -- (Re-)attributes the conversions listed in crm_attr_todo: computes their credits afresh from the stored
 -- touchpoints, replaces their rows in attribution_credits and applies the difference to
--- campaign_attribution_daily. The caller holds the unit locks of these conversions (or the exclusive lock).
+-- campaign_attribution_daily. The caller holds the bucket locks of these conversions' units (or the exclusive lock).
 CREATE FUNCTION crm_attribution_refresh() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -265,7 +276,7 @@ END
 $$;
 
 -- Recomputes the (test, unit) pairs listed in crm_ab_todo from the stored touchpoints, replaces their
--- ab_test_units rows and applies the difference to ab_test_variant_stats. The caller holds the units' locks.
+-- ab_test_units rows and applies the difference to ab_test_variant_stats. The caller holds the units' bucket locks.
 CREATE FUNCTION crm_ab_refresh() RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -359,16 +370,16 @@ $$;
 CREATE FUNCTION crm_analytics_apply_batch() RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    unit_lock int;
+    bucket int;
     lookback_ interval;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtext('crm_analytics'), 0);
     IF EXISTS (SELECT 1 FROM crm_new_touchpoints) THEN
-        FOR unit_lock IN SELECT DISTINCT hashtext(crm_unit_key(lead_id, anonymous_id)) AS k FROM crm_new_touchpoints
+        FOR bucket IN SELECT DISTINCT crm_unit_bucket(lead_id, anonymous_id) AS k FROM crm_new_touchpoints
                          ORDER BY k LOOP
-            PERFORM pg_advisory_xact_lock(hashtext('crm_analytics_unit'), unit_lock);
+            PERFORM pg_advisory_xact_lock(hashtext('crm_analytics_unit'), bucket);
         END LOOP;
-        -- Every statement from here on reads with a snapshot taken after the unit locks were granted.
+        -- Every statement from here on reads with a snapshot taken after the bucket locks were granted.
         SELECT lookback INTO lookback_ FROM attribution_settings;
         DELETE FROM crm_attr_todo;
         -- New conversions, and the conversions a new path touchpoint falls in the lookback window of (late data):
