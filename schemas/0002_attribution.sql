@@ -22,6 +22,10 @@
 --     updated by one sorted INSERT ... ON CONFLICT DO UPDATE per table per batch, tables always in this order,
 --     which gives every batch the same lock order (no deadlocks) and makes the update a pure delta.
 
+-- The statements that join the per-batch working tables with the big tables run through EXECUTE, so that each
+-- batch gets a plan for the sizes of the day: PL/pgSQL would otherwise keep, for the whole session, the plan
+-- made at its first batch, when e.g. attribution_credits was empty and a sequential scan of it looked cheap.
+
 -- The attribution parameters. Held in the database, not in each writer's configuration, so that every writer
 -- and the recompute agree; changing them means re-attributing everything, which is why only
 -- `crm-ingest report attribution --recompute --lookback-days N --half-life-days N` changes them.
@@ -167,13 +171,17 @@ BEGIN
     SELECT lookback, extract(epoch FROM half_life) INTO lookback_, half_life_s FROM attribution_settings;
     DELETE FROM crm_attr_new;
 
+    EXECUTE $q$
     INSERT INTO crm_attr_new
     WITH conv AS (
-        SELECT DISTINCT c.touchpoint_id AS conversion_id, c.occurred_at AS conv_at, c.lead_id, c.anonymous_id,
+        SELECT c.touchpoint_id AS conversion_id, c.occurred_at AS conv_at, c.lead_id, c.anonymous_id,
                coalesce(c.conversion_value, 0) AS conv_value
-        FROM crm_attr_todo t
-        JOIN customer_touchpoints c ON c.touchpoint_id = t.conversion_id AND c.occurred_at = t.occurred_at
-        WHERE c.touch_type = 'conversion'
+        FROM (SELECT DISTINCT conversion_id, occurred_at FROM crm_attr_todo) t
+        CROSS JOIN LATERAL (
+            SELECT x.touchpoint_id, x.occurred_at, x.lead_id, x.anonymous_id, x.conversion_value
+            FROM customer_touchpoints x
+            WHERE x.touchpoint_id = t.conversion_id AND x.occurred_at = t.occurred_at AND x.touch_type = 'conversion'
+        ) c
     ), path AS (
         SELECT conv.*, p.touchpoint_id, p.occurred_at AS tp_at, p.campaign_id, p.utm_source, p.utm_medium,
                p.utm_campaign, p.channel_group
@@ -182,14 +190,14 @@ BEGIN
                    x.channel_group
             FROM customer_touchpoints x
             WHERE conv.lead_id IS NOT NULL AND x.lead_id = conv.lead_id
-              AND x.occurred_at >= conv.conv_at - lookback_ AND x.occurred_at < conv.conv_at
+              AND x.occurred_at >= conv.conv_at - $1 AND x.occurred_at < conv.conv_at
               AND x.touch_type NOT IN ('conversion', 'experiment_exposure')
             UNION ALL
             SELECT x.touchpoint_id, x.occurred_at, x.campaign_id, x.utm_source, x.utm_medium, x.utm_campaign,
                    x.channel_group
             FROM customer_touchpoints x
             WHERE conv.lead_id IS NULL AND x.lead_id IS NULL AND x.anonymous_id = conv.anonymous_id
-              AND x.occurred_at >= conv.conv_at - lookback_ AND x.occurred_at < conv.conv_at
+              AND x.occurred_at >= conv.conv_at - $1 AND x.occurred_at < conv.conv_at
               AND x.touch_type NOT IN ('conversion', 'experiment_exposure')
         ) p ON true
     ), ranked AS (
@@ -201,7 +209,7 @@ BEGIN
                -- anyway); fixed to 15 significant digits so that the sums below are exact and order-free.
                (2.0::double precision ^ greatest(-200.0,
                     -extract(epoch FROM max(tp_at) OVER (PARTITION BY conversion_id, conv_at) - tp_at)
-                    / half_life_s))::numeric AS w
+                    / $2))::numeric AS w
         FROM path
     ), framed AS (
         SELECT ranked.*,
@@ -234,8 +242,10 @@ BEGIN
     SELECT conversion_id, conv_at, touchpoint_id, tp_at, model, credit, credit * conv_value, lead_id, anonymous_id,
            campaign_id, utm_source, utm_medium, utm_campaign, coalesce(channel_group, 'Direct')
     FROM fixed
-    WHERE credit > 0 OR model IN ('linear', 'time_decay', 'position_based');
+    WHERE credit > 0 OR model IN ('linear', 'time_decay', 'position_based')
+    $q$ USING lookback_, half_life_s;
 
+    EXECUTE $q$
     WITH old AS (
         DELETE FROM attribution_credits a USING (SELECT DISTINCT conversion_id, occurred_at FROM crm_attr_todo) t
         WHERE a.conversion_id = t.conversion_id AND a.conversion_occurred_at = t.occurred_at
@@ -262,7 +272,8 @@ BEGIN
     ON CONFLICT ON CONSTRAINT campaign_attribution_daily_key DO UPDATE
         SET conversions = d.conversions + EXCLUDED.conversions,
             revenue = d.revenue + EXCLUDED.revenue,
-            credit_rows = d.credit_rows + EXCLUDED.credit_rows;
+            credit_rows = d.credit_rows + EXCLUDED.credit_rows
+    $q$;
 
     DELETE FROM campaign_attribution_daily WHERE credit_rows = 0;
 
@@ -282,6 +293,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM crm_ab_new;
 
+    EXECUTE $q$
     INSERT INTO crm_ab_new
     WITH todo AS (
         SELECT DISTINCT ab_test_id, unit, lead_id, anonymous_id FROM crm_ab_todo
@@ -323,8 +335,10 @@ BEGIN
               WHERE f.lead_id IS NULL AND c.lead_id IS NULL AND c.anonymous_id = f.anonymous_id
                 AND c.touch_type = 'conversion'
                 AND c.occurred_at > f.first_exposure_at AND c.occurred_at <= f.window_end) c
-    ) cv ON true;
+    ) cv ON true
+    $q$;
 
+    EXECUTE $q$
     WITH old AS (
         DELETE FROM ab_test_units u USING (SELECT DISTINCT ab_test_id, unit FROM crm_ab_todo) t
         WHERE u.ab_test_id = t.ab_test_id AND u.unit = t.unit
@@ -352,7 +366,8 @@ BEGIN
             converted_units = v.converted_units + EXCLUDED.converted_units,
             revenue_sum = v.revenue_sum + EXCLUDED.revenue_sum,
             revenue_sum_squares = v.revenue_sum_squares + EXCLUDED.revenue_sum_squares,
-            contaminated_units = v.contaminated_units + EXCLUDED.contaminated_units;
+            contaminated_units = v.contaminated_units + EXCLUDED.contaminated_units
+    $q$;
 
     DELETE FROM ab_test_variant_stats v
     WHERE v.units = 0 AND v.contaminated_units = 0
@@ -372,6 +387,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     bucket int;
     lookback_ interval;
+    todo bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtext('crm_analytics'), 0);
     IF EXISTS (SELECT 1 FROM crm_new_touchpoints) THEN
@@ -384,14 +400,15 @@ BEGIN
         DELETE FROM crm_attr_todo;
         -- New conversions, and the conversions a new path touchpoint falls in the lookback window of (late data):
         -- T - lookback <= t < T  <=>  t < T <= t + lookback.
-        INSERT INTO crm_attr_todo (conversion_id, occurred_at)
+        EXECUTE $q$
+    INSERT INTO crm_attr_todo (conversion_id, occurred_at)
         SELECT touchpoint_id, occurred_at FROM crm_new_touchpoints WHERE touch_type = 'conversion'
         UNION
         SELECT c.touchpoint_id, c.occurred_at
         FROM crm_new_touchpoints n
         CROSS JOIN LATERAL (  -- LATERAL: one index probe per new touchpoint, whatever the plan cache holds
             SELECT x.touchpoint_id, x.occurred_at FROM customer_touchpoints x
-            WHERE x.lead_id = n.lead_id AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + lookback_
+            WHERE x.lead_id = n.lead_id AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + $1
               AND x.touch_type = 'conversion') c
         WHERE n.lead_id IS NOT NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure')
         UNION
@@ -400,16 +417,19 @@ BEGIN
         CROSS JOIN LATERAL (
             SELECT x.touchpoint_id, x.occurred_at FROM customer_touchpoints x
             WHERE x.lead_id IS NULL AND x.anonymous_id = n.anonymous_id
-              AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + lookback_
+              AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + $1
               AND x.touch_type = 'conversion') c
-        WHERE n.lead_id IS NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure');
-        IF FOUND THEN
+        WHERE n.lead_id IS NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure')
+    $q$ USING lookback_;
+        GET DIAGNOSTICS todo = ROW_COUNT;
+        IF todo > 0 THEN
             PERFORM crm_attribution_refresh();
         END IF;
 
         DELETE FROM crm_ab_todo;
         -- New exposures, and the tests a unit with a new conversion is in.
-        INSERT INTO crm_ab_todo (ab_test_id, unit, lead_id, anonymous_id)
+        EXECUTE $q$
+    INSERT INTO crm_ab_todo (ab_test_id, unit, lead_id, anonymous_id)
         SELECT ab_test_id, crm_unit_key(lead_id, anonymous_id), lead_id, anonymous_id
         FROM crm_new_touchpoints
         WHERE touch_type = 'experiment_exposure' AND ab_test_id IS NOT NULL AND variant IS NOT NULL
@@ -417,8 +437,10 @@ BEGIN
         SELECT u.ab_test_id, u.unit, u.lead_id, u.anonymous_id
         FROM crm_new_touchpoints n
         JOIN ab_test_units u ON u.unit = crm_unit_key(n.lead_id, n.anonymous_id)
-        WHERE n.touch_type = 'conversion';
-        IF FOUND THEN
+        WHERE n.touch_type = 'conversion'
+    $q$;
+        GET DIAGNOSTICS todo = ROW_COUNT;
+        IF todo > 0 THEN
             PERFORM crm_ab_refresh();
         END IF;
     END IF;
