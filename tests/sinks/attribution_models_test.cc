@@ -1,6 +1,7 @@
 // The attribution models and the A/B unit rules, on hand-computed cases, against the real functions of
 // schemas/0002_attribution.sql in a real PostgreSQL (touchpoints inserted directly, then a recompute).
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <memory>
 #include <map>
@@ -23,7 +24,10 @@ constexpr const char* T = "2026-10-15 00:00:00+00";
 class AttributionModels : public ::testing::Test {
  protected:
   void SetUp() override {
-    dsn_ = crm_test::fresh_database("t_attr_models");
+    // One database per test: ctest runs the tests of this file in parallel processes.
+    std::string name = std::string("t_am_") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    dsn_ = crm_test::fresh_database(name.substr(0, 63));
     conn_ = std::make_unique<pqxx::connection>(dsn_);
   }
 
