@@ -5,10 +5,11 @@
 # the "off" database up to date, and checks that it equals the "on" tables.
 #
 #   bench/attribution_bench.sh [--events N] [--touchpoints SHARE] [--repeat K] [--writers W] [--order time|random]
-#                              [--build DIR] [--dsn ADMIN_DSN]
+#                              [--conversions SHARE --exposures SHARE] [--build DIR] [--dsn ADMIN_DSN]
+# Without --conversions, gen_events draws the six touch types alike (1/6 conversions, 1/6 exposures).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-events=300000 touchpoints=0.9 repeat=3 writers=2 order=time build=$root/build admin_dsn=""
+events=300000 touchpoints=0.9 repeat=3 writers=2 order=time build=$root/build admin_dsn="" mix=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events=$2; shift 2 ;;
@@ -16,9 +17,11 @@ while [ $# -gt 0 ]; do
     --repeat) repeat=$2; shift 2 ;;
     --writers) writers=$2; shift 2 ;;
     --order) order=$2; shift 2 ;;
+    --conversions) mix="$mix --conversions $2"; shift 2 ;;
+    --exposures) mix="$mix --exposures $2"; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --dsn) admin_dsn=$2; shift 2 ;;
-    *) sed -n '2,9p' "$0"; exit 2 ;;
+    *) sed -n '2,10p' "$0"; exit 2 ;;
   esac
 done
 exe=$build/ingest/crm-ingest
@@ -44,7 +47,8 @@ recreate() {
 }
 
 echo "generating $events events ($touchpoints touchpoints, order $order)..." >&2
-"$gen" --count "$events" --seed 42 --touchpoints "$touchpoints" --duplicates 0.01 --invalid 0 --order "$order" \
+# shellcheck disable=SC2086
+"$gen" --count "$events" --seed 42 --touchpoints "$touchpoints" --duplicates 0.01 --invalid 0 --order "$order" $mix \
   > "$work/events.ndjson" 2>"$work/gen.txt"
 cat "$work/gen.txt" >&2
 
