@@ -383,7 +383,9 @@ $$;
 -- Called by the writer inside the batch transaction, after its inserts filled crm_new_touchpoints and
 -- crm_new_ab_messages with the rows really inserted (a replayed batch brings none, so changes nothing).
 CREATE FUNCTION crm_analytics_apply_batch() RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET jit = off
+AS $$
 DECLARE
     bucket int;
     lookback_ interval;
@@ -456,7 +458,10 @@ $$;
 -- Rebuilds every attribution and A/B table from the stored events, with the same functions the batches use.
 -- Takes the global lock exclusively: batches in flight finish first, later ones wait and then apply on top.
 CREATE FUNCTION crm_analytics_recompute() RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- These plans cost millions (one index probe per conversion or unit): JIT would compile them for seconds.
+SET jit = off
+AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('crm_analytics'), 0);
     PERFORM crm_analytics_session();
