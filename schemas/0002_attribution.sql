@@ -123,6 +123,13 @@ CREATE TABLE ab_test_message_counts (
 -- Anonymous-only touchpoints, looked up by visitor for their paths and tests.
 CREATE INDEX customer_touchpoints_anonymous_idx ON customer_touchpoints (anonymous_id, occurred_at)
     WHERE lead_id IS NULL;
+-- A lead's conversions (the late-data probe of every new touchpoint, the A/B conversion window) and exposures,
+-- without visiting the lead's other touchpoints. Small: conversions and exposures are a few % of touchpoints.
+-- (Measured: import of 300k touchpoint-heavy events 13% faster with them than without.)
+CREATE INDEX customer_touchpoints_conversion_idx ON customer_touchpoints (lead_id, occurred_at)
+    WHERE touch_type = 'conversion';
+CREATE INDEX customer_touchpoints_exposure_idx ON customer_touchpoints (lead_id, ab_test_id)
+    WHERE touch_type = 'experiment_exposure';
 
 CREATE FUNCTION crm_unit_key(lead bigint, anonymous text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
