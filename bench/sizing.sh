@@ -97,6 +97,7 @@ cleanup() {
   if [ "$keep" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # --- the database -------------------------------------------------------------------------------------
 layout=single

@@ -109,13 +109,13 @@ missing_ids() {  # missing_ids ACK_LOG SEED_HEX
     -c "CREATE TEMP TABLE acked AS SELECT DISTINCT id FROM acked_raw" \
     -c "CREATE TEMP TABLE dead AS SELECT DISTINCT substring(raw from 'x-$2-[0-9a-f]{16}') AS id FROM rejected_events
           WHERE raw LIKE '%x-$2-%'" \
-    -c "SELECT count(*) FILTER (WHERE id NOT LIKE 'x-%'),
-               count(*) FILTER (WHERE id NOT LIKE 'x-%'
-                                  AND NOT EXISTS (SELECT 1 FROM communications c WHERE c.provider_message_id = a.id)
-                                  AND NOT EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.message_id = a.id)),
-               count(*) FILTER (WHERE id LIKE 'x-%'),
-               count(*) FILTER (WHERE id LIKE 'x-%' AND NOT EXISTS (SELECT 1 FROM dead d WHERE d.id = a.id))
-        FROM acked a"
+    -c "ANALYZE acked" -c "ANALYZE dead" \
+    -c "SELECT (SELECT count(*) FROM acked WHERE id NOT LIKE 'x-%'),
+               (SELECT count(*) FROM acked a WHERE a.id NOT LIKE 'x-%'
+                  AND NOT EXISTS (SELECT 1 FROM communications c WHERE c.provider_message_id = a.id)
+                  AND NOT EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.message_id = a.id)),
+               (SELECT count(*) FROM acked WHERE id LIKE 'x-%'),
+               (SELECT count(*) FROM acked a WHERE a.id LIKE 'x-%' AND NOT EXISTS (SELECT 1 FROM dead d WHERE d.id = a.id))"
 }
 
 now_s() { date +%s.%N; }
