@@ -122,7 +122,7 @@ now_s() { date +%s.%N; }
 
 # One offered rate: load, drain, check, measure. Prints one JSON object.
 run_step() {
-  local rate=$1 seed=$2 s out ack req_rate t0 t1 t2 sc0 sc1 sc2 pc0 pc1 pc2 rss hwm sizes0 sizes1 rows0 rows1
+  local rate=$1 seed=$2 s out ack req_rate t0 t1 t2 sc0 sc1 sc2="" pc0 pc1 pc2="" rss hwm sizes0 sizes1 rows0 rows1
   s=$(printf '%08x' "$seed")
   out=$work/step-$rate.json ack=$work/step-$rate.acks
   req_rate=$(awk -v r="$rate" -v e="$events_per_request" 'BEGIN { printf "%.3f", r / e }')
@@ -139,13 +139,18 @@ run_step() {
   # Drain: until every acknowledged id is found. The id check (a scan of the tables) runs once serve's
   # counters say the writers caught up (rows inserted + duplicates >= events accepted + dead-lettered) or
   # stopped moving for 1 s; gives up when nothing moves for 20 s or after --drain-wait.
-  local started moved written accepted prev="" check="" missing_valid=0 missing_invalid=0 drained=false
+  local started moved written accepted prev="" check="" missing_valid=0 missing_invalid=0 drained=false caught_up=""
   started=$(date +%s) moved=$(now_s)
   while :; do
     written=$(( $(metric crm_ingest_writer_rows_total || echo 0) + $(metric crm_ingest_writer_duplicates_total || echo 0) ))
     accepted=$(( $(metric crm_ingest_events_accepted_total || echo 0) + $(metric crm_ingest_events_rejected_total || echo 0) ))
-    [ "$written" != "$prev" ] && { prev=$written; moved=$(now_s); }
-    if [ "$written" -ge "$accepted" ] || awk -v m="$moved" -v n="$(now_s)" 'BEGIN { exit !(n - m >= 1) }'; then
+    # CPU is read at the end of the drain too (the id check below is the harness's work, not serve's).
+    [ "$written" != "$prev" ] && { prev=$written; moved=$(now_s); sc2=$(proc_cpu_s "$serve_pid"); pc2=$(proc_cpu_s "${postmaster:-0}" tree); }
+    # The drain lag ends when the writers caught up (or last moved), not when the id check is done.
+    if [ -z "$caught_up" ] && [ "$written" -ge "$accepted" ]; then
+      caught_up=$(now_s) sc2=$(proc_cpu_s "$serve_pid") pc2=$(proc_cpu_s "${postmaster:-0}" tree)
+    fi
+    if [ -n "$caught_up" ] || awk -v m="$moved" -v n="$(now_s)" 'BEGIN { exit !(n - m >= 1) }'; then
       check=$(missing_ids "$ack" "$s")
       read -r _ missing_valid _ missing_invalid <<<"$check"
       if [ "$missing_valid" = 0 ] && [ "$missing_invalid" = 0 ]; then drained=true; break; fi
@@ -156,14 +161,16 @@ run_step() {
     fi
     sleep 0.25
   done
-  t2=$(now_s) sc2=$(proc_cpu_s "$serve_pid") pc2=$(proc_cpu_s "${postmaster:-0}" tree)
+  t2=$(now_s)
+  [ -n "$caught_up" ] || caught_up=$moved
+  if [ "$drained" != true ]; then caught_up=$t2 sc2=$(proc_cpu_s "$serve_pid") pc2=$(proc_cpu_s "${postmaster:-0}" tree); fi
   read -r -a sizes1 <<<"$(db_sizes)"
   rows1=$(stored_rows)
   local distinct_valid distinct_invalid
   read -r distinct_valid _ distinct_invalid _ <<<"$check"
-  echo "   $(jq -r '"acked \(.events_acked) events in \(.ok) requests, p99 \(.latency_ms.p99) ms"' "$out"), lost $missing_valid + $missing_invalid invalid, drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}') s after the load" >&2
+  echo "   $(jq -r '"acked \(.events_acked) events in \(.ok) requests, p99 \(.latency_ms.p99) ms"' "$out"), lost $missing_valid + $missing_invalid invalid, drained $(awk -v a="$t1" -v b="$caught_up" 'BEGIN{printf "%.1f", b-a}') s after the load" >&2
   jq -c --argjson offered "$rate" --argjson req_rate "$req_rate" --argjson seed "$seed" \
-    --argjson t0 "$t0" --argjson t1 "$t1" --argjson t2 "$t2" \
+    --argjson t0 "$t0" --argjson t1 "$t1" --argjson t2 "$t2" --argjson tc "$caught_up" \
     --argjson sc0 "$sc0" --argjson sc1 "$sc1" --argjson sc2 "$sc2" \
     --argjson pc0 "$pc0" --argjson pc1 "$pc1" --argjson pc2 "$pc2" --argjson pg_local "$([ -n "$postmaster" ] && echo true || echo false)" \
     --argjson rss_kb "${rss:-0}" --argjson hwm_kb "${hwm:-0}" \
@@ -173,7 +180,7 @@ run_step() {
     --argjson distinct_valid "${distinct_valid:-0}" --argjson missing_valid "${missing_valid:-0}" \
     --argjson distinct_invalid "${distinct_invalid:-0}" --argjson missing_invalid "${missing_invalid:-0}" '
     def r(x; n): (x * pow(10; n) | round) / pow(10; n);
-    . as $g | ($t1 - $t0) as $load_s | ($t2 - $t0) as $step_s | ($rows1 - $rows0) as $stored |
+    . as $g | ($t1 - $t0) as $load_s | ([$tc - $t0, $load_s] | max) as $step_s | ($rows1 - $rows0) as $stored |
     {
       offered_events_per_s: $offered, offered_requests_per_s: $req_rate, seed: $seed,
       duration_s: $g.duration_s, requests_scheduled: $g.scheduled, requests_ok: $g.ok, non_2xx: $g.non_2xx,
@@ -184,7 +191,7 @@ run_step() {
       ids: {acked_valid_distinct: $distinct_valid, acked_invalid_distinct: $distinct_invalid,
             lost_valid: $missing_valid, lost_invalid: $missing_invalid},
       events_lost: ($missing_valid + $missing_invalid),
-      drained: $drained, drain_lag_s: r($t2 - $t1; 2),
+      drained: $drained, drain_lag_s: r([$tc - $t1, 0] | max; 2),
       stored_rows: $stored, stored_rows_per_s: r($stored / $step_s; 0),
       cpu: {
         crm_ingest_cores_load: r(($sc1 - $sc0) / $load_s; 2), postgres_cores_load: (if $pg_local then r(($pc1 - $pc0) / $load_s; 2) else null end),
