@@ -6,7 +6,7 @@
 #                   [--mix canonical=2,sendgrid=3,twilio=4,segment=1] [--canonical-batch 50] [--sendgrid-batch 20]
 #                   [--duplicates 0.05] [--invalid 0.01] [--connections N] [--io-threads N] [--writers N]
 #                   [--daily-volume 100M] [--retention-months 13] [--targets 10M,100M,1B] [--headroom 0.7]
-#                   [--peak-factor 3] [--node-cores 2] [--drain-wait S] [--build DIR] [--keep]
+#                   [--peak-factor 3] [--node-cores 2] [--node-disk-gb 80] [--drain-wait S] [--build DIR] [--keep]
 #
 # Starts a private PostgreSQL (deploy/local-postgres.sh; or uses --dsn, or the HAProxy primary endpoint of
 # the local Patroni cluster with --patroni DIR: deploy/cluster/cluster.sh start DIR), migrates a fresh
@@ -37,7 +37,7 @@ export PGOPTIONS="-c client_min_messages=warning"
 build=$root/build rates=2000,5000,10000,20000,40000 duration=10 p99_target=50 out="" admin_dsn="" patroni_dir=""
 db=bench_sizing cpus="" memory="" mix="canonical=2,sendgrid=3,twilio=4,segment=1" canonical_batch=50
 sendgrid_batch=20 duplicates=0.05 invalid=0.01 connections=256 io_threads=2 writers=2 daily_volume=100M
-retention_months=13 targets=10M,100M,1B headroom=0.7 peak_factor=3 node_cores=2 drain_wait=120 keep=0
+retention_months=13 targets=10M,100M,1B headroom=0.7 peak_factor=3 node_cores=2 node_disk_gb=80 drain_wait=120 keep=0
 command_line="bench/sizing.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -64,10 +64,11 @@ while [ $# -gt 0 ]; do
     --headroom) headroom=$2; shift 2 ;;
     --peak-factor) peak_factor=$2; shift 2 ;;
     --node-cores) node_cores=$2; shift 2 ;;
+    --node-disk-gb) node_disk_gb=$2; shift 2 ;;
     --drain-wait) drain_wait=$2; shift 2 ;;
     --build) build=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    *) sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
   esac
 done
 [ -n "$out" ] || out=$build/sizing-report
@@ -93,7 +94,9 @@ cleanup() {
   fi
   if [ -n "$pgdir" ]; then bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true; fi
   if [ "$started_cluster" = 1 ]; then bash "$root/deploy/cluster/cluster.sh" stop "$patroni_dir" >/dev/null 2>&1 || true; fi
-  [ -n "$cgroup_dir" ] && rmdir "$cgroup_dir" 2>/dev/null || true
+  if [ -n "$cgroup_dir" ]; then  # empty once the last process of it has been reaped
+    for _ in $(seq 1 50); do rmdir "$cgroup_dir" 2>/dev/null && break; sleep 0.1; done
+  fi
   if [ "$keep" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -193,7 +196,7 @@ jq -n --slurpfile steps "$work/steps.jsonl" --argjson copy "$copy_json" \
   --argjson io_threads "$io_threads" --argjson writers "$writers" \
   --argjson daily_volume "$(parse_count "$daily_volume")" --argjson retention_months "$retention_months" \
   --argjson targets "[$(IFS=,; for t in $targets; do printf '%s,' "$(parse_count "$t")"; done | sed 's/,$//')]" \
-  --argjson headroom "$headroom" --argjson peak_factor "$peak_factor" --argjson node_cores "$node_cores" \
+  --argjson headroom "$headroom" --argjson peak_factor "$peak_factor" --argjson node_cores "$node_cores" --argjson node_disk_gb "$node_disk_gb" \
   -f "$here/report.jq" >"$out/report.json"
 jq -r '.steps[] | [.offered_events_per_s, .latency_ms.p50, .latency_ms.p95, .latency_ms.p99, .latency_ms.max] | @tsv' \
   "$out/report.json" >"$work/latency.dat"

@@ -54,7 +54,7 @@ def sustained: passes and .drained and .drain_lag_s <= drain_slack;
     },
     sizing: {
       headroom: $headroom, peak_factor: $peak_factor, node_cores: $node_cores,
-      retention_months: $retention_months, daily_volume: $daily_volume,
+      retention_months: $retention_months, daily_volume: $daily_volume, node_disk_gb: $node_disk_gb,
       table_bytes_per_event: r($tbpe; 1), wal_bytes_per_event: r($wbpe; 1),
       single_node: {saturation_events_per_s: $s1, planned_events_per_s: ($plan1 | floor),
                     planned_events_per_day: ($plan1 * 86400 | floor)},
@@ -72,7 +72,8 @@ def sustained: passes and .drained and .drain_lag_s <= drain_slack;
            storage_gib_per_month: r($month / 1073741824; 1),
            storage_gib_retained: r($month * $retention_months / 1073741824; 1),
            storage_gib_retained_per_patroni_node: (if $clusters then r($month * $retention_months / $clusters / 1073741824; 1) else null end),
-           wal_gib_per_day: r($v * ($wbpe // 0) / 1073741824; 1)}],
+           wal_gib_per_day: r($v * ($wbpe // 0) / 1073741824; 1),
+           days_on_local_disk: (if ($tbpe // 0) > 0 then r($node_disk_gb * 1e9 * 0.7 / ($v / (($clusters // 1)) * $tbpe); 1) else null end)}],
       assumptions: [
         "A CCX13 node = 2 dedicated vCPU, 8 GB RAM, NVMe: the shape of the machine measured (\($nproc) CPUs here\(if $cpus != "all" then ", capped to CPUs \($cpus)" else "" end)).",
         "Planned rate = sustained saturation x \($headroom) (headroom for bursts, vacuum, backups, failover catch-up).",
@@ -82,6 +83,7 @@ def sustained: passes and .drained and .drain_lag_s <= drain_slack;
         "Above one Patroni cluster the data is split across clusters (e.g. by tenant): one PostgreSQL primary takes all writes of its cluster.",
         "3-node figure: \($three.method).",
         "Single-node layout: crm-ingest and PostgreSQL on one node, no replica (no high availability).",
+        "A CCX13 has \($node_disk_gb) GB of local NVMe: 'days on local disk' is how many days of events 70 % of it holds per Patroni node; longer retention needs attached volumes or archiving (partitions retain --archive).",
         "The load generator ran on the same machine and its CPU is inside the measurement; the machine is shared, so rates are noisy."
       ]
     }
