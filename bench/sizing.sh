@@ -106,7 +106,7 @@ trap "exit 130" INT TERM
 layout=single
 if [ -n "$patroni_dir" ]; then
   layout=patroni
-  bash "$root/deploy/cluster/cluster.sh" status "$patroni_dir" >/dev/null 2>&1 || started_cluster=1
+  [ -d "$patroni_dir" ] || started_cluster=1  # a cluster this run creates is stopped at its end
   eval "$(bash "$root/deploy/cluster/cluster.sh" start "$patroni_dir" | grep '^[A-Z_]*=')"
   admin_dsn=$ADMIN_DSN
 elif [ -z "$admin_dsn" ]; then
@@ -151,12 +151,13 @@ dir = "$work/log"
 TOML
 serve_cmd=("$exe" --log-level warn serve --config "$work/serve.toml")
 [ -n "$cpu_list" ] && serve_cmd=(taskset -c "$cpu_list" "${serve_cmd[@]}")
-"${serve_cmd[@]}" >"$work/serve.out" 2>"$work/serve.log" &
+: >"$work/serve.out"  # exists before the child's redirection runs: the port loop reads it at once
+"${serve_cmd[@]}" >>"$work/serve.out" 2>"$work/serve.log" &
 serve_pid=$!
 [ -n "$cgroup_dir" ] && echo "$serve_pid" >"$cgroup_dir/cgroup.procs"
 port=""
 for _ in $(seq 1 300); do
-  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" | head -n1)
+  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" 2>/dev/null | head -n1 || true)
   [ -n "$port" ] && break
   kill -0 "$serve_pid" 2>/dev/null || { echo "crm-ingest serve exited:" >&2; cat "$work/serve.log" >&2; exit 1; }
   sleep 0.1
