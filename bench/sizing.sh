@@ -106,8 +106,11 @@ trap "exit 130" INT TERM
 layout=single
 if [ -n "$patroni_dir" ]; then
   layout=patroni
-  [ -d "$patroni_dir" ] || started_cluster=1  # a cluster this run creates is stopped at its end
-  eval "$(bash "$root/deploy/cluster/cluster.sh" start "$patroni_dir" | grep '^[A-Z_]*=')"
+  # `cluster.sh start` reuses a running cluster; one it had to start ("cluster up") is stopped at the end.
+  cluster_out=$(bash "$root/deploy/cluster/cluster.sh" start "$patroni_dir" 2>&1) || { echo "$cluster_out" >&2; exit 1; }
+  grep -v '^[A-Z_]*=' <<<"$cluster_out" >&2 || true
+  grep -q 'cluster up' <<<"$cluster_out" && started_cluster=1
+  eval "$(grep '^[A-Z_]*=' <<<"$cluster_out")"
   admin_dsn=$ADMIN_DSN
 elif [ -z "$admin_dsn" ]; then
   pgdir=$work/pg
