@@ -26,14 +26,15 @@ def sustained: passes and .drained and .drain_lag_s <= drain_slack;
 | ($s1 * $headroom) as $plan1
 | ($sus.cpu.crm_ingest_cpu_us_per_event // null) as $cpe_ing
 | ($sus.cpu.postgres_cpu_us_per_event // null) as $cpe_pg
-# Three nodes (Patroni): measured when the run went through the cluster; else modelled from this run's
-# CPU per event: the primary runs all of PostgreSQL (+10% for WAL senders) and a third of crm-ingest.
+# Three nodes (Patroni): measured when the run went through the cluster; else modelled from this run:
+# the single-node rate scaled by the CPU the primary is relieved of (it runs all of PostgreSQL, +10% for
+# WAL senders, and a third of crm-ingest).
 | (if $layout == "patroni" then {events_per_s: $s1, method: "measured through HAProxy against the local 3-node cluster (all three nodes on this one machine: a lower bound)"}
    elif $s1 > 0 and $cpe_pg != null and $cpe_ing != null then
-     ($node_cores * 1e6 / ($cpe_pg * 1.1 + $cpe_ing / 3)) as $cpu_cap
+     ($s1 * ($cpe_pg + $cpe_ing) / ($cpe_pg * 1.1 + $cpe_ing / 3)) as $cpu_cap
      | ([$cpu_cap, 3 * $s1] + (if $copy_rate then [$copy_rate] else [] end) | min) as $cap
      | {events_per_s: ($cap | floor), cpu_model_events_per_s: ($cpu_cap | floor),
-        method: "modelled: min(node cores / (PostgreSQL CPU per event x 1.1 + crm-ingest CPU per event / 3), 3 x single-node rate, psql \\copy ceiling)"}
+        method: "modelled from the single-node run: min(single-node rate x (PostgreSQL + crm-ingest CPU per event) / (PostgreSQL CPU per event x 1.1 + crm-ingest CPU per event / 3), 3 x single-node rate, psql \\copy ceiling): the primary keeps all PostgreSQL work (+10 % for WAL senders) and a third of the HTTP edge; synchronous replication's cost is not in it (--patroni measures it)"}
    else {events_per_s: $s1, method: "no CPU figures for PostgreSQL (not on this machine): taken equal to the single-node rate"} end) as $three
 | ($three.events_per_s * $headroom) as $plan3
 | {
