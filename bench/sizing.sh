@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CCX13 sizing harness: how many events one node takes, and how many nodes a workload needs. One command:
 #
-#   bench/sizing.sh [--rates 2000,5000,10000,20000,40000] [--duration S] [--p99-target MS] [--out DIR]
+#   bench/sizing.sh [--rates 5000,10000,20000,40000,60000] [--duration S] [--p99-target MS] [--out DIR]
 #                   [--dsn ADMIN_DSN | --patroni DIR] [--db NAME] [--cpus N] [--memory SIZE]
 #                   [--mix canonical=2,sendgrid=3,twilio=4,segment=1] [--canonical-batch 50] [--sendgrid-batch 20]
 #                   [--duplicates 0.05] [--invalid 0.01] [--connections N] [--io-threads N] [--writers N]
@@ -34,7 +34,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 here=$root/bench/sizing
 export PGOPTIONS="-c client_min_messages=warning"
-build=$root/build rates=2000,5000,10000,20000,40000 duration=10 p99_target=50 out="" admin_dsn="" patroni_dir=""
+build=$root/build rates=5000,10000,20000,40000,60000 duration=10 p99_target=50 out="" admin_dsn="" patroni_dir=""
 db=bench_sizing cpus="" memory="" mix="canonical=2,sendgrid=3,twilio=4,segment=1" canonical_batch=50
 sendgrid_batch=20 duplicates=0.05 invalid=0.01 connections=256 io_threads=2 writers=2 daily_volume=100M
 retention_months=13 targets=10M,100M,1B headroom=0.7 peak_factor=3 node_cores=2 node_disk_gb=80 drain_wait=120 keep=0
