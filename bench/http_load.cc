@@ -1,5 +1,5 @@
 // http_load: an open-loop HTTP/1.1 load generator for `crm-ingest serve` (POST /v1/events and
-// POST /v1/webhooks/twilio), loopback only.
+// POST /v1/webhooks/twilio, or a mix of provider webhooks), loopback only.
 //
 // Open loop: request g of the run is due at start + g / rate, whatever the server does. A due request
 // goes out on an idle keep-alive connection of the pool; when every connection is busy it waits in a
@@ -23,9 +23,19 @@
 // of the schedule; they share only the start time and the ack log (each appends whole lines in one
 // write(2), so several http_load processes may share one file too).
 //
-//   http_load --url http://127.0.0.1:8080 --mode events|twilio --rate R --duration S [--connections N]
+// --mode mix (bench/sizing.sh) sends each request to the endpoint of its kind, drawn per request from
+// --mix weights: canonical NDJSON batches (/v1/events), SendGrid event arrays, single Twilio callbacks and
+// Segment calls (page views with UTM and click ids, A/B exposures, conversions). --duplicates repeats an
+// earlier request's body byte for byte (a provider retry: its events must be stored once); --invalid
+// makes that share of canonical and SendGrid events invalid (id x-SSSSSSSS-C..., dead-lettered into
+// rejected_events, also listed in the ack log). Ids: see mix_kinds below. The JSON gains a "mix" object
+// (per kind: 2xx requests and events; repeated and invalid events among them).
+//
+//   http_load --url http://127.0.0.1:8080 --mode events|twilio|mix --rate R --duration S [--connections N]
 //             [--events-per-request 100] [--touchpoints 0.3] [--seed N] [--epoch UNIX_S] [--timeout S]
 //             [--drain-timeout S] [--threads T] [--ack-log FILE] [--dump-request N]
+//             [--mix canonical=2,sendgrid=3,twilio=4,segment=1] [--sendgrid-events-per-request 20]
+//             [--duplicates 0.05] [--invalid 0.01]
 #include <utility>  // Boost 1.74's asio/awaitable.hpp misses it under GCC 12
 
 #include <algorithm>
@@ -150,6 +160,9 @@ struct id_field {
 struct body_template {
   std::string text;
   std::vector<id_field> ids;
+  unsigned events = 0;   // events the body carries (invalid ones included)
+  unsigned invalid = 0;  // of which invalid on purpose (--mode mix): dead-lettered, never stored
+  unsigned kind = 0;     // --mode mix: index into mix_kinds
 };
 
 void put_hex(char* at, std::size_t width, std::uint64_t v) {
@@ -197,6 +210,11 @@ struct load_spec {
   std::int64_t epoch = 0;  // occurred_at of the events lie in the 7 days before it
   unsigned events_per_request = 100;
   double touchpoint_share = 0.3;
+  // --mode mix
+  std::array<double, 4> mix_weights{};  // per mix_kinds entry
+  unsigned sendgrid_events_per_request = 20;
+  double duplicate_share = 0;  // requests that repeat an earlier request's body byte for byte (a provider retry)
+  double invalid_share = 0;    // events (canonical and SendGrid) that are invalid on purpose
 };
 
 constexpr std::size_t template_count = 16;
@@ -218,10 +236,23 @@ std::vector<body_template> events_templates(const load_spec& spec) {
     std::mt19937_64 rng(spec.seed * 1000003u + k);
     std::uniform_real_distribution<double> u(0.0, 1.0);
     auto& t = out[k];
+    t.events = spec.events_per_request;
     for (unsigned j = 0; j < spec.events_per_request; ++j) {
       const std::int64_t at = spec.epoch - 1 - static_cast<std::int64_t>(rng() % (7 * 86400));
       const auto lead = 1 + rng() % 200000;
       const auto campaign = 1 + rng() % 50;
+      if (spec.mode == "mix" && u(rng) < spec.invalid_share) {
+        // Invalid on purpose: a time that is no time. Dead-lettered with its reason; its id is x-...
+        t.text += R"({"kind":"communication","provider":"loadgen","provider_message_id":")";
+        append_id(t, "x-", seed_hex + "-", 16, j, true);
+        std::snprintf(buf, sizeof buf,
+                      R"(","occurred_at":"yesterday-ish","lead_id":%)" PRIu64
+                      R"(,"channel":"email","status":"delivered","email":"lead.%)" PRIu64 R"(@example.com"})" "\n",
+                      lead, lead);
+        t.text += buf;
+        ++t.invalid;
+        continue;
+      }
       if (u(rng) < spec.touchpoint_share) {
         t.text += R"({"kind":"touchpoint","message_id":")";
         append_id(t, "t-", seed_hex + "-", 16, j, true);
@@ -283,6 +314,7 @@ std::vector<body_template> twilio_templates(const load_spec& spec) {
   for (std::size_t k = 0; k < template_count; ++k) {
     std::mt19937_64 rng(spec.seed * 1000003u + k);
     auto& t = out[k];
+    t.events = 1;
     const auto status = statuses[k % std::size(statuses)];
     t.text = "AccountSid=AC" + seed_hex + std::string(24, '0') + "&ApiVersion=2010-04-01";
     if (status == "undelivered" || status == "failed") t.text += "&ErrorCode=30003";
@@ -310,19 +342,196 @@ std::vector<body_template> twilio_templates(const load_spec& spec) {
   return out;
 }
 
+// --mode mix: the kinds of request a CRM's collector sees, each on its own endpoint. Ids carry the seed
+// and a counter of (request number x 1024 + position), so all kinds share one id space per prefix:
+//   canonical  m-/t- (communications/touchpoints), x- invalid (dead-lettered)
+//   sendgrid   g-    sg_message_id (communications), its sg_event_id e-...; x- invalid
+//   twilio     SM    MessageSid (communications)
+//   segment    s-    messageId (touchpoints: page views with UTM + gclid, A/B exposures, conversions, forms)
+struct mix_kind {
+  std::string_view name;
+  std::string_view path;
+  std::string_view content_type;
+};
+constexpr std::array<mix_kind, 4> mix_kinds{{
+    {"canonical", "/v1/events", "application/x-ndjson"},
+    {"sendgrid", "/v1/webhooks/sendgrid", "application/json"},
+    {"twilio", "/v1/webhooks/twilio", "application/x-www-form-urlencoded"},
+    {"segment", "/v1/webhooks/segment", "application/json"},
+}};
+constexpr std::uint64_t mix_ids_per_request = 1024;
+
+// SendGrid's Event Webhook: a JSON array of events (fixtures/webhooks/sendgrid), with the CRM's custom
+// args at the top level and, on some, the legacy A/B fields.
+std::vector<body_template> sendgrid_templates(const load_spec& spec) {
+  static constexpr std::string_view events[] = {"processed", "delivered", "delivered", "open", "open", "click",
+                                                "bounce", "deferred", "dropped", "unsubscribe", "spamreport"};
+  const std::string seed_hex = hex(spec.seed, 8);
+  std::vector<body_template> out(template_count);
+  char buf[768];
+  for (std::size_t k = 0; k < template_count; ++k) {
+    std::mt19937_64 rng(spec.seed * 1000033u + k);
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    auto& t = out[k];
+    t.events = spec.sendgrid_events_per_request;
+    t.text = "[";
+    for (unsigned j = 0; j < spec.sendgrid_events_per_request; ++j) {
+      if (j) t.text += ",\n";
+      const auto lead = 1 + rng() % 200000;
+      const auto campaign = 1 + rng() % 50;
+      const std::int64_t at = spec.epoch - 1 - static_cast<std::int64_t>(rng() % (7 * 86400));
+      if (u(rng) < spec.invalid_share) {
+        t.text += R"({"email":"lead.)" + std::to_string(lead) + R"(@example.com","timestamp":1513299569,"event":"delivered","sg_event_id":"z-)" + seed_hex + "-" + hex(k * 1024 + j, 16) + R"(","sg_message_id":")";
+        append_id(t, "x-", seed_hex + "-", 16, j, true);
+        t.text += R"(","lead_id":"not-a-number-)" + std::to_string(lead) + "\"}";
+        ++t.invalid;
+        continue;
+      }
+      const auto ev = events[rng() % std::size(events)];
+      t.text += R"({"email":"Lead.)" + std::to_string(lead) + R"(@Example.com","timestamp":)" + std::to_string(at) +
+                R"(,"smtp-id":"<14c5d75ce93.dfd.64b469@ismtpd-555>","event":")" + std::string(ev) +
+                R"(","category":["newsletter","load"],"sg_event_id":")";
+      append_id(t, "e-", seed_hex + "-", 16, j, false);
+      t.text += R"(","sg_message_id":")";
+      append_id(t, "g-", seed_hex + "-", 16, j, true);
+      std::snprintf(buf, sizeof buf, R"(","lead_id":%)" PRIu64 R"(,"campaign_id":%)" PRIu64, lead, campaign);
+      t.text += buf;
+      if (campaign % 3 == 0) {
+        std::snprintf(buf, sizeof buf, R"(,"ab_test_id":"test-%u","variant":"%s")", static_cast<unsigned>(campaign % 5),
+                      (rng() & 1) ? "A" : "B");
+        t.text += buf;
+      }
+      if (ev == "click") {
+        std::snprintf(buf, sizeof buf,
+                      R"(,"url":"https://shop.example.com/p/%u?utm_source=newsletter&utm_medium=email&utm_campaign=c%)" PRIu64
+                      R"~(","useragent":"Mozilla/5.0 (X11; Linux x86_64)","ip":"203.0.113.7")~",
+                      static_cast<unsigned>(rng() % 997), campaign);
+        t.text += buf;
+      } else if (ev == "bounce" || ev == "dropped") {
+        t.text += R"(,"reason":"550 5.1.1 The email account that you tried to reach does not exist","status":"5.1.1","type":"bounce")";
+      } else if (ev == "delivered") {
+        t.text += R"(,"response":"250 OK")";
+      }
+      t.text += "}";
+    }
+    t.text += "]";
+  }
+  return out;
+}
+
+// Segment Spec calls (fixtures/webhooks/segment): one call per request.
+std::vector<body_template> segment_templates(const load_spec& spec) {
+  static constexpr std::string_view sources[] = {"google", "facebook", "bing", "linkedin", "newsletter"};
+  static constexpr std::string_view mediums[] = {"cpc", "paid_social", "cpc", "social", "email"};
+  const std::string seed_hex = hex(spec.seed, 8);
+  std::vector<body_template> out(template_count);
+  char buf[1536];
+  for (std::size_t k = 0; k < template_count; ++k) {
+    std::mt19937_64 rng(spec.seed * 1000037u + k);
+    auto& t = out[k];
+    t.events = 1;
+    const auto lead = 1 + rng() % 200000;
+    const auto campaign = 1 + rng() % 50;
+    const auto s = rng() % std::size(sources);
+    const std::string at = iso8601(spec.epoch - 1 - static_cast<std::int64_t>(rng() % (7 * 86400)));
+    std::snprintf(buf, sizeof buf, R"({"anonymousId":"anon-%)" PRIx64 R"(","userId":"lead-%)" PRIu64 R"(","messageId":")",
+                  static_cast<std::uint64_t>(rng() % 1000000), lead);
+    t.text = buf;
+    append_id(t, "s-", seed_hex + "-", 16, 0, true);
+    switch (k % 4) {
+      case 0:
+      case 1:  // a landing page view with UTM and a click id
+        std::snprintf(buf, sizeof buf,
+                      R"(","type":"page","name":"Pricing","context":{"campaign":{"name":"c%)" PRIu64
+                      R"(","source":"%.*s","medium":"%.*s"},"page":{"path":"/pricing","referrer":"https://www.%.*s.com/","url":"https://www.example.com/pricing?utm_source=%.*s&utm_medium=%.*s&utm_campaign=c%)" PRIu64
+                      R"(&gclid=EAIaIQobChMI%)" PRIx64 R"("},"traits":{"lead_id":%)" PRIu64
+                      R"(}},"properties":{"path":"/pricing","campaign_id":%)" PRIu64 R"(},"timestamp":"%s"})",
+                      campaign, static_cast<int>(sources[s].size()), sources[s].data(),
+                      static_cast<int>(mediums[s].size()), mediums[s].data(), static_cast<int>(sources[s].size()),
+                      sources[s].data(), static_cast<int>(sources[s].size()), sources[s].data(),
+                      static_cast<int>(mediums[s].size()), mediums[s].data(), campaign,
+                      static_cast<std::uint64_t>(rng()), lead, campaign, at.c_str());
+        break;
+      case 2:  // an A/B exposure
+        std::snprintf(buf, sizeof buf,
+                      R"(","type":"track","event":"Experiment Viewed","properties":{"experiment_id":"test-%u","variation_id":"%s","lead_id":%)" PRIu64
+                      R"(,"campaign_id":%)" PRIu64 R"(},"timestamp":"%s"})",
+                      static_cast<unsigned>(campaign % 5), (rng() & 1) ? "A" : "B", lead, campaign, at.c_str());
+        break;
+      default:  // a conversion
+        std::snprintf(buf, sizeof buf,
+                      R"(","type":"track","event":"Order Completed","properties":{"order_id":"o-%)" PRIx64
+                      R"(","revenue":%u.%02u,"currency":"EUR","lead_id":%)" PRIu64 R"(,"campaign_id":%)" PRIu64
+                      R"(},"context":{"campaign":{"name":"c%)" PRIu64 R"(","source":"%.*s","medium":"%.*s"}},"timestamp":"%s"})",
+                      static_cast<std::uint64_t>(rng()), static_cast<unsigned>(rng() % 900 + 10),
+                      static_cast<unsigned>(rng() % 100), lead, campaign, campaign,
+                      static_cast<int>(sources[s].size()), sources[s].data(), static_cast<int>(mediums[s].size()),
+                      mediums[s].data(), at.c_str());
+        break;
+    }
+    t.text += buf;
+  }
+  return out;
+}
+
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+double unit_of(std::uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
+
 class body_factory {
  public:
-  explicit body_factory(const load_spec& spec)
-      : templates_(spec.mode == "events" ? events_templates(spec) : twilio_templates(spec)),
-        per_request_(spec.mode == "events" ? spec.events_per_request : 1) {}
+  explicit body_factory(const load_spec& spec) : spec_(spec) {
+    if (spec.mode == "mix") {
+      mix_[0] = events_templates(spec);
+      mix_[1] = sendgrid_templates(spec);
+      mix_[2] = twilio_templates(spec);
+      mix_[3] = segment_templates(spec);
+      for (std::size_t k = 0; k < mix_.size(); ++k) {
+        for (auto& t : mix_[k]) t.kind = static_cast<unsigned>(k);
+      }
+      double sum = 0;
+      for (std::size_t k = 0; k < mix_.size(); ++k) cumulative_[k] = (sum += std::max(0.0, spec.mix_weights[k]));
+      for (auto& c : cumulative_) c /= sum > 0 ? sum : 1;
+      per_request_ = 0;
+    } else {
+      templates_ = spec.mode == "events" ? events_templates(spec) : twilio_templates(spec);
+      per_request_ = spec.mode == "events" ? spec.events_per_request : 1;
+    }
+  }
 
+  bool mix() const { return per_request_ == 0; }
   unsigned events_per_request() const { return per_request_; }
+
+  // --mode mix: the request whose body request `n` carries. A duplicate repeats an earlier request of
+  // the run byte for byte (up to 512 back), as a provider's retry does; a repeat of a repeat resolves to
+  // the original.
+  std::uint64_t body_number(std::uint64_t n) const {
+    while (n > 0 && unit_of(splitmix64(spec_.seed * 0x100000001b3ull ^ (n * 2 + 1))) < spec_.duplicate_share) {
+      n = n - 1 - splitmix64(spec_.seed ^ (n * 2)) % std::min<std::uint64_t>(n, 512);
+    }
+    return n;
+  }
+  bool duplicate(std::uint64_t n) const { return mix() && body_number(n) != n; }
 
   // Request `n`'s body into `out` (capacity reused).
   const body_template& build(std::uint64_t n, std::string& out) const {
-    const auto& t = templates_[n % templates_.size()];
+    if (!mix()) {
+      const auto& t = templates_[n % templates_.size()];
+      out.assign(t.text);
+      for (const auto& f : t.ids) put_hex(out.data() + f.counter_offset, f.counter_width, n * per_request_ + f.delta);
+      return t;
+    }
+    const auto b = body_number(n);
+    const double x = unit_of(splitmix64(spec_.seed * 31 + b));
+    std::size_t k = 0;
+    while (k + 1 < cumulative_.size() && x >= cumulative_[k]) ++k;
+    const auto& t = mix_[k][b % mix_[k].size()];
     out.assign(t.text);
-    for (const auto& f : t.ids) put_hex(out.data() + f.counter_offset, f.counter_width, n * per_request_ + f.delta);
+    for (const auto& f : t.ids) put_hex(out.data() + f.counter_offset, f.counter_width, b * mix_ids_per_request + f.delta);
     return t;
   }
 
@@ -338,8 +547,11 @@ class body_factory {
   }
 
  private:
+  load_spec spec_;
   std::vector<body_template> templates_;
-  unsigned per_request_;
+  std::array<std::vector<body_template>, mix_kinds.size()> mix_;
+  std::array<double, mix_kinds.size()> cumulative_{};
+  unsigned per_request_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -375,6 +587,12 @@ struct run_stats {
   std::uint64_t rejected_reported = 0;  // sum of "rejected" in 2xx bodies
   std::uint64_t max_queued = 0;
   std::uint64_t max_release_lag_us = 0;  // how late the client itself released a due request
+  // --mode mix: 2xx requests and their events per kind; repeats (duplicates) and invalid events among them
+  std::array<std::uint64_t, mix_kinds.size()> kind_ok{};
+  std::array<std::uint64_t, mix_kinds.size()> kind_events_acked{};
+  std::uint64_t duplicate_ok = 0;
+  std::uint64_t duplicate_events_acked = 0;
+  std::uint64_t invalid_events_acked = 0;
   steady::time_point last_response{};
   latency_histogram latency;
 
@@ -397,6 +615,13 @@ struct run_stats {
     rejected_reported += o.rejected_reported;
     max_queued = std::max(max_queued, o.max_queued);
     max_release_lag_us = std::max(max_release_lag_us, o.max_release_lag_us);
+    for (std::size_t k = 0; k < kind_ok.size(); ++k) {
+      kind_ok[k] += o.kind_ok[k];
+      kind_events_acked[k] += o.kind_events_acked[k];
+    }
+    duplicate_ok += o.duplicate_ok;
+    duplicate_events_acked += o.duplicate_events_acked;
+    invalid_events_acked += o.invalid_events_acked;
     last_response = std::max(last_response, o.last_response);
     latency.merge(o.latency);
   }
@@ -438,6 +663,7 @@ class connection {
   std::optional<bhttp::response_parser<bhttp::string_body>> parser_;
   std::string header_, body_, ack_;
   const body_template* template_ = nullptr;
+  bool duplicate_ = false;
   steady::time_point intended_{};
   std::uint64_t generation_ = 0;  // bumped on every request and close: stale completions are ignored
   std::chrono::milliseconds backoff_{0};
@@ -483,7 +709,7 @@ class worker {
   }
   void remove_idle(connection* c) { std::erase(idle_, c); }
   void on_response(steady::time_point intended, steady::time_point now, unsigned status, bool retry_after,
-                   const std::string& body, const std::string& ack_line) {
+                   const std::string& body, const std::string& ack_line, const body_template* t, bool duplicate) {
     --in_flight_;
     stats_.responses++;
     stats_.last_response = now;
@@ -491,7 +717,17 @@ class worker {
         std::chrono::duration_cast<std::chrono::microseconds>(now - intended).count()));
     if (status >= 200 && status < 300) {
       stats_.ok++;
-      stats_.events_acked += bodies_.events_per_request();
+      const unsigned events = t ? t->events : bodies_.events_per_request();
+      stats_.events_acked += events;
+      if (t && bodies_.mix()) {
+        stats_.kind_ok[t->kind]++;
+        stats_.kind_events_acked[t->kind] += events;
+        stats_.invalid_events_acked += t->invalid;
+        if (duplicate) {
+          stats_.duplicate_ok++;
+          stats_.duplicate_events_acked += events;
+        }
+      }
       stats_.accepted_reported += json_number_after(body, "\"accepted\":");
       stats_.rejected_reported += json_number_after(body, "\"rejected\":");
       if (ack_fd_ >= 0) {
@@ -690,20 +926,22 @@ void connection::send(std::uint64_t n, steady::time_point intended) {
   ++generation_;
   intended_ = intended;
   template_ = &worker_.bodies().build(n, body_);
+  duplicate_ = worker_.bodies().duplicate(n);
   const auto& o = worker_.options();
+  const bool mix = worker_.bodies().mix();
   header_.clear();
   header_ += "POST ";
-  header_ += o.path;
+  header_ += mix ? mix_kinds[template_->kind].path : std::string_view(o.path);
   header_ += " HTTP/1.1\r\nHost: ";
   header_ += o.host;
   header_ += ':';
   header_ += o.port;
   header_ += "\r\nUser-Agent: crm-http-load\r\nContent-Type: ";
-  header_ += o.content_type;
+  header_ += mix ? mix_kinds[template_->kind].content_type : std::string_view(o.content_type);
   header_ += "\r\nContent-Length: ";
   header_ += std::to_string(body_.size());
   header_ += "\r\n\r\n";
-  worker_.count_sent(worker_.bodies().events_per_request());
+  worker_.count_sent(template_->events);
 
   timer_.expires_at(intended + o.timeout);
   timer_.async_wait([this, gen = generation_](error_code ec) {
@@ -735,7 +973,7 @@ void connection::on_read(error_code ec) {
   if (status >= 200 && status < 300 && template_) body_factory::ack_line(*template_, body_, ack_);
   busy_ = false;
   ++generation_;
-  worker_.on_response(intended_, now, status, retry_after, res.body(), ack_);
+  worker_.on_response(intended_, now, status, retry_after, res.body(), ack_, template_, duplicate_);
   if (worker_.finished()) return;
   if (!res.keep_alive()) return reconnect(false);
   watch_idle();
@@ -817,7 +1055,20 @@ int main(int argc, char** argv) {
   app.add_option("--url", url, "http://127.0.0.1:PORT[/path]; the path defaults to /v1/events or /v1/webhooks/twilio")
       ->required();
   app.add_option("--mode", spec.mode, "events: canonical NDJSON; twilio: one Twilio status callback per request")
-      ->check(CLI::IsMember({"events", "twilio"}));
+      ->check(CLI::IsMember({"events", "twilio", "mix"}));
+  std::string mix_text = "canonical=2,sendgrid=3,twilio=4,segment=1";
+  app.add_option("--mix", mix_text,
+                 "--mode mix: request weights per kind (canonical NDJSON batch, SendGrid event array, Twilio callback, "
+                 "Segment call)");
+  app.add_option("--sendgrid-events-per-request", spec.sendgrid_events_per_request,
+                 "--mode mix: events per SendGrid array")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--duplicates", spec.duplicate_share,
+                 "--mode mix: share of requests that repeat an earlier request of the run (a provider retry)")
+      ->check(CLI::Range(0.0, 0.9));
+  app.add_option("--invalid", spec.invalid_share,
+                 "--mode mix: share of canonical and SendGrid events that are invalid on purpose (dead-lettered)")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--rate", opt.rate, "Requests per second, scheduled independently of the responses")
       ->check(CLI::Range(0.001, 10000000.0));
   app.add_option("--duration", opt.duration_s, "Seconds of scheduled requests")->check(CLI::Range(0.001, 3600.0));
@@ -860,6 +1111,39 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "http_load: cannot resolve %s: %s\n", opt.host.c_str(), e.what());
     return 2;
   }
+  if (spec.mode == "mix" && spec.events_per_request > mix_ids_per_request) {
+    std::fprintf(stderr, "http_load: --mode mix takes at most %" PRIu64 " events per canonical batch\n",
+                 mix_ids_per_request);
+    return 2;
+  }
+  if (spec.mode == "mix") {
+    // canonical=2,sendgrid=3,...: every kind named at most once, unnamed ones weigh 0.
+    spec.mix_weights = {};
+    std::string_view rest = mix_text;
+    double total = 0;
+    while (!rest.empty()) {
+      auto comma = rest.find(',');
+      auto item = rest.substr(0, comma);
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      auto eq = item.find('=');
+      std::size_t k = 0;
+      while (k < mix_kinds.size() && (eq == std::string_view::npos || mix_kinds[k].name != item.substr(0, eq))) ++k;
+      char* end = nullptr;
+      const std::string number(eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1));
+      const double w = std::strtod(number.c_str(), &end);
+      if (k == mix_kinds.size() || number.empty() || *end != '\0' || !(w >= 0)) {
+        std::fprintf(stderr, "http_load: --mix: bad item '%.*s' (want KIND=WEIGHT, KIND one of canonical, sendgrid, "
+                     "twilio, segment)\n", static_cast<int>(item.size()), item.data());
+        return 2;
+      }
+      spec.mix_weights[k] = w;
+      total += w;
+    }
+    if (total <= 0) {
+      std::fprintf(stderr, "http_load: --mix: the weights add up to 0\n");
+      return 2;
+    }
+  }
   if (opt.path.empty() || opt.path == "/") opt.path = spec.mode == "events" ? "/v1/events" : "/v1/webhooks/twilio";
   opt.content_type = spec.mode == "events" ? "application/x-ndjson" : "application/x-www-form-urlencoded";
   opt.threads = std::min(opt.threads, opt.connections);
@@ -882,7 +1166,11 @@ int main(int argc, char** argv) {
     std::string body, line;
     const auto& t = bodies.build(static_cast<std::uint64_t>(dump_request), body);
     body_factory::ack_line(t, body, line);
-    std::printf("POST %s (%s)\n%s\n-- ack line:\n%s", opt.path.c_str(), opt.content_type.c_str(), body.c_str(),
+    const bool mix = bodies.mix();
+    std::printf("POST %s (%s)%s\n%s\n-- ack line:\n%s",
+                mix ? std::string(mix_kinds[t.kind].path).c_str() : opt.path.c_str(),
+                mix ? std::string(mix_kinds[t.kind].content_type).c_str() : opt.content_type.c_str(),
+                bodies.duplicate(static_cast<std::uint64_t>(dump_request)) ? " (a repeat)" : "", body.c_str(),
                 line.c_str());
     return 0;
   }
@@ -910,6 +1198,23 @@ int main(int argc, char** argv) {
     non_2xx += (non_2xx.size() > 1 ? "," : "") + std::string("\"") + std::to_string(code) + "\":" + std::to_string(n);
   }
   non_2xx += "}";
+  std::string mix_json;
+  if (bodies.mix()) {
+    char buf[256];
+    mix_json = ",\"mix\":{\"kinds\":{";
+    for (std::size_t k = 0; k < mix_kinds.size(); ++k) {
+      std::snprintf(buf, sizeof buf, "%s\"%.*s\":{\"weight\":%g,\"requests_ok\":%" PRIu64 ",\"events_acked\":%" PRIu64 "}",
+                    k ? "," : "", static_cast<int>(mix_kinds[k].name.size()), mix_kinds[k].name.data(),
+                    spec.mix_weights[k], s.kind_ok[k], s.kind_events_acked[k]);
+      mix_json += buf;
+    }
+    std::snprintf(buf, sizeof buf,
+                  "},\"duplicate_share\":%g,\"invalid_share\":%g,\"duplicate_requests_ok\":%" PRIu64
+                  ",\"duplicate_events_acked\":%" PRIu64 ",\"invalid_events_acked\":%" PRIu64 "}",
+                  spec.duplicate_share, spec.invalid_share, s.duplicate_ok, s.duplicate_events_acked,
+                  s.invalid_events_acked);
+    mix_json += buf;
+  }
   const auto& h = s.latency;
   std::printf(
       "{\"mode\":\"%s\",\"url\":\"http://%s:%s%s\",\"seed\":%" PRIu64 ",\"offered_rps\":%.3f,\"duration_s\":%.3f,"
@@ -921,17 +1226,18 @@ int main(int argc, char** argv) {
       "\"events_sent\":%" PRIu64 ",\"events_acked\":%" PRIu64 ",\"accepted_reported\":%" PRIu64
       ",\"rejected_reported\":%" PRIu64 ","
       "\"elapsed_s\":%.3f,\"achieved_rps\":%.1f,\"achieved_events_per_s\":%.1f,"
-      "\"latency_ms\":{\"count\":%" PRIu64 ",\"p50\":%s,\"p90\":%s,\"p99\":%s,\"p99_9\":%s,\"max\":%s,\"mean\":%.3f},"
+      "\"latency_ms\":{\"count\":%" PRIu64 ",\"p50\":%s,\"p90\":%s,\"p95\":%s,\"p99\":%s,\"p99_9\":%s,\"max\":%s,\"mean\":%.3f},"
       "\"latency_method\":\"from intended send time to last response byte, all HTTP responses; log-linear histogram "
       "(exact below 128 us, else <=1.6%% high)\","
-      "\"max_queued\":%" PRIu64 ",\"max_release_lag_ms\":%s}\n",
+      "\"max_queued\":%" PRIu64 ",\"max_release_lag_ms\":%s%s}\n",
       spec.mode.c_str(), opt.host.c_str(), opt.port.c_str(), opt.path.c_str(), spec.seed, opt.rate, opt.duration_s,
       opt.connections, opt.threads, spec.events_per_request, s.scheduled, s.sent, s.ok, non_2xx.c_str(),
       s.status_503_without_retry_after, s.io_errors, s.timeouts, s.expired, s.unfinished, s.connect_failures,
       s.reconnects, s.events_sent, s.events_acked, s.accepted_reported, s.rejected_reported, elapsed,
       static_cast<double>(s.ok) / elapsed, static_cast<double>(s.events_acked) / elapsed, h.count(),
-      ms(h.percentile(0.50)).c_str(), ms(h.percentile(0.90)).c_str(), ms(h.percentile(0.99)).c_str(),
+      ms(h.percentile(0.50)).c_str(), ms(h.percentile(0.90)).c_str(), ms(h.percentile(0.95)).c_str(),
+      ms(h.percentile(0.99)).c_str(),
       ms(h.percentile(0.999)).c_str(), ms(h.max()).c_str(), h.mean() / 1000.0, s.max_queued,
-      ms(s.max_release_lag_us).c_str());
+      ms(s.max_release_lag_us).c_str(), mix_json.c_str());
   return 0;
 }
