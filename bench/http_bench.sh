@@ -86,7 +86,7 @@ TOML
 serve_pid=$!
 port=""
 for _ in $(seq 1 300); do
-  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" | head -n1)
+  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" 2>/dev/null | head -n1 || true)
   [ -n "$port" ] && break
   kill -0 "$serve_pid" 2>/dev/null || { echo "crm-ingest serve exited:" >&2; cat "$work/serve.log" >&2; exit 1; }
   sleep 0.1

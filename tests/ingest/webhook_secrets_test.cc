@@ -51,18 +51,25 @@ TEST(WebhookSecrets, ReloadSwapsTheSetWhileOtherThreadsVerify) {
   const auto config_a = with_segment_secret("a"), config_b = with_segment_secret("b");
   std::atomic<bool> stop{false};
   std::atomic<long> ok{0}, mismatch{0}, other{0};
+  std::atomic<int> verified_once{0};
   std::vector<std::thread> readers;
   for (int t = 0; t < 4; ++t) {
     readers.emplace_back([&, t] {
       const auto& r = t % 2 ? by_a : by_b;
+      bool first = true;
       while (!stop.load(std::memory_order_relaxed)) {
         auto v = secrets.verify(segment, r.req);
         if (v.ok()) ++ok;
         else if (v.error == wh::verify_error::signature_mismatch) ++mismatch;
         else ++other;
+        if (first) ++verified_once;
+        first = false;
       }
     });
   }
+  // Every reader has verified against the first set ("a": ok for by_a, mismatch for by_b) before the
+  // reloads start, however late a loaded machine schedules the threads.
+  while (verified_once.load() < 4) std::this_thread::yield();
   for (int i = 0; i < 2000; ++i) {
     EXPECT_EQ(secrets.reload(i % 2 ? config_a : config_b), "segment");
   }
