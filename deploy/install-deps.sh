@@ -12,6 +12,8 @@ packages=(
   prometheus docker-compose systemd
   # The local Patroni cluster (deploy/cluster/cluster.sh) and config rendering (deploy/render-configs.sh).
   patroni etcd-server etcd-client haproxy gettext-base jq curl
+  # Caller authentication (JWT verification, ingest/auth/).
+  libjwt-dev
 )
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
