@@ -191,10 +191,12 @@ int run_serve(const serve_args& args) {
     sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
     sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
     sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
+    sopt.tls_cert_file = cfg.str("http", "tls_cert_file");
+    sopt.tls_key_file = cfg.str("http", "tls_key_file");
     http::server srv(sopt, coll);
     srv.listen();
-    spdlog::info("Listening. address={} port={} io_threads={} writers={}", sopt.listen, srv.port(), sopt.io_threads,
-                 dopt.writers);
+    spdlog::info("Listening. address={} port={} io_threads={} writers={} tls={}", sopt.listen, srv.port(),
+                 sopt.io_threads, dopt.writers, srv.tls() ? "on" : "off");
     // Tools and tests read this line to learn the port.
     std::cout << "listening on port " << srv.port() << std::endl;
 
@@ -207,8 +209,11 @@ int run_serve(const serve_args& args) {
         if (sig != SIGHUP) break;
         try {
           auto fresh = config::settings::load(args.config_file);
+          // Everything is read before anything is swapped: a bad file leaves all of it as it was.
+          auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
+          srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
           auto changed = secrets->reload(fresh);
-          coll.set_authenticator(std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh)));
+          coll.set_authenticator(std::move(fresh_auth));
           set_log_format(fresh.str("logging", "format"));
           m.config_reloads.Increment();
           spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",

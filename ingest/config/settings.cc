@@ -31,6 +31,10 @@ const std::vector<setting> registry = {
     {"http", "idle_timeout_ms", T::integer, "60000", 100, 3600000, "A keep-alive connection idle this long is closed."},
     {"http", "max_connections", T::integer, "10000", 1, 1000000,
      "Open connections beyond this are refused at accept."},
+    {"http", "tls_cert_file", T::string, "", 0, 0,
+     "PEM certificate chain; set (with tls_key_file) = the listener speaks only HTTPS (TLS 1.2+). Both files are "
+     "re-read on SIGHUP."},
+    {"http", "tls_key_file", T::string, "", 0, 0, "PEM private key of http.tls_cert_file."},
     {"postgres", "dsn", T::secret, "", 0, 0,
      "PostgreSQL connection string (libpq URI or key=value); empty = the embedded private PostgreSQL."},
     {"postgres", "writers", T::integer, "2", 1, 64, "Writer connections draining the local log into PostgreSQL."},
