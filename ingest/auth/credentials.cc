@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #include <jwt.h>
 #include <openssl/bio.h>
@@ -365,6 +366,30 @@ result authenticator::verify_api_key(std::string_view key) const {
 
 result authenticator::verify_jwt(std::string_view token, std::int64_t now_s) const {
   if (token.size() > max_token_bytes) return refuse(outcome::unauthenticated, "the token is too long");
+  auto time_check = [&](std::int64_t exp, std::int64_t nbf) -> const char* {
+    if (now_s > exp + opt_.leeway_s) return "the token has expired";
+    if (nbf != std::numeric_limits<std::int64_t>::min() && now_s + opt_.leeway_s < nbf) return "the token is not valid yet";
+    return nullptr;
+  };
+  if (opt_.verified_cache_entries > 0) {
+    std::lock_guard lock(cache_mu_);
+    if (auto it = cache_.find(std::string(token)); it != cache_.end()) {
+      if (const char* why = time_check(it->second.exp, it->second.nbf)) return refuse(outcome::unauthenticated, why);
+      return it->second.r;
+    }
+  }
+  std::int64_t exp = 0, nbf = std::numeric_limits<std::int64_t>::min();
+  result r = verify_jwt_uncached(token, now_s, exp, nbf);
+  if (r.status != outcome::unauthenticated && opt_.verified_cache_entries > 0) {
+    std::lock_guard lock(cache_mu_);
+    if (cache_.size() >= opt_.verified_cache_entries) cache_.clear();  // bounded; refilled by the next requests
+    cache_.emplace(std::string(token), verified{r, exp, nbf});
+  }
+  return r;
+}
+
+result authenticator::verify_jwt_uncached(std::string_view token, std::int64_t now_s, std::int64_t& exp,
+                                          std::int64_t& nbf) const {
   auto dot = token.find('.');
   if (dot == std::string_view::npos) return refuse(outcome::unauthenticated, "malformed token");
   // The protected header is read here only to choose the key; libjwt verifies and decodes everything.
@@ -409,7 +434,6 @@ result authenticator::verify_jwt(std::string_view token, std::int64_t now_s) con
   if (rc != 0 || !jwt) return refuse(outcome::unauthenticated, "invalid token signature or encoding");
   if (jwt_get_alg(jwt.get()) != expected) return refuse(outcome::unauthenticated, "token alg mismatch");
 
-  std::int64_t exp = 0, nbf = 0;
   switch (int_claim(jwt.get(), "exp", exp)) {
     case int_claim_state::absent:
       return refuse(outcome::unauthenticated, "the token has no exp");
@@ -420,6 +444,7 @@ result authenticator::verify_jwt(std::string_view token, std::int64_t now_s) con
   }
   switch (int_claim(jwt.get(), "nbf", nbf)) {
     case int_claim_state::absent:
+      nbf = std::numeric_limits<std::int64_t>::min();
       break;
     case int_claim_state::invalid:
       return refuse(outcome::unauthenticated, "the token's nbf is not a NumericDate");

@@ -51,6 +51,10 @@ struct options {
   std::string role_claim = "role";
   std::string tenant_claim = "tenant_id";
   std::vector<api_key> api_keys;
+  // Tokens whose signature verified, kept with their claims so that a caller reusing its token (the usual
+  // case) costs a hash lookup instead of a signature check (RS256/ES256: ~0.3 ms of CPU in libjwt 1.10,
+  // which re-reads the PEM key per token). exp/nbf are still checked on every request. 0 = no cache.
+  std::size_t verified_cache_entries = 4096;
 };
 
 class config_error : public std::runtime_error {
@@ -91,7 +95,16 @@ class authenticator {
   const options& settings() const noexcept { return opt_; }
 
  private:
+  result verify_jwt_uncached(std::string_view token, std::int64_t now_s, std::int64_t& exp, std::int64_t& nbf) const;
+
+  struct verified {
+    result r;  // ok or forbidden: the signature and the time-independent claims passed
+    std::int64_t exp;
+    std::int64_t nbf;  // INT64_MIN when absent
+  };
   options opt_;
+  mutable std::mutex cache_mu_;
+  mutable std::unordered_map<std::string, verified> cache_;
 };
 
 // Token buckets keyed by a string (client address, credential). allow() is thread-safe.

@@ -226,6 +226,40 @@ TEST(AuthServe, BadAuthConfigurationIsRefusedAtStart) {
   EXPECT_EQ(log.find("plain-text-key"), std::string::npos) << "the refused value is a secret: " << log;
 }
 
+TEST(AuthServe, KeysAreReloadedOnSighup) {
+  auto dsn = crm_test::fresh_database("t_auth_reload");
+  const std::string new_key = "ck_live_rotated_key_987654321";
+  crm_test::serve_process srv(dsn, scratch("reload"),
+                              "\n[auth]\napi_keys = \"old=sha256:" + crm::ingest::auth::sha256_hex(api_key) + "\"\n");
+  srv.start();
+  auto post = [&](const std::string& key, const std::string& id) {
+    return crm_test::http_request(srv.port(), "POST", "/v1/events", event(id),
+                                  {{"Content-Type", "application/json"}, {"X-API-Key", key}})
+        .status;
+  };
+  EXPECT_EQ(post(api_key, "before"), 200);
+  EXPECT_EQ(post(new_key, "before-new"), 401);
+  // Rotate: the file now names only the new key's hash.
+  std::string text;
+  {
+    std::ifstream in(srv.config_path());
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  auto at = text.find(crm::ingest::auth::sha256_hex(api_key));
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 64, crm::ingest::auth::sha256_hex(new_key));
+  std::ofstream(srv.config_path()) << text;
+  kill(srv.pid(), SIGHUP);
+  int status = 0;
+  for (int i = 0; i < 50 && status != 200; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    status = post(new_key, "after-new-" + std::to_string(i));
+  }
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(post(api_key, "after-old"), 401);
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+}
+
 // The role the cluster's tests connect as is a superuser: refused unless allowed.
 TEST(DatabaseRole, ServeRefusesASuperuserConnectionUnlessAllowed) {
   auto dsn = crm_test::fresh_database("t_role_superuser");

@@ -248,6 +248,24 @@ TEST_F(Claims, RoleNotAllowedIsForbiddenNotUnauthenticated) {
   EXPECT_TRUE(a.verify_jwt(token(s, {{"exp", now + 60}}), now).ok());
 }
 
+TEST_F(Claims, VerifiedTokenCacheStillChecksTime) {
+  authenticator a(base());  // cache on by default
+  auto c = good_strings();
+  auto t = token(c, {{"exp", now + 60}, {"nbf", now - 5}});
+  EXPECT_TRUE(a.verify_jwt(t, now).ok());
+  EXPECT_TRUE(a.verify_jwt(t, now + 1).ok());                                       // from the cache
+  EXPECT_EQ(a.verify_jwt(t, now + 71).reason, "the token has expired");             // the cache keeps exp
+  EXPECT_EQ(a.verify_jwt(t, now - 16).reason, "the token is not valid yet");        // and nbf
+  c["role"] = "anon";
+  auto anon = token(c, {{"exp", now + 60}});
+  EXPECT_EQ(a.verify_jwt(anon, now).status, outcome::forbidden);
+  EXPECT_EQ(a.verify_jwt(anon, now).status, outcome::forbidden);  // cached as forbidden, not as ok
+  // A token one byte off is not a cache hit.
+  std::string forged = t;
+  forged.back() = forged.back() == 'A' ? 'B' : 'A';
+  EXPECT_EQ(a.verify_jwt(forged, now).status, outcome::unauthenticated);
+}
+
 TEST_F(Claims, HeadersPickJwtOrApiKey) {
   auto o = base();
   o.api_keys = parse_api_keys("loader=sha256:" + sha256_hex("k-123"));
