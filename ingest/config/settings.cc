@@ -82,6 +82,9 @@ const std::vector<setting> registry = {
     {"catalog", "check_interval_s", T::integer, "300", 0, 86400,
      "How often serve reads the partition catalog for crm_ingest_partition_* metrics (next month's partition "
      "present, rows in the default partitions); 0 = never."},
+    {"attribution", "maintain", T::boolean, "true", 0, 0,
+     "Keep attribution_credits, campaign_attribution_daily and the A/B-test tables current in every batch "
+     "transaction; false = skip (faster ingest; the tables go stale until `report attribution --recompute`)."},
     {"auth", "required", T::boolean, "false", 0, 0,
      "POST /v1/events requires a credential even when none is configured (then every request gets 401). "
      "Authentication is on as soon as a JWT key or an API key is set; without any, /v1/events is open and serve "
