@@ -156,6 +156,16 @@ TEST(Roles, MigrationIsRepeatableAcrossDatabasesOfOneCluster) {
                                  "'crm_ingest_writer' AND table_name = 'communications' AND privilege_type IN "
                                  "('UPDATE', 'DELETE', 'TRUNCATE')"),
             0);
+  // The analytics tables of 0002, maintained in the writer's batch transaction, are granted to it.
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+                                 "'crm_ingest_writer' AND table_name IN ('attribution_credits', "
+                                 "'campaign_attribution_daily', 'ab_test_units', 'ab_test_variant_stats', "
+                                 "'ab_test_message_counts') AND privilege_type = 'INSERT'"),
+            5);
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+                                 "'crm_ingest_analytics' AND table_name = 'campaign_attribution_daily' AND "
+                                 "privilege_type = 'SELECT'"),
+            1);
 }
 
 }  // namespace
