@@ -78,6 +78,8 @@ io_threads = $io_threads
 [postgres]
 dsn = "$dsn"
 writers = $writers
+# The bench database's role is the local server's superuser.
+allow_superuser = true
 
 [log]
 dir = "$work/log"

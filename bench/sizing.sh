@@ -148,6 +148,8 @@ io_threads = $io_threads
 [postgres]
 dsn = "$dsn"
 writers = $writers
+# The private server's role is a superuser; a deployment uses the least-privilege writer role.
+allow_superuser = true
 
 [log]
 dir = "$work/log"

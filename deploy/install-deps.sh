@@ -14,6 +14,8 @@ packages=(
   patroni etcd-server etcd-client haproxy gettext-base jq curl
   # The sizing harness's latency plot (bench/sizing.sh).
   gnuplot-nox
+  # Caller authentication (JWT verification, ingest/auth/).
+  libjwt-dev
 )
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()

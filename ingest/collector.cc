@@ -49,7 +49,22 @@ std::string json_quote(std::string_view s) {
 }
 
 collector::collector(collector_options options, batch_sink& sink, metrics& m, std::function<bool()> database_ready)
-    : options_(std::move(options)), sink_(sink), metrics_(m), database_ready_(std::move(database_ready)) {}
+    : options_(std::move(options)),
+      sink_(sink),
+      metrics_(m),
+      database_ready_(std::move(database_ready)),
+      auth_(options_.auth),
+      auth_results_(prometheus::BuildCounter()
+                        .Name("crm_ingest_auth_requests_total")
+                        .Help("Credential checks on POST /v1/events, by result (ok, unauthenticated = 401, "
+                              "forbidden = 403)")
+                        .Register(m.registry())),
+      rate_limited_(prometheus::BuildCounter()
+                        .Name("crm_ingest_rate_limited_total")
+                        .Help("Requests refused with 429, by limit (address, credential)")
+                        .Register(m.registry())) {}
+
+void collector::set_authenticator(std::shared_ptr<const auth::authenticator> a) { auth_.store(std::move(a)); }
 
 collector::~collector() = default;
 
@@ -122,8 +137,41 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
     if (req.method != "GET") return method_not_allowed("GET");
     return counted(http::response{200, "text/plain; version=0.0.4", metrics_.serialize(), {}});
   }
+  // Per client address, before anything else is looked at: every POST (events and webhooks).
+  if (options_.address_limit && req.method == "POST") {
+    int retry_after = 1;
+    if (!options_.address_limit->allow(req.remote_address, std::chrono::steady_clock::now(), retry_after)) {
+      rate_limited_.Add({{"limit", "address"}}).Increment();
+      auto r = error_response(429, "too many requests from this address");
+      r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+      return counted(std::move(r));
+    }
+  }
   if (req.path == "/v1/events") {
     if (req.method != "POST") return method_not_allowed("POST");
+    if (auto a = auth_.load(); a && a->enabled()) {
+      auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
+                             : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+      if (!who.ok()) {
+        const bool forbidden = who.status == auth::outcome::forbidden;
+        auth_results_.Add({{"result", forbidden ? "forbidden" : "unauthenticated"}}).Increment();
+        // The body is not read: an unauthenticated request leaves nothing behind but this counter.
+        auto r = error_response(forbidden ? 403 : 401, who.reason);
+        if (!forbidden) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"crm-ingest\"");
+        return counted(std::move(r));
+      }
+      auth_results_.Add({{"result", "ok"}}).Increment();
+      if (options_.credential_limit) {
+        int retry_after = 1;
+        if (!options_.credential_limit->allow(who.credential, std::chrono::steady_clock::now(), retry_after)) {
+          rate_limited_.Add({{"limit", "credential"}}).Increment();
+          auto r = error_response(429, "too many requests for this credential");
+          r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+          return counted(std::move(r));
+        }
+      }
+      return handle_events(req, counted, endpoint, who.tenant);
+    }
     return handle_events(req, counted, endpoint);
   }
   if (req.path.rfind("/v1/webhooks/", 0) == 0) {
@@ -136,7 +184,18 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
   counted(error_response(404, "no such endpoint: " + std::string(req.path)));
 }
 
-void collector::handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint) {
+void collector::stamp_tenant(transform::event_batch& batch, std::string_view tenant) {
+  if (tenant.empty()) return;
+  for (auto& c : batch.communications) {
+    if (c.tenant_id.empty()) c.tenant_id = tenant;
+  }
+  for (auto& t : batch.touchpoints) {
+    if (t.tenant_id.empty()) t.tenant_id = tenant;
+  }
+}
+
+void collector::handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
+                              std::string_view tenant) {
   transform::input_format format;
   if (media_type_is(req.content_type, "application/x-ndjson") || media_type_is(req.content_type, "application/jsonl")) {
     format = transform::input_format::ndjson;
@@ -173,6 +232,7 @@ void collector::handle_events(const http::request& req, http::respond_fn& respon
   if (batch.record_count() == 0) return respond(error_response(400, "the body holds no event"));
   // Nothing usable at all: the body is not what this endpoint takes. Still kept, and said so.
   const bool nothing_valid = batch.communications.empty() && batch.touchpoints.empty();
+  stamp_tenant(batch, tenant);  // `tenant` outlives submit(), which encodes the batch before returning
   submit(req, batch, respond, endpoint, nothing_valid ? 400 : 200);
 }
 
@@ -196,6 +256,7 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
   if (batch.record_count() == 0) {
     return respond(json_response(200, "{\"accepted\":0,\"rejected\":0}"));  // e.g. a test ping
   }
+  if (auto t = options_.webhook_tenants.find(name); t != options_.webhook_tenants.end()) stamp_tenant(batch, t->second);
   submit(req, batch, respond, endpoint, 200);
 }
 

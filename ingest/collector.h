@@ -8,11 +8,13 @@
 // normalizer. The response is sent from whichever thread completes the durable append.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
+#include "ingest/auth/credentials.h"
 #include "ingest/http/server.h"
 #include "ingest/metrics.h"
 #include "ingest/webhooks/signatures.h"
@@ -53,6 +55,15 @@ struct collector_options {
   std::size_t max_records_per_request = 100000;
   int retry_after_seconds = 5;
   std::string whatsapp_verify_token;  // for GET /v1/webhooks/whatsapp
+  // Caller authentication of POST /v1/events: null or !enabled() = open (serve warns). Checked before the
+  // body is looked at, so an unauthenticated body is never normalized or stored.
+  std::shared_ptr<const auth::authenticator> auth;
+  // Request-rate limits (429 with Retry-After); null = unlimited. Per client address: every POST.
+  // Per credential: authenticated /v1/events requests.
+  std::shared_ptr<auth::rate_limiter> address_limit;
+  std::shared_ptr<auth::rate_limiter> credential_limit;
+  // Tenant stamped on every row of a provider's webhook (webhooks.<name>.tenant_id); absent = none.
+  std::map<std::string, std::string, std::less<>> webhook_tenants;
 };
 
 class collector final : public http::handler {
@@ -65,9 +76,15 @@ class collector final : public http::handler {
 
   void handle(const http::request& req, http::respond_fn respond) override;
 
+  // Swaps the authenticator under live traffic (SIGHUP); requests in flight keep the one they started with.
+  void set_authenticator(std::shared_ptr<const auth::authenticator> a);
+
  private:
-  void handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint);
+  void handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
+                     std::string_view tenant = {});
   void handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name);
+  // Stamps `tenant` on every event of the batch that has none (the JWT's tenant claim, or the webhook's).
+  static void stamp_tenant(transform::event_batch& batch, std::string_view tenant);
   void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond);
   void submit(const http::request& req, transform::event_batch& batch, http::respond_fn& respond,
               const std::string& endpoint, int status_on_success);
@@ -78,6 +95,9 @@ class collector final : public http::handler {
   metrics& metrics_;
   std::function<bool()> database_ready_;
   std::map<std::string, provider_endpoint, std::less<>> providers_;
+  std::atomic<std::shared_ptr<const auth::authenticator>> auth_;
+  prometheus::Family<prometheus::Counter>& auth_results_;
+  prometheus::Family<prometheus::Counter>& rate_limited_;
 };
 
 // JSON string escaping for response bodies.

@@ -13,7 +13,7 @@ RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libpqxx-6.4 libpq5 libsimdjson14 libprometheus-cpp-core1.0 libphonenumber8 libssl3 zlib1g libspdlog1.10 \
       libtomlplusplus3 libabsl20220623 libprotobuf32 libicu72 \
-      libfmt9 postgresql-client-15 ca-certificates \
+      libfmt9 libjwt0 postgresql-client-15 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /var/lib/crm-ingest --create-home crm-ingest
 COPY --from=build /opt/crm-ingest /opt/crm-ingest

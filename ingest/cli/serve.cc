@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include "ingest/auth/auth_settings.h"
 #include "ingest/collector.h"
 #include "ingest/config/settings.h"
 #include "ingest/drainer.h"
@@ -53,11 +54,37 @@ void check_partition_catalog(const std::string& dsn, metrics& m) {
   }
 }
 
+class superuser_refused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A superuser connection would let a bug or a crafted request reach every table (and the server's
+// files): serve runs as the crm_ingest_writer role (schemas/0003_security.sql) unless told otherwise.
+void refuse_superuser(pqxx::connection& conn, bool allowed, const std::string& dsn) {
+  bool superuser = false;
+  {
+    pqxx::nontransaction tx(conn);
+    superuser = tx.exec("SELECT current_setting('is_superuser')")[0][0].as<std::string>() == "on";
+  }
+  if (!superuser) return;
+  if (allowed) {
+    spdlog::warn("Connected to PostgreSQL as a superuser (postgres.allow_superuser = true); use a role granted "
+                 "crm_ingest_writer instead. dsn={}", pg::redact_dsn(dsn));
+    return;
+  }
+  throw superuser_refused("refusing to serve with a superuser PostgreSQL connection (" + pg::redact_dsn(dsn) +
+                          "): connect as a role granted crm_ingest_writer, or set postgres.allow_superuser = true "
+                          "(CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true)");
+}
+
 }  // namespace
 
 int run_serve(const serve_args& args) {
   auto cfg = config::settings::load(args.config_file);
   set_log_format(cfg.str("logging", "format"));
+  // Callers' credentials first: a mistake there stops the start before anything else happens.
+  auto authn = std::make_shared<const auth::authenticator>(auth::options_from_settings(cfg));
 
   // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
   sigset_t signals;
@@ -80,9 +107,12 @@ int run_serve(const serve_args& args) {
   } else {
     try {
       pqxx::connection conn(dsn);
+      refuse_superuser(conn, cfg.boolean("postgres", "allow_superuser"), dsn);
       pg::check_schema_current(conn, pg::embedded_migrations());
       pg::ensure_partitions(conn, window);
     } catch (const pg::migration_error&) {
+      throw;
+    } catch (const superuser_refused&) {
       throw;
     } catch (const std::exception& e) {
       // Not reachable now: serve anyway; the log keeps what arrives and the drainer waits.
@@ -137,6 +167,16 @@ int run_serve(const serve_args& args) {
   copt.normalize.default_region = cfg.str("normalize", "default_region");
   copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
   copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
+  copt.auth = authn;
+  copt.address_limit = auth::address_limiter(cfg);
+  copt.credential_limit = auth::credential_limiter(cfg);
+  for (const char* name : {"sendgrid", "twilio", "whatsapp", "mailgun", "postmark", "resend", "segment"}) {
+    if (const auto& t = cfg.str(std::string("webhooks.") + name, "tenant_id"); !t.empty()) copt.webhook_tenants[name] = t;
+  }
+  if (!copt.auth->enabled()) {
+    spdlog::warn("POST /v1/events is OPEN: anyone who reaches the listener can write events. Configure "
+                 "[auth] jwt_secret, jwt_public_key_file, jwks_file or api_keys (or auth.required = true).");
+  }
   int exit_code = 0;
   {
     spool_sink sink(*log);
@@ -152,10 +192,12 @@ int run_serve(const serve_args& args) {
     sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
     sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
     sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
+    sopt.tls_cert_file = cfg.str("http", "tls_cert_file");
+    sopt.tls_key_file = cfg.str("http", "tls_key_file");
     http::server srv(sopt, coll);
     srv.listen();
-    spdlog::info("Listening. address={} port={} io_threads={} writers={}", sopt.listen, srv.port(), sopt.io_threads,
-                 dopt.writers);
+    spdlog::info("Listening. address={} port={} io_threads={} writers={} tls={}", sopt.listen, srv.port(),
+                 sopt.io_threads, dopt.writers, srv.tls() ? "on" : "off");
     // Tools and tests read this line to learn the port.
     std::cout << "listening on port " << srv.port() << std::endl;
 
@@ -168,7 +210,11 @@ int run_serve(const serve_args& args) {
         if (sig != SIGHUP) break;
         try {
           auto fresh = config::settings::load(args.config_file);
+          // Everything is read before anything is swapped: a bad file leaves all of it as it was.
+          auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
+          srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
           auto changed = secrets->reload(fresh);
+          coll.set_authenticator(std::move(fresh_auth));
           set_log_format(fresh.str("logging", "format"));
           m.config_reloads.Increment();
           spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",

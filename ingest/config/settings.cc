@@ -31,6 +31,10 @@ const std::vector<setting> registry = {
     {"http", "idle_timeout_ms", T::integer, "60000", 100, 3600000, "A keep-alive connection idle this long is closed."},
     {"http", "max_connections", T::integer, "10000", 1, 1000000,
      "Open connections beyond this are refused at accept."},
+    {"http", "tls_cert_file", T::string, "", 0, 0,
+     "PEM certificate chain; set (with tls_key_file) = the listener speaks only HTTPS (TLS 1.2+). Both files are "
+     "re-read on SIGHUP."},
+    {"http", "tls_key_file", T::string, "", 0, 0, "PEM private key of http.tls_cert_file."},
     {"postgres", "dsn", T::secret, "", 0, 0,
      "PostgreSQL connection string (libpq URI or key=value); empty = the embedded private PostgreSQL."},
     {"postgres", "writers", T::integer, "2", 1, 64, "Writer connections draining the local log into PostgreSQL."},
@@ -42,6 +46,9 @@ const std::vector<setting> registry = {
      "How long a batch keeps retrying while the database is unreachable; 0 = for ever (logged and counted)."},
     {"postgres", "months_back", T::integer, "3", 0, 120, "Monthly partitions kept ready before the current month."},
     {"postgres", "months_ahead", T::integer, "3", 0, 120, "Monthly partitions created ahead of the current month."},
+    {"postgres", "allow_superuser", T::boolean, "false", 0, 0,
+     "serve refuses a PostgreSQL connection that is a superuser unless this is true (use the crm_ingest_writer "
+     "role instead)."},
     {"log", "dir", T::string, "", 0, 0,
      "Directory of the durable local log; empty = log/ beside the embedded database's data directory."},
     {"log", "segment_bytes", T::integer, "67108864", 1 * MiB, 4 * GiB, "Size of one log segment file."},
@@ -53,15 +60,22 @@ const std::vector<setting> registry = {
     {"normalize", "max_record_bytes", T::integer, "1048576", 256, 64 * MiB, "Largest accepted JSON object."},
     {"webhooks.sendgrid", "public_key", T::secret, "", 0, 0,
      "SendGrid Event Webhook verification key (base64 DER); set = signatures required."},
+    {"webhooks.sendgrid", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
     {"webhooks.twilio", "auth_token", T::secret, "", 0, 0, "Twilio auth token; set = X-Twilio-Signature required."},
+    {"webhooks.twilio", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
     {"webhooks.whatsapp", "app_secret", T::secret, "", 0, 0,
      "Meta app secret; set = X-Hub-Signature-256 required."},
     {"webhooks.whatsapp", "verify_token", T::secret, "", 0, 0, "Token Meta echoes in the hub.challenge handshake."},
+    {"webhooks.whatsapp", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
     {"webhooks.mailgun", "signing_key", T::secret, "", 0, 0, "Mailgun HTTP webhook signing key; set = signatures required."},
+    {"webhooks.mailgun", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
     {"webhooks.postmark", "username", T::secret, "", 0, 0, "Basic-auth user name Postmark sends; set = required."},
     {"webhooks.postmark", "password", T::secret, "", 0, 0, "Basic-auth password Postmark sends."},
+    {"webhooks.postmark", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
     {"webhooks.resend", "secret", T::secret, "", 0, 0, "Resend (Svix) signing secret whsec_…; set = signatures required."},
+    {"webhooks.resend", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
     {"webhooks.segment", "shared_secret", T::secret, "", 0, 0, "Segment shared secret; set = X-Signature required."},
+    {"webhooks.segment", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
     {"logging", "format", T::string, "text", 0, 0,
      "Format of the process log on stderr: text (one human-readable line) or json (one JSON object per line: ts, "
      "level, msg and the line's key=value fields)."},
@@ -71,6 +85,31 @@ const std::vector<setting> registry = {
     {"attribution", "maintain", T::boolean, "true", 0, 0,
      "Keep attribution_credits, campaign_attribution_daily and the A/B-test tables current in every batch "
      "transaction; false = skip (faster ingest; the tables go stale until `report attribution --recompute`)."},
+    {"auth", "required", T::boolean, "false", 0, 0,
+     "POST /v1/events requires a credential even when none is configured (then every request gets 401). "
+     "Authentication is on as soon as a JWT key or an API key is set; without any, /v1/events is open and serve "
+     "logs a warning."},
+    {"auth", "jwt_secret", T::secret, "", 0, 0, "HS256 secret (the Supabase project's JWT secret, as text)."},
+    {"auth", "jwt_public_key_file", T::string, "", 0, 0, "PEM public key (RSA for RS256, P-256 for ES256)."},
+    {"auth", "jwks_file", T::string, "", 0, 0, "JWKS file of RSA (RS256) and P-256 (ES256) keys, chosen by kid."},
+    {"auth", "jwt_audience", T::string, "", 0, 0, "Required aud (string or one of an array); empty = not checked."},
+    {"auth", "jwt_issuer", T::string, "", 0, 0, "Required iss; empty = not checked."},
+    {"auth", "jwt_leeway_s", T::integer, "30", 0, 600, "Clock skew allowed on exp and nbf."},
+    {"auth", "jwt_roles", T::string, "service_role", 0, 0,
+     "Comma-separated values of the role claim allowed to ingest (others get 403); * = any role."},
+    {"auth", "jwt_role_claim", T::string, "role", 0, 0, "Claim holding the role."},
+    {"auth", "tenant_claim", T::string, "tenant_id", 0, 0, "Claim holding the caller's tenant."},
+    {"auth", "api_keys", T::secret, "", 0, 0,
+     "Comma-separated static API keys, stored hashed: name=sha256:<64 hex digits of SHA-256 of the key>. "
+     "Sent as X-API-Key or Authorization: Bearer."},
+    {"rate_limit", "per_address_rps", T::integer, "0", 0, 10000000,
+     "Requests per second one client address may make (token bucket); 0 = unlimited. Over it: 429 with "
+     "Retry-After."},
+    {"rate_limit", "per_address_burst", T::integer, "0", 0, 10000000, "Bucket size per address; 0 = per_address_rps."},
+    {"rate_limit", "per_credential_rps", T::integer, "0", 0, 10000000,
+     "Requests per second one credential (JWT subject or API key name) may make; 0 = unlimited."},
+    {"rate_limit", "per_credential_burst", T::integer, "0", 0, 10000000,
+     "Bucket size per credential; 0 = per_credential_rps."},
 };
 
 std::string upper_env(std::string_view s) {

@@ -18,6 +18,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 namespace crm::ingest::http {
@@ -26,6 +27,7 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
 using tcp = boost::asio::ip::tcp;
+namespace ssl = boost::asio::ssl;
 
 namespace {
 
@@ -43,6 +45,25 @@ class fields_view final : public webhooks::header_map {
   const bhttp::fields& fields_;
 };
 
+// A server context from PEM files: TLS 1.2 or later only, no compression, no renegotiation.
+std::shared_ptr<ssl::context> load_tls_context(const std::string& cert_file, const std::string& key_file) {
+  auto ctx = std::make_shared<ssl::context>(ssl::context::tls_server);
+  ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                   ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::no_compression |
+                   ssl::context::single_dh_use);
+  SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
+  beast::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) throw std::runtime_error("cannot load the TLS certificate chain " + cert_file + ": " + ec.message());
+  ctx->use_private_key_file(key_file, ssl::context::pem, ec);
+  if (ec) throw std::runtime_error("cannot load the TLS private key " + key_file + ": " + ec.message());
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    throw std::runtime_error("the TLS private key " + key_file + " does not match the certificate " + cert_file);
+  }
+  return ctx;
+}
+
 std::string json_error(std::string_view message) {
   std::string out = "{\"error\":";
   transform::append_json_string(out, message);
@@ -51,7 +72,12 @@ std::string json_error(std::string_view message) {
 
 }  // namespace
 
-class session;
+// What shutdown needs of a connection, plain or TLS.
+class session_base {
+ public:
+  virtual ~session_base() = default;
+  virtual void shutdown() = 0;
+};
 
 struct server::impl {
   impl(server_options o, handler& hd) : opt(std::move(o)), h(hd), acceptor(ioc), grace_timer(ioc) {}
@@ -71,15 +97,21 @@ struct server::impl {
   unsigned short bound_port = 0;
 
   std::mutex sessions_mu;
-  std::unordered_map<session*, std::weak_ptr<session>> sessions;
+  std::unordered_map<session_base*, std::weak_ptr<session_base>> sessions;
+  // The TLS context new connections take (swapped by reload_tls); null = plain HTTP.
+  std::mutex tls_mu;
+  std::shared_ptr<ssl::context> tls;
 };
 
-class session : public std::enable_shared_from_this<session> {
+// One connection. Stream is beast::tcp_stream (plain HTTP) or beast::ssl_stream<beast::tcp_stream> (HTTPS,
+// which first completes the TLS handshake within the header timeout).
+template <class Stream>
+class session final : public session_base, public std::enable_shared_from_this<session<Stream>> {
  public:
-  session(tcp::socket&& socket, server::impl& srv) : stream_(std::move(socket)), srv_(srv) {
-    beast::error_code ec;
-    auto ep = stream_.socket().remote_endpoint(ec);
-    if (!ec) remote_ = ep.address().to_string();
+  session(tcp::socket&& socket, server::impl& srv) : stream_(std::move(socket)), srv_(srv) { remember_peer(); }
+  session(tcp::socket&& socket, server::impl& srv, std::shared_ptr<ssl::context> tls)
+      : tls_(std::move(tls)), stream_(std::move(socket), *tls_), srv_(srv) {
+    remember_peer();
   }
 
   ~session() {
@@ -95,12 +127,25 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void start() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (is_tls) {
+        beast::get_lowest_layer(self->stream_).expires_after(self->srv_.opt.header_timeout);
+        self->stream_.async_handshake(ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) {
+            self->srv_.stats.tls_handshake_failures++;
+            return self->close();
+          }
+          self->read_header();
+        });
+      } else {
+        self->read_header();
+      }
+    });
   }
 
   // Called on shutdown: an idle connection is closed now, a busy one after its response.
-  void shutdown() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+  void shutdown() override {
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
       if (!self->busy_) self->close();
     });
   }
@@ -112,9 +157,9 @@ class session : public std::enable_shared_from_this<session> {
     parser_->body_limit(srv_.opt.body_limit_bytes);
     parser_->header_limit(64 * 1024);
     // The first request must arrive within the header timeout; later ones may idle longer.
-    stream_.expires_after(requests_ == 0 ? srv_.opt.header_timeout : srv_.opt.idle_timeout);
+    lowest().expires_after(requests_ == 0 ? srv_.opt.header_timeout : srv_.opt.idle_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             beast::bind_front_handler(&session::on_header, shared_from_this()));
+                             beast::bind_front_handler(&session<Stream>::on_header, this->shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -125,8 +170,8 @@ class session : public std::enable_shared_from_this<session> {
       return reply_and_close(413, "request body of " + std::to_string(*length) + " bytes exceeds the limit of " +
                                       std::to_string(srv_.opt.body_limit_bytes));
     }
-    stream_.expires_after(srv_.opt.request_timeout);
-    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_read, shared_from_this()));
+    lowest().expires_after(srv_.opt.request_timeout);
+    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&session<Stream>::on_read, this->shared_from_this()));
   }
 
   void on_error(beast::error_code ec) {
@@ -155,7 +200,7 @@ class session : public std::enable_shared_from_this<session> {
     busy_ = true;
     ++requests_;
     srv_.stats.requests++;
-    stream_.expires_never();  // the handler's time is not the client's fault
+    lowest().expires_never();  // the handler's time is not the client's fault
 
     const auto& msg = parser_->get();
     auto method = msg.method_string();
@@ -174,7 +219,7 @@ class session : public std::enable_shared_from_this<session> {
     keep_alive_ = msg.keep_alive();
 
     try {
-      srv_.h.handle(req_, [self = shared_from_this()](response r) {
+      srv_.h.handle(req_, [self = this->shared_from_this()](response r) {
         net::post(self->stream_.get_executor(),
                   [self, r = std::move(r)]() mutable { self->write(std::move(r)); });
       });
@@ -195,8 +240,8 @@ class session : public std::enable_shared_from_this<session> {
     res_.body() = std::move(r.body);
     res_.keep_alive(keep_alive_ && !srv_.stopping && r.status != 413);
     res_.prepare_payload();
-    stream_.expires_after(srv_.opt.request_timeout);
-    bhttp::async_write(stream_, res_, beast::bind_front_handler(&session::on_write, shared_from_this()));
+    lowest().expires_after(srv_.opt.request_timeout);
+    bhttp::async_write(stream_, res_, beast::bind_front_handler(&session<Stream>::on_write, this->shared_from_this()));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -213,12 +258,23 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   void close() {
+    // TLS: the TCP connection is closed without a close_notify; every response carries its length, so a
+    // client cannot mistake a truncation for a complete answer.
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().close();
   }
 
-  beast::tcp_stream stream_;
+  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+  void remember_peer() {
+    beast::error_code ec;
+    auto ep = lowest().socket().remote_endpoint(ec);
+    if (!ec) remote_ = ep.address().to_string();
+  }
+
+  std::shared_ptr<ssl::context> tls_;  // kept alive while the connection uses it (before stream_)
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<fields_view> headers_;
@@ -251,12 +307,23 @@ void server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
     // ACK of the previous one on a kept-alive connection.
     beast::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);
-    auto s = std::make_shared<session>(std::move(socket), *this);
+    std::shared_ptr<ssl::context> ctx;
     {
-      std::lock_guard lock(sessions_mu);
-      sessions[s.get()] = s;
+      std::lock_guard lock(tls_mu);
+      ctx = tls;
     }
-    s->start();
+    auto begin = [&](auto s) {
+      {
+        std::lock_guard lock(sessions_mu);
+        sessions[s.get()] = s;
+      }
+      s->start();
+    };
+    if (ctx) {
+      begin(std::make_shared<session<beast::ssl_stream<beast::tcp_stream>>>(std::move(socket), *this, std::move(ctx)));
+    } else {
+      begin(std::make_shared<session<beast::tcp_stream>>(std::move(socket), *this));
+    }
   }
   if (!stopping) accept();
 }
@@ -265,7 +332,7 @@ void server::impl::begin_shutdown() {
   stopping = true;
   beast::error_code ec;
   acceptor.close(ec);
-  std::vector<std::shared_ptr<session>> live;
+  std::vector<std::shared_ptr<session_base>> live;
   {
     std::lock_guard lock(sessions_mu);
     for (auto& [p, w] : sessions) {
@@ -284,7 +351,21 @@ void server::impl::begin_shutdown() {
   });
 }
 
-server::server(server_options options, handler& h) : impl_(std::make_unique<impl>(std::move(options), h)) {}
+server::server(server_options options, handler& h) : impl_(std::make_unique<impl>(std::move(options), h)) {
+  if (impl_->opt.tls_cert_file.empty() != impl_->opt.tls_key_file.empty()) {
+    throw std::runtime_error("TLS needs both a certificate file and a key file");
+  }
+  if (!impl_->opt.tls_cert_file.empty()) impl_->tls = load_tls_context(impl_->opt.tls_cert_file, impl_->opt.tls_key_file);
+}
+
+void server::reload_tls() {
+  if (!tls()) return;
+  auto fresh = load_tls_context(impl_->opt.tls_cert_file, impl_->opt.tls_key_file);
+  std::lock_guard lock(impl_->tls_mu);
+  impl_->tls = std::move(fresh);
+}
+
+bool server::tls() const noexcept { return !impl_->opt.tls_cert_file.empty(); }
 
 server::~server() = default;
 

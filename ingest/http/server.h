@@ -33,6 +33,10 @@ struct server_options {
   std::chrono::milliseconds idle_timeout{60000};
   std::size_t max_connections = 10000;
   std::chrono::milliseconds shutdown_grace{30000};
+  // Both set = the listener speaks only HTTPS (TLS 1.2 or later; a plain HTTP request fails the handshake
+  // and the connection is closed). PEM files; the chain file may hold intermediates after the certificate.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // One request, valid until the handler's respond() has been called.
@@ -72,6 +76,7 @@ struct server_stats {
   std::atomic<std::uint64_t> timeouts{0};
   std::atomic<std::uint64_t> body_too_large{0};
   std::atomic<std::uint64_t> bad_requests{0};
+  std::atomic<std::uint64_t> tls_handshake_failures{0};
 };
 
 class server {
@@ -89,6 +94,10 @@ class server {
   // Thread-safe, idempotent: graceful shutdown.
   void stop();
   const server_stats& stats() const noexcept;
+  // Re-reads the certificate and key files (SIGHUP); new connections use them, open ones keep theirs.
+  // Throws std::runtime_error (the old pair stays in force) when they cannot be loaded. No-op without TLS.
+  void reload_tls();
+  bool tls() const noexcept;
 
  struct impl;  // public so that the connection sessions in server.cc can reach it
 

@@ -390,7 +390,7 @@ class Failover : public ::testing::Test {
     fs::create_directories(dir_);
     config_ = dir_ / "serve.toml";
     std::ofstream f(config_);
-    f << "[http]\nlisten = \"127.0.0.1:0\"\n\n[postgres]\ndsn = \"" << dsn_ << "\"\nlinger_ms = 20\n\n[log]\ndir = \""
+    f << "[http]\nlisten = \"127.0.0.1:0\"\n\n[postgres]\ndsn = \"" << dsn_ << "\"\nlinger_ms = 20\nallow_superuser = true\n\n[log]\ndir = \""
       << (dir_ / "log").string() << "\"\n";
   }
 

@@ -22,8 +22,18 @@ struct http_reply {
 
 class http_connection {
  public:
-  explicit http_connection(unsigned short port) {
+  // `from`: a local address to connect from (any of 127.0.0.0/8 on Linux), e.g. to act as another client.
+  explicit http_connection(unsigned short port, const char* from = nullptr) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (from) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      inet_pton(AF_INET, from, &local.sin_addr);
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+        ::close(fd_);
+        throw std::runtime_error(std::string("cannot bind to ") + from);
+      }
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);

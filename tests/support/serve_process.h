@@ -22,14 +22,16 @@ class serve_process {
  public:
   // `extra_toml` is appended to the generated config (sections other than [http] listen / [postgres] dsn /
   // [log] dir, or overrides of other keys in those sections after them).
+  // `allow_superuser`: the test cluster's role is a superuser, which serve refuses unless told.
   serve_process(const std::string& dsn, const std::filesystem::path& dir, const std::string& extra_toml = "",
-                const std::string& http_extra = "")
+                const std::string& http_extra = "", bool allow_superuser = true)
       : dir_(dir) {
     std::filesystem::create_directories(dir_);
     config_ = (dir_ / "serve.toml").string();
     std::ofstream cfg(config_);
     cfg << "[http]\nlisten = \"127.0.0.1:0\"\n" << http_extra << "\n[postgres]\ndsn = \"" << dsn
-        << "\"\nlinger_ms = 20\n\n[log]\ndir = \"" << (dir_ / "log").string() << "\"\n"
+        << "\"\nlinger_ms = 20\n" << (allow_superuser ? "allow_superuser = true\n" : "")
+        << "\n[log]\ndir = \"" << (dir_ / "log").string() << "\"\n"
         << extra_toml;
   }
 

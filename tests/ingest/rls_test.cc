@@ -1,0 +1,171 @@
+// schemas/0003_security.sql with real roles: Row Level Security as a PostgREST/Supabase reader meets it
+// (SET ROLE + request.jwt.claims per transaction, as PostgREST does), the read-only analytics role, and
+// what the writer role may not do.
+#include <string>
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include "support/test_db.h"
+
+namespace {
+
+// Rows of tenants A, B and none, inserted by the owner (not subject to RLS).
+std::string seeded_database(const std::string& name) {
+  auto dsn = crm_test::fresh_database(name);
+  pqxx::connection c(dsn);
+  pqxx::work tx(c);
+  const char* insert =
+      "INSERT INTO communications (event_id, occurred_at, received_at, channel, status, email, tenant_id) "
+      "SELECT gen_random_uuid(), now(), now(), 'email', 'sent', 'x@y.co', t "
+      "FROM unnest(ARRAY['A','A','A','B','B',NULL]) AS t";
+  tx.exec(insert);
+  tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, touch_type, channel_group, anonymous_id, "
+          "tenant_id) SELECT gen_random_uuid(), now(), now(), 'page_view', 'Direct', 'anon', t FROM unnest(ARRAY['A','B','B']) t");
+  tx.exec("INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, tenant_id) "
+          "VALUES (gen_random_uuid(), now(), 's', 'r', '{}', 'B')");
+  tx.commit();
+  return dsn;
+}
+
+// Counts `table` as `role` with the JWT claims PostgREST would set ("" = none), in one transaction.
+long long count_as(const std::string& dsn, const std::string& role, const std::string& claims, const std::string& table) {
+  pqxx::connection c(dsn);
+  pqxx::work tx(c);
+  tx.exec("SET LOCAL ROLE " + role);
+  if (!claims.empty()) tx.exec("SELECT set_config('request.jwt.claims', " + tx.quote(claims) + ", true)");
+  return tx.exec("SELECT count(*) FROM " + table)[0][0].as<long long>();
+}
+
+// The SQLSTATE `sql` fails with as `role` ("" = it succeeded).
+std::string failure_as(const std::string& dsn, const std::string& role, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::work tx(c);
+  tx.exec("SET LOCAL ROLE " + role);
+  try {
+    tx.exec(sql);
+    return "";
+  } catch (const pqxx::sql_error& e) {
+    if (!e.sqlstate().empty()) return e.sqlstate();
+    // libpqxx 6.4 leaves sqlstate() empty for some classes (insufficient_privilege among them).
+    std::string what = e.what();
+    if (what.find("permission denied") != std::string::npos || what.find("must be owner") != std::string::npos) {
+      return "42501";
+    }
+    return "other: " + what;
+  }
+}
+
+TEST(RowLevelSecurity, TenantReaderSeesOnlyItsTenantsRows) {
+  auto dsn = seeded_database("t_rls_tenants");
+  const std::string a = R"({"role":"authenticated","sub":"u1","tenant_id":"A"})";
+  const std::string b = R"({"role":"authenticated","sub":"u2","tenant_id":"B"})";
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", a, "communications"), 3);
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", b, "communications"), 2);
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", a, "communications WHERE tenant_id = 'B'"), 0);
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", a, "customer_touchpoints"), 1);
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", b, "customer_touchpoints"), 2);
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", a, "rejected_events"), 0);
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", b, "rejected_events"), 1);
+  // No tenant claim: only the rows without a tenant.
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", "", "communications"), 1);
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", R"({"role":"authenticated"})", "communications"), 1);
+  // The older PostgREST setting (request.jwt.claim.<name>) is honoured too.
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    tx.exec("SET LOCAL ROLE crm_ingest_analytics");
+    tx.exec("SELECT set_config('request.jwt.claim.tenant_id', 'B', true)");
+    EXPECT_EQ(tx.exec("SELECT count(*) FROM communications")[0][0].as<long long>(), 2);
+  }
+  // A Supabase-style API role granted the analytics role is filtered the same way.
+  {
+    pqxx::connection admin(crm_test::admin_dsn());
+    pqxx::nontransaction tx(admin);
+    tx.exec("DROP ROLE IF EXISTS t_rls_authenticated");
+    tx.exec("CREATE ROLE t_rls_authenticated NOLOGIN IN ROLE crm_ingest_analytics");
+  }
+  EXPECT_EQ(count_as(dsn, "t_rls_authenticated", a, "communications"), 3);
+  EXPECT_EQ(count_as(dsn, "t_rls_authenticated", b, "communications WHERE tenant_id = 'A'"), 0);
+  // The monthly metrics carry no tenant: readable, aggregated.
+  EXPECT_EQ(count_as(dsn, "crm_ingest_analytics", a, "communication_metrics"), 0);
+}
+
+TEST(RowLevelSecurity, AnalyticsRoleIsReadOnlyAndCannotBypassThroughPartitions) {
+  auto dsn = seeded_database("t_rls_analytics");
+  EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics",
+                       "INSERT INTO communications (event_id, occurred_at, received_at, channel, status, tenant_id) "
+                       "VALUES (gen_random_uuid(), now(), now(), 'email', 'sent', 'A')"),
+            "42501");
+  EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "UPDATE communications SET status = 'failed'"), "42501");
+  EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "DELETE FROM ingest_batches"), "42501");
+  // A partition read directly would escape the parent's policies: not granted.
+  auto partition = crm_test::count(dsn, "SELECT count(*) FROM pg_class WHERE relname = 'communications_default'");
+  ASSERT_EQ(partition, 1);
+  EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "SELECT * FROM communications_default"), "42501");
+  pqxx::connection c(dsn);
+  pqxx::read_transaction tx(c);
+  auto month = tx.exec("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                       "WHERE i.inhparent = 'communications'::regclass AND c.relname <> 'communications_default' "
+                       "LIMIT 1")[0][0].as<std::string>();
+  EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "SELECT * FROM " + month), "42501");
+  EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "SELECT count(*) FROM campaigns"), "");
+}
+
+TEST(WriterRole, CannotReadOrAlterOutsideItsGrant) {
+  auto dsn = seeded_database("t_writer_grants");
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    tx.exec("CREATE TABLE crm_private_notes (note text)");
+    tx.commit();
+  }
+  const std::string w = "crm_ingest_writer";
+  // What ingestion needs works (inside a transaction that is rolled back).
+  EXPECT_EQ(failure_as(dsn, w, "SELECT count(*) FROM communications"), "");
+  EXPECT_EQ(failure_as(dsn, w,
+                       "INSERT INTO communication_metrics (day, campaign_id, channel, status, event_count) "
+                       "VALUES (current_date, NULL, 'email', 'sent', 1) ON CONFLICT ON CONSTRAINT "
+                       "communication_metrics_key DO UPDATE SET event_count = communication_metrics.event_count + 1"),
+            "");
+  EXPECT_EQ(failure_as(dsn, w, "CREATE TEMP TABLE staging (x int)"), "");
+  // What it does not need is refused.
+  EXPECT_EQ(failure_as(dsn, w, "SELECT * FROM crm_private_notes"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "UPDATE communications SET status = 'failed'"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "DELETE FROM communications"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "TRUNCATE communications"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "DELETE FROM ingest_batches"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "UPDATE rejected_events SET replayed_at = now()"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'x', 'y')"),
+            "42501");
+  EXPECT_EQ(failure_as(dsn, w, "INSERT INTO campaigns (campaign_id) VALUES (1)"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "ALTER TABLE communications ADD COLUMN x int"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "ALTER TABLE communications DISABLE ROW LEVEL SECURITY"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "DROP TABLE rejected_events"), "42501");
+  EXPECT_EQ(failure_as(dsn, w, "CREATE TABLE public.planted (x int)"), "42501");
+}
+
+TEST(Roles, MigrationIsRepeatableAcrossDatabasesOfOneCluster) {
+  // The roles are cluster-wide: a second database's migration finds them and only grants.
+  auto one = crm_test::fresh_database("t_roles_one");
+  auto two = crm_test::fresh_database("t_roles_two");
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM pg_roles WHERE rolname IN ('crm_ingest_writer', "
+                                 "'crm_ingest_analytics') AND NOT rolcanlogin AND NOT rolsuper AND NOT rolbypassrls"),
+            2);
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+                                 "'crm_ingest_writer' AND table_name = 'communications' AND privilege_type IN "
+                                 "('UPDATE', 'DELETE', 'TRUNCATE')"),
+            0);
+  // The analytics tables of 0002, maintained in the writer's batch transaction, are granted to it.
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+                                 "'crm_ingest_writer' AND table_name IN ('attribution_credits', "
+                                 "'campaign_attribution_daily', 'ab_test_units', 'ab_test_variant_stats', "
+                                 "'ab_test_message_counts') AND privilege_type = 'INSERT'"),
+            5);
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+                                 "'crm_ingest_analytics' AND table_name = 'campaign_attribution_daily' AND "
+                                 "privilege_type = 'SELECT'"),
+            1);
+}
+
+}  // namespace
