@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include "ingest/cli/kafka_commands.h"
 #include "ingest/collector.h"
 #include "ingest/config/settings.h"
 #include "ingest/drainer.h"
@@ -56,6 +57,7 @@ void check_partition_catalog(const std::string& dsn, metrics& m) {
 }  // namespace
 
 int run_serve(const serve_args& args) {
+  if (args.log == "kafka") return run_serve_kafka(args);
   auto cfg = config::settings::load(args.config_file);
   set_log_format(cfg.str("logging", "format"));
 
