@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -377,14 +378,28 @@ struct kafka_source::impl {
     writer_thread = std::thread([this] { writer_main(); });
     spdlog::info("Consuming from Kafka. brokers={} group={} topics={}", opt.brokers, opt.group, opt.topics.size());
 
+    std::optional<std::chrono::steady_clock::time_point> waiting_since;
+    const auto pause_after = std::chrono::milliseconds(500);
     while (!self.stopping_) {
       if (finish_write(false)) set_paused(false);
       auto full = [&] {
         const auto& b = slots[filling].batch;
         return b.record_count() >= opt.batch_rows || b.text.bytes_used() >= opt.batch_bytes;
       };
-      const bool busy = writer_busy();
-      if (full() && busy) set_paused(true);
+      if (full() && writer_busy()) {
+        // The next batch is ready and the writer still works. A short wait costs nothing; a long one
+        // (a slow or unreachable database) pauses the partitions, and polling goes on meanwhile so
+        // that this member keeps its place in the group and serves rebalances.
+        if (!waiting_since) waiting_since = std::chrono::steady_clock::now();
+        if (std::chrono::steady_clock::now() - *waiting_since < pause_after) {
+          std::unique_lock lock(mu);
+          cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return !job; });
+          continue;
+        }
+        set_paused(true);
+      } else {
+        waiting_since.reset();
+      }
       rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 50);
       if (m) {
         if (!m->err) {

@@ -11,9 +11,11 @@
 //
 // Threads: run() owns the consumer (poll, rebalance callbacks, pause/resume, offset commits) and one
 // batch being filled; one writer thread owns the writer (one connection) and the batch being written.
-// At most two batches are in memory. When the batch being filled is full while the writer still
-// works, every assigned partition is paused and the poll loop keeps polling (staying in the group)
-// until the writer is done, then resumes them.
+// At most two batches are in memory (plus librdkafka's bounded prefetch queue). When the batch being
+// filled is full while the writer still works, the poll thread waits for the writer; if that takes
+// longer than 500 ms (a slow or unreachable database) every assigned partition is paused and the poll
+// loop keeps polling (staying in the group, serving rebalances) until the writer is done, then resumes
+// them. Short waits do not pause: a pause discards librdkafka's prefetched messages.
 //
 // Rebalances (eager protocol): on revocation the batch being written is finished and its offsets
 // committed; the batch being filled is dropped (its messages are delivered again, from the committed

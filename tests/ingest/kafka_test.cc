@@ -164,6 +164,27 @@ TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce)
   EXPECT_EQ(kafka_.committed("g-two", "events", partitions), producer.end_offsets("events", partitions));
 }
 
+TEST_F(KafkaSource, ASlowDatabasePausesThePartitionsWhileTheMemberStaysInTheGroup) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto sent = produce_mix(producer, 1500);
+  // Hold the table: the first batch's INSERT waits, the next batch fills, the partitions pause.
+  pqxx::connection blocker(dsn_);
+  pqxx::work lock_tx(blocker);
+  lock_tx.exec("LOCK TABLE communications IN ACCESS EXCLUSIVE MODE");
+  kafka_source src(source_options(kafka_, dsn_, "g-slow"));
+  std::thread t([&] { src.run(); });
+  EXPECT_TRUE(wait_until([&] { return src.stats().pauses > 0; }));
+  std::this_thread::sleep_for(1s);  // paused, still polling
+  EXPECT_EQ(src.assigned_partitions(), static_cast<std::size_t>(partitions));
+  lock_tx.abort();
+  EXPECT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
+  src.stop();
+  t.join();
+  EXPECT_EQ(src.stats().rebalances, 1u) << "the member lost its partitions while paused";
+  expect_exactly_once(dsn_, sent.events);
+  EXPECT_EQ(kafka_.committed("g-slow", "events", partitions), producer.end_offsets("events", partitions));
+}
+
 TEST(KafkaTopics, TopicFormatsParseAndMistakesAreNamed) {
   auto t = crm::ingest::parse_kafka_topics(" crm.events=canonical, sg = sendgrid ");
   ASSERT_EQ(t.size(), 2u);
@@ -218,7 +239,9 @@ TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing)
   {
     std::ofstream cfg(dir / "consume.toml");
     cfg << "[postgres]\ndsn = \"" << dsn_ << "\"\nbatch_rows = 200\nlinger_ms = 20\n\n[kafka]\nbrokers = \""
-        << kafka_.bootstrap() << "\"\ngroup = \"g-kill\"\ntopics = \"events=canonical\"\nsession_timeout_ms = 6000\n";
+        << kafka_.bootstrap() << "\"\ngroup = \"g-kill\"\ntopics = \"events=canonical\"\n"
+        // A short session: the killed member's partitions are given away sooner.
+        << "session_timeout_ms = 3000\nproperties = \"heartbeat.interval.ms=500\"\n";
   }
   crm_test::test_producer producer(kafka_.bootstrap());
   auto sent = produce_mix(producer, 4000);
