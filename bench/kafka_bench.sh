@@ -8,11 +8,13 @@
 # takes ~3 s in the mock), then the events are produced, and the rate is measured from the start of
 # producing to the commit time of the last batch (ingest_batches.committed_at): produce, consume,
 # normalize and write, end to end (producing alone runs at >100k messages/s and overlaps).
+# The mock keeps only about the last 5 MB of each partition (older data is dropped, as retention would):
+# the default 16 partitions hold ~250k generated events; more events need more --partitions.
 #
 #   bench/kafka_bench.sh [--events N] [--partitions P] [--batch-rows R] [--build DIR] [--dsn ADMIN_DSN]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-events=200000 partitions=4 batch_rows=20000 build=$root/build admin_dsn=""
+events=200000 partitions=16 batch_rows=20000 build=$root/build admin_dsn=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events=$2; shift 2 ;;

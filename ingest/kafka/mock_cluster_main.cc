@@ -15,6 +15,9 @@
 //   committed GROUP TOPIC PARTITIONS     print the group's committed offset of each partition
 //                                        ("p0=17 p1=-1 ..."; -1 = none), through a client of its own
 //
+// The mock keeps about the last 5 MB of each partition (librdkafka's fixed limit): older messages are
+// dropped as retention would drop them, so size topics with enough partitions for what they must hold.
+//
 // Threads: the main thread reads commands; the mock brokers run on librdkafka's threads.
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
