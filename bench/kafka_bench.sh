@@ -114,7 +114,8 @@ read -r r2 s2 rows2 < <(kafka_run bench_kafka2 2)
 echo "events: $lines records ($(cat "$work/gen.txt" | tr '\n' ' '))"
 echo "kafka_produce (1-writer run): $(cat "$work/bench_kafka1.produce.txt")"
 for w in 1 2; do
-  awk -v n="$lines" -v ti="${import_s[$w]}" -v rows="${import_rows[$w]}" -v w="$w" 'BEGIN{printf "crm-ingest import (file, %d writer%s)  : %d records in %.2f s = %.0f records/s, %d rows stored\n", w, w > 1 ? "s" : " ", n, ti, n/ti, rows}'
+  label="file, $w writer"; [ "$w" = 1 ] && label="$label " || label="${label}s"
+  awk -v n="$lines" -v ti="${import_s[$w]}" -v rows="${import_rows[$w]}" -v label="$label" 'BEGIN{printf "crm-ingest import (%s)  : %d records in %.2f s = %.0f records/s, %d rows stored\n", label, n, ti, n/ti, rows}'
 done
 printf 'crm-ingest consume (Kafka, 1 process) : %d records in %.2f s = %s records/s, %d rows stored\n' "$lines" "$s1" "$r1" "$rows1"
 printf 'crm-ingest consume (Kafka, 2 processes): %d records in %.2f s = %s records/s, %d rows stored\n' "$lines" "$s2" "$r2" "$rows2"
