@@ -157,6 +157,7 @@ struct kafka_source::impl {
 
   // The poll thread's.
   offset_map uncommitted;  // written to PostgreSQL, not yet committed to Kafka
+  offset_map positions;    // next offset expected per partition (since the assignment)
   bool paused = false;
 
   void writer_main() {
@@ -289,6 +290,7 @@ struct kafka_source::impl {
     me->finish_write(true);
     me->commit_offsets(3);
     me->uncommitted.clear();
+    me->positions.clear();
     {
       std::lock_guard lock(me->mu);
       me->slots[me->filling].clear();
@@ -336,6 +338,14 @@ struct kafka_source::impl {
       }
     }
     const partition_key key{topic, m->partition};
+    // Offsets are consecutive unless messages were deleted before we read them (retention, or an
+    // offset reset) or the topic is compacted or transactional: say so, it may be data never stored.
+    if (auto it = positions.find(key); it != positions.end() && m->offset > it->second) {
+      spdlog::warn("Kafka offsets were skipped: messages deleted before they were consumed (retention, offset "
+                   "reset), or a compacted or transactional topic. partition={}/{} skipped={}-{}",
+                   topic, m->partition, it->second, m->offset - 1);
+    }
+    positions[key] = m->offset + 1;
     if (s.messages == 0) s.started = std::chrono::steady_clock::now();
     s.first.emplace(key, m->offset);
     s.next[key] = m->offset + 1;
