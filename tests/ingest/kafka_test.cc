@@ -98,7 +98,7 @@ class KafkaSource : public ::testing::Test {
 
 TEST_F(KafkaSource, DuplicatesAndGarbageGiveExactlyOnceRowsRejectionsWithOffsetsAndCommittedOffsets) {
   crm_test::test_producer producer(kafka_.bootstrap());
-  auto sent = produce_mix(producer, 1500);
+  auto sent = produce_mix(producer, 1000);
   kafka_source src(source_options(kafka_, dsn_, "g-exact"));
   std::thread t([&] { src.run(); });
   EXPECT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
@@ -131,7 +131,7 @@ TEST_F(KafkaSource, BrokerErrorsAndABrokerDownAreSurvived) {
   ASSERT_TRUE(wait_until([&] { return src.stats().batches > 0; }));
   // A broker goes away while more events arrive, then comes back.
   ASSERT_EQ(kafka_.command("down 2"), "ok");
-  std::this_thread::sleep_for(2s);
+  std::this_thread::sleep_for(1s);
   ASSERT_EQ(kafka_.command("up 2"), "ok");
   auto second = produce_mix(producer, 600, 600);
   const auto total = static_cast<std::uint64_t>(first.messages + second.messages);
@@ -150,7 +150,7 @@ TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce)
   // Both members hold partitions before the events arrive.
   ASSERT_TRUE(wait_until([&] { return a.assigned_partitions() > 0 && b.assigned_partitions() > 0; }));
   EXPECT_EQ(a.assigned_partitions() + b.assigned_partitions(), static_cast<std::size_t>(partitions));
-  auto sent = produce_mix(producer, 1500);
+  auto sent = produce_mix(producer, 1000);
   const auto total = static_cast<std::uint64_t>(sent.messages);
   EXPECT_TRUE(wait_until([&] { return a.stats().messages + b.stats().messages >= total; }));
   a.stop();
@@ -166,7 +166,7 @@ TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce)
 
 TEST_F(KafkaSource, ASlowDatabasePausesThePartitionsWhileTheMemberStaysInTheGroup) {
   crm_test::test_producer producer(kafka_.bootstrap());
-  auto sent = produce_mix(producer, 1500);
+  auto sent = produce_mix(producer, 1000);
   // Hold the table: the first batch's INSERT waits, the next batch fills, the partitions pause.
   pqxx::connection blocker(dsn_);
   pqxx::work lock_tx(blocker);
@@ -244,7 +244,7 @@ TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing)
         << "session_timeout_ms = 3000\nproperties = \"heartbeat.interval.ms=500\"\n";
   }
   crm_test::test_producer producer(kafka_.bootstrap());
-  auto sent = produce_mix(producer, 4000);
+  auto sent = produce_mix(producer, 2500);
   const std::string config = (dir / "consume.toml").string();
   {
     child c({"crm-ingest", "consume", "--config", config}, dir / "run1.txt");
