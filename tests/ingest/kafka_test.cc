@@ -226,16 +226,24 @@ class child {
   pid_t pid_ = -1;
 };
 
-std::filesystem::path test_dir() {
-  auto d = std::filesystem::temp_directory_path() /
-           fmt::format("crm-kafka-{}-{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid());
-  std::filesystem::remove_all(d);
-  std::filesystem::create_directories(d);
-  return d;
-}
+// The child processes' configs and logs: kept when the test failed, removed when it passed.
+struct test_dir {
+  test_dir()
+      : path(std::filesystem::temp_directory_path() /
+             fmt::format("crm-kafka-{}-{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid())) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~test_dir() {
+    std::error_code ec;
+    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(path, ec);
+  }
+  std::filesystem::path path;
+};
 
 TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing) {
-  auto dir = test_dir();
+  test_dir tmp;
+  const auto& dir = tmp.path;
   {
     std::ofstream cfg(dir / "consume.toml");
     cfg << "[postgres]\ndsn = \"" << dsn_ << "\"\nbatch_rows = 200\nlinger_ms = 20\n\n[kafka]\nbrokers = \""
@@ -266,7 +274,8 @@ TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing)
 }
 
 TEST_F(KafkaSource, ServeWithKafkaLogAndTwoWritersStoreEveryAcknowledgedEventOnce) {
-  auto dir = test_dir();
+  test_dir tmp;
+  const auto& dir = tmp.path;
   ASSERT_EQ(kafka_.command("topic crm-ingest.events " + std::to_string(partitions)), "ok");
   {
     std::ofstream cfg(dir / "node.toml");
