@@ -4,6 +4,7 @@
 //
 //   gen_events --count 1000000 [--seed 1] [--touchpoints 0.3] [--duplicates 0.02] [--invalid 0.01]
 //              [--months 3] [--phones 0.3] [--campaigns-per-day 3] [--order time|random]
+//              [--conversions 0.02 --exposures 0.05]
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
   int months = 3;
   int campaigns_per_day = 3;
   std::string order = "time";
+  double conversion_share = -1, exposure_share = 0;
   app.add_option("--count", count, "Records to write (including duplicates and invalid ones)");
   app.add_option("--seed", seed, "Seed; the same seed writes the same file");
   app.add_option("--touchpoints", touch_share, "Share of touchpoints")->check(CLI::Range(0.0, 1.0));
@@ -60,6 +62,12 @@ int main(int argc, char** argv) {
                  "time: occurred_at rises through the file with +-1 h jitter, as in exports and live streams; "
                  "random: uniformly spread over the months (every batch touches many days)")
       ->check(CLI::IsMember({"time", "random"}));
+  app.add_option("--conversions", conversion_share,
+                 "Share of touchpoints that are conversions (and --exposures: experiment exposures); "
+                 "unset = the six touch types alike")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--exposures", exposure_share, "Share of touchpoints that are experiment exposures (with --conversions)")
+      ->check(CLI::Range(0.0, 1.0));
   CLI11_PARSE(app, argc, argv);
   std::discrete_distribution<unsigned> status_of(std::begin(status_weights), std::end(status_weights));
 
@@ -102,6 +110,12 @@ int main(int argc, char** argv) {
               : 1 + (static_cast<std::uint64_t>(at / 86400) * 7 + rng() % static_cast<std::uint64_t>(campaigns_per_day)) % 50;
       if (u(rng) < touch_share) {
         auto tt = touch_types[rng() % std::size(touch_types)];
+        if (conversion_share >= 0) {  // a chosen mix instead of the six types alike
+          const double m = u(rng);
+          tt = m < conversion_share                     ? std::string_view("conversion")
+               : m < conversion_share + exposure_share ? std::string_view("experiment_exposure")
+                                                       : touch_types[rng() % 4];
+        }
         auto k = rng() % std::size(sources);
         std::string extra;
         if (tt == "conversion") extra = fmt::format(R"(,"conversion_type":"purchase","conversion_value":{}.{:02},"currency":"USD")", rng() % 500, rng() % 100);

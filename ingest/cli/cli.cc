@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "ingest/cli/database_target.h"
+#include "ingest/cli/report.h"
 #include "ingest/cli/kafka_commands.h"
 #include "ingest/cli/serve.h"
 #include "ingest/config/settings.h"
@@ -64,6 +65,7 @@ struct import_args {
   std::string format = "auto";
   std::string summary = "text";
   bool no_progress = false;
+  bool no_attribution = false;
   int retry_for = 120;
   ingest::import_options opt;
 };
@@ -75,6 +77,7 @@ int run_import_command(import_args& a) {
   a.opt.files = a.files;
   a.opt.writer.retry_for = std::chrono::seconds(a.retry_for);
   a.opt.writer.application_name = "crm-ingest import";
+  a.opt.writer.maintain_analytics = !a.no_attribution;
   const bool embedded = a.db.embedded();
   a.opt.writer.dsn = a.db.resolve(true);
   // Wait (visibly) while the database is unreachable, as during a failover; fail fast, with advice, on
@@ -208,6 +211,9 @@ int run(int argc, char** argv) {
       ->default_val(1 << 20)
       ->check(CLI::Range(256, 64 << 20));
   import_cmd->add_flag("--no-progress", imp.no_progress, "Do not draw the progress line on a terminal");
+  import_cmd->add_flag("--no-attribution", imp.no_attribution,
+                       "Do not maintain the attribution and A/B-test tables while importing (they go stale until "
+                       "`report attribution --recompute`)");
   import_cmd->add_option("--summary", imp.summary, "Summary format")
       ->default_str("text")
       ->check(CLI::IsMember({"text", "json"}));
@@ -365,6 +371,9 @@ int run(int argc, char** argv) {
   });
   config_cmd->add_subcommand("reference", "Print every setting with its description, default, bounds and variable")
       ->callback([] { std::cout << config::reference_toml(); });
+
+  // report
+  add_report_commands(app, exit_code);
 
   try {
     app.parse(argc, argv);

@@ -94,6 +94,7 @@ int run_source(const kafka_args& args, bool log_topic) {
   opt.batch_bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));
   opt.linger = std::chrono::milliseconds(cfg.integer("postgres", "linger_ms"));
   opt.writer.retry_for = std::chrono::seconds(cfg.integer("postgres", "retry_for_s"));
+  opt.writer.maintain_analytics = cfg.boolean("attribution", "maintain");
   opt.writer.dsn = prepare_database(cfg, args.data_dir);
   auto failover = std::make_shared<writer_failover_stats>();
   opt.writer.observer = failover;

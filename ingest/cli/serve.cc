@@ -113,6 +113,7 @@ int run_serve(const serve_args& args) {
   drainer_options dopt;
   dopt.writer.dsn = dsn;
   dopt.writer.observer = std::make_shared<writer_failover_stats>(&m);
+  dopt.writer.maintain_analytics = cfg.boolean("attribution", "maintain");
   dopt.writers = static_cast<int>(cfg.integer("postgres", "writers"));
   dopt.batch_rows = static_cast<std::size_t>(cfg.integer("postgres", "batch_rows"));
   dopt.batch_bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));

@@ -70,6 +70,9 @@ const std::vector<setting> registry = {
     {"catalog", "check_interval_s", T::integer, "300", 0, 86400,
      "How often serve reads the partition catalog for crm_ingest_partition_* metrics (next month's partition "
      "present, rows in the default partitions); 0 = never."},
+    {"attribution", "maintain", T::boolean, "true", 0, 0,
+     "Keep attribution_credits, campaign_attribution_daily and the A/B-test tables current in every batch "
+     "transaction; false = skip (faster ingest; the tables go stale until `report attribution --recompute`)."},
     {"kafka", "brokers", T::string, "", 0, 0,
      "Kafka bootstrap servers (host:port,host:port) for `consume`, `write` and `serve --log kafka`."},
     {"kafka", "group", T::string, "crm-ingest", 0, 0, "Consumer group of `crm-ingest consume`."},

@@ -1,5 +1,6 @@
 #include "sinks/postgres/writer.h"
 
+#include "sinks/postgres/attribution.h"
 #include "sinks/postgres/row_json.h"
 
 #include <algorithm>
@@ -128,6 +129,7 @@ void writer::prepare_session() {
       tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + table + " (" + definition + ") ON COMMIT DELETE ROWS");
     }
   }
+  if (options_.maintain_analytics) prepare_analytics_session(*conn);
   // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
   // unique index, and metric rows are locked in key order too. encode() writes the staging rows
   // sorted by key, and a scan of a fresh temporary table returns them in insertion order (temporary
@@ -141,7 +143,8 @@ void writer::prepare_session() {
                     " WHERE c.event_id = s.event_id AND c.occurred_at >= s.occurred_at - interval '7 days'"
                     " AND c.occurred_at <= s.occurred_at + interval '1 day')"
                     " ON CONFLICT DO NOTHING"
-                    " RETURNING occurred_at, campaign_id, channel, status),"
+                    " RETURNING occurred_at, campaign_id, channel, status, ab_test_id, variant)," +
+                    communication_capture(options_.maintain_analytics) +
                     " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
                     " count(*) AS n FROM ins GROUP BY 1, 2, 3, 4),"
                     " bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count)"
@@ -152,8 +155,8 @@ void writer::prepare_session() {
   conn->prepare("crm_insert_touchpoints",
                 std::string("WITH ins AS (INSERT INTO customer_touchpoints (") + touchpoint_columns + ") SELECT " +
                     touchpoint_columns + " FROM " + stage_touchpoints +
-                    " ON CONFLICT DO NOTHING RETURNING 1)"
-                    " SELECT count(*) FROM ins");
+                    " ON CONFLICT DO NOTHING RETURNING " + touchpoint_returning(options_.maintain_analytics) + ")" +
+                    touchpoint_capture(options_.maintain_analytics) + " SELECT count(*) FROM ins");
   conn->prepare("crm_insert_rejections",
                 std::string("WITH s AS (SELECT md5(convert_to(source, 'UTF8') || '\\x1f'::bytea ||"
                             " coalesce(raw_bytes, convert_to(raw, 'UTF8')))::uuid AS rejection_id, * FROM ") +
@@ -262,6 +265,8 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
     copy_into(tx, stage_rejections, reject_rows_.finish());
     r.rejected_inserted = tx.exec_prepared("crm_insert_rejections")[0][0].as<std::uint64_t>();
   }
+  // Attribution and A/B metrics from the rows this transaction really inserted (none on a replay).
+  if (options_.maintain_analytics && r.communications_inserted + r.touchpoints_inserted > 0) apply_analytics(tx);
   tx.exec_prepared("crm_ledger", transform::to_string(batch_id), info.source, info.position,
                    static_cast<std::int64_t>(v.communications.size()), static_cast<std::int64_t>(r.communications_inserted),
                    static_cast<std::int64_t>(v.touchpoints.size()), static_cast<std::int64_t>(r.touchpoints_inserted),

@@ -38,6 +38,9 @@ struct writer_options {
   std::chrono::seconds retry_for{120};
   // Told about failures, reconnects, replays and in-doubt commits (optional; shared by writers).
   std::shared_ptr<writer_observer> observer;
+  // Keep attribution_credits, campaign_attribution_daily and the A/B tables current in every batch
+  // transaction (sinks/postgres/attribution.h). Off: they go stale until `report attribution --recompute`.
+  bool maintain_analytics = true;
 };
 
 // Where a batch came from; recorded in the ledger.

@@ -1,0 +1,239 @@
+#include "ingest/cli/report.h"
+
+#include <iostream>
+#include <map>
+#include <memory>
+#include <regex>
+
+#include <fmt/format.h>
+#include <pqxx/pqxx>
+
+#include "ingest/cli/database_target.h"
+#include "sinks/postgres/attribution.h"
+#include "transform/ab_stats.h"
+#include "transform/json_text.h"
+
+namespace crm::ingest::cli {
+
+namespace {
+
+namespace pg = crm::sinks::postgres;
+namespace ab = crm::transform::ab;
+
+struct attribution_args {
+  database_target db;
+  std::string model, from, to, by = "campaign", format = "table";
+  bool recompute = false;
+  int lookback_days = 0, half_life_days = 0;
+};
+
+struct ab_args {
+  database_target db;
+  std::string test, format = "table";
+};
+
+std::string json_str(const std::string& s) {
+  std::string out;
+  transform::append_json_string(out, s);
+  return out;
+}
+
+int run_attribution(attribution_args& a) {
+  pqxx::connection conn(a.db.resolve(true));
+  if (a.recompute) {
+    pg::recompute_options o;
+    if (a.lookback_days > 0) o.lookback_days = a.lookback_days;
+    if (a.half_life_days > 0) o.half_life_days = a.half_life_days;
+    auto r = pg::recompute_analytics(conn, o);
+    std::cerr << fmt::format("recomputed: {} conversions, {} credit rows, {} A/B units (lookback {}, half-life {})\n",
+                             r.conversions, r.credit_rows, r.ab_units, r.lookback, r.half_life);
+  }
+  std::string dims;
+  if (a.by == "campaign") {
+    dims = "campaign_id::text, utm_campaign";
+  } else if (a.by == "source") {
+    dims = "utm_source, utm_medium";
+  } else {
+    dims = "channel_group, NULL::text";
+  }
+  pqxx::read_transaction tx(conn);
+  auto rows = tx.exec_params(
+      "SELECT model, " + dims +
+          ", sum(conversions)::text, round(sum(revenue), 6)::text FROM campaign_attribution_daily"
+          " WHERE ($1::text IS NULL OR model = $1) AND ($2::date IS NULL OR day >= $2::date)"
+          " AND ($3::date IS NULL OR day <= $3::date) GROUP BY 1, 2, 3 ORDER BY 1, sum(revenue) DESC, 2, 3",
+      a.model.empty() ? nullptr : a.model.c_str(), a.from.empty() ? nullptr : a.from.c_str(),
+      a.to.empty() ? nullptr : a.to.c_str());
+  auto text = [](const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); };
+  if (a.format == "json") {
+    std::string out = "[";
+    bool first = true;
+    for (const auto& row : rows) {
+      if (!first) out.push_back(',');
+      first = false;
+      out.append("{\"model\":" + json_str(text(row[0])));
+      if (a.by == "campaign") {
+        out.append(",\"campaign_id\":" + (row[1].is_null() ? std::string("null") : text(row[1])));
+        out.append(",\"utm_campaign\":" + (row[2].is_null() ? std::string("null") : json_str(text(row[2]))));
+      } else if (a.by == "source") {
+        out.append(",\"utm_source\":" + (row[1].is_null() ? std::string("null") : json_str(text(row[1]))));
+        out.append(",\"utm_medium\":" + (row[2].is_null() ? std::string("null") : json_str(text(row[2]))));
+      } else {
+        out.append(",\"channel_group\":" + json_str(text(row[1])));
+      }
+      out.append(",\"conversions\":" + text(row[3]) + ",\"revenue\":" + text(row[4]) + "}");
+    }
+    out.append("]\n");
+    std::cout << out;
+    return 0;
+  }
+  std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", "model", a.by == "campaign" ? "campaign_id" :
+                           a.by == "source" ? "utm_source" : "channel_group",
+                           a.by == "campaign" ? "utm_campaign" : a.by == "source" ? "utm_medium" : "", "conversions",
+                           "revenue");
+  for (const auto& row : rows) {
+    std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", text(row[0]), text(row[1]), text(row[2]),
+                             text(row[3]), text(row[4]));
+  }
+  return 0;
+}
+
+int run_ab(ab_args& a) {
+  pqxx::connection conn(a.db.resolve(true));
+  pqxx::read_transaction tx(conn);
+  std::vector<ab::variant_counts> variants;
+  std::map<std::string, ab::variant_counts> by_name;
+  std::string control;
+  std::map<std::string, double> weights;
+  auto test = tx.exec_params("SELECT control_variant FROM ab_tests WHERE ab_test_id = $1", a.test);
+  std::vector<std::string> configured;
+  if (!test.empty()) {
+    // One row per configured variant (unnest pads the shorter array with NULLs).
+    auto vs = tx.exec_params("SELECT unnest(variants), unnest(variant_weights) FROM ab_tests WHERE ab_test_id = $1",
+                             a.test);
+    for (const auto& row : vs) {
+      if (row[0].is_null()) continue;
+      configured.push_back(row[0].as<std::string>());
+      if (!row[1].is_null()) weights[row[0].as<std::string>()] = row[1].as<double>();
+    }
+    if (weights.size() != configured.size()) weights.clear();  // no (or partial) weights: equal
+    if (!test[0][0].is_null()) control = test[0][0].as<std::string>();
+  }
+  for (const auto& v : configured) by_name[v].variant = v;
+  auto stats = tx.exec_params(
+      "SELECT variant, units, converted_units, revenue_sum::float8, revenue_sum_squares::float8, contaminated_units"
+      " FROM ab_test_variant_stats WHERE ab_test_id = $1",
+      a.test);
+  for (const auto& row : stats) {
+    auto& v = by_name[row[0].as<std::string>()];
+    v.variant = row[0].as<std::string>();
+    v.units = row[1].as<std::uint64_t>();
+    v.conversions = row[2].as<std::uint64_t>();
+    v.revenue = row[3].as<double>();
+    v.revenue_squares = row[4].as<double>();
+    v.contaminated = row[5].as<std::uint64_t>();
+  }
+  auto messages = tx.exec_params(
+      "SELECT variant, status, events FROM ab_test_message_counts WHERE ab_test_id = $1 ORDER BY variant, status",
+      a.test);
+  if (by_name.empty() && messages.empty()) {
+    std::cerr << "error: no A/B test " << a.test << ": no exposures, no messages and no ab_tests row\n";
+    return 1;
+  }
+  for (auto& [name, v] : by_name) variants.push_back(v);
+  auto r = ab::analyze(a.test, variants, control, weights);
+  std::map<std::string, std::map<std::string, long long>> msg;
+  for (const auto& row : messages) msg[row[0].as<std::string>()][row[1].as<std::string>()] = row[2].as<long long>();
+  if (a.format == "json") {
+    std::string out = ab::to_json(r);
+    // Per-variant message counts (delivered/opened/clicked...), as an extra key.
+    out.pop_back();
+    out.append(",\"messages\":{");
+    bool first = true;
+    for (const auto& [variant, counts] : msg) {
+      if (!first) out.push_back(',');
+      first = false;
+      out.append(json_str(variant) + ":{");
+      bool f2 = true;
+      for (const auto& [status, n] : counts) {
+        if (!f2) out.push_back(',');
+        f2 = false;
+        out.append(json_str(status) + ":" + std::to_string(n));
+      }
+      out.push_back('}');
+    }
+    out.append("}}\n");
+    std::cout << out;
+  } else {
+    std::cout << ab::to_table(r);
+    if (!msg.empty()) {
+      std::cout << fmt::format("\n{:<16} {:>10} {:>10} {:>10}\n", "messages", "delivered", "opened", "clicked");
+      for (const auto& [variant, counts] : msg) {
+        auto get = [&](const char* s) {
+          auto it = counts.find(s);
+          return it == counts.end() ? 0LL : it->second;
+        };
+        std::cout << fmt::format("{:<16} {:>10} {:>10} {:>10}\n", variant, get("delivered"), get("opened"),
+                                 get("clicked"));
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_report_commands(CLI::App& app, int& exit_code) {
+  auto* report = app.add_subcommand("report", "Attribution and A/B-test reports");
+  report->require_subcommand(1);
+
+  auto attr = std::make_shared<attribution_args>();
+  auto* attr_cmd = report->add_subcommand(
+      "attribution", "Conversions and revenue credited per model and campaign, source or channel group, from "
+                     "campaign_attribution_daily");
+  attr->db.add_options(*attr_cmd, false);
+  std::vector<std::string> models(std::begin(pg::attribution_models), std::end(pg::attribution_models));
+  attr_cmd->add_option("--model", attr->model, "One model (default: all)")->check(CLI::IsMember(models));
+  const CLI::Validator date_check(
+      [](std::string& s) {
+        return std::regex_match(s, std::regex(R"(\d{4}-\d{2}-\d{2})")) ? std::string()
+                                                                      : "expected a date YYYY-MM-DD, got " + s;
+      },
+      "DATE");
+  attr_cmd->add_option("--from", attr->from, "First day of conversion (UTC), inclusive")->check(date_check);
+  attr_cmd->add_option("--to", attr->to, "Last day of conversion (UTC), inclusive")->check(date_check);
+  attr_cmd->add_option("--by", attr->by, "Grouping")
+      ->default_str("campaign")
+      ->check(CLI::IsMember({"campaign", "source", "channel_group"}));
+  attr_cmd->add_option("--format", attr->format, "Output format")
+      ->default_str("table")
+      ->check(CLI::IsMember({"table", "json"}));
+  attr_cmd->add_flag("--recompute", attr->recompute,
+                     "First rebuild every attribution and A/B table from the stored events (one transaction; "
+                     "ingestion waits meanwhile)");
+  attr_cmd->add_option("--lookback-days", attr->lookback_days,
+                       "With --recompute: store a new lookback window (default 30 days) before rebuilding")
+      ->check(CLI::Range(1, 3650));
+  attr_cmd->add_option("--half-life-days", attr->half_life_days,
+                       "With --recompute: store a new time-decay half-life (default 7 days) before rebuilding")
+      ->check(CLI::Range(1, 3650));
+  attr_cmd->callback([attr, &exit_code] {
+    if ((attr->lookback_days || attr->half_life_days) && !attr->recompute) {
+      throw CLI::ValidationError("--lookback-days/--half-life-days", "need --recompute (every credit depends on them)");
+    }
+    exit_code = run_attribution(*attr);
+  });
+
+  auto abt = std::make_shared<ab_args>();
+  auto* ab_cmd = report->add_subcommand(
+      "ab-test", "Per-variant units, conversions, revenue, lift, z-test, Welch t-test, probability to beat control "
+                 "and sample-ratio mismatch of one A/B test");
+  abt->db.add_options(*ab_cmd, false);
+  ab_cmd->add_option("--test", abt->test, "The ab_test_id")->required();
+  ab_cmd->add_option("--format", abt->format, "Output format")
+      ->default_str("table")
+      ->check(CLI::IsMember({"table", "json"}));
+  ab_cmd->callback([abt, &exit_code] { exit_code = run_ab(*abt); });
+}
+
+}  // namespace crm::ingest::cli
