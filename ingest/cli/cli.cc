@@ -12,6 +12,7 @@
 
 #include "ingest/cli/database_target.h"
 #include "ingest/cli/report.h"
+#include "ingest/cli/kafka_commands.h"
 #include "ingest/cli/serve.h"
 #include "ingest/config/settings.h"
 #include "ingest/embedded_postgres.h"
@@ -324,7 +325,33 @@ int run(int argc, char** argv) {
   serve_cmd->add_option("--config", serve.config_file, "TOML configuration (see `crm-ingest config reference`)")
       ->check(CLI::ExistingFile);
   serve_cmd->add_option("--data-dir", serve.data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
+  serve_cmd->add_option("--log", serve.log,
+                        "Where accepted requests go before PostgreSQL: local (the durable local log, drained here) or "
+                        "kafka (appended to kafka.log_topic and acknowledged after the delivery report; `crm-ingest "
+                        "write` processes write them)")
+      ->default_str("local")
+      ->check(CLI::IsMember({"local", "kafka"}));
   serve_cmd->callback([&] { exit_code = run_serve(serve); });
+
+  // consume, write
+  kafka_args consume_args;
+  auto* consume_cmd = app.add_subcommand(
+      "consume",
+      "Consume the [kafka] topics in the consumer group kafka.group into PostgreSQL, exactly once; offsets are "
+      "committed after the batch holding them. Runs until SIGTERM/SIGINT");
+  consume_cmd->add_option("--config", consume_args.config_file, "TOML configuration ([kafka], [postgres])")
+      ->check(CLI::ExistingFile);
+  consume_cmd->add_option("--data-dir", consume_args.data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
+  consume_cmd->callback([&] { exit_code = run_consume(consume_args); });
+  kafka_args write_args;
+  auto* write_cmd = app.add_subcommand(
+      "write",
+      "The writer of the scale-out topology: consume kafka.log_topic (appended by `serve --log kafka`) in the "
+      "consumer group kafka.log_group and COPY into PostgreSQL, exactly once. Runs until SIGTERM/SIGINT");
+  write_cmd->add_option("--config", write_args.config_file, "TOML configuration ([kafka], [postgres])")
+      ->check(CLI::ExistingFile);
+  write_cmd->add_option("--data-dir", write_args.data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
+  write_cmd->callback([&] { exit_code = run_write(write_args); });
 
   // config
   auto* config_cmd = app.add_subcommand("config", "Check or print the TOML configuration of `serve`");

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ingest/auth/auth_settings.h"
+#include "ingest/cli/kafka_commands.h"
 #include "ingest/collector.h"
 #include "ingest/config/settings.h"
 #include "ingest/drainer.h"
@@ -81,6 +82,7 @@ void refuse_superuser(pqxx::connection& conn, bool allowed, const std::string& d
 }  // namespace
 
 int run_serve(const serve_args& args) {
+  if (args.log == "kafka") return run_serve_kafka(args);
   auto cfg = config::settings::load(args.config_file);
   set_log_format(cfg.str("logging", "format"));
   // Callers' credentials first: a mistake there stops the start before anything else happens.

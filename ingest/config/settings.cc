@@ -9,6 +9,8 @@
 
 #include <toml++/toml.h>
 
+#include "ingest/kafka/kafka_source.h"
+
 namespace crm::ingest::config {
 
 namespace {
@@ -110,6 +112,23 @@ const std::vector<setting> registry = {
      "Requests per second one credential (JWT subject or API key name) may make; 0 = unlimited."},
     {"rate_limit", "per_credential_burst", T::integer, "0", 0, 10000000,
      "Bucket size per credential; 0 = per_credential_rps."},
+    {"kafka", "brokers", T::string, "", 0, 0,
+     "Kafka bootstrap servers (host:port,host:port) for `consume`, `write` and `serve --log kafka`."},
+    {"kafka", "group", T::string, "crm-ingest", 0, 0, "Consumer group of `crm-ingest consume`."},
+    {"kafka", "topics", T::string, "", 0, 0,
+     "Topics `crm-ingest consume` reads, each with the format of its messages: \"topic=format, topic=format\"; "
+     "formats: canonical (one canonical JSON event per message), normalized, or a provider's webhook body "
+     "(sendgrid, twilio, whatsapp, mailgun, postmark, resend, segment)."},
+    {"kafka", "log_topic", T::string, "crm-ingest.events", 0, 0,
+     "Topic `serve --log kafka` appends normalized events to and `crm-ingest write` consumes."},
+    {"kafka", "log_group", T::string, "crm-ingest-writers", 0, 0, "Consumer group of `crm-ingest write`."},
+    {"kafka", "session_timeout_ms", T::integer, "10000", 1000, 3600000,
+     "Consumer group session timeout: a member silent this long loses its partitions."},
+    {"kafka", "delivery_timeout_ms", T::integer, "30000", 1000, 3600000,
+     "`serve --log kafka`: longest wait for a delivery report before the request is answered 503."},
+    {"kafka", "properties", T::secret, "", 0, 0,
+     "Extra librdkafka properties for every Kafka client, \"key=value, key=value\" (e.g. security.protocol, "
+     "sasl.username)."},
 };
 
 std::string upper_env(std::string_view s) {
@@ -201,6 +220,14 @@ std::string validate(const setting& s, const std::string& text, const std::strin
   }
   if (s.section == "webhooks.resend" && s.key == "secret" && !text.empty() && text.rfind("whsec_", 0) != 0) {
     return where + ": webhooks.resend.secret must start with whsec_";
+  }
+  if (s.section == "kafka" && (s.key == "topics" || s.key == "properties")) {
+    try {
+      if (s.key == "topics") parse_kafka_topics(text);
+      else parse_kafka_properties(text);
+    } catch (const std::invalid_argument& e) {
+      return where + ": " + e.what();
+    }
   }
   if (s.section == "logging" && s.key == "format" && text != "text" && text != "json") {
     return where + ": logging.format must be text or json, got \"" + text + "\"";

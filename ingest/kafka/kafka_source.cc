@@ -1,0 +1,474 @@
+#include "ingest/kafka/kafka_source.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "sinks/spool/event_codec.h"
+#include "transform/providers.h"
+
+namespace crm::ingest {
+
+namespace pg = crm::sinks::postgres;
+namespace tp = crm::transform::providers;
+
+namespace {
+
+struct provider_format {
+  const char* name;
+  tp::provider_fn fn;
+  const char* content_type;  // when the message has no content-type header
+};
+const provider_format provider_formats[] = {
+    {"sendgrid", tp::normalize_sendgrid, "application/json"},
+    {"twilio", tp::normalize_twilio, "application/x-www-form-urlencoded"},
+    {"whatsapp", tp::normalize_whatsapp, "application/json"},
+    {"mailgun", tp::normalize_mailgun, "application/json"},
+    {"postmark", tp::normalize_postmark, "application/json"},
+    {"resend", tp::normalize_resend, "application/json"},
+    {"segment", tp::normalize_segment, "application/json"},
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// Splits "a=b, c=d" into pairs; `what` names the setting in errors.
+std::vector<std::pair<std::string, std::string>> split_pairs(std::string_view spec, const char* what) {
+  std::vector<std::pair<std::string, std::string>> out;
+  while (!trim(spec).empty()) {
+    auto comma = spec.find(',');
+    auto item = trim(spec.substr(0, comma));
+    spec = comma == std::string_view::npos ? std::string_view() : spec.substr(comma + 1);
+    auto eq = item.find('=');
+    if (eq == std::string_view::npos || trim(item.substr(0, eq)).empty() || trim(item.substr(eq + 1)).empty()) {
+      throw std::invalid_argument(fmt::format("{}: \"{}\" is not name=value", what, item));
+    }
+    out.emplace_back(std::string(trim(item.substr(0, eq))), std::string(trim(item.substr(eq + 1))));
+  }
+  return out;
+}
+
+using partition_key = std::pair<std::string, std::int32_t>;
+using offset_map = std::map<partition_key, std::int64_t>;
+
+// One batch and the offsets it covers.
+struct batch_slot {
+  transform::event_batch batch;
+  offset_map first;  // first offset per partition
+  offset_map next;   // offset after the last message per partition: what is committed once written
+  std::uint64_t messages = 0;
+  std::chrono::steady_clock::time_point started;
+
+  void clear() {
+    batch.clear();
+    first.clear();
+    next.clear();
+    messages = 0;
+  }
+  std::string position() const {
+    std::string out;
+    for (const auto& [k, off] : first) {
+      if (!out.empty()) out.push_back(' ');
+      out += fmt::format("{}/{}:{}-{}", k.first, k.second, off, next.at(k) - 1);
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+const std::vector<std::string>& kafka_formats() {
+  static const std::vector<std::string> formats = [] {
+    std::vector<std::string> f{"canonical", "normalized"};
+    for (const auto& p : provider_formats) f.emplace_back(p.name);
+    return f;
+  }();
+  return formats;
+}
+
+std::vector<kafka_topic> parse_kafka_topics(std::string_view spec) {
+  std::vector<kafka_topic> out;
+  for (auto& [topic, format] : split_pairs(spec, "kafka.topics")) {
+    const auto& known = kafka_formats();
+    if (std::find(known.begin(), known.end(), format) == known.end()) {
+      throw std::invalid_argument(fmt::format("kafka.topics: topic {} has the unknown format \"{}\" (known: {})",
+                                              topic, format, fmt::join(known, ", ")));
+    }
+    for (const auto& t : out) {
+      if (t.topic == topic) throw std::invalid_argument(fmt::format("kafka.topics: topic {} is listed twice", topic));
+    }
+    out.push_back({topic, format});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_kafka_properties(std::string_view spec) {
+  return split_pairs(spec, "kafka.properties");
+}
+
+struct kafka_source::impl {
+  impl(kafka_source& s, const kafka_source_options& o) : self(s), opt(o), norm(o.normalize), writer(o.writer) {
+    for (const auto& t : opt.topics) {
+      topic_format f;
+      f.canonical = t.format == "canonical";
+      f.normalized = t.format == "normalized";
+      for (const auto& p : provider_formats) {
+        if (t.format == p.name) f.provider = &p;
+      }
+      formats[t.topic] = f;
+    }
+  }
+
+  struct topic_format {
+    bool canonical = false, normalized = false;
+    const provider_format* provider = nullptr;
+  };
+
+  kafka_source& self;
+  const kafka_source_options& opt;
+  rd_kafka_t* rk = nullptr;
+  transform::normalizer norm;
+  transform::event_batch decoded;
+  std::map<std::string, topic_format, std::less<>> formats;
+  std::string source_text;
+
+  // Shared with the writer thread, under mu.
+  std::mutex mu;
+  std::condition_variable cv;
+  batch_slot slots[2];
+  int filling = 0;  // slots[filling] is the poll thread's; slots[filling ^ 1] the writer's while `job`
+  bool job = false, job_done = false, job_ok = false, closing = false;
+  pg::batch_info job_info;
+  pg::batch_result job_result;
+  pg::writer writer;
+  std::thread writer_thread;
+
+  // The poll thread's.
+  offset_map uncommitted;  // written to PostgreSQL, not yet committed to Kafka
+  offset_map positions;    // next offset expected per partition (since the assignment)
+  bool paused = false;
+
+  void writer_main() {
+    try {
+      writer.connect();
+    } catch (const std::exception& e) {
+      spdlog::warn("PostgreSQL is not reachable yet; consumed messages wait (partitions pause). error={}", e.what());
+    }
+    std::unique_lock lock(mu);
+    for (;;) {
+      cv.wait(lock, [&] { return closing || job; });
+      if (!job) return;
+      batch_slot& slot = slots[filling ^ 1];
+      const pg::batch_info info = job_info;
+      lock.unlock();
+      bool ok = false;
+      pg::batch_result r;
+      for (;;) {
+        try {
+          r = writer.write(slot.batch, info);
+          ok = true;
+          break;
+        } catch (const std::exception& e) {
+          spdlog::error("A batch from Kafka could not be written; its offsets stay uncommitted and it is retried. "
+                        "position={} error={}",
+                        info.position, e.what());
+          if (self.stopping_) break;  // stopping: leave it to the next run (the offsets were not committed)
+          for (int i = 0; i < 50 && !self.stopping_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      }
+      lock.lock();
+      job = false;
+      job_done = true;
+      job_ok = ok;
+      job_result = r;
+      cv.notify_all();
+    }
+  }
+
+  bool writer_busy() {
+    std::lock_guard lock(mu);
+    return job;
+  }
+
+  void start_write() {
+    finish_write(true);  // settle the previous batch before its slot is reused
+    std::lock_guard lock(mu);
+    batch_slot& s = slots[filling];
+    job_info = pg::batch_info{opt.ledger_source, s.position()};
+    job = true;
+    job_done = false;
+    filling ^= 1;
+    slots[filling].clear();
+    cv.notify_all();
+  }
+
+  // Settles a finished write (waiting for it when `wait`): merges its offsets into the ones to commit
+  // and commits them. Returns false when no write had finished.
+  bool finish_write(bool wait) {
+    std::unique_lock lock(mu);
+    if (wait) cv.wait(lock, [&] { return !job; });
+    if (!job_done) return false;
+    job_done = false;
+    batch_slot& s = slots[filling ^ 1];
+    if (job_ok) {
+      for (const auto& [k, off] : s.next) uncommitted[k] = off;
+      const auto& r = job_result;
+      self.messages_ += s.messages;
+      self.inserted_ += r.events_inserted();
+      self.duplicates_ += r.events_in() - r.events_inserted() - r.refused_by_database;
+      self.rejected_ += r.rejected_in + r.refused_by_database;
+      self.batches_ += 1;
+    } else {
+      // Only when stopping: these messages are consumed again by the next run.
+      spdlog::warn("A batch was not written before stopping; its messages are consumed again. position={}",
+                   s.position());
+    }
+    s.clear();
+    lock.unlock();
+    commit_offsets(3);
+    return true;
+  }
+
+  void commit_offsets(int attempts) {
+    if (uncommitted.empty()) return;
+    rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(uncommitted.size()));
+    for (const auto& [k, off] : uncommitted) rd_kafka_topic_partition_list_add(list, k.first.c_str(), k.second)->offset = off;
+    for (int attempt = 1; attempt <= attempts; ++attempt) {
+      auto err = rd_kafka_commit(rk, list, 0);
+      if (!err) {
+        uncommitted.clear();
+        self.commits_ += 1;
+        break;
+      }
+      // The rows are stored: a later commit (or a replay after a restart, a no-op) settles it.
+      spdlog::warn("Kafka refused an offset commit; it is retried with the next one. attempt={} error={}", attempt,
+                   rd_kafka_err2str(err));
+      if (attempt < attempts) std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+  }
+
+  void set_paused(bool pause) {
+    if (paused == pause) return;
+    rd_kafka_topic_partition_list_t* a = nullptr;
+    if (rd_kafka_assignment(rk, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a) {
+      if (pause) rd_kafka_pause_partitions(rk, a);
+      else rd_kafka_resume_partitions(rk, a);
+      rd_kafka_topic_partition_list_destroy(a);
+    }
+    paused = pause;
+    if (pause) {
+      self.pauses_ += 1;
+      spdlog::debug("Paused the assigned partitions: the writer is behind.");
+    }
+  }
+
+  static void on_rebalance(rd_kafka_t* rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts,
+                           void* opaque) {
+    auto* me = static_cast<impl*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      rd_kafka_assign(rk, parts);
+      me->paused = false;
+      me->self.assigned_ = static_cast<std::size_t>(parts->cnt);
+      me->self.rebalances_ += 1;
+      spdlog::info("Kafka partitions assigned. group={} partitions={}", me->opt.group, parts->cnt);
+      return;
+    }
+    // Revoked (or lost): finish and commit what is being written, drop what is only consumed.
+    me->finish_write(true);
+    me->commit_offsets(3);
+    me->uncommitted.clear();
+    me->positions.clear();
+    {
+      std::lock_guard lock(me->mu);
+      me->slots[me->filling].clear();
+    }
+    rd_kafka_assign(rk, nullptr);
+    me->paused = false;
+    me->self.assigned_ = 0;
+    spdlog::info("Kafka partitions revoked; written batches committed, unwritten messages left to the next owner. "
+                 "group={} reason={}",
+                 me->opt.group, rd_kafka_err2str(err));
+  }
+
+  void add(const rd_kafka_message_t* m, batch_slot& s) {
+    const char* topic = rd_kafka_topic_name(m->rkt);
+    source_text = fmt::format("{}/{}:{}", topic, m->partition, m->offset);
+    const transform::source_ref src{source_text, 0};
+    const auto now = transform::now_us();
+    const std::string_view value(m->payload ? static_cast<const char*>(m->payload) : "", m->payload ? m->len : 0);
+    auto f = formats.find(std::string_view(topic));
+    if (value.empty()) {
+      norm.reject(value, src, now, "kafka: the message has no value", s.batch);
+    } else if (f == formats.end()) {
+      norm.reject(value, src, now, "kafka: a message from a topic with no configured format", s.batch);
+    } else if (f->second.canonical) {
+      norm.normalize(value, src, now, s.batch);
+    } else if (f->second.normalized) {
+      if (auto ec = sinks::spool::decode_event_batch(value, decoded)) {
+        norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), s.batch);
+      } else {
+        s.batch.append_copy(decoded);
+      }
+    } else {
+      std::string content_type = f->second.provider->content_type;
+      rd_kafka_headers_t* headers = nullptr;
+      const void* hv = nullptr;
+      std::size_t hlen = 0;
+      if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+          rd_kafka_header_get_last(headers, "content-type", &hv, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR && hv) {
+        content_type.assign(static_cast<const char*>(hv), hlen);
+      }
+      tp::webhook_input in{value, content_type, {}, source_text, now};
+      std::string error;
+      if (!f->second.provider->fn(norm, in, s.batch, error)) {
+        norm.reject(value, src, now, std::string(f->second.provider->name) + ": " + error, s.batch);
+      }
+    }
+    const partition_key key{topic, m->partition};
+    // Offsets are consecutive unless messages were deleted before we read them (retention, or an
+    // offset reset) or the topic is compacted or transactional: say so, it may be data never stored.
+    if (auto it = positions.find(key); it != positions.end() && m->offset > it->second) {
+      spdlog::warn("Kafka offsets were skipped: messages deleted before they were consumed (retention, offset "
+                   "reset), or a compacted or transactional topic. partition={}/{} skipped={}-{}",
+                   topic, m->partition, it->second, m->offset - 1);
+    }
+    positions[key] = m->offset + 1;
+    if (s.messages == 0) s.started = std::chrono::steady_clock::now();
+    s.first.emplace(key, m->offset);
+    s.next[key] = m->offset + 1;
+    ++s.messages;
+  }
+
+  void run() {
+    char err[512];
+    rd_kafka_conf_t* conf = rd_kafka_conf_new();
+    auto set = [&](const std::string& k, const std::string& v) {
+      if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        throw std::invalid_argument(fmt::format("kafka: {}={}: {}", k, v, err));
+      }
+    };
+    set("bootstrap.servers", opt.brokers);
+    set("group.id", opt.group);
+    set("enable.auto.commit", "false");
+    set("enable.auto.offset.store", "false");
+    set("auto.offset.reset", "earliest");
+    set("session.timeout.ms", std::to_string(opt.session_timeout_ms));
+    set("client.id", "crm-ingest");
+    for (const auto& [k, v] : opt.properties) set(k, v);
+    rd_kafka_conf_set_rebalance_cb(conf, &impl::on_rebalance);
+    rd_kafka_conf_set_opaque(conf, this);
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    if (!rk) {
+      rd_kafka_conf_destroy(conf);
+      throw std::runtime_error(fmt::format("kafka: cannot create the consumer: {}", err));
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(opt.topics.size()));
+    for (const auto& t : opt.topics) rd_kafka_topic_partition_list_add(topics, t.topic.c_str(), RD_KAFKA_PARTITION_UA);
+    auto sub = rd_kafka_subscribe(rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (sub) {
+      rd_kafka_destroy(rk);
+      throw std::runtime_error(fmt::format("kafka: cannot subscribe: {}", rd_kafka_err2str(sub)));
+    }
+    writer_thread = std::thread([this] { writer_main(); });
+    spdlog::info("Consuming from Kafka. brokers={} group={} topics={}", opt.brokers, opt.group, opt.topics.size());
+
+    std::optional<std::chrono::steady_clock::time_point> waiting_since;
+    const auto pause_after = std::chrono::milliseconds(500);
+    while (!self.stopping_) {
+      if (finish_write(false)) set_paused(false);
+      auto full = [&] {
+        const auto& b = slots[filling].batch;
+        return b.record_count() >= opt.batch_rows || b.text.bytes_used() >= opt.batch_bytes;
+      };
+      if (full() && writer_busy()) {
+        // The next batch is ready and the writer still works. A short wait costs nothing; a long one
+        // (a slow or unreachable database) pauses the partitions, and polling goes on meanwhile so
+        // that this member keeps its place in the group and serves rebalances.
+        if (!waiting_since) waiting_since = std::chrono::steady_clock::now();
+        if (std::chrono::steady_clock::now() - *waiting_since < pause_after) {
+          std::unique_lock lock(mu);
+          cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return !job; });
+          continue;
+        }
+        set_paused(true);
+      } else {
+        waiting_since.reset();
+      }
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 50);
+      if (m) {
+        if (!m->err) {
+          add(m, slots[filling]);
+        } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+          spdlog::warn("Kafka consumer error (librdkafka retries). error={}", rd_kafka_message_errstr(m));
+        }
+        rd_kafka_message_destroy(m);
+      }
+      batch_slot& s = slots[filling];
+      if (s.messages > 0 && !writer_busy() &&
+          (full() || std::chrono::steady_clock::now() - s.started >= opt.linger)) {
+        start_write();
+      }
+    }
+
+    // Stopping: write and commit what was consumed, then leave the group.
+    finish_write(true);
+    if (slots[filling].messages > 0) {
+      start_write();
+      finish_write(true);
+    }
+    commit_offsets(5);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    rk = nullptr;
+    {
+      std::lock_guard lock(mu);
+      closing = true;
+    }
+    cv.notify_all();
+    writer_thread.join();
+    spdlog::info("Stopped consuming from Kafka. messages={} batches={} inserted={} rejected={}", self.messages_.load(),
+                 self.batches_.load(), self.inserted_.load(), self.rejected_.load());
+  }
+};
+
+kafka_source::kafka_source(kafka_source_options options) : options_(std::move(options)) {
+  if (options_.writer.retry_for.count() == 0) options_.writer.retry_for = std::chrono::seconds(30);
+}
+
+kafka_source::~kafka_source() = default;
+
+void kafka_source::run() {
+  impl i(*this, options_);
+  i.run();
+}
+
+kafka_source_stats kafka_source::stats() const {
+  kafka_source_stats s;
+  s.messages = messages_;
+  s.inserted = inserted_;
+  s.duplicates = duplicates_;
+  s.rejected = rejected_;
+  s.batches = batches_;
+  s.offset_commits = commits_;
+  s.pauses = pauses_;
+  s.rebalances = rebalances_;
+  return s;
+}
+
+}  // namespace crm::ingest
