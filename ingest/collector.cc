@@ -135,6 +135,17 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
   }
   if (req.path == "/metrics") {
     if (req.method != "GET") return method_not_allowed("GET");
+    if (auto a = auth_.load(); options_.protect_metrics && a && a->enabled()) {
+      auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
+                             : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+      // A valid credential of a role that may not ingest may still read the metrics.
+      if (!who.ok() && who.status != auth::outcome::forbidden) {
+        auth_results_.Add({{"result", "unauthenticated"}}).Increment();
+        auto r = error_response(401, who.reason);
+        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"crm-ingest\"");
+        return counted(std::move(r));
+      }
+    }
     return counted(http::response{200, "text/plain; version=0.0.4", metrics_.serialize(), {}});
   }
   // Per client address, before anything else is looked at: every POST (events and webhooks).

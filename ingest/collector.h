@@ -58,6 +58,9 @@ struct collector_options {
   // Caller authentication of POST /v1/events: null or !enabled() = open (serve warns). Checked before the
   // body is looked at, so an unauthenticated body is never normalized or stored.
   std::shared_ptr<const auth::authenticator> auth;
+  // With authentication on, GET /metrics takes the same credentials (any valid one, whatever its role).
+  // /healthz and /readyz stay open: they say only up/ready, and load balancers probe them.
+  bool protect_metrics = true;
   // Request-rate limits (429 with Retry-After); null = unlimited. Per client address: every POST.
   // Per credential: authenticated /v1/events requests.
   std::shared_ptr<auth::rate_limiter> address_limit;

@@ -4,9 +4,11 @@
 #include <iostream>
 #include <thread>
 
+#include <fmt/format.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
+#include "ingest/cli/serve.h"
 #include "ingest/collector.h"
 #include "ingest/config/settings.h"
 #include "ingest/embedded_postgres.h"
@@ -147,54 +149,11 @@ int run_serve_kafka(const serve_args& args) {
   kopt.delivery_timeout_ms = static_cast<int>(cfg.integer("kafka", "delivery_timeout_ms"));
   metrics m;
 
-  collector_options copt;
-  copt.normalize.default_region = cfg.str("normalize", "default_region");
-  copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
-  copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
   {
     kafka_sink sink(kopt);
     // Ready while deliveries succeed: the database is the writers' concern in this topology.
-    collector coll(copt, sink, m, [&sink] { return sink.healthy(); });
-    auto secrets = std::make_shared<webhook_secrets>(cfg);
-    register_providers(coll, secrets);
-
-    http::server_options sopt;
-    sopt.listen = cfg.str("http", "listen");
-    sopt.io_threads = static_cast<int>(cfg.integer("http", "io_threads"));
-    sopt.body_limit_bytes = static_cast<std::size_t>(cfg.integer("http", "body_limit_bytes"));
-    sopt.header_timeout = std::chrono::milliseconds(cfg.integer("http", "header_timeout_ms"));
-    sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
-    sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
-    sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
-    http::server srv(sopt, coll);
-    srv.listen();
-    spdlog::info("Listening; appending to Kafka. address={} port={} brokers={} topic={}", sopt.listen, srv.port(),
-                 kopt.brokers, kopt.topic);
-    std::cout << "listening on port " << srv.port() << std::endl;
-
-    std::thread signal_thread([&] {
-      int sig = 0;
-      for (;;) {
-        sigwait(&signals, &sig);
-        if (sig != SIGHUP) break;
-        try {
-          auto fresh = config::settings::load(args.config_file);
-          auto changed = secrets->reload(fresh);
-          set_log_format(fresh.str("logging", "format"));
-          m.config_reloads.Increment();
-          spdlog::info("Reloaded the webhook secrets on SIGHUP. changed={}", changed.empty() ? "none" : changed);
-        } catch (const std::exception& e) {
-          m.config_reload_failures.Increment();
-          spdlog::error("Refused the SIGHUP reload; the previous secrets stay in force. error={}", e.what());
-        }
-      }
-      spdlog::info("Shutting down: finishing in-flight requests and their deliveries.");
-      srv.stop();
-    });
-    srv.run();
-    sink.wait_idle();
-    pthread_kill(signal_thread.native_handle(), SIGTERM);
-    signal_thread.join();
+    run_http_front(args, cfg, signals, sink, m, [&sink] { return sink.healthy(); }, [&sink] { sink.wait_idle(); },
+                   "their deliveries", fmt::format("brokers={} topic={}", kopt.brokers, kopt.topic));
   }
   spdlog::info("Stopped.");
   return 0;

@@ -3,10 +3,12 @@
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <stop_token>
 #include <thread>
 
+#include <fmt/format.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
 
@@ -81,12 +83,89 @@ void refuse_superuser(pqxx::connection& conn, bool allowed, const std::string& d
 
 }  // namespace
 
+void run_http_front(const serve_args& args, const config::settings& cfg, const sigset_t& signals, batch_sink& sink,
+                    metrics& m, std::function<bool()> ready, const std::function<void()>& wait_idle,
+                    std::string_view after_stop, const std::string& detail) {
+  // Callers' credentials first: a mistake there stops the start before anything else happens.
+  collector_options copt;
+  copt.normalize.default_region = cfg.str("normalize", "default_region");
+  copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
+  copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
+  copt.auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(cfg));
+  copt.protect_metrics = cfg.boolean("auth", "protect_metrics");
+  copt.address_limit = auth::address_limiter(cfg);
+  copt.credential_limit = auth::credential_limiter(cfg);
+  for (const char* name : {"sendgrid", "twilio", "whatsapp", "mailgun", "postmark", "resend", "segment"}) {
+    if (const auto& t = cfg.str(std::string("webhooks.") + name, "tenant_id"); !t.empty()) copt.webhook_tenants[name] = t;
+  }
+  if (!copt.auth->enabled()) {
+    spdlog::warn("POST /v1/events is OPEN: anyone who reaches the listener can write events. Configure "
+                 "[auth] jwt_secret, jwt_public_key_file, jwks_file or api_keys (or auth.required = true).");
+  }
+  collector coll(copt, sink, m, std::move(ready));
+  auto secrets = std::make_shared<webhook_secrets>(cfg);
+  register_providers(coll, secrets);
+
+  http::server_options sopt;
+  sopt.listen = cfg.str("http", "listen");
+  sopt.io_threads = static_cast<int>(cfg.integer("http", "io_threads"));
+  sopt.body_limit_bytes = static_cast<std::size_t>(cfg.integer("http", "body_limit_bytes"));
+  sopt.header_timeout = std::chrono::milliseconds(cfg.integer("http", "header_timeout_ms"));
+  sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
+  sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
+  sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
+  sopt.tls_cert_file = cfg.str("http", "tls_cert_file");
+  sopt.tls_key_file = cfg.str("http", "tls_key_file");
+  http::server srv(sopt, coll);
+  srv.listen();
+  spdlog::info("Listening. address={} port={} io_threads={} tls={} {}", sopt.listen, srv.port(), sopt.io_threads,
+               srv.tls() ? "on" : "off", detail);
+  // Tools and tests read this line to learn the port.
+  std::cout << "listening on port " << srv.port() << std::endl;
+
+  // The signal thread: SIGHUP reloads the webhook secrets, the callers' keys, the TLS pair and the log
+  // format from the same file and environment, swapping them in under live connections; SIGTERM/SIGINT
+  // stop the server.
+  std::thread signal_thread([&] {
+    int sig = 0;
+    for (;;) {
+      sigwait(&signals, &sig);
+      if (sig != SIGHUP) break;
+      try {
+        auto fresh = config::settings::load(args.config_file);
+        // Everything is read before anything is swapped: a bad file leaves all of it as it was.
+        auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
+        srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
+        auto changed = secrets->reload(fresh);
+        coll.set_authenticator(std::move(fresh_auth));
+        set_log_format(fresh.str("logging", "format"));
+        m.config_reloads.Increment();
+        spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",
+                     args.config_file.empty() ? "(environment only)" : args.config_file,
+                     changed.empty() ? "none" : changed);
+      } catch (const std::exception& e) {
+        m.config_reload_failures.Increment();
+        spdlog::error("Refused the SIGHUP reload; the previous secrets stay in force. error={}", e.what());
+      }
+    }
+    spdlog::info("Shutting down: finishing in-flight requests, then {}. signal={}", after_stop,
+                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    srv.stop();
+  });
+  srv.run();
+  // Answers still waiting for their sink post to the server's executor and use the collector.
+  wait_idle();
+  // run() returned: either a signal stopped it, or it failed; wake the signal thread either way.
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
+}
+
 int run_serve(const serve_args& args) {
   if (args.log == "kafka") return run_serve_kafka(args);
   auto cfg = config::settings::load(args.config_file);
   set_log_format(cfg.str("logging", "format"));
   // Callers' credentials first: a mistake there stops the start before anything else happens.
-  auto authn = std::make_shared<const auth::authenticator>(auth::options_from_settings(cfg));
+  (void)auth::authenticator(auth::options_from_settings(cfg));
 
   // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
   sigset_t signals;
@@ -165,78 +244,11 @@ int run_serve(const serve_args& args) {
     });
   }
 
-  collector_options copt;
-  copt.normalize.default_region = cfg.str("normalize", "default_region");
-  copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
-  copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
-  copt.auth = authn;
-  copt.address_limit = auth::address_limiter(cfg);
-  copt.credential_limit = auth::credential_limiter(cfg);
-  for (const char* name : {"sendgrid", "twilio", "whatsapp", "mailgun", "postmark", "resend", "segment"}) {
-    if (const auto& t = cfg.str(std::string("webhooks.") + name, "tenant_id"); !t.empty()) copt.webhook_tenants[name] = t;
-  }
-  if (!copt.auth->enabled()) {
-    spdlog::warn("POST /v1/events is OPEN: anyone who reaches the listener can write events. Configure "
-                 "[auth] jwt_secret, jwt_public_key_file, jwks_file or api_keys (or auth.required = true).");
-  }
-  int exit_code = 0;
+  const int exit_code = 0;
   {
     spool_sink sink(*log);
-    collector coll(copt, sink, m, [&drain] { return drain.database_ready(); });
-    auto secrets = std::make_shared<webhook_secrets>(cfg);
-    register_providers(coll, secrets);
-
-    http::server_options sopt;
-    sopt.listen = cfg.str("http", "listen");
-    sopt.io_threads = static_cast<int>(cfg.integer("http", "io_threads"));
-    sopt.body_limit_bytes = static_cast<std::size_t>(cfg.integer("http", "body_limit_bytes"));
-    sopt.header_timeout = std::chrono::milliseconds(cfg.integer("http", "header_timeout_ms"));
-    sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
-    sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
-    sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
-    sopt.tls_cert_file = cfg.str("http", "tls_cert_file");
-    sopt.tls_key_file = cfg.str("http", "tls_key_file");
-    http::server srv(sopt, coll);
-    srv.listen();
-    spdlog::info("Listening. address={} port={} io_threads={} writers={} tls={}", sopt.listen, srv.port(),
-                 sopt.io_threads, dopt.writers, srv.tls() ? "on" : "off");
-    // Tools and tests read this line to learn the port.
-    std::cout << "listening on port " << srv.port() << std::endl;
-
-    // The signal thread: SIGHUP reloads the webhook secrets (and the log format) from the same file and
-    // environment, swapping them in under live connections; SIGTERM/SIGINT stop the server.
-    std::thread signal_thread([&] {
-      int sig = 0;
-      for (;;) {
-        sigwait(&signals, &sig);
-        if (sig != SIGHUP) break;
-        try {
-          auto fresh = config::settings::load(args.config_file);
-          // Everything is read before anything is swapped: a bad file leaves all of it as it was.
-          auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
-          srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
-          auto changed = secrets->reload(fresh);
-          coll.set_authenticator(std::move(fresh_auth));
-          set_log_format(fresh.str("logging", "format"));
-          m.config_reloads.Increment();
-          spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",
-                       args.config_file.empty() ? "(environment only)" : args.config_file,
-                       changed.empty() ? "none" : changed);
-        } catch (const std::exception& e) {
-          m.config_reload_failures.Increment();
-          spdlog::error("Refused the SIGHUP reload; the previous secrets stay in force. error={}", e.what());
-        }
-      }
-      spdlog::info("Shutting down: finishing in-flight requests, then writing the log to PostgreSQL. signal={}",
-                   sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      srv.stop();
-    });
-    srv.run();
-    // Answers still waiting for their fsync post to the server's executor and use the collector.
-    sink.wait_idle();
-    // run() returned: either a signal stopped it, or it failed; wake the signal thread either way.
-    pthread_kill(signal_thread.native_handle(), SIGTERM);
-    signal_thread.join();
+    run_http_front(args, cfg, signals, sink, m, [&drain] { return drain.database_ready(); }, [&sink] { sink.wait_idle(); },
+                   "writing the log to PostgreSQL", fmt::format("writers={}", dopt.writers));
   }
   catalog_watch = {};
   drain.stop();

@@ -91,6 +91,9 @@ const std::vector<setting> registry = {
      "POST /v1/events requires a credential even when none is configured (then every request gets 401). "
      "Authentication is on as soon as a JWT key or an API key is set; without any, /v1/events is open and serve "
      "logs a warning."},
+    {"auth", "protect_metrics", T::boolean, "true", 0, 0,
+     "With authentication on, GET /metrics takes the same credentials as POST /v1/events (any valid one); false = "
+     "open, for a scraper on a private network. /healthz and /readyz are always open (load-balancer probes)."},
     {"auth", "jwt_secret", T::secret, "", 0, 0, "HS256 secret (the Supabase project's JWT secret, as text)."},
     {"auth", "jwt_public_key_file", T::string, "", 0, 0, "PEM public key (RSA for RS256, P-256 for ES256)."},
     {"auth", "jwks_file", T::string, "", 0, 0, "JWKS file of RSA (RS256) and P-256 (ES256) keys, chosen by kid."},

@@ -161,8 +161,15 @@ TEST(AuthServe, TokensAndApiKeysDecideWhoMayPostEvents) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE tenant_id = 'acme'"), 2);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id LIKE 'refused%'"), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
-  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  // /metrics takes the same credentials (a token whose role may not ingest may still read it); probes stay open.
+  auto anonymous_metrics = crm_test::http_request(srv.port(), "GET", "/metrics");
+  EXPECT_EQ(anonymous_metrics.status, 401);
+  EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/healthz").status, 200);
+  EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/metrics", "", bearer(sign(JWT_ALG_HS256, secret, c))).status,
+            200);
+  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics", "", {{"X-API-Key", api_key}}).body;
   EXPECT_NE(metrics.find("crm_ingest_auth_requests_total{result=\"forbidden\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("crm_ingest_auth_requests_total{result=\"unauthenticated\"} 9"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("crm_ingest_auth_requests_total{result=\"ok\"} 4"), std::string::npos);
   EXPECT_EQ(srv.stop(SIGTERM), 0);
   // No secret in the process log: neither the JWT secret, a token, nor the API key.
@@ -212,7 +219,7 @@ TEST(AuthServe, ClientOverItsRateLimitGets429WhileOthersAreUnaffected) {
   EXPECT_GE(std::atoi(by_address.headers["retry-after"].c_str()), 1);
   EXPECT_EQ(post("127.0.0.3", key_b, "r6").status, 200);
   EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 4), 4);
-  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics", "", {{"X-API-Key", key_b}}).body;
   EXPECT_NE(metrics.find("crm_ingest_rate_limited_total{limit=\"credential\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("crm_ingest_rate_limited_total{limit=\"address\"} 1"), std::string::npos) << metrics;
 }
