@@ -207,7 +207,7 @@ void drainer::publish_log_stats() {
   auto st = log_.stats();
   metrics_.log_bytes.Set(static_cast<double>(st.bytes_on_disk));
   metrics_.log_segments.Set(static_cast<double>(st.segments));
-  metrics_.log_backlog_bytes.Set(static_cast<double>(st.bytes_reserved));
+  metrics_.log_backlog_bytes.Set(static_cast<double>(st.backlog_bytes));
   // The log counts for itself; counters only move forward, so publish the increase.
   // rate(crm_ingest_log_fsync_seconds_total) / rate(crm_ingest_log_fsyncs_total) is the mean fsync time.
   metrics_.log_fsyncs.Increment(static_cast<double>(st.fsyncs - last_fsyncs_));

@@ -920,6 +920,11 @@ durable_log_stats durable_log::stats() const {
   s.bytes_on_disk = disk_bytes_;
   s.bytes_reserved = reserved_bytes_;
   s.segments = segments_.size();
+  for (const auto& seg : segments_) {
+    if (seg.id < checkpoint_.segment) continue;
+    const std::uint64_t start = seg.id == checkpoint_.segment ? checkpoint_.offset : segment_header_size;
+    if (seg.durable_size > start) s.backlog_bytes += seg.durable_size - start;
+  }
   return s;
 }
 

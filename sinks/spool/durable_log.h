@@ -106,6 +106,7 @@ struct durable_log_stats {
   std::uint64_t bytes_on_disk = 0;   // live segment files, headers included
   std::uint64_t bytes_reserved = 0;  // bytes_on_disk + accepted but not yet written (what max_bytes bounds)
   std::uint64_t segments = 0;
+  std::uint64_t backlog_bytes = 0;  // durable frames after the checkpoint: not yet in PostgreSQL
   std::uint64_t appends = 0;  // append() calls that returned ok
   std::uint64_t records_appended = 0;
   std::uint64_t bytes_appended = 0;  // frames written, frame headers included

@@ -616,6 +616,15 @@ TEST(DurableLog, StatsCountWhatHappened) {
   EXPECT_GE(s.max_fsync_ns, s.last_fsync_ns);
   EXPECT_EQ(s.torn_tails_cut, 0u);
   EXPECT_FALSE(s.failed);
+  // The backlog is what the drainer has not checkpointed: all of it, then half, then nothing.
+  EXPECT_EQ(s.backlog_bytes, s.bytes_appended);
+  const auto got = read_all(*log, log->checkpointed());
+  ASSERT_EQ(got.size(), 4u);
+  ASSERT_FALSE(log->checkpoint(got[1].next));
+  EXPECT_EQ(log->stats().backlog_bytes, s.bytes_appended / 2);
+  ASSERT_FALSE(log->checkpoint(log->durable_end()));
+  EXPECT_EQ(log->stats().backlog_bytes, 0u);
+  EXPECT_GT(log->stats().bytes_reserved, 0u) << "the bound still counts the undeleted active segment";
 }
 
 struct bad_options_case {
