@@ -41,6 +41,7 @@
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 #include "sinks/postgres/writer.h"
+#include "support/child_process.h"
 #include "support/http_client.h"
 
 namespace fs = std::filesystem;
@@ -86,57 +87,7 @@ std::string cluster(const std::string& command) {
   return run(fmt::format("bash {} {} {} 2>&1", CRM_CLUSTER_SH, command, CRM_CLUSTER_DIR));
 }
 
-// A child process, stdout and stderr to files; SIGKILLed if still running at destruction.
-class child {
- public:
-  child(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) : out_(out), err_(err) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(o, 1);
-      dup2(e, 2);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~child() {
-    if (running()) {
-      signal(SIGKILL);
-      wait_for(10s);
-    }
-  }
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-  bool running() const { return pid_ > 0 && !status_; }
-  void signal(int sig) const {
-    if (running()) ::kill(pid_, sig);
-  }
-  // Exit code, or -signal; nullopt while still running after `timeout`.
-  std::optional<int> wait_for(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!status_) {
-      int st = 0;
-      if (waitpid(pid_, &st, WNOHANG) == pid_) {
-        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-        break;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(20ms);
-    }
-    return status_;
-  }
-  std::string out() const { return read_file(out_); }
-  std::string err() const { return read_file(err_); }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> status_;
-  fs::path out_, err_;
-};
+using crm_test::child;
 
 struct cluster_dsns {
   std::string primary, replica, admin;

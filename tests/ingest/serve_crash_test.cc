@@ -24,6 +24,7 @@
 #include <gtest/gtest.h>
 
 #include "support/test_db.h"
+#include "support/child_process.h"
 
 // bench/CMakeLists.txt defines it when the benchmarks are built.
 #ifndef HTTP_LOAD_EXE
@@ -45,59 +46,7 @@ std::string tail(const std::string& text, std::size_t n = 3000) {
   return text.size() <= n ? text : "..." + text.substr(text.size() - n);
 }
 
-// One child process, stdout and stderr to files. Killed with SIGKILL if still running at destruction.
-class child {
- public:
-  child(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) : out_(out), err_(err) {
-    pid_ = fork();
-    if (pid_ == 0) {
-      int o = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int e = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(o, 1);
-      dup2(e, 2);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  ~child() {
-    if (running()) {
-      signal(SIGKILL);
-      wait_for(10s);
-    }
-  }
-  child(const child&) = delete;
-  child& operator=(const child&) = delete;
-
-  bool running() const { return pid_ > 0 && !status_; }
-  void signal(int sig) const {
-    if (running()) ::kill(pid_, sig);
-  }
-  // Exit code, or -signal; nullopt when still running after `timeout`.
-  std::optional<int> wait_for(std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!status_) {
-      int st = 0;
-      pid_t r = waitpid(pid_, &st, WNOHANG);
-      if (r == pid_) {
-        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-        break;
-      }
-      if (std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(20ms);
-    }
-    return status_;
-  }
-  std::string out() const { return read_file(out_); }
-  std::string err() const { return read_file(err_); }
-
- private:
-  pid_t pid_ = -1;
-  std::optional<int> status_;
-  fs::path out_, err_;
-};
+using crm_test::child;
 
 fs::path temp_dir(const std::string& name) {
   auto d = fs::temp_directory_path() / ("crm-serve-crash-" + name);
