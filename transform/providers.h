@@ -1,5 +1,5 @@
 // Provider webhook formats -> canonical events. One function per provider, each mapping the
-// provider's documented payload (../shared/fixtures/webhooks/) with its documented status mapping and
+// provider's documented payload (tests/fixtures/webhooks/) with its documented status mapping and
 // idempotency key, and taking the CRM ids (lead, campaign, A/B test and variant) from where that
 // provider carries them. Pure code: the HTTP layer has already verified the signature.
 //

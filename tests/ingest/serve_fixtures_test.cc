@@ -1,4 +1,4 @@
-// Every provider payload of ../shared/fixtures/webhooks/ through the real `crm-ingest serve` into a real
+// Every provider payload of tests/fixtures/webhooks/ through the real `crm-ingest serve` into a real
 // PostgreSQL: POSTed to its endpoint with the provider's Content-Type, stored row by row as the provider's
 // documented mapping says, then POSTed again: a provider's retry must change nothing.
 #include <algorithm>

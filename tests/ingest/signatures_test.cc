@@ -369,7 +369,7 @@ TEST(MetaSubscription, DocsExampleAndRefusals) {
 // Mailgun (hex HMAC-SHA256 over timestamp + token, replay cache)
 
 // mailgun/mailgun-php tests/Api/WebhookTest.php testVerifyWebhookGood; the same signature object is in
-// Mailgun's docs payloads copied to /work/shared/fixtures/webhooks/mailgun/*.json.
+// Mailgun's docs payloads copied to tests/fixtures/webhooks/mailgun/*.json.
 constexpr std::string_view mg_key = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
 constexpr std::string_view mg_timestamp = "1403645220";
 constexpr std::string_view mg_token = "5egbgr1vjgqxtrnp65xfznchgdccwh5d6i09vijqi3whgowmn6";

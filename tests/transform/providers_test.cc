@@ -1,4 +1,4 @@
-// Provider webhook normalizers, table-driven over every payload in ../shared/fixtures/webhooks/: each
+// Provider webhook normalizers, table-driven over every payload in tests/fixtures/webhooks/: each
 // fixture's expected canonical records were written from reading the fixture (and the provider's
 // documented status mapping), field by field. Then: ids are stable across runs, malformed bodies are
 // refused with the byte offset, a bad event among good ones is a rejection with its index, and the hot
