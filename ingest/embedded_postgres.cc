@@ -35,7 +35,7 @@ std::string local_postgres_script() {
     auto p = exe.parent_path() / ".." / "share" / "crm-ingest" / "local-postgres.sh";
     if (fs::exists(p)) return fs::canonical(p).string();
   }
-  throw std::runtime_error(
+  throw embedded_postgres_error(
       "cannot find deploy/local-postgres.sh for the embedded database; set CRM_INGEST_LOCAL_PG_SCRIPT or pass --dsn");
 }
 
@@ -56,7 +56,7 @@ std::string local_postgres(const std::string& action, const std::string& data_di
   std::string cmd = "bash " + shell_quote(local_postgres_script()) + " " + shell_quote(action) + " " +
                     shell_quote(data_dir) + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
-  if (!p) throw std::runtime_error("cannot run " + cmd);
+  if (!p) throw embedded_postgres_error("cannot run " + cmd);
   std::string out;
   std::array<char, 4096> buf;
   std::size_t n;
@@ -64,7 +64,7 @@ std::string local_postgres(const std::string& action, const std::string& data_di
   int status = pclose(p);
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
   if (status != 0 && !(action == "status" && WIFEXITED(status) && WEXITSTATUS(status) == 3)) {
-    throw std::runtime_error("the embedded PostgreSQL could not " + action + " in " + data_dir + ": " + out);
+    throw embedded_postgres_error("the embedded PostgreSQL could not " + action + " in " + data_dir + ": " + out);
   }
   if (action == "status" && WIFEXITED(status) && WEXITSTATUS(status) == 3) return {};
   // The DSN is the last line; anything before it is the script's commentary.

@@ -2,9 +2,16 @@
 // loopback port by deploy/local-postgres.sh. Used when no DSN is given.
 #pragma once
 
+#include <stdexcept>
 #include <string>
 
 namespace crm::ingest {
+
+// The embedded database could not be found, started or stopped (exit code 3).
+class embedded_postgres_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // ${CRM_INGEST_DATA_DIR} if set, else /var/lib/crm-ingest/postgres for root, else
 // ${XDG_DATA_HOME:-~/.local/share}/crm-ingest/postgres.
@@ -15,7 +22,7 @@ std::string default_embedded_data_dir();
 std::string local_postgres_script();
 
 // Runs `local-postgres.sh ACTION DIR` and returns what it printed (the DSN for start/status).
-// Throws std::runtime_error with the script's output when it fails.
+// Throws embedded_postgres_error with the script's output when it fails.
 std::string local_postgres(const std::string& action, const std::string& data_dir);
 
 }  // namespace crm::ingest

@@ -14,7 +14,6 @@ using prometheus::BuildHistogram;
 
 const prometheus::Histogram::BucketBoundaries latency_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                  0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
-const prometheus::Histogram::BucketBoundaries row_buckets = {1, 10, 100, 1000, 5000, 10000, 20000, 50000, 100000};
 
 }  // namespace
 
@@ -30,16 +29,6 @@ metrics::metrics()
       log_fsync_max_seconds(BuildGauge().Name("crm_ingest_log_fsync_max_seconds").Help("Longest fdatasync of the local log since start").Register(*registry_).Add({})),
       log_group_commits(BuildCounter().Name("crm_ingest_log_group_commits_total").Help("Group commits (one write + one fdatasync shared by concurrent requests)").Register(*registry_).Add({})),
       log_torn_tails_cut(BuildCounter().Name("crm_ingest_log_torn_tails_cut_total").Help("Torn records cut from the log's tail at start-up").Register(*registry_).Add({})),
-      writer_batch_rows(BuildHistogram().Name("crm_ingest_writer_batch_rows").Help("Records per PostgreSQL transaction").Register(*registry_).Add({}, row_buckets)),
-      writer_batch_seconds(BuildHistogram().Name("crm_ingest_writer_batch_seconds").Help("Duration of one batch transaction, retries included").Register(*registry_).Add({}, latency_buckets)),
-      writer_rows_communications(BuildCounter().Name("crm_ingest_writer_rows_total").Help("Rows inserted, by table").Register(*registry_).Add({{"table", "communications"}})),
-      writer_rows_touchpoints(BuildCounter().Name("crm_ingest_writer_rows_total").Help("Rows inserted, by table").Register(*registry_).Add({{"table", "customer_touchpoints"}})),
-      writer_rows_rejected(BuildCounter().Name("crm_ingest_writer_rows_total").Help("Rows inserted, by table").Register(*registry_).Add({{"table", "rejected_events"}})),
-      writer_duplicates(BuildCounter().Name("crm_ingest_writer_duplicates_total").Help("Events already stored (replays, provider retries)").Register(*registry_).Add({})),
-      writer_batches(BuildCounter().Name("crm_ingest_writer_batches_total").Help("Batch transactions committed").Register(*registry_).Add({})),
-      writer_failures(BuildCounter().Name("crm_ingest_writer_failures_total").Help("Batches the database refused for good").Register(*registry_).Add({})),
-      writer_database_up(BuildGauge().Name("crm_ingest_writer_database_up").Help("1 when the last batch reached the primary, 0 while it is unreachable").Register(*registry_).Add({})),
-      writer_last_commit_timestamp(BuildGauge().Name("crm_ingest_writer_last_commit_timestamp_seconds").Help("Unix time of the last committed batch").Register(*registry_).Add({})),
       partition_next_month_present(BuildGauge().Name("crm_ingest_partition_next_month_present").Help("1 when communications and customer_touchpoints both have next month's partition, 0 when one is missing").Register(*registry_).Add({})),
       partition_default_rows(BuildGauge().Name("crm_ingest_partition_default_rows").Help("Rows in the DEFAULT partitions (events outside every monthly partition; should be 0; counted up to 1e6 per table)").Register(*registry_).Add({})),
       partition_catalog_checked_timestamp(BuildGauge().Name("crm_ingest_partition_catalog_checked_timestamp_seconds").Help("Unix time the partition catalog was last read successfully").Register(*registry_).Add({})),

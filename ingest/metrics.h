@@ -49,17 +49,8 @@ class metrics {
   prometheus::Counter& log_group_commits;
   prometheus::Counter& log_torn_tails_cut;
 
-  // PostgreSQL writer
-  prometheus::Histogram& writer_batch_rows;
-  prometheus::Histogram& writer_batch_seconds;
-  prometheus::Counter& writer_rows_communications;
-  prometheus::Counter& writer_rows_touchpoints;
-  prometheus::Counter& writer_rows_rejected;
-  prometheus::Counter& writer_duplicates;
-  prometheus::Counter& writer_batches;
-  prometheus::Counter& writer_failures;
-  prometheus::Gauge& writer_database_up;
-  prometheus::Gauge& writer_last_commit_timestamp;
+  // The PostgreSQL writers' series are the write path observer's (ingest/writer_metrics.h), registered
+  // into registry() by the commands that write.
 
   // Partition catalog (read by serve every catalog.check_interval_s)
   prometheus::Gauge& partition_next_month_present;  // 1 when both tables have next month's partition

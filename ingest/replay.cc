@@ -1,12 +1,11 @@
 #include "ingest/replay.h"
 
-#include <span>
 #include <stdexcept>
 
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
-#include "sinks/postgres/writer.h"
+#include "sinks/postgres/writer_pool.h"
 #include "transform/providers.h"
 
 namespace crm::ingest {
@@ -69,11 +68,12 @@ replay_result replay_rejected(const replay_options& o) {
   if (o.page_rows == 0) throw std::invalid_argument("page size must be at least 1");
   replay_result res;
   pqxx::connection conn(o.dsn);
-  pg::writer_options wopt;
-  wopt.dsn = o.dsn;
-  wopt.application_name = "crm-ingest rejected replay";
-  std::unique_ptr<pg::writer> writer;
-  if (!o.dry_run) writer = std::make_unique<pg::writer>(wopt);
+  pg::pool_options popt;
+  popt.writer.dsn = o.dsn;
+  popt.writer.application_name = "crm-ingest rejected replay";
+  popt.writers = 1;
+  std::unique_ptr<pg::writer_pool> pool;
+  if (!o.dry_run) pool = std::make_unique<pg::writer_pool>(popt);
   transform::normalizer norm(o.normalize);
 
   std::string filter = "replayed_at IS NULL";
@@ -101,7 +101,8 @@ replay_result replay_rejected(const replay_options& o) {
     }
     if (rows.empty()) break;
 
-    transform::event_batch batch;
+    auto batch_ptr = std::make_shared<transform::event_batch>();
+    transform::event_batch& batch = *batch_ptr;
     std::vector<std::string> passed_ids;
     for (const auto& row : rows) {
       ++res.examined;
@@ -124,11 +125,12 @@ replay_result replay_rejected(const replay_options& o) {
 
     if (!passed_ids.empty() && !o.dry_run) {
       // The events only: the new rejections are the dead letters already kept.
-      pg::batch_view view{std::span<const transform::communication>(batch.communications),
-                          std::span<const transform::touchpoint>(batch.touchpoints), {}};
-      auto r = writer->write(view, {"replay:rejected_events", "page " + std::to_string(page)});
-      res.inserted += static_cast<long long>(r.events_inserted());
-      res.duplicates += static_cast<long long>(r.events_in() - r.events_inserted());
+      batch.rejections.clear();
+      pool->submit(batch_ptr, {"replay:rejected_events", "page " + std::to_string(page)}, 0);
+      auto c = pool->next();
+      if (c->status != pg::batch_status::written) throw pg::write_error(c->error);
+      res.inserted += static_cast<long long>(c->result.inserted());
+      res.duplicates += static_cast<long long>(c->result.duplicates());
       std::string ids = "ARRAY[";
       for (std::size_t i = 0; i < passed_ids.size(); ++i) {
         if (i) ids.push_back(',');

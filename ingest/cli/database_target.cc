@@ -27,6 +27,12 @@ void database_target::add_options(CLI::App& cmd, bool with_partition_window) {
   }
 }
 
+void database_target::add_superuser_option(CLI::App& cmd) {
+  cmd.add_flag("--allow-superuser", allow_superuser,
+               "Write with a superuser PostgreSQL connection (refused otherwise; use a role granted crm_ingest_writer)")
+      ->envname("CRM_INGEST_POSTGRES_ALLOW_SUPERUSER");
+}
+
 std::string database_target::resolve(bool migrate_embedded) {
   if (!dsn.empty()) return dsn;
   if (data_dir.empty()) data_dir = default_embedded_data_dir();

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "ingest/kafka/kafka_error.h"
 #include "sinks/spool/event_codec.h"
 
 namespace crm::ingest {
@@ -60,7 +61,7 @@ kafka_sink::kafka_sink(kafka_sink_options options) : options_(std::move(options)
   rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
   if (!rk_) {
     rd_kafka_conf_destroy(conf);
-    throw std::runtime_error(fmt::format("kafka: cannot create the producer: {}", err));
+    throw kafka_error(fmt::format("kafka: cannot create the producer: {}", err));
   }
   poller_ = std::thread([this] {
     while (!stopping_.load()) rd_kafka_poll(rk_, 100);

@@ -30,7 +30,10 @@ run_result shell(const std::string& cmd_line, bool merge_stderr = true) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-run_result run(const std::string& args) { return shell(std::string(CRM_INGEST_EXE) + " " + args); }
+// The test cluster's role is a superuser, which every command that writes refuses unless allowed.
+run_result run(const std::string& args) {
+  return shell("CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true " + std::string(CRM_INGEST_EXE) + " " + args);
+}
 
 std::string sample() { return std::string(CRM_SOURCE_DIR) + "/deploy/sample/events.ndjson"; }
 
@@ -52,6 +55,21 @@ const char* metrics_recount_diff =
     " (SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*)"
     "  FROM communications GROUP BY 1, 2, 3, 4"
     "  EXCEPT SELECT day, campaign_id, channel, status, event_count FROM communication_metrics)) d";
+
+// One superuser policy for every command that writes: import refuses a superuser connection (exit 2, a
+// configuration mistake) unless allowed, like serve, consume and write.
+TEST(Import, RefusesASuperuserConnectionUnlessAllowed) {
+  auto dsn = crm_test::fresh_database("t_import_superuser");
+  auto refused = shell(std::string(CRM_INGEST_EXE) + " import --no-progress --dsn '" + dsn + "' " + sample());
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_NE(refused.output.find("refusing to import with a superuser PostgreSQL connection"), std::string::npos)
+      << refused.output;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 0);
+  auto allowed = shell(std::string(CRM_INGEST_EXE) + " import --no-progress --allow-superuser --dsn '" + dsn + "' " +
+                       sample());
+  EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 12);
+}
 
 TEST(Import, SampleTwiceGivesTheSameRowsAndMetrics) {
   auto dsn = crm_test::fresh_database("t_import_sample");

@@ -35,9 +35,10 @@ kafka_source_options source_options(const crm_test::kafka_mock& k, const std::st
   o.group = group;
   o.topics = {{"events", "canonical"}};
   o.session_timeout_ms = 6000;
-  o.writer.dsn = dsn;
-  o.batch_rows = 300;
-  o.linger = 50ms;
+  o.write.writer.dsn = dsn;
+  o.write.writers = 1;
+  o.write.batch.rows = 300;
+  o.write.batch.linger = 50ms;
   return o;
 }
 
@@ -246,7 +247,7 @@ TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing)
   const auto& dir = tmp.path;
   {
     std::ofstream cfg(dir / "consume.toml");
-    cfg << "[postgres]\ndsn = \"" << dsn_ << "\"\nbatch_rows = 200\nlinger_ms = 20\n\n[kafka]\nbrokers = \""
+    cfg << "[postgres]\ndsn = \"" << dsn_ << "\"\nbatch_rows = 200\nlinger_ms = 20\nallow_superuser = true\n\n[kafka]\nbrokers = \""
         << kafka_.bootstrap() << "\"\ngroup = \"g-kill\"\ntopics = \"events=canonical\"\n"
         // A short session: the killed member's partitions are given away sooner.
         << "session_timeout_ms = 3000\nproperties = \"heartbeat.interval.ms=500\"\n";
@@ -280,8 +281,8 @@ TEST_F(KafkaSource, ServeWithKafkaLogAndTwoWritersStoreEveryAcknowledgedEventOnc
   {
     std::ofstream cfg(dir / "node.toml");
     cfg << "[http]\nlisten = \"127.0.0.1:0\"\n\n[postgres]\ndsn = \"" << dsn_
-        << "\"\nbatch_rows = 200\nlinger_ms = 20\n\n[kafka]\nbrokers = \"" << kafka_.bootstrap()
-        << "\"\nsession_timeout_ms = 6000\n";
+        << "\"\nbatch_rows = 200\nlinger_ms = 20\nallow_superuser = true\n\n[kafka]\nbrokers = \"" << kafka_.bootstrap()
+        << "\"\nsession_timeout_ms = 6000\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
   }
   const std::string config = (dir / "node.toml").string();
   child serve({"crm-ingest", "serve", "--config", config, "--log", "kafka"}, dir / "serve.txt");
@@ -294,6 +295,8 @@ TEST_F(KafkaSource, ServeWithKafkaLogAndTwoWritersStoreEveryAcknowledgedEventOnc
     }
     return false;
   }));
+  // A collector without writers exports no writer series: CrmIngestDatabaseUnreachable cannot fire on it.
+  EXPECT_EQ(crm_test::http_request(port, "GET", "/metrics").body.find("crm_ingest_writer_"), std::string::npos);
   child w1({"crm-ingest", "write", "--config", config}, dir / "w1.txt");
   child w2({"crm-ingest", "write", "--config", config}, dir / "w2.txt");
   // 40 requests of 25 events, the 5th request of each ten sent twice (a client retry).
@@ -308,6 +311,22 @@ TEST_F(KafkaSource, ServeWithKafkaLogAndTwoWritersStoreEveryAcknowledgedEventOnc
     }
   }
   EXPECT_TRUE(wait_until([&] { return rows(dsn_) >= events; }, 40s));
+  // `write` exports the write path's metrics on metrics.listen (port 0: its port is in its output).
+  unsigned short w1_metrics = 0;
+  ASSERT_TRUE(wait_until([&] {
+    std::ifstream in(dir / "w1.txt");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("metrics on port ", 0) == 0) w1_metrics = static_cast<unsigned short>(std::stoi(line.substr(16)));
+    }
+    return w1_metrics != 0;
+  }));
+  const auto exposition = crm_test::http_request(w1_metrics, "GET", "/metrics").body;
+  for (const char* series : {"\ncrm_ingest_writer_database_up 1\n", "\ncrm_ingest_writer_batches_total ",
+                             "\ncrm_ingest_writer_batch_seconds_count ", "\ncrm_ingest_kafka_messages_total ",
+                             "\ncrm_ingest_kafka_lag_messages ", "\ncrm_ingest_writer_failures_total 0\n",
+                             "\ncrm_ingest_writer_rows_total{table=\"rejected_events\"} "}) {
+    EXPECT_NE(exposition.find(series), std::string::npos) << series << " in " << exposition;
+  }
   EXPECT_EQ(serve.stop(SIGTERM), 0);
   EXPECT_EQ(w1.stop(SIGTERM), 0);
   EXPECT_EQ(w2.stop(SIGTERM), 0);

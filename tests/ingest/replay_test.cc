@@ -31,7 +31,9 @@ void add_rejection(const std::string& dsn, const std::string& source, const std:
 }
 
 crm_test::command_result replay(const std::string& dsn, const std::string& args = "") {
-  return crm_test::run_command(exe + " --log-level warn rejected replay --dsn " + crm_test::shell_quote(dsn) + " " + args);
+  // The test cluster's role is a superuser, which every command that writes refuses unless allowed.
+  return crm_test::run_command(exe + " --log-level warn rejected replay --allow-superuser --dsn " +
+                               crm_test::shell_quote(dsn) + " " + args);
 }
 
 TEST(RejectedReplay, FixedRecordsAreWrittenOnceAndStillFailingOnesKept) {

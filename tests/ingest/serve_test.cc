@@ -187,3 +187,32 @@ TEST(Serve, ALogRecordThatCannotBeDecodedIsDeadLetteredAndTheRestIsWritten) {
   EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 1), 1);
   EXPECT_EQ(srv.stop(SIGTERM), 0);
 }
+
+// crm_ingest_writer_database_up tells the truth from start-up: an idle serve with a reachable database
+// reports 1 within a second of listening (it was 0 until the first committed batch, so the shipped
+// CrmIngestDatabaseUnreachable alert fired on every idle collector), and 0 when the database is not there.
+TEST(Serve, DatabaseUpIsTrueFromStartUpWithoutTraffic) {
+  auto dsn = crm_test::fresh_database("t_serve_database_up");
+  crm_test::serve_process srv(dsn, scratch("database-up"));
+  srv.start();
+  const auto listening = std::chrono::steady_clock::now();
+  std::string exposition;
+  while (std::chrono::steady_clock::now() - listening < std::chrono::seconds(1)) {
+    exposition = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+    if (exposition.find("\ncrm_ingest_writer_database_up 1\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(exposition.find("\ncrm_ingest_writer_database_up 1\n"), std::string::npos) << exposition;
+  EXPECT_NE(exposition.find("\ncrm_ingest_writer_batches_total 0\n"), std::string::npos) << "no traffic: " << exposition;
+
+  // Nothing listens on port 1: the database is down from the start, and the gauge says so.
+  crm_test::serve_process down("postgresql://crm@127.0.0.1:1/none?connect_timeout=1", scratch("database-down"));
+  down.start();
+  const auto started = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - started < std::chrono::seconds(10)) {
+    exposition = crm_test::http_request(down.port(), "GET", "/metrics").body;
+    if (exposition.find("\ncrm_ingest_writer_database_up 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_NE(exposition.find("\ncrm_ingest_writer_database_up 0\n"), std::string::npos) << exposition;
+}

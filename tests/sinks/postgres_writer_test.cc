@@ -69,7 +69,7 @@ void expect_metrics_equal_recount(const std::string& dsn) {
 pg::writer_options opts(const std::string& dsn) {
   pg::writer_options o;
   o.dsn = dsn;
-  o.retry_for = std::chrono::seconds(20);
+  o.retry = pg::retry_policy::for_at_most(std::chrono::seconds(20));
   o.backoff_base = std::chrono::milliseconds(20);
   return o;
 }
@@ -211,7 +211,7 @@ TEST(PostgresWriter, ReconnectsAfterItsBackendIsKilled) {
 TEST(PostgresWriter, GivesUpWithAClearErrorWhenTheDatabaseIsUnreachable) {
   pg::writer_options o;
   o.dsn = "postgresql://crm@127.0.0.1:1/none?connect_timeout=1";
-  o.retry_for = std::chrono::seconds(1);
+  o.retry = pg::retry_policy::for_at_most(std::chrono::seconds(1));
   o.backoff_base = std::chrono::milliseconds(50);
   pg::writer w(o);
   tf::event_batch b;
