@@ -121,13 +121,16 @@ void drainer::drain_main() {
   for (;;) {
     while (auto c = pool_->poll()) take_completion(std::move(c));
     const bool draining = stopping_.load();
-    auto batch = free.back();
+    // This thread's buffer from here on: completions taken below push theirs onto `free`.
+    auto batch = std::move(free.back());
+    free.pop_back();
     batch->clear();
     spool::log_position start = pos;
     std::string first;
     const bool writing = pool_->in_flight() > 0;
     const bool filled = fill(*batch, pos, first, draining, writing);
     if (!filled) {
+      free.push_back(std::move(batch));
       pos = start;  // nothing taken
       // An empty log must not hold back the checkpoint of the batch in flight.
       if (writing) take_completion(pool_->next(options_.pool.batch.linger));
@@ -135,7 +138,6 @@ void drainer::drain_main() {
       continue;
     }
     while (pool_->full()) take_completion(pool_->next());
-    free.pop_back();
     in_flight_ends_.push_back(pos);
     pool_->submit(std::move(batch), pg::batch_info{"log", first + "-" + spool::to_string(pos)}, submitted++);
   }
