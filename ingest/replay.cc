@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
+#include "sinks/postgres/queries.h"
 #include "sinks/postgres/writer_pool.h"
 #include "transform/providers.h"
 
@@ -76,11 +77,7 @@ replay_result replay_rejected(const replay_options& o) {
   if (!o.dry_run) pool = std::make_unique<pg::writer_pool>(popt);
   transform::normalizer norm(o.normalize);
 
-  std::string filter = "replayed_at IS NULL";
-  if (!o.source_like.empty()) filter += " AND source LIKE " + pg::sql_literal(conn, o.source_like);
-  if (!o.reason_like.empty()) filter += " AND reason LIKE " + pg::sql_literal(conn, o.reason_like);
-  if (!o.since.empty()) filter += " AND received_at >= " + pg::sql_literal(conn, o.since) + "::timestamptz";
-  if (!o.until.empty()) filter += " AND received_at < " + pg::sql_literal(conn, o.until) + "::timestamptz";
+  const pg::dead_letter_filter filter{o.source_like, o.reason_like, o.since, o.until};
 
   // Keyset pagination over the primary key: one pass over its index whatever the filters, and rows kept
   // (still failing) are stepped over. The order does not matter: ids are deterministic.
@@ -89,16 +86,7 @@ replay_result replay_rejected(const replay_options& o) {
     long long want = static_cast<long long>(o.page_rows);
     if (o.limit > 0) want = std::min(want, o.limit - res.examined);
     if (want <= 0) break;
-    std::string sql = "SELECT rejection_id::text, NULL, "
-                      "(extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes "
-                      "FROM rejected_events WHERE " + filter;
-    if (!after_id.empty()) sql += " AND rejection_id > " + pg::sql_literal(conn, after_id) + "::uuid";
-    sql += " ORDER BY rejection_id LIMIT " + std::to_string(want);
-    pqxx::result rows;
-    {
-      pqxx::read_transaction tx(conn);
-      rows = tx.exec(sql);
-    }
+    const auto rows = pg::read_dead_letters(conn, filter, after_id, want);
     if (rows.empty()) break;
 
     auto batch_ptr = std::make_shared<transform::event_batch>();
@@ -106,11 +94,9 @@ replay_result replay_rejected(const replay_options& o) {
     std::vector<std::string> passed_ids;
     for (const auto& row : rows) {
       ++res.examined;
-      std::string raw = row[6].is_null() ? row[5].as<std::string>() : pqxx::binarystring(row[6]).str();
-      std::string source = row[3].as<std::string>();
-      int produced = renormalize(norm, source, raw, row[2].as<long long>(), batch);
+      int produced = renormalize(norm, row.source, row.raw, row.received_at_us, batch);
       if (produced > 0) {
-        passed_ids.push_back(row[0].as<std::string>());
+        passed_ids.push_back(row.rejection_id);
       } else if (produced < 0) {
         ++res.not_replayable;
       } else {
@@ -121,7 +107,7 @@ replay_result replay_rejected(const replay_options& o) {
         }
       }
     }
-    after_id = rows.back()[0].as<std::string>();
+    after_id = rows.back().rejection_id;
 
     if (!passed_ids.empty() && !o.dry_run) {
       // The events only: the new rejections are the dead letters already kept.
@@ -131,16 +117,7 @@ replay_result replay_rejected(const replay_options& o) {
       if (c->status != pg::batch_status::written) throw pg::write_error(c->error);
       res.inserted += static_cast<long long>(c->result.inserted());
       res.duplicates += static_cast<long long>(c->result.duplicates());
-      std::string ids = "ARRAY[";
-      for (std::size_t i = 0; i < passed_ids.size(); ++i) {
-        if (i) ids.push_back(',');
-        ids.append(pg::sql_literal(conn, passed_ids[i]));
-      }
-      ids.append("]::uuid[]");
-      pqxx::work tx(conn);
-      if (o.remove) tx.exec("DELETE FROM rejected_events WHERE rejection_id = ANY(" + ids + ")");
-      else tx.exec("UPDATE rejected_events SET replayed_at = now() WHERE rejection_id = ANY(" + ids + ")");
-      tx.commit();
+      pg::settle_dead_letters(conn, passed_ids, o.remove);
     }
     res.replayed += static_cast<long long>(passed_ids.size());
     spdlog::info("Replayed a page of dead letters. page={} examined={} replayed={} still_failing={}", page,

@@ -26,6 +26,7 @@
 #include "ingest/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
+#include "sinks/postgres/queries.h"
 #include "sinks/postgres/startup.h"
 
 namespace crm::ingest::cli {
@@ -40,18 +41,9 @@ namespace {
 void check_partition_catalog(const std::string& dsn, metrics& m) {
   try {
     pqxx::connection conn(dsn);
-    pqxx::read_transaction tx(conn);
-    auto r = tx.exec(
-        "WITH next AS (SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month', "
-        "'YYYY_MM') AS suffix) "
-        "SELECT (SELECT count(*) FROM next, unnest(ARRAY['communications', 'customer_touchpoints']) AS p(parent) "
-        "        WHERE EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "                      WHERE i.inhparent = p.parent::regclass AND c.relname = p.parent || '_' || next.suffix)), "
-        // Capped per table so that a DEFAULT partition filled by mistake does not cost a full scan every time.
-        "       (SELECT count(*) FROM (SELECT 1 FROM communications_default LIMIT 1000000) c) + "
-        "       (SELECT count(*) FROM (SELECT 1 FROM customer_touchpoints_default LIMIT 1000000) t)");
-    m.partition_next_month_present.Set(r[0][0].as<long long>() == 2 ? 1 : 0);
-    m.partition_default_rows.Set(static_cast<double>(r[0][1].as<long long>()));
+    const auto c = pg::read_partition_catalog(conn);
+    m.partition_next_month_present.Set(c.next_month_present ? 1 : 0);
+    m.partition_default_rows.Set(static_cast<double>(c.default_rows));
     m.partition_catalog_checked_timestamp.SetToCurrentTime();
   } catch (const std::exception& e) {
     spdlog::warn("Could not read the partition catalog. dsn={} error={}", pg::redact_dsn(dsn), e.what());
