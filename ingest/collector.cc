@@ -4,7 +4,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include "sinks/spool/event_codec.h"
 #include "transform/json_text.h"
 #include "transform/record_splitter.h"
 
@@ -74,7 +73,7 @@ void collector::add_provider(const std::string& name, provider_endpoint endpoint
 
 namespace {
 // The I/O thread's batch, reused by its requests (cleared, capacity kept): a request's events live in it
-// only until submit() has encoded them into the record the log keeps.
+// only until the sink's submit() has encoded them.
 transform::event_batch& thread_batch() {
   thread_local transform::event_batch batch;
   batch.clear();
@@ -279,9 +278,6 @@ void collector::handle_whatsapp_handshake(const http::request& req, http::respon
 
 void collector::submit(const http::request&, transform::event_batch& batch, http::respond_fn& respond,
                        const std::string& endpoint, int status_on_success) {
-  auto encoded = std::make_shared<std::string>();
-  sinks::spool::encode_event_batch(batch, *encoded);
-
   // The response body is built now, while the batch is at hand.
   const std::size_t accepted = batch.communications.size() + batch.touchpoints.size();
   std::string body = "{\"accepted\":" + std::to_string(accepted) + ",\"rejected\":" +
@@ -301,7 +297,8 @@ void collector::submit(const http::request&, transform::event_batch& batch, http
   auto& accepted_counter = metrics_.events_accepted(endpoint);
 
   metrics_.log_append_queue.Set(static_cast<double>(sink_.queued()));
-  sink_.submit(std::move(encoded), [this, respond = std::move(respond), body = std::move(body), status_on_success,
+  // The sink encodes what it keeps before submit() returns: the batch is this I/O thread's, reused.
+  sink_.submit(batch, [this, respond = std::move(respond), body = std::move(body), status_on_success,
                                     accepted, &accepted_counter](sink_status s) mutable {
     switch (s) {
       case sink_status::durable:

@@ -18,23 +18,14 @@
 #include "ingest/http/server.h"
 #include "ingest/metrics.h"
 #include "ingest/webhooks/signatures.h"
+#include "sinks/sink.h"
 #include "transform/canonical_event.h"
 #include "transform/normalize.h"
 
 namespace crm::ingest {
 
-enum class sink_status { durable, full, failed };
-
-// Where accepted batches go. submit() must not block; done is called exactly once, from any thread,
-// after the payload is durable (or refused).
-class batch_sink {
- public:
-  virtual ~batch_sink() = default;
-  virtual void submit(std::shared_ptr<const std::string> encoded_batch, std::function<void(sink_status)> done) = 0;
-  virtual bool above_high_water() const = 0;
-  // Batches accepted by submit() and not yet durable (the queue in front of the log).
-  virtual std::size_t queued() const = 0;
-};
+using sinks::batch_sink;
+using sinks::sink_status;
 
 // Normalizes one provider's webhook body into `out` (events and rejections). Returns false with a
 // reason when the body as a whole is unusable (400).

@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "sinks/spool/event_codec.h"
+#include "transform/canonical/event_codec.h"
 #include "transform/normalize.h"
 
 namespace crm::ingest {
@@ -35,7 +35,6 @@ void drainer::stop() {
 bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std::string& first, bool draining,
                    bool writing) {
   spool::read_batch rb;
-  transform::event_batch decoded;
   const auto started = std::chrono::steady_clock::now();
   const auto& limits = options_.pool.batch;
   while (!limits.reached(batch)) {
@@ -60,15 +59,13 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
     }
     if (first.empty()) first = spool::to_string(rb.records().front().position);
     for (const auto& rec : rb.records()) {
-      if (auto ec = spool::decode_event_batch(rec.payload, decoded)) {
+      if (auto ec = transform::append_decoded_event_batch(rec.payload, batch)) {
         // The CRC matched, so these are our own bytes from another version or a bug: keep them visible.
         const std::string source = "log " + spool::to_string(rec.position);
         const std::string reason = "the local log holds a record this version cannot decode: " + ec.message();
         batch.rejections.push_back(transform::rejection{transform::now_us(), batch.text.copy(source),
                                                         batch.text.copy(reason), batch.text.copy(rec.payload)});
-        continue;
       }
-      batch.append_copy(decoded);
     }
     pos = rb.next();
   }

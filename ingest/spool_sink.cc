@@ -5,8 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include "sinks/spool/spool_error.h"
+#include "transform/canonical/event_codec.h"
 
 namespace crm::ingest {
+
+using sinks::sink_status;
 
 spool_sink::spool_sink(sinks::spool::durable_log& log, std::size_t max_in_flight)
     : log_(log), max_in_flight_(max_in_flight) {}
@@ -21,11 +24,13 @@ void report_failure(const std::error_code& error) {
 }
 }  // namespace
 
-void spool_sink::submit(std::shared_ptr<const std::string> payload, std::function<void(sink_status)> done) {
+void spool_sink::submit(const transform::event_batch& batch, std::function<void(sink_status)> done) {
   if (in_flight_.fetch_add(1, std::memory_order_relaxed) >= max_in_flight_) {
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
     return done(sink_status::full);
   }
+  auto payload = std::make_shared<std::string>();
+  transform::encode_event_batch(batch, *payload);
   const std::string_view record(*payload);
   // The completion owns the payload: the log writes from it until the group is durable.
   auto error = log_.append_async(

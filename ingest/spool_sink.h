@@ -1,5 +1,5 @@
-// batch_sink over the durable local log, without threads of its own: submit() hands the request's
-// record to durable_log::append_async() and returns; the log's flusher thread calls the completion
+// batch_sink over the durable local log, without threads of its own: submit() encodes the request's batch
+// into one record (transform/canonical/event_codec.h), hands it to durable_log::append_async() and returns; the log's flusher thread calls the completion
 // once the group commit holding it is fdatasync'ed (every request queued meanwhile shares that fsync),
 // and the completion posts the HTTP answer back to the connection's strand. No HTTP I/O thread ever
 // waits for a disk.
@@ -12,12 +12,14 @@
 #include <cstddef>
 #include <thread>
 
-#include "ingest/collector.h"
+#include "sinks/sink.h"
 #include "sinks/spool/durable_log.h"
 
 namespace crm::ingest {
 
-class spool_sink final : public batch_sink {
+using sinks::sink_status;
+
+class spool_sink final : public sinks::batch_sink {
  public:
   explicit spool_sink(sinks::spool::durable_log& log, std::size_t max_in_flight = 8192);
   // Waits for every completion (they use the collector and the server's executors).
@@ -27,7 +29,7 @@ class spool_sink final : public batch_sink {
   // and before the collector and the server are destroyed.
   void wait_idle() const;
 
-  void submit(std::shared_ptr<const std::string> encoded_batch, std::function<void(sink_status)> done) override;
+  void submit(const transform::event_batch& batch, std::function<void(sink_status)> done) override;
   bool above_high_water() const override { return log_.above_high_water(); }
   std::size_t queued() const override { return in_flight_.load(std::memory_order_relaxed); }
 

@@ -4,29 +4,83 @@
 
 #include <chrono>
 #include <stdexcept>
+#include <charconv>
+#include <cstring>
 #include <unordered_map>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "ingest/kafka/kafka_error.h"
-#include "sinks/spool/event_codec.h"
+#include "transform/canonical/event_codec.h"
 
 namespace crm::ingest {
 
 namespace {
 
-template <class Record, std::size_t N>
-void copy_record(const Record& from, std::string_view Record::* const (&texts)[N], std::vector<Record>& to,
-                 transform::text_arena& arena) {
-  Record r = from;
-  for (auto f : texts) r.*f = arena.copy(from.*f);
-  to.push_back(r);
+// A record's message key: its lead ("lead:<id>"), or, without a lead, its own id ("id:<uuid>"), so the
+// partitioner keeps a lead's events in one partition and in order; rejections have no key.
+struct group_key {
+  std::int64_t lead = 0;
+  transform::uuid id{};
+  bool keyed = true;
+  bool operator==(const group_key&) const = default;
+};
+
+struct group_key_hash {
+  std::size_t operator()(const group_key& k) const noexcept {
+    std::uint64_t a, b;
+    std::memcpy(&a, k.id.data(), 8);
+    std::memcpy(&b, k.id.data() + 8, 8);
+    return static_cast<std::size_t>((static_cast<std::uint64_t>(k.lead) * 0x9E3779B97F4A7C15ULL) ^ a ^ (b << 1) ^
+                                    (k.keyed ? 0 : 0x5bd1e995));
+  }
+};
+
+group_key key_of(std::int64_t lead_id, const transform::uuid& id) {
+  return lead_id != 0 ? group_key{lead_id, {}, true} : group_key{0, id, true};
 }
 
-std::string lead_key(std::int64_t lead_id, const transform::uuid& id) {
-  return lead_id != 0 ? fmt::format("lead:{}", lead_id) : "id:" + transform::to_string(id);
+// The key's bytes, as the collectors have always keyed them (so a lead keeps its partition across versions).
+std::string key_text(const group_key& k) {
+  if (!k.keyed) return {};
+  if (k.lead != 0) {
+    char buf[32] = "lead:";
+    auto [end, ec] = std::to_chars(buf + 5, buf + sizeof buf, k.lead);
+    (void)ec;
+    return std::string(buf, end);
+  }
+  return "id:" + transform::to_string(k.id);
 }
+
+// The request's records grouped by key, in request order; a group holds at most `max_records` records.
+// Records are copied by value (their text stays in the request's batch, which outlives the encoding), so
+// no text is copied and no string is built per event. Thread-local: one per HTTP I/O thread.
+struct grouping {
+  std::vector<transform::event_batch> parts;
+  std::vector<group_key> keys;
+  std::unordered_map<group_key, std::size_t, group_key_hash> open;  // key -> its part being filled
+  std::size_t used = 0;
+
+  void reset() {
+    for (std::size_t i = 0; i < used; ++i) {
+      parts[i].communications.clear();
+      parts[i].touchpoints.clear();
+      parts[i].rejections.clear();
+    }
+    used = 0;
+    open.clear();
+  }
+  transform::event_batch& part_for(const group_key& key, std::size_t max_records) {
+    auto it = open.find(key);
+    if (it != open.end() && parts[it->second].record_count() < max_records) return parts[it->second];
+    if (parts.size() <= used) parts.emplace_back();
+    if (keys.size() <= used) keys.emplace_back();
+    keys[used] = key;
+    open[key] = used;
+    return parts[used++];
+  }
+};
 
 }  // namespace
 
@@ -104,57 +158,28 @@ void kafka_sink::complete(request* r) {
   in_flight_.fetch_sub(1, std::memory_order_release);  // last: wait_idle() may return now
 }
 
-void kafka_sink::submit(std::shared_ptr<const std::string> payload, std::function<void(sink_status)> done) {
+void kafka_sink::submit(const transform::event_batch& batch, std::function<void(sink_status)> done) {
   if (in_flight_.fetch_add(1, std::memory_order_relaxed) >= options_.max_in_flight) {
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
     return done(sink_status::full);
   }
-  thread_local transform::event_batch batch;
-  thread_local std::vector<transform::event_batch> parts;
-  thread_local std::vector<std::string> keys;
+  thread_local grouping groups;
   thread_local std::string encoded;
-  if (auto ec = sinks::spool::decode_event_batch(*payload, batch)) {
-    in_flight_.fetch_sub(1, std::memory_order_relaxed);
-    spdlog::error("A request's batch could not be decoded for Kafka; it was refused with 503. error={}", ec.message());
-    return done(sink_status::failed);
-  }
-  // Group by lead, in request order; a group holds at most max_records_per_message records.
-  std::size_t used = 0;
-  std::unordered_map<std::string, std::size_t> open;  // key -> its part being filled
-  auto part_for = [&](std::string key) -> transform::event_batch& {
-    auto it = open.find(key);
-    if (it != open.end() && parts[it->second].record_count() < options_.max_records_per_message) {
-      return parts[it->second];
-    }
-    if (parts.size() <= used) parts.emplace_back();
-    parts[used].clear();
-    if (keys.size() <= used) keys.emplace_back();
-    keys[used] = key;
-    open[std::move(key)] = used;
-    return parts[used++];
-  };
-  for (const auto& c : batch.communications) {
-    auto& p = part_for(lead_key(c.lead_id, c.event_id));
-    copy_record(c, transform::communication_texts, p.communications, p.text);
-  }
-  for (const auto& t : batch.touchpoints) {
-    auto& p = part_for(lead_key(t.lead_id, t.touchpoint_id));
-    copy_record(t, transform::touchpoint_texts, p.touchpoints, p.text);
-  }
-  for (const auto& j : batch.rejections) {
-    auto& p = part_for("");
-    copy_record(j, transform::rejection_texts, p.rejections, p.text);
-  }
+  groups.reset();
+  const std::size_t cap = options_.max_records_per_message;
+  for (const auto& c : batch.communications) groups.part_for(key_of(c.lead_id, c.event_id), cap).communications.push_back(c);
+  for (const auto& t : batch.touchpoints) groups.part_for(key_of(t.lead_id, t.touchpoint_id), cap).touchpoints.push_back(t);
+  for (const auto& j : batch.rejections) groups.part_for(group_key{0, {}, false}, cap).rejections.push_back(j);
 
   auto* r = new request;
   r->sink = this;
   r->done = std::move(done);
-  for (std::size_t i = 0; i < used; ++i) {
-    sinks::spool::encode_event_batch(parts[i], encoded);
+  for (std::size_t i = 0; i < groups.used; ++i) {
+    transform::encode_event_batch(groups.parts[i], encoded);
+    const std::string key = key_text(groups.keys[i]);
     r->remaining.fetch_add(1);
-    const bool keyed = !keys[i].empty();
     auto e = rd_kafka_producev(rk_, RD_KAFKA_V_TOPIC(options_.topic.c_str()),
-                               RD_KAFKA_V_KEY(keyed ? keys[i].data() : nullptr, keyed ? keys[i].size() : 0),
+                               RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
                                RD_KAFKA_V_VALUE(encoded.data(), encoded.size()), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                                RD_KAFKA_V_OPAQUE(r), RD_KAFKA_V_END);
     if (e) {

@@ -1,8 +1,9 @@
 // batch_sink over a Kafka topic, for `crm-ingest serve --log kafka`: the collectors append normalized
 // events to the topic and `crm-ingest write` processes consume it into PostgreSQL.
 //
-// submit() decodes the request's batch, groups its records by lead (records without a lead by their
-// own id; rejections have no key) and produces one message per group, keyed by it, so the partitioner
+// submit() groups the request's records by lead (records without a lead by their own id; rejections have
+// no key) without copying their text, encodes each group once (transform/canonical/event_codec.h) and
+// produces one message per group, keyed by it, so the partitioner
 // keeps a lead's events in one partition and in order. The producer is idempotent with acks=all, so a
 // retried send is neither duplicated nor reordered. The request is acknowledged (done(durable)) only
 // when every one of its messages has its delivery report; any failed report answers failed (503), and
@@ -20,11 +21,13 @@
 #include <utility>
 #include <vector>
 
-#include "ingest/collector.h"
+#include "sinks/sink.h"
 
 struct rd_kafka_s;
 
 namespace crm::ingest {
+
+using sinks::sink_status;
 
 struct kafka_sink_options {
   std::string brokers;
@@ -35,7 +38,7 @@ struct kafka_sink_options {
   std::size_t max_records_per_message = 2000;
 };
 
-class kafka_sink final : public batch_sink {
+class kafka_sink final : public sinks::batch_sink {
  public:
   explicit kafka_sink(kafka_sink_options options);
   // Waits for the outstanding delivery reports (bounded by delivery_timeout_ms), then closes.
@@ -44,7 +47,7 @@ class kafka_sink final : public batch_sink {
   // Returns once no submitted request waits for its delivery reports.
   void wait_idle() const;
 
-  void submit(std::shared_ptr<const std::string> encoded_batch, std::function<void(sink_status)> done) override;
+  void submit(const transform::event_batch& batch, std::function<void(sink_status)> done) override;
   bool above_high_water() const override {
     return in_flight_.load(std::memory_order_relaxed) >= options_.max_in_flight / 10 * 9;
   }

@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ingest/kafka/kafka_error.h"
-#include "sinks/spool/event_codec.h"
+#include "transform/canonical/event_codec.h"
 #include "transform/providers.h"
 
 namespace crm::ingest {
@@ -141,7 +141,6 @@ struct kafka_source::impl {
   const kafka_source_options& opt;
   rd_kafka_t* rk = nullptr;
   transform::normalizer norm;
-  transform::event_batch decoded;
   std::map<std::string, topic_format, std::less<>> formats;
   std::string source_text;
 
@@ -307,10 +306,8 @@ struct kafka_source::impl {
     } else if (f->second.canonical) {
       norm.normalize(value, src, now, *s.batch);
     } else if (f->second.normalized) {
-      if (auto ec = sinks::spool::decode_event_batch(value, decoded)) {
+      if (auto ec = transform::append_decoded_event_batch(value, *s.batch)) {
         norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), *s.batch);
-      } else {
-        s.batch->append_copy(decoded);
       }
     } else {
       std::string content_type = f->second.provider->content_type;

@@ -8,7 +8,7 @@
 #include "support/serve_process.h"
 #include "support/test_db.h"
 #include "sinks/spool/durable_log.h"
-#include "sinks/spool/event_codec.h"
+#include "transform/canonical/event_codec.h"
 #include "transform/normalize.h"
 
 namespace fs = std::filesystem;
@@ -173,7 +173,7 @@ TEST(Serve, ALogRecordThatCannotBeDecodedIsDeadLetteredAndTheRestIsWritten) {
                              {"test", 1}, crm::transform::now_us(), batch),
               crm::transform::normalize_outcome::touchpoint);
     std::string good;
-    crm::sinks::spool::encode_event_batch(batch, good);
+    crm::transform::encode_event_batch(batch, good);
     const std::string garbage = "EB\xff not an event batch";
     const std::string_view records[] = {good, garbage, good};
     ASSERT_TRUE(log->append(records).ok());

@@ -1,33 +1,29 @@
-#include "sinks/spool/event_codec.h"
+#include "transform/canonical/event_codec.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
+#include <string>
 
-namespace crm::sinks::spool {
+namespace crm::transform {
 namespace {
 
 constexpr std::uint8_t receipt_time_bit = 0x80;
 
 
-using transform::communication;
-using transform::rejection;
-using transform::touchpoint;
 
 // The string fields, in wire order: transform's tables (canonical_event.h). Adding a field to the
 // structs trips the size checks below, so the codec cannot silently drop it.
-using transform::communication_texts;
-using transform::rejection_texts;
-using transform::touchpoint_texts;
 
 constexpr std::size_t communication_string_count = std::size(communication_texts);
 constexpr std::size_t touchpoint_string_count = std::size(touchpoint_texts);
 // 56 bytes of scalars plus occurred_at_is_receipt_time (bit 7 of the direction byte) padded to 8.
 static_assert(sizeof(void*) != 8 || sizeof(communication) == 64 + 16 * communication_string_count,
-              "transform::communication changed: encode the new field and bump event_codec_version");
+              "communication changed: encode the new field and bump event_codec_version");
 static_assert(sizeof(void*) != 8 || sizeof(touchpoint) == 64 + 16 * touchpoint_string_count,
-              "transform::touchpoint changed: encode the new field and bump event_codec_version");
+              "touchpoint changed: encode the new field and bump event_codec_version");
 static_assert(sizeof(void*) != 8 || sizeof(rejection) == 8 + 16 * std::size(rejection_texts),
-              "transform::rejection changed: encode the new field and bump event_codec_version");
+              "rejection changed: encode the new field and bump event_codec_version");
 
 constexpr char magic[2] = {'E', 'B'};
 constexpr std::size_t max_varint = 10;
@@ -124,7 +120,7 @@ class reader {
     v = unzigzag(u);
     return true;
   }
-  bool text(transform::text_arena& arena, std::string_view& out) {
+  bool text(text_arena& arena, std::string_view& out) {
     std::uint64_t n = 0;
     if (!varint(n)) return false;
     if (n > remaining()) return fail(codec_errc::truncated);
@@ -153,8 +149,8 @@ class reader {
     if (!byte(v)) return false;
     c.occurred_at_is_receipt_time = (v & receipt_time_bit) != 0;
     v = static_cast<std::uint8_t>(v & ~receipt_time_bit);
-    if (v > static_cast<std::uint8_t>(transform::direction::inbound)) return fail(codec_errc::value_out_of_range);
-    c.direction_ = static_cast<transform::direction>(v);
+    if (v > static_cast<std::uint8_t>(direction::inbound)) return fail(codec_errc::value_out_of_range);
+    c.direction_ = static_cast<direction>(v);
     return true;
   }
   bool fail(codec_errc e) noexcept {
@@ -175,7 +171,7 @@ std::size_t text_bytes(const Record& r, std::string_view Record::*const (&fields
   return n;
 }
 
-std::size_t worst_case_size(const transform::event_batch& batch) noexcept {
+std::size_t worst_case_size(const event_batch& batch) noexcept {
   std::size_t n = 4 + 3 * max_varint;
   for (const auto& c : batch.communications) n += 16 + 4 * max_varint + 3 + text_bytes(c, communication_texts);
   for (const auto& t : batch.touchpoints) n += 16 + 4 * max_varint + 3 + 8 + text_bytes(t, touchpoint_texts);
@@ -185,7 +181,7 @@ std::size_t worst_case_size(const transform::event_batch& batch) noexcept {
 
 }  // namespace
 
-void encode_event_batch(const transform::event_batch& batch, std::string& out) {
+void encode_event_batch(const event_batch& batch, std::string& out) {
   out.resize(worst_case_size(batch));
   writer w(out.data());
   w.bytes(magic, sizeof magic);
@@ -238,11 +234,21 @@ void encode_event_batch(const transform::event_batch& batch, std::string& out) {
   out.resize(static_cast<std::size_t>(w.position() - out.data()));
 }
 
-std::error_code decode_event_batch(std::string_view bytes, transform::event_batch& out) {
+std::error_code decode_event_batch(std::string_view bytes, event_batch& out) {
   out.clear();
+  auto ec = append_decoded_event_batch(bytes, out);
+  if (ec) out.clear();
+  return ec;
+}
+
+std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& out) {
   reader r(bytes);
+  const std::size_t communications_before = out.communications.size(), touchpoints_before = out.touchpoints.size(),
+                    rejections_before = out.rejections.size();
   auto failed = [&](codec_errc e) -> std::error_code {
-    out.clear();
+    out.communications.resize(communications_before);
+    out.touchpoints.resize(touchpoints_before);
+    out.rejections.resize(rejections_before);
     return e;
   };
 
@@ -266,9 +272,14 @@ std::error_code decode_event_batch(std::string_view bytes, transform::event_batc
               n_rejections * min_rejection_bytes > left) {
     return failed(codec_errc::too_many_records);
   }
-  out.communications.reserve(n_communications);
-  out.touchpoints.reserve(n_touchpoints);
-  out.rejections.reserve(n_rejections);
+  // Geometric growth when appending many records one message at a time.
+  auto reserve = [](auto& v, std::uint64_t more) {
+    const std::size_t want = v.size() + static_cast<std::size_t>(more);
+    if (want > v.capacity()) v.reserve(std::max(want, v.capacity() * 2));
+  };
+  reserve(out.communications, n_communications);
+  reserve(out.touchpoints, n_touchpoints);
+  reserve(out.rejections, n_rejections);
 
   std::int64_t previous = 0;
   for (std::uint64_t i = 0; i < n_communications; ++i) {
@@ -276,8 +287,8 @@ std::error_code decode_event_batch(std::string_view bytes, transform::event_batc
     std::int64_t d_occurred = 0, d_received = 0;
     bool good = r.bytes(c.event_id.data(), c.event_id.size()) && r.svarint(d_occurred) && r.svarint(d_received) &&
                 r.svarint(c.lead_id) && r.svarint(c.campaign_id) &&
-                r.enumeration(c.channel_, transform::channel::push) && r.direction_and_flag(c) &&
-                r.enumeration(c.status, transform::comm_status::spam);
+                r.enumeration(c.channel_, channel::push) && r.direction_and_flag(c) &&
+                r.enumeration(c.status, comm_status::spam);
     for (std::size_t f = 0; good && f < communication_string_count; ++f) {
       good = r.text(out.text, c.*communication_texts[f]);
     }
@@ -293,8 +304,8 @@ std::error_code decode_event_batch(std::string_view bytes, transform::event_batc
     std::uint8_t bits = 0;
     bool good = r.bytes(t.touchpoint_id.data(), t.touchpoint_id.size()) && r.svarint(d_occurred) &&
                 r.svarint(d_received) && r.svarint(t.lead_id) && r.svarint(t.campaign_id) &&
-                r.enumeration(t.type, transform::touch_type::other) &&
-                r.enumeration(t.group, transform::channel_group::other) && r.byte(bits);
+                r.enumeration(t.type, touch_type::other) &&
+                r.enumeration(t.group, channel_group::other) && r.byte(bits);
     if (!good) return failed(r.error());
     if ((bits & ~(flag_is_conversion | flag_has_conversion_value | flag_value_follows)) != 0) {
       return failed(codec_errc::value_out_of_range);
@@ -323,4 +334,30 @@ std::error_code decode_event_batch(std::string_view bytes, transform::event_batc
   return {};
 }
 
-}  // namespace crm::sinks::spool
+namespace {
+
+class codec_category_impl final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "spool.codec"; }  // its name since the log had it
+  std::string message(int value) const override {
+    switch (static_cast<codec_errc>(value)) {
+      case codec_errc::truncated: return "the encoded event batch is truncated";
+      case codec_errc::bad_magic: return "the bytes are not an encoded event batch";
+      case codec_errc::unsupported_version: return "the encoded event batch has an unsupported version";
+      case codec_errc::bad_varint: return "the encoded event batch holds an overlong integer";
+      case codec_errc::value_out_of_range: return "the encoded event batch holds an undefined enum or flag value";
+      case codec_errc::too_many_records: return "the encoded event batch claims more records than its bytes can hold";
+      case codec_errc::trailing_bytes: return "the encoded event batch has trailing bytes";
+    }
+    return "unknown event codec error " + std::to_string(value);
+  }
+};
+
+}  // namespace
+
+const std::error_category& codec_category() noexcept {
+  static const codec_category_impl instance;
+  return instance;
+}
+
+}  // namespace crm::transform

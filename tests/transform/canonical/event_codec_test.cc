@@ -9,21 +9,17 @@
 
 #include <gtest/gtest.h>
 
-#include "sinks/spool/event_codec.h"
+#include "transform/canonical/event_codec.h"
 
-namespace crm::sinks::spool {
+namespace crm::transform {
 namespace {
 
-using transform::communication;
-using transform::event_batch;
-using transform::rejection;
-using transform::touchpoint;
 
 constexpr std::int64_t i64_min = std::numeric_limits<std::int64_t>::min();
 constexpr std::int64_t i64_max = std::numeric_limits<std::int64_t>::max();
 
-transform::uuid make_id(std::uint8_t seed) {
-  transform::uuid id{};
+uuid make_id(std::uint8_t seed) {
+  uuid id{};
   for (std::size_t i = 0; i < id.size(); ++i) id[i] = static_cast<std::uint8_t>(seed * 31 + i * 17);
   return id;
 }
@@ -39,10 +35,10 @@ communication full_communication(event_batch& b, int n) {
   c.received_at = c.occurred_at + 250'000;
   c.lead_id = 4200 + n;
   c.campaign_id = 77 + n;
-  c.channel_ = static_cast<transform::channel>(n % 6);
-  c.direction_ = static_cast<transform::direction>(n % 2);
+  c.channel_ = static_cast<channel>(n % 6);
+  c.direction_ = static_cast<direction>(n % 2);
   c.occurred_at_is_receipt_time = n % 3 == 1;
-  c.status = static_cast<transform::comm_status>(n % 11);
+  c.status = static_cast<comm_status>(n % 11);
   c.provider = text(b, "sendgrid" + k);
   c.provider_message_id = text(b, "msg-" + k);
   c.provider_event_id = text(b, "evt-" + k);
@@ -66,8 +62,8 @@ touchpoint full_touchpoint(event_batch& b, int n) {
   t.received_at = t.occurred_at + 3;
   t.lead_id = n;
   t.campaign_id = 9000 + n;
-  t.type = static_cast<transform::touch_type>(n % 9);
-  t.group = static_cast<transform::channel_group>(n % 11);
+  t.type = static_cast<touch_type>(n % 9);
+  t.group = static_cast<channel_group>(n % 11);
   t.is_conversion = n % 2 == 0;
   t.has_conversion_value = n % 3 == 0;
   t.conversion_value = 19.99 * n;
@@ -373,11 +369,11 @@ TEST(EventCodec, UndefinedEnumAndFlagValuesAreRefused) {
     std::uint8_t bad;
   };
   const probe probes[] = {
-      {"channel", [](event_batch& x) { x.communications[0].channel_ = transform::channel::push; }, 6},
-      {"direction", [](event_batch& x) { x.communications[0].direction_ = transform::direction::outbound; }, 2},
-      {"status", [](event_batch& x) { x.communications[0].status = transform::comm_status::spam; }, 11},
-      {"touch_type", [](event_batch& x) { x.touchpoints[0].type = transform::touch_type::other; }, 9},
-      {"channel_group", [](event_batch& x) { x.touchpoints[0].group = transform::channel_group::other; }, 11},
+      {"channel", [](event_batch& x) { x.communications[0].channel_ = channel::push; }, 6},
+      {"direction", [](event_batch& x) { x.communications[0].direction_ = direction::outbound; }, 2},
+      {"status", [](event_batch& x) { x.communications[0].status = comm_status::spam; }, 11},
+      {"touch_type", [](event_batch& x) { x.touchpoints[0].type = touch_type::other; }, 9},
+      {"channel_group", [](event_batch& x) { x.touchpoints[0].group = channel_group::other; }, 11},
       {"touch_flags", [](event_batch& x) { x.touchpoints[0].is_conversion = !x.touchpoints[0].is_conversion; }, 8},
   };
   for (const auto& p : probes) {
@@ -438,6 +434,39 @@ TEST(EventCodec, RandomGarbageAndBitFlipsNeverCrash) {
   EXPECT_GT(decoded_ok, 0);
 }
 
+// What the drainer and the Kafka source do: decode many records straight into the batch being filled.
+TEST(EventCodec, AppendingDecodesAddToTheBatchAndAFailureLeavesItAsItWas) {
+  const event_batch a = sample_batch();
+  std::string bytes_a, bytes_b;
+  encode_event_batch(a, bytes_a);
+  event_batch b;
+  b.communications.push_back(full_communication(b, 7));
+  encode_event_batch(b, bytes_b);
+
+  event_batch gathered;
+  ASSERT_FALSE(append_decoded_event_batch(bytes_a, gathered));
+  ASSERT_FALSE(append_decoded_event_batch(bytes_b, gathered));
+  ASSERT_EQ(gathered.communications.size(), a.communications.size() + 1);
+  ASSERT_EQ(gathered.touchpoints.size(), a.touchpoints.size());
+  ASSERT_EQ(gathered.rejections.size(), a.rejections.size());
+  // The gathered batch encodes like its parts together.
+  event_batch both;
+  both.append_copy(a);
+  both.append_copy(b);
+  std::string expected, got;
+  encode_event_batch(both, expected);
+  encode_event_batch(gathered, got);
+  EXPECT_EQ(got, expected);
+
+  // A record cut short in its last field: nothing of it stays, and what was gathered is intact.
+  const auto before = gathered.record_count();
+  EXPECT_EQ(append_decoded_event_batch(std::string_view(bytes_a).substr(0, bytes_a.size() - 1), gathered),
+            codec_errc::truncated);
+  EXPECT_EQ(gathered.record_count(), before);
+  encode_event_batch(gathered, got);
+  EXPECT_EQ(got, expected);
+}
+
 TEST(EventCodec, ErrorMessagesSayWhatWasWrong) {
   event_batch out;
   const auto ec = decode_event_batch("nope", out);
@@ -447,4 +476,4 @@ TEST(EventCodec, ErrorMessagesSayWhatWasWrong) {
 }
 
 }  // namespace
-}  // namespace crm::sinks::spool
+}  // namespace crm::transform
