@@ -11,16 +11,16 @@
 
 #include "ingest/cli/database_target.h"
 #include "ingest/cli/exit_codes.h"
-#include "ingest/kafka/kafka_error.h"
+#include "sinks/kafka/kafka_error.h"
 #include "ingest/cli/report.h"
 #include "ingest/cli/kafka_commands.h"
 #include "ingest/cli/serve.h"
 #include "ingest/config/settings.h"
-#include "ingest/embedded_postgres.h"
+#include "ingest/runtime/embedded_postgres.h"
 #include "ingest/import/import_pipeline.h"
-#include "ingest/logging.h"
-#include "ingest/replay.h"
-#include "ingest/writer_metrics.h"
+#include "ingest/observability/logging.h"
+#include "ingest/replay/replay.h"
+#include "ingest/observability/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 #include "sinks/postgres/retention.h"
@@ -150,7 +150,7 @@ int exit_code_for(const std::exception& e) {
   if (dynamic_cast<const pg::superuser_refused*>(&e)) return say(exit_usage, "");
   if (dynamic_cast<const std::invalid_argument*>(&e)) return say(exit_usage, "invalid configuration: ");
   if (dynamic_cast<const sinks::spool::open_error*>(&e)) return say(exit_local_log, "the local log: ");
-  if (dynamic_cast<const kafka_error*>(&e)) return say(exit_kafka, "");
+  if (dynamic_cast<const sinks::kafka::kafka_error*>(&e)) return say(exit_kafka, "");
   if (dynamic_cast<const pg::migration_error*>(&e)) return say(exit_database, "");
   if (dynamic_cast<const pg::write_error*>(&e)) return say(exit_database, "the database refused: ");
   if (dynamic_cast<const pqxx::failure*>(&e)) return say(exit_database, "the database refused: ");

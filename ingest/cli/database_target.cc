@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "ingest/embedded_postgres.h"
+#include "ingest/runtime/embedded_postgres.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 

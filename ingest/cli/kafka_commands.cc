@@ -9,20 +9,20 @@
 #include <spdlog/spdlog.h>
 
 #include "ingest/cli/serve.h"
-#include "ingest/collector.h"
+#include "ingest/collector/collector.h"
 #include "ingest/config/options.h"
 #include "ingest/config/settings.h"
-#include "ingest/embedded_postgres.h"
+#include "ingest/runtime/embedded_postgres.h"
 #include "ingest/http/server.h"
-#include "ingest/kafka/kafka_sink.h"
+#include "sinks/kafka/kafka_sink.h"
 #include "ingest/kafka/kafka_source.h"
-#include "ingest/logging.h"
-#include "ingest/metrics.h"
+#include "ingest/observability/logging.h"
+#include "ingest/observability/metrics.h"
 #include "ingest/observability/kafka_metrics.h"
 #include "ingest/observability/metrics_listener.h"
 #include "ingest/runtime/signals.h"
-#include "ingest/providers.h"
-#include "ingest/writer_metrics.h"
+#include "ingest/collector/webhook_endpoints.h"
+#include "ingest/observability/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 #include "sinks/postgres/startup.h"
@@ -99,7 +99,7 @@ int run_serve_kafka(const serve_args& args) {
   metrics m;  // no writers here: no crm_ingest_writer_* series (the database is the writers' concern)
 
   {
-    kafka_sink sink(kopt);
+    sinks::kafka::kafka_sink sink(kopt);
     // Ready while deliveries succeed: the database is the writers' concern in this topology.
     run_http_front(args, cfg, signals, sink, m, [&sink] { return sink.healthy(); }, [&sink] { sink.wait_idle(); },
                    "their deliveries", fmt::format("brokers={} topic={}", kopt.brokers, kopt.topic));

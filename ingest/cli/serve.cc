@@ -13,17 +13,17 @@
 
 #include "ingest/auth/auth_settings.h"
 #include "ingest/cli/kafka_commands.h"
-#include "ingest/collector.h"
+#include "ingest/collector/collector.h"
 #include "ingest/config/options.h"
 #include "ingest/config/settings.h"
-#include "ingest/drainer.h"
-#include "ingest/embedded_postgres.h"
+#include "ingest/pipeline/drainer.h"
+#include "ingest/runtime/embedded_postgres.h"
 #include "ingest/http/server.h"
-#include "ingest/logging.h"
-#include "ingest/metrics.h"
-#include "ingest/providers.h"
-#include "ingest/spool_sink.h"
-#include "ingest/writer_metrics.h"
+#include "ingest/observability/logging.h"
+#include "ingest/observability/metrics.h"
+#include "ingest/collector/webhook_endpoints.h"
+#include "sinks/spool/spool_sink.h"
+#include "ingest/observability/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 #include "sinks/postgres/queries.h"
@@ -179,7 +179,7 @@ int run_serve(const serve_args& args) {
 
   const int exit_code = 0;
   {
-    spool_sink sink(*log);
+    sinks::spool::spool_sink sink(*log);
     run_http_front(args, cfg, signals, sink, m, [&drain] { return drain.database_ready(); }, [&sink] { sink.wait_idle(); },
                    "writing the log to PostgreSQL", fmt::format("writers={}", dopt.pool.writers));
   }

@@ -5,9 +5,9 @@
 #include <string>
 #include <string_view>
 
-#include "ingest/collector.h"
+#include "ingest/collector/collector.h"
 #include "ingest/config/settings.h"
-#include "ingest/metrics.h"
+#include "ingest/observability/metrics.h"
 #include "ingest/runtime/signals.h"
 
 namespace crm::ingest::cli {

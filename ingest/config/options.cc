@@ -82,8 +82,8 @@ kafka_source_options kafka_source_options_from(const settings& cfg, bool log_top
   return o;
 }
 
-kafka_sink_options kafka_sink_options_from(const settings& cfg) {
-  kafka_sink_options o;
+sinks::kafka::kafka_sink_options kafka_sink_options_from(const settings& cfg) {
+  sinks::kafka::kafka_sink_options o;
   o.brokers = require_brokers(cfg);
   o.topic = cfg.str("kafka", "log_topic");
   o.properties = parse_kafka_properties(cfg.str("kafka", "properties"));

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "ingest/config/settings.h"
-#include "ingest/kafka/kafka_sink.h"
+#include "sinks/kafka/kafka_sink.h"
 #include "ingest/kafka/kafka_source.h"
 #include "sinks/postgres/startup.h"
 #include "sinks/postgres/writer_pool.h"
@@ -36,6 +36,6 @@ kafka_source_options kafka_source_options_from(const settings& cfg, bool log_top
                                                std::shared_ptr<sinks::postgres::writer_observer> observer);
 
 // [kafka] brokers, log_topic, properties, delivery_timeout_ms: `serve --log kafka`.
-kafka_sink_options kafka_sink_options_from(const settings& cfg);
+sinks::kafka::kafka_sink_options kafka_sink_options_from(const settings& cfg);
 
 }  // namespace crm::ingest::config

@@ -13,7 +13,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "ingest/kafka/kafka_error.h"
+#include "sinks/kafka/kafka_conf.h"
+#include "sinks/kafka/kafka_error.h"
 #include "transform/canonical/event_codec.h"
 #include "transform/providers.h"
 
@@ -341,27 +342,20 @@ struct kafka_source::impl {
 
   void run() {
     char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    auto set = [&](const std::string& k, const std::string& v) {
-      if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        throw std::invalid_argument(fmt::format("kafka: {}={}: {}", k, v, err));
-      }
-    };
-    set("bootstrap.servers", opt.brokers);
-    set("group.id", opt.group);
-    set("enable.auto.commit", "false");
-    set("enable.auto.offset.store", "false");
-    set("auto.offset.reset", "earliest");
-    set("session.timeout.ms", std::to_string(opt.session_timeout_ms));
-    set("client.id", "crm-ingest");
-    for (const auto& [k, v] : opt.properties) set(k, v);
+    rd_kafka_conf_t* conf = sinks::kafka::make_kafka_conf({{"bootstrap.servers", opt.brokers},
+                                                           {"group.id", opt.group},
+                                                           {"enable.auto.commit", "false"},
+                                                           {"enable.auto.offset.store", "false"},
+                                                           {"auto.offset.reset", "earliest"},
+                                                           {"session.timeout.ms", std::to_string(opt.session_timeout_ms)},
+                                                           {"client.id", "crm-ingest"}},
+                                                          opt.properties);
     rd_kafka_conf_set_rebalance_cb(conf, &impl::on_rebalance);
     rd_kafka_conf_set_opaque(conf, this);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {
       rd_kafka_conf_destroy(conf);
-      throw kafka_error(fmt::format("kafka: cannot create the consumer: {}", err));
+      throw sinks::kafka::kafka_error(fmt::format("kafka: cannot create the consumer: {}", err));
     }
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(opt.topics.size()));
@@ -370,7 +364,7 @@ struct kafka_source::impl {
     rd_kafka_topic_partition_list_destroy(topics);
     if (sub) {
       rd_kafka_destroy(rk);
-      throw kafka_error(fmt::format("kafka: cannot subscribe: {}", rd_kafka_err2str(sub)));
+      throw sinks::kafka::kafka_error(fmt::format("kafka: cannot subscribe: {}", rd_kafka_err2str(sub)));
     }
     pool = std::make_unique<pg::writer_pool>(opt.write);
     spdlog::info("Consuming from Kafka. brokers={} group={} topics={} writers={}", opt.brokers, opt.group,

@@ -1,32 +1,12 @@
-#include "sinks/spool/durable_log.h"
-
-#include <fcntl.h>
-#include <limits.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <array>
-#include <cerrno>
-#include <cstring>
-#include <optional>
-#include <utility>
-
-#include <spdlog/spdlog.h>
-
-#include "sinks/spool/file_io.h"
-#include "sinks/spool/segment_format.h"
-
+// durable_log, the opening side: the directory lock, recovery (scan, torn-tail cut) and segment creation.
+// See durable_log.h for the thread ownership.
+#include "sinks/spool/durable_log_internal.h"
 
 namespace crm::sinks::spool {
-namespace {
 
-using format::frame_header_size;
-using format::segment_header_size;
-using steady = std::chrono::steady_clock;
-using namespace file_io;
+using namespace internal;
+
+namespace {
 
 [[noreturn]] void throw_open_error(const std::string& what) { throw open_error(what); }
 

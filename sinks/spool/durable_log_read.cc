@@ -1,36 +1,10 @@
 // durable_log, the drainer side: read, wait for data, checkpoint (the drainer's thread), and the
 // stats any thread may read. See durable_log.h for the thread ownership.
-#include "sinks/spool/durable_log.h"
-
-#include <fcntl.h>
-#include <limits.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <array>
-#include <cerrno>
-#include <cstring>
-#include <optional>
-#include <utility>
-
-#include <spdlog/spdlog.h>
-
-#include "sinks/spool/file_io.h"
-#include "sinks/spool/segment_format.h"
-
+#include "sinks/spool/durable_log_internal.h"
 
 namespace crm::sinks::spool {
-namespace {
 
-using format::frame_header_size;
-using format::segment_header_size;
-using steady = std::chrono::steady_clock;
-using namespace file_io;
-
-}  // namespace
+using namespace internal;
 
 bool durable_log::readable_after(log_position from) const {
   for (const auto& s : segments_) {
