@@ -39,7 +39,7 @@ void reader_main(const import_options& opt, shared_state& st) {
     if (!c) return;
     st.summary.totals += c->result;
     if (c->status == pg::batch_status::written) {
-      ++st.summary.batches;
+      st.summary.batches += c->result.transactions;  // the summary's "batches": transactions, one per writer's part
       st.records_written += c->batch->record_count();
     } else if (!failed) {
       failed = true;

@@ -204,7 +204,7 @@ struct kafka_source::impl {
       self.inserted_ += r.inserted();
       self.duplicates_ += r.duplicates();
       self.rejected_ += r.rejected();
-      self.batches_ += 1;
+      self.batches_ += r.transactions;  // transactions committed (one per writer's part)
     } else if (c.status == pg::batch_status::abandoned) {
       // Only when stopping: these messages are consumed again by the next run.
       spdlog::warn("A batch was not written before stopping; its messages are consumed again. position={}",
