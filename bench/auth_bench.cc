@@ -13,6 +13,7 @@
 #include <openssl/pem.h>
 
 #include "ingest/auth/credentials.h"
+#include "support/jwt_signing.h"
 
 namespace {
 
@@ -27,45 +28,19 @@ class one_header final : public crm::ingest::webhooks::header_map {
   }
 };
 
-std::pair<std::string, std::string> key_pair(const char* type, const char* param) {
-  EVP_PKEY* key = std::string(type) == "RSA" ? EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048))
-                                             : EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", param);
-  auto pem = [&](bool priv) {
-    BIO* b = BIO_new(BIO_s_mem());
-    if (priv) PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr);
-    else PEM_write_bio_PUBKEY(b, key);
-    char* d = nullptr;
-    long n = BIO_get_mem_data(b, &d);
-    std::string s(d, static_cast<std::size_t>(n));
-    BIO_free(b);
-    return s;
-  };
-  auto out = std::make_pair(pem(true), pem(false));
-  EVP_PKEY_free(key);
-  return out;
-}
-
+// A token as the identity provider issues them, valid for an hour.
 std::string sign(jwt_alg_t alg, const std::string& key) {
-  jwt_t* j = nullptr;
-  jwt_new(&j);
-  jwt_add_grant(j, "iss", "https://project.supabase.co/auth/v1");
-  jwt_add_grant(j, "aud", "authenticated");
-  jwt_add_grant(j, "role", "service_role");
-  jwt_add_grant(j, "sub", "5b7e0c1d-9a2f-4e6b-8c0d-1e2f3a4b5c6d");
-  jwt_add_grant(j, "tenant_id", "acme");
-  jwt_add_grant_int(j, "exp", std::time(nullptr) + 3600);
-  jwt_set_alg(j, alg, reinterpret_cast<const unsigned char*>(key.data()), static_cast<int>(key.size()));
-  char* t = jwt_encode_str(j);
-  std::string out(t);
-  free(t);
-  jwt_free(j);
-  return out;
+  return crm_test::sign_jwt(alg, key,
+                            {{{"iss", "https://project.supabase.co/auth/v1"}, {"aud", "authenticated"},
+                              {"role", "service_role"}, {"sub", "5b7e0c1d-9a2f-4e6b-8c0d-1e2f3a4b5c6d"},
+                              {"tenant_id", "acme"}},
+                             {{"exp", static_cast<long>(std::time(nullptr)) + 3600}}});
 }
 
 struct fixture {
   std::string hs_secret = "super-secret-jwt-token-with-at-least-32-characters-long";
-  std::pair<std::string, std::string> rsa = key_pair("RSA", nullptr);
-  std::pair<std::string, std::string> ec = key_pair("EC", "P-256");
+  std::pair<std::string, std::string> rsa = crm_test::key_pair("RSA");
+  std::pair<std::string, std::string> ec = crm_test::key_pair("EC", "P-256");
   std::unique_ptr<authenticator> auth;
   std::unique_ptr<authenticator> uncached;
   fixture() {

@@ -43,6 +43,8 @@
 #include "sinks/postgres/writer.h"
 #include "support/child_process.h"
 #include "support/http_client.h"
+#include "support/run_command.h"
+#include "support/serve_load.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -58,36 +60,23 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-std::string tail(const std::string& text, std::size_t n = 3000) {
-  return text.size() <= n ? text : "..." + text.substr(text.size() - n);
-}
-
-// Runs a command; returns its stdout, and its exit status in `status`.
-std::string run(const std::string& cmd, int* status = nullptr) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) throw std::runtime_error("popen failed: " + cmd);
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  if (status) *status = code;
-  else if (code != 0) throw std::runtime_error("command failed (" + std::to_string(code) + "): " + cmd + "\n" + out);
-  return out;
-}
+std::string run(const std::string& cmd, int* status = nullptr) { return crm_test::command_output(cmd, status); }
 
 // deploy/cluster/cluster.sh COMMAND on the fixture's cluster; its output (stdout and stderr).
 std::string cluster(const std::string& command) {
   return run(fmt::format("bash {} {} {} 2>&1", CRM_CLUSTER_SH, command, CRM_CLUSTER_DIR));
 }
 
+using crm_test::acked_ids;
 using crm_test::child;
+using crm_test::json_number;
+using crm_test::metrics_mismatch_sql;
+using crm_test::metrics_missing_sql;
+using crm_test::missing_acked;
+using crm_test::rows_with;
+using crm_test::start_server;
+using crm_test::tail;
+using crm_test::wait_until_stored;
 
 struct cluster_dsns {
   std::string primary, replica, admin;
@@ -112,11 +101,7 @@ std::string with_database(const std::string& dsn, const std::string& db) {
   return dsn.substr(0, slash + 1) + db + (q == std::string::npos ? "" : dsn.substr(q));
 }
 
-long long q(const std::string& dsn, const std::string& sql) {
-  pqxx::connection c(dsn);
-  pqxx::read_transaction tx(c);
-  return tx.exec(sql)[0][0].as<long long>();
-}
+long long q(const std::string& dsn, const std::string& sql) { return crm_test::count(dsn, sql); }
 
 // Connects through HAProxy every 100 ms and records whether it reached a writable primary.
 class primary_probe {
@@ -203,108 +188,19 @@ class import_loop {
   std::thread thread_;
 };
 
-struct server {
-  std::unique_ptr<child> proc;
-  unsigned port = 0;
-};
-
-server start_server(const fs::path& dir, const fs::path& config, const std::string& tag) {
-  server s;
-  s.proc = std::make_unique<child>(std::vector<std::string>{CRM_INGEST_EXE, "serve", "--config", config.string()},
-                                   dir / ("serve-" + tag + ".out"), dir / ("serve-" + tag + ".err"));
-  static const std::regex line("listening on port ([0-9]+)");
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::smatch m;
-    auto out = s.proc->out();
-    if (std::regex_search(out, m, line)) {
-      s.port = static_cast<unsigned>(std::stoul(m[1]));
-      return s;
-    }
-    if (s.proc->wait_for(0ms)) break;
-    std::this_thread::sleep_for(50ms);
-  }
-  ADD_FAILURE() << "crm-ingest serve did not report its port; stderr:\n" << s.proc->err();
-  return s;
-}
-
 std::unique_ptr<child> start_load(const fs::path& dir, unsigned port, double seconds, unsigned seed,
                                   const std::string& tag) {
   // 50 requests/s x 20 events: 1000 events/s, open loop.
-  return std::make_unique<child>(
-      std::vector<std::string>{HTTP_LOAD_EXE, "--url", "http://127.0.0.1:" + std::to_string(port), "--mode", "events",
-                               "--rate", "50", "--duration", std::to_string(seconds), "--events-per-request", "20",
-                               "--connections", "8", "--seed", std::to_string(seed), "--timeout", "5",
-                               "--drain-timeout", "5", "--epoch", std::to_string(std::time(nullptr) / 86400 * 86400),
-                               "--ack-log", (dir / ("acks-" + tag)).string()},
-      dir / ("load-" + tag + ".json"), dir / ("load-" + tag + ".err"));
+  crm_test::load_args a;
+  a.rate = 50;
+  a.duration_s = seconds;
+  a.events_per_request = 20;
+  a.connections = 8;
+  a.seed = seed;
+  a.timeout_s = 5;
+  a.drain_timeout_s = 5;
+  return crm_test::start_load(dir, port, a, tag);
 }
-
-long long json_number(const std::string& json, const std::string& key) {
-  auto p = json.find("\"" + key + "\":");
-  if (p == std::string::npos) return -1;
-  return std::stoll(json.substr(p + key.size() + 3));
-}
-
-std::string acked_ids(const fs::path& dir, std::size_t& count) {
-  std::string all;
-  count = 0;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename().string().rfind("acks-", 0) != 0) continue;
-    std::istringstream in(read_file(entry.path()));
-    std::string id;
-    while (in >> id) all += (count++ ? " " : "") + id;
-  }
-  return all;
-}
-
-long long missing_acked(const std::string& dsn, const std::string& ids) {
-  pqxx::connection c(dsn);
-  pqxx::read_transaction tx(c);
-  return tx
-      .exec_params("SELECT count(*) FROM unnest(string_to_array($1, ' ')) a(id)"
-                   " WHERE NOT EXISTS (SELECT 1 FROM communications c WHERE c.provider_message_id = a.id)"
-                   "   AND NOT EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.message_id = a.id)",
-                   ids)[0][0]
-      .as<long long>();
-}
-
-long long rows_with(const std::string& dsn, const std::string& ids) {
-  pqxx::connection c(dsn);
-  pqxx::read_transaction tx(c);
-  return tx
-      .exec_params("WITH a AS (SELECT DISTINCT unnest(string_to_array($1, ' ')) AS id)"
-                   " SELECT (SELECT count(*) FROM communications c JOIN a ON c.provider_message_id = a.id)"
-                   "      + (SELECT count(*) FROM customer_touchpoints t JOIN a ON t.message_id = a.id)",
-                   ids)[0][0]
-      .as<long long>();
-}
-
-long long wait_until_stored(const std::string& dsn, const std::string& ids, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  long long missing = 0;
-  do {
-    try {
-      missing = missing_acked(dsn, ids);
-      if (missing == 0) break;
-    } catch (const std::exception&) {
-      missing = -1;
-    }
-    std::this_thread::sleep_for(250ms);
-  } while (std::chrono::steady_clock::now() < deadline);
-  return missing;
-}
-
-const char* metrics_mismatch_sql =
-    "SELECT count(*) FROM ("
-    " SELECT day, campaign_id, channel, status, event_count FROM communication_metrics WHERE event_count <> 0"
-    " EXCEPT SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*)"
-    "   FROM communications GROUP BY 1, 2, 3, 4) a";
-const char* metrics_missing_sql =
-    "SELECT count(*) FROM ("
-    " SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*)"
-    "   FROM communications GROUP BY 1, 2, 3, 4"
-    " EXCEPT SELECT day, campaign_id, channel, status, event_count FROM communication_metrics) a";
 
 // The scenario's pause: the longest gap between consecutive committed batches (ledger) after the
 // fault, and when HAProxy routed to a primary again (first good probe after the last failed one).
@@ -420,17 +316,7 @@ class Failover : public ::testing::Test {
           << "import seed " << r.seed;
     }
     EXPECT_GE(imports.size(), 1u);
-    EXPECT_EQ(q(dsn_, "SELECT count(*) - count(DISTINCT provider_message_id) FROM communications"), 0);
-    EXPECT_EQ(q(dsn_, "SELECT count(*) - count(DISTINCT event_id) FROM communications"), 0);
-    EXPECT_EQ(q(dsn_, "SELECT count(*) - count(DISTINCT message_id) FROM customer_touchpoints"), 0);
-    EXPECT_EQ(q(dsn_, "SELECT count(*) - count(DISTINCT touchpoint_id) FROM customer_touchpoints"), 0);
-    EXPECT_EQ(q(dsn_, "SELECT count(*) FROM rejected_events"), 0);
-    EXPECT_EQ(q(dsn_, metrics_mismatch_sql), 0);
-    EXPECT_EQ(q(dsn_, metrics_missing_sql), 0);
-    EXPECT_EQ(q(dsn_, "SELECT coalesce(sum(communications_inserted), 0) FROM ingest_batches"),
-              q(dsn_, "SELECT count(*) FROM communications"));
-    EXPECT_EQ(q(dsn_, "SELECT coalesce(sum(touchpoints_inserted), 0) FROM ingest_batches"),
-              q(dsn_, "SELECT count(*) FROM customer_touchpoints"));
+    crm_test::expect_stored_exactly_once(dsn_);
     // Nothing else got in: the stored events are exactly the acknowledged plus the imported ones.
     EXPECT_EQ(q(dsn_, "SELECT (SELECT count(*) FROM communications) + (SELECT count(*) FROM customer_touchpoints)"),
               static_cast<long long>(acked_count) + imported);

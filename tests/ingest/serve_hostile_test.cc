@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 
 #include "ingest/auth/credentials.h"
+#include "support/event_json.h"
 #include "support/http_client.h"
 #include "support/run_command.h"
+#include "support/scratch.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
 #include "support/tls_client.h"
@@ -17,33 +19,14 @@
 namespace fs = std::filesystem;
 using crm_test::run_command;
 using crm_test::shell_quote;
+using crm_test::scratch;
+using crm_test::wait_for_count;
 
 namespace {
 
+const auto event = crm_test::communication_json;
+
 const std::string api_key = "ck_live_hostile_0123456789abcdef";
-
-fs::path scratch(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-hostile-test-" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-long long wait_for(const std::string& dsn, const std::string& sql, long long want) {
-  long long got = -1;
-  for (int i = 0; i < 200; ++i) {
-    got = crm_test::count(dsn, sql);
-    if (got == want) return got;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return got;
-}
-
-std::string event(const std::string& message_id) {
-  return R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"email","status":"sent",)"
-         R"("email":"a@b.co","provider_message_id":")" +
-         message_id + "\"}";
-}
 
 // A chunked POST of one event whose trailer is `trailer` (complete lines, each ending in CRLF).
 std::string chunked_with_trailer(const std::string& body, const std::string& trailer, const std::string& extra = "") {
@@ -135,7 +118,7 @@ TEST(ServeHostile, TrailersAreBoundedAndASmallOneIsIgnored) {
   EXPECT_NE(refused.status, 200);
   auto fine = send_plain(srv.port(), chunked_with_trailer(event("small-trailer"), "X-Checksum: abc\r\n"));
   EXPECT_EQ(fine.status, 200) << fine.body;
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 1), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'many'"), 0);
   EXPECT_TRUE(srv.running());
 }
@@ -149,7 +132,7 @@ TEST(ServeHostile, ACredentialInATrailerDoesNotAuthenticate) {
   EXPECT_EQ(r.status, 401) << r.body;
   auto ok = send_plain(srv.port(), chunked_with_trailer(event("header-key"), "", "X-API-Key: " + api_key + "\r\n"));
   EXPECT_EQ(ok.status, 200) << ok.body;
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 1), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'trailer-key'"), 0);
 }
 

@@ -2,14 +2,17 @@
 // under the build tree), or on $CRM_TEST_ADMIN_DSN when set. Every test gets a fresh database.
 #pragma once
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <pqxx/pqxx>
 
 #include "sinks/postgres/migrations.h"
+#include "support/db_count.h"
 
 namespace crm_test {
 
@@ -47,10 +50,17 @@ inline std::string fresh_database(const std::string& name, bool migrated = true)
   return dsn;
 }
 
-inline long long count(const std::string& dsn, const std::string& sql) {
-  pqxx::connection c(dsn);
-  pqxx::read_transaction tx(c);
-  return tx.exec(sql)[0][0].as<long long>();
+// Polls the count `sql` every 100 ms until it is `want` or `limit` has passed (the writers commit
+// asynchronously); returns the last count.
+inline long long wait_for_count(const std::string& dsn, const std::string& sql, long long want,
+                                std::chrono::milliseconds limit = std::chrono::seconds(20)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  long long got = count(dsn, sql);
+  while (got != want && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    got = count(dsn, sql);
+  }
+  return got;
 }
 
 }  // namespace crm_test

@@ -11,79 +11,28 @@
 #include <openssl/pem.h>
 
 #include "ingest/auth/credentials.h"
+#include "support/event_json.h"
 #include "support/http_client.h"
+#include "support/jwt_signing.h"
+#include "support/scratch.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
 
 namespace fs = std::filesystem;
+using crm_test::scratch;
+using crm_test::wait_for_count;
 
 namespace {
+
+const auto event = crm_test::communication_json;
 
 const std::string secret = "super-secret-jwt-token-with-at-least-32-characters-long";
 const std::string issuer = "https://project.supabase.co/auth/v1";
 const std::string api_key = "ck_live_5b7e0c1d9a2f4e6b8c0d1e2f3a4b5c6d";
 
-fs::path scratch(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-auth-test-" + name);
-  fs::remove_all(d);
-  return d;
-}
-
-long long wait_for(const std::string& dsn, const std::string& sql, long long want) {
-  long long got = -1;
-  for (int i = 0; i < 200; ++i) {
-    got = crm_test::count(dsn, sql);
-    if (got == want) return got;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return got;
-}
-
-std::string event(const std::string& message_id) {
-  return R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"email","status":"sent",)"
-         R"("email":"a@b.co","provider_message_id":")" +
-         message_id + "\"}";
-}
-
-struct claims {
-  std::map<std::string, std::string> s;
-  std::map<std::string, long> i;
-};
-
-claims good_claims(long now) {
+crm_test::jwt_claims good_claims(long now) {
   return {{{"iss", issuer}, {"aud", "authenticated"}, {"role", "service_role"}, {"sub", "svc"}, {"tenant_id", "acme"}},
           {{"exp", now + 600}, {"iat", now}}};
-}
-
-std::string sign(jwt_alg_t alg, const std::string& key, const claims& c) {
-  jwt_t* j = nullptr;
-  jwt_new(&j);
-  for (const auto& [k, v] : c.s) jwt_add_grant(j, k.c_str(), v.c_str());
-  for (const auto& [k, v] : c.i) jwt_add_grant_int(j, k.c_str(), v);
-  jwt_set_alg(j, alg, reinterpret_cast<const unsigned char*>(key.data()), static_cast<int>(key.size()));
-  char* token = jwt_encode_str(j);
-  std::string t = token ? token : "";
-  free(token);
-  jwt_free(j);
-  return t;
-}
-
-// A fresh RSA key pair as PEM (private, public).
-std::pair<std::string, std::string> rsa_pair() {
-  EVP_PKEY* key = EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048));
-  auto pem = [&](bool priv) {
-    BIO* b = BIO_new(BIO_s_mem());
-    if (priv) PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr);
-    else PEM_write_bio_PUBKEY(b, key);
-    char* d = nullptr;
-    long n = BIO_get_mem_data(b, &d);
-    std::string s(d, static_cast<std::size_t>(n));
-    BIO_free(b);
-    return s;
-  };
-  auto out = std::make_pair(pem(true), pem(false));
-  EVP_PKEY_free(key);
-  return out;
 }
 
 std::map<std::string, std::string> bearer(const std::string& token) {
@@ -94,7 +43,7 @@ TEST(AuthServe, TokensAndApiKeysDecideWhoMayPostEvents) {
   auto dsn = crm_test::fresh_database("t_auth_events");
   auto dir = scratch("events");
   fs::create_directories(dir);
-  auto [rsa_private, rsa_public] = rsa_pair();
+  auto [rsa_private, rsa_public] = crm_test::key_pair("RSA");
   std::ofstream(dir / "rs256.pem") << rsa_public;
   crm_test::serve_process srv(dsn, dir,
                               "\n[auth]\njwt_secret = \"" + secret + "\"\njwt_public_key_file = \"" +
@@ -108,9 +57,9 @@ TEST(AuthServe, TokensAndApiKeysDecideWhoMayPostEvents) {
   };
 
   // Accepted: HS256, RS256, the API key (as X-API-Key and as a bearer).
-  auto ok1 = post("hs256", bearer(sign(JWT_ALG_HS256, secret, good_claims(now))));
+  auto ok1 = post("hs256", bearer(crm_test::sign_jwt(JWT_ALG_HS256, secret, good_claims(now))));
   EXPECT_EQ(ok1.status, 200) << ok1.body;
-  auto ok2 = post("rs256", bearer(sign(JWT_ALG_RS256, rsa_private, good_claims(now))));
+  auto ok2 = post("rs256", bearer(crm_test::sign_jwt(JWT_ALG_RS256, rsa_private, good_claims(now))));
   EXPECT_EQ(ok2.status, 200) << ok2.body;
   auto ok3 = post("apikey", {{"Content-Type", "application/json"}, {"X-API-Key", api_key}});
   EXPECT_EQ(ok3.status, 200) << ok3.body;
@@ -123,27 +72,27 @@ TEST(AuthServe, TokensAndApiKeysDecideWhoMayPostEvents) {
   EXPECT_EQ(none.status, 401) << none.body;
   EXPECT_EQ(none.headers["www-authenticate"], "Bearer realm=\"crm-ingest\"");
   auto c = good_claims(now);
-  c.i["exp"] = now - 60;
-  auto expired = post("refused-expired", bearer(sign(JWT_ALG_HS256, secret, c)));
+  c.numbers["exp"] = now - 60;
+  auto expired = post("refused-expired", bearer(crm_test::sign_jwt(JWT_ALG_HS256, secret, c)));
   EXPECT_EQ(expired.status, 401);
   EXPECT_NE(expired.body.find("expired"), std::string::npos) << expired.body;
   c = good_claims(now);
-  c.i["nbf"] = now + 60;
-  auto early = post("refused-nbf", bearer(sign(JWT_ALG_HS256, secret, c)));
+  c.numbers["nbf"] = now + 60;
+  auto early = post("refused-nbf", bearer(crm_test::sign_jwt(JWT_ALG_HS256, secret, c)));
   EXPECT_EQ(early.status, 401);
   EXPECT_NE(early.body.find("not valid yet"), std::string::npos) << early.body;
   c = good_claims(now);
-  c.s["aud"] = "anon";
-  auto aud = post("refused-aud", bearer(sign(JWT_ALG_HS256, secret, c)));
+  c.strings["aud"] = "anon";
+  auto aud = post("refused-aud", bearer(crm_test::sign_jwt(JWT_ALG_HS256, secret, c)));
   EXPECT_EQ(aud.status, 401);
   EXPECT_NE(aud.body.find("audience"), std::string::npos) << aud.body;
-  auto forged = post("refused-sig", bearer(sign(JWT_ALG_HS256, "another-secret-another-secret-another", good_claims(now))));
+  auto forged = post("refused-sig", bearer(crm_test::sign_jwt(JWT_ALG_HS256, "another-secret-another-secret-another", good_claims(now))));
   EXPECT_EQ(forged.status, 401);
-  auto [other_private, other_public] = rsa_pair();
-  auto forged_rsa = post("refused-rsa", bearer(sign(JWT_ALG_RS256, other_private, good_claims(now))));
+  auto [other_private, other_public] = crm_test::key_pair("RSA");
+  auto forged_rsa = post("refused-rsa", bearer(crm_test::sign_jwt(JWT_ALG_RS256, other_private, good_claims(now))));
   EXPECT_EQ(forged_rsa.status, 401);
   // {"alg":"none"} with valid claims and an empty signature.
-  auto signed_token = sign(JWT_ALG_HS256, secret, good_claims(now));
+  auto signed_token = crm_test::sign_jwt(JWT_ALG_HS256, secret, good_claims(now));
   auto payload = signed_token.substr(signed_token.find('.') + 1);
   payload = payload.substr(0, payload.find('.'));
   auto alg_none = post("refused-alg-none", bearer("eyJhbGciOiJub25lIn0." + payload + "."));
@@ -151,13 +100,13 @@ TEST(AuthServe, TokensAndApiKeysDecideWhoMayPostEvents) {
   auto wrong_key = post("refused-key", {{"Content-Type", "application/json"}, {"X-API-Key", api_key + "x"}});
   EXPECT_EQ(wrong_key.status, 401);
   c = good_claims(now);
-  c.s["role"] = "authenticated";
-  auto forbidden = post("refused-role", bearer(sign(JWT_ALG_HS256, secret, c)));
+  c.strings["role"] = "authenticated";
+  auto forbidden = post("refused-role", bearer(crm_test::sign_jwt(JWT_ALG_HS256, secret, c)));
   EXPECT_EQ(forbidden.status, 403) << forbidden.body;
 
   // Only the four accepted requests reached the database; the JWT's tenant is on its rows; nothing of the
   // refused bodies was kept (not even as a dead letter).
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 4), 4);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 4), 4);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE tenant_id = 'acme'"), 2);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id LIKE 'refused%'"), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
@@ -165,7 +114,7 @@ TEST(AuthServe, TokensAndApiKeysDecideWhoMayPostEvents) {
   auto anonymous_metrics = crm_test::http_request(srv.port(), "GET", "/metrics");
   EXPECT_EQ(anonymous_metrics.status, 401);
   EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/healthz").status, 200);
-  EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/metrics", "", bearer(sign(JWT_ALG_HS256, secret, c))).status,
+  EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/metrics", "", bearer(crm_test::sign_jwt(JWT_ALG_HS256, secret, c))).status,
             200);
   auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics", "", {{"X-API-Key", api_key}}).body;
   EXPECT_NE(metrics.find("crm_ingest_auth_requests_total{result=\"forbidden\"} 1"), std::string::npos) << metrics;
@@ -218,7 +167,7 @@ TEST(AuthServe, ClientOverItsRateLimitGets429WhileOthersAreUnaffected) {
   EXPECT_NE(by_address.body.find("address"), std::string::npos) << by_address.body;
   EXPECT_GE(std::atoi(by_address.headers["retry-after"].c_str()), 1);
   EXPECT_EQ(post("127.0.0.3", key_b, "r6").status, 200);
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 4), 4);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 4), 4);
   auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics", "", {{"X-API-Key", key_b}}).body;
   EXPECT_NE(metrics.find("crm_ingest_rate_limited_total{limit=\"credential\"} 1"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("crm_ingest_rate_limited_total{limit=\"address\"} 1"), std::string::npos) << metrics;
@@ -308,7 +257,7 @@ TEST(DatabaseRole, WriterRoleIsEnoughForServe) {
              R"("email":"old@b.co","provider_message_id":"old"})";
   ASSERT_EQ(crm_test::http_request(srv.port(), "POST", "/v1/events", old, {{"Content-Type", "application/json"}}).status,
             200);
-  EXPECT_EQ(wait_for(dsn, "SELECT coalesce(sum(communications_in), 0) FROM ingest_batches", 27), 27);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT coalesce(sum(communications_in), 0) FROM ingest_batches", 27), 27);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 13);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 8);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 8);

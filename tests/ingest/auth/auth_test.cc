@@ -12,6 +12,7 @@
 #include <openssl/pem.h>
 
 #include "ingest/auth/credentials.h"
+#include "support/jwt_signing.h"
 
 namespace {
 
@@ -149,33 +150,8 @@ TEST(Jwt, Hs256TokenWithAPublicKeyAsSecretIsRefused) {
   options o;
   o.keys = {parse_public_key_pem(rfc_a3_pem)};
   authenticator a(any_role(o));
-  jwt_t* j = nullptr;
-  jwt_new(&j);
-  jwt_add_grant(j, "iss", "joe");
-  jwt_add_grant_int(j, "exp", rfc_exp);
-  jwt_set_alg(j, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(o.keys[0].pem.data()),
-              static_cast<int>(o.keys[0].pem.size()));
-  char* token = jwt_encode_str(j);
-  std::string t(token);
-  free(token);
-  jwt_free(j);
+  const auto t = crm_test::sign_jwt(JWT_ALG_HS256, o.keys[0].pem, {{{"iss", "joe"}}, {{"exp", rfc_exp}}});
   EXPECT_EQ(a.verify_jwt(t, rfc_exp).status, outcome::unauthenticated);
-}
-
-// Signs claims with HS256 for the claim checks.
-std::string hs256(const std::string& secret, const std::map<std::string, std::string>& strings,
-                  const std::map<std::string, long>& ints, const char* grants_json = nullptr) {
-  jwt_t* j = nullptr;
-  jwt_new(&j);
-  for (const auto& [k, v] : strings) jwt_add_grant(j, k.c_str(), v.c_str());
-  for (const auto& [k, v] : ints) jwt_add_grant_int(j, k.c_str(), v);
-  if (grants_json) jwt_add_grants_json(j, grants_json);
-  jwt_set_alg(j, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret.data()), static_cast<int>(secret.size()));
-  char* token = jwt_encode_str(j);
-  std::string t(token);
-  free(token);
-  jwt_free(j);
-  return t;
 }
 
 class Claims : public ::testing::Test {
@@ -191,7 +167,7 @@ class Claims : public ::testing::Test {
     return o;
   }
   std::string token(std::map<std::string, std::string> s, std::map<std::string, long> i, const char* json = nullptr) {
-    return hs256(base().hs256_secret, s, i, json);
+    return crm_test::sign_jwt(JWT_ALG_HS256, base().hs256_secret, {s, i, json});
   }
   std::map<std::string, std::string> good_strings() {
     return {{"iss", "https://project.supabase.co/auth/v1"}, {"aud", "authenticated"}, {"role", "service_role"},

@@ -14,36 +14,15 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "support/run_command.h"
+#include "support/scratch.h"
 #include "support/test_db.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct run_result {
-  int exit_code;
-  std::string output;
-};
-
-run_result run(const std::string& args) {
-  // The test cluster's role is a superuser, which every command that writes refuses unless allowed.
-  std::string cmd = "CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true " + std::string(CRM_INGEST_EXE) + " --log-level warn " +
-                    args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-fs::path temp_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-attribution-test-" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+crm_test::command_result run(const std::string& args) { return crm_test::run_ingest("--log-level warn " + args); }
 
 struct event {
   std::int64_t at;  // epoch seconds
@@ -189,7 +168,7 @@ void expect_same(const std::map<std::string, std::string>& a, const std::map<std
 void import(const std::string& dsn, const fs::path& file, int writers, int batch_rows) {
   auto r = run(fmt::format("import --no-progress --writers {} --batch-rows {} --dsn '{}' {}", writers, batch_rows, dsn,
                            file.string()));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(r.status, 0) << r.out;
 }
 
 // The invariants that hold at any time: credits sum to exactly 1 per conversion and model, every conversion
@@ -221,7 +200,7 @@ void expect_invariants(const std::string& dsn) {
 }
 
 TEST(Attribution, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedTables) {
-  auto dir = temp_dir("orders");
+  auto dir = crm_test::scratch("orders");
   auto events = generate(2000, 300, 7);
   auto by_time = events;
   std::stable_sort(by_time.begin(), by_time.end(), [](const event& a, const event& b) { return a.at < b.at; });
@@ -256,12 +235,12 @@ TEST(Attribution, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedTables) {
 
   // From scratch.
   auto r = run("report attribution --recompute --format json --dsn '" + a + "'");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(r.status, 0) << r.out;
   expect_same(da, dump(a), "incremental vs recomputed");
 }
 
 TEST(Attribution, LateTouchpointReattributesItsConversion) {
-  auto dir = temp_dir("late");
+  auto dir = crm_test::scratch("late");
   {
     std::ofstream f(dir / "conversion.ndjson");
     f << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000001","occurred_at":"2026-10-15T00:00:00Z","lead_id":5,"touch_type":"conversion","conversion_value":100})"
@@ -287,23 +266,23 @@ TEST(Attribution, LateTouchpointReattributesItsConversion) {
   expect_same(before, dump(dsn), "after replaying the late touchpoint");
 
   auto report = run("report attribution --by campaign --model linear --format json --dsn '" + dsn + "'");
-  ASSERT_EQ(report.exit_code, 0) << report.output;
-  EXPECT_NE(report.output.find(R"("campaign_id":7)"), std::string::npos) << report.output;
-  EXPECT_NE(report.output.find(R"("revenue":100)"), std::string::npos) << report.output;
+  ASSERT_EQ(report.status, 0) << report.out;
+  EXPECT_NE(report.out.find(R"("campaign_id":7)"), std::string::npos) << report.out;
+  EXPECT_NE(report.out.find(R"("revenue":100)"), std::string::npos) << report.out;
 }
 
 TEST(Attribution, AbTestReportAndSwitchedOffMaintenance) {
-  auto dir = temp_dir("ab");
+  auto dir = crm_test::scratch("ab");
   write_file(dir / "events.ndjson", generate(400, 50, 3));
   auto dsn = crm_test::fresh_database("t_attr_ab");
   // Without maintenance the tables stay empty; a recompute fills them.
   auto r = run("import --no-progress --no-attribution --dsn '" + dsn + "' " + (dir / "events.ndjson").string());
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits"), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ab_test_units"), 0);
   r = run("report attribution --recompute --by channel_group --dsn '" + dsn + "'");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("recomputed"), std::string::npos) << r.output;
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("recomputed"), std::string::npos) << r.out;
   expect_invariants(dsn);
   EXPECT_GT(crm_test::count(dsn, "SELECT count(*) FROM ab_test_units"), 50);
 
@@ -315,16 +294,16 @@ TEST(Attribution, AbTestReportAndSwitchedOffMaintenance) {
     tx.commit();
   }
   auto j = run("report ab-test --test t-1 --format json --dsn '" + dsn + "'");
-  ASSERT_EQ(j.exit_code, 0) << j.output;
+  ASSERT_EQ(j.status, 0) << j.out;
   for (const char* key : {R"("test_id":"t-1")", R"("control":"A")", R"("variant":"B")", R"("prob_beat_control")",
                           R"("srm":{"chi2")", R"("messages")"}) {
-    EXPECT_NE(j.output.find(key), std::string::npos) << key << " in " << j.output;
+    EXPECT_NE(j.out.find(key), std::string::npos) << key << " in " << j.out;
   }
   auto t = run("report ab-test --test t-2 --dsn '" + dsn + "'");
-  ASSERT_EQ(t.exit_code, 0) << t.output;
-  EXPECT_NE(t.output.find("(control B)"), std::string::npos) << t.output;
-  EXPECT_NE(run("report ab-test --test nope --dsn '" + dsn + "'").exit_code, 0);
-  EXPECT_EQ(run("report attribution --model nope --dsn '" + dsn + "'").exit_code, 2);
+  ASSERT_EQ(t.status, 0) << t.out;
+  EXPECT_NE(t.out.find("(control B)"), std::string::npos) << t.out;
+  EXPECT_NE(run("report ab-test --test nope --dsn '" + dsn + "'").status, 0);
+  EXPECT_EQ(run("report attribution --model nope --dsn '" + dsn + "'").status, 2);
 }
 
 }  // namespace

@@ -8,9 +8,11 @@
 #include <gtest/gtest.h>
 
 #include "support/run_command.h"
+#include "support/scratch.h"
 #include "support/test_db.h"
 
 namespace fs = std::filesystem;
+using crm_test::scratch;
 
 namespace {
 
@@ -59,12 +61,6 @@ std::string prepared_database(const std::string& name) {
        "VALUES (gen_random_uuid(), date_trunc('month', now()) - interval '12 months' + interval '1 day', now(), 'email', "
        "'sent', 'kept@example.com'), (gen_random_uuid(), '2001-01-01', now(), 'email', 'sent', 'default@example.com')");
   return dsn;
-}
-
-fs::path scratch(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-retain-test-" + name);
-  fs::remove_all(d);
-  return d;
 }
 
 TEST(PartitionsRetain, DropsOldMonthsWithVerifiedRestorableArchivesAndIsIdempotent) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "support/http_client.h"
+#include "support/scratch.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
 #include "sinks/spool/durable_log.h"
@@ -12,29 +13,14 @@
 #include "transform/normalize.h"
 
 namespace fs = std::filesystem;
+using crm_test::scratch;
+using crm_test::wait_for_count;
 
 namespace {
 
 std::string sample() {
   std::ifstream in(std::string(CRM_SOURCE_DIR) + "/deploy/sample/events.ndjson");
   return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-fs::path scratch(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-serve-test-" + name);
-  fs::remove_all(d);
-  return d;
-}
-
-// Polls until `sql` returns `want` (the drainer writes asynchronously) or 20 s pass.
-long long wait_for(const std::string& dsn, const std::string& sql, long long want) {
-  long long got = -1;
-  for (int i = 0; i < 200; ++i) {
-    got = crm_test::count(dsn, sql);
-    if (got == want) return got;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return got;
 }
 
 const std::map<std::string, std::string> ndjson = {{"Content-Type", "application/x-ndjson"}};
@@ -47,16 +33,16 @@ TEST(Serve, EventsAreAcknowledgedDurablyAndStoredOnceEvenWhenPostedTwice) {
   ASSERT_EQ(r1.status, 200) << r1.body;
   EXPECT_NE(r1.body.find("\"accepted\":21,\"rejected\":8"), std::string::npos) << r1.body;
   EXPECT_NE(r1.body.find("\"source\":\"/v1/events:10\""), std::string::npos) << r1.body;
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 12), 12);
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 8), 8);
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events", 8), 8);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 12), 12);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM customer_touchpoints", 8), 8);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM rejected_events", 8), 8);
   auto metrics = crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics");
 
   auto r2 = crm_test::http_request(srv.port(), "POST", "/v1/events", sample(), ndjson);
   ASSERT_EQ(r2.status, 200) << r2.body;
   // Wait until the second request's records are committed (the ledger counts 13 communication records per
   // post, its in-request duplicate included, however the drainer split them), then nothing has changed.
-  EXPECT_EQ(wait_for(dsn, "SELECT coalesce(sum(communications_in), 0) FROM ingest_batches", 26), 26);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT coalesce(sum(communications_in), 0) FROM ingest_batches", 26), 26);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 12);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 8);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 8);
@@ -75,7 +61,7 @@ TEST(Serve, JsonArrayBodiesAreAccepted) {
       {{"Content-Type", "application/json"}});
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.body.find("\"accepted\":2,\"rejected\":0"), std::string::npos) << r.body;
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 1), 1);
 }
 
 TEST(Serve, HostileAndWrongRequestsGetTheRightStatus) {
@@ -137,7 +123,7 @@ TEST(Serve, KeepAliveServesManyRequestsOnOneConnection) {
     auto r = c.request("POST", "/v1/events", body, ndjson);
     ASSERT_EQ(r.status, 200) << r.body;
   }
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 50), 50);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 50), 50);
 }
 
 TEST(Serve, ReadyzReportsAnUnreachableDatabase) {
@@ -180,11 +166,11 @@ TEST(Serve, ALogRecordThatCannotBeDecodedIsDeadLetteredAndTheRestIsWritten) {
   }
   crm_test::serve_process srv(dsn, dir);
   srv.start();
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE 'log 1:%' AND reason LIKE "
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE 'log 1:%' AND reason LIKE "
                           "'the local log holds a record this version cannot decode: %'",
                      1),
             1);
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 1), 1);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM customer_touchpoints", 1), 1);
   EXPECT_EQ(srv.stop(SIGTERM), 0);
 }
 

@@ -13,35 +13,22 @@
 #include <gtest/gtest.h>
 
 #include "support/http_client.h"
+#include "support/scratch.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
 
 namespace fs = std::filesystem;
+using crm_test::read_file;
+using crm_test::scratch;
 
 namespace {
 
-const fs::path fixtures_root = fs::path(CRM_FIXTURES_DIR) / "webhooks";
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-fs::path scratch(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-serve-fixtures-test-" + name);
-  fs::remove_all(d);
-  return d;
-}
-
+// Every fixture goes through the writers: up to 30 s.
 long long wait_for(const std::string& dsn, const std::string& sql, long long want) {
-  long long got = -1;
-  for (int i = 0; i < 300; ++i) {
-    got = crm_test::count(dsn, sql);
-    if (got == want) return got;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return got;
+  return crm_test::wait_for_count(dsn, sql, want, std::chrono::seconds(30));
 }
+
+const fs::path fixtures_root = fs::path(CRM_FIXTURES_DIR) / "webhooks";
 
 struct request {
   std::string file;  // relative to the fixtures root

@@ -1,44 +1,21 @@
 // SIGHUP reloads the webhook secrets of a running `crm-ingest serve` without dropping connections, and
 // [logging] format = "json" writes one JSON object per log line.
-#include <openssl/hmac.h>
-
 #include <fstream>
 #include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
+#include "support/hmac.h"
 #include "support/http_client.h"
+#include "support/scratch.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
 
-namespace fs = std::filesystem;
+using crm_test::read_file;
+using crm_test::write_file;
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-}
-
-std::string segment_signature(const std::string& secret, const std::string& body) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha1(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(body.data()),
-       body.size(), mac, &len);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back(hex[mac[i] >> 4]);
-    out.push_back(hex[mac[i] & 15]);
-  }
-  return out;
-}
 
 // Value of an unlabelled sample in the exposition text; -1 when absent.
 double sample(const std::string& metrics, const std::string& name) {
@@ -64,8 +41,7 @@ bool wait_for_metric(unsigned short port, const std::string& name, double want) 
 
 TEST(ServeReload, SighupSwapsWebhookSecretsUnderAKeptAliveConnection) {
   auto dsn = crm_test::fresh_database("t_serve_reload");
-  auto dir = fs::temp_directory_path() / "crm-serve-reload-test";
-  fs::remove_all(dir);
+  auto dir = crm_test::scratch("reload");
   crm_test::serve_process srv(dsn, dir,
                               "\n[logging]\nformat = \"json\"\n\n[webhooks.segment]\nshared_secret = \"old-secret\"\n");
   srv.start();
@@ -73,7 +49,7 @@ TEST(ServeReload, SighupSwapsWebhookSecretsUnderAKeptAliveConnection) {
   ASSERT_FALSE(body.empty());
   auto post = [&](crm_test::http_connection& c, const std::string& secret) {
     return c.request("POST", "/v1/webhooks/segment", body,
-                     {{"Content-Type", "application/json"}, {"X-Signature", segment_signature(secret, body)}});
+                     {{"Content-Type", "application/json"}, {"X-Signature", crm_test::hmac_hex(EVP_sha1(), secret, body)}});
   };
 
   crm_test::http_connection conn(srv.port());

@@ -1,12 +1,12 @@
 // webhook_secrets: the set swapped by SIGHUP while the I/O threads verify concurrently.
 #include "ingest/collector/webhook_endpoints.h"
 
-#include <openssl/hmac.h>
-
 #include <atomic>
 #include <thread>
 
 #include <gtest/gtest.h>
+
+#include "support/hmac.h"
 
 namespace {
 
@@ -18,25 +18,12 @@ cfg::settings with_segment_secret(const std::string& secret, const std::string& 
                               [](const char*) -> const char* { return nullptr; });
 }
 
-std::string hex_hmac_sha1(const std::string& key, const std::string& body) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha1(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(body.data()),
-       body.size(), mac, &len);
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out.push_back("0123456789abcdef"[mac[i] >> 4]);
-    out.push_back("0123456789abcdef"[mac[i] & 15]);
-  }
-  return out;
-}
-
 struct signed_request {
   std::string body = R"({"type":"track"})";
   std::string signature;
   wh::header_list headers;
   crm::ingest::http::request req;
-  explicit signed_request(const std::string& secret) : signature(hex_hmac_sha1(secret, body)) {
+  explicit signed_request(const std::string& secret) : signature(crm_test::hmac_hex(EVP_sha1(), secret, body)) {
     headers.add("X-Signature", signature);
     req.body = body;
     req.headers = &headers;

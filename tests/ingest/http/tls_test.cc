@@ -8,25 +8,21 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "support/event_json.h"
 #include "support/http_client.h"
 #include "support/run_command.h"
+#include "support/scratch.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
 
 namespace fs = std::filesystem;
+using crm_test::scratch;
 using crm_test::run_command;
 using crm_test::shell_quote;
 
 namespace {
 
 const std::string make_ca = std::string(CRM_SOURCE_DIR) + "/tests/support/make-ca.sh";
-
-fs::path scratch(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-tls-test-" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 void issue(const fs::path& dir, const std::string& name, const std::string& san) {
   auto r = run_command("bash " + shell_quote(make_ca) + " " + shell_quote(dir.string()) + " " + name + " " +
@@ -62,7 +58,7 @@ TEST(Tls, HttpsIsServedPlainHttpRefusedAndThePairReloadsOnSighup) {
   auto post = run_command(
       "curl -sS --max-time 10 --cacert " + shell_quote((dir / "ca.pem").string()) +
       " -H 'Content-Type: application/json' --data-binary " +
-      shell_quote(R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"email","status":"sent","email":"a@b.co","provider_message_id":"tls"})") +
+      shell_quote(crm_test::communication_json("tls")) +
       " https://127.0.0.1:" + std::to_string(srv.port()) + "/v1/events 2>&1");
   EXPECT_NE(post.out.find("\"accepted\":1"), std::string::npos) << post.out;
   // An untrusted certificate is not silently accepted by a verifying client (the test can fail).
@@ -174,7 +170,7 @@ TEST(Tls, PostgresConnectionWithSslmodeVerifyFull) {
   srv.start();
   auto r = crm_test::http_request(
       srv.port(), "POST", "/v1/events",
-      R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"email","status":"sent","email":"a@b.co","provider_message_id":"ssl"})",
+      crm_test::communication_json("ssl"),
       {{"Content-Type", "application/json"}});
   EXPECT_EQ(r.status, 200) << r.body;
   long long rows = 0;

@@ -8,41 +8,17 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include "support/run_command.h"
+#include "support/scratch.h"
 #include "support/test_db.h"
 
 namespace fs = std::filesystem;
+using crm_test::run_ingest;
+using crm_test::scratch;
 
 namespace {
 
-struct run_result {
-  int exit_code;
-  std::string output;  // stdout + stderr
-};
-
-run_result shell(const std::string& cmd_line, bool merge_stderr = true) {
-  std::string cmd = cmd_line + (merge_stderr ? " 2>&1" : "");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  std::size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-// The test cluster's role is a superuser, which every command that writes refuses unless allowed.
-run_result run(const std::string& args) {
-  return shell("CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true " + std::string(CRM_INGEST_EXE) + " " + args);
-}
-
 std::string sample() { return std::string(CRM_SOURCE_DIR) + "/deploy/sample/events.ndjson"; }
-
-fs::path temp_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-import-test-" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
 
 long long q(const std::string& dsn, const std::string& sql) { return crm_test::count(dsn, sql); }
 
@@ -60,21 +36,21 @@ const char* metrics_recount_diff =
 // configuration mistake) unless allowed, like serve, consume and write.
 TEST(Import, RefusesASuperuserConnectionUnlessAllowed) {
   auto dsn = crm_test::fresh_database("t_import_superuser");
-  auto refused = shell(std::string(CRM_INGEST_EXE) + " import --no-progress --dsn '" + dsn + "' " + sample());
-  EXPECT_EQ(refused.exit_code, 2) << refused.output;
-  EXPECT_NE(refused.output.find("refusing to import with a superuser PostgreSQL connection"), std::string::npos)
-      << refused.output;
+  auto refused = run_ingest("import --no-progress --dsn '" + dsn + "' " + sample(), /*allow_superuser=*/false);
+  EXPECT_EQ(refused.status, 2) << refused.out;
+  EXPECT_NE(refused.out.find("refusing to import with a superuser PostgreSQL connection"), std::string::npos)
+      << refused.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 0);
-  auto allowed = shell(std::string(CRM_INGEST_EXE) + " import --no-progress --allow-superuser --dsn '" + dsn + "' " +
-                       sample());
-  EXPECT_EQ(allowed.exit_code, 0) << allowed.output;
+  auto allowed = run_ingest("import --no-progress --allow-superuser --dsn '" + dsn + "' " + sample(),
+                            /*allow_superuser=*/false);
+  EXPECT_EQ(allowed.status, 0) << allowed.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 12);
 }
 
 TEST(Import, SampleTwiceGivesTheSameRowsAndMetrics) {
   auto dsn = crm_test::fresh_database("t_import_sample");
-  auto first = run("import --no-progress --dsn '" + dsn + "' " + sample());
-  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto first = run_ingest("import --no-progress --dsn '" + dsn + "' " + sample());
+  ASSERT_EQ(first.status, 0) << first.out;
   const auto comms = q(dsn, "SELECT count(*) FROM communications");
   const auto touches = q(dsn, "SELECT count(*) FROM customer_touchpoints");
   const auto rejected = q(dsn, "SELECT count(*) FROM rejected_events");
@@ -84,12 +60,12 @@ TEST(Import, SampleTwiceGivesTheSameRowsAndMetrics) {
   EXPECT_EQ(rejected, 8);
   EXPECT_EQ(metric_sum, comms);
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
-  EXPECT_NE(first.output.find("read 29 records"), std::string::npos) << first.output;
-  EXPECT_NE(first.output.find("20 inserted, 1 duplicates, 8 rejected"), std::string::npos) << first.output;
+  EXPECT_NE(first.out.find("read 29 records"), std::string::npos) << first.out;
+  EXPECT_NE(first.out.find("20 inserted, 1 duplicates, 8 rejected"), std::string::npos) << first.out;
 
-  auto second = run("import --no-progress --dsn '" + dsn + "' " + sample());
-  ASSERT_EQ(second.exit_code, 0) << second.output;
-  EXPECT_NE(second.output.find("0 inserted, 21 duplicates, 8 rejected"), std::string::npos) << second.output;
+  auto second = run_ingest("import --no-progress --dsn '" + dsn + "' " + sample());
+  ASSERT_EQ(second.status, 0) << second.out;
+  EXPECT_NE(second.out.find("0 inserted, 21 duplicates, 8 rejected"), std::string::npos) << second.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), comms);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM customer_touchpoints"), touches);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), rejected);
@@ -99,8 +75,8 @@ TEST(Import, SampleTwiceGivesTheSameRowsAndMetrics) {
 
 TEST(Import, EveryInvalidLineIsDeadLetteredWithFileLineAndReason) {
   auto dsn = crm_test::fresh_database("t_import_rejects");
-  auto r = run("import --no-progress --dsn '" + dsn + "' " + sample());
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + sample());
+  ASSERT_EQ(r.status, 0) << r.out;
   pqxx::connection c(dsn);
   pqxx::read_transaction tx(c);
   std::set<int> lines;
@@ -127,7 +103,7 @@ TEST(Import, EveryInvalidLineIsDeadLetteredWithFileLineAndReason) {
 
 TEST(Import, GzipAndJsonArrayInput) {
   auto dsn = crm_test::fresh_database("t_import_gz_array");
-  auto dir = temp_dir("gz");
+  auto dir = scratch("gz");
   auto path = (dir / "events.json.gz").string();
   gzFile gz = gzopen(path.c_str(), "wb");
   std::string body = "[\n";
@@ -139,8 +115,8 @@ TEST(Import, GzipAndJsonArrayInput) {
   body += ",\n{\"kind\":\"communication\"}\n]\n";
   gzwrite(gz, body.data(), static_cast<unsigned>(body.size()));
   gzclose(gz);
-  auto r = run("import --no-progress --dsn '" + dsn + "' " + path);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + path);
+  ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications WHERE channel = 'sms' AND campaign_id = 7"), 1000);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), 1);
   EXPECT_EQ(q(dsn, "SELECT event_count FROM communication_metrics WHERE campaign_id = 7"), 1000);
@@ -148,15 +124,15 @@ TEST(Import, GzipAndJsonArrayInput) {
 
 TEST(Import, UnreadableFileFailsTheRunButTheOthersAreImported) {
   auto dsn = crm_test::fresh_database("t_import_missing_file");
-  auto r = run("import --no-progress --dsn '" + dsn + "' /nonexistent/events.ndjson " + sample());
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("cannot open /nonexistent/events.ndjson"), std::string::npos) << r.output;
+  auto r = run_ingest("import --no-progress --dsn '" + dsn + "' /nonexistent/events.ndjson " + sample());
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("cannot open /nonexistent/events.ndjson"), std::string::npos) << r.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 12);
 }
 
 TEST(Import, TruncatedGzipIsAnError) {
   auto dsn = crm_test::fresh_database("t_import_truncated_gz");
-  auto dir = temp_dir("truncgz");
+  auto dir = scratch("truncgz");
   auto path = (dir / "cut.ndjson.gz").string();
   gzFile gz = gzopen(path.c_str(), "wb");
   std::ifstream in(sample());
@@ -164,38 +140,37 @@ TEST(Import, TruncatedGzipIsAnError) {
   for (int i = 0; i < 20; ++i) gzwrite(gz, body.data(), static_cast<unsigned>(body.size()));
   gzclose(gz);
   fs::resize_file(path, fs::file_size(path) / 2);
-  auto r = run("import --no-progress --dsn '" + dsn + "' " + path);
-  EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find("cannot read"), std::string::npos) << r.output;
+  auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + path);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("cannot read"), std::string::npos) << r.out;
 }
 
 TEST(Import, UnreachableDatabaseExitsWithDatabaseError) {
-  auto r = run("import --no-progress --retry-for 1 --dsn 'postgresql://crm@127.0.0.1:1/x?connect_timeout=1' " +
+  auto r = run_ingest("import --no-progress --retry-for 1 --dsn 'postgresql://crm@127.0.0.1:1/x?connect_timeout=1' " +
                sample());
-  EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_NE(r.output.find("error"), std::string::npos) << r.output;
+  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_NE(r.out.find("error"), std::string::npos) << r.out;
 }
 
 TEST(Import, UnmigratedDatabaseIsRefusedWithAdvice) {
   auto dsn = crm_test::fresh_database("t_import_unmigrated", false);
-  auto r = run("import --no-progress --dsn '" + dsn + "' " + sample());
-  EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_NE(r.output.find("crm-ingest migrate"), std::string::npos) << r.output;
+  auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + sample());
+  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_NE(r.out.find("crm-ingest migrate"), std::string::npos) << r.out;
 }
 
 TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
   auto dsn = crm_test::fresh_database("t_import_generated");
-  auto dir = temp_dir("gen");
+  auto dir = scratch("gen");
   auto path = (dir / "gen.ndjson").string();
-  auto gen = shell(std::string(GEN_EVENTS_EXE) + " --count 60000 --seed 7 --duplicates 0.05 --invalid 0.02 2>&1 > " +
-                       path,
-                   false);
-  ASSERT_EQ(gen.exit_code, 0) << gen.output;
-  auto unique_pos = gen.output.find("records, ");
-  ASSERT_NE(unique_pos, std::string::npos) << gen.output;
-  long long unique = std::stoll(gen.output.substr(unique_pos + 9));
-  auto r = run("import --no-progress --writers 2 --batch-rows 5000 --summary json --dsn '" + dsn + "' " + path);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto gen = crm_test::run_command(std::string(GEN_EVENTS_EXE) +
+                                   " --count 60000 --seed 7 --duplicates 0.05 --invalid 0.02 2>&1 > " + path);
+  ASSERT_EQ(gen.status, 0) << gen.out;
+  auto unique_pos = gen.out.find("records, ");
+  ASSERT_NE(unique_pos, std::string::npos) << gen.out;
+  long long unique = std::stoll(gen.out.substr(unique_pos + 9));
+  auto r = run_ingest("import --no-progress --writers 2 --batch-rows 5000 --summary json --dsn '" + dsn + "' " + path);
+  ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"),
             unique);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints") +
@@ -203,13 +178,13 @@ TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
             q(dsn, "SELECT sum(communications_inserted + touchpoints_inserted) FROM ingest_batches") +
                 q(dsn, "SELECT count(*) FROM rejected_events"));
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
-  EXPECT_NE(r.output.find("\"read\":60000"), std::string::npos) << r.output;
+  EXPECT_NE(r.out.find("\"read\":60000"), std::string::npos) << r.out;
   // Everything lands in monthly partitions, nothing in the defaults.
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications_default"), 0);
   // A second run of the same file changes nothing.
-  auto again = run("import --no-progress --writers 2 --summary json --dsn '" + dsn + "' " + path);
-  ASSERT_EQ(again.exit_code, 0) << again.output;
-  EXPECT_NE(again.output.find("\"inserted\":0,"), std::string::npos) << again.output;
+  auto again = run_ingest("import --no-progress --writers 2 --summary json --dsn '" + dsn + "' " + path);
+  ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_NE(again.out.find("\"inserted\":0,"), std::string::npos) << again.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"),
             unique);
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);

@@ -14,6 +14,7 @@
 #include "support/child_process.h"
 #include "support/http_client.h"
 #include "support/kafka_mock.h"
+#include "support/scratch.h"
 #include "support/test_db.h"
 
 namespace {
@@ -21,6 +22,7 @@ namespace {
 using namespace std::chrono_literals;
 using crm::ingest::kafka_source;
 using crm::ingest::kafka_source_options;
+using crm_test::wait_until;
 
 constexpr int partitions = 4;
 
@@ -41,15 +43,6 @@ kafka_source_options source_options(const crm_test::kafka_mock& k, const std::st
   o.write.batch.rows = 300;
   o.write.batch.linger = 50ms;
   return o;
-}
-
-template <class Pred>
-bool wait_until(Pred p, std::chrono::seconds limit = 30s) {
-  for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
-    if (p()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return p();
 }
 
 struct produced {
@@ -239,24 +232,9 @@ class child : public crm_test::child {
   }
 };
 
-// The child processes' configs and logs: kept when the test failed, removed when it passed.
-struct test_dir {
-  test_dir()
-      : path(std::filesystem::temp_directory_path() /
-             fmt::format("crm-kafka-{}-{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid())) {
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~test_dir() {
-    std::error_code ec;
-    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(path, ec);
-  }
-  std::filesystem::path path;
-};
-
 TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing) {
-  test_dir tmp;
-  const auto& dir = tmp.path;
+  crm_test::temp_dir tmp;
+  const auto& dir = tmp.path();
   {
     std::ofstream cfg(dir / "consume.toml");
     cfg << "[postgres]\ndsn = \"" << dsn_ << "\"\nbatch_rows = 200\nlinger_ms = 20\nallow_superuser = true\n\n[kafka]\nbrokers = \""
@@ -287,8 +265,8 @@ TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing)
 }
 
 TEST_F(KafkaSource, ServeWithKafkaLogAndTwoWritersStoreEveryAcknowledgedEventOnce) {
-  test_dir tmp;
-  const auto& dir = tmp.path;
+  crm_test::temp_dir tmp;
+  const auto& dir = tmp.path();
   ASSERT_EQ(kafka_.command("topic crm-ingest.events " + std::to_string(partitions)), "ok");
   {
     std::ofstream cfg(dir / "node.toml");

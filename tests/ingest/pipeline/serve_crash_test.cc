@@ -2,9 +2,7 @@
 //
 // Each test runs the real binary (CRM_INGEST_EXE) on a fresh database of the ctest `postgres` fixture and
 // a private log directory, and drives it with bench/http_load (HTTP_LOAD_EXE, open loop), whose --ack-log
-// lists every id a 2xx response acknowledged. Ids carry the load's seed and say where they are stored:
-//   m-...  communications.provider_message_id    t-...  customer_touchpoints.message_id
-//   SM...  communications.provider_message_id (Twilio MessageSid)
+// lists every id a 2xx response acknowledged (support/serve_load.h).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -23,37 +21,29 @@
 
 #include <gtest/gtest.h>
 
-#include "support/test_db.h"
-#include "support/child_process.h"
-
 // bench/CMakeLists.txt defines it when the benchmarks are built.
 #ifndef HTTP_LOAD_EXE
 #define HTTP_LOAD_EXE ""
 #endif
+
+#include "support/serve_load.h"
+#include "support/test_db.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
-// The end of a (server) log, for failure messages.
-std::string tail(const std::string& text, std::size_t n = 3000) {
-  return text.size() <= n ? text : "..." + text.substr(text.size() - n);
-}
-
-using crm_test::child;
-
-fs::path temp_dir(const std::string& name) {
-  auto d = fs::temp_directory_path() / ("crm-serve-crash-" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using crm_test::acked_ids;
+using crm_test::append_ids;
+using crm_test::json_number;
+using crm_test::load_args;
+using crm_test::missing_acked;
+using crm_test::rows_with;
+using crm_test::start_load;
+using crm_test::start_server;
+using crm_test::tail;
+using crm_test::wait_until_stored;
 
 struct serve_config {
   std::string dsn;
@@ -72,145 +62,16 @@ fs::path write_config(const fs::path& dir, const serve_config& c) {
   return path;
 }
 
-// A running `crm-ingest serve` and the port it reported.
-struct server {
-  std::unique_ptr<child> proc;
-  unsigned port = 0;
-};
-
-server start_server(const fs::path& dir, const fs::path& config, const std::string& tag) {
-  server s;
-  s.proc = std::make_unique<child>(std::vector<std::string>{CRM_INGEST_EXE, "serve", "--config", config.string()},
-                                   dir / ("serve-" + tag + ".out"), dir / ("serve-" + tag + ".err"));
-  static const std::regex line("listening on port ([0-9]+)");
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::smatch m;
-    auto out = s.proc->out();
-    if (std::regex_search(out, m, line)) {
-      s.port = static_cast<unsigned>(std::stoul(m[1]));
-      return s;
-    }
-    if (s.proc->wait_for(0ms)) break;
-    std::this_thread::sleep_for(50ms);
-  }
-  ADD_FAILURE() << "crm-ingest serve did not report its port; stderr:\n" << s.proc->err();
-  return s;
-}
-
-struct load_args {
-  std::string mode = "events";
-  double rate = 100;
-  double duration_s = 3;
-  unsigned events_per_request = 50;
-  unsigned connections = 16;
-  unsigned seed = 1;
-  double timeout_s = 2;
-  double drain_timeout_s = 2;
-};
-
-std::unique_ptr<child> start_load(const fs::path& dir, unsigned port, const load_args& a, const std::string& tag) {
-  return std::make_unique<child>(
-      std::vector<std::string>{HTTP_LOAD_EXE, "--url", "http://127.0.0.1:" + std::to_string(port), "--mode", a.mode,
-                               "--rate", std::to_string(a.rate), "--duration", std::to_string(a.duration_s),
-                               "--events-per-request", std::to_string(a.events_per_request), "--connections",
-                               std::to_string(a.connections), "--seed", std::to_string(a.seed), "--timeout",
-                               std::to_string(a.timeout_s), "--drain-timeout", std::to_string(a.drain_timeout_s),
-                               "--epoch", std::to_string(std::time(nullptr) / 86400 * 86400), "--ack-log",
-                               (dir / ("acks-" + tag)).string()},
-      dir / ("load-" + tag + ".json"), dir / ("load-" + tag + ".err"));
-}
-
-// The number after "key": in http_load's JSON summary (keys used here are unique in it).
-long long json_number(const std::string& json, const std::string& key) {
-  auto p = json.find("\"" + key + "\":");
-  if (p == std::string::npos) return -1;
-  return std::stoll(json.substr(p + key.size() + 3));
-}
-
-// The ids of one ack log appended to `all`, space-separated (a parameter for string_to_array).
-void append_ids(const fs::path& ack_log, std::string& all, std::size_t& count) {
-  std::istringstream in(read_file(ack_log));
-  std::string id;
-  while (in >> id) all += (count++ ? " " : "") + id;
-}
-
-// Every id in the ack logs of `dir`.
-std::string acked_ids(const fs::path& dir, std::size_t& count) {
-  std::string all;
-  count = 0;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.path().filename().string().rfind("acks-", 0) == 0) append_ids(entry.path(), all, count);
-  }
-  return all;
-}
-
 long long q(const std::string& dsn, const std::string& sql) { return crm_test::count(dsn, sql); }
-
-long long missing_acked(const std::string& dsn, const std::string& ids) {
-  pqxx::connection c(dsn);
-  pqxx::read_transaction tx(c);
-  return tx
-      .exec_params("SELECT count(*) FROM unnest(string_to_array($1, ' ')) a(id)"
-                   " WHERE NOT EXISTS (SELECT 1 FROM communications c WHERE c.provider_message_id = a.id)"
-                   "   AND NOT EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.message_id = a.id)",
-                   ids)[0][0]
-      .as<long long>();
-}
-
-// Rows holding one of `ids` (space-separated, distinct), in both tables.
-long long rows_with(const std::string& dsn, const std::string& ids) {
-  pqxx::connection c(dsn);
-  pqxx::read_transaction tx(c);
-  return tx
-      .exec_params("WITH a AS (SELECT DISTINCT unnest(string_to_array($1, ' ')) AS id)"
-                   " SELECT (SELECT count(*) FROM communications c JOIN a ON c.provider_message_id = a.id)"
-                   "      + (SELECT count(*) FROM customer_touchpoints t JOIN a ON t.message_id = a.id)",
-                   ids)[0][0]
-      .as<long long>();
-}
 
 long long stored_events(const std::string& dsn) {
   return q(dsn, "SELECT (SELECT count(*) FROM communications) + (SELECT count(*) FROM customer_touchpoints)");
 }
 
-// Polls until every acknowledged id is stored (the drainer caught up) or the timeout passes.
-long long wait_until_stored(const std::string& dsn, const std::string& ids, std::chrono::seconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  long long missing = 0;
-  do {
-    missing = missing_acked(dsn, ids);
-    if (missing == 0) break;
-    std::this_thread::sleep_for(250ms);
-  } while (std::chrono::steady_clock::now() < deadline);
-  return missing;
-}
-
-const char* metrics_mismatch_sql =
-    "SELECT count(*) FROM ("
-    " SELECT day, campaign_id, channel, status, event_count FROM communication_metrics WHERE event_count <> 0"
-    " EXCEPT SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*)"
-    "   FROM communications GROUP BY 1, 2, 3, 4) a";
-const char* metrics_missing_sql =
-    "SELECT count(*) FROM ("
-    " SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*)"
-    "   FROM communications GROUP BY 1, 2, 3, 4"
-    " EXCEPT SELECT day, campaign_id, channel, status, event_count FROM communication_metrics) a";
-
-// Exactly once: no id twice, metrics and ledger agree with the rows. Call with the server stopped.
+// Exactly once (call with the server stopped); every communication also kept its provider id.
 void expect_exactly_once(const std::string& dsn) {
-  EXPECT_EQ(q(dsn, "SELECT count(*) - count(DISTINCT provider_message_id) FROM communications"), 0);
-  EXPECT_EQ(q(dsn, "SELECT count(*) - count(DISTINCT event_id) FROM communications"), 0);
-  EXPECT_EQ(q(dsn, "SELECT count(*) - count(DISTINCT message_id) FROM customer_touchpoints"), 0);
-  EXPECT_EQ(q(dsn, "SELECT count(*) - count(DISTINCT touchpoint_id) FROM customer_touchpoints"), 0);
+  crm_test::expect_stored_exactly_once(dsn);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications WHERE provider_message_id IS NULL"), 0);
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), 0) << "the load generator sends only valid events";
-  EXPECT_EQ(q(dsn, metrics_mismatch_sql), 0);
-  EXPECT_EQ(q(dsn, metrics_missing_sql), 0);
-  EXPECT_EQ(q(dsn, "SELECT coalesce(sum(communications_inserted), 0) FROM ingest_batches"),
-            q(dsn, "SELECT count(*) FROM communications"));
-  EXPECT_EQ(q(dsn, "SELECT coalesce(sum(touchpoints_inserted), 0) FROM ingest_batches"),
-            q(dsn, "SELECT count(*) FROM customer_touchpoints"));
 }
 
 class ServeCrash : public ::testing::Test {
@@ -222,7 +83,7 @@ class ServeCrash : public ::testing::Test {
 
 TEST_F(ServeCrash, KillNineMidStreamLosesNoAcknowledgedEventAndStoresNoneTwice) {
   auto dsn = crm_test::fresh_database("t_serve_kill9");
-  auto dir = temp_dir("kill9");
+  auto dir = crm_test::scratch("kill9");
   auto config = write_config(dir, {dsn, dir / "log"});
 
   auto srv = start_server(dir, config, "1");
@@ -290,7 +151,7 @@ TEST_F(ServeCrash, KillNineMidStreamLosesNoAcknowledgedEventAndStoresNoneTwice) 
 
 TEST_F(ServeCrash, SigtermAnswersInFlightRequestsAndWritesEverythingAcknowledgedBeforeExit) {
   auto dsn = crm_test::fresh_database("t_serve_sigterm");
-  auto dir = temp_dir("sigterm");
+  auto dir = crm_test::scratch("sigterm");
   auto config = write_config(dir, {dsn, dir / "log"});
   auto srv = start_server(dir, config, "1");
   ASSERT_NE(srv.port, 0u);
@@ -322,7 +183,7 @@ TEST_F(ServeCrash, SigtermAnswersInFlightRequestsAndWritesEverythingAcknowledged
 }
 
 TEST_F(ServeCrash, FullLogAnswers503WithRetryAfterAndAcknowledgesOnlyWhatItKept) {
-  auto dir = temp_dir("full");
+  auto dir = crm_test::scratch("full");
   // PostgreSQL unreachable: nothing drains, the 16 MiB log (the smallest bound) fills up.
   serve_config c{"postgresql://crm@127.0.0.1:1/none?connect_timeout=1", dir / "log", 16ull << 20, 1ull << 20};
   auto srv = start_server(dir, write_config(dir, c), "1");

@@ -15,8 +15,10 @@
 
 #include <gtest/gtest.h>
 
+#include "log_test_support.h"
 #include "sinks/spool/durable_log.h"
 #include "sinks/spool/segment_format.h"
+#include "support/scratch.h"
 
 namespace crm::sinks::spool {
 namespace {
@@ -24,44 +26,10 @@ namespace {
 namespace fs = std::filesystem;
 using format::frame_header_size;
 using format::segment_header_size;
-
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "spool-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-struct stored {
-  log_position position;
-  log_position next;
-  std::string payload;
-};
-
-// Everything readable from `from`, across segments.
-std::vector<stored> read_all(durable_log& log, log_position from, std::size_t max_records = 64,
-                             std::size_t max_bytes = 1 << 20) {
-  std::vector<stored> out;
-  read_batch batch;
-  for (;;) {
-    const auto ec = log.read(from, max_records, max_bytes, batch);
-    EXPECT_FALSE(ec) << ec.message();
-    if (ec || batch.empty()) break;
-    for (const auto& r : batch.records()) out.push_back({r.position, r.next, std::string(r.payload)});
-    from = batch.next();
-  }
-  return out;
-}
+using crm_test::temp_dir;
+using test::read_all;
+using test::small_options;
+using test::stored;
 
 std::string make_payload(std::size_t n, char seed) {
   std::string s(n, '\0');
@@ -75,14 +43,6 @@ std::uint64_t bytes_in_segment_files(const fs::path& dir) {
     if (e.path().extension() == ".seg") total += fs::file_size(e.path());
   }
   return total;
-}
-
-durable_log_options small_options(const fs::path& dir, std::uint64_t segment = 4096, std::uint64_t max = 1 << 20) {
-  durable_log_options o;
-  o.directory = dir;
-  o.segment_bytes = segment;
-  o.max_bytes = max;
-  return o;
 }
 
 TEST(DurableLog, AppendedRecordsReadBackInOrderWithTheirPositions) {

@@ -23,8 +23,10 @@
 
 #include <gtest/gtest.h>
 
+#include "log_test_support.h"
 #include "sinks/spool/durable_log.h"
 #include "sinks/spool/segment_format.h"
+#include "support/scratch.h"
 
 namespace crm::sinks::spool {
 namespace {
@@ -32,49 +34,13 @@ namespace {
 namespace fs = std::filesystem;
 using format::frame_header_size;
 using format::segment_header_size;
-
-class temp_dir {
- public:
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "spool-recovery-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-struct stored {
-  log_position position;
-  log_position next;
-  std::string payload;
-};
-
-std::vector<stored> read_all(durable_log& log, log_position from) {
-  std::vector<stored> out;
-  read_batch batch;
-  for (;;) {
-    const auto ec = log.read(from, 64, 1 << 20, batch);
-    EXPECT_FALSE(ec) << ec.message();
-    if (ec || batch.empty()) break;
-    for (const auto& r : batch.records()) out.push_back({r.position, r.next, std::string(r.payload)});
-    from = batch.next();
-  }
-  return out;
-}
+using crm_test::temp_dir;
+using test::read_all;
+using test::small_options;
+using test::stored;
 
 durable_log_options options_for(const fs::path& dir, std::uint64_t segment = 4096) {
-  durable_log_options o;
-  o.directory = dir;
-  o.segment_bytes = segment;
-  o.max_bytes = 64 << 20;
-  return o;
+  return small_options(dir, segment, 64 << 20);
 }
 
 fs::path segment_file(const fs::path& dir, std::uint64_t id) { return dir / format::segment_file_name(id); }
