@@ -34,7 +34,7 @@ FROM ${BASE_IMAGE} AS prometheus
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
- && ln -s /usr/bin/prometheus /bin/prometheus \
+ && { [ -e /bin/prometheus ] || ln -s /usr/bin/prometheus /bin/prometheus; } \
  && install -d -o prometheus -g prometheus -m 0755 /prometheus /etc/prometheus
 VOLUME /prometheus
 WORKDIR /prometheus
@@ -46,6 +46,6 @@ FROM ${BASE_IMAGE} AS node-exporter
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
- && ln -s /usr/bin/prometheus-node-exporter /bin/node_exporter
+ && { [ -e /bin/node_exporter ] || ln -s /usr/bin/prometheus-node-exporter /bin/node_exporter; }
 USER nobody
 ENTRYPOINT ["/bin/node_exporter"]
