@@ -254,6 +254,8 @@ render() {
   mv "$inventory.tmp" "$inventory"
   rm -rf "$rendered"
   bash "$here/render-configs.sh" "$inventory" "$rendered"
+  # patroni.yml (mode 0600, passwords inside) is read by the image's user postgres, uid 10002.
+  chown 10002:10002 "$rendered"/*/patroni.yml
   CRM_SOURCE_DIR=$root bash "$here/render-app-configs.sh" "$inventory" "$rendered" >&2
   log "rendered $(ls "$rendered" | tr '\n' ' ')into $rendered"
 }

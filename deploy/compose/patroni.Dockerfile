@@ -5,7 +5,11 @@ ARG BASE_IMAGE=debian:bookworm-20241111-slim
 FROM ${BASE_IMAGE}
 # No "main" cluster from the package: Patroni initializes the data directory itself (bootstrap, with the
 # roles of post_bootstrap) or clones it from the leader. A pre-made cluster would be taken over unbootstrapped.
-RUN mkdir -p /etc/postgresql-common/createcluster.d \
+# The user postgres has a fixed uid/gid (10002) so that the host can give it the mounted patroni.yml (mode
+# 0600, passwords inside): `chown 10002 patroni.yml`.
+RUN groupadd --system --gid 10002 postgres \
+ && useradd --system --uid 10002 --gid postgres --home-dir /var/lib/postgresql --shell /bin/bash postgres \
+ && mkdir -p /etc/postgresql-common/createcluster.d \
  && echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/no-main-cluster.conf \
  && apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
