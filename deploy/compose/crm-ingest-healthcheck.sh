@@ -5,8 +5,8 @@
 set -eu
 config=${CRM_INGEST_CONFIG:-/etc/crm-ingest/crm-ingest.toml}
 settings=$(crm-ingest config check "$config" 2>/dev/null) || exit 1
-listen=$(printf '%s\n' "$settings" | sed -n 's/^listen = "\(.*\)"$/\1/p' | head -n 1)
-cert=$(printf '%s\n' "$settings" | sed -n 's/^tls_cert_file = "\(.*\)"$/\1/p' | head -n 1)
+listen=$(printf '%s\n' "$settings" | sed -n 's/^listen = "\([^"]*\)".*/\1/p' | head -n 1)
+cert=$(printf '%s\n' "$settings" | sed -n 's/^tls_cert_file = "\([^"]*\)".*/\1/p' | head -n 1)
 host=${listen%:*}
 port=${listen##*:}
 case $host in ""|0.0.0.0|"[::]"|"::") host=127.0.0.1 ;; esac
