@@ -137,13 +137,14 @@ compose_tool() {
 }
 
 # compose NODE ARGS...: docker-compose in NODE's rendered project. All nodes on one machine: one project
-# per node (CLUSTER-NODE) so that containers and volumes do not collide; on a real node the rendered .env's.
+# per node (CLUSTER-DIGEST-NODE) so that containers and volumes do not collide; on a real node the rendered .env's.
 compose() {
   local node=$1; shift
   [ -d "$rendered/$node" ] || die "no rendered node $node in $rendered (run: deploy/stack.sh render)"
   local project
   project=$(sed -n 's/^COMPOSE_PROJECT_NAME=//p' "$rendered/$node/.env")
-  [ "$only_node" = all ] && project=$project-$node
+  # (with a digest of DIR: two stacks of different checkouts never share containers or volumes)
+  [ "$only_node" = all ] && project=$project-$(printf %s "$dir" | sha256sum | cut -c1-6)-$node
   # shellcheck disable=SC2046
   (cd "$rendered/$node" && env COMPOSE_PROJECT_NAME="$project" $(compose_tool) "$@")
 }
