@@ -78,7 +78,7 @@ load_state() { if [ -f "$state" ]; then set -a; . "$state"; set +a; fi; }
 save_state() {
   { for v in ENGINE CONTAINERS_CONF DOCKER_HOST CRM_LOG_DRIVER BASE_IMAGE ETCD_IMAGE HAPROXY_IMAGE PROMETHEUS_IMAGE \
              NODE_EXPORTER_IMAGE OFFLINE; do
-      [ -n "${!v:-}" ] && printf '%s=%q\n' "$v" "${!v}"
+      if [ -n "${!v:-}" ]; then printf '%s=%q\n' "$v" "${!v}"; fi
     done; } >"$state.tmp"
   mv "$state.tmp" "$state"
 }
@@ -338,11 +338,14 @@ up() {
       [ "${OFFLINE:-0}" = 1 ] || compose "$n" up -d --no-build grafana >&2
     fi
   done
+  local ready_s=120
+  [ ${#LOCAL[@]} -eq 3 ] || ready_s=600
   for n in "${LOCAL[@]}"; do
     i=$(idx "$n")
     if [ "$i" -le 2 ]; then
-      wait_for 120 "crm-ingest on $n ready ($(http_url "$n")/readyz)" curl -fsS --max-time 2 -o /dev/null "$(http_url "$n")/readyz" \
-        || { compose "$n" logs --tail 30 crm-ingest >&2; die "crm-ingest on $n not ready after 120 s"; }
+      # (One node of several: its collector may wait for node 1's migration.)
+      wait_for "$ready_s" "crm-ingest on $n ready ($(http_url "$n")/readyz)" curl -fsS --max-time 2 -o /dev/null "$(http_url "$n")/readyz" \
+        || { compose "$n" logs --tail 30 crm-ingest >&2; die "crm-ingest on $n not ready after $ready_s s"; }
     else
       wait_for 60 "Prometheus ready (http://$NODE3_ADDR:$PROMETHEUS_PORT)" \
         curl -fsS --max-time 2 -o /dev/null "http://$NODE3_ADDR:$PROMETHEUS_PORT/-/ready" || die "Prometheus not ready after 60 s"

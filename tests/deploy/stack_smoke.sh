@@ -12,23 +12,26 @@
 #   6. stop the leader's Patroni container under load: a replica takes over, writes resume, every
 #      acknowledged event is stored exactly once, no batch failed; the old leader rejoins as a replica.
 #
-#   tests/deploy/stack_smoke.sh [--binary PATH] [--dir DIR] [--keep] [--engine podman|docker]
+#   tests/deploy/stack_smoke.sh [--binary PATH] [--dir DIR] [--keep] [--engine podman|docker] [--log FILE]
 #
 # --binary: the crm-ingest binary to put into the image (default: the image compiles it). --keep leaves the
-# stack running for inspection (deploy/stack.sh down --dir DIR --volumes removes it). Exit 0 = all passed.
+# stack running for inspection (deploy/stack.sh down --dir DIR --volumes removes it). --log FILE: a copy of
+# everything printed (each step with its time). Exit 0 = all passed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 fixtures=$root/tests/fixtures/webhooks
-dir="" keep=0 up_args=()
+dir="" keep=0 up_args=() logfile=""
 while [ $# -gt 0 ]; do
   case $1 in
     --binary) up_args+=(--binary "$2"); shift 2 ;;
     --engine) up_args+=(--engine "$2"); shift 2 ;;
     --dir) dir=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --log) logfile=$2; shift 2 ;;
     *) sed -n '2,20p' "$0" >&2; exit 2 ;;
   esac
 done
+if [ -n "$logfile" ]; then : >"$logfile"; exec > >(tee -a "$logfile") 2>&1; fi
 [ -n "$dir" ] || dir=$(mktemp -d "${TMPDIR:-/tmp}/crm-stack-smoke.XXXXXX")
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 t0=$SECONDS
