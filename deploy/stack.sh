@@ -18,7 +18,7 @@
 #                     the production inventory; each node then waits for the others (etcd quorum, a primary).
 #   --dir DIR         state: resolved inventory, rendered files, engine settings (default .stack/ in the repository)
 #   --binary PATH     copy this crm-ingest binary (built on this Debian 12 host) into the image instead of
-#                     compiling it in the image's build stage: same runtime image, minutes faster
+#                     compiling it in the image's build stage: same runtime stage, minutes faster
 #   --engine podman|docker   default: docker when its daemon answers, else podman (installed from Debian)
 #   --offline         never try a registry: Debian 12 base image made here with mmdebstrap, etcd/HAProxy/
 #                     Prometheus/node_exporter built from Debian's packages (deploy/compose/debian-services.Dockerfile).
@@ -69,6 +69,7 @@ die() { log "error: $*"; exit 1; }
 # Pinned names the compose files use (deploy/compose/nodeN.yml).
 PATRONI_IMAGE=twincigo/patroni:3.0.2-pg15
 CRM_INGEST_IMAGE=twincigo/crm-ingest:0.1.0
+CRM_INGEST_RUNTIME_IMAGE=twincigo/crm-ingest-runtime:0.1.0
 UPSTREAM_BASE=docker.io/library/debian:bookworm-20241111-slim
 LOCAL_BASE=localhost/twincigo/debian:bookworm-minbase
 
@@ -207,8 +208,9 @@ build_images() {
     rm -rf "$ctx"; mkdir -p "$ctx/deploy/compose"
     cp "$here/compose/crm-ingest-entrypoint.sh" "$here/compose/crm-ingest-healthcheck.sh" "$ctx/deploy/compose/"
     objcopy --strip-debug "$binary" "$ctx/crm-ingest" 2>/dev/null || cp "$binary" "$ctx/crm-ingest"
-    build_image "$CRM_INGEST_IMAGE" "$here/compose/crm-ingest.Dockerfile" "$ctx" --target prebuilt \
-      --build-arg CRM_INGEST_BINARY=crm-ingest
+    build_image "$CRM_INGEST_RUNTIME_IMAGE" "$here/compose/crm-ingest.Dockerfile" "$ctx" --target runtime
+    build_image "$CRM_INGEST_IMAGE" "$here/compose/crm-ingest-prebuilt.Dockerfile" "$ctx" \
+      --build-arg "RUNTIME_IMAGE=$CRM_INGEST_RUNTIME_IMAGE"
   else
     build_image "$CRM_INGEST_IMAGE" "$here/compose/crm-ingest.Dockerfile" "$root"
   fi

@@ -1,10 +1,9 @@
 # crm-ingest image: built from this repository on Debian 12 with Debian's packages only (as on the hosts).
 # docker-compose builds it with the repository as context (see nodeN.yml); deploy/stack.sh builds it with
-# podman or docker. Stages:
+# podman or docker. deploy/stack.sh --binary instead builds `--target runtime` and adds a binary compiled on the
+# host with crm-ingest-prebuilt.Dockerfile (quick test cycles; same runtime). Stages:
 #   runtime   Debian 12 + the shared libraries crm-ingest links, postgresql-client-15 (pg_dump/pg_restore for
 #             `partitions retain`) and curl (the /readyz health check); user crm-ingest (uid 10001), no root.
-#   prebuilt  runtime + a binary compiled on the host (`--target prebuilt --build-arg CRM_INGEST_BINARY=PATH`,
-#             PATH inside the context): deploy/stack.sh --binary, for quick test cycles.
 #   build     the compiler and -dev packages; compiles crm-ingest from the context (Release, no tests).
 #   (last)    runtime + the binary from `build`: the default target, what compose and production use.
 # The base is a build argument so that a machine without a registry can use a Debian 12 image it made
@@ -34,12 +33,6 @@ ENTRYPOINT ["/usr/local/bin/crm-ingest-entrypoint"]
 CMD ["serve", "--config", "/etc/crm-ingest/crm-ingest.toml"]
 # Ready = database reachable and the local log below its high-water mark (GET /readyz on the configured listener).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 CMD ["/usr/local/bin/crm-ingest-healthcheck"]
-
-FROM runtime AS prebuilt
-ARG CRM_INGEST_BINARY=crm-ingest
-COPY ${CRM_INGEST_BINARY} /opt/crm-ingest/bin/crm-ingest
-# Fails the build when a shared library of the binary is not in the image.
-RUN ! ldd /opt/crm-ingest/bin/crm-ingest | grep 'not found' && crm-ingest --version
 
 FROM ${BASE_IMAGE} AS build
 COPY deploy/install-deps.sh /tmp/install-deps.sh
