@@ -27,27 +27,11 @@ while [ $# -gt 0 ]; do
     *) sed -n '2,10p' "$0"; exit 2 ;;
   esac
 done
+source "$root/bench/lib.sh"
+bench_tools ingest/crm-ingest bench/gen_events
 exe=$build/ingest/crm-ingest
 gen=$build/bench/gen_events
-[ -x "$exe" ] && [ -x "$gen" ] || { echo "build first: cmake --build $build --target crm-ingest gen_events" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/crm-attribution-bench.XXXXXX)
-chmod 755 "$work"
-cleanup() {
-  [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-if [ -z "$admin_dsn" ]; then
-  pgdir=$work/pg
-  admin_dsn=$(bash "$root/deploy/local-postgres.sh" start "$pgdir")
-fi
-base=${admin_dsn%/*}
-db() { echo "$base/$1"; }
-recreate() {
-  psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
-  "$exe" --log-level warn migrate --dsn "$(db "$1")" >/dev/null
-}
+bench_start attribution-bench
 
 echo "generating $events events ($touchpoints touchpoints, order $order)..." >&2
 # shellcheck disable=SC2086
@@ -55,7 +39,6 @@ echo "generating $events events ($touchpoints touchpoints, order $order)..." >&2
   > "$work/events.ndjson" 2>"$work/gen.txt"
 cat "$work/gen.txt" >&2
 
-now() { date +%s.%N; }
 ons=() offs=()
 for round in $(seq 1 "$repeat"); do
   for mode in on off; do
@@ -77,9 +60,8 @@ t0=$(now)
 "$exe" --log-level warn report attribution --recompute --dsn "$(db bench_attr_off)" >/dev/null 2>&1
 t1=$(now)
 recompute=$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')
-same=$(psql "$base/bench_attr_on" -qAtc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT day, model, campaign_id, utm_source, utm_medium, utm_campaign, channel_group, trim_scale(conversions), trim_scale(revenue) FROM campaign_attribution_daily) t")
-same_off=$(psql "$base/bench_attr_off" -qAtc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT day, model, campaign_id, utm_source, utm_medium, utm_campaign, channel_group, trim_scale(conversions), trim_scale(revenue) FROM campaign_attribution_daily) t")
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+same=$(psql "$(db bench_attr_on)" -qAtc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT day, model, campaign_id, utm_source, utm_medium, utm_campaign, channel_group, trim_scale(conversions), trim_scale(revenue) FROM campaign_attribution_daily) t")
+same_off=$(psql "$(db bench_attr_off)" -qAtc "SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM (SELECT day, model, campaign_id, utm_source, utm_medium, utm_campaign, channel_group, trim_scale(conversions), trim_scale(revenue) FROM campaign_attribution_daily) t")
 mon=$(median "${ons[@]}"); moff=$(median "${offs[@]}")
 awk -v n="$events" -v on="$mon" -v off="$moff" -v w="$writers" -v rc="$recompute" -v cr="$credits" -v cv="$conversions" 'BEGIN {
   printf "import, attribution on : %d records in %.2f s = %.0f records/s (%d writers, median)\n", n, on, n/on, w

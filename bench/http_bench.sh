@@ -49,43 +49,16 @@ load=$build/bench/http_load
 [ -x "$exe" ] && [ -x "$load" ] || { echo "build first: cmake --build $build --target crm-ingest http_load" >&2; exit 1; }
 command -v psql >/dev/null || { echo "psql not found (apt-get install postgresql-client-15)" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/crm-http-bench.XXXXXX)
-chmod 755 "$work"
-serve_pid=""
-cleanup() {
-  if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
-    kill -TERM "$serve_pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$serve_pid" 2>/dev/null || true
-  fi
-  [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
-  if [ "$keep" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-if [ -z "$admin_dsn" ]; then
-  pgdir=$work/pg
-  admin_dsn=$(bash "$root/deploy/local-postgres.sh" start "$pgdir")
-fi
-dsn="${admin_dsn%/*}/bench_http"
-psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS bench_http WITH (FORCE)" -c "CREATE DATABASE bench_http" >/dev/null
-"$exe" --log-level warn migrate --dsn "$dsn" >/dev/null
+source "$root/bench/lib.sh"
+bench_keep=$keep
+bench_start http-bench
+dsn=$(db bench_http)
+recreate bench_http
 
-cat >"$work/serve.toml" <<TOML
-[http]
-listen = "127.0.0.1:0"
-io_threads = $io_threads
-
-[postgres]
-dsn = "$dsn"
-writers = $writers
-# The bench database's role is the local server's superuser.
-allow_superuser = true
-
-[log]
-dir = "$work/log"
-TOML
+serve_config "$work/serve.toml" "$dsn" "$writers" "$io_threads" "$work/log"
 "$exe" --log-level warn serve --config "$work/serve.toml" >"$work/serve.out" 2>"$work/serve.log" &
 serve_pid=$!
+bench_pids+=("$serve_pid")
 port=""
 for _ in $(seq 1 300); do
   port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" 2>/dev/null | head -n1 || true)
@@ -101,7 +74,7 @@ json_field() {  # json_field FILE key -> the number after "key": (first match)
 }
 latency_field() { grep -o "\"latency_ms\":{[^}]*}" "$1" | grep -o "\"$2\":[0-9.]*" | cut -d: -f2; }
 
-# Rows of one step: its ids all start with the step's seed (see bench/http_load.cc).
+# Rows of one step: its ids all start with the step's seed (see bench/http_load/main.cc).
 stored_rows() {  # stored_rows MODE SEED
   local s; s=$(printf '%08x' "$2")
   if [ "$1" = events ]; then
@@ -209,17 +182,14 @@ step() {  # step MODE RATE
 
 # The database's ceiling on this box for the same rows: a plain `psql \copy` (CSV) of the last events
 # step's stored rows into an identical empty schema, timed in the same run.
-comm_cols="event_id, occurred_at, received_at, lead_id, channel, direction, status, provider, provider_message_id, provider_event_id, email, phone, campaign_id, ab_test_id, variant, url, error_code, error_reason, metadata, tenant_id"
-touch_cols="touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id"
 copy_reference() {
   local s copy_dsn t0 t1 n
   s=$(printf '%08x' "$last_events_seed")
-  copy_dsn="${admin_dsn%/*}/bench_http_copy"
+  copy_dsn=$(db bench_http_copy)
   psql "$dsn" -qc "\\copy (SELECT $comm_cols FROM communications WHERE provider_message_id LIKE 'm-$s-%') TO '$work/comm.csv' CSV" \
               -c "\\copy (SELECT $touch_cols FROM customer_touchpoints WHERE message_id LIKE 't-$s-%') TO '$work/touch.csv' CSV"
   n=$(( $(wc -l <"$work/comm.csv") + $(wc -l <"$work/touch.csv") ))
-  psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS bench_http_copy WITH (FORCE)" -c "CREATE DATABASE bench_http_copy" >/dev/null
-  "$exe" --log-level warn migrate --dsn "$copy_dsn" >/dev/null
+  recreate bench_http_copy
   t0=$(date +%s.%N)
   psql "$copy_dsn" -qc "\\copy communications ($comm_cols) FROM '$work/comm.csv' CSV" \
                    -c "\\copy customer_touchpoints ($touch_cols) FROM '$work/touch.csv' CSV"

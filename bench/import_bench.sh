@@ -23,37 +23,18 @@ while [ $# -gt 0 ]; do
     *) sed -n '2,8p' "$0"; exit 2 ;;
   esac
 done
+source "$root/bench/lib.sh"
+bench_tools ingest/crm-ingest bench/gen_events
 exe=$build/ingest/crm-ingest
 gen=$build/bench/gen_events
-[ -x "$exe" ] && [ -x "$gen" ] || { echo "build first: cmake --build $build" >&2; exit 1; }
-
-work=$(mktemp -d /tmp/crm-import-bench.XXXXXX)
-chmod 755 "$work"
-cleanup() {
-  [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-if [ -z "$admin_dsn" ]; then
-  pgdir=$work/pg
-  admin_dsn=$(bash "$root/deploy/local-postgres.sh" start "$pgdir")
-fi
-base=${admin_dsn%/*}
-db() { echo "$base/$1"; }
-recreate() {
-  psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
-  "$exe" --log-level warn migrate --dsn "$(db "$1")" >/dev/null
-}
+bench_start import-bench
 
 echo "generating $events events..." >&2
 "$gen" --count "$events" --seed 42 --duplicates 0.01 --invalid 0 --order "$order" > "$work/events.ndjson" 2>"$work/gen.txt"
 cat "$work/gen.txt" >&2
 bytes=$(stat -c %s "$work/events.ndjson")
 
-comm_cols="event_id, occurred_at, received_at, lead_id, channel, direction, status, provider, provider_message_id, provider_event_id, email, phone, campaign_id, ab_test_id, variant, url, error_code, error_reason, metadata, tenant_id"
-touch_cols="touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id"
 
-now() { date +%s.%N; }
 imports=() copies=()
 for round in $(seq 1 "$repeat"); do
   recreate bench_import
@@ -76,7 +57,6 @@ for round in $(seq 1 "$repeat"); do
   imports+=("$ti"); copies+=("$tc")
   printf 'round %d: import %.2f s (%s), psql \\copy %.2f s, %d rows stored\n' "$round" "$ti" "$(cat "$work/import.json")" "$tc" "$rows" >&2
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 mi=$(median "${imports[@]}"); mc=$(median "${copies[@]}")
 awk -v n="$events" -v rows="$rows" -v bytes="$bytes" -v ti="$mi" -v tc="$mc" -v w="$writers" 'BEGIN {
   printf "crm-ingest import : %d records (%.0f MB NDJSON) in %.2f s = %.0f records/s (%d writers, median)\n", n, bytes/1e6, ti, n/ti, w

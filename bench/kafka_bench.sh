@@ -28,35 +28,13 @@ while [ $# -gt 0 ]; do
     *) sed -n '2,11p' "$0"; exit 2 ;;
   esac
 done
+source "$root/bench/lib.sh"
+bench_tools ingest/crm-ingest ingest/crm-kafka-mock bench/gen_events bench/kafka_produce
 exe=$build/ingest/crm-ingest
 mock=$build/ingest/crm-kafka-mock
 gen=$build/bench/gen_events
 produce=$build/bench/kafka_produce
-for x in "$exe" "$mock" "$gen" "$produce"; do
-  [ -x "$x" ] || { echo "build first: cmake --build $build --target crm-ingest crm-kafka-mock gen_events kafka_produce" >&2; exit 1; }
-done
-
-work=$(mktemp -d /tmp/crm-kafka-bench.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-if [ -z "$admin_dsn" ]; then
-  pgdir=$work/pg
-  admin_dsn=$(bash "$root/deploy/local-postgres.sh" start "$pgdir")
-fi
-base=${admin_dsn%/*}
-db() { echo "$base/$1"; }
-recreate() {
-  psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
-  "$exe" --log-level warn migrate --dsn "$(db "$1")" >/dev/null
-}
-now() { date +%s.%N; }
+bench_start kafka-bench
 
 echo "generating $events events..." >&2
 "$gen" --count "$events" --seed 42 --duplicates 0.01 --invalid 0 > "$work/events.ndjson" 2>"$work/gen.txt"
@@ -77,7 +55,7 @@ done
 # (b) the mock cluster and the topic
 mkfifo "$work/mock.in"
 "$mock" --brokers 3 < "$work/mock.in" > "$work/mock.out" &
-pids+=($!)
+bench_pids+=($!)
 exec 3> "$work/mock.in"  # keeps the command pipe open
 for _ in $(seq 100); do grep -q bootstrap "$work/mock.out" 2>/dev/null && break; sleep 0.1; done
 brokers=$(sed -n 's/^bootstrap.servers=//p' "$work/mock.out")
@@ -90,7 +68,7 @@ kafka_run() {  # kafka_run NAME CONSUMERS -> "rate seconds rows"
     "$(db "$name")" "$batch_rows" "$brokers" "$group" "$topic" > "$work/$name.toml"
   for i in $(seq "$n"); do
     "$exe" consume --config "$work/$name.toml" > "$work/$name.$i.out" 2> "$work/$name.$i.err" &
-    cps+=($!); pids+=($!)
+    cps+=($!); bench_pids+=($!)
   done
   # Every member holds its share of the partitions before the events arrive.
   local want=$((partitions / n))

@@ -79,6 +79,7 @@ for tool in psql jq gnuplot curl taskset; do
   command -v "$tool" >/dev/null || { echo "$tool not found: run deploy/install-deps.sh" >&2; exit 1; }
 done
 [ -n "$admin_dsn" ] && [ -n "$patroni_dir" ] && { echo "--dsn and --patroni exclude each other" >&2; exit 2; }
+source "$root/bench/lib.sh"
 source "$here/lib.sh"
 
 mkdir -p "$out"
@@ -140,20 +141,7 @@ if [ -n "$postmaster" ] && [ -n "$pgdir" ]; then  # only a PostgreSQL this scrip
 fi
 
 # --- crm-ingest serve ----------------------------------------------------------------------------------
-cat >"$work/serve.toml" <<TOML
-[http]
-listen = "127.0.0.1:0"
-io_threads = $io_threads
-
-[postgres]
-dsn = "$dsn"
-writers = $writers
-# The private server's role is a superuser; a deployment uses the least-privilege writer role.
-allow_superuser = true
-
-[log]
-dir = "$work/log"
-TOML
+serve_config "$work/serve.toml" "$dsn" "$writers" "$io_threads" "$work/log"
 serve_cmd=("$exe" --log-level warn serve --config "$work/serve.toml")
 [ -n "$cpu_list" ] && serve_cmd=(taskset -c "$cpu_list" "${serve_cmd[@]}")
 : >"$work/serve.out"  # exists before the child's redirection runs: the port loop reads it at once

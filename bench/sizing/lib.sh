@@ -209,8 +209,6 @@ run_step() {
     }' "$out"
 }
 
-comm_cols="event_id, occurred_at, received_at, lead_id, channel, direction, status, provider, provider_message_id, provider_event_id, email, phone, campaign_id, ab_test_id, variant, url, error_code, error_reason, metadata, tenant_id"
-touch_cols="touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, is_conversion, conversion_value, currency, ab_test_id, variant, metadata, tenant_id"
 
 # The database's ceiling in the same run: a plain `psql \copy` (CSV) of one step's stored rows into an
 # empty, migrated database on the same server. The step: the highest one that passed, else the last.

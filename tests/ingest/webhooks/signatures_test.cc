@@ -455,6 +455,7 @@ TEST(MailgunSignature, DocsFixturesVerifyWithTheSdkKey) {
   ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
   int checked = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".json") continue;  // the folder's README
     SCOPED_TRACE(entry.path().filename().string());
     const std::string text = read_file(entry.path());
     const std::size_t block = text.find("\"signature\": {");

@@ -1,0 +1,67 @@
+# Helpers shared by the benchmark scripts (sourced after they set root, build and admin_dsn).
+
+# bench_tools EXE...: every tool built, or the command that builds them.
+bench_tools() {
+  local x
+  for x in "$@"; do
+    [ -x "$build/$x" ] || { echo "build first: cmake --build $build --target ${*##*/}" >&2; exit 1; }
+  done
+}
+
+# bench_start NAME: a fresh work directory ($work, readable by the server's COPY), the private PostgreSQL
+# unless --dsn named one ($admin_dsn), and an exit trap that stops $bench_pids (TERM, KILL after 10 s), stops
+# that server and removes the directory (kept with bench_keep=1).
+bench_pids=()
+bench_start() {
+  work=$(mktemp -d "/tmp/crm-$1.XXXXXX")
+  chmod 755 "$work"
+  trap bench_cleanup EXIT
+  if [ -z "$admin_dsn" ]; then
+    pgdir=$work/pg
+    admin_dsn=$(bash "$root/deploy/local-postgres.sh" start "$pgdir")
+  fi
+}
+bench_cleanup() {
+  local p
+  for p in "${bench_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${bench_pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
+  if [ "${bench_keep:-0}" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
+}
+
+# db NAME: the DSN of database NAME on the benchmark's server. recreate NAME: that database, empty and migrated.
+db() { echo "${admin_dsn%/*}/$1"; }
+recreate() {
+  psql "$admin_dsn" -qAtc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null
+  "$build/ingest/crm-ingest" --log-level warn migrate --dsn "$(db "$1")" >/dev/null
+}
+
+now() { date +%s.%N; }
+# median X...: the median of the numbers.
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# The columns of a plain `psql \copy` of the stored rows (the reference every benchmark measures against).
+comm_cols="event_id, occurred_at, received_at, lead_id, channel, direction, status, provider, provider_message_id, provider_event_id, email, phone, campaign_id, ab_test_id, variant, url, error_code, error_reason, metadata, tenant_id"
+touch_cols="touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id"
+
+# serve_config FILE DSN WRITERS IO_THREADS LOG_DIR: a serve.toml on an ephemeral loopback port.
+serve_config() {
+  cat >"$1" <<TOML
+[http]
+listen = "127.0.0.1:0"
+io_threads = $4
+
+[postgres]
+dsn = "$2"
+writers = $3
+# The benchmark's private server is reached as its superuser; a deployment uses the least-privilege writer role.
+allow_superuser = true
+
+[log]
+dir = "$5"
+TOML
+}
