@@ -88,7 +88,7 @@ CONF
     exit 1
     ;;
   stop)
-    if is_running; then run_pg "$pgbin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null; fi
+    if is_running; then run_pg "$pgbin/pg_ctl" -D "$data" -m fast -w -t 300 stop >/dev/null; fi
     ;;
   status)
     if is_running; then dsn; else exit 3; fi
