@@ -5,8 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include "sinks/spool/event_codec.h"
-#include "transform/json_text.h"
-#include "transform/record_splitter.h"
+#include "transform/text/json_text.h"
+#include "transform/normalize/record_splitter.h"
 
 namespace crm::ingest {
 

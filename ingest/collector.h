@@ -18,8 +18,8 @@
 #include "ingest/http/server.h"
 #include "ingest/metrics.h"
 #include "ingest/webhooks/signatures.h"
-#include "transform/canonical_event.h"
-#include "transform/normalize.h"
+#include "transform/canonical/canonical_event.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest {
 

@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "transform/providers.h"
+#include "transform/providers/providers.h"
 
 namespace crm::ingest {
 

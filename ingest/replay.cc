@@ -7,7 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "sinks/postgres/writer.h"
-#include "transform/providers.h"
+#include "transform/providers/providers.h"
 
 namespace crm::ingest {
 

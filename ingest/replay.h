@@ -12,7 +12,7 @@
 #include <map>
 #include <string>
 
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest {
 

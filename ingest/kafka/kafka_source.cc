@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "sinks/spool/event_codec.h"
-#include "transform/providers.h"
+#include "transform/providers/providers.h"
 
 namespace crm::ingest {
 

@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "sinks/postgres/writer.h"
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest {
 

@@ -22,7 +22,7 @@
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/copy_encoder.h"
 #include "sinks/postgres/writer_observer.h"
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::sinks::postgres {
 

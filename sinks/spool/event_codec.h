@@ -23,7 +23,7 @@
 #include <system_error>
 
 #include "sinks/spool/spool_error.h"
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::sinks::spool {
 

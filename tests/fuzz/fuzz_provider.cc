@@ -12,8 +12,8 @@
 
 #include <simdjson.h>
 
-#include "transform/json_copy.h"
-#include "transform/providers.h"
+#include "transform/text/json_copy.h"
+#include "transform/providers/providers.h"
 
 #ifndef PROVIDER_FN
 #error "compile with -DPROVIDER_FN=normalize_<provider>"

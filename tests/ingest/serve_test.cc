@@ -9,7 +9,7 @@
 #include "support/test_db.h"
 #include "sinks/spool/durable_log.h"
 #include "sinks/spool/event_codec.h"
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace fs = std::filesystem;
 
