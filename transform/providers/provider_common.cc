@@ -16,34 +16,9 @@ using transform::detail::append_number;
 using transform::detail::append_printable;
 using transform::detail::append_quoted;
 
-std::string_view padded_buffer::load(std::string_view text) {
-  const std::size_t needed = text.size() + simdjson::SIMDJSON_PADDING;
-  if (needed > capacity_) {
-    std::size_t capacity = capacity_ == 0 ? 4096 : capacity_;
-    while (capacity < needed) capacity *= 2;
-    data_.reset(new char[capacity]);
-    capacity_ = capacity;
-  }
-  if (!text.empty()) std::memcpy(data_.get(), text.data(), text.size());
-  std::memset(data_.get() + text.size(), 0, simdjson::SIMDJSON_PADDING);
-  return {data_.get(), text.size()};
-}
-
 workspace& thread_workspace() {
   thread_local workspace ws;
   return ws;
-}
-
-std::string_view type_name(od::json_type t) noexcept {
-  switch (t) {
-    case od::json_type::array: return "array";
-    case od::json_type::object: return "object";
-    case od::json_type::number: return "number";
-    case od::json_type::string: return "string";
-    case od::json_type::boolean: return "boolean";
-    case od::json_type::null: return "null";
-  }
-  return "value";
 }
 
 void describe_malformed(od::document& doc, const padded_buffer& buffer, std::size_t size, simdjson::error_code e,
@@ -60,31 +35,13 @@ void describe_malformed(od::document& doc, const padded_buffer& buffer, std::siz
 
 bool start_document(workspace& ws, std::string_view body, od::document& doc, std::string& error) {
   const std::string_view text = ws.body.load(body);
-  if (const auto e = ws.parser.iterate(ws.body.data(), text.size(), ws.body.capacity()).get(doc)) {
-    switch (e) {
-      case simdjson::UTF8_ERROR: {
-        const std::size_t at = transform::detail::invalid_utf8_offset(text);
-        error.assign("invalid UTF-8 at byte ");
-        append_number(error, at == std::string_view::npos ? 0 : at);
-        break;
-      }
-      case simdjson::UNESCAPED_CHARS:
-      case simdjson::UNCLOSED_STRING: {
-        const std::size_t at = transform::detail::locate_string_error(text);
-        error.assign("malformed JSON at byte ");
-        append_number(error, at == std::string_view::npos ? 0 : at);
-        error.append(e == simdjson::UNESCAPED_CHARS ? ": control character inside a string (must be escaped)"
-                                                    : ": a string is opened but never closed");
-        break;
-      }
-      case simdjson::EMPTY: error.assign("malformed JSON: empty body"); break;
-      default:
-        error.assign("malformed JSON at byte 0: ").append(simdjson::error_message(e));
-        break;
-    }
-    return false;
+  const auto e = ws.parser.iterate(ws.body.data(), text.size(), ws.body.capacity()).get(doc);
+  if (!e) return true;
+  if (!transform::detail::describe_stage1_error(e, text, error)) {
+    error.assign(e == simdjson::EMPTY ? "malformed JSON: empty body" : "malformed JSON at byte 0: ");
+    if (e != simdjson::EMPTY) error.append(simdjson::error_message(e));
   }
-  return true;
+  return false;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -173,21 +130,10 @@ bool json_walker::copy_failed(transform::detail::copy_error e, std::string_view 
       }
       return false;
     }
-    case copy_error::nul_character:
-      if (begin_rule(ws_, key)) ws_.reason.append("contains \\u0000, which PostgreSQL does not accept");
-      return true;
-    case copy_error::too_deep:
-      if (begin_rule(ws_, key)) {
-        ws_.reason.append("nested deeper than ");
-        append_number(ws_.reason, transform::detail::json_copier::max_depth);
-        ws_.reason.append(" levels");
-      }
-      return true;
-    case copy_error::number_out_of_range:
-      if (begin_rule(ws_, key)) ws_.reason.append("contains a number out of PostgreSQL's numeric range");
+    default:
+      if (begin_rule(ws_, key)) transform::detail::append_copy_rule(ws_.reason, e);
       return true;
   }
-  return true;
 }
 
 bool json_walker::keep(std::string_view key, std::string_view raw_key, od::value value, scalar* out) {
@@ -278,11 +224,7 @@ std::string_view json_walker::raw_since(const char* start) {
 
 // ---------------------------------------------------------------------------------------------------------
 
-bool begin_rule(workspace& ws, std::string_view field) {
-  if (!ws.reason.empty()) return false;
-  ws.reason.assign(field).append(": ");
-  return true;
-}
+bool begin_rule(workspace& ws, std::string_view field) { return transform::detail::begin_reason(ws.reason, field); }
 
 void rule_wrong_type(workspace& ws, std::string_view field, std::string_view expected, const scalar& got) {
   if (!begin_rule(ws, field)) return;

@@ -17,6 +17,7 @@
 #include "transform/canonical/canonical_event.h"
 #include "transform/text/json_text.h"
 #include "transform/text/json_copy.h"
+#include "transform/text/json_input.h"
 #include "transform/normalize/normalize.h"
 #include "transform/providers/providers.h"
 #include "transform/text/text_arena.h"
@@ -37,17 +38,8 @@ struct scalar {
   bool is_number() const noexcept { return present && type == od::json_type::number; }
 };
 
-// A padded copy of a body for simdjson, grown on demand and reused.
-class padded_buffer {
- public:
-  std::string_view load(std::string_view text);
-  const char* data() const noexcept { return data_.get(); }
-  std::size_t capacity() const noexcept { return capacity_; }
-
- private:
-  std::unique_ptr<char[]> data_;
-  std::size_t capacity_ = 0;
-};
+using transform::detail::padded_buffer;
+using transform::detail::type_name;
 
 // One per thread, reused by every call on that thread (thread_workspace()); nothing in it outlives a call.
 struct workspace {
@@ -75,8 +67,6 @@ void describe_malformed(od::document& doc, const padded_buffer& buffer, std::siz
 // Copies `body` into ws.body (padded) and iterates it. On failure sets `error` ("malformed JSON at byte N: ...",
 // "invalid UTF-8 at byte N", "malformed JSON: empty body").
 bool start_document(workspace& ws, std::string_view body, od::document& doc, std::string& error);
-
-std::string_view type_name(od::json_type t) noexcept;
 
 // Walks the JSON of one body. Every method returns false when the JSON is malformed (then error() says
 // where, and the walk must stop: an On-Demand document cannot continue after an error). Rule violations

@@ -304,22 +304,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   // A landing URL without its query string: the tags are in context.page.search.
   const std::string_view search = first_text({&pg.search, &props.search});
   if (t.landing_url.find('?') == std::string_view::npos && !search.empty() && search.front() == '?') {
-    std::array<std::string_view*, 8> slots = {&t.utm_source, &t.utm_medium, &t.utm_campaign, &t.utm_term,
-                                              &t.utm_content, &t.gclid,      &t.fbclid,       &t.msclkid};
-    static constexpr std::array<std::string_view, 8> names = {"utm_source", "utm_medium", "utm_campaign",
-                                                              "utm_term",   "utm_content", "gclid",
-                                                              "fbclid",     "msclkid"};
-    transform::detail::for_each_query_param(search, [&](std::string_view key, std::string_view raw) {
-      for (std::size_t i = 0; i < names.size(); ++i) {
-        if (!slots[i]->empty() || !transform::detail::ascii_iequals(key, names[i])) continue;
-        ws.decoded.clear();
-        transform::detail::percent_decode(raw, ws.decoded);
-        const bool usable = std::memchr(ws.decoded.data(), 0, ws.decoded.size()) == nullptr &&
-                            simdjson::validate_utf8(ws.decoded.data(), ws.decoded.size());
-        *slots[i] = usable ? ws.scratch.copy(ws.decoded) : usable_text(ws, raw);
-        return;
-      }
-    });
+    transform::detail::fill_query_params(search, tracking_params, tracking_slots(t), ws.decoded, ws.scratch);
   }
   resolve_ids(ws, ids, t.lead_id, t.campaign_id);
   apply_ids(ids, t);

@@ -1,5 +1,9 @@
 #include "transform/text/url_params.h"
 
+#include <simdjson.h>
+
+#include <cstring>
+
 #include "transform/text/ascii.h"
 
 namespace crm::transform::detail {
@@ -45,6 +49,24 @@ std::string_view url_host(std::string_view url) noexcept {
     return close == std::string_view::npos ? authority : authority.substr(0, close + 1);
   }
   return authority.substr(0, authority.find(':'));
+}
+
+void fill_query_params(std::string_view url, std::span<const std::string_view> names,
+                       std::span<std::string_view* const> slots, std::string& scratch, text_arena& arena) {
+  bool wanted = false;
+  for (const std::string_view* slot : slots) wanted = wanted || slot->empty();
+  if (!wanted || url.empty()) return;
+  for_each_query_param(url, [&](std::string_view key, std::string_view value) {
+    for (std::size_t i = 0; i < names.size() && i < slots.size(); ++i) {
+      if (!slots[i]->empty() || !ascii_iequals(key, names[i])) continue;
+      scratch.clear();
+      percent_decode(value, scratch);
+      const bool usable = std::memchr(scratch.data(), 0, scratch.size()) == nullptr &&
+                          simdjson::validate_utf8(scratch.data(), scratch.size());
+      *slots[i] = arena.copy(usable ? std::string_view(scratch) : value);
+      return;
+    }
+  });
 }
 
 }  // namespace crm::transform::detail
