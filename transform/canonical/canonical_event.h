@@ -34,12 +34,35 @@ enum class channel_group : std::uint8_t {
   sms, other
 };
 
-// Database/text spellings ("email", "delivered", "Paid Search", ...).
-std::string_view to_string(channel v) noexcept;
-std::string_view to_string(direction v) noexcept;
-std::string_view to_string(comm_status v) noexcept;
-std::string_view to_string(touch_type v) noexcept;
-std::string_view to_string(channel_group v) noexcept;
+// Database/text spellings ("email", "delivered", "Paid Search", ...), indexed by the enum's value: the
+// CHECK constraints of schemas/0001_events.sql list the same words.
+inline constexpr std::array<std::string_view, 6> channel_names = {"email", "sms", "whatsapp", "voice", "chat", "push"};
+inline constexpr std::array<std::string_view, 2> direction_names = {"outbound", "inbound"};
+inline constexpr std::array<std::string_view, 11> comm_status_names = {
+    "queued", "sent", "delivered", "opened", "clicked", "bounced", "failed", "replied", "unsubscribed",
+    "resubscribed", "spam"};
+inline constexpr std::array<std::string_view, 9> touch_type_names = {
+    "page_view", "ad_click", "email_click", "form_submit", "call", "chat", "conversion", "experiment_exposure",
+    "other"};
+inline constexpr std::array<std::string_view, 11> channel_group_names = {
+    "Paid Search", "Organic Search", "Paid Social", "Organic Social", "Email", "Referral", "Direct", "Display",
+    "Affiliates", "SMS", "Other"};
+
+// The spellings of an enum type, by overload: spellings(channel{}) is channel_names.
+constexpr const auto& spellings(channel) noexcept { return channel_names; }
+constexpr const auto& spellings(direction) noexcept { return direction_names; }
+constexpr const auto& spellings(comm_status) noexcept { return comm_status_names; }
+constexpr const auto& spellings(touch_type) noexcept { return touch_type_names; }
+constexpr const auto& spellings(channel_group) noexcept { return channel_group_names; }
+
+// "?" for a value outside the enum (a corrupt input decoded without a check).
+template <typename E>
+  requires requires(E v) { spellings(v); }
+constexpr std::string_view to_string(E v) noexcept {
+  const auto& names = spellings(v);
+  const auto i = static_cast<std::size_t>(v);
+  return i < names.size() ? names[i] : std::string_view("?");
+}
 
 // Microseconds since 1970-01-01T00:00:00Z.
 using timestamp_us = std::int64_t;

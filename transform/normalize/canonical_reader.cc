@@ -23,15 +23,16 @@ bool is_integer_token(std::string_view token) noexcept {
   return true;
 }
 
-// An enum field spelled as to_string() spells its values, matched without regard to ASCII case; E has N values.
-template <typename E, std::size_t N>
+// An enum field spelled as to_string() spells its values, matched without regard to ASCII case.
+template <typename E>
 bool read_enum(field f, std::string_view text, bool required, E& out, std::string& reason) {
   if (text.empty()) {
     if (required && begin_reason(reason, spec(f).name)) reason.append("missing (required)");
     return !required;
   }
-  for (std::size_t i = 0; i < N; ++i) {
-    if (ascii_iequals(text, to_string(static_cast<E>(i)))) {
+  const auto& names = spellings(out);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (ascii_iequals(text, names[i])) {
       out = static_cast<E>(i);
       return true;
     }
@@ -39,10 +40,7 @@ bool read_enum(field f, std::string_view text, bool required, E& out, std::strin
   if (begin_reason(reason, spec(f).name)) {
     append_quoted(reason, text);
     reason.append(" is not one of ");
-    for (std::size_t i = 0; i < N; ++i) {
-      if (i != 0) reason.push_back('|');
-      reason.append(to_string(static_cast<E>(i)));
-    }
+    append_joined(reason, names, '|');
   }
   return false;
 }
@@ -474,9 +472,9 @@ std::string_view canonical_reader::assemble_metadata() {
 }
 
 bool canonical_reader::to_fields(communication_fields& f) {
-  if (!read_enum<channel, 6>(field::channel, values_[field::channel], true, f.channel_, reason_) ||
-      !read_enum<direction, 2>(field::direction, values_[field::direction], false, f.direction_, reason_) ||
-      !read_enum<comm_status, 11>(field::status, values_[field::status], true, f.status, reason_)) {
+  if (!read_enum(field::channel, values_[field::channel], true, f.channel_, reason_) ||
+      !read_enum(field::direction, values_[field::direction], false, f.direction_, reason_) ||
+      !read_enum(field::status, values_[field::status], true, f.status, reason_)) {
     return false;
   }
   f.lead_id = values_.lead_id;
@@ -497,7 +495,7 @@ bool canonical_reader::to_fields(communication_fields& f) {
 }
 
 bool canonical_reader::to_fields(touchpoint_fields& f) {
-  if (!read_enum<touch_type, 9>(field::touch_type, values_[field::touch_type], true, f.type, reason_)) return false;
+  if (!read_enum(field::touch_type, values_[field::touch_type], true, f.type, reason_)) return false;
   f.lead_id = values_.lead_id;
   f.campaign_id = values_.campaign_id;
   f.touchpoint_id = values_[field::touchpoint_id];

@@ -1,10 +1,6 @@
 // Mailgun webhooks (documentation.mailgun.com, "Webhooks"): one JSON object {"signature": {...},
 // "event-data": {...}} per request. The signature is checked by the HTTP layer (extract_mailgun_signature
 // hands it the three fields); it never reaches the metadata.
-#include <array>
-#include <tuple>
-#include <utility>
-
 #include "transform/providers/provider_common.h"
 #include "transform/providers/providers.h"
 #include "transform/text/reason_text.h"
@@ -15,16 +11,9 @@ namespace {
 using namespace detail;
 
 // "failed" depends on severity; see below.
-constexpr std::array<std::pair<std::string_view, comm_status>, 8> mailgun_statuses = {{
-    {"accepted", comm_status::queued},
-    {"delivered", comm_status::delivered},
-    {"opened", comm_status::opened},
-    {"clicked", comm_status::clicked},
-    {"failed", comm_status::failed},
-    {"rejected", comm_status::failed},
-    {"complained", comm_status::spam},
-    {"unsubscribed", comm_status::unsubscribed},
-}};
+constexpr std::string_view mailgun_events =
+    "accepted=queued|delivered|opened|clicked|failed|rejected=failed|complained=spam|unsubscribed";
+static_assert(valid_status_words(mailgun_events));
 
 }  // namespace
 
@@ -33,23 +22,13 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
   if (!d.open_object("a Mailgun webhook")) return false;
   workspace& ws = d.ws;
   json_walker& w = d.walker;
-  od::object& top = d.object;
-  auto failed = [&] { return d.failed(); };
-
   scalar event, id, timestamp, recipient, severity, url, reason, message_id, code, ds_message, ds_description;
   crm_ids ids;
   bool has_event_data = false;
   begin_event(ws);
-  const bool ok = w.members(top, [&](std::string_view key, std::string_view, od::value v) {
+  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view, od::value v) {
     if (key != "event-data") return true;  // "signature": verified upstream, not kept
-    od::json_type t;
-    if (const auto e = v.type().get(t)) return w.fail(e);
-    if (t != od::json_type::object) {
-      if (ws.shape.empty()) ws.shape.assign("\"event-data\" is ").append(type_name(t)).append(", not an object");
-      return true;
-    }
-    has_event_data = true;
-    return w.members(v, "event-data", [&](std::string_view k, std::string_view raw_key, od::value x) {
+    return w.event_object(v, "event-data", has_event_data, [&](std::string_view k, std::string_view raw_key, od::value x) {
       if (k == "event") return w.take(k, x, event);
       if (k == "id") return w.take(k, x, id);
       if (k == "timestamp") return w.take(k, x, timestamp);
@@ -88,7 +67,7 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
       return w.keep(k, raw_key, x);  // log-level, envelope, flags, geolocation, client-info, campaigns, ...
     });
   });
-  if (!ok || !w.finish()) return failed();
+  if (!ok || !w.finish()) return d.failed();
   if (!has_event_data) {
     error.assign("not a Mailgun webhook: ");
     error.append(!ws.shape.empty() ? std::string_view(ws.shape) : std::string_view("no \"event-data\" object"));
@@ -98,28 +77,15 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
   communication_fields f;
   f.provider = "mailgun";
   f.channel_ = channel::email;
-  if (!event.is_string()) {
-    if (event.present) {
-      rule_wrong_type(ws, "event-data.event", "a string", event);
-    } else {
-      rule_missing(ws, "event-data.event");
-    }
-  } else if (!lookup(mailgun_statuses, event.text, f.status)) {
-    if (begin_rule(ws, "event-data.event")) {
-      transform::detail::append_quoted(ws.reason, event.text);
-      ws.reason.append(" is not one of accepted|delivered|opened|clicked|failed|rejected|complained|unsubscribed");
-    }
-  } else if (event.text == "failed" && severity.is_string() && severity.text == "permanent") {
+  if (read_status(ws, "event-data.event", event, mailgun_events, f.status) && f.status == comm_status::failed &&
+      event.text == "failed" && severity.is_string() && severity.text == "permanent") {
     f.status = comm_status::bounced;  // Mailgun gives up on the address; "temporary" is retried
   }
   epoch_time(ws, "event-data.timestamp", timestamp, f.occurred_at);
-  for (auto [name, s, target] : {std::tuple{"event-data.id", &id, &f.provider_event_id},
-                                 std::tuple{"event-data.recipient", &recipient, &f.email},
-                                 std::tuple{"event-data.url", &url, &f.url},
-                                 std::tuple{"event-data.message.headers.message-id", &message_id, &f.provider_message_id}}) {
-    if (s->present && !s->is_string()) rule_wrong_type(ws, name, "a string", *s);
-    *target = s->is_string() ? s->text : std::string_view{};
-  }
+  f.provider_event_id = string_field(ws, "event-data.id", id);
+  f.email = string_field(ws, "event-data.recipient", recipient);
+  f.url = string_field(ws, "event-data.url", url);
+  f.provider_message_id = string_field(ws, "event-data.message.headers.message-id", message_id);
   if (f.status == comm_status::bounced || f.status == comm_status::failed) {
     if (code.is_number() || code.is_string()) f.error_code = code.text;
     f.error_reason = ds_description.is_string() ? ds_description.text
@@ -127,16 +93,7 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
                      : reason.is_string()       ? reason.text
                                                 : std::string_view{};
   }
-  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
-  apply_ids(ids, f);
-  const source_ref src = event_source(ws, in.source, 0);
-  if (!ws.reason.empty()) {
-    norm.reject(in.body, src, in.received_at, ws.reason, out);
-  } else {
-    f.metadata = finish_metadata(ws);
-    norm.append(f, in.body, src, in.received_at, out);
-  }
-  end_event(ws);
+  emit_event(norm, in, ws, ids, f, in.body, 0, out);
   return true;
 }
 

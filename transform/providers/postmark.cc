@@ -1,8 +1,6 @@
 // Postmark webhooks (postmarkapp.com/developer/webhooks): one JSON object per request, told apart by
 // RecordType. No signature: the HTTP layer checks basic auth.
 #include <array>
-#include <tuple>
-#include <utility>
 
 #include "transform/providers/provider_common.h"
 #include "transform/providers/providers.h"
@@ -13,16 +11,11 @@ namespace {
 
 using namespace detail;
 
-enum class record : std::uint8_t { delivery, bounce, spam_complaint, open, click, subscription_change };
-
-constexpr std::array<std::pair<std::string_view, record>, 6> record_types = {{
-    {"Delivery", record::delivery},
-    {"Bounce", record::bounce},
-    {"SpamComplaint", record::spam_complaint},
-    {"Open", record::open},
-    {"Click", record::click},
-    {"SubscriptionChange", record::subscription_change},
-}};
+// RecordType -> the status of the record; a Bounce is refined below (bounced, failed or spam) and a
+// SubscriptionChange is unsubscribed or resubscribed by SuppressSending.
+constexpr std::string_view record_types =
+    "Delivery=delivered|Bounce=bounced|SpamComplaint=spam|Open=opened|Click=clicked|SubscriptionChange=unsubscribed";
+static_assert(valid_status_words(record_types));
 
 // Bounce types after which Postmark's verdict is "this address does not work": counted as bounced. Every
 // other type (SoftBounce, Transient, DnsError, AutoResponder, Blocked, ...) is a failed attempt; Postmark
@@ -37,13 +30,11 @@ bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& 
   if (!d.open_object("a Postmark webhook")) return false;
   workspace& ws = d.ws;
   json_walker& w = d.walker;
-  od::object& top = d.object;
-  auto failed = [&] { return d.failed(); };
   scalar record_type, message_id, recipient, email, delivered_at, bounced_at, received_at, changed_at, type,
       description, details, inactive, original_link, suppress_sending;
   crm_ids ids;
   begin_event(ws);
-  const bool ok = w.members(top, [&](std::string_view key, std::string_view raw_key, od::value v) {
+  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view raw_key, od::value v) {
     if (key == "RecordType") return w.take(key, v, record_type);
     if (key == "MessageID") return w.take(key, v, message_id);
     if (key == "Recipient") return w.take(key, v, recipient);
@@ -75,7 +66,7 @@ bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& 
     }
     return w.keep(key, raw_key, v);  // MessageStream, ServerID, Client, OS, Geo, Platform, FirstOpen, ...
   });
-  if (!ok || !w.finish()) return failed();
+  if (!ok || !w.finish()) return d.failed();
   if (!record_type.is_string()) {
     error.assign("not a Postmark webhook: no \"RecordType\"");
     if (!ws.reason.empty()) error.append(" (").append(ws.reason).append(")");
@@ -85,18 +76,11 @@ bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& 
   communication_fields f;
   f.provider = "postmark";
   f.channel_ = channel::email;
-  record kind = record::delivery;
   const scalar* time = &delivered_at;
   std::string_view time_field = "DeliveredAt";
-  if (!lookup(record_types, record_type.text, kind)) {
-    if (begin_rule(ws, "RecordType")) {
-      transform::detail::append_quoted(ws.reason, record_type.text);
-      ws.reason.append(" is not one of Delivery|Bounce|SpamComplaint|Open|Click|SubscriptionChange");
-    }
-  } else {
-    switch (kind) {
-      case record::delivery: f.status = comm_status::delivered; break;
-      case record::bounce: {
+  if (map_status(ws, "RecordType", record_type.text, record_types, f.status)) {
+    switch (f.status) {
+      case comm_status::bounced: {
         time = &bounced_at;
         time_field = "BouncedAt";
         bool permanent = inactive.present && inactive.text == "true";
@@ -112,62 +96,39 @@ bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& 
         }
         break;
       }
-      case record::spam_complaint:
-        f.status = comm_status::spam;
+      case comm_status::spam:
         time = &bounced_at;
         time_field = "BouncedAt";
         break;
-      case record::open:
-        f.status = comm_status::opened;
+      case comm_status::opened:
+      case comm_status::clicked:
         time = &received_at;
         time_field = "ReceivedAt";
+        f.url = f.status == comm_status::clicked ? string_field(ws, "OriginalLink", original_link) : std::string_view{};
         break;
-      case record::click:
-        f.status = comm_status::clicked;
-        time = &received_at;
-        time_field = "ReceivedAt";
-        if (original_link.present && !original_link.is_string()) {
-          rule_wrong_type(ws, "OriginalLink", "a string", original_link);
-        }
-        f.url = original_link.is_string() ? original_link.text : std::string_view{};
-        break;
-      case record::subscription_change:
+      case comm_status::unsubscribed:
         time = &changed_at;
         time_field = "ChangedAt";
-        if (suppress_sending.type != od::json_type::boolean || !suppress_sending.present) {
-          if (!suppress_sending.present) {
-            rule_missing(ws, "SuppressSending");
-          } else {
-            rule_wrong_type(ws, "SuppressSending", "true or false", suppress_sending);
-          }
+        if (!suppress_sending.present) {
+          rule_missing(ws, "SuppressSending");
+        } else if (suppress_sending.type != od::json_type::boolean) {
+          rule_wrong_type(ws, "SuppressSending", "true or false", suppress_sending);
         }
         f.status = suppress_sending.text == "true" ? comm_status::unsubscribed : comm_status::resubscribed;
         break;
+      default: break;  // delivered
     }
   }
   rfc3339_time(ws, time_field, *time, f.occurred_at);
-  scalar& contact = recipient.present ? recipient : email;
-  for (auto [name, s, target] : {std::tuple{"MessageID", &message_id, &f.provider_message_id},
-                                 std::tuple{recipient.present ? "Recipient" : "Email", &contact, &f.email}}) {
-    if (s->present && !s->is_string()) rule_wrong_type(ws, name, "a string", *s);
-    *target = s->is_string() ? s->text : std::string_view{};
-  }
+  f.provider_message_id = string_field(ws, "MessageID", message_id);
+  f.email = string_field(ws, recipient.present ? "Recipient" : "Email", recipient.present ? recipient : email);
   // The idempotency key: Postmark has no event id; one record per type, message, recipient and time.
   if (message_id.is_string() && time->is_string()) {
     ws.event_key.assign(record_type.text).append(":").append(message_id.text).append(":").append(f.email).append(":");
     ws.event_key.append(time->text);
     f.provider_event_id = ws.event_key;
   }
-  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
-  apply_ids(ids, f);
-  const source_ref src = event_source(ws, in.source, 0);
-  if (!ws.reason.empty()) {
-    norm.reject(in.body, src, in.received_at, ws.reason, out);
-  } else {
-    f.metadata = finish_metadata(ws);
-    norm.append(f, in.body, src, in.received_at, out);
-  }
-  end_event(ws);
+  emit_event(norm, in, ws, ids, f, in.body, 0, out);
   return true;
 }
 

@@ -1,5 +1,6 @@
 #include "transform/providers/provider_common.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -242,6 +243,62 @@ void rule_missing(workspace& ws, std::string_view field) {
   if (begin_rule(ws, field)) ws.reason.append("missing (required)");
 }
 
+std::string_view string_field(workspace& ws, std::string_view field, const scalar& value, bool required,
+                              std::string_view expected) {
+  if (value.is_string()) return value.text;
+  if (value.present) {
+    rule_wrong_type(ws, field, expected, value);
+  } else if (required) {
+    rule_missing(ws, field);
+  }
+  return {};
+}
+
+bool find_status(std::string_view words, std::string_view word, comm_status& out) noexcept {
+  for (std::string_view rest = words; !rest.empty();) {
+    const std::size_t bar = rest.find('|');
+    const std::string_view item = rest.substr(0, bar);
+    rest = bar == std::string_view::npos ? std::string_view{} : rest.substr(bar + 1);
+    const std::size_t eq = item.find('=');
+    if (!transform::detail::ascii_iequals(item.substr(0, eq), word)) continue;
+    const std::string_view ours = eq == std::string_view::npos ? item : item.substr(eq + 1);
+    for (std::size_t i = 0; i < comm_status_names.size(); ++i) {
+      if (comm_status_names[i] == ours) {
+        out = static_cast<comm_status>(i);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool map_status(workspace& ws, std::string_view field, std::string_view word, std::string_view words,
+                comm_status& out, std::string_view unknown_rule) {
+  if (find_status(words, word, out)) return true;
+  if (begin_rule(ws, field)) {
+    append_quoted(ws.reason, word);
+    if (!unknown_rule.empty()) {
+      ws.reason.append(unknown_rule);
+    } else {
+      ws.reason.append(" is not one of ");
+      bool first = true;
+      for (std::string_view rest = words; !rest.empty();) {
+        const std::size_t bar = rest.find('|');
+        if (!first) ws.reason.push_back('|');
+        ws.reason.append(rest.substr(0, std::min(bar, rest.find('='))));
+        rest = bar == std::string_view::npos ? std::string_view{} : rest.substr(bar + 1);
+        first = false;
+      }
+    }
+  }
+  return false;
+}
+
+bool read_status(workspace& ws, std::string_view field, const scalar& value, std::string_view words, comm_status& out) {
+  const std::string_view word = string_field(ws, field, value, true);
+  return !word.empty() && map_status(ws, field, word, words, out);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // CRM ids
 
@@ -371,6 +428,35 @@ source_ref event_source(workspace& ws, std::string_view source, std::size_t inde
   ws.source.assign(source).push_back(':');
   append_number(ws.source, index);
   return {ws.source, 0};
+}
+
+namespace {
+
+template <typename Fields>
+void emit(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids, Fields& f,
+          std::string_view raw, std::size_t index, event_batch& out) {
+  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
+  apply_ids(ids, f);
+  const source_ref src = event_source(ws, in.source, index);
+  if (!ws.reason.empty()) {
+    norm.reject(raw, src, in.received_at, ws.reason, out);
+  } else {
+    f.metadata = finish_metadata(ws);
+    norm.append(f, raw, src, in.received_at, out);
+  }
+  end_event(ws);
+}
+
+}  // namespace
+
+void emit_event(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids,
+                communication_fields& f, std::string_view raw, std::size_t index, event_batch& out) {
+  emit(norm, in, ws, ids, f, raw, index, out);
+}
+
+void emit_event(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids, touchpoint_fields& f,
+                std::string_view raw, std::size_t index, event_batch& out) {
+  emit(norm, in, ws, ids, f, raw, index, out);
 }
 
 std::string_view finish_metadata(workspace& ws) {

@@ -89,6 +89,12 @@ class json_walker {
   template <typename F>
   bool members(od::object object, F&& on_member);
 
+  // Walks the object `name` that holds a provider's event (Mailgun "event-data", Resend "data") with
+  // members(): `found` tells it was an object; another type is the body's shape problem, kept in ws.shape
+  // ("\"data\" is array, not an object").
+  template <typename F>
+  bool event_object(od::value value, std::string_view name, bool& found, F&& on_member);
+
   // Calls on_element(std::size_t index, od::value value) -> bool for every element of an array value
   // (a non-array is a rule failure naming `what`).
   template <typename F>
@@ -139,6 +145,38 @@ bool begin_rule(workspace& ws, std::string_view field);
 void rule_wrong_type(workspace& ws, std::string_view field, std::string_view expected, const scalar& got);
 void rule_missing(workspace& ws, std::string_view field);
 
+// The text of a field that becomes a column: the string, or empty. Present but of another JSON type is a
+// rule failure naming `field` ("expected a string, got number 5"); with `required`, absent is one too
+// ("missing (required)").
+std::string_view string_field(workspace& ws, std::string_view field, const scalar& value, bool required = false,
+                              std::string_view expected = "a string");
+
+// A provider's words for a status, "word=ours|word|...": "word=ours" maps a word of the provider's to our
+// spelling (comm_status_names), a bare word is spelled as we spell it. Words match ignoring ASCII case. The
+// same text lists the choices of a rejection reason, so the mapping and its message cannot drift apart.
+constexpr bool valid_status_words(std::string_view words) {
+  while (!words.empty()) {
+    const std::size_t bar = words.find('|');
+    const std::string_view item = words.substr(0, bar);
+    words = bar == std::string_view::npos ? std::string_view{} : words.substr(bar + 1);
+    const std::size_t eq = item.find('=');
+    const std::string_view ours = eq == std::string_view::npos ? item : item.substr(eq + 1);
+    bool known = false;
+    for (const std::string_view name : comm_status_names) known = known || name == ours;
+    if (item.empty() || !known) return false;
+  }
+  return true;
+}
+
+// Maps `word` through `words` into `out`; false when `words` does not have it.
+bool find_status(std::string_view words, std::string_view word, comm_status& out) noexcept;
+// The same, but an unknown word is a rule failure naming `field`: `"x" is not one of
+// <the provider's words>`, or `"x"` followed by `unknown_rule` when one is given.
+bool map_status(workspace& ws, std::string_view field, std::string_view word, std::string_view words,
+                comm_status& out, std::string_view unknown_rule = {});
+// The same for a JSON value, which must be a string and present.
+bool read_status(workspace& ws, std::string_view field, const scalar& value, std::string_view words, comm_status& out);
+
 // JSON string escaping (transform/json_text.h); invalid UTF-8 must be checked by the caller.
 using crm::transform::append_json_string;
 
@@ -177,6 +215,14 @@ std::string_view usable_text(workspace& ws, std::string_view text);
 
 // Text of "<source>:<index>" in ws.source.
 source_ref event_source(workspace& ws, std::string_view source, std::size_t index);
+
+// Ends an event read into `f`: the CRM ids resolved into it, then the record appended through `norm` with
+// the event's metadata or, when a rule of the event was broken, the rejection of `raw` as
+// "<in.source>:<index>". The event's reason is cleared (end_event).
+void emit_event(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids,
+                communication_fields& f, std::string_view raw, std::size_t index, event_batch& out);
+void emit_event(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids, touchpoint_fields& f,
+                std::string_view raw, std::size_t index, event_batch& out);
 
 // The event's metadata object ("{...}") in ws.metadata_out, or empty when no member was kept.
 std::string_view finish_metadata(workspace& ws);
@@ -303,6 +349,18 @@ bool json_walker::members(od::value value, std::string_view what, F&& on_member)
   od::object object;
   if (const auto e = value.get_object().get(object)) return fail(e);
   return members(object, std::forward<F>(on_member));
+}
+
+template <typename F>
+bool json_walker::event_object(od::value value, std::string_view name, bool& found, F&& on_member) {
+  od::json_type t;
+  if (const auto e = value.type().get(t)) return fail(e);
+  if (t != od::json_type::object) {
+    if (ws_.shape.empty()) ws_.shape.assign("\"").append(name).append("\" is ").append(type_name(t)).append(", not an object");
+    return true;
+  }
+  found = true;
+  return members(value, name, std::forward<F>(on_member));
 }
 
 template <typename F>

@@ -1,10 +1,6 @@
 // Resend webhooks (resend.com/docs/dashboard/webhooks/event-types), delivered by Svix: one JSON object
 // {"type": "email.delivered", "created_at", "data": {...}} per request. contact.* and domain.* events are
 // not communications: they are acknowledged without a record.
-#include <array>
-#include <tuple>
-#include <utility>
-
 #include "transform/providers/provider_common.h"
 #include "transform/providers/providers.h"
 #include "transform/text/reason_text.h"
@@ -14,17 +10,10 @@ namespace {
 
 using namespace detail;
 
-constexpr std::array<std::pair<std::string_view, comm_status>, 9> resend_statuses = {{
-    {"email.sent", comm_status::sent},
-    {"email.scheduled", comm_status::queued},
-    {"email.delivered", comm_status::delivered},
-    {"email.delivery_delayed", comm_status::queued},
-    {"email.bounced", comm_status::bounced},
-    {"email.complained", comm_status::spam},
-    {"email.opened", comm_status::opened},
-    {"email.clicked", comm_status::clicked},
-    {"email.failed", comm_status::failed},
-}};
+constexpr std::string_view resend_types =
+    "email.sent=sent|email.scheduled=queued|email.delivered=delivered|email.delivery_delayed=queued|"
+    "email.bounced=bounced|email.complained=spam|email.opened=opened|email.clicked=clicked|email.failed=failed";
+static_assert(valid_status_words(resend_types));
 
 }  // namespace
 
@@ -33,24 +22,15 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
   if (!d.open_object("a Resend webhook")) return false;
   workspace& ws = d.ws;
   json_walker& w = d.walker;
-  od::object& top = d.object;
-  auto failed = [&] { return d.failed(); };
   scalar type, created_at, email_id, to, link, bounce_type, bounce_subtype, bounce_message, failed_reason;
   crm_ids ids;
   bool has_data = false;
   begin_event(ws);
-  const bool ok = w.members(top, [&](std::string_view key, std::string_view, od::value v) {
+  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view, od::value v) {
     if (key == "type") return w.take(key, v, type);
     if (key == "created_at") return w.take(key, v, created_at);
     if (key != "data") return true;
-    od::json_type t;
-    if (const auto e = v.type().get(t)) return w.fail(e);
-    if (t != od::json_type::object) {
-      if (ws.shape.empty()) ws.shape.assign("\"data\" is ").append(type_name(t)).append(", not an object");
-      return true;
-    }
-    has_data = true;
-    return w.members(v, "data", [&](std::string_view k, std::string_view raw_key, od::value x) {
+    return w.event_object(v, "data", has_data, [&](std::string_view k, std::string_view raw_key, od::value x) {
       if (k == "email_id") return w.take(k, x, email_id);
       if (k == "to") {
         // A list of recipients; the first is the contact, all are kept.
@@ -123,7 +103,7 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
       return w.keep(k, raw_key, x);  // from, subject, created_at, broadcast_id, template_id, message_id, ...
     });
   });
-  if (!ok || !w.finish()) return failed();
+  if (!ok || !w.finish()) return d.failed();
   if (!type.is_string() || !has_data) {
     error.assign("not a Resend webhook: ");
     error.append(!type.is_string() ? std::string_view("no \"type\"")
@@ -136,11 +116,7 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
   communication_fields f;
   f.provider = "resend";
   f.channel_ = channel::email;
-  if (!lookup(resend_statuses, type.text, f.status) && begin_rule(ws, "type")) {
-    transform::detail::append_quoted(ws.reason, type.text);
-    ws.reason.append(" is not one of email.sent|email.scheduled|email.delivered|email.delivery_delayed|"
-                     "email.bounced|email.complained|email.opened|email.clicked|email.failed");
-  }
+  map_status(ws, "type", type.text, resend_types, f.status);
   if (f.status == comm_status::bounced) {
     // Resend (Amazon SES) bounce types: Permanent, Transient, Undetermined. A transient bounce is a failed
     // attempt, not a dead address.
@@ -150,26 +126,15 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
   }
   if (f.status == comm_status::failed && failed_reason.is_string()) f.error_reason = failed_reason.text;
   rfc3339_time(ws, "created_at", created_at, f.occurred_at);
-  if (email_id.present && !email_id.is_string()) rule_wrong_type(ws, "data.email_id", "a string", email_id);
-  f.provider_message_id = email_id.is_string() ? email_id.text : std::string_view{};
-  if (to.present && !to.is_string()) rule_wrong_type(ws, "data.to", "a string", to);
-  f.email = to.is_string() ? to.text : std::string_view{};
+  f.provider_message_id = string_field(ws, "data.email_id", email_id);
+  f.email = string_field(ws, "data.to", to);
   f.url = link.is_string() ? link.text : std::string_view{};
   // The idempotency key: the svix-id header is not part of the body; one record per email, type and time.
   if (email_id.is_string() && created_at.is_string()) {
     ws.event_key.assign(email_id.text).append(":").append(type.text).append(":").append(created_at.text);
     f.provider_event_id = ws.event_key;
   }
-  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
-  apply_ids(ids, f);
-  const source_ref src = event_source(ws, in.source, 0);
-  if (!ws.reason.empty()) {
-    norm.reject(in.body, src, in.received_at, ws.reason, out);
-  } else {
-    f.metadata = finish_metadata(ws);
-    norm.append(f, in.body, src, in.received_at, out);
-  }
-  end_event(ws);
+  emit_event(norm, in, ws, ids, f, in.body, 0, out);
   return true;
 }
 

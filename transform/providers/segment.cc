@@ -22,15 +22,11 @@ namespace {
 
 using namespace detail;
 
-constexpr std::array<std::pair<std::string_view, comm_status>, 7> email_events = {{
-    {"Email Delivered", comm_status::delivered},
-    {"Email Opened", comm_status::opened},
-    {"Email Link Clicked", comm_status::clicked},
-    {"Email Bounced", comm_status::bounced},
-    {"Email Marked as Spam", comm_status::spam},
-    {"Unsubscribed", comm_status::unsubscribed},
-    {"Email Unsubscribed", comm_status::unsubscribed},
-}};
+// Segment's e-mail spec events: communications; every other track is a touchpoint.
+constexpr std::string_view email_events =
+    "Email Delivered=delivered|Email Opened=opened|Email Link Clicked=clicked|Email Bounced=bounced|"
+    "Email Marked as Spam=spam|Unsubscribed=unsubscribed|Email Unsubscribed=unsubscribed";
+static_assert(valid_status_words(email_events));
 
 struct properties {
   scalar email_id, link_url, url, referrer, search, email, lead_id, campaign_id, ab_test_id, variant;
@@ -101,8 +97,6 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   if (!d.open_object("a Segment event")) return false;
   workspace& ws = d.ws;
   json_walker& w = d.walker;
-  od::object& top = d.object;
-  auto failed = [&] { return d.failed(); };
 
   scalar type, event, message_id, timestamp, original_timestamp, received_at, sent_at, user_id, anonymous_id;
   scalar trait_email, trait_lead_id, context_trait_email, context_trait_lead_id;
@@ -110,7 +104,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   page pg;
   campaign cmp;
   begin_event(ws);
-  const bool ok = w.members(top, [&](std::string_view key, std::string_view raw_key, od::value v) {
+  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view raw_key, od::value v) {
     if (key == "type" || key == "action") return w.take(key, v, type);  // "action" in the e-mail spec's examples
     if (key == "messageId") return w.take(key, v, message_id);
     if (key == "timestamp") return w.take(key, v, timestamp);
@@ -166,7 +160,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     }
     return w.keep(key, raw_key, v);  // channel, ...
   });
-  if (!ok || !w.finish()) return failed();
+  if (!ok || !w.finish()) return d.failed();
   if (!type.is_string()) {
     error.assign("not a Segment event: no \"type\"");
     if (!ws.reason.empty()) error.append(" (").append(ws.reason).append(")");
@@ -175,12 +169,6 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   const std::string_view kind = type.text;
   if (kind == "identify" || kind == "group" || kind == "alias") return true;  // no event in the CRM's sense
 
-  const source_ref src = event_source(ws, in.source, 0);
-  auto reject = [&] {
-    norm.reject(in.body, src, in.received_at, ws.reason, out);
-    end_event(ws);
-    return true;
-  };
   const bool is_track = kind == "track";
   const bool is_page = kind == "page" || kind == "screen";
   if (!is_track && !is_page) {
@@ -188,15 +176,10 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
       transform::detail::append_quoted(ws.reason, kind);
       ws.reason.append(" is not one of track|page|screen|identify|group|alias");
     }
-    return reject();
+    norm.reject(in.body, event_source(ws, in.source, 0), in.received_at, ws.reason, out);
+    return true;
   }
-  if (is_track && !event.is_string()) {
-    if (event.present) {
-      rule_wrong_type(ws, "event", "a string", event);
-    } else {
-      rule_missing(ws, "event");
-    }
-  }
+  if (is_track) string_field(ws, "event", event, true);
 
   // Segment always sets timestamp; the e-mail spec's examples carry none, so fall back as Segment itself
   // does, and finally to our receive time.
@@ -210,7 +193,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
       break;
     }
   }
-  if (message_id.present && !message_id.is_string()) rule_wrong_type(ws, "messageId", "a string", message_id);
+  string_field(ws, "messageId", message_id);
 
   crm_ids ids;
   ids.offer("lead_id", props.lead_id, "properties.lead_id", 2);
@@ -221,7 +204,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   ids.offer("variant", props.variant, "properties.variant", 2);
 
   comm_status status = comm_status::sent;
-  if (is_track && event.is_string() && lookup(email_events, event.text, status)) {
+  if (is_track && event.is_string() && find_status(email_events, event.text, status)) {
     communication_fields f;
     f.provider = "segment";
     f.channel_ = channel::email;
@@ -238,12 +221,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     }
     f.email = first_text({&context_trait_email, &props.email, &trait_email});
     if (status == comm_status::clicked) f.url = first_text({&props.link_url, &props.url});
-    resolve_ids(ws, ids, f.lead_id, f.campaign_id);
-    apply_ids(ids, f);
-    if (!ws.reason.empty()) return reject();
-    f.metadata = finish_metadata(ws);
-    norm.append(f, in.body, src, in.received_at, out);
-    end_event(ws);
+    emit_event(norm, in, ws, ids, f, in.body, 0, out);
     return true;
   }
 
@@ -306,12 +284,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   if (t.landing_url.find('?') == std::string_view::npos && !search.empty() && search.front() == '?') {
     transform::detail::fill_query_params(search, tracking_params, tracking_slots(t), ws.decoded, ws.scratch);
   }
-  resolve_ids(ws, ids, t.lead_id, t.campaign_id);
-  apply_ids(ids, t);
-  if (!ws.reason.empty()) return reject();
-  t.metadata = finish_metadata(ws);
-  norm.append(t, in.body, src, in.received_at, out);
-  end_event(ws);
+  emit_event(norm, in, ws, ids, t, in.body, 0, out);
   return true;
 }
 

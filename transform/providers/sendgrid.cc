@@ -1,9 +1,5 @@
 // SendGrid Event Webhook: a JSON array of events (docs.sendgrid.com, "Event Webhook Reference").
 // One record per element; a bad element is a rejection "<source>:<index>" and its neighbours are kept.
-#include <array>
-#include <tuple>
-#include <utility>
-
 #include "transform/providers/provider_common.h"
 #include "transform/providers/providers.h"
 #include "transform/text/reason_text.h"
@@ -13,23 +9,10 @@ namespace {
 
 using namespace detail;
 
-constexpr std::array<std::pair<std::string_view, comm_status>, 11> sendgrid_statuses = {{
-    {"processed", comm_status::queued},
-    {"deferred", comm_status::queued},
-    {"delivered", comm_status::delivered},
-    {"open", comm_status::opened},
-    {"click", comm_status::clicked},
-    {"bounce", comm_status::bounced},
-    {"dropped", comm_status::failed},
-    {"spamreport", comm_status::spam},
-    {"unsubscribe", comm_status::unsubscribed},
-    {"group_unsubscribe", comm_status::unsubscribed},
-    {"group_resubscribe", comm_status::resubscribed},
-}};
-
-constexpr std::string_view sendgrid_event_names =
-    "processed|deferred|delivered|open|click|bounce|dropped|spamreport|unsubscribe|group_unsubscribe|"
-    "group_resubscribe";
+constexpr std::string_view sendgrid_events =
+    "processed=queued|deferred=queued|delivered|open=opened|click=clicked|bounce=bounced|dropped=failed|"
+    "spamreport=spam|unsubscribe=unsubscribed|group_unsubscribe=unsubscribed|group_resubscribe=resubscribed";
+static_assert(valid_status_words(sendgrid_events));
 
 // Reads one element; false only on malformed JSON.
 bool sendgrid_event(normalizer& norm, const webhook_input& in, json_walker& w, od::value element, std::size_t index,
@@ -102,35 +85,17 @@ bool sendgrid_event(normalizer& norm, const webhook_input& in, json_walker& w, o
       crm_ids::offer_to(ids.ab_test_id, mc_id.text, mc_id.is_number(), "marketing_campaign_id", 1);
     }
   }
-  if (!event.present) {
-    rule_missing(ws, "event");
-  } else if (!event.is_string()) {
-    rule_wrong_type(ws, "event", "a string", event);
-  } else if (!lookup(sendgrid_statuses, event.text, f.status) && begin_rule(ws, "event")) {
-    transform::detail::append_quoted(ws.reason, event.text);
-    ws.reason.append(" is not one of ").append(sendgrid_event_names);
-  }
+  read_status(ws, "event", event, sendgrid_events, f.status);
   epoch_time(ws, "timestamp", timestamp, f.occurred_at);
-  for (auto [name, s, target] : {std::tuple{"email", &email, &f.email}, std::tuple{"sg_event_id", &sg_event_id, &f.provider_event_id},
-                                 std::tuple{"sg_message_id", &sg_message_id, &f.provider_message_id},
-                                 std::tuple{"url", &url, &f.url}}) {
-    if (s->present && !s->is_string()) rule_wrong_type(ws, name, "a string", *s);
-    *target = s->is_string() ? s->text : std::string_view{};
-  }
-  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
-  apply_ids(ids, f);
+  f.email = string_field(ws, "email", email);
+  f.provider_event_id = string_field(ws, "sg_event_id", sg_event_id);
+  f.provider_message_id = string_field(ws, "sg_message_id", sg_message_id);
+  f.url = string_field(ws, "url", url);
   if (f.status == comm_status::bounced || f.status == comm_status::failed || event.text == "deferred") {
     if (status.is_string()) f.error_code = status.text;  // the SMTP enhanced status, "5.0.0"
     f.error_reason = reason.is_string() ? reason.text : response.is_string() ? response.text : std::string_view{};
   }
-  const source_ref src = event_source(ws, in.source, index);
-  if (!ws.reason.empty()) {
-    norm.reject(raw, src, in.received_at, ws.reason, out);
-  } else {
-    f.metadata = finish_metadata(ws);
-    norm.append(f, raw, src, in.received_at, out);
-  }
-  end_event(ws);
+  emit_event(norm, in, ws, ids, f, raw, index, out);
   return true;
 }
 
@@ -140,18 +105,16 @@ bool normalize_sendgrid(normalizer& norm, const webhook_input& in, event_batch& 
   provider_document d(in, out, error);
   if (!d.open_array("a SendGrid event array")) return false;
   json_walker& w = d.walker;
-  od::array& events = d.array;
-  auto failed = [&] { return d.failed(); };
   std::size_t index = 0;
-  for (auto element : events) {
+  for (auto element : d.array) {
     od::value v;
     if (const auto e = std::move(element).get(v)) {
       w.fail(e);
-      return failed();
+      return d.failed();
     }
-    if (!sendgrid_event(norm, in, w, v, index++, out)) return failed();
+    if (!sendgrid_event(norm, in, w, v, index++, out)) return d.failed();
   }
-  if (!w.finish()) return failed();
+  if (!w.finish()) return d.failed();
   return true;
 }
 

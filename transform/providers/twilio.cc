@@ -17,21 +17,10 @@ namespace {
 
 using namespace detail;
 
-constexpr std::array<std::pair<std::string_view, comm_status>, 13> twilio_statuses = {{
-    {"accepted", comm_status::queued},
-    {"scheduled", comm_status::queued},
-    {"queued", comm_status::queued},
-    {"sending", comm_status::queued},
-    {"sent", comm_status::sent},
-    {"delivered", comm_status::delivered},
-    {"partially_delivered", comm_status::delivered},
-    {"undelivered", comm_status::bounced},
-    {"failed", comm_status::failed},
-    {"canceled", comm_status::failed},
-    {"read", comm_status::opened},
-    {"receiving", comm_status::replied},
-    {"received", comm_status::replied},
-}};
+constexpr std::string_view twilio_statuses =
+    "accepted=queued|scheduled=queued|queued|sending=queued|sent|delivered|partially_delivered=delivered|"
+    "undelivered=bounced|failed|canceled=failed|read=opened|receiving=replied|received=replied";
+static_assert(valid_status_words(twilio_statuses));
 
 // Twilio's error dictionary (twilio.com/docs/api/errors) for the codes a status callback carries most;
 // used when the callback has no ErrorMessage.
@@ -126,20 +115,14 @@ bool normalize_twilio(normalizer& norm, const webhook_input& in, event_batch& ou
   // Split and decode once; Twilio posts ~15-40 parameters.
   thread_local std::vector<param> params;
   params.clear();
-  std::string_view body = in.body;
-  while (!body.empty()) {
-    const std::size_t amp = body.find('&');
-    const std::string_view pair = body.substr(0, amp);
-    body = amp == std::string_view::npos ? std::string_view{} : body.substr(amp + 1);
-    if (pair.empty()) continue;
-    if (params.size() == max_params) {
-      error.assign("not a Twilio messaging webhook: more than 1024 parameters");
-      return false;
-    }
-    const std::size_t eq = pair.find('=');
-    const std::string_view key = decode(ws, pair.substr(0, eq));
-    const std::string_view value = eq == std::string_view::npos ? std::string_view{} : decode(ws, pair.substr(eq + 1));
-    params.push_back({key, value});
+  const bool within_limit = transform::detail::for_each_pair(in.body, [&](std::string_view key, std::string_view value) {
+    if (params.size() == max_params) return false;
+    params.push_back({decode(ws, key), decode(ws, value)});
+    return true;
+  });
+  if (!within_limit) {
+    error.assign("not a Twilio messaging webhook: more than 1024 parameters");
+    return false;
   }
   auto get = [&](std::string_view key) -> std::string_view {
     for (const param& p : params) {
@@ -170,9 +153,8 @@ bool normalize_twilio(normalizer& norm, const webhook_input& in, event_batch& ou
   f.provider_message_id = sid;
   if (status_text.empty()) {
     rule_missing(ws, "MessageStatus");
-  } else if (!lookup(twilio_statuses, status_text, f.status) && begin_rule(ws, "MessageStatus")) {
-    transform::detail::append_quoted(ws.reason, status_text);
-    ws.reason.append(" is not a Twilio message status");
+  } else {
+    map_status(ws, "MessageStatus", status_text, twilio_statuses, f.status, " is not a Twilio message status");
   }
   if (inbound) {
     f.status = comm_status::replied;
@@ -211,9 +193,6 @@ bool normalize_twilio(normalizer& norm, const webhook_input& in, event_batch& ou
 
   crm_ids ids;
   offer_query(ws, ids, in.query, "StatusCallback query", 2);
-  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
-  apply_ids(ids, f);
-
   for (const param& p : params) {
     if (p.key == "MessageSid" || p.key == "MessageStatus" || p.key == "ErrorCode" || p.key == "ErrorMessage" ||
         p.key.empty()) {
@@ -224,14 +203,7 @@ bool normalize_twilio(normalizer& norm, const webhook_input& in, event_batch& ou
     ws.metadata.push_back(':');
     append_json_string(ws.metadata, p.value);
   }
-
-  const source_ref src = event_source(ws, in.source, 0);
-  if (!ws.reason.empty()) {
-    norm.reject(in.body, src, in.received_at, ws.reason, out);
-    return true;
-  }
-  f.metadata = finish_metadata(ws);
-  norm.append(f, in.body, src, in.received_at, out);
+  emit_event(norm, in, ws, ids, f, in.body, 0, out);
   return true;
 }
 

@@ -16,13 +16,8 @@ namespace {
 
 using namespace detail;
 
-constexpr std::array<std::pair<std::string_view, comm_status>, 5> whatsapp_statuses = {{
-    {"sent", comm_status::sent},
-    {"delivered", comm_status::delivered},
-    {"read", comm_status::opened},
-    {"played", comm_status::opened},  // a voice message was played
-    {"failed", comm_status::failed},
-}};
+constexpr std::string_view whatsapp_statuses = "sent|delivered|read=opened|played=opened|failed";  // played: a voice message
+static_assert(valid_status_words(whatsapp_statuses));
 
 // An event read from a value, waiting for the value to close. Views point into the body buffer, the
 // parser's string buffer (valid for the whole document) or ws.scratch.
@@ -110,7 +105,7 @@ void offer_callback_data(workspace& ws, crm_ids& ids, std::string_view data) {
 }
 
 // Keeps the event's reading in `pending` (false only on malformed JSON).
-bool read_status(json_walker& w, od::value v, std::size_t index, value_state& state) {
+bool read_status_event(json_walker& w, od::value v, std::size_t index, value_state& state) {
   workspace& ws = w.ws();
   begin_event(ws);
   const char* start = w.location_of(v);
@@ -150,25 +145,9 @@ bool read_status(json_walker& w, od::value v, std::size_t index, value_state& st
   communication_fields& f = p.f;
   f.provider = "whatsapp";
   f.channel_ = channel::whatsapp;
-  if (!status.is_string()) {
-    if (status.present) {
-      rule_wrong_type(ws, "status", "a string", status);
-    } else {
-      rule_missing(ws, "status");
-    }
-  } else if (!lookup(whatsapp_statuses, status.text, f.status) && begin_rule(ws, "status")) {
-    transform::detail::append_quoted(ws.reason, status.text);
-    ws.reason.append(" is not one of sent|delivered|read|played|failed");
-  }
+  read_status(ws, "status", status, whatsapp_statuses, f.status);
   epoch_time(ws, "timestamp", timestamp, f.occurred_at);
-  if (!id.is_string()) {
-    if (id.present) {
-      rule_wrong_type(ws, "id", "a string (wamid)", id);
-    } else {
-      rule_missing(ws, "id");
-    }
-  }
-  f.provider_message_id = id.is_string() ? id.text : std::string_view{};
+  f.provider_message_id = string_field(ws, "id", id, true, "a string (wamid)");
   if (recipient.is_string() || recipient.is_number()) {
     f.phone = e164_of(ws, recipient.text);
     f.phone_from_provider = true;
@@ -196,7 +175,7 @@ bool read_status(json_walker& w, od::value v, std::size_t index, value_state& st
   return true;
 }
 
-bool read_message(json_walker& w, od::value v, std::size_t index, value_state& state) {
+bool read_message_event(json_walker& w, od::value v, std::size_t index, value_state& state) {
   workspace& ws = w.ws();
   begin_event(ws);
   const char* start = w.location_of(v);
@@ -218,14 +197,8 @@ bool read_message(json_walker& w, od::value v, std::size_t index, value_state& s
   f.direction_ = direction::inbound;
   f.status = comm_status::replied;
   epoch_time(ws, "timestamp", timestamp, f.occurred_at);
-  if (!id.is_string()) {
-    if (id.present) {
-      rule_wrong_type(ws, "id", "a string (wamid)", id);
-    } else {
-      rule_missing(ws, "id");
-    }
-  } else {
-    f.provider_message_id = id.text;
+  f.provider_message_id = string_field(ws, "id", id, true, "a string (wamid)");
+  if (!f.provider_message_id.empty()) {
     ws.event_key.assign(id.text).append(":received");
     f.provider_event_id = ws.scratch.copy(ws.event_key);
   }
@@ -243,10 +216,10 @@ bool read_message(json_walker& w, od::value v, std::size_t index, value_state& s
 bool read_value(json_walker& w, od::value v, std::size_t& next_index, value_state& state) {
   return w.members(v, "value", [&](std::string_view key, std::string_view, od::value x) {
     if (key == "statuses") {
-      return w.elements(x, "statuses", [&](std::size_t, od::value s) { return read_status(w, s, next_index++, state); });
+      return w.elements(x, "statuses", [&](std::size_t, od::value s) { return read_status_event(w, s, next_index++, state); });
     }
     if (key == "messages") {
-      return w.elements(x, "messages", [&](std::size_t, od::value m) { return read_message(w, m, next_index++, state); });
+      return w.elements(x, "messages", [&](std::size_t, od::value m) { return read_message_event(w, m, next_index++, state); });
     }
     if (key == "metadata") {
       return w.members(x, "metadata", [&](std::string_view k, std::string_view, od::value y) {
@@ -327,8 +300,6 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
   if (!d.open_object("a WhatsApp Business webhook")) return false;
   workspace& ws = d.ws;
   json_walker& w = d.walker;
-  od::object& top = d.object;
-  auto failed = [&] { return d.failed(); };
   thread_local std::vector<pending_event> pending;
   thread_local std::vector<contact_name> contacts;
   pending.clear();
@@ -337,7 +308,7 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
   std::size_t next_index = 0;
   bool has_entry = false;
   std::string_view object_name;
-  const bool ok = w.members(top, [&](std::string_view key, std::string_view, od::value v) {
+  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view, od::value v) {
     if (key == "object") {
       scalar s;
       if (!w.read(v, s)) return false;
@@ -360,7 +331,7 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
       });
     });
   });
-  if (!ok || !w.finish()) return failed();
+  if (!ok || !w.finish()) return d.failed();
   // A rule broken outside any event (entry not an array, ...): the body is not what Meta sends.
   if (ws.shape.empty()) ws.shape = ws.reason;
   if (!has_entry || (!object_name.empty() && object_name != "whatsapp_business_account") || !ws.shape.empty()) {

@@ -28,4 +28,15 @@ void append_number(std::string& out, Int value) {
   out.append(buf, r.ptr);
 }
 
+// Appends the words of a list separated by `separator` ("queued|sent|delivered" for a rule's choices).
+template <typename Words>
+void append_joined(std::string& out, const Words& words, char separator) {
+  bool first = true;
+  for (const std::string_view w : words) {
+    if (!first) out.push_back(separator);
+    out.append(w);
+    first = false;
+  }
+}
+
 }  // namespace crm::transform::detail
