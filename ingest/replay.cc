@@ -7,7 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "sinks/postgres/writer.h"
-#include "transform/providers/providers.h"
+#include "transform/providers/registry.h"
 
 namespace crm::ingest {
 
@@ -18,19 +18,6 @@ namespace {
 
 constexpr std::string_view webhook_prefix = "POST /v1/webhooks/";
 
-struct provider_entry {
-  std::string_view name;
-  tp::provider_fn fn;
-  bool array_body;  // the provider posts an array of events; a dead letter holds one element
-};
-
-constexpr provider_entry provider_table[] = {
-    {"sendgrid", &tp::normalize_sendgrid, true},  {"twilio", &tp::normalize_twilio, false},
-    {"mailgun", &tp::normalize_mailgun, false},   {"postmark", &tp::normalize_postmark, false},
-    {"resend", &tp::normalize_resend, false},     {"segment", &tp::normalize_segment, false},
-    {"whatsapp", &tp::normalize_whatsapp, false},
-};
-
 // Re-normalizes one dead letter into `out`. Returns how many events it produced (0 = still failing, the
 // reason appended to `out.rejections`), or -1 when the record cannot be re-read on its own.
 int renormalize(transform::normalizer& norm, std::string_view source, std::string_view raw,
@@ -40,10 +27,10 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
   if (source.substr(0, webhook_prefix.size()) == webhook_prefix) {
     std::string_view rest = source.substr(webhook_prefix.size());
     std::string_view name = rest.substr(0, rest.find(':'));
-    for (const auto& p : provider_table) {
-      if (p.name != name) continue;
+    if (const tp::provider* p = tp::find_provider(name)) {
       std::string body;
-      if (p.array_body) body.assign("[").append(raw).append("]");
+      // A provider that posts an array of events: a dead letter holds one element.
+      if (p->body == tp::body_format::json_array) body.assign("[").append(raw).append("]");
       else body.assign(raw);
       const bool form = !raw.empty() && raw.front() != '{' && raw.front() != '[';
       std::string endpoint(webhook_prefix);
@@ -51,7 +38,7 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
       tp::webhook_input in{body, form ? "application/x-www-form-urlencoded" : "application/json", "", endpoint,
                            received_at};
       std::string error;
-      if (!p.fn(norm, in, out, error)) return -1;
+      if (!p->normalize(norm, in, out, error)) return -1;
       const std::size_t produced = out.communications.size() + out.touchpoints.size() - events_before;
       if (produced + (out.rejections.size() - rejections_before) != 1) return -1;  // not one event on its own
       return static_cast<int>(produced);

@@ -14,7 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "sinks/spool/event_codec.h"
-#include "transform/providers/providers.h"
+#include "transform/providers/registry.h"
 
 namespace crm::ingest {
 
@@ -22,21 +22,6 @@ namespace pg = crm::sinks::postgres;
 namespace tp = crm::transform::providers;
 
 namespace {
-
-struct provider_format {
-  const char* name;
-  tp::provider_fn fn;
-  const char* content_type;  // when the message has no content-type header
-};
-const provider_format provider_formats[] = {
-    {"sendgrid", tp::normalize_sendgrid, "application/json"},
-    {"twilio", tp::normalize_twilio, "application/x-www-form-urlencoded"},
-    {"whatsapp", tp::normalize_whatsapp, "application/json"},
-    {"mailgun", tp::normalize_mailgun, "application/json"},
-    {"postmark", tp::normalize_postmark, "application/json"},
-    {"resend", tp::normalize_resend, "application/json"},
-    {"segment", tp::normalize_segment, "application/json"},
-};
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -92,7 +77,7 @@ struct batch_slot {
 const std::vector<std::string>& kafka_formats() {
   static const std::vector<std::string> formats = [] {
     std::vector<std::string> f{"canonical", "normalized"};
-    for (const auto& p : provider_formats) f.emplace_back(p.name);
+    for (const auto& p : tp::registry) f.emplace_back(p.name);
     return f;
   }();
   return formats;
@@ -124,16 +109,14 @@ struct kafka_source::impl {
       topic_format f;
       f.canonical = t.format == "canonical";
       f.normalized = t.format == "normalized";
-      for (const auto& p : provider_formats) {
-        if (t.format == p.name) f.provider = &p;
-      }
+      f.provider = tp::find_provider(t.format);
       formats[t.topic] = f;
     }
   }
 
   struct topic_format {
     bool canonical = false, normalized = false;
-    const provider_format* provider = nullptr;
+    const tp::provider* provider = nullptr;
   };
 
   kafka_source& self;
@@ -323,7 +306,7 @@ struct kafka_source::impl {
         s.batch.append_copy(decoded);
       }
     } else {
-      std::string content_type = f->second.provider->content_type;
+      std::string content_type(f->second.provider->default_content_type());
       rd_kafka_headers_t* headers = nullptr;
       const void* hv = nullptr;
       std::size_t hlen = 0;
@@ -333,7 +316,7 @@ struct kafka_source::impl {
       }
       tp::webhook_input in{value, content_type, {}, source_text, now};
       std::string error;
-      if (!f->second.provider->fn(norm, in, s.batch, error)) {
+      if (!f->second.provider->normalize(norm, in, s.batch, error)) {
         norm.reject(value, src, now, std::string(f->second.provider->name) + ": " + error, s.batch);
       }
     }

@@ -1,9 +1,11 @@
-// libFuzzer: arbitrary bytes through one provider webhook normalizer (compiled once per provider with
-// -DPROVIDER_FN=normalize_<name>). Nothing may crash, leak or read out of bounds, and:
+// libFuzzer: arbitrary bytes through every provider webhook normalizer of the registry
+// (transform/providers/registry.h), one after the other, so that every seed (the providers' fixtures)
+// reaches its own provider and the others' too. Nothing may crash, leak or read out of bounds, and:
 //   - a refused body (false) leaves the batch as it was and says why;
 //   - an accepted body yields records whose text PostgreSQL can store: valid UTF-8 without NUL, and
 //     metadata that is one JSON object jsonb accepts.
-// Twilio's input is split at the first newline into the StatusCallback query string and the form body.
+// A form provider's (Twilio's) input is split at the first newline into the StatusCallback query string and
+// the form body.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -13,19 +15,11 @@
 #include <simdjson.h>
 
 #include "transform/text/json_copy.h"
-#include "transform/providers/providers.h"
-
-#ifndef PROVIDER_FN
-#error "compile with -DPROVIDER_FN=normalize_<provider>"
-#endif
+#include "transform/providers/registry.h"
 
 namespace {
 
 namespace tp = crm::transform::providers;
-
-#define CRM_STRINGIFY2(x) #x
-#define CRM_STRINGIFY(x) CRM_STRINGIFY2(x)
-constexpr std::string_view provider_fn_name = CRM_STRINGIFY(PROVIDER_FN);
 
 bool storable(std::string_view s) {
   return s.empty() || (std::memchr(s.data(), 0, s.size()) == nullptr && simdjson::validate_utf8(s.data(), s.size()));
@@ -53,35 +47,27 @@ void check_metadata(std::string_view text) {
   require(doc.current_location().get(rest) != simdjson::SUCCESS);  // nothing after the object
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+// One provider: the properties above for whatever it makes of `data`.
+void check_provider(const tp::provider& p, std::string_view input) {
   static crm::transform::normalizer norm;
   static crm::transform::event_batch batch;
   batch.clear();
-  std::string_view input(reinterpret_cast<const char*>(data), size);
   std::string_view query;
-  std::string_view content_type = "application/json";
-  if (provider_fn_name == "normalize_twilio") {
-    content_type = "application/x-www-form-urlencoded";
+  if (p.body == tp::body_format::form) {
     if (const auto nl = input.find('\n'); nl != std::string_view::npos) {
       query = input.substr(0, nl);
       input = input.substr(nl + 1);
     }
   }
-  if (provider_fn_name == "normalize_mailgun") {
-    tp::mailgun_signature_fields f;
-    if (!tp::extract_mailgun_signature(input, f)) require(f.timestamp.empty() && f.token.empty() && f.signature.empty());
-  }
   // A record already in the batch must survive a refused body untouched.
   batch.rejections.push_back({});
   std::string error;
-  const tp::webhook_input in{input, content_type, query, "fuzz", 1'795'000'000'000'000};
-  const bool ok = tp::PROVIDER_FN(norm, in, batch, error);
+  const tp::webhook_input in{input, p.default_content_type(), query, "fuzz", 1'795'000'000'000'000};
+  const bool ok = p.normalize(norm, in, batch, error);
   if (!ok) {
     require(!error.empty());
     require(batch.communications.empty() && batch.touchpoints.empty() && batch.rejections.size() == 1);
-    return 0;
+    return;
   }
   for (const auto& c : batch.communications) {
     for (std::string_view s : {c.provider, c.provider_message_id, c.provider_event_id, c.email, c.phone, c.ab_test_id,
@@ -106,5 +92,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     require(storable(batch.rejections[i].reason) && !batch.rejections[i].reason.empty());
     require(std::string_view(batch.rejections[i].source).substr(0, 5) == "fuzz:");
   }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  tp::mailgun_signature_fields f;
+  if (!tp::extract_mailgun_signature(input, f)) require(f.timestamp.empty() && f.token.empty() && f.signature.empty());
+  for (const tp::provider& p : tp::registry) check_provider(p, input);
   return 0;
 }
