@@ -177,7 +177,7 @@ bool map_status(workspace& ws, std::string_view field, std::string_view word, st
 // The same for a JSON value, which must be a string and present.
 bool read_status(workspace& ws, std::string_view field, const scalar& value, std::string_view words, comm_status& out);
 
-// JSON string escaping (transform/json_text.h); invalid UTF-8 must be checked by the caller.
+// JSON string escaping (transform/text/json_text.h); invalid UTF-8 must be checked by the caller.
 using crm::transform::append_json_string;
 
 // The CRM ids a provider carries (lead, campaign, A/B test, variant), each remembered with where it came
