@@ -16,6 +16,7 @@
 #include "sinks/kafka/kafka_conf.h"
 #include "sinks/kafka/kafka_error.h"
 #include "transform/canonical/event_codec.h"
+#include "transform/normalize/column_domains.h"
 #include "transform/providers/registry.h"
 
 namespace crm::ingest {
@@ -348,8 +349,20 @@ struct kafka_source::impl {
     } else if (f->second.canonical) {
       norm.normalize(value, src, now, *s.batch);
     } else if (f->second.normalized) {
+      const std::size_t communications = s.batch->communications.size();
+      const std::size_t touchpoints = s.batch->touchpoints.size();
+      const std::size_t rejections = s.batch->rejections.size();
+      std::string why;
       if (auto ec = transform::append_decoded_event_batch(value, *s.batch)) {
         norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), *s.batch);
+      } else if (!transform::check_columns(*s.batch, communications, touchpoints, why)) {
+        // Whoever produced it, a value the database refuses must not reach the writer (it would split its
+        // batch): the whole message is dead-lettered with the first such value named.
+        s.batch->communications.resize(communications);
+        s.batch->touchpoints.resize(touchpoints);
+        s.batch->rejections.resize(rejections);
+        norm.reject(value, src, now, "kafka: the normalized event batch carries a value the database refuses: " + why,
+                    *s.batch);
       }
     } else {
       std::string content_type(f->second.provider->default_content_type());

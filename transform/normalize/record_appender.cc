@@ -1,13 +1,17 @@
 // The rules of the canonical format, applied once to whatever was read (canonical JSON or a provider's
 // payload), in this order: occurred_at range, given ids, contacts (communications); occurred_at range,
-// lead_id/anonymous_id, experiment fields, conversion value, currency, given id (touchpoints). The first
-// broken rule is the reason. What the record keeps is copied into the batch's arena.
+// lead_id/anonymous_id, experiment fields, conversion value, currency, given id (touchpoints); then the
+// finished record against what its database columns accept (column_domains.h), derived values included.
+// The first broken rule is the reason. What the record keeps is copied into the batch's arena.
 #include "transform/normalize/record_appender.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
+#include <limits>
 
 #include "transform/normalize/channel_group.h"
+#include "transform/normalize/column_domains.h"
 #include "transform/text/ascii.h"
 #include "transform/text/json_input.h"
 #include "transform/text/reason_text.h"
@@ -59,8 +63,7 @@ bool check_currency(std::string_view text, char (&code)[3], std::string& reason)
 }
 
 bool check_conversion_value(const touchpoint_fields& f, std::string& reason) {
-  // numeric(20,6) holds 14 integer digits; NaN fails both comparisons.
-  if (!f.has_conversion_value || (f.conversion_value >= 0 && f.conversion_value <= 1e14)) return true;
+  if (!f.has_conversion_value || conversion_value_storable(f.conversion_value)) return true;
   if (begin_reason(reason, "conversion_value")) {
     reason.append("expected a number >= 0");
     if (!(f.conversion_value < 0)) reason.append(" within numeric(20,6)");
@@ -82,12 +85,17 @@ record_appender::record_appender(const normalize_options& options)
     : options_(options), phones_(options.default_region) {}
 
 bool record_appender::check_occurred_range(timestamp_us received_at, timestamp_us occurred, std::string& reason) const {
-  const timestamp_us latest = received_at + options_.max_future;
-  if (occurred >= options_.min_occurred_at && occurred <= latest) return true;
+  // Within timestamptz's range whatever the options say; the sum saturates instead of overflowing.
+  const timestamp_us earliest = std::max(options_.min_occurred_at, min_storable_timestamp);
+  timestamp_us latest = 0;
+  if (__builtin_add_overflow(received_at, options_.max_future, &latest)) {
+    latest = options_.max_future > 0 ? std::numeric_limits<timestamp_us>::max() : std::numeric_limits<timestamp_us>::min();
+  }
+  if (occurred >= earliest && occurred <= latest) return true;
   if (begin_reason(reason, "occurred_at")) {
     append_timestamp(reason, occurred);
     reason.append(" is outside the accepted range [");
-    append_timestamp(reason, options_.min_occurred_at);
+    append_timestamp(reason, earliest);
     reason.append(", ");
     append_timestamp(reason, latest);
     reason.append("] (min_occurred_at, received_at + max_future)");
@@ -152,6 +160,7 @@ bool record_appender::append(const communication_fields& f, timestamp_us receive
   c.error_reason = arena.copy(f.error_reason);
   c.metadata = arena.copy(f.metadata);
   c.occurred_at_is_receipt_time = f.occurred_at_is_receipt_time;
+  if (!check_columns(c, reason)) return false;
   if (f.event_id.empty()) derive_event_id(c);
   out.communications.push_back(c);
   return true;
@@ -211,6 +220,7 @@ bool record_appender::append(const touchpoint_fields& f, timestamp_us received_a
   t.metadata = arena.copy(f.metadata);
   t.group = derive_channel_group({t.utm_source, t.utm_medium, t.utm_campaign, t.gclid, t.fbclid, t.msclkid,
                                   t.referrer, t.landing_url});
+  if (!check_columns(t, reason)) return false;
   if (f.touchpoint_id.empty()) derive_touchpoint_id(t);
   out.touchpoints.push_back(t);
   return true;

@@ -7,8 +7,13 @@ namespace {
 
 namespace od = simdjson::ondemand;
 
-// PostgreSQL's numeric holds 131072 digits before and 16383 after the point; a bound well inside both.
+// What PostgreSQL's numeric_in (jsonb's numbers) accepts: an exponent within +-1000 (NUMERIC_MAX_PRECISION;
+// beyond it is a syntax error), at most 16383 digits after the point once the exponent is applied
+// (NUMERIC_DSCALE_MAX) and at most 131072 before it (NUMERIC_WEIGHT_MAX: 32767 base-10000 digits); beyond
+// either, "value overflows numeric format".
 constexpr long max_exponent = 1000;
+constexpr long max_scale = 16383;
+constexpr long max_integer_digits = 131072;
 
 }  // namespace
 
@@ -33,15 +38,25 @@ number_check check_json_number(std::string_view s) noexcept {
   auto digit = [&](std::size_t k) { return k < s.size() && s[k] >= '0' && s[k] <= '9'; };
   if (i < s.size() && s[i] == '-') ++i;
   if (!digit(i)) return number_check::not_a_number;
+  long integer_digits = 0;  // significant: none for "0"
   if (s[i] == '0') {
     ++i;
   } else {
+    const std::size_t from = i;
     while (digit(i)) ++i;
+    integer_digits = static_cast<long>(i - from);
   }
+  long fraction_digits = 0;
+  long fraction_zeros = -1;  // zeros before the first non-zero digit after the point; -1: all zeros
   if (i < s.size() && s[i] == '.') {
     ++i;
     if (!digit(i)) return number_check::not_a_number;
-    while (digit(i)) ++i;
+    const std::size_t from = i;
+    while (digit(i)) {
+      if (fraction_zeros < 0 && s[i] != '0') fraction_zeros = static_cast<long>(i - from);
+      ++i;
+    }
+    fraction_digits = static_cast<long>(i - from);
   }
   long exponent = 0;
   if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
@@ -56,7 +71,13 @@ number_check check_json_number(std::string_view s) noexcept {
     if (negative) exponent = -exponent;
   }
   if (i != s.size()) return number_check::not_a_number;
-  return exponent > max_exponent || exponent < -max_exponent ? number_check::out_of_range : number_check::ok;
+  if (exponent > max_exponent || exponent < -max_exponent) return number_check::out_of_range;
+  if (fraction_digits - exponent > max_scale) return number_check::out_of_range;
+  // The position of the first significant digit (0: units), as numeric's weight counts it.
+  const long weight = integer_digits > 0 ? integer_digits - 1 + exponent
+                      : fraction_zeros >= 0 ? exponent - fraction_zeros - 1
+                                            : 0;
+  return weight >= max_integer_digits ? number_check::out_of_range : number_check::ok;
 }
 
 copy_error json_copier::malformed(simdjson::error_code e) noexcept {

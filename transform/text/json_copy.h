@@ -54,7 +54,9 @@ inline bool string_has_nul(std::string_view raw_token, std::string_view decoded)
 // raw_json_token() includes trailing whitespace; this drops it.
 std::string_view trim_token(std::string_view token) noexcept;
 
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? with a decimal exponent within +-max_exponent.
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? (else not_a_number) that PostgreSQL's numeric accepts (else
+// out_of_range): an exponent within +-1000, at most 16383 digits after the point and 131072 before it once
+// the exponent is applied.
 enum class number_check : std::uint8_t { ok, not_a_number, out_of_range };
 number_check check_json_number(std::string_view token) noexcept;
 
