@@ -16,30 +16,6 @@ namespace {
 
 using namespace test_support;
 
-result append(const touchpoint_fields& f, const normalize_options& options = {}) {
-  normalizer n(options);
-  result r;
-  r.outcome = n.append(f, "raw", {"provider", 0}, received, r.batch);
-  EXPECT_EQ(r.batch.record_count(), 1u);
-  return r;
-}
-
-result append(const communication_fields& f, const normalize_options& options = {}) {
-  normalizer n(options);
-  result r;
-  r.outcome = n.append(f, "raw", {"provider", 0}, received, r.batch);
-  EXPECT_EQ(r.batch.record_count(), 1u);
-  return r;
-}
-
-touchpoint_fields page_view() {
-  touchpoint_fields f;
-  f.occurred_at = may_first_10h;
-  f.type = touch_type::page_view;
-  f.anonymous_id = "a1";
-  return f;
-}
-
 communication_fields delivered() {
   communication_fields f;
   f.occurred_at = may_first_10h;

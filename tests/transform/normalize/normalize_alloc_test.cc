@@ -1,6 +1,6 @@
 // The hot path allocates nothing per event once warm: strings go into the batch arena, scratch buffers and
-// the simdjson parser are reused. Counted with a replaced global operator new (this binary only; every
-// non-aligned form is replaced, so that allocations and deallocations pair under AddressSanitizer too).
+// the simdjson parser are reused. Counted with a replaced global operator new (this binary only; every non-aligned
+// form is replaced: tests/transform/allocation_counter.h).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,33 +10,10 @@
 
 #include "transform/normalize/normalize.h"
 #include "transform/normalize/record_splitter.h"
+#include "tests/transform/allocation_counter.h"
 
-namespace {
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return ::operator new(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& tag) noexcept { return ::operator new(n, tag); }
-// These deletes do pair with the malloc in operator new above; GCC cannot see that.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using crm_test::allocations;
+using crm_test::counting;
 
 namespace crm::transform {
 namespace {

@@ -34,6 +34,25 @@ inline result run(std::string_view json, const normalize_options& options = {}) 
   return r;
 }
 
+// One provider-style field set through a fresh normalizer (normalizer::append), as an adapter hands it over.
+template <typename Fields>
+result append(const Fields& f, const normalize_options& options = {}) {
+  normalizer n(options);
+  result r;
+  r.outcome = n.append(f, "raw", {"provider", 0}, received, r.batch);
+  EXPECT_EQ(r.batch.record_count(), 1u) << "exactly one record per call";
+  return r;
+}
+
+// A page view of an anonymous visitor at may_first_10h: the smallest valid touchpoint field set.
+inline touchpoint_fields page_view() {
+  touchpoint_fields f;
+  f.occurred_at = may_first_10h;
+  f.type = touch_type::page_view;
+  f.anonymous_id = "a1";
+  return f;
+}
+
 inline std::string comm(std::string_view extra) {
   return R"({"kind":"communication","occurred_at":"2024-05-01T10:00:00Z","channel":"email","status":"delivered")"s +
          std::string(extra) + "}";

@@ -11,30 +11,6 @@ namespace {
 
 using namespace test_support;
 
-result append(const communication_fields& f) {
-  normalizer n;
-  result r;
-  r.outcome = n.append(f, "raw", {"provider", 0}, received, r.batch);
-  EXPECT_EQ(r.batch.record_count(), 1u);
-  return r;
-}
-
-result append(const touchpoint_fields& f) {
-  normalizer n;
-  result r;
-  r.outcome = n.append(f, "raw", {"provider", 0}, received, r.batch);
-  EXPECT_EQ(r.batch.record_count(), 1u);
-  return r;
-}
-
-touchpoint_fields page_view() {
-  touchpoint_fields f;
-  f.occurred_at = may_first_10h;
-  f.type = touch_type::page_view;
-  f.anonymous_id = "a1";
-  return f;
-}
-
 TEST(OneValidator, ConversionValueBoundIsTheSameForBothInputs) {
   // numeric(20,6) holds 14 integer digits: the bound used to exist on the provider path only.
   const result canonical = run(touch(R"(,"conversion_value":2e14)"));
