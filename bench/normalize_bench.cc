@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "transform/normalize.h"
-#include "transform/record_splitter.h"
+#include "transform/normalize/normalize.h"
+#include "transform/normalize/record_splitter.h"
 
 namespace {
 

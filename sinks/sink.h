@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <functional>
 
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::sinks {
 

@@ -309,10 +309,12 @@ int run(int argc, char** argv) {
     pg::start_database(so);
     auto r = replay_rejected(replay_opt);
     std::cout << fmt::format(
-        "examined {}: {} now pass ({} events inserted, {} already stored), {} still failing, {} not replayable{}\n",
+        "examined {}: {} now pass ({} events inserted, {} already stored), {} still failing, {} not replayable{}{}\n",
         r.examined, r.replayed, r.inserted, r.duplicates, r.still_failing, r.not_replayable,
+        r.refused > 0 ? fmt::format(", {} refused by the database (kept as they were)", r.refused) : std::string(),
         replay_opt.dry_run ? " (dry run: nothing written)" : "");
     for (const auto& [reason, n] : r.still_failing_reasons) std::cout << "  still failing " << n << ": " << reason << "\n";
+    for (const auto& [reason, n] : r.refused_reasons) std::cout << "  refused " << n << ": " << reason << "\n";
   });
 
   // local-db

@@ -12,8 +12,8 @@
 #include "ingest/cli/database_target.h"
 #include "sinks/postgres/attribution.h"
 #include "sinks/postgres/queries.h"
-#include "transform/ab_stats.h"
-#include "transform/json_text.h"
+#include "transform/stats/ab_stats.h"
+#include "transform/text/json_text.h"
 
 namespace crm::ingest::cli {
 

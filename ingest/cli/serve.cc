@@ -28,6 +28,7 @@
 #include "sinks/postgres/migrations.h"
 #include "sinks/postgres/queries.h"
 #include "sinks/postgres/startup.h"
+#include "transform/providers/registry.h"
 
 namespace crm::ingest::cli {
 
@@ -63,8 +64,9 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
   copt.protect_metrics = cfg.boolean("auth", "protect_metrics");
   copt.address_limit = auth::address_limiter(cfg);
   copt.credential_limit = auth::credential_limiter(cfg);
-  for (const char* name : {"sendgrid", "twilio", "whatsapp", "mailgun", "postmark", "resend", "segment"}) {
-    if (const auto& t = cfg.str(std::string("webhooks.") + name, "tenant_id"); !t.empty()) copt.webhook_tenants[name] = t;
+  for (const auto& p : transform::providers::registry) {
+    const std::string name(p.name);
+    if (const auto& t = cfg.str("webhooks." + name, "tenant_id"); !t.empty()) copt.webhook_tenants[name] = t;
   }
   if (!copt.auth->enabled()) {
     spdlog::warn("POST /v1/events is OPEN: anyone who reaches the listener can write events. Configure "

@@ -4,8 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "transform/json_text.h"
-#include "transform/record_splitter.h"
+#include "transform/text/json_text.h"
+#include "transform/normalize/record_splitter.h"
 
 namespace crm::ingest {
 

@@ -19,8 +19,8 @@
 #include "ingest/observability/metrics.h"
 #include "ingest/webhooks/signatures.h"
 #include "sinks/sink.h"
-#include "transform/canonical_event.h"
-#include "transform/normalize.h"
+#include "transform/canonical/canonical_event.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest {
 

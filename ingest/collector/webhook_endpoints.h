@@ -1,4 +1,5 @@
-// The provider webhook endpoints of the collector: each provider's signature verifier (built from its
+// The provider webhook endpoints of the collector, one per provider of the registry
+// (transform/providers/registry.h): each provider's signature check (its scheme in ingest/webhooks/schemes.h, built from its
 // [webhooks.<provider>] secrets; a configured secret makes verification mandatory) and its normalizer.
 //
 // The verifiers can be replaced while serving (SIGHUP): webhook_secrets holds the current set behind an
@@ -14,6 +15,7 @@
 
 #include "ingest/collector/collector.h"
 #include "ingest/config/settings.h"
+#include "ingest/webhooks/schemes.h"
 
 namespace crm::ingest {
 
@@ -31,21 +33,20 @@ class webhook_secrets {
   // The signature check of `provider` as of now; ok when it has no secret configured.
   webhooks::verify_result verify(std::size_t provider, const http::request& req) const;
 
-  static constexpr std::array<const char*, 7> providers = {"sendgrid", "twilio",   "whatsapp", "mailgun",
-                                                           "postmark", "resend",   "segment"};
+  // The provider's index in the registry; throws std::logic_error for a name it does not have.
   static std::size_t index_of(std::string_view name);
 
   struct entry {
     std::string fingerprint;  // the secrets it was built from (compared on reload, never logged)
     signature_check check;    // empty = verification off
   };
-  using set = std::array<entry, providers.size()>;
+  using set = std::array<entry, webhooks::scheme_count>;
 
  private:
   std::atomic<std::shared_ptr<const set>> current_;
 };
 
-// Registers /v1/webhooks/{sendgrid,twilio,whatsapp,mailgun,postmark,resend,segment}, verifying with
+// Registers POST /v1/webhooks/<name> for every provider of the registry, verifying with
 // `secrets` (which must outlive the collector's use of it; the endpoints share ownership).
 void register_providers(collector& c, std::shared_ptr<webhook_secrets> secrets);
 

@@ -12,7 +12,7 @@
 #include "sinks/postgres/startup.h"
 #include "sinks/postgres/writer_pool.h"
 #include "sinks/spool/durable_log.h"
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest::config {
 

@@ -1,6 +1,7 @@
 #include "ingest/config/settings.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -10,15 +11,29 @@
 #include <toml++/toml.h>
 
 #include "ingest/kafka/kafka_source.h"
+#include "ingest/webhooks/schemes.h"
+#include "transform/providers/registry.h"
 
 namespace crm::ingest::config {
 
 namespace {
 
 using T = setting_type;
+
+// The formats of kafka.topics, the providers' included (kafka_formats()).
+const std::string kafka_topics_description = [] {
+  std::string d = "Topics `crm-ingest consume` reads, each with the format of its messages: \"topic=format, "
+                  "topic=format\"; formats: canonical (one canonical JSON event per message), normalized, or a "
+                  "provider's webhook body (";
+  for (std::size_t i = 0; i < transform::providers::registry.size(); ++i) {
+    d.append(i == 0 ? "" : ", ").append(transform::providers::registry[i].name);
+  }
+  return d + ").";
+}();
 constexpr std::int64_t KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 
-const std::vector<setting> registry = {
+// Before the webhooks: the listener, PostgreSQL, the local log, normalization.
+const setting before_webhooks[] = {
     {"http", "listen", T::string, "127.0.0.1:8080", 0, 0, "Address and port of the HTTP listener (host:port)."},
     {"http", "io_threads", T::integer, "2", 1, 256, "Threads running the HTTP connections (Asio io_context)."},
     {"http", "public_base_url", T::string, "", 0, 0,
@@ -64,24 +79,10 @@ const std::vector<setting> registry = {
     {"normalize", "default_region", T::string, "US", 0, 0,
      "Region (ISO 3166 alpha-2) for phone numbers without a country code."},
     {"normalize", "max_record_bytes", T::integer, "1048576", 256, 64 * MiB, "Largest accepted JSON object."},
-    {"webhooks.sendgrid", "public_key", T::secret, "", 0, 0,
-     "SendGrid Event Webhook verification key (base64 DER); set = signatures required."},
-    {"webhooks.sendgrid", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
-    {"webhooks.twilio", "auth_token", T::secret, "", 0, 0, "Twilio auth token; set = X-Twilio-Signature required."},
-    {"webhooks.twilio", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
-    {"webhooks.whatsapp", "app_secret", T::secret, "", 0, 0,
-     "Meta app secret; set = X-Hub-Signature-256 required."},
-    {"webhooks.whatsapp", "verify_token", T::secret, "", 0, 0, "Token Meta echoes in the hub.challenge handshake."},
-    {"webhooks.whatsapp", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
-    {"webhooks.mailgun", "signing_key", T::secret, "", 0, 0, "Mailgun HTTP webhook signing key; set = signatures required."},
-    {"webhooks.mailgun", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
-    {"webhooks.postmark", "username", T::secret, "", 0, 0, "Basic-auth user name Postmark sends; set = required."},
-    {"webhooks.postmark", "password", T::secret, "", 0, 0, "Basic-auth password Postmark sends."},
-    {"webhooks.postmark", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
-    {"webhooks.resend", "secret", T::secret, "", 0, 0, "Resend (Svix) signing secret whsec_…; set = signatures required."},
-    {"webhooks.resend", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
-    {"webhooks.segment", "shared_secret", T::secret, "", 0, 0, "Segment shared secret; set = X-Signature required."},
-    {"webhooks.segment", "tenant_id", T::string, "", 0, 0, "Tenant stamped on every row this webhook brings; empty = none."},
+};
+
+// After the webhooks: logging, catalog, attribution, auth, rate limits, Kafka.
+const setting after_webhooks[] = {
     {"logging", "format", T::string, "text", 0, 0,
      "Format of the process log on stderr: text (one human-readable line) or json (one JSON object per line: ts, "
      "level, msg and the line's key=value fields)."},
@@ -126,10 +127,7 @@ const std::vector<setting> registry = {
     {"kafka", "brokers", T::string, "", 0, 0,
      "Kafka bootstrap servers (host:port,host:port) for `consume`, `write` and `serve --log kafka`."},
     {"kafka", "group", T::string, "crm-ingest", 0, 0, "Consumer group of `crm-ingest consume`."},
-    {"kafka", "topics", T::string, "", 0, 0,
-     "Topics `crm-ingest consume` reads, each with the format of its messages: \"topic=format, topic=format\"; "
-     "formats: canonical (one canonical JSON event per message), normalized, or a provider's webhook body "
-     "(sendgrid, twilio, whatsapp, mailgun, postmark, resend, segment)."},
+    {"kafka", "topics", T::string, "", 0, 0, kafka_topics_description},
     {"kafka", "log_topic", T::string, "crm-ingest.events", 0, 0,
      "Topic `serve --log kafka` appends normalized events to and `crm-ingest write` consumes."},
     {"kafka", "log_group", T::string, "crm-ingest-writers", 0, 0, "Consumer group of `crm-ingest write`."},
@@ -141,6 +139,27 @@ const std::vector<setting> registry = {
      "Extra librdkafka properties for every Kafka client, \"key=value, key=value\" (e.g. security.protocol, "
      "sasl.username)."},
 };
+
+// [webhooks.<provider>] for every provider of the registry: its scheme's settings, then tenant_id.
+std::vector<setting> build_registry() {
+  static const auto sections = [] {
+    std::array<std::string, webhooks::scheme_count> out;
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = "webhooks." + std::string(webhooks::schemes()[i].provider);
+    return out;
+  }();
+  std::vector<setting> out(std::begin(before_webhooks), std::end(before_webhooks));
+  for (std::size_t i = 0; i < sections.size(); ++i) {
+    for (const webhooks::scheme_setting& s : webhooks::schemes()[i].settings) {
+      if (!s.key.empty()) out.push_back({sections[i], s.key, T::secret, "", 0, 0, s.description});
+    }
+    out.push_back({sections[i], "tenant_id", T::string, "", 0, 0,
+                   "Tenant stamped on every row this webhook brings; empty = none."});
+  }
+  out.insert(out.end(), std::begin(after_webhooks), std::end(after_webhooks));
+  return out;
+}
+
+const std::vector<setting> registry = build_registry();
 
 std::string upper_env(std::string_view s) {
   std::string out;

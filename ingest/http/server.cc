@@ -3,7 +3,7 @@
 
 #include "ingest/http/server.h"
 
-#include "transform/json_text.h"
+#include "transform/text/json_text.h"
 
 #include <mutex>
 #include <stdexcept>

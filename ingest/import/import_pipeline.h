@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "sinks/postgres/writer_pool.h"
-#include "transform/normalize.h"
-#include "transform/record_splitter.h"
+#include "transform/normalize/normalize.h"
+#include "transform/normalize/record_splitter.h"
 
 namespace crm::ingest {
 

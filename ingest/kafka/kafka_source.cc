@@ -16,7 +16,8 @@
 #include "sinks/kafka/kafka_conf.h"
 #include "sinks/kafka/kafka_error.h"
 #include "transform/canonical/event_codec.h"
-#include "transform/providers.h"
+#include "transform/normalize/column_domains.h"
+#include "transform/providers/registry.h"
 
 namespace crm::ingest {
 
@@ -24,21 +25,6 @@ namespace pg = crm::sinks::postgres;
 namespace tp = crm::transform::providers;
 
 namespace {
-
-struct provider_format {
-  const char* name;
-  tp::provider_fn fn;
-  const char* content_type;  // when the message has no content-type header
-};
-const provider_format provider_formats[] = {
-    {"sendgrid", tp::normalize_sendgrid, "application/json"},
-    {"twilio", tp::normalize_twilio, "application/x-www-form-urlencoded"},
-    {"whatsapp", tp::normalize_whatsapp, "application/json"},
-    {"mailgun", tp::normalize_mailgun, "application/json"},
-    {"postmark", tp::normalize_postmark, "application/json"},
-    {"resend", tp::normalize_resend, "application/json"},
-    {"segment", tp::normalize_segment, "application/json"},
-};
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -94,7 +80,7 @@ struct batch_slot {
 const std::vector<std::string>& kafka_formats() {
   static const std::vector<std::string> formats = [] {
     std::vector<std::string> f{"canonical", "normalized"};
-    for (const auto& p : provider_formats) f.emplace_back(p.name);
+    for (const auto& p : tp::registry) f.emplace_back(p.name);
     return f;
   }();
   return formats;
@@ -126,16 +112,14 @@ struct kafka_source::impl {
       topic_format f;
       f.canonical = t.format == "canonical";
       f.normalized = t.format == "normalized";
-      for (const auto& p : provider_formats) {
-        if (t.format == p.name) f.provider = &p;
-      }
+      f.provider = tp::find_provider(t.format);
       formats[t.topic] = f;
     }
   }
 
   struct topic_format {
     bool canonical = false, normalized = false;
-    const provider_format* provider = nullptr;
+    const tp::provider* provider = nullptr;
   };
 
   kafka_source& self;
@@ -365,11 +349,23 @@ struct kafka_source::impl {
     } else if (f->second.canonical) {
       norm.normalize(value, src, now, *s.batch);
     } else if (f->second.normalized) {
+      const std::size_t communications = s.batch->communications.size();
+      const std::size_t touchpoints = s.batch->touchpoints.size();
+      const std::size_t rejections = s.batch->rejections.size();
+      std::string why;
       if (auto ec = transform::append_decoded_event_batch(value, *s.batch)) {
         norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), *s.batch);
+      } else if (!transform::check_columns(*s.batch, communications, touchpoints, why)) {
+        // Whoever produced it, a value the database refuses must not reach the writer (it would split its
+        // batch): the whole message is dead-lettered with the first such value named.
+        s.batch->communications.resize(communications);
+        s.batch->touchpoints.resize(touchpoints);
+        s.batch->rejections.resize(rejections);
+        norm.reject(value, src, now, "kafka: the normalized event batch carries a value the database refuses: " + why,
+                    *s.batch);
       }
     } else {
-      std::string content_type = f->second.provider->content_type;
+      std::string content_type(f->second.provider->default_content_type());
       rd_kafka_headers_t* headers = nullptr;
       const void* hv = nullptr;
       std::size_t hlen = 0;
@@ -379,7 +375,7 @@ struct kafka_source::impl {
       }
       tp::webhook_input in{value, content_type, {}, source_text, now};
       std::string error;
-      if (!f->second.provider->fn(norm, in, *s.batch, error)) {
+      if (!f->second.provider->normalize(norm, in, *s.batch, error)) {
         norm.reject(value, src, now, std::string(f->second.provider->name) + ": " + error, *s.batch);
       }
     }

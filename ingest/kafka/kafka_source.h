@@ -35,13 +35,13 @@
 #include <vector>
 
 #include "sinks/postgres/writer_pool.h"
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest {
 
 // A topic and the format of its messages: "canonical" (one canonical JSON event per message),
 // "normalized" (event batches appended by `crm-ingest serve --log kafka`) or a provider's webhook body
-// ("sendgrid", "twilio", "whatsapp", "mailgun", "postmark", "resend", "segment").
+// (a name of transform/providers/registry.h).
 struct kafka_topic {
   std::string topic;
   std::string format;

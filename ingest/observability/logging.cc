@@ -9,7 +9,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 
-#include "transform/json_text.h"
+#include "transform/text/json_text.h"
 
 namespace crm::ingest {
 

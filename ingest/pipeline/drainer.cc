@@ -3,7 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "transform/canonical/event_codec.h"
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest {
 

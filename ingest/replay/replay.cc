@@ -1,13 +1,15 @@
 #include "ingest/replay/replay.h"
 
+#include <set>
 #include <stdexcept>
+#include <vector>
 
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
 #include "sinks/postgres/queries.h"
 #include "sinks/postgres/writer_pool.h"
-#include "transform/providers.h"
+#include "transform/providers/registry.h"
 
 namespace crm::ingest {
 
@@ -18,19 +20,6 @@ namespace {
 
 constexpr std::string_view webhook_prefix = "POST /v1/webhooks/";
 
-struct provider_entry {
-  std::string_view name;
-  tp::provider_fn fn;
-  bool array_body;  // the provider posts an array of events; a dead letter holds one element
-};
-
-constexpr provider_entry provider_table[] = {
-    {"sendgrid", &tp::normalize_sendgrid, true},  {"twilio", &tp::normalize_twilio, false},
-    {"mailgun", &tp::normalize_mailgun, false},   {"postmark", &tp::normalize_postmark, false},
-    {"resend", &tp::normalize_resend, false},     {"segment", &tp::normalize_segment, false},
-    {"whatsapp", &tp::normalize_whatsapp, false},
-};
-
 // Re-normalizes one dead letter into `out`. Returns how many events it produced (0 = still failing, the
 // reason appended to `out.rejections`), or -1 when the record cannot be re-read on its own.
 int renormalize(transform::normalizer& norm, std::string_view source, std::string_view raw,
@@ -40,10 +29,10 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
   if (source.substr(0, webhook_prefix.size()) == webhook_prefix) {
     std::string_view rest = source.substr(webhook_prefix.size());
     std::string_view name = rest.substr(0, rest.find(':'));
-    for (const auto& p : provider_table) {
-      if (p.name != name) continue;
+    if (const tp::provider* p = tp::find_provider(name)) {
       std::string body;
-      if (p.array_body) body.assign("[").append(raw).append("]");
+      // A provider that posts an array of events: a dead letter holds one element.
+      if (p->body == tp::body_format::json_array) body.assign("[").append(raw).append("]");
       else body.assign(raw);
       const bool form = !raw.empty() && raw.front() != '{' && raw.front() != '[';
       std::string endpoint(webhook_prefix);
@@ -51,7 +40,7 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
       tp::webhook_input in{body, form ? "application/x-www-form-urlencoded" : "application/json", "", endpoint,
                            received_at};
       std::string error;
-      if (!p.fn(norm, in, out, error)) return -1;
+      if (!p->normalize(norm, in, out, error)) return -1;
       const std::size_t produced = out.communications.size() + out.touchpoints.size() - events_before;
       if (produced + (out.rejections.size() - rejections_before) != 1) return -1;  // not one event on its own
       return static_cast<int>(produced);
@@ -61,6 +50,38 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
   transform::source_ref ref{source, 0};
   auto outcome = norm.normalize(raw, ref, received_at, out);
   return outcome == transform::normalize_outcome::rejected ? 0 : 1;
+}
+
+// A dead letter that passes the current rules, and the events it gave in the page's batch: [from, to).
+struct passed_letter {
+  std::string rejection_id;
+  std::size_t communications_from, communications_to, touchpoints_from, touchpoints_to;
+};
+
+std::vector<std::string> all_ids(const std::vector<passed_letter>& passed) {
+  std::vector<std::string> ids;
+  ids.reserve(passed.size());
+  for (const auto& p : passed) ids.push_back(p.rejection_id);
+  return ids;
+}
+
+// The dead letters whose every event is stored (after a write in which the database refused some).
+std::vector<std::string> stored_ids(pqxx::connection& conn, const transform::event_batch& batch,
+                                    const std::vector<passed_letter>& passed) {
+  std::vector<std::string> communication_ids, touchpoint_ids;
+  for (const auto& c : batch.communications) communication_ids.push_back(transform::to_string(c.event_id));
+  for (const auto& t : batch.touchpoints) touchpoint_ids.push_back(transform::to_string(t.touchpoint_id));
+  const std::set<std::string> stored = pg::stored_event_ids(conn, communication_ids, touchpoint_ids);
+  std::vector<std::string> ids;
+  for (const auto& p : passed) {
+    bool all = true;
+    for (std::size_t i = p.communications_from; all && i < p.communications_to; ++i) {
+      all = stored.count(communication_ids[i]) != 0;
+    }
+    for (std::size_t i = p.touchpoints_from; all && i < p.touchpoints_to; ++i) all = stored.count(touchpoint_ids[i]) != 0;
+    if (all) ids.push_back(p.rejection_id);
+  }
+  return ids;
 }
 
 }  // namespace
@@ -78,6 +99,8 @@ replay_result replay_rejected(const replay_options& o) {
   transform::normalizer norm(o.normalize);
 
   const pg::dead_letter_filter filter{o.source_like, o.reason_like, o.since, o.until};
+  // Tells this run's batches (and the dead letters the writer may make of them) from any other run's.
+  const std::string run_id = std::to_string(transform::now_us());
 
   // Keyset pagination over the primary key: one pass over its index whatever the filters, and rows kept
   // (still failing) are stepped over. The order does not matter: ids are deterministic.
@@ -91,12 +114,15 @@ replay_result replay_rejected(const replay_options& o) {
 
     auto batch_ptr = std::make_shared<transform::event_batch>();
     transform::event_batch& batch = *batch_ptr;
-    std::vector<std::string> passed_ids;
+    std::vector<passed_letter> passed;
     for (const auto& row : rows) {
       ++res.examined;
+      const std::size_t communications_before = batch.communications.size();
+      const std::size_t touchpoints_before = batch.touchpoints.size();
       int produced = renormalize(norm, row.source, row.raw, row.received_at_us, batch);
       if (produced > 0) {
-        passed_ids.push_back(row.rejection_id);
+        passed.push_back({row.rejection_id, communications_before, batch.communications.size(), touchpoints_before,
+                          batch.touchpoints.size()});
       } else if (produced < 0) {
         ++res.not_replayable;
       } else {
@@ -109,17 +135,32 @@ replay_result replay_rejected(const replay_options& o) {
     }
     after_id = rows.back().rejection_id;
 
-    if (!passed_ids.empty() && !o.dry_run) {
+    long long settled = static_cast<long long>(passed.size());
+    if (!passed.empty() && !o.dry_run) {
       // The events only: the new rejections are the dead letters already kept.
       batch.rejections.clear();
-      pool->submit(batch_ptr, {"replay:rejected_events", "page " + std::to_string(page)}, 0);
+      const pg::batch_info info{"replay:rejected_events", "run " + run_id + " page " + std::to_string(page)};
+      pool->submit(batch_ptr, info, 0);
       auto c = pool->next();
       if (c->status != pg::batch_status::written) throw pg::write_error(c->error);
       res.inserted += static_cast<long long>(c->result.inserted());
       res.duplicates += static_cast<long long>(c->result.duplicates());
-      pg::settle_dead_letters(conn, passed_ids, o.remove);
+      res.refused += static_cast<long long>(c->result.refused_by_database);
+      // Only dead letters whose events are stored are settled: one the database refused (the writer split
+      // the page down to it and dead-lettered it with the database's reason) stays as it was.
+      const std::vector<std::string> ids =
+          c->result.refused_by_database == 0 ? all_ids(passed) : stored_ids(conn, batch, passed);
+      settled = static_cast<long long>(ids.size());
+      if (!ids.empty()) pg::settle_dead_letters(conn, ids, o.remove);
+      if (c->result.refused_by_database > 0) {
+        // The writer dead-lettered each refused row anew, with the database's reason. The dead letter being
+        // replayed stays as it was (with its raw input), so that copy is dropped and its reason reported.
+        for (const auto& reason : pg::drop_dead_letters_from(conn, info.source + " " + info.position)) {
+          if (res.refused_reasons.size() < 20 || res.refused_reasons.count(reason)) ++res.refused_reasons[reason];
+        }
+      }
     }
-    res.replayed += static_cast<long long>(passed_ids.size());
+    res.replayed += settled;
     spdlog::info("Replayed a page of dead letters. page={} examined={} replayed={} still_failing={}", page,
                  res.examined, res.replayed, res.still_failing);
     if (static_cast<long long>(rows.size()) < want) break;

@@ -1,5 +1,7 @@
 // `crm-ingest rejected replay`: re-normalizes dead-lettered records (rejected_events) with the current
-// rules, after a fix, and writes the ones that now pass.
+// rules, after a fix, and writes the ones that now pass. A row the database still refuses (the rules let through
+// what a column does not accept; the writer finds it by splitting the page) leaves its dead letter as it was
+// and is reported with the database's reason, never counted as stored.
 //
 // Exactly once: the events get the same deterministic ids as any other path (UUIDv5 of their content),
 // and the writer inserts ON CONFLICT DO NOTHING; a dead letter is marked (replayed_at) or deleted only
@@ -12,7 +14,7 @@
 #include <map>
 #include <string>
 
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace crm::ingest {
 
@@ -31,9 +33,11 @@ struct replay_options {
 
 struct replay_result {
   long long examined = 0;
-  long long replayed = 0;        // dead letters that now pass (marked or deleted)
+  long long replayed = 0;        // dead letters that now pass and whose events are stored (marked or deleted)
   long long inserted = 0;        // events newly stored
   long long duplicates = 0;      // events already stored (an earlier replay or the original path)
+  long long refused = 0;         // events the database refused: their dead letters are kept as they were
+  std::map<std::string, long long> refused_reasons;        // the database's reason -> count (first 20 distinct)
   long long still_failing = 0;   // kept
   long long not_replayable = 0;  // kept: a provider payload that cannot be re-read on its own
   std::map<std::string, long long> still_failing_reasons;  // reason -> count (first 20 distinct)

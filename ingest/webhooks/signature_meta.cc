@@ -1,27 +1,14 @@
-// Meta (WhatsApp Cloud API) webhooks: X-Hub-Signature-256 over the raw body, and the GET
-// hub.challenge subscription handshake.
+// Meta (WhatsApp Cloud API) webhooks: the GET hub.challenge subscription handshake (the body's
+// X-Hub-Signature-256 is a body_hmac_verifier, signatures.cc).
 #include "ingest/webhooks/signatures.h"
 
 #include <algorithm>
 #include <array>
 #include <utility>
 
+#include "transform/text/url_params.h"
+
 namespace crm::ingest::webhooks {
-
-meta_verifier::meta_verifier(const secret_list& app_secrets) : keys_(detail::mac_digest::sha256, app_secrets) {}
-
-verify_result meta_verifier::verify(std::string_view body, const header_map& headers) const noexcept {
-  const auto header = headers.find(signature_header);
-  if (!header) return {verify_error::missing_input, "missing header X-Hub-Signature-256"};
-  // Meta signs the body bytes exactly as sent (non-ASCII arrives \u-escaped); never re-serialise.
-  constexpr std::string_view prefix = "sha256=";
-  const std::string_view value = detail::trim_ows(*header);
-  if (!value.starts_with(prefix)) return {verify_error::malformed_input, "malformed header X-Hub-Signature-256"};
-  std::array<unsigned char, detail::max_mac_size> given;
-  const auto n = detail::hex_decode(value.substr(prefix.size()), given);
-  if (!n || *n == 0) return {verify_error::malformed_input, "malformed header X-Hub-Signature-256"};
-  return detail::match_mac(keys_, {body}, std::span(given.data(), *n));
-}
 
 namespace {
 
@@ -37,28 +24,24 @@ meta_subscription verify_meta_subscription(std::string_view raw_query, std::stri
   try {
     std::optional<std::string> mode, token, challenge;
     std::string name, value;
-    while (!raw_query.empty()) {
-      const std::size_t amp = raw_query.find('&');
-      const std::string_view pair = raw_query.substr(0, amp);
-      raw_query = amp == std::string_view::npos ? std::string_view{} : raw_query.substr(amp + 1);
-      if (pair.empty()) continue;
-      const std::size_t eq = pair.find('=');
-      if (!detail::form_decode(pair.substr(0, eq), name) ||
-          !detail::form_decode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1), value)) {
+    const bool read = transform::detail::for_each_pair(raw_query, [&](std::string_view raw_name, std::string_view raw_value) {
+      if (!detail::form_decode(raw_name, name) || !detail::form_decode(raw_value, value)) {
         out.result = {verify_error::malformed_input, "malformed query string"};
-        return out;
+        return false;
       }
       std::optional<std::string>* slot = name == "hub.mode"           ? &mode
                                          : name == "hub.verify_token" ? &token
                                          : name == "hub.challenge"    ? &challenge
                                                                       : nullptr;
-      if (slot == nullptr) continue;
+      if (slot == nullptr) return true;
       if (*slot) {  // two different answers to one question: refuse rather than pick one
         out.result = {verify_error::malformed_input, "repeated hub.* query parameter"};
-        return out;
+        return false;
       }
       *slot = value;
-    }
+      return true;
+    });
+    if (!read) return out;
     if (!mode) {
       out.result = {verify_error::missing_input, "missing query parameter hub.mode"};
     } else if (!token) {

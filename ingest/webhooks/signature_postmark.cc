@@ -6,21 +6,14 @@
 
 #include <openssl/crypto.h>
 
+#include "transform/text/ascii.h"
+
 namespace crm::ingest::webhooks {
 
 namespace {
 
 // Longest Authorization value we bother decoding: credentials are tens of bytes.
 constexpr std::size_t max_credentials = 768;
-
-bool iequals_ascii(std::string_view a, std::string_view lower) noexcept {
-  if (a.size() != lower.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const char c = (a[i] >= 'A' && a[i] <= 'Z') ? static_cast<char>(a[i] + 32) : a[i];
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -42,7 +35,7 @@ verify_result postmark_verifier::verify(const header_map& headers) const noexcep
   // RFC 7617: "Basic" (any case), one or more spaces, token68.
   std::string_view value = detail::trim_ows(*header);
   const std::size_t sp = value.find(' ');
-  if (sp == std::string_view::npos || !iequals_ascii(value.substr(0, sp), "basic")) {
+  if (sp == std::string_view::npos || !transform::detail::ascii_iequals(value.substr(0, sp), "basic")) {
     return {verify_error::malformed_input, "malformed header Authorization"};
   }
   value = detail::trim_ows(value.substr(sp));

@@ -6,18 +6,17 @@
 #include <array>
 #include <vector>
 
+#include "transform/text/ascii.h"
+#include "transform/text/url_params.h"
+
 namespace crm::ingest::webhooks {
 
 namespace {
 
 constexpr std::size_t twilio_mac_size = 20;
 
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
+using transform::detail::ascii_iequals;
+using transform::detail::hex_value;
 
 // One name=value pair of the form body, still percent-encoded (validated).
 struct form_param {
@@ -90,23 +89,14 @@ struct url_split {
   std::string_view tail;
 };
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const char x = (a[i] >= 'A' && a[i] <= 'Z') ? static_cast<char>(a[i] + 32) : a[i];
-    if (x != b[i]) return false;
-  }
-  return true;
-}
-
 std::optional<url_split> split_url(std::string_view url) noexcept {
   const std::size_t scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) return std::nullopt;
   const std::string_view scheme = url.substr(0, scheme_end);
   std::string_view default_port;
-  if (iequals(scheme, "https")) {
+  if (ascii_iequals(scheme, "https")) {
     default_port = "443";
-  } else if (iequals(scheme, "http")) {
+  } else if (ascii_iequals(scheme, "http")) {
     default_port = "80";
   } else {
     return std::nullopt;
@@ -148,20 +138,12 @@ std::optional<url_split> split_url(std::string_view url) noexcept {
 // The raw value of the bodySHA256 query parameter; nullopt when absent, "" (malformed) when repeated.
 std::optional<std::string_view> body_sha256_param(std::string_view url, bool& repeated) noexcept {
   repeated = false;
-  std::size_t q = url.find('?');
-  if (q == std::string_view::npos) return std::nullopt;
-  std::string_view query = url.substr(q + 1);
-  query = query.substr(0, query.find('#'));
   std::optional<std::string_view> found;
-  while (!query.empty()) {
-    const std::size_t amp = query.find('&');
-    const std::string_view pair = query.substr(0, amp);
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    const std::size_t eq = pair.find('=');
-    if (pair.substr(0, eq) != "bodySHA256") continue;
+  transform::detail::for_each_query_param(url, [&](std::string_view name, std::string_view value) {
+    if (name != "bodySHA256") return;
     if (found) repeated = true;
-    found = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
-  }
+    found = value;
+  });
   return found;
 }
 
@@ -169,20 +151,18 @@ enum class form_status { ok, malformed, too_many };
 
 form_status parse_form(std::string_view body, std::vector<form_param>& out) {
   out.clear();
-  while (!body.empty()) {
-    const std::size_t amp = body.find('&');
-    const std::string_view pair = body.substr(0, amp);
-    body = amp == std::string_view::npos ? std::string_view{} : body.substr(amp + 1);
-    if (pair.empty()) continue;
-    const std::size_t eq = pair.find('=');
-    form_param p{pair.substr(0, eq), eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1)};
-    if (!detail::form_component_valid(p.name) || !detail::form_component_valid(p.value)) {
-      return form_status::malformed;
+  form_status status = form_status::ok;
+  transform::detail::for_each_pair(body, [&](std::string_view name, std::string_view value) {
+    if (!detail::form_component_valid(name) || !detail::form_component_valid(value)) {
+      status = form_status::malformed;
+    } else if (out.size() == twilio_verifier::max_form_params) {
+      status = form_status::too_many;
+    } else {
+      out.push_back({name, value});
     }
-    if (out.size() == twilio_verifier::max_form_params) return form_status::too_many;
-    out.push_back(p);
-  }
-  return form_status::ok;
+    return status == form_status::ok;
+  });
+  return status;
 }
 
 }  // namespace

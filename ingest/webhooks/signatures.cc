@@ -2,6 +2,7 @@
 // constant-time comparison and the keyed HMAC contexts.
 #include "ingest/webhooks/signatures.h"
 
+#include <array>
 #include <limits>
 #include <stdexcept>
 
@@ -306,4 +307,19 @@ verify_result match_mac(const hmac_keyring& ring, std::initializer_list<std::str
 }
 
 }  // namespace detail
+
+body_hmac_verifier::body_hmac_verifier(const format& f, const secret_list& secrets)
+    : format_(f), keys_(f.digest, secrets) {}
+
+verify_result body_hmac_verifier::verify(std::string_view body, const header_map& headers) const noexcept {
+  const auto header = headers.find(format_.header);
+  if (!header) return {verify_error::missing_input, format_.missing};
+  const std::string_view value = detail::trim_ows(*header);
+  if (!value.starts_with(format_.prefix)) return {verify_error::malformed_input, format_.malformed};
+  std::array<unsigned char, detail::max_mac_size> given;
+  const auto n = detail::hex_decode(value.substr(format_.prefix.size()), given);
+  if (!n || *n == 0) return {verify_error::malformed_input, format_.malformed};
+  return detail::match_mac(keys_, {body}, std::span(given.data(), *n));
+}
+
 }  // namespace crm::ingest::webhooks

@@ -224,16 +224,36 @@ class twilio_verifier {
   detail::hmac_keyring keys_;
 };
 
-// Meta (WhatsApp Cloud API): X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>.
-class meta_verifier {
+// An HMAC of the raw body, hex-encoded in one header after an optional prefix: Meta's X-Hub-Signature-256
+// and Segment's X-Signature below.
+class body_hmac_verifier {
  public:
-  static constexpr std::string_view signature_header = "X-Hub-Signature-256";
+  struct format {
+    std::string_view header;
+    std::string_view prefix;  // before the hex digits ("sha256="), or empty
+    detail::mac_digest digest;
+    std::string_view missing;    // the results' reasons (static text)
+    std::string_view malformed;
+  };
 
-  explicit meta_verifier(const secret_list& app_secrets);
+  body_hmac_verifier(const format& f, const secret_list& secrets);
   verify_result verify(std::string_view body, const header_map& headers) const noexcept;
 
  private:
+  format format_;
   detail::hmac_keyring keys_;
+};
+
+// Meta (WhatsApp Cloud API): X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>. Meta signs
+// the body bytes exactly as sent (non-ASCII arrives \u-escaped); never re-serialise.
+class meta_verifier : public body_hmac_verifier {
+ public:
+  static constexpr std::string_view signature_header = "X-Hub-Signature-256";
+
+  explicit meta_verifier(const secret_list& app_secrets)
+      : body_hmac_verifier({signature_header, "sha256=", detail::mac_digest::sha256,
+                            "missing header X-Hub-Signature-256", "malformed header X-Hub-Signature-256"},
+                           app_secrets) {}
 };
 
 // Meta's GET subscription handshake: hub.mode=subscribe and hub.verify_token equal to the configured
@@ -331,15 +351,14 @@ class svix_verifier {
 
 // Segment (Webhooks destinations): X-Signature = hex HMAC-SHA1(shared secret, raw body).
 // With batching enabled Segment signs only the first event of the batch, so batching must be off.
-class segment_verifier {
+class segment_verifier : public body_hmac_verifier {
  public:
   static constexpr std::string_view signature_header = "X-Signature";
 
-  explicit segment_verifier(const secret_list& shared_secrets);
-  verify_result verify(std::string_view body, const header_map& headers) const noexcept;
-
- private:
-  detail::hmac_keyring keys_;
+  explicit segment_verifier(const secret_list& shared_secrets)
+      : body_hmac_verifier({signature_header, "", detail::mac_digest::sha1, "missing header X-Signature",
+                            "malformed header X-Signature"},
+                           shared_secrets) {}
 };
 
 // Postmark has no signature: the webhook URL carries HTTP Basic credentials that we configure in

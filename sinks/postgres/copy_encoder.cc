@@ -1,6 +1,6 @@
 #include "sinks/postgres/copy_encoder.h"
 
-#include "transform/utf8.h"
+#include "transform/text/utf8.h"
 
 #include <cstring>
 

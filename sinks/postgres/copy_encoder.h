@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::sinks::postgres {
 

@@ -61,6 +61,36 @@ void settle_dead_letters(pqxx::connection& conn, const std::vector<std::string>&
   tx.commit();
 }
 
+std::vector<std::string> drop_dead_letters_from(pqxx::connection& conn, const std::string& source_prefix) {
+  pqxx::work tx(conn);
+  std::vector<std::string> reasons;
+  for (const auto& row : tx.exec_params("DELETE FROM rejected_events WHERE starts_with(source, $1) AND replayed_at IS NULL"
+                                        " RETURNING reason",
+                                        source_prefix)) {
+    reasons.push_back(row[0].as<std::string>());
+  }
+  tx.commit();
+  return reasons;
+}
+
+std::set<std::string> stored_event_ids(pqxx::connection& conn, const std::vector<std::string>& communication_ids,
+                                       const std::vector<std::string>& touchpoint_ids) {
+  auto array = [](const std::vector<std::string>& ids) {  // uuid text we formatted: no quoting needed
+    std::string a = "{";
+    for (std::size_t i = 0; i < ids.size(); ++i) a.append(i ? "," : "").append(ids[i]);
+    return a.append("}");
+  };
+  pqxx::read_transaction tx(conn);
+  std::set<std::string> stored;
+  for (const auto& row : tx.exec_params("SELECT event_id::text FROM communications WHERE event_id = ANY($1::uuid[])"
+                                        " UNION ALL SELECT touchpoint_id::text FROM customer_touchpoints"
+                                        " WHERE touchpoint_id = ANY($2::uuid[])",
+                                        array(communication_ids), array(touchpoint_ids))) {
+    stored.insert(row[0].as<std::string>());
+  }
+  return stored;
+}
+
 std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std::string& by, const std::string& model,
                                               const std::string& from, const std::string& to) {
   std::string dims;

@@ -7,12 +7,13 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include <pqxx/pqxx>
 
-#include "transform/ab_stats.h"
+#include "transform/stats/ab_stats.h"
 
 namespace crm::sinks::postgres {
 
@@ -41,6 +42,12 @@ std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_le
                                            const std::string& after_id, long long limit);
 // Marks the dead letters replayed (replayed_at = now()), or deletes them, in one transaction.
 void settle_dead_letters(pqxx::connection& conn, const std::vector<std::string>& rejection_ids, bool remove);
+// Deletes the not yet replayed dead letters whose source starts with `source_prefix` (those the writer made of
+// rows the database refused during one replay page) and returns their reasons.
+std::vector<std::string> drop_dead_letters_from(pqxx::connection& conn, const std::string& source_prefix);
+// Of the given event ids (uuid text), those stored in communications / customer_touchpoints.
+std::set<std::string> stored_event_ids(pqxx::connection& conn, const std::vector<std::string>& communication_ids,
+                                       const std::vector<std::string>& touchpoint_ids);
 
 // ---- reports
 struct attribution_row {

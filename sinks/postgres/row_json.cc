@@ -3,7 +3,7 @@
 #include <charconv>
 
 #include "sinks/postgres/copy_encoder.h"
-#include "transform/json_text.h"
+#include "transform/text/json_text.h"
 
 namespace crm::sinks::postgres {
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::sinks::postgres {
 

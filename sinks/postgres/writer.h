@@ -23,7 +23,7 @@
 #include "sinks/postgres/copy_encoder.h"
 #include "sinks/postgres/retry_policy.h"
 #include "sinks/postgres/writer_observer.h"
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::sinks::postgres {
 

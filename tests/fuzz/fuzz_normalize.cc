@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "transform/normalize.h"
-#include "transform/record_splitter.h"
+#include "transform/normalize/normalize.h"
+#include "transform/normalize/record_splitter.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static crm::transform::normalizer norm;

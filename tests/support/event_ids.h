@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm_test {
 

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <system_error>
 
-#include "transform/canonical_event.h"
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::transform {
 

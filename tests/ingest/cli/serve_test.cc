@@ -10,7 +10,7 @@
 #include "support/test_db.h"
 #include "sinks/spool/durable_log.h"
 #include "transform/canonical/event_codec.h"
-#include "transform/normalize.h"
+#include "transform/normalize/normalize.h"
 
 namespace fs = std::filesystem;
 using crm_test::scratch;

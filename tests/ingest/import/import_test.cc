@@ -3,7 +3,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
 #include <set>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
 
 #include <gtest/gtest.h>
 #include <zlib.h>
@@ -188,6 +194,90 @@ TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"),
             unique);
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
+}
+
+// Issue 16, item 3: values the database refuses are refused at the edge. A file where 1 % of the records carry
+// such a value (numeric(20,6) overflow, a metadata number jsonb cannot hold, a key text over PostgreSQL's
+// 2704-byte index row) stores every good record in its own batch transaction: the writer never splits a
+// batch (no ledger row of a part, no "splitting" warning, no row dead-lettered with the database's reason),
+// and each bad record is dead-lettered by the normalizer with its field named.
+TEST(Import, ValuesTheDatabaseRefusesAreDeadLetteredWithoutSplittingBatches) {
+  auto dsn = crm_test::fresh_database("t_import_domains");
+  auto dir = temp_dir("domains");
+  const auto path = (dir / "mixed.ndjson").string();
+  std::mt19937_64 rng(16);
+  auto random_hex = [&](std::size_t n) {  // incompressible for PostgreSQL's pglz: the index row stays long
+    std::string s;
+    while (s.size() < n) s.append(fmt::format("{:016x}", rng()));
+    s.resize(n);
+    return s;
+  };
+  const std::vector<std::pair<std::string, std::string>> bad_kinds = {
+      {"conversion_value", R"({"kind":"touchpoint","touch_type":"conversion","lead_id":{lead},"occurred_at":{t},"conversion_value":1e15})"},
+      {"conversion_value", R"({"kind":"touchpoint","touch_type":"conversion","lead_id":{lead},"occurred_at":{t},"conversion_value":99999999999999.95})"},
+      {"conversion_value", R"({"kind":"touchpoint","touch_type":"conversion","lead_id":{lead},"occurred_at":{t},"conversion_value":1e14})"},
+      {"metadata", R"({"kind":"communication","channel":"email","status":"sent","email":"m{lead}@example.com","occurred_at":{t},"metadata":{"n":1{zeros}}})"},
+      {"anonymous_id", R"({"kind":"touchpoint","touch_type":"page_view","occurred_at":{t},"anonymous_id":"{hex}"})"},
+      {"ab_test_id", R"({"kind":"communication","channel":"email","status":"delivered","email":"x{lead}@example.com","occurred_at":{t},"ab_test_id":"{hex}","variant":"B"})"},
+  };
+  const std::string zeros(131072, '0');  // 1 and 131072 zeros: one digit more than numeric holds
+  const int total = 3000;
+  int bad = 0;
+  std::map<std::string, int> bad_by_field;
+  {
+    std::ofstream out(path);
+    for (int i = 0; i < total; ++i) {
+      const long long t = 1780000000LL + i * 37;  // 2026-05-28 onwards, seconds since the epoch
+      if (i % 100 == 50) {
+        const auto& [field, shape] = bad_kinds[static_cast<std::size_t>(bad) % bad_kinds.size()];
+        std::string line = shape;
+        auto put = [&](const std::string& key, const std::string& value) {
+          for (auto at = line.find(key); at != std::string::npos; at = line.find(key)) line.replace(at, key.size(), value);
+        };
+        put("{lead}", std::to_string(100000 + i));
+        put("{t}", std::to_string(t));
+        put("{zeros}", zeros);
+        put("{hex}", random_hex(3000));
+        out << line << "\n";
+        ++bad;
+        ++bad_by_field[field];
+      } else if (i % 3 == 0) {
+        out << fmt::format(R"({{"kind":"touchpoint","touch_type":"conversion","lead_id":{},"occurred_at":{},)"
+                           R"("conversion_value":{}.5,"landing_url":"https://shop.example/?utm_source=news&utm_campaign=c{}"}})",
+                           1 + i % 50, t, i, i % 7)
+            << "\n";
+      } else if (i % 3 == 1) {
+        out << fmt::format(R"({{"kind":"touchpoint","touch_type":"page_view","anonymous_id":"v{}","occurred_at":{},)"
+                           R"("ab_test_id":"t{}","variant":"A"}})",
+                           i % 40, t, i % 3)
+            << "\n";
+      } else {
+        out << fmt::format(R"({{"kind":"communication","channel":"email","status":"delivered","lead_id":{},)"
+                           R"("email":"u{}@example.com","occurred_at":{},"provider_event_id":"e{}","ab_test_id":"t1","variant":"B"}})",
+                           1 + i % 50, i, t, i)
+            << "\n";
+      }
+    }
+  }
+  ASSERT_EQ(bad, total / 100);
+  auto r = run("import --no-progress --batch-rows 500 --summary json --dsn '" + dsn + "' " + path);
+  ASSERT_EQ(r.exit_code, 0) << r.output.substr(0, 4000);
+  const int good = total - bad;
+  EXPECT_NE(r.output.find(fmt::format(R"("read":{},"inserted":{},"duplicates":0,"rejected":{})", total, good, bad)),
+            std::string::npos)
+      << r.output.substr(0, 4000);
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"), good);
+  // Zero batch splits: every ledger row is a whole batch, and nothing was refused by the database.
+  EXPECT_EQ(r.output.find("splitting it"), std::string::npos) << r.output.substr(0, 4000);
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM ingest_batches WHERE source_position LIKE '%(part %' "
+                   "OR source_position LIKE '%(refused row)%'"),
+            0);
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE reason LIKE 'database refused%'"), 0);
+  // Each bad record dead-lettered at the edge, its field named.
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), bad);
+  for (const auto& [field, n] : bad_by_field) {
+    EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE reason LIKE '" + field + ":%'"), n) << field;
+  }
 }
 
 }  // namespace

@@ -105,4 +105,49 @@ TEST(RejectedReplay, FiltersDryRunAndDelete) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 0);
 }
 
+// Issue 16, item 3: replay reports what it really stored. A dead letter that passes the rules but whose row the
+// database refuses (here a CHECK the test adds, standing for any refusal the rules miss) is not "now passing"
+// nor "already stored": it is counted as refused and kept un-replayed; the others of its page are written and
+// marked as usual.
+TEST(RejectedReplay, ARowTheDatabaseRefusesIsReportedAndItsDeadLetterKept) {
+  auto dsn = crm_test::fresh_database("t_replay_refused");
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    tx.exec("ALTER TABLE communications ADD CONSTRAINT test_refuses_provider CHECK (provider <> 'refused-by-test')");
+    tx.commit();
+  }
+  const char* refused_raw =
+      R"({"kind":"communication","occurred_at":"2026-11-02T09:15:00Z","channel":"email","status":"sent","provider":"refused-by-test","provider_message_id":"replay-refused","email":"eve@example.com"})";
+  add_rejection(dsn, "/v1/events:9", "email: rule of an older release", refused_raw);
+  add_rejection(dsn, "/v1/events:3", "email: rule of an older release", fixed_raw);
+
+  auto r = replay(dsn);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 2: 1 now pass (1 events inserted, 0 already stored), 0 still failing, 0 not "
+                       "replayable, 1 refused by the database"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL "
+                                 "AND raw LIKE '%replay-1%'"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL "
+                                 "AND source = '/v1/events:9'"),
+            1);
+
+  // The database's reason is reported; the dead letter stays the one there was (no copy of it is added).
+  EXPECT_NE(r.out.find("refused 1: database refused the row (23514)"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
+
+  // Nothing was stored for it, so a second run tries it again and says the same; the table does not grow.
+  r = replay(dsn);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 1: 0 now pass (0 events inserted, 0 already stored)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1 refused by the database"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 1);
+}
+
 }  // namespace

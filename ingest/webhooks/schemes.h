@@ -1,0 +1,47 @@
+// The signature scheme of every provider of the registry (transform/providers/registry.h), keyed by the
+// registry's name and listed in its order: the [webhooks.<provider>] settings it reads, and how it turns
+// their values into the check of one request. ingest/providers.cc builds the checks from the settings
+// (and rebuilds them on SIGHUP); ingest/config/settings.cc declares the settings from this table.
+// Pure: no sockets, no configuration reading.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "ingest/webhooks/signatures.h"
+
+namespace crm::ingest::webhooks {
+
+// What a check needs of one request.
+struct signed_request {
+  std::string_view body;
+  const header_map& headers;
+  std::string_view target;  // path and query as received: Twilio signs the public URL
+};
+
+using request_check = std::function<verify_result(const signed_request&)>;
+
+struct scheme_setting {
+  std::string_view key;  // empty: no setting
+  std::string_view description;
+  bool signing = true;  // a secret the check is built from (else a setting of the provider used elsewhere)
+};
+
+struct scheme {
+  std::string_view provider;
+  std::array<scheme_setting, 2> settings;
+  bool signs_public_url = false;  // the check depends on http.public_base_url too
+  // The check from the values of the signing settings (in order, at least one set) and the public base URL
+  // (without a trailing '/'). Throws std::invalid_argument with advice when a value is unusable.
+  request_check (*build)(std::span<const std::string> values, std::string_view public_base_url);
+};
+
+inline constexpr std::size_t scheme_count = 7;
+
+// One per provider of the registry, in its order (checked at compile time).
+const std::array<scheme, scheme_count>& schemes();
+
+}  // namespace crm::ingest::webhooks

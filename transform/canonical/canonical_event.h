@@ -1,0 +1,167 @@
+// Canonical events: the two record kinds every source is normalized into (the canonical format:
+// docs/canonical-events.md). Text fields are views into the owning event_batch's arena;
+// an empty view means "absent" and is stored as NULL.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transform/text/text_arena.h"
+
+namespace crm::transform {
+
+using uuid = std::array<std::uint8_t, 16>;
+
+// "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lower case. `out` must hold 36 chars.
+void format_uuid(const uuid& id, char* out) noexcept;
+std::string to_string(const uuid& id);
+// Accepts the canonical 8-4-4-4-12 form, any case. Returns false on anything else.
+[[nodiscard]] bool parse_uuid(std::string_view text, uuid& out) noexcept;
+
+enum class channel : std::uint8_t { email, sms, whatsapp, voice, chat, push };
+enum class direction : std::uint8_t { outbound, inbound };
+enum class comm_status : std::uint8_t {
+  queued, sent, delivered, opened, clicked, bounced, failed, replied, unsubscribed, resubscribed, spam
+};
+enum class touch_type : std::uint8_t {
+  page_view, ad_click, email_click, form_submit, call, chat, conversion, experiment_exposure, other
+};
+enum class channel_group : std::uint8_t {
+  paid_search, organic_search, paid_social, organic_social, email, referral, direct, display, affiliates,
+  sms, other
+};
+
+// Database/text spellings ("email", "delivered", "Paid Search", ...), indexed by the enum's value: the
+// CHECK constraints of schemas/0001_events.sql list the same words.
+inline constexpr std::array<std::string_view, 6> channel_names = {"email", "sms", "whatsapp", "voice", "chat", "push"};
+inline constexpr std::array<std::string_view, 2> direction_names = {"outbound", "inbound"};
+inline constexpr std::array<std::string_view, 11> comm_status_names = {
+    "queued", "sent", "delivered", "opened", "clicked", "bounced", "failed", "replied", "unsubscribed",
+    "resubscribed", "spam"};
+inline constexpr std::array<std::string_view, 9> touch_type_names = {
+    "page_view", "ad_click", "email_click", "form_submit", "call", "chat", "conversion", "experiment_exposure",
+    "other"};
+inline constexpr std::array<std::string_view, 11> channel_group_names = {
+    "Paid Search", "Organic Search", "Paid Social", "Organic Social", "Email", "Referral", "Direct", "Display",
+    "Affiliates", "SMS", "Other"};
+
+// The spellings of an enum type, by overload: spellings(channel{}) is channel_names.
+constexpr const auto& spellings(channel) noexcept { return channel_names; }
+constexpr const auto& spellings(direction) noexcept { return direction_names; }
+constexpr const auto& spellings(comm_status) noexcept { return comm_status_names; }
+constexpr const auto& spellings(touch_type) noexcept { return touch_type_names; }
+constexpr const auto& spellings(channel_group) noexcept { return channel_group_names; }
+
+// "?" for a value outside the enum (a corrupt input decoded without a check).
+template <typename E>
+  requires requires(E v) { spellings(v); }
+constexpr std::string_view to_string(E v) noexcept {
+  const auto& names = spellings(v);
+  const auto i = static_cast<std::size_t>(v);
+  return i < names.size() ? names[i] : std::string_view("?");
+}
+
+// Microseconds since 1970-01-01T00:00:00Z.
+using timestamp_us = std::int64_t;
+
+struct communication {
+  uuid event_id{};
+  timestamp_us occurred_at = 0;
+  timestamp_us received_at = 0;
+  std::int64_t lead_id = 0;      // 0 = absent
+  std::int64_t campaign_id = 0;  // 0 = absent
+  channel channel_ = channel::email;
+  direction direction_ = direction::outbound;
+  comm_status status = comm_status::sent;
+  std::string_view provider;  // never empty: "generic" by default
+  std::string_view provider_message_id;
+  std::string_view provider_event_id;
+  std::string_view email;  // trimmed, lower-cased
+  std::string_view phone;  // E.164
+  std::string_view ab_test_id;
+  std::string_view variant;
+  std::string_view url;
+  std::string_view error_code;
+  std::string_view error_reason;
+  std::string_view metadata;  // a JSON object's text, or empty
+  std::string_view tenant_id;  // empty unless the source assigns one
+  // The source gave no event time (e.g. Twilio "sent" callbacks), so occurred_at is when we received it.
+  // A provider retry then carries the same event_id with a later occurred_at: the writer treats an
+  // existing row with this event_id in the week before occurred_at as the same event.
+  bool occurred_at_is_receipt_time = false;
+};
+
+struct touchpoint {
+  uuid touchpoint_id{};
+  timestamp_us occurred_at = 0;
+  timestamp_us received_at = 0;
+  std::int64_t lead_id = 0;      // 0 = absent
+  std::int64_t campaign_id = 0;  // 0 = absent
+  touch_type type = touch_type::other;
+  channel_group group = channel_group::direct;  // derived
+  bool is_conversion = false;                   // type == conversion
+  bool has_conversion_value = false;
+  double conversion_value = 0;
+  std::string_view anonymous_id;
+  std::string_view message_id;  // the source's message id, when it has one
+  std::string_view utm_source, utm_medium, utm_campaign, utm_term, utm_content;
+  std::string_view gclid, fbclid, msclkid;
+  std::string_view landing_url, referrer;
+  std::string_view conversion_type;
+  std::string_view currency;  // ISO 4217; "USD" by default for conversions, empty otherwise
+  std::string_view ab_test_id, variant;
+  std::string_view metadata;  // a JSON object's text, or empty
+  std::string_view tenant_id;
+};
+
+// A record that broke a rule: kept, never dropped.
+struct rejection {
+  timestamp_us received_at = 0;
+  std::string_view source;  // "file:line", endpoint, "topic/partition:offset"
+  std::string_view reason;  // names the field and the rule
+  std::string_view raw;     // the record's text as received (possibly not valid UTF-8)
+};
+
+// Every text field of each record kind. Code that copies or serializes records walks these tables
+// (the spool's event codec, event_batch::append_copy), so a new field is handled everywhere once it is
+// listed here; the codec's size checks fail the build until it is.
+inline constexpr std::string_view communication::*communication_texts[] = {
+    &communication::provider,     &communication::provider_message_id, &communication::provider_event_id,
+    &communication::email,        &communication::phone,               &communication::ab_test_id,
+    &communication::variant,      &communication::url,                 &communication::error_code,
+    &communication::error_reason, &communication::metadata,            &communication::tenant_id,
+};
+inline constexpr std::string_view touchpoint::*touchpoint_texts[] = {
+    &touchpoint::anonymous_id, &touchpoint::message_id,  &touchpoint::utm_source,      &touchpoint::utm_medium,
+    &touchpoint::utm_campaign, &touchpoint::utm_term,    &touchpoint::utm_content,     &touchpoint::gclid,
+    &touchpoint::fbclid,       &touchpoint::msclkid,     &touchpoint::landing_url,     &touchpoint::referrer,
+    &touchpoint::conversion_type, &touchpoint::currency, &touchpoint::ab_test_id,      &touchpoint::variant,
+    &touchpoint::metadata,     &touchpoint::tenant_id,
+};
+inline constexpr std::string_view rejection::*rejection_texts[] = {&rejection::source, &rejection::reason,
+                                                                   &rejection::raw};
+
+// The unit that crosses thread boundaries. Owned by one thread at a time; moved, never shared.
+struct event_batch {
+  std::vector<communication> communications;
+  std::vector<touchpoint> touchpoints;
+  std::vector<rejection> rejections;
+  text_arena text;  // owns every string_view above
+
+  void clear() noexcept {
+    communications.clear();
+    touchpoints.clear();
+    rejections.clear();
+    text.clear();
+  }
+  std::size_t record_count() const noexcept {
+    return communications.size() + touchpoints.size() + rejections.size();
+  }
+  // Appends copies of `from`'s records, their text copied into this batch's arena.
+  void append_copy(const event_batch& from);
+};
+
+}  // namespace crm::transform

@@ -1,0 +1,72 @@
+// Normalizer: one canonical JSON object -> a communication, a touchpoint or a rejection appended to an
+// event_batch; and the same for the field set a provider adapter has read (record_fields.h). Both go
+// through one validator (record_appender.h): the same rules, bounds and derived ids. Untrusted input never
+// throws. Thread ownership: one normalizer per thread (it reuses one simdjson parser and its buffers).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "transform/canonical/canonical_event.h"
+#include "transform/normalize/record_fields.h"
+
+namespace crm::transform {
+
+struct normalize_options {
+  std::string default_region = "US";      // libphonenumber region for numbers without a country code
+  std::string default_provider = "generic";
+  std::string default_currency = "USD";
+  // occurred_at outside [min_occurred_at, received_at + max_future] is rejected: it would create
+  // partitions for garbage dates.
+  timestamp_us min_occurred_at = 946684800LL * 1000000;  // 2000-01-01T00:00:00Z
+  timestamp_us max_future = 366LL * 86400 * 1000000;     // one year ahead of received_at
+  std::size_t max_record_bytes = 1 << 20;               // a bigger object is rejected
+};
+
+// Where a record came from; rendered "name:line" (or just "name" when line == 0) in rejections.
+struct source_ref {
+  std::string_view name;
+  std::uint64_t line = 0;
+};
+
+enum class normalize_outcome : std::uint8_t { communication, touchpoint, rejected };
+
+class normalizer {
+ public:
+  explicit normalizer(normalize_options options = {});
+  ~normalizer();
+  normalizer(const normalizer&) = delete;
+  normalizer& operator=(const normalizer&) = delete;
+
+  // `text` is one JSON object (no padding needed: it is copied into a padded buffer).
+  // Appends exactly one record to `out` and says which.
+  normalize_outcome normalize(std::string_view text, source_ref source, timestamp_us received_at,
+                              event_batch& out);
+
+  // Records a rejection found before parsing (e.g. by the record splitter).
+  void reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
+              event_batch& out);
+
+  // Provider adapters: appends exactly one record built from fields already read from a provider's
+  // payload, through the same validator as normalize() (e-mail/phone normalization, occurred_at bounds,
+  // UTM and click ids from landing_url, channel group, currency, event_id/touchpoint_id). A broken rule
+  // appends a rejection of `raw` (the provider's event as received) instead.
+  normalize_outcome append(const communication_fields& fields, std::string_view raw, source_ref source,
+                           timestamp_us received_at, event_batch& out);
+  normalize_outcome append(const touchpoint_fields& fields, std::string_view raw, source_ref source,
+                           timestamp_us received_at, event_batch& out);
+
+  const normalize_options& options() const noexcept { return options_; }
+
+ private:
+  struct impl;
+  normalize_options options_;
+  std::unique_ptr<impl> impl_;
+};
+
+// Current wall-clock time in microseconds since the epoch.
+timestamp_us now_us() noexcept;
+
+}  // namespace crm::transform
