@@ -1,6 +1,6 @@
 #include "sinks/spool/spool_error.h"
 
-#include "transform/error_category.h"
+#include "transform/text/error_category.h"
 
 namespace crm::sinks::spool {
 namespace {
