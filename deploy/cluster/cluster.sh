@@ -17,8 +17,9 @@
 #                                      its WAL senders are frozen (SIGSTOP) LAG_S seconds before: a congested
 #                                      link, the replicas miss the last LAG_S seconds of WAL
 #   cluster.sh crash DIR NODE          the same for any node
-#   cluster.sh replication DIR [sync|async]  print the replication mode, or switch to it (Patroni's
-#                                      synchronous_mode, edited in the DCS) and wait until it is in force
+#   cluster.sh replication DIR [sync|async [MAX_LAG]]  print the replication mode, or switch to it
+#                                      (Patroni's synchronous_mode, edited in the DCS) and wait until it is
+#                                      in force; maximum_lag_on_failover becomes MAX_LAG bytes (default 1 MiB)
 #   cluster.sh sync-standby DIR        the current synchronous standby's node name (empty when none)
 #   cluster.sh pause-receivers DIR     SIGSTOP the WAL receiver of every replica (a congested link: the
 #                                      replicas fall behind); resume-receivers DIR sends them SIGCONT
@@ -37,7 +38,7 @@
 # daemon's pid is kept in DIR/pids and processes are stopped by those pids only. Logs: DIR/logs.
 set -euo pipefail
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -152,11 +153,12 @@ leader_ssn() {
 }
 
 set_replication() {
-  local mode=$1 want start=$SECONDS
+  local mode=$1 max_lag=${2:-1048576} want start=$SECONDS
   case "$mode" in sync) want=true ;; async) want=false ;; *) usage ;; esac
-  if [ "$(configured_mode)" != "$mode" ]; then
+  [[ $max_lag =~ ^[0-9]+$ ]] || die "MAX_LAG must be a number of bytes (got '$max_lag')"
+  if [ "$(configured_mode)" != "$mode" ] || [ "$(config_json | jq -r '.maximum_lag_on_failover')" != "$max_lag" ]; then
     as_user "$python" /usr/bin/patronictl -c "$conf/$NODE1_NAME/patroni.yml" edit-config "$CLUSTER_NAME" \
-      --force --quiet --set "synchronous_mode=$want" >/dev/null
+      --force --quiet --set "synchronous_mode=$want" --set "maximum_lag_on_failover=$max_lag" >/dev/null
   fi
   # In force: Patroni's leader has (re)written synchronous_standby_names and the sync key.
   until [ "$(configured_mode 2>/dev/null)" = "$mode" ] && healthy && primary_works \
@@ -164,7 +166,7 @@ set_replication() {
     (( SECONDS - start < 60 )) || { status_text >&2 || true; die "replication not $mode after 60 s"; }
     sleep 0.3
   done
-  log "replication is $mode (synchronous_standby_names='$(leader_ssn)')"
+  log "replication is $mode (synchronous_standby_names='$(leader_ssn)', maximum_lag_on_failover=$max_lag)"
 }
 
 # kill -9 of a node as a crashed host would lose it: its Patroni, its postmaster and every child of the
@@ -420,7 +422,7 @@ case "$cmd" in
   crash) [ $# -eq 3 ] || usage; load_inventory; node_index "$3" >/dev/null; crash_node "$3" ;;
   replication)
     load_inventory
-    if [ $# -ge 3 ]; then set_replication "$3"; else configured_mode; fi
+    if [ $# -ge 3 ]; then set_replication "$3" "${4:-}"; else configured_mode; fi
     ;;
   sync-standby) load_inventory; sync_standby ;;
   pause-receivers)
