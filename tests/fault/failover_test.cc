@@ -55,6 +55,7 @@
 
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
+#include "sinks/postgres/replication_status.h"
 #include "sinks/postgres/writer.h"
 #include "support/child_process.h"
 #include "support/http_client.h"
@@ -152,6 +153,29 @@ std::string with_user(const std::string& dsn, const std::string& user, const std
   auto scheme = dsn.find("://") + 3;
   auto at = dsn.find('@', scheme);
   return dsn.substr(0, scheme) + user + ":" + password + dsn.substr(at);
+}
+
+// A login role of its own for the replication-status tests, with or without pg_read_all_stats.
+std::string status_reader_dsn(const cluster_dsns& dsns, const std::string& db, bool may_read_stats) {
+  pqxx::connection admin(dsns.admin);
+  pqxx::nontransaction tx(admin);
+  tx.exec("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_status_reader') THEN"
+          " CREATE ROLE crm_status_reader LOGIN PASSWORD 'local-status-reader'; END IF; END $$");
+  tx.exec(may_read_stats ? "GRANT pg_read_all_stats TO crm_status_reader"
+                         : "REVOKE pg_read_all_stats FROM crm_status_reader");
+  return with_user(with_database(dsns.primary, db), "crm_status_reader", "local-status-reader");
+}
+
+// Commits a one-row transaction on `c` and reads the replication status right after, on the same session.
+crm::sinks::postgres::replication_status commit_and_read_status(pqxx::connection& c) {
+  {
+    pqxx::work tx(c);
+    tx.exec("CREATE TEMP TABLE IF NOT EXISTS crm_status_probe (v int)");
+    tx.exec("INSERT INTO crm_status_probe VALUES (1)");
+    tx.commit();
+  }
+  pqxx::nontransaction tx(c);
+  return crm::sinks::postgres::read_replication_status(tx);
 }
 
 // The least-privilege login role the scenarios' processes connect as (cluster-wide, made once).
@@ -817,7 +841,7 @@ class Failover : public ::testing::Test {
         prepare(fmt::format("r{}", round));
       }
       scenario_options o;
-      o.load_s = 16;
+      o.load_s = 14;
       o.seed = first_seed + round;
       o.http_rate = 100;
       o.kafka_rate = 1000;
@@ -894,6 +918,31 @@ TEST_F(Failover, WriterRefusesASessionOnAReplica) {
   EXPECT_EQ(q(dsn_, "SELECT count(*) FROM rejected_events"), 0);
 }
 
+// The status the write path confirms by, read on the Patroni cluster in synchronous replication: a role
+// without pg_read_all_stats sees the standbys but not their positions (and so confirms nothing); with it,
+// the synchronous standby is seen and a COMMIT that returned is confirmed by itself (nothing waits twice).
+TEST_F(Failover, ReplicationStatusInSynchronousMode) {
+  namespace pg = crm::sinks::postgres;
+  {
+    pqxx::connection c(status_reader_dsn(dsns_, db_name_, false));
+    const auto s = commit_and_read_status(c);
+    EXPECT_EQ(s.standbys, 0) << pg::describe(s, {});
+    EXPECT_EQ(s.hidden, 2) << pg::describe(s, {});
+    EXPECT_EQ(pg::confirmation_at_commit(s, {}), pg::verdict::blind) << pg::describe(s, {});
+  }
+  pqxx::connection c(status_reader_dsn(dsns_, db_name_, true));
+  const auto s = commit_and_read_status(c);
+  std::cout << "[ MEASURED ] " << pg::describe(s, {}) << "\n";
+  EXPECT_EQ(s.hidden, 0);
+  EXPECT_EQ(s.standbys, 2);
+  EXPECT_EQ(s.synchronous, 1);
+  EXPECT_EQ(s.slots, 2);  // Patroni's use_slots
+  EXPECT_FALSE(s.synchronous_standby_names.empty());
+  EXPECT_EQ(pg::mode_of(s, {}), pg::replication_mode::synchronous);
+  EXPECT_EQ(pg::confirmation_at_commit(s, {}), pg::verdict::confirmed) << pg::describe(s, {});
+  EXPECT_TRUE(s.sync_flushed.has_value());
+}
+
 TEST_F(Failover, SwitchoverUnderLoad) {
   scenario_options o;
   o.load_s = 10;
@@ -914,7 +963,7 @@ TEST_F(Failover, SyncStandbyKilledThenLeaderKilledUnderLoad) {
     return trim(run(fmt::format("bash {} sync-standby {} 2>/dev/null", CRM_CLUSTER_SH, CRM_CLUSTER_DIR), &st));
   };
   scenario_options o;
-  o.load_s = 24;
+  o.load_s = 20;
   o.seed = 700;
   o.http_rate = 100;
   o.kafka_rate = 1000;
@@ -1044,6 +1093,44 @@ TEST_F(Failover, KillNineOfServeDuringFailover) {
                                   run_.seed)),
               import_loop::records_per_file);
   }
+}
+
+// Asynchronous replication: no synchronous standby; a commit is confirmed once both standbys have
+// flushed it. With their WAL receivers stopped (SIGSTOP) the commit stays unconfirmed; once they resume
+// it is confirmed.
+TEST_F(AsyncFailover, ALaggingReplicaDelaysConfirmation) {
+  namespace pg = crm::sinks::postgres;
+  pqxx::connection c(status_reader_dsn(dsns_, db_name_, true));
+  auto s = commit_and_read_status(c);
+  std::cout << "[ MEASURED ] " << pg::describe(s, {}) << "\n";
+  EXPECT_EQ(pg::mode_of(s, {}), pg::replication_mode::asynchronous);
+  EXPECT_EQ(s.standbys, 2);
+  EXPECT_EQ(s.synchronous, 0);
+  EXPECT_EQ(pg::required_standbys(s, {}), 1);
+  cluster("pause-receivers");
+  s = commit_and_read_status(c);
+  const pg::lsn_t committed = s.insert_lsn;
+  EXPECT_EQ(pg::confirmation_at_commit(s, {}), pg::verdict::waiting) << pg::describe(s, {});
+  std::this_thread::sleep_for(1s);
+  {
+    pqxx::nontransaction tx(c);
+    s = pg::read_replication_status(tx);
+  }
+  EXPECT_EQ(pg::confirmation_of(s, {}, committed), pg::verdict::waiting)
+      << "confirmed although the standbys' receivers are stopped: flushed " << pg::format_lsn(s.all_flushed)
+      << ", commit at " << pg::format_lsn(committed);
+  cluster("resume-receivers");
+  const auto resumed = now_s();
+  pg::verdict v = pg::verdict::waiting;
+  while (v != pg::verdict::confirmed && now_s() - resumed < 10) {
+    std::this_thread::sleep_for(10ms);
+    pqxx::nontransaction tx(c);
+    v = pg::confirmation_of(pg::read_replication_status(tx), {}, committed);
+  }
+  EXPECT_EQ(v, pg::verdict::confirmed);
+  record(fmt::format("async replication: a commit made while the WAL receivers were stopped was confirmed {:.3f} s "
+                     "after they resumed",
+                     now_s() - resumed));
 }
 
 // Asynchronous replication, Patroni's default: the same crash, repeated (CRM_FAULT_ASYNC_ROUNDS, default
