@@ -169,13 +169,26 @@ set_replication() {
   log "replication is $mode (synchronous_standby_names='$(leader_ssn)', maximum_lag_on_failover=$max_lag)"
 }
 
+# now_hms VAR: the wall-clock time now, HH:MM:SS.micro, into VAR without forking (bash's EPOCHREALTIME):
+# for log lines whose time must be the moment of an action on a loaded machine.
+now_hms() { local t=$EPOCHREALTIME; printf -v "$1" '%(%T)T.%s' "${t%.*}" "${t#*.}"; }
+
 # kill -9 of a node as a crashed host would lose it: its Patroni, its postmaster and every child of the
 # postmaster (WAL senders included, so nothing more is shipped). All are frozen first (SIGSTOP), so no
-# child is forked and none runs between the first and the last kill.
+# child is forked and none runs between the first and the last kill. With LAG_S, the postmaster's WAL
+# senders are frozen LAG_S seconds before (everything else looked up first, so that little but the sleep
+# lies between the freeze and the crash).
 crash_node() {
-  local n=$1 pm p children
+  local n=$1 lag=${2:-} pm p children senders frozen_at crashed_at
   pm=$(postmaster_pid "$n")
   p=$(cat "$pids/patroni-$n.pid" 2>/dev/null || true)
+  if [ -n "$lag" ]; then
+    senders=$( [ -n "$pm" ] && ps -o pid=,args= --ppid "$pm" 2>/dev/null | awk '/walsender/ {print $1}' || true)
+    # shellcheck disable=SC2086
+    [ -z "$senders" ] || kill -STOP $senders
+    now_hms frozen_at
+    sleep "$lag"
+  fi
   # shellcheck disable=SC2086
   kill -STOP $p $pm 2>/dev/null || true
   children=$( [ -n "$pm" ] && ps -o pid= --ppid "$pm" || true)
@@ -183,8 +196,10 @@ crash_node() {
   kill -STOP $children 2>/dev/null || true
   # shellcheck disable=SC2086
   kill -KILL $p $pm $children 2>/dev/null || true
+  now_hms crashed_at
   rm -f "$pids/patroni-$n.pid"
-  log "crashed $n: kill -9 of patroni ${p:-none}, postmaster ${pm:-none} and $(wc -w <<<"$children") children at $(date -u +%T.%N)"
+  [ -z "$lag" ] || log "froze the WAL senders of $n ($(echo $senders)) at $frozen_at"
+  log "crashed $n: kill -9 of patroni ${p:-none}, postmaster ${pm:-none} and $(wc -w <<<"$children") children at $crashed_at"
 }
 
 resume_receivers() {
@@ -408,15 +423,7 @@ case "$cmd" in
   failover)
     load_inventory
     l=$(leader); [ -n "$l" ] || die "no leader"
-    if [ $# -ge 3 ]; then
-      pm=$(postmaster_pid "$l")
-      senders=$(ps -o pid=,args= --ppid "$pm" 2>/dev/null | awk '/walsender/ {print $1}')
-      # shellcheck disable=SC2086
-      [ -z "$senders" ] || kill -STOP $senders
-      log "froze the WAL senders of $l ($(echo $senders)) at $(date -u +%T.%N); crash in $3 s"
-      sleep "$3"
-    fi
-    crash_node "$l"
+    crash_node "$l" "${3:-}"
     echo "$l"
     ;;
   crash) [ $# -eq 3 ] || usage; load_inventory; node_index "$3" >/dev/null; crash_node "$3" ;;
