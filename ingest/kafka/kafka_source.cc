@@ -159,6 +159,7 @@ struct kafka_source::impl {
   offset_map uncommitted;  // written to PostgreSQL, not yet committed to Kafka
   offset_map positions;    // next offset expected per partition (since the assignment)
   bool paused = false;
+  bool assigned = false;   // between an assignment and its revocation: commits carry a current generation
 
   void writer_main() {
     try {
@@ -260,6 +261,59 @@ struct kafka_source::impl {
     rd_kafka_topic_partition_list_destroy(list);
   }
 
+  // On an assignment: written offsets that a refused commit left behind are committed for the partitions
+  // that came back to this member, and reading resumes after them. Those of partitions now owned by another
+  // member are dropped: their owner reads on from the committed offset (rewriting stored rows is a no-op)
+  // and commits past it, and committing ours later could move its offset backwards.
+  void adopt_written(rd_kafka_topic_partition_list_t* parts) {
+    if (uncommitted.empty()) return;
+    offset_map kept;
+    for (int i = 0; i < parts->cnt; ++i) {
+      const auto& p = parts->elems[i];
+      if (auto it = uncommitted.find({p.topic, p.partition}); it != uncommitted.end()) kept.insert(*it);
+    }
+    uncommitted = std::move(kept);
+    if (uncommitted.empty()) return;
+    rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_new(static_cast<int>(uncommitted.size()));
+    for (const auto& [k, off] : uncommitted) rd_kafka_topic_partition_list_add(committed, k.first.c_str(), k.second);
+    if (rd_kafka_committed(rk, committed, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < committed->cnt; ++i) {
+        const auto& c = committed->elems[i];
+        auto it = uncommitted.find({c.topic, c.partition});
+        if (c.err == RD_KAFKA_RESP_ERR_NO_ERROR && c.offset >= 0 && it != uncommitted.end() && c.offset >= it->second) {
+          uncommitted.erase(it);  // committed already (by a later owner): nothing of ours to add
+        }
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(committed);
+    for (int i = 0; i < parts->cnt; ++i) {
+      auto& p = parts->elems[i];
+      if (auto it = uncommitted.find({p.topic, p.partition}); it != uncommitted.end()) p.offset = it->second;
+    }
+    spdlog::info("Partitions came back with written offsets a refused commit had left; committing them. partitions={}",
+                 uncommitted.size());
+  }
+
+  // Stopping: commits what was written before the member leaves its group. While the group rebalances (another
+  // member joined or left) the broker refuses commits; polling lets the rebalance complete, then the commit
+  // goes out with the new generation. Messages polled meanwhile are not written, so their offsets are never
+  // committed: the next owner reads them.
+  void commit_before_leaving() {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(opt.session_timeout_ms) + std::chrono::seconds(5);
+    // Between a revocation and the next assignment a commit would only be refused (slowly): poll instead.
+    if (assigned) commit_offsets(1);
+    while (!uncommitted.empty() && std::chrono::steady_clock::now() < deadline) {
+      if (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100)) rd_kafka_message_destroy(m);
+      if (assigned) commit_offsets(1);
+    }
+    if (!uncommitted.empty()) {
+      spdlog::warn("Kafka refused the last offset commit until the stop deadline; the stored rows of these "
+                   "partitions are read again by the next owner (a no-op). partitions={}",
+                   uncommitted.size());
+    }
+  }
+
   void set_paused(bool pause) {
     if (paused == pause) return;
     rd_kafka_topic_partition_list_t* a = nullptr;
@@ -279,17 +333,21 @@ struct kafka_source::impl {
                            void* opaque) {
     auto* me = static_cast<impl*>(opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      me->adopt_written(parts);
       rd_kafka_assign(rk, parts);
+      me->assigned = true;
+      me->commit_offsets(3);
       me->paused = false;
       me->self.assigned_ = static_cast<std::size_t>(parts->cnt);
       me->self.rebalances_ += 1;
       spdlog::info("Kafka partitions assigned. group={} partitions={}", me->opt.group, parts->cnt);
       return;
     }
-    // Revoked (or lost): finish and commit what is being written, drop what is only consumed.
+    // Revoked (or lost): finish and commit what is being written, drop what is only consumed. A broker may
+    // refuse the commit while the group rebalances: what stays uncommitted is kept for adopt_written().
     me->finish_write(true);
     me->commit_offsets(3);
-    me->uncommitted.clear();
+    me->assigned = false;
     me->positions.clear();
     {
       std::lock_guard lock(me->mu);
@@ -390,8 +448,15 @@ struct kafka_source::impl {
 
     std::optional<std::chrono::steady_clock::time_point> waiting_since;
     const auto pause_after = std::chrono::milliseconds(500);
+    auto last_commit_try = std::chrono::steady_clock::now();
     while (!self.stopping_) {
       if (finish_write(false)) set_paused(false);
+      // Written offsets a refused commit left behind (a rebalance) go out with the next batch, or within a
+      // second while this member holds an assignment (a commit between revocation and assignment is refused).
+      if (assigned && !uncommitted.empty() && std::chrono::steady_clock::now() - last_commit_try >= std::chrono::seconds(1)) {
+        commit_offsets(1);
+        last_commit_try = std::chrono::steady_clock::now();
+      }
       auto full = [&] {
         const auto& b = slots[filling].batch;
         return b.record_count() >= opt.batch_rows || b.text.bytes_used() >= opt.batch_bytes;
@@ -432,7 +497,7 @@ struct kafka_source::impl {
       start_write();
       finish_write(true);
     }
-    commit_offsets(5);
+    commit_before_leaving();
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     rk = nullptr;

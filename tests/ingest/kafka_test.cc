@@ -142,6 +142,26 @@ TEST_F(KafkaSource, BrokerErrorsAndABrokerDownAreSurvived) {
   EXPECT_EQ(kafka_.committed("g-faults", "events", partitions), producer.end_offsets("events", partitions));
 }
 
+// A graceful stop commits the offsets of every written batch even when the broker keeps refusing commits for
+// a while (as it does while the group rebalances: a second writer stopping at the same time).
+TEST_F(KafkaSource, AStopCommitsTheWrittenOffsetsThroughRefusedCommits) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto first = produce_mix(producer, 300);
+  kafka_source src(source_options(kafka_, dsn_, "g-stop"));
+  std::thread t([&] { src.run(); });
+  ASSERT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(first.messages); }));
+  ASSERT_TRUE(wait_until([&] { return src.stats().offset_commits > 0; }));
+  // The next commits are refused (27 REBALANCE_IN_PROGRESS), more of them than a few quick retries cover.
+  ASSERT_EQ(kafka_.command("errors 8 12 27"), "ok");
+  auto second = produce_mix(producer, 200, 300);
+  const auto total = static_cast<std::uint64_t>(first.messages + second.messages);
+  ASSERT_TRUE(wait_until([&] { return src.stats().messages >= total; }));
+  src.stop();
+  t.join();
+  expect_exactly_once(dsn_, first.events + second.events);
+  EXPECT_EQ(kafka_.committed("g-stop", "events", partitions), producer.end_offsets("events", partitions));
+}
+
 TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce) {
   crm_test::test_producer producer(kafka_.bootstrap());
   kafka_source a(source_options(kafka_, dsn_, "g-two")), b(source_options(kafka_, dsn_, "g-two"));
