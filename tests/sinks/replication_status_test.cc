@@ -141,4 +141,13 @@ TEST_F(SinglePostgres, ConfirmsACommitAtOnce) {
   EXPECT_GE(again.insert_lsn, s.insert_lsn);
 }
 
+// schemas/0004_confirmation.sql: the writer role may read the standbys' positions (the test server's
+// migrating role is a superuser, so the grant is made, not skipped).
+TEST(WriterRole, MayReadTheStandbysPositions) {
+  const auto dsn = crm_test::fresh_database("replication_status_grant");
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM pg_roles WHERE rolname = 'crm_ingest_writer'"
+                                 " AND pg_has_role('crm_ingest_writer', 'pg_read_all_stats', 'USAGE')"),
+            1);
+}
+
 }  // namespace
