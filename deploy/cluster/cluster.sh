@@ -23,6 +23,8 @@
 #   cluster.sh sync-standby DIR        the current synchronous standby's node name (empty when none)
 #   cluster.sh pause-receivers DIR     SIGSTOP the WAL receiver of every replica (a congested link: the
 #                                      replicas fall behind); resume-receivers DIR sends them SIGCONT
+#   cluster.sh freeze-senders DIR      SIGSTOP the leader's WAL senders (nothing more reaches a replica
+#                                      until `failover` crashes the leader, or thaw-senders DIR)
 #   cluster.sh start-node DIR NODE     (re)start one node's Patroni (it rejoins, pg_rewind if needed)
 #   cluster.sh stop-node DIR NODE      stop one node's Patroni (and its PostgreSQL)
 #   cluster.sh db-stop DIR             the whole database down: every node's Patroni and PostgreSQL
@@ -38,7 +40,7 @@
 # daemon's pid is kept in DIR/pids and processes are stopped by those pids only. Logs: DIR/logs.
 set -euo pipefail
 
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -171,7 +173,7 @@ set_replication() {
 
 # now_hms VAR: the wall-clock time now, HH:MM:SS.micro, into VAR without forking (bash's EPOCHREALTIME):
 # for log lines whose time must be the moment of an action on a loaded machine.
-now_hms() { local t=$EPOCHREALTIME; printf -v "$1" '%(%T)T.%s' "${t%.*}" "${t#*.}"; }
+now_hms() { local now_hms_t=$EPOCHREALTIME; printf -v "$1" '%(%T)T.%s' "${now_hms_t%.*}" "${now_hms_t#*.}"; }
 
 # kill -9 of a node as a crashed host would lose it: its Patroni, its postmaster and every child of the
 # postmaster (WAL senders included, so nothing more is shipped). All are frozen first (SIGSTOP), so no
@@ -197,9 +199,16 @@ crash_node() {
   # shellcheck disable=SC2086
   kill -KILL $p $pm $children 2>/dev/null || true
   now_hms crashed_at
-  rm -f "$pids/patroni-$n.pid"
+  rm -f "$pids/patroni-$n.pid" "$pids/frozen-senders"
   [ -z "$lag" ] || log "froze the WAL senders of $n ($(echo $senders)) at $frozen_at"
   log "crashed $n: kill -9 of patroni ${p:-none}, postmaster ${pm:-none} and $(wc -w <<<"$children") children at $crashed_at"
+}
+
+thaw_senders() {
+  [ -f "$pids/frozen-senders" ] || return 0
+  # shellcheck disable=SC2046
+  kill -CONT $(cat "$pids/frozen-senders") 2>/dev/null || true
+  rm -f "$pids/frozen-senders"
 }
 
 resume_receivers() {
@@ -401,6 +410,7 @@ case "$cmd" in
     [ -f "$inventory" ] || exit 0
     load_inventory
     resume_receivers
+    thaw_senders
     stop_pid haproxy 10
     stop_database
     for n in $(node_names); do stop_pid "etcd-$n" 10; done
@@ -442,11 +452,25 @@ case "$cmd" in
     log "paused WAL receivers $(echo $r) at $(date -u +%T.%N)"
     ;;
   resume-receivers) load_inventory; resume_receivers ;;
+  freeze-senders)
+    load_inventory
+    l=$(leader); [ -n "$l" ] || die "no leader"
+    pm=$(postmaster_pid "$l")
+    r=$(ps -o pid=,args= --ppid "$pm" 2>/dev/null | awk '/walsender/ {print $1}')
+    [ -n "$r" ] || die "no WAL sender on $l"
+    # shellcheck disable=SC2086
+    kill -STOP $r
+    echo "$r" >"$pids/frozen-senders"
+    now_hms t
+    log "froze the WAL senders of $l ($(echo $r)) at $t"
+    ;;
+  thaw-senders) load_inventory; thaw_senders ;;
   start-node) [ $# -eq 3 ] || usage; load_inventory; start_node "$3" ;;
   stop-node) [ $# -eq 3 ] || usage; load_inventory; stop_node "$3" ;;
   heal)
     load_inventory
     resume_receivers
+    thaw_senders
     for n in $(node_names); do alive "patroni-$n" || start_node "$n"; done
     haproxy_start
     wait_healthy "${3:-90}"
