@@ -1,0 +1,89 @@
+#include "ingest/observability/metrics.h"
+
+#include <sstream>
+
+#include <prometheus/text_serializer.h>
+
+namespace crm::ingest {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+const prometheus::Histogram::BucketBoundaries latency_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                 0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
+
+}  // namespace
+
+metrics::metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      log_bytes(BuildGauge().Name("crm_ingest_log_bytes").Help("Bytes of the durable local log on disk").Register(*registry_).Add({})),
+      log_segments(BuildGauge().Name("crm_ingest_log_segments").Help("Segment files of the durable local log").Register(*registry_).Add({})),
+      log_backlog_bytes(BuildGauge().Name("crm_ingest_log_backlog_bytes").Help("Durable bytes not yet written to PostgreSQL").Register(*registry_).Add({})),
+      log_append_queue(BuildGauge().Name("crm_ingest_log_append_queue_depth").Help("Requests waiting for the local log's group commit").Register(*registry_).Add({})),
+      log_appends_refused(BuildCounter().Name("crm_ingest_log_appends_refused_total").Help("Requests refused with 503 because the local log was full").Register(*registry_).Add({})),
+      log_fsyncs(BuildCounter().Name("crm_ingest_log_fsyncs_total").Help("fdatasync calls of the local log").Register(*registry_).Add({})),
+      log_fsync_seconds_total(BuildCounter().Name("crm_ingest_log_fsync_seconds_total").Help("Time spent in fdatasync by the local log").Register(*registry_).Add({})),
+      log_fsync_max_seconds(BuildGauge().Name("crm_ingest_log_fsync_max_seconds").Help("Longest fdatasync of the local log since start").Register(*registry_).Add({})),
+      log_group_commits(BuildCounter().Name("crm_ingest_log_group_commits_total").Help("Group commits (one write + one fdatasync shared by concurrent requests)").Register(*registry_).Add({})),
+      log_torn_tails_cut(BuildCounter().Name("crm_ingest_log_torn_tails_cut_total").Help("Torn records cut from the log's tail at start-up").Register(*registry_).Add({})),
+      partition_next_month_present(BuildGauge().Name("crm_ingest_partition_next_month_present").Help("1 when communications and customer_touchpoints both have next month's partition, 0 when one is missing").Register(*registry_).Add({})),
+      partition_default_rows(BuildGauge().Name("crm_ingest_partition_default_rows").Help("Rows in the DEFAULT partitions (events outside every monthly partition; should be 0; counted up to 1e6 per table)").Register(*registry_).Add({})),
+      partition_catalog_checked_timestamp(BuildGauge().Name("crm_ingest_partition_catalog_checked_timestamp_seconds").Help("Unix time the partition catalog was last read successfully").Register(*registry_).Add({})),
+      config_reloads(BuildCounter().Name("crm_ingest_config_reloads_total").Help("Webhook secrets reloaded on SIGHUP").Register(*registry_).Add({})),
+      config_reload_failures(BuildCounter().Name("crm_ingest_config_reload_failures_total").Help("SIGHUP reloads refused (invalid configuration; the previous secrets stay in force)").Register(*registry_).Add({})),
+      log_max_bytes(BuildGauge().Name("crm_ingest_log_max_bytes").Help("Bound of the durable local log on disk (log.max_bytes)").Register(*registry_).Add({})),
+      http_requests_(BuildCounter().Name("crm_ingest_http_requests_total").Help("HTTP requests by endpoint and status code").Register(*registry_)),
+      http_duration_(BuildHistogram().Name("crm_ingest_http_request_duration_seconds").Help("Time from a request's last byte to its response, by endpoint").Register(*registry_)),
+      events_accepted_(BuildCounter().Name("crm_ingest_events_accepted_total").Help("Events made durable, by source").Register(*registry_)),
+      events_rejected_(BuildCounter().Name("crm_ingest_events_rejected_total").Help("Records dead-lettered, by the field whose rule they broke").Register(*registry_)),
+      signature_failures_(BuildCounter().Name("crm_ingest_webhook_signature_failures_total").Help("Webhook requests refused with 401, by provider and reason").Register(*registry_)) {}
+
+template <typename T>
+T& metrics::cached(prometheus::Family<T>& family, std::unordered_map<std::string, T*>& cache, const std::string& key,
+                   const prometheus::Labels& labels) {
+  std::lock_guard lock(mu_);
+  auto it = cache.find(key);
+  if (it != cache.end()) return *it->second;
+  T* m;
+  if constexpr (std::is_same_v<T, prometheus::Histogram>) {
+    m = &family.Add(labels, latency_buckets);
+  } else {
+    m = &family.Add(labels);
+  }
+  cache.emplace(key, m);
+  return *m;
+}
+
+prometheus::Counter& metrics::http_request(std::string_view endpoint, unsigned code) {
+  std::string key = "h\x1f" + std::string(endpoint) + "\x1f" + std::to_string(code);
+  return cached(http_requests_, counter_cache_, key, {{"endpoint", std::string(endpoint)}, {"code", std::to_string(code)}});
+}
+
+prometheus::Histogram& metrics::http_duration(std::string_view endpoint) {
+  return cached(http_duration_, histogram_cache_, std::string(endpoint), {{"endpoint", std::string(endpoint)}});
+}
+
+prometheus::Counter& metrics::events_accepted(std::string_view source) {
+  return cached(events_accepted_, counter_cache_, "a\x1f" + std::string(source), {{"source", std::string(source)}});
+}
+
+prometheus::Counter& metrics::events_rejected(std::string_view reason_field) {
+  return cached(events_rejected_, counter_cache_, "r\x1f" + std::string(reason_field),
+                {{"reason", std::string(reason_field)}});
+}
+
+prometheus::Counter& metrics::signature_failure(std::string_view provider, std::string_view reason) {
+  return cached(signature_failures_, counter_cache_, "s\x1f" + std::string(provider) + "\x1f" + std::string(reason),
+                {{"provider", std::string(provider)}, {"reason", std::string(reason)}});
+}
+
+std::string metrics::serialize() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+}  // namespace crm::ingest
