@@ -113,7 +113,13 @@ replay_result replay_rejected(const replay_options& o) {
       // The events only: the new rejections are the dead letters already kept.
       batch.rejections.clear();
       pool->submit(batch_ptr, {"replay:rejected_events", "page " + std::to_string(page)}, 0);
-      auto c = pool->next();
+      // The dead letters are marked only once their events are safe on the cluster (the standbys have them
+      // under asynchronous replication): a failover before it must find them unmarked.
+      auto c = pool->next(std::chrono::minutes(5));
+      if (!c) {
+        throw pg::write_error("the page's events were written but the standbys did not confirm them within 5 minutes; "
+                              "its dead letters stay unmarked (running the replay again is safe)");
+      }
       if (c->status != pg::batch_status::written) throw pg::write_error(c->error);
       res.inserted += static_cast<long long>(c->result.inserted());
       res.duplicates += static_cast<long long>(c->result.duplicates());

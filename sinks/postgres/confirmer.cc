@@ -88,6 +88,25 @@ bool confirmer::wait_idle(std::chrono::milliseconds timeout) {
 void confirmer::run() {
   backoff delay(std::chrono::milliseconds(100), options_.backoff_cap);
   auto last_complaint = std::chrono::steady_clock::time_point{};
+  // Say at start what replication the primary has (later: whenever this session reaches a new primary).
+  try {
+    conn_ = connect_primary(options_.dsn, options_.application_name);
+    pqxx::nontransaction tx(*conn_);
+    const auto s = read_replication_status(tx);
+    session_timeline_ = s.timeline;
+    spdlog::info("Batches are released once they are safe on the cluster. {}", describe(s, options_.policy));
+    if (s.hidden > 0 && options_.policy.wait_for_standbys) {
+      spdlog::error("The role sees standbys but not their positions (pg_stat_replication.flush_lsn is NULL), so no "
+                    "batch can be confirmed: GRANT pg_read_all_stats TO crm_ingest_writer "
+                    "(schemas/0004_confirmation.sql), or set postgres.confirm = commit.");
+    }
+    if (options_.on_primary) options_.on_primary(s);
+  } catch (const std::exception& e) {
+    conn_.reset();
+    spdlog::debug("The confirmer could not read the replication status at start (it tries again when batches wait). "
+                  "error={}",
+                  e.what());
+  }
   for (;;) {
     {
       std::unique_lock lock(mu_);
@@ -130,6 +149,7 @@ void confirmer::run() {
       std::lock_guard lock(mu_);
       if (parts_.empty()) idle_cv_.notify_all();
     }
+    if (options_.after_round) options_.after_round();
   }
 }
 

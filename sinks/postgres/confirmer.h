@@ -47,6 +47,8 @@ struct confirmer_options {
   std::function<void(std::uint64_t part)> on_missing;
   // The confirmer reached a primary of a new identity (start-up, or after a failover): for the log line.
   std::function<void(const replication_status&)> on_primary;
+  // After each round while parts wait, and once when none is left (for the write path's gauges).
+  std::function<void()> after_round;
 };
 
 struct unconfirmed_stats {
