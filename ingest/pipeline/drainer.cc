@@ -118,20 +118,27 @@ void drainer::drain_main() {
     free.push_back(std::move(c->batch));
   };
   std::uint64_t submitted = 0;
+  // Stopping while every batch left is written but waits for standbys that do not confirm it (10 s after
+  // the stop): they stay in the log (its checkpoint is before them) and are written again, harmlessly, at
+  // the next start.
   std::optional<std::chrono::steady_clock::time_point> stop_seen;
+  auto give_up_confirmations = [&] {
+    if (!stopping_.load()) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (!stop_seen) stop_seen = now;
+    if (pool_->in_flight() == 0 || pool_->unconfirmed().batches != pool_->in_flight() ||
+        now - *stop_seen < std::chrono::seconds(10)) {
+      return false;
+    }
+    spdlog::warn("Stopping with written batches the standbys have not confirmed; they stay in the local log and are "
+                 "written again at the next start. batches={}",
+                 pool_->in_flight());
+    return true;
+  };
   for (;;) {
     while (auto c = pool_->poll()) take_completion(std::move(c));
     const bool draining = stopping_.load();
-    if (draining && !stop_seen) stop_seen = std::chrono::steady_clock::now();
-    // Stopping while written batches wait for standbys that do not confirm them: they stay in the log (its
-    // checkpoint is before them) and are written again, harmlessly, at the next start.
-    if (draining && pool_->in_flight() > 0 && pool_->unconfirmed().batches == pool_->in_flight() &&
-        std::chrono::steady_clock::now() - *stop_seen > std::chrono::seconds(10)) {
-      spdlog::warn("Stopping with written batches the standbys have not confirmed; they stay in the local log and are "
-                   "written again at the next start. batches={}",
-                   pool_->in_flight());
-      break;
-    }
+    if (give_up_confirmations()) return;
     // This thread's buffer from here on: completions taken below push theirs onto `free`. Batches waiting
     // for their confirmation keep theirs, so the list grows while the standbys lag (bounded by the pool:
     // postgres.max_unconfirmed_mb).
@@ -151,7 +158,10 @@ void drainer::drain_main() {
       if ((draining || stopping_) && pool_->in_flight() == 0) break;
       continue;
     }
-    while (pool_->full() && !stopping_) take_completion(pool_->next(std::chrono::milliseconds(100)));
+    while (pool_->full()) {
+      take_completion(pool_->next(std::chrono::milliseconds(100)));
+      if (give_up_confirmations()) return;
+    }
     in_flight_ends_.push_back(pos);
     pool_->submit(std::move(batch), pg::batch_info{"log", first + "-" + spool::to_string(pos)}, submitted++);
   }
