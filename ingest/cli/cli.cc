@@ -68,6 +68,7 @@ struct import_args {
   int retry_for = 120;
   int confirm_timeout = 300;
   std::string confirm = "standbys";
+  int confirm_min_standbys = -1;
   ingest::import_options opt;
 };
 
@@ -79,6 +80,7 @@ int run_import_command(import_args& a) {
   a.opt.write.writer.retry = pg::retry_policy::from_seconds(a.retry_for);
   a.opt.confirm_timeout = std::chrono::seconds(a.confirm_timeout);
   a.opt.write.confirm.wait_for_standbys = a.confirm != "commit";
+  a.opt.write.confirm.min_standbys = a.confirm_min_standbys;
   a.opt.write.writer.application_name = "crm-ingest import";
   a.opt.write.writer.maintain_analytics = !a.no_attribution;
   const bool embedded = a.db.embedded();
@@ -240,6 +242,12 @@ int run(int argc, char** argv) {
                          "once the primary committed it")
       ->default_str("standbys")
       ->check(CLI::IsMember({"standbys", "commit"}));
+  import_cmd->add_option("--confirm-min-standbys", imp.confirm_min_standbys,
+                         "Under asynchronous replication, how many standbys must have flushed a batch (besides every "
+                         "standby that is streaming); -1 = 1 when the primary has a physical replication slot or a "
+                         "standby, else 0 (postgres.confirm_min_standbys)")
+      ->default_val(-1)
+      ->check(CLI::Range(-1, 64));
   import_cmd->add_option("--default-region", imp.opt.normalize.default_region,
                          "Region for phone numbers without a country code (ISO 3166 alpha-2)")
       ->default_val("US");

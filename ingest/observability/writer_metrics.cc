@@ -16,6 +16,8 @@ namespace crm::ingest {
 namespace {
 const prometheus::Histogram::BucketBoundaries latency_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                  0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
+const prometheus::Histogram::BucketBoundaries confirm_buckets = {0,    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                                  0.1,  0.25,  0.5,    1,     2.5,  5,     10, 30};
 const prometheus::Histogram::BucketBoundaries row_buckets = {1, 10, 100, 1000, 5000, 10000, 20000, 50000, 100000};
 }  // namespace
 
@@ -86,6 +88,12 @@ writer_failover_stats::writer_failover_stats(prometheus::Registry* registry) {
                                    .Help("Age of the oldest batch waiting for the standbys, from its commit (0: none)")
                                    .Register(r)
                                    .Add({});
+  confirm_seconds_ = &BuildHistogram()
+                          .Name("crm_ingest_writer_confirm_seconds")
+                          .Help("From a batch's last COMMIT until the cluster confirmed it (the standbys flushed it); 0 "
+                                "when its COMMIT was the confirmation (synchronous standby, single PostgreSQL)")
+                          .Register(r)
+                          .Add({}, confirm_buckets);
   rewritten_counter_ = &BuildCounter()
                             .Name("crm_ingest_writer_rewritten_batches_total")
                             .Help("Committed batches a new primary's ledger lacked after a failover, written again")
@@ -113,6 +121,10 @@ void writer_failover_stats::unconfirmed(std::size_t batches, std::size_t bytes, 
   if (unconfirmed_batches_gauge_) unconfirmed_batches_gauge_->Set(static_cast<double>(batches));
   if (unconfirmed_bytes_gauge_) unconfirmed_bytes_gauge_->Set(static_cast<double>(bytes));
   if (unconfirmed_oldest_gauge_) unconfirmed_oldest_gauge_->Set(oldest_seconds);
+}
+
+void writer_failover_stats::batch_confirmed(double seconds) {
+  if (confirm_seconds_) confirm_seconds_->Observe(seconds);
 }
 
 void writer_failover_stats::set_up(int up) {

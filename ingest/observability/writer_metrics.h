@@ -22,6 +22,8 @@
 //   crm_ingest_writer_unconfirmed_batches              batches committed and waiting for the standbys
 //   crm_ingest_writer_unconfirmed_bytes                their memory (records and text)
 //   crm_ingest_writer_unconfirmed_oldest_seconds       age of the oldest, from its commit (0: none waits)
+//   crm_ingest_writer_confirm_seconds                  histogram: from a batch's last COMMIT to the
+//                                                      cluster's confirmation (0: the COMMIT confirmed it)
 //   crm_ingest_writer_rewritten_batches_total          committed batches a new primary's ledger lacked
 //                                                      after a failover, written again
 //   crm_ingest_writer_replication_mode{mode}           1 for the mode seen last (standalone, asynchronous,
@@ -69,6 +71,7 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
   void batch_rewritten() override;
   void replication_mode(std::string_view mode) override;
   void unconfirmed(std::size_t batches, std::size_t bytes, double oldest_seconds) override;
+  void batch_confirmed(double seconds) override;
   std::uint64_t rewritten_batches() const noexcept { return rewritten_.load(); }
 
   std::uint64_t reconnects() const noexcept { return reconnects_.load(); }
@@ -108,6 +111,7 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
   prometheus::Gauge* unconfirmed_batches_gauge_ = nullptr;
   prometheus::Gauge* unconfirmed_bytes_gauge_ = nullptr;
   prometheus::Gauge* unconfirmed_oldest_gauge_ = nullptr;
+  prometheus::Histogram* confirm_seconds_ = nullptr;
   prometheus::Counter* rewritten_counter_ = nullptr;
   prometheus::Family<prometheus::Gauge>* mode_family_ = nullptr;
   std::atomic<std::uint64_t> rewritten_{0};

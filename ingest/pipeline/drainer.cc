@@ -135,10 +135,18 @@ void drainer::drain_main() {
                  pool_->in_flight());
     return true;
   };
+  // The log's gauges (backlog, size) also while no batch completes: the database unreachable, or written
+  // batches waiting for the standbys' confirmation (their records stay in the backlog meanwhile).
+  publish_log_stats();
+  auto published = std::chrono::steady_clock::now();
   for (;;) {
     while (auto c = pool_->poll()) take_completion(std::move(c));
     const bool draining = stopping_.load();
     if (give_up_confirmations()) return;
+    if (std::chrono::steady_clock::now() - published >= std::chrono::seconds(1)) {
+      publish_log_stats();
+      published = std::chrono::steady_clock::now();
+    }
     // This thread's buffer from here on: completions taken below push theirs onto `free`. Batches waiting
     // for their confirmation keep theirs, so the list grows while the standbys lag (bounded by the pool:
     // postgres.max_unconfirmed_mb).

@@ -320,7 +320,9 @@ batch_result writer::write(const batch_view& v, const batch_info& info, const tr
     // The commit stands whatever happens here: a status that cannot be read leaves the part's primary
     // unknown, and the confirmer looks it up in the ledger of the primary it reaches next.
     try {
-      prepare_session();
+      // Only on the session that committed (or settled the commit from its ledger): a new session could
+      // reach another primary, whose position says nothing about this commit.
+      if (!conn_) throw std::runtime_error("the session that committed is gone");
       pqxx::nontransaction tx(*conn_);
       out.status = read_replication_status(tx);
     } catch (const std::exception& e) {

@@ -127,6 +127,7 @@ void writer_pool::on_confirmed(std::uint64_t key) {
   if (--b.unconfirmed == 0 && b.parts_left == 0) {
     unconfirmed_bytes_ -= std::min(unconfirmed_bytes_, b.bytes);
     b.confirm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - b.submitted).count() - b.seconds;
+    if (auto* obs = options_.writer.observer.get()) obs->batch_confirmed(b.confirm_seconds);
     done_cv_.notify_all();
   }
 }
@@ -285,6 +286,7 @@ void writer_pool::work(slot& s) {
         batch_result total;
         for (const auto& pr : b.part_results) total += pr;
         obs->batch_written(total, b.records, b.seconds);
+        if (b.unconfirmed == 0) obs->batch_confirmed(0);
       }
       done_cv_.notify_all();
     }

@@ -85,6 +85,14 @@ double env_number(const char* name, double fallback) {
   return v && *v ? std::stod(v) : fallback;
 }
 
+// When serve, import and consume release a batch's position (postgres.confirm, import --confirm):
+// `standbys` (the default: once it is safe on the cluster) or `commit` (at the primary's COMMIT, the
+// behaviour before confirmation; CRM_FAULT_CONFIRM=commit measures what that loses in the same scenarios).
+std::string confirm_mode() {
+  const char* v = std::getenv("CRM_FAULT_CONFIRM");
+  return v && *v ? std::string(v) : std::string("standbys");
+}
+
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
   return s;
@@ -311,7 +319,8 @@ class import_loop {
       auto file = dir_ / fmt::format("import-{}.ndjson", seed);
       run(fmt::format("{} --count {} --seed {} --duplicates 0 --invalid 0 --months 1 > {}", GEN_EVENTS_EXE,
                       records_per_file, seed, file.string()));
-      child c({CRM_INGEST_EXE, "import", "--dsn", dsn_, "--allow-superuser", "--retry-for", "120", "--no-progress", file.string()},
+      child c({CRM_INGEST_EXE, "import", "--dsn", dsn_, "--allow-superuser", "--retry-for", "120", "--no-progress",
+               "--confirm", confirm_mode(), file.string()},
               dir_ / fmt::format("import-{}.out", seed), dir_ / fmt::format("import-{}.err", seed));
       auto st = c.wait_for(180s);
       runs_.push_back({seed, st ? *st : -999, c.out(), c.err()});
@@ -336,7 +345,8 @@ class kafka_feed {
   kafka_feed(const fs::path& dir, const std::string& dsn, int seed, int rate) : seed_(seed), rate_(rate) {
     if (mock_.command(fmt::format("topic events {}", partitions)) != "ok") throw std::runtime_error("topic");
     config_ = dir / "consume.toml";
-    std::ofstream(config_) << "[postgres]\ndsn = \"" << dsn << "\"\nbatch_rows = 500\nlinger_ms = 20\n\n[kafka]\nbrokers = \""
+    std::ofstream(config_) << "[postgres]\ndsn = \"" << dsn << "\"\nbatch_rows = 500\nlinger_ms = 20\nconfirm = \""
+                           << confirm_mode() << "\"\n\n[kafka]\nbrokers = \""
                            << mock_.bootstrap() << "\"\ngroup = \"fault\"\ntopics = \"events=canonical\"\n"
                            << "session_timeout_ms = 6000\n";
     consumer_ = std::make_unique<child>(std::vector<std::string>{CRM_INGEST_EXE, "consume", "--config", config_.string()},
@@ -619,7 +629,8 @@ class Failover : public ::testing::Test {
     fs::create_directories(dir_);
     config_ = dir_ / "serve.toml";
     std::ofstream f(config_);
-    f << "[http]\nlisten = \"127.0.0.1:0\"\n\n[postgres]\ndsn = \"" << dsn_ << "\"\nlinger_ms = 20\n\n[log]\ndir = \""
+    f << "[http]\nlisten = \"127.0.0.1:0\"\n\n[postgres]\ndsn = \"" << dsn_ << "\"\nlinger_ms = 20\nconfirm = \""
+      << confirm_mode() << "\"\n\n[log]\ndir = \""
       << (dir_ / "log").string() << "\"\n";
   }
 
@@ -867,10 +878,14 @@ class Failover : public ::testing::Test {
     const double retries = metric_sum(srv.port, "crm_ingest_writer_retries_total");
     const double reconnects = metric_sum(srv.port, "crm_ingest_writer_reconnects_total");
     const double without = metric_sum(srv.port, "crm_ingest_writer_seconds_without_primary_total");
-    record(fmt::format("{}: serve writers: retries={} reconnects={} seconds_without_primary={} replayed={} in_doubt={}",
+    const double confirmed = metric_sum(srv.port, "crm_ingest_writer_confirm_seconds_count");
+    record(fmt::format("{}: serve writers: retries={} reconnects={} seconds_without_primary={} replayed={} in_doubt={} "
+                       "rewritten={} batches_confirmed={} confirm_mean_ms={:.2f}",
                        scenario, retries, reconnects, without,
                        metric_sum(srv.port, "crm_ingest_writer_replayed_batches_total"),
-                       metric_sum(srv.port, "crm_ingest_writer_in_doubt_commits_total")));
+                       metric_sum(srv.port, "crm_ingest_writer_in_doubt_commits_total"),
+                       metric_sum(srv.port, "crm_ingest_writer_rewritten_batches_total"), confirmed,
+                       confirmed > 0 ? 1000 * metric_sum(srv.port, "crm_ingest_writer_confirm_seconds_sum") / confirmed : 0));
     srv.proc->signal(SIGTERM);
     EXPECT_EQ(srv.proc->wait_for(60s), 0) << tail(srv.proc->err());
     auto r = measure(fault_at, probe, o.leader_changes);
@@ -901,7 +916,8 @@ class Failover : public ::testing::Test {
       o.http_rate = 100;
       o.kafka_rate = 1000;
       crash_report crash;
-      const auto name = fmt::format("{} replication, crash of a lagging leader, round {}/{}", replication(), round, rounds);
+      const auto name = fmt::format("{} replication, crash of a lagging leader, release at {}, round {}/{}", replication(),
+                                  confirm_mode() == "commit" ? "COMMIT" : "confirmation", round, rounds);
       auto loss = run_scenario(name, o, [&](double& fault_at) { crash = crash_lagging_leader(fault_at); });
       record(fmt::format("{}: {}; crashed {}; {} after {:.1f} s", name, crash.before, crash.old_leader,
                          crash.promoted ? "Patroni promoted " + crash.new_leader
@@ -912,9 +928,10 @@ class Failover : public ::testing::Test {
       losing += loss.lost() > 0 ? 1 : 0;
       promoted += crash.promoted ? 1 : 0;
     }
-    record(fmt::format("{} replication, crash of a lagging leader: {} of {} rounds promoted a replica; {} rounds lost "
-                       "events ({} of {} events)",
-                       replication(), promoted, rounds, losing, lost, total));
+    record(fmt::format("{} replication, crash of a lagging leader, release at {}: {} of {} rounds promoted a replica; {} "
+                       "rounds lost events ({} of {} events)",
+                       replication(), confirm_mode() == "commit" ? "COMMIT" : "confirmation", promoted, rounds, losing,
+                       lost, total));
   }
 
   cluster_dsns dsns_;
