@@ -4,14 +4,27 @@
 # deploy/cluster/local.inventory.env through deploy/render-configs.sh (the templates of production).
 #
 #   cluster.sh start DIR               render (free ports), start etcd, validate, start Patroni x3 + HAProxy;
-#                                      waits for a leader and two streaming replicas, prints `dsn` output
+#                                      waits for a leader and two streaming replicas, prints `dsn` output;
+#                                      CLUSTER_REPLICATION=async starts it in asynchronous replication
 #   cluster.sh render DIR              only resolve the inventory (free ports) and render DIR/conf
 #   cluster.sh stop DIR                stop everything (by pid: HAProxy, Patroni/PostgreSQL, etcd)
 #   cluster.sh status DIR              patronictl list and the HAProxy ports; exit 3 when not running
 #   cluster.sh dsn DIR                 PRIMARY_DSN=, REPLICA_DSN=, ADMIN_DSN=, ... (shell-sourceable)
 #   cluster.sh leader DIR              the current leader's node name
 #   cluster.sh switchover DIR          patronictl switchover --force (to a synchronous standby)
-#   cluster.sh failover DIR            kill -9 the leader's Patroni and PostgreSQL; prints the node name
+#   cluster.sh failover DIR [LAG_S]    crash the leader's host: kill -9 of its Patroni, postmaster and every
+#                                      PostgreSQL child (WAL senders too); prints the node name. With LAG_S,
+#                                      its WAL senders are frozen (SIGSTOP) LAG_S seconds before: a congested
+#                                      link, the replicas miss the last LAG_S seconds of WAL
+#   cluster.sh crash DIR NODE          the same for any node
+#   cluster.sh replication DIR [sync|async [MAX_LAG]]  print the replication mode, or switch to it
+#                                      (Patroni's synchronous_mode, edited in the DCS) and wait until it is
+#                                      in force; maximum_lag_on_failover becomes MAX_LAG bytes (default 1 MiB)
+#   cluster.sh sync-standby DIR        the current synchronous standby's node name (empty when none)
+#   cluster.sh pause-receivers DIR     SIGSTOP the WAL receiver of every replica (a congested link: the
+#                                      replicas fall behind); resume-receivers DIR sends them SIGCONT
+#   cluster.sh freeze-senders DIR      SIGSTOP the leader's WAL senders (nothing more reaches a replica
+#                                      until `failover` crashes the leader, or thaw-senders DIR)
 #   cluster.sh start-node DIR NODE     (re)start one node's Patroni (it rejoins, pg_rewind if needed)
 #   cluster.sh stop-node DIR NODE      stop one node's Patroni (and its PostgreSQL)
 #   cluster.sh db-stop DIR             the whole database down: every node's Patroni and PostgreSQL
@@ -27,7 +40,7 @@
 # daemon's pid is kept in DIR/pids and processes are stopped by those pids only. Logs: DIR/logs.
 set -euo pipefail
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -107,11 +120,115 @@ leader() {
   cluster_json | jq -r '[.members[] | select(.role == "leader" and .state == "running")][0].name // empty'
 }
 
+# Patroni's dynamic configuration (GET /config) from the first node that answers.
+config_json() {
+  local n
+  for n in $(node_names); do
+    if curl -fsS --max-time 1 "$(rest_url "$n")/config" 2>/dev/null; then return 0; fi
+  done
+  return 1
+}
+
+# "sync" when Patroni's synchronous_mode is on, else "async" (what the DCS says, not what is in force).
+configured_mode() {
+  config_json | jq -r 'if .synchronous_mode == true then "sync" else "async" end'
+}
+
+# A leader and two streaming replicas; in synchronous mode one of them is the synchronous standby, in
+# asynchronous mode none is.
 healthy() {
-  cluster_json | jq -e '([.members[] | select(.role == "leader" and .state == "running")] | length) == 1
+  local mode; mode=$(configured_mode 2>/dev/null) || return 1
+  cluster_json | jq -e --arg mode "$mode" '([.members[] | select(.role == "sync_standby")] | length) as $sync
+    | ([.members[] | select(.role == "leader" and .state == "running")] | length) == 1
     and ([.members[] | select((.role == "replica" or .role == "sync_standby") and (.state == "streaming" or .state == "running") and (.lag // 0) != "unknown")] | length) == 2
-    and ([.members[] | select(.role == "sync_standby")] | length) >= 1' \
+    and (if $mode == "sync" then $sync >= 1 else $sync == 0 end)' \
     >/dev/null 2>&1
+}
+
+sync_standby() {
+  cluster_json | jq -r '[.members[] | select(.role == "sync_standby")][0].name // empty'
+}
+
+# The leader's synchronous_standby_names: what PostgreSQL has in force (empty: asynchronous).
+leader_ssn() {
+  as_user "$PG_BINDIR/psql" "$(admin_dsn)" -Atqc "SHOW synchronous_standby_names" 2>/dev/null
+}
+
+set_replication() {
+  local mode=$1 max_lag=${2:-1048576} want start=$SECONDS
+  case "$mode" in sync) want=true ;; async) want=false ;; *) usage ;; esac
+  [[ $max_lag =~ ^[0-9]+$ ]] || die "MAX_LAG must be a number of bytes (got '$max_lag')"
+  if [ "$(configured_mode)" != "$mode" ] || [ "$(config_json | jq -r '.maximum_lag_on_failover')" != "$max_lag" ]; then
+    as_user "$python" /usr/bin/patronictl -c "$conf/$NODE1_NAME/patroni.yml" edit-config "$CLUSTER_NAME" \
+      --force --quiet --set "synchronous_mode=$want" --set "maximum_lag_on_failover=$max_lag" >/dev/null
+  fi
+  # In force: Patroni's leader has (re)written synchronous_standby_names and the sync key.
+  until [ "$(configured_mode 2>/dev/null)" = "$mode" ] && healthy && primary_works \
+      && if [ "$mode" = sync ]; then [ -n "$(leader_ssn)" ]; else [ -z "$(leader_ssn)" ]; fi; do
+    (( SECONDS - start < 60 )) || { status_text >&2 || true; die "replication not $mode after 60 s"; }
+    sleep 0.3
+  done
+  log "replication is $mode (synchronous_standby_names='$(leader_ssn)', maximum_lag_on_failover=$max_lag)"
+}
+
+# now_hms VAR: the wall-clock time now, HH:MM:SS.micro, into VAR without forking (bash's EPOCHREALTIME):
+# for log lines whose time must be the moment of an action on a loaded machine.
+now_hms() { local now_hms_t=$EPOCHREALTIME; printf -v "$1" '%(%T)T.%s' "${now_hms_t%.*}" "${now_hms_t#*.}"; }
+
+# kill -9 of a node as a crashed host would lose it: its Patroni, its postmaster and every child of the
+# postmaster (WAL senders included, so nothing more is shipped). All are frozen first (SIGSTOP), so no
+# child is forked and none runs between the first and the last kill. With LAG_S, the postmaster's WAL
+# senders are frozen LAG_S seconds before (everything else looked up first, so that little but the sleep
+# lies between the freeze and the crash).
+crash_node() {
+  local n=$1 lag=${2:-} pm p children senders frozen_at crashed_at
+  pm=$(postmaster_pid "$n")
+  p=$(cat "$pids/patroni-$n.pid" 2>/dev/null || true)
+  if [ -n "$lag" ]; then
+    senders=$( [ -n "$pm" ] && ps -o pid=,args= --ppid "$pm" 2>/dev/null | awk '/walsender/ {print $1}' || true)
+    # shellcheck disable=SC2086
+    [ -z "$senders" ] || kill -STOP $senders
+    now_hms frozen_at
+    sleep "$lag"
+  fi
+  # shellcheck disable=SC2086
+  kill -STOP $p $pm 2>/dev/null || true
+  children=$( [ -n "$pm" ] && ps -o pid= --ppid "$pm" || true)
+  # shellcheck disable=SC2086
+  kill -STOP $children 2>/dev/null || true
+  # shellcheck disable=SC2086
+  kill -KILL $p $pm $children 2>/dev/null || true
+  now_hms crashed_at
+  rm -f "$pids/patroni-$n.pid" "$pids/frozen-senders"
+  [ -z "$lag" ] || log "froze the WAL senders of $n ($(echo $senders)) at $frozen_at"
+  log "crashed $n: kill -9 of patroni ${p:-none}, postmaster ${pm:-none} and $(wc -w <<<"$children") children at $crashed_at"
+}
+
+thaw_senders() {
+  [ -f "$pids/frozen-senders" ] || return 0
+  # shellcheck disable=SC2046
+  kill -CONT $(cat "$pids/frozen-senders") 2>/dev/null || true
+  rm -f "$pids/frozen-senders"
+}
+
+resume_receivers() {
+  [ -f "$pids/paused-receivers" ] || return 0
+  # shellcheck disable=SC2046
+  kill -CONT $(cat "$pids/paused-receivers") 2>/dev/null || true
+  log "resumed WAL receivers $(echo $(cat "$pids/paused-receivers")) at $(date -u +%T.%N)"
+  rm -f "$pids/paused-receivers"
+}
+
+# The WAL receiver of every running replica (children of its postmaster).
+receiver_pids() {
+  local n l pm
+  l=$(leader 2>/dev/null || true)
+  for n in $(node_names); do
+    [ "$n" != "$l" ] || continue
+    pm=$(postmaster_pid "$n")
+    [ -n "$pm" ] || continue
+    ps -o pid=,args= --ppid "$pm" 2>/dev/null | awk '/walreceiver/ {print $1}'
+  done
 }
 
 primary_works() {
@@ -276,7 +393,12 @@ case "$cmd" in
     start_node "$NODE3_NAME"
     haproxy_start
     wait_healthy 90
-    log "cluster up in $dir ($SECONDS s); leader $(leader)"
+    case "${CLUSTER_REPLICATION:-sync}" in
+      sync) ;;
+      async) set_replication async ;;
+      *) die "CLUSTER_REPLICATION must be sync or async (got '${CLUSTER_REPLICATION}')" ;;
+    esac
+    log "cluster up in $dir ($SECONDS s); leader $(leader); replication $(configured_mode)"
     print_dsn
     ;;
   render)
@@ -287,6 +409,8 @@ case "$cmd" in
   stop)
     [ -f "$inventory" ] || exit 0
     load_inventory
+    resume_receivers
+    thaw_senders
     stop_pid haproxy 10
     stop_database
     for n in $(node_names); do stop_pid "etcd-$n" 10; done
@@ -309,20 +433,44 @@ case "$cmd" in
   failover)
     load_inventory
     l=$(leader); [ -n "$l" ] || die "no leader"
-    pm=$(postmaster_pid "$l")
-    children=$( [ -n "$pm" ] && ps -o pid= --ppid "$pm" || true)
-    # The machine's database processes die at once: Patroni, the postmaster and its backends.
-    p=$(cat "$pids/patroni-$l.pid")
-    # shellcheck disable=SC2086
-    kill -KILL "$p" $pm $children 2>/dev/null || true
-    rm -f "$pids/patroni-$l.pid"
-    log "killed -9 the leader $l (patroni $p, postmaster ${pm:-none}) at $(date -u +%T.%N)"
+    crash_node "$l" "${3:-}"
     echo "$l"
     ;;
+  crash) [ $# -eq 3 ] || usage; load_inventory; node_index "$3" >/dev/null; crash_node "$3" ;;
+  replication)
+    load_inventory
+    if [ $# -ge 3 ]; then set_replication "$3" "${4:-}"; else configured_mode; fi
+    ;;
+  sync-standby) load_inventory; sync_standby ;;
+  pause-receivers)
+    load_inventory
+    r=$(receiver_pids)
+    [ -n "$r" ] || die "no WAL receiver found"
+    # shellcheck disable=SC2086
+    kill -STOP $r
+    echo "$r" >"$pids/paused-receivers"
+    log "paused WAL receivers $(echo $r) at $(date -u +%T.%N)"
+    ;;
+  resume-receivers) load_inventory; resume_receivers ;;
+  freeze-senders)
+    load_inventory
+    l=$(leader); [ -n "$l" ] || die "no leader"
+    pm=$(postmaster_pid "$l")
+    r=$(ps -o pid=,args= --ppid "$pm" 2>/dev/null | awk '/walsender/ {print $1}')
+    [ -n "$r" ] || die "no WAL sender on $l"
+    # shellcheck disable=SC2086
+    kill -STOP $r
+    echo "$r" >"$pids/frozen-senders"
+    now_hms t
+    log "froze the WAL senders of $l ($(echo $r)) at $t"
+    ;;
+  thaw-senders) load_inventory; thaw_senders ;;
   start-node) [ $# -eq 3 ] || usage; load_inventory; start_node "$3" ;;
   stop-node) [ $# -eq 3 ] || usage; load_inventory; stop_node "$3" ;;
   heal)
     load_inventory
+    resume_receivers
+    thaw_senders
     for n in $(node_names); do alive "patroni-$n" || start_node "$n"; done
     haproxy_start
     wait_healthy "${3:-90}"

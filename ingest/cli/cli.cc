@@ -66,6 +66,9 @@ struct import_args {
   bool no_progress = false;
   bool no_attribution = false;
   int retry_for = 120;
+  int confirm_timeout = 300;
+  std::string confirm = "standbys";
+  int confirm_min_standbys = -1;
   ingest::import_options opt;
 };
 
@@ -75,6 +78,9 @@ int run_import_command(import_args& a) {
   else a.opt.format = transform::input_format::auto_detect;
   a.opt.files = a.files;
   a.opt.write.writer.retry = pg::retry_policy::from_seconds(a.retry_for);
+  a.opt.confirm_timeout = std::chrono::seconds(a.confirm_timeout);
+  a.opt.write.confirm.wait_for_standbys = a.confirm != "commit";
+  a.opt.write.confirm.min_standbys = a.confirm_min_standbys;
   a.opt.write.writer.application_name = "crm-ingest import";
   a.opt.write.writer.maintain_analytics = !a.no_attribution;
   const bool embedded = a.db.embedded();
@@ -123,9 +129,11 @@ int run_import_command(import_args& a) {
   if (a.summary == "json") {
     std::cout << fmt::format(
         "{{\"read\":{},\"inserted\":{},\"duplicates\":{},\"rejected\":{},\"batches\":{},\"seconds\":{:.3f},"
-        "\"records_per_second\":{:.0f},\"files_failed\":{},\"database_failed\":{}}}\n",
+        "\"records_per_second\":{:.0f},\"files_failed\":{},\"database_failed\":{},\"confirm_waited_batches\":{},"
+        "\"confirm_wait_max_seconds\":{:.3f},\"final_confirm_seconds\":{:.3f},\"confirm_timed_out\":{}}}\n",
         s.records_read, s.inserted, s.duplicates, s.rejected, s.batches, s.seconds, rate, s.files_failed,
-        s.database_failed ? "true" : "false");
+        s.database_failed ? "true" : "false", s.batches_confirm_waited, s.confirm_wait_max_seconds,
+        s.final_confirm_seconds, s.confirm_timed_out ? "true" : "false");
   } else {
     std::cout << fmt::format(
         "read {} records in {:.2f} s ({:.0f}/s): {} inserted, {} duplicates, {} rejected, {} batches\n",
@@ -133,8 +141,21 @@ int run_import_command(import_args& a) {
     if (embedded) std::cout << "database: " << a.opt.write.writer.dsn << "\n";
   }
   if (failover->retries() > 0) spdlog::warn("The import rode out database failures. {}", failover->summary());
+  if (a.summary != "json" && a.opt.write.confirm.wait_for_standbys) {
+    std::cout << fmt::format("confirmed by the cluster: {} of {} batches waited for the standbys (longest {:.3f} s), "
+                             "{:.3f} s after the last commit\n",
+                             s.batches_confirm_waited, s.batches, s.confirm_wait_max_seconds, s.final_confirm_seconds);
+  }
   for (const auto& e : s.errors) std::cerr << "error: " << e << "\n";
   if (s.database_failed) return exit_database;
+  if (s.confirm_timed_out) {
+    std::cerr << fmt::format("error: written, but the standbys did not confirm these batches within {} s (they may be "
+                             "lost if the primary fails now); re-run the import of these files (it is safe: ids make "
+                             "it a no-op for what is stored):\n",
+                             a.confirm_timeout);
+    for (const auto& u : s.unconfirmed) std::cerr << "  " << u << "\n";
+    return exit_unconfirmed;
+  }
   if (s.files_failed) return exit_input;
   return exit_ok;
 }
@@ -190,7 +211,8 @@ int run(int argc, char** argv) {
       "import",
       "Import canonical events from NDJSON or JSON-array files (.gz too, '-' for stdin), exactly once. Exit codes: "
       "0 done, 1 a file could not be read, 2 usage or configuration (a superuser role), 3 the database refused or "
-      "stayed unreachable");
+      "stayed unreachable, 6 written but not confirmed by the standbys within --confirm-timeout (the batches named "
+      "may need a re-run; re-running is safe)");
   imp.db.add_options(*import_cmd);
   imp.db.add_superuser_option(*import_cmd);
   import_cmd->add_option("files", imp.files, "Files to import ('-' reads standard input)")->required();
@@ -210,6 +232,22 @@ int run(int argc, char** argv) {
                          "Seconds a batch keeps retrying while the database is unreachable (0 = for ever)")
       ->default_val(120)
       ->check(CLI::Range(0, 86400 * 7));
+  import_cmd->add_option("--confirm-timeout", imp.confirm_timeout,
+                         "Seconds a written batch may wait for the standbys to have it (asynchronous replication) "
+                         "before the import stops with exit code 6 (0 = for ever)")
+      ->default_val(300)
+      ->check(CLI::Range(0, 86400 * 7));
+  import_cmd->add_option("--confirm", imp.confirm,
+                         "When a batch counts as imported: standbys = once it is safe on the cluster, commit = "
+                         "once the primary committed it")
+      ->default_str("standbys")
+      ->check(CLI::IsMember({"standbys", "commit"}));
+  import_cmd->add_option("--confirm-min-standbys", imp.confirm_min_standbys,
+                         "Under asynchronous replication, how many standbys must have flushed a batch (besides every "
+                         "standby that is streaming); -1 = 1 when the primary has a physical replication slot or a "
+                         "standby, else 0 (postgres.confirm_min_standbys)")
+      ->default_val(-1)
+      ->check(CLI::Range(-1, 64));
   import_cmd->add_option("--default-region", imp.opt.normalize.default_region,
                          "Region for phone numbers without a country code (ISO 3166 alpha-2)")
       ->default_val("US");

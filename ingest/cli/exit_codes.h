@@ -13,6 +13,7 @@ inline constexpr int exit_usage = 2;      // bad command line or configuration (
 inline constexpr int exit_database = 3;   // the database refused, or stayed unreachable longer than the retry policy
 inline constexpr int exit_local_log = 4;  // the durable local log could not be opened, read or written
 inline constexpr int exit_kafka = 5;      // the Kafka client could not be created, configured or subscribed
+inline constexpr int exit_unconfirmed = 6;  // import: written, but the standbys did not confirm it within --confirm-timeout
 inline constexpr int exit_internal = 70;  // anything else: a bug (EX_SOFTWARE); the message says what
 
 // Prints "error: ..." for `e` on stderr and returns its exit code.

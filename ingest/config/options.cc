@@ -34,7 +34,17 @@ pg::pool_options pool_options_from(const settings& cfg, const std::string& dsn,
   o.batch.rows = static_cast<std::size_t>(cfg.integer("postgres", "batch_rows"));
   o.batch.bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));
   o.batch.linger = std::chrono::milliseconds(cfg.integer("postgres", "linger_ms"));
+  o.confirm = confirm_policy_from(cfg);
+  o.max_unconfirmed_bytes = static_cast<std::size_t>(cfg.integer("postgres", "max_unconfirmed_mb")) << 20;
   return o;
+}
+
+pg::confirm_policy confirm_policy_from(const settings& cfg) {
+  const std::string confirm = cfg.str("postgres", "confirm");
+  if (confirm != "standbys" && confirm != "commit") {
+    throw std::invalid_argument("postgres.confirm must be standbys or commit (got \"" + confirm + "\")");
+  }
+  return pg::confirm_policy{confirm == "standbys", static_cast<int>(cfg.integer("postgres", "confirm_min_standbys"))};
 }
 
 pg::startup_options startup_options_from(const settings& cfg, const std::string& dsn, bool embedded,

@@ -18,9 +18,13 @@ namespace crm::ingest::config {
 
 transform::normalize_options normalize_options_from(const settings& cfg);
 
-// [postgres] writers, batch_rows, batch_bytes, linger_ms, retry_for_s; [attribution] maintain.
+// [postgres] writers, batch_rows, batch_bytes, linger_ms, retry_for_s, confirm, confirm_min_standbys,
+// max_unconfirmed_mb; [attribution] maintain.
 sinks::postgres::pool_options pool_options_from(const settings& cfg, const std::string& dsn,
                                                 std::shared_ptr<sinks::postgres::writer_observer> observer);
+
+// [postgres] confirm, confirm_min_standbys: when a batch is safe on the cluster (sinks/postgres/confirmation.md).
+sinks::postgres::confirm_policy confirm_policy_from(const settings& cfg);
 
 // [postgres] allow_superuser, months_back, months_ahead: the start-up of a command that does not wait for
 // the database (serve, consume, write).

@@ -64,6 +64,17 @@ const setting before_webhooks[] = {
      "consume and write: how long a batch keeps retrying while the database is unreachable; 0 = for ever (logged "
      "and counted). After it the command stops with exit code 3, its offsets uncommitted. serve always retries for "
      "ever (the local log holds the data)."},
+    {"postgres", "confirm", T::string, "standbys", 0, 0,
+     "When a batch's source position (serve's log checkpoint, consume/write's Kafka offsets) is released: "
+     "`standbys` = once the batch is safe on the cluster (its COMMIT with a synchronous standby or on a single "
+     "PostgreSQL; under asynchronous replication once the standbys have flushed it), `commit` = as soon as the "
+     "primary's COMMIT returns (a crash of the primary can then lose what no standby had yet)."},
+    {"postgres", "confirm_min_standbys", T::integer, "-1", -1, 64,
+     "Under asynchronous replication, how many standbys must have flushed a batch (besides every standby that "
+     "is streaming); -1 = 1 when the primary has a physical replication slot or a standby, else 0."},
+    {"postgres", "max_unconfirmed_mb", T::integer, "256", 1, 65536,
+     "Batches committed and waiting for the standbys may hold this much memory; beyond it the source stops "
+     "reading (serve keeps accepting into its log) until they are confirmed."},
     {"postgres", "months_back", T::integer, "3", 0, 120, "Monthly partitions kept ready before the current month."},
     {"postgres", "months_ahead", T::integer, "3", 0, 120, "Monthly partitions created ahead of the current month."},
     {"postgres", "allow_superuser", T::boolean, "false", 0, 0,

@@ -1,5 +1,6 @@
 #include "ingest/import/import_pipeline.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -38,6 +39,10 @@ void reader_main(const import_options& opt, shared_state& st) {
   auto settle = [&](std::optional<pg::batch_completion> c) {
     if (!c) return;
     st.summary.totals += c->result;
+    if (c->confirm_seconds > 0) {
+      ++st.summary.batches_confirm_waited;
+      st.summary.confirm_wait_max_seconds = std::max(st.summary.confirm_wait_max_seconds, c->confirm_seconds);
+    }
     if (c->status == pg::batch_status::written) {
       st.summary.batches += c->result.transactions;  // the summary's "batches": transactions, one per writer's part
       st.records_written += c->batch->record_count();
@@ -50,10 +55,25 @@ void reader_main(const import_options& opt, shared_state& st) {
     }
     free.push_back(std::move(c->batch));
   };
+  // Takes the next completion, waiting a little; a written batch still unconfirmed after --confirm-timeout
+  // stops the import (the standbys do not get it: nothing is released that the cluster may not keep).
+  auto settle_next = [&] {
+    settle(pool.next(std::chrono::milliseconds(100)));
+    if (failed || opt.confirm_timeout.count() == 0) return;
+    if (pool.unconfirmed().oldest_seconds > static_cast<double>(opt.confirm_timeout.count())) {
+      failed = true;
+      st.summary.confirm_timed_out = true;
+      for (const auto& info : pool.outstanding()) st.summary.unconfirmed.push_back(info.source + " " + info.position);
+      spdlog::error("Written batches were not confirmed by the standbys within --confirm-timeout; stopping the "
+                    "import. timeout_s={} unconfirmed_batches={}",
+                    opt.confirm_timeout.count(), st.summary.unconfirmed.size());
+      pool.abandon();
+    }
+  };
   auto take_batch = [&]() -> bool {
     if (batch) return true;
     while (auto c = pool.poll()) settle(std::move(c));
-    while (!failed && free.empty() && pool.full()) settle(pool.next());
+    while (!failed && free.empty() && pool.full()) settle_next();
     if (failed) return false;
     if (free.empty()) free.push_back(std::make_shared<transform::event_batch>());
     batch = std::move(free.back());
@@ -67,7 +87,7 @@ void reader_main(const import_options& opt, shared_state& st) {
   auto flush = [&](const std::string& path) -> bool {
     if (!batch || batch->record_count() == 0) return !failed;
     st.records_read += batch->record_count();
-    while (!failed && pool.full()) settle(pool.next());
+    while (!failed && pool.full()) settle_next();
     if (failed) return false;
     pool.submit(std::move(batch), {"import:" + path, "lines " + std::to_string(first_line) + "-" + std::to_string(last_line)}, 0);
     batch.reset();
@@ -133,7 +153,26 @@ void reader_main(const import_options& opt, shared_state& st) {
     if (stopped) break;
   }
   batch.reset();
-  while (pool.in_flight() > 0) settle(pool.next());
+  // The end: every batch written and confirmed (or --confirm-timeout), and how long the cluster took.
+  std::optional<std::chrono::steady_clock::time_point> all_committed;
+  while (!failed && pool.in_flight() > 0) {
+    settle_next();
+    if (!all_committed && pool.in_flight() > 0 && pool.unconfirmed().batches == pool.in_flight()) {
+      all_committed = std::chrono::steady_clock::now();
+    }
+  }
+  if (all_committed) {
+    st.summary.final_confirm_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - *all_committed).count();
+  }
+  if (failed && !st.summary.confirm_timed_out) {
+    // A refused batch stopped the import: the queued ones are abandoned; take what completes (a committed
+    // batch still waiting for the standbys is given up after a while: the import failed anyway).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (pool.in_flight() > 0 && std::chrono::steady_clock::now() < until) {
+      settle(pool.next(std::chrono::milliseconds(100)));
+    }
+  }
 }
 
 }  // namespace

@@ -35,6 +35,10 @@ struct import_options {
     return o;
   }();
   std::size_t read_chunk_bytes = 1 << 20;
+  // How long the import waits for the cluster to confirm a written batch (the standbys have it; see
+  // sinks/postgres/confirmation.md) before it stops and names the batches that may need a re-run;
+  // 0 = for ever.
+  std::chrono::seconds confirm_timeout{300};
 };
 
 struct import_progress {
@@ -52,11 +56,19 @@ struct import_summary {
   std::uint64_t batches = 0;
   std::uint64_t files_failed = 0;
   bool database_failed = false;
+  // Confirmation: batches that waited for the standbys after their COMMIT, the longest such wait, and the
+  // wait at the end (after the last commit). confirm_timed_out: --confirm-timeout ran out; `unconfirmed`
+  // names the batches (ledger source and position) that were written but may need a re-run.
+  std::uint64_t batches_confirm_waited = 0;
+  double confirm_wait_max_seconds = 0;
+  double final_confirm_seconds = 0;
+  bool confirm_timed_out = false;
+  std::vector<std::string> unconfirmed;
   double seconds = 0;
   std::vector<std::string> errors;  // one sentence per failure
   sinks::postgres::batch_result totals;
 
-  bool ok() const noexcept { return files_failed == 0 && !database_failed; }
+  bool ok() const noexcept { return files_failed == 0 && !database_failed && !confirm_timed_out; }
 };
 
 // Runs the import to completion. `on_progress` (optional) is called from the calling thread about

@@ -206,12 +206,26 @@ struct kafka_source::impl {
   }
 
   // Settles the completed writes (waiting for all of them when `wait`) and commits their offsets.
-  // Returns false when nothing had completed.
-  bool finish_writes(bool wait) {
+  // Returns false when nothing had completed. A written batch waiting for the standbys' confirmation is
+  // waited for at most `confirm_wait`; after it, it stays in flight and its offsets uncommitted (a later
+  // completion commits them if the partition is still this member's; else its next owner re-reads them,
+  // a no-op for what is stored).
+  bool finish_writes(bool wait, std::chrono::milliseconds confirm_wait = std::chrono::seconds(10)) {
     bool any = false;
+    const auto until = std::chrono::steady_clock::now() + confirm_wait;
     for (;;) {
-      auto c = wait ? pool->next() : pool->poll();
-      if (!c) break;
+      auto c = wait ? pool->next(std::chrono::milliseconds(100)) : pool->poll();
+      if (!c) {
+        if (!wait || pool->in_flight() == 0) break;
+        const bool only_unconfirmed = pool->unconfirmed().batches == pool->in_flight();
+        if (only_unconfirmed && std::chrono::steady_clock::now() >= until) {
+          spdlog::warn("Written batches are not confirmed by the standbys yet; their offsets stay uncommitted. "
+                       "batches={}",
+                       pool->in_flight());
+          break;
+        }
+        continue;
+      }
       settle(*c);
       any = true;
     }
@@ -321,8 +335,9 @@ struct kafka_source::impl {
       return;
     }
     // Revoked (or lost): finish and commit what is being written, drop what is only consumed. A broker may
-    // refuse the commit while the group rebalances: what stays uncommitted is kept for adopt_written().
-    me->finish_writes(true);
+    // refuse the commit while the group rebalances: what stays uncommitted is kept for adopt_written(). A
+    // batch the standbys have not confirmed within half the session timeout is not waited for longer.
+    me->finish_writes(true, std::chrono::milliseconds(me->opt.session_timeout_ms / 2));
     me->commit_offsets(3);
     me->assigned = false;
     me->positions.clear();

@@ -16,6 +16,8 @@ namespace crm::ingest {
 namespace {
 const prometheus::Histogram::BucketBoundaries latency_buckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                                                  0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
+const prometheus::Histogram::BucketBoundaries confirm_buckets = {0,    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                                  0.1,  0.25,  0.5,    1,     2.5,  5,     10, 30};
 const prometheus::Histogram::BucketBoundaries row_buckets = {1, 10, 100, 1000, 5000, 10000, 20000, 50000, 100000};
 }  // namespace
 
@@ -70,6 +72,59 @@ writer_failover_stats::writer_failover_stats(prometheus::Registry* registry) {
                        .Register(r);
   in_doubt_committed_counter_ = &in_doubt.Add({{"settled", "committed"}});
   in_doubt_not_committed_counter_ = &in_doubt.Add({{"settled", "not_committed"}});
+  unconfirmed_batches_gauge_ = &BuildGauge()
+                                    .Name("crm_ingest_writer_unconfirmed_batches")
+                                    .Help("Batches committed on the primary and waiting for the standbys to have them "
+                                          "(their source positions are not released yet)")
+                                    .Register(r)
+                                    .Add({});
+  unconfirmed_bytes_gauge_ = &BuildGauge()
+                                  .Name("crm_ingest_writer_unconfirmed_bytes")
+                                  .Help("Memory of the batches waiting for the standbys")
+                                  .Register(r)
+                                  .Add({});
+  unconfirmed_oldest_gauge_ = &BuildGauge()
+                                   .Name("crm_ingest_writer_unconfirmed_oldest_seconds")
+                                   .Help("Age of the oldest batch waiting for the standbys, from its commit (0: none)")
+                                   .Register(r)
+                                   .Add({});
+  confirm_seconds_ = &BuildHistogram()
+                          .Name("crm_ingest_writer_confirm_seconds")
+                          .Help("From a batch's last COMMIT until the cluster confirmed it (the standbys flushed it); 0 "
+                                "when its COMMIT was the confirmation (synchronous standby, single PostgreSQL)")
+                          .Register(r)
+                          .Add({}, confirm_buckets);
+  rewritten_counter_ = &BuildCounter()
+                            .Name("crm_ingest_writer_rewritten_batches_total")
+                            .Help("Committed batches a new primary's ledger lacked after a failover, written again")
+                            .Register(r)
+                            .Add({});
+  mode_family_ = &BuildGauge()
+                      .Name("crm_ingest_writer_replication_mode")
+                      .Help("1 for the replication mode of the primary seen last: standalone, asynchronous, synchronous")
+                      .Register(r);
+  for (const char* m : {"standalone", "asynchronous", "synchronous"}) mode_family_->Add({{"mode", m}}).Set(0);
+}
+
+void writer_failover_stats::batch_rewritten() {
+  ++rewritten_;
+  if (rewritten_counter_) rewritten_counter_->Increment();
+}
+
+void writer_failover_stats::replication_mode(std::string_view mode) {
+  if (!mode_family_) return;
+  std::lock_guard lock(mu_);
+  for (const char* m : {"standalone", "asynchronous", "synchronous"}) mode_family_->Add({{"mode", m}}).Set(mode == m ? 1 : 0);
+}
+
+void writer_failover_stats::unconfirmed(std::size_t batches, std::size_t bytes, double oldest_seconds) {
+  if (unconfirmed_batches_gauge_) unconfirmed_batches_gauge_->Set(static_cast<double>(batches));
+  if (unconfirmed_bytes_gauge_) unconfirmed_bytes_gauge_->Set(static_cast<double>(bytes));
+  if (unconfirmed_oldest_gauge_) unconfirmed_oldest_gauge_->Set(oldest_seconds);
+}
+
+void writer_failover_stats::batch_confirmed(double seconds) {
+  if (confirm_seconds_) confirm_seconds_->Observe(seconds);
 }
 
 void writer_failover_stats::set_up(int up) {
@@ -159,9 +214,9 @@ double writer_failover_stats::seconds_without_primary() const {
 std::string writer_failover_stats::summary() const {
   return fmt::format(
       "reconnects={} retries={} replayed_batches={} in_doubt_committed={} in_doubt_not_committed={} "
-      "seconds_without_primary={:.3f}",
+      "seconds_without_primary={:.3f} rewritten_batches={}",
       reconnects(), retries(), replayed_batches(), in_doubt_committed(), in_doubt_not_committed(),
-      seconds_without_primary());
+      seconds_without_primary(), rewritten_batches());
 }
 
 }  // namespace crm::ingest

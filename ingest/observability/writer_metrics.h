@@ -19,6 +19,15 @@
 //   crm_ingest_writer_replayed_batches_total           batches written again after a failure
 //   crm_ingest_writer_in_doubt_commits_total{settled}  COMMITs of unknown outcome, settled from the
 //                                                      ledger as "committed" or "not_committed" (replayed)
+//   crm_ingest_writer_unconfirmed_batches              batches committed and waiting for the standbys
+//   crm_ingest_writer_unconfirmed_bytes                their memory (records and text)
+//   crm_ingest_writer_unconfirmed_oldest_seconds       age of the oldest, from its commit (0: none waits)
+//   crm_ingest_writer_confirm_seconds                  histogram: from a batch's last COMMIT to the
+//                                                      cluster's confirmation (0: the COMMIT confirmed it)
+//   crm_ingest_writer_rewritten_batches_total          committed batches a new primary's ledger lacked
+//                                                      after a failover, written again
+//   crm_ingest_writer_replication_mode{mode}           1 for the mode seen last (standalone, asynchronous,
+//                                                      synchronous), 0 for the others
 //
 // Thread ownership: shared by all writer threads; counters are atomic, the outage clock is behind a
 // mutex taken once per batch attempt (never per event).
@@ -59,6 +68,11 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
   void connect_failed(std::string_view reason) override;
   void batch_written(const sinks::postgres::batch_result& r, std::size_t records, double seconds) override;
   void batch_refused(std::string_view error, bool will_retry) override;
+  void batch_rewritten() override;
+  void replication_mode(std::string_view mode) override;
+  void unconfirmed(std::size_t batches, std::size_t bytes, double oldest_seconds) override;
+  void batch_confirmed(double seconds) override;
+  std::uint64_t rewritten_batches() const noexcept { return rewritten_.load(); }
 
   std::uint64_t reconnects() const noexcept { return reconnects_.load(); }
   std::uint64_t retries() const noexcept { return retries_.load(); }
@@ -94,6 +108,13 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
   prometheus::Counter* replayed_counter_ = nullptr;
   prometheus::Counter* in_doubt_committed_counter_ = nullptr;
   prometheus::Counter* in_doubt_not_committed_counter_ = nullptr;
+  prometheus::Gauge* unconfirmed_batches_gauge_ = nullptr;
+  prometheus::Gauge* unconfirmed_bytes_gauge_ = nullptr;
+  prometheus::Gauge* unconfirmed_oldest_gauge_ = nullptr;
+  prometheus::Histogram* confirm_seconds_ = nullptr;
+  prometheus::Counter* rewritten_counter_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* mode_family_ = nullptr;
+  std::atomic<std::uint64_t> rewritten_{0};
 
   std::atomic<std::uint64_t> reconnects_{0}, retries_{0}, replayed_{0}, in_doubt_committed_{0},
       in_doubt_not_committed_{0}, batches_{0}, refused_{0};

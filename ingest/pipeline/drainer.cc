@@ -1,5 +1,7 @@
 #include "ingest/pipeline/drainer.h"
 
+#include <optional>
+
 #include <spdlog/spdlog.h>
 
 #include "transform/canonical/event_codec.h"
@@ -103,8 +105,9 @@ void drainer::publish_log_stats() {
 }
 
 // Double buffering: while the pool writes batch k (from one buffer), this thread reads and decodes batch
-// k+1 into another; the checkpoint moves past batch k only once it has committed, and completions come in
-// submission order, so the order of checkpoints is that of the log.
+// k+1 into another; the checkpoint moves past batch k only once it is safe on the cluster (committed, and
+// confirmed by the standbys under asynchronous replication), and completions come in submission order, so
+// the order of checkpoints is that of the log.
 void drainer::drain_main() {
   spool::log_position pos = log_.checkpointed();
   std::vector<std::shared_ptr<transform::event_batch>> free;
@@ -115,10 +118,39 @@ void drainer::drain_main() {
     free.push_back(std::move(c->batch));
   };
   std::uint64_t submitted = 0;
+  // Stopping while every batch left is written but waits for standbys that do not confirm it (10 s after
+  // the stop): they stay in the log (its checkpoint is before them) and are written again, harmlessly, at
+  // the next start.
+  std::optional<std::chrono::steady_clock::time_point> stop_seen;
+  auto give_up_confirmations = [&] {
+    if (!stopping_.load()) return false;
+    const auto now = std::chrono::steady_clock::now();
+    if (!stop_seen) stop_seen = now;
+    if (pool_->in_flight() == 0 || pool_->unconfirmed().batches != pool_->in_flight() ||
+        now - *stop_seen < std::chrono::seconds(10)) {
+      return false;
+    }
+    spdlog::warn("Stopping with written batches the standbys have not confirmed; they stay in the local log and are "
+                 "written again at the next start. batches={}",
+                 pool_->in_flight());
+    return true;
+  };
+  // The log's gauges (backlog, size) also while no batch completes: the database unreachable, or written
+  // batches waiting for the standbys' confirmation (their records stay in the backlog meanwhile).
+  publish_log_stats();
+  auto published = std::chrono::steady_clock::now();
   for (;;) {
     while (auto c = pool_->poll()) take_completion(std::move(c));
     const bool draining = stopping_.load();
-    // This thread's buffer from here on: completions taken below push theirs onto `free`.
+    if (give_up_confirmations()) return;
+    if (std::chrono::steady_clock::now() - published >= std::chrono::seconds(1)) {
+      publish_log_stats();
+      published = std::chrono::steady_clock::now();
+    }
+    // This thread's buffer from here on: completions taken below push theirs onto `free`. Batches waiting
+    // for their confirmation keep theirs, so the list grows while the standbys lag (bounded by the pool:
+    // postgres.max_unconfirmed_mb).
+    if (free.empty()) free.push_back(std::make_shared<transform::event_batch>());
     auto batch = std::move(free.back());
     free.pop_back();
     batch->clear();
@@ -134,7 +166,10 @@ void drainer::drain_main() {
       if ((draining || stopping_) && pool_->in_flight() == 0) break;
       continue;
     }
-    while (pool_->full()) take_completion(pool_->next());
+    while (pool_->full()) {
+      take_completion(pool_->next(std::chrono::milliseconds(100)));
+      if (give_up_confirmations()) return;
+    }
     in_flight_ends_.push_back(pos);
     pool_->submit(std::move(batch), pg::batch_info{"log", first + "-" + spool::to_string(pos)}, submitted++);
   }

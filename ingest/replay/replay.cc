@@ -141,7 +141,13 @@ replay_result replay_rejected(const replay_options& o) {
       batch.rejections.clear();
       const pg::batch_info info{"replay:rejected_events", "run " + run_id + " page " + std::to_string(page)};
       pool->submit(batch_ptr, info, 0);
-      auto c = pool->next();
+      // The dead letters are marked only once their events are safe on the cluster (the standbys have them
+      // under asynchronous replication): a failover before it must find them unmarked.
+      auto c = pool->next(std::chrono::minutes(5));
+      if (!c) {
+        throw pg::write_error("the page's events were written but the standbys did not confirm them within 5 minutes; "
+                              "its dead letters stay unmarked (running the replay again is safe)");
+      }
       if (c->status != pg::batch_status::written) throw pg::write_error(c->error);
       res.inserted += static_cast<long long>(c->result.inserted());
       res.duplicates += static_cast<long long>(c->result.duplicates());

@@ -307,7 +307,65 @@ batch_result writer::write(const transform::event_batch& batch, const batch_info
 
 batch_result writer::write(const batch_view& v, const batch_info& info) {
   if (v.record_count() == 0) return {};
-  return write_view(v, info);
+  commit_point ignored;
+  return write(v, info, random_id(), false, ignored);
+}
+
+batch_result writer::write(const batch_view& v, const batch_info& info, const transform::uuid& id, bool rewrite,
+                           commit_point& out) {
+  out = {};
+  if (v.record_count() == 0) return {};
+  batch_result r = write_view(v, info, id, rewrite, &out);
+  if (options_.read_status_after_commit) {
+    // The commit stands whatever happens here: a status that cannot be read leaves the part's primary
+    // unknown, and the confirmer looks it up in the ledger of the primary it reaches next.
+    try {
+      // Only on the session that committed (or settled the commit from its ledger): a new session could
+      // reach another primary, whose position says nothing about this commit.
+      if (!conn_) throw std::runtime_error("the session that committed is gone");
+      pqxx::nontransaction tx(*conn_);
+      out.status = read_replication_status(tx);
+    } catch (const std::exception& e) {
+      spdlog::warn("The replication status could not be read after a commit; the batch is looked up in the "
+                   "primary's ledger before it is confirmed. source={} position={} error={}",
+                   info.source, info.position, e.what());
+      reconnecting_ = true;
+      drop_connection();
+      out.status.reset();
+    }
+  }
+  return r;
+}
+
+transform::uuid writer::random_id() {
+  transform::uuid id;
+  std::uint64_t a = rng_(), b = rng_();
+  std::memcpy(id.data(), &a, 8);
+  std::memcpy(id.data() + 8, &b, 8);
+  id[6] = static_cast<std::uint8_t>((id[6] & 0x0F) | 0x40);  // version 4
+  id[8] = static_cast<std::uint8_t>((id[8] & 0x3F) | 0x80);  // RFC 4122 variant
+  return id;
+}
+
+transform::uuid derived_batch_id(const transform::uuid& parent, std::uint8_t branch) noexcept {
+  auto mix = [](std::uint64_t x) {  // splitmix64's finalizer
+    x ^= x >> 30;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    x *= 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+  };
+  std::uint64_t a, b;
+  std::memcpy(&a, parent.data(), 8);
+  std::memcpy(&b, parent.data() + 8, 8);
+  const std::uint64_t x = mix(a ^ mix(b + branch * 0x9E3779B97F4A7C15ULL));
+  const std::uint64_t y = mix(b ^ mix(x + branch));
+  transform::uuid id;
+  std::memcpy(id.data(), &x, 8);
+  std::memcpy(id.data() + 8, &y, 8);
+  id[6] = static_cast<std::uint8_t>((id[6] & 0x0F) | 0x40);
+  id[8] = static_cast<std::uint8_t>((id[8] & 0x3F) | 0x80);
+  return id;
 }
 
 std::size_t writer_for(const transform::uuid& id, std::size_t writers) noexcept {
@@ -362,20 +420,16 @@ std::vector<batch_view> partition_by_key(transform::event_batch& batch, std::siz
   return out;
 }
 
-batch_result writer::write_view(const view& v, const batch_info& info) {
+batch_result writer::write_view(const view& v, const batch_info& info, const transform::uuid& batch_id, bool rewrite,
+                                commit_point* out) {
   batch_result counts;
   encode(v, counts);
-  transform::uuid batch_id;
-  std::uint64_t a = rng_(), b = rng_();
-  std::memcpy(batch_id.data(), &a, 8);
-  std::memcpy(batch_id.data() + 8, &b, 8);
-  batch_id[6] = static_cast<std::uint8_t>((batch_id[6] & 0x0F) | 0x40);  // version 4
-  batch_id[8] = static_cast<std::uint8_t>((batch_id[8] & 0x3F) | 0x80);  // RFC 4122 variant
 
   const auto started = std::chrono::steady_clock::now();
   // After any failure the batch may have committed (the connection can drop while COMMIT is in
-  // flight): look the batch up in the ledger before replaying it.
-  bool check_ledger = false;
+  // flight): look the batch up in the ledger before replaying it. A part written again after a failover
+  // may be there already too.
+  bool check_ledger = rewrite;
   bool last_in_doubt = false;  // the last failure hit a COMMIT whose outcome is unknown
   writer_observer* obs = options_.observer.get();
   for (std::uint64_t attempt = 1;; ++attempt) {
@@ -384,8 +438,11 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
       if (check_ledger) {
         prepare_session();
         if (settle_from_ledger(batch_id, r)) {
-          spdlog::warn("An in-doubt commit was found committed in the ledger; not replaying. batch_id={} source={}",
-                       transform::to_string(batch_id), info.source);
+          if (!rewrite || attempt > 1) {
+            spdlog::warn("An in-doubt commit was found committed in the ledger; not replaying. batch_id={} source={}",
+                         transform::to_string(batch_id), info.source);
+          }
+          if (out) out->batch_ids.push_back(batch_id);
           counts.communications_inserted = r.communications_inserted;
           counts.touchpoints_inserted = r.touchpoints_inserted;
           counts.settled_from_ledger = 1;
@@ -394,22 +451,25 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
           backoff_.reset();
           reachable_ = true;
           if (obs) {
-            obs->in_doubt_settled(true);
+            if (!rewrite || attempt > 1) obs->in_doubt_settled(true);
             obs->batch_committed();
           }
           return counts;
         }
-        spdlog::info("The failed batch is not in the ledger, so it did not commit; replaying it. batch_id={} "
-                     "in_doubt={}",
-                     transform::to_string(batch_id), last_in_doubt);
-        if (obs) {
-          if (last_in_doubt) obs->in_doubt_settled(false);
-          obs->batch_replayed();
+        if (!rewrite || attempt > 1) {
+          spdlog::info("The failed batch is not in the ledger, so it did not commit; replaying it. batch_id={} "
+                       "in_doubt={}",
+                       transform::to_string(batch_id), last_in_doubt);
+          if (obs) {
+            if (last_in_doubt) obs->in_doubt_settled(false);
+            obs->batch_replayed();
+          }
         }
         check_ledger = false;
         last_in_doubt = false;
       }
       r = commit_once(v, info, batch_id);
+      if (out) out->batch_ids.push_back(batch_id);
       reachable_ = true;
       counts.communications_inserted = r.communications_inserted;
       counts.touchpoints_inserted = r.touchpoints_inserted;
@@ -425,7 +485,7 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
         case failure_kind::data:
           spdlog::warn("The database refused rows of a batch; splitting it. source={} position={} sqlstate={} error={}",
                        info.source, info.position, f.reason, f.message);
-          return write_split(v, info, f);
+          return write_split(v, info, f, batch_id, rewrite, out);
         case failure_kind::fatal:
           reachable_ = false;
           drop_connection();
@@ -466,7 +526,8 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
   }
 }
 
-batch_result writer::write_split(const view& v, const batch_info& info, const failure& why) {
+batch_result writer::write_split(const view& v, const batch_info& info, const failure& why, const transform::uuid& batch_id,
+                                 bool rewrite, commit_point* out) {
   const std::size_t nc = v.communications.size(), nt = v.touchpoints.size(), nr = v.rejections.size();
   const std::size_t n = nc + nt + nr;
   if (n <= 1) {
@@ -484,7 +545,8 @@ batch_result writer::write_split(const view& v, const batch_info& info, const fa
     rej.reason = reason;
     rej.raw = raw;
     batch_info sub{info.source, info.position + " (refused row)"};
-    auto r = write_view(view{{}, {}, std::span<const transform::rejection>(&rej, 1)}, sub);
+    auto r = write_view(view{{}, {}, std::span<const transform::rejection>(&rej, 1)}, sub, derived_batch_id(batch_id, 3),
+                        rewrite, out);
     r.communications_in = nc;
     r.touchpoints_in = nt;
     r.rejected_in = 0;
@@ -502,8 +564,9 @@ batch_result writer::write_split(const view& v, const batch_info& info, const fa
          take(v.rejections, 0, mid > nc + nt ? mid - nc - nt : 0)};
   view b{take(v.communications, mid, nc), take(v.touchpoints, mid > nc ? mid - nc : 0, nt),
          take(v.rejections, mid > nc + nt ? mid - nc - nt : 0, nr)};
-  batch_result r = write_view(a, batch_info{info.source, info.position + " (part 1)"});
-  r += write_view(b, batch_info{info.source, info.position + " (part 2)"});
+  batch_result r = write_view(a, batch_info{info.source, info.position + " (part 1)"}, derived_batch_id(batch_id, 1),
+                              rewrite, out);
+  r += write_view(b, batch_info{info.source, info.position + " (part 2)"}, derived_batch_id(batch_id, 2), rewrite, out);
   return r;
 }
 

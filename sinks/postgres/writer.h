@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/copy_encoder.h"
+#include "sinks/postgres/replication_status.h"
 #include "sinks/postgres/retry_policy.h"
 #include "sinks/postgres/writer_observer.h"
 #include "transform/canonical/canonical_event.h"
@@ -45,6 +47,18 @@ struct writer_options {
   // Keep attribution_credits, campaign_attribution_daily and the A/B tables current in every batch
   // transaction (sinks/postgres/attribution.h). Off: they go stale until `report attribution --recompute`.
   bool maintain_analytics = true;
+  // Read the primary's replication status on the same session right after a batch's last COMMIT, for the
+  // confirmation that the cluster has it (commit_point; set by the pool when it confirms).
+  bool read_status_after_commit = false;
+};
+
+// What a write committed, for the confirmation that the cluster has it (sinks/postgres/confirmer.h).
+struct commit_point {
+  // The ledger ids of the part's transactions: its own, or those derived from it when a data error split it.
+  std::vector<transform::uuid> batch_ids;
+  // Read on the writer's session right after the last COMMIT; nullopt when not asked for, or when it could
+  // not be read (the connection broke right after COMMIT returned: the part's primary is unknown).
+  std::optional<replication_status> status;
 };
 
 // Where a batch came from; recorded in the ledger.
@@ -96,6 +110,10 @@ struct batch_view {
 std::vector<batch_view> partition_by_key(transform::event_batch& batch, std::size_t writers,
                                          std::size_t rejections_to = 0);
 
+// The ledger id of a split's half (`branch` 1 or 2) or of its refused row (3): the same for the same parent,
+// so that a part written again finds the transactions that are in the ledger already.
+transform::uuid derived_batch_id(const transform::uuid& parent, std::uint8_t branch) noexcept;
+
 // Which of `writers` an id belongs to.
 std::size_t writer_for(const transform::uuid& id, std::size_t writers) noexcept;
 
@@ -121,6 +139,11 @@ class writer {
   // failure, or reconnectable failures for longer than the retry policy allows).
   batch_result write(const transform::event_batch& batch, const batch_info& info);
   batch_result write(const batch_view& view, const batch_info& info);
+  // The same, as ledger id `id` (the transactions of a split get ids derived from it, the same ones every
+  // time), filling `out`. `rewrite`: the part may be in the ledger already (written again after a failover:
+  // the new primary's ledger lacked some of it), so every transaction looks its id up before it commits.
+  batch_result write(const batch_view& view, const batch_info& info, const transform::uuid& id, bool rewrite,
+                     commit_point& out);
 
   // Connects now (and checks the session is on a primary) instead of on the first write.
   void connect();
@@ -130,8 +153,11 @@ class writer {
 
  private:
   using view = batch_view;
-  batch_result write_view(const view& v, const batch_info& info);
-  batch_result write_split(const view& v, const batch_info& info, const failure& why);
+  batch_result write_view(const view& v, const batch_info& info, const transform::uuid& batch_id, bool rewrite,
+                          commit_point* out);
+  batch_result write_split(const view& v, const batch_info& info, const failure& why, const transform::uuid& batch_id,
+                           bool rewrite, commit_point* out);
+  transform::uuid random_id();
   batch_result commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id);
   bool settle_from_ledger(const transform::uuid& batch_id, batch_result& out);
   void prepare_session();

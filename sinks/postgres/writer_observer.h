@@ -37,6 +37,17 @@ class writer_observer {
   // Every part of a submitted batch committed: `records` records in, `seconds` from submission to the
   // last commit (retries included), counted as in batch_result (inserted, duplicates, rejected).
   virtual void batch_written(const batch_result& /*r*/, std::size_t /*records*/, double /*seconds*/) {}
+  // Confirmation (sinks/postgres/confirmation.md): a committed part the new primary's ledger lacked after a
+  // failover is written again; the replication mode seen on a primary of a new identity (start-up, failover):
+  // "standalone", "asynchronous" or "synchronous".
+  virtual void batch_rewritten() {}
+  virtual void replication_mode(std::string_view /*mode*/) {}
+  // The batches committed and waiting for the cluster's confirmation: how many, their bytes, the age of the
+  // oldest (after each round of the confirmer while any wait, and once when none is left).
+  virtual void unconfirmed(std::size_t /*batches*/, std::size_t /*bytes*/, double /*oldest_seconds*/) {}
+  // A batch is safe on the cluster, `seconds` after its last part committed (0: its COMMIT was the
+  // confirmation: a synchronous standby, or a single PostgreSQL). Once per written batch.
+  virtual void batch_confirmed(double /*seconds*/) {}
   // The database refused a part for good (failure_kind::fatal, or the retry policy ran out); `will_retry`:
   // the policy retries it after a pause (the source holds the data).
   virtual void batch_refused(std::string_view /*error*/, bool /*will_retry*/) {}

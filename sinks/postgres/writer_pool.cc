@@ -1,6 +1,7 @@
 #include "sinks/postgres/writer_pool.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -10,6 +11,23 @@ writer_pool::writer_pool(pool_options options)
     : options_(std::move(options)), max_in_flight_(std::max<std::size_t>(1, options_.max_in_flight)) {
   writer_options wo = options_.writer;
   wo.cancel = &stop_retrying_;
+  wo.read_status_after_commit = options_.confirm.wait_for_standbys;
+  if (options_.confirm.wait_for_standbys) {
+    confirmer_options co;
+    co.dsn = options_.writer.dsn;
+    co.application_name = options_.writer.application_name + " (confirm)";
+    co.policy = options_.confirm;
+    co.interval = options_.confirm_interval;
+    co.on_confirmed = [this](std::uint64_t key) { on_confirmed(key); };
+    co.on_missing = [this](std::uint64_t key) { on_missing(key); };
+    co.after_round = [this] {
+      if (auto* obs = options_.writer.observer.get()) {
+        const auto st = unconfirmed();
+        obs->unconfirmed(st.batches, st.bytes, st.oldest_seconds);
+      }
+    };
+    confirmer_ = std::make_unique<confirmer>(std::move(co));
+  }
   const int n = std::max(1, options_.writers);
   for (int i = 0; i < n; ++i) slots_.push_back(std::make_unique<slot>(wo));
   for (auto& s : slots_) s->thread = std::thread([this, sp = s.get()] { work(*sp); });
@@ -30,26 +48,114 @@ void writer_pool::submit(std::shared_ptr<transform::event_batch> batch, batch_in
   const std::uint64_t seq = next_sequence_++;
   if (pending_.empty()) front_sequence_ = seq;
   auto parts = partition_by_key(*batch, n, seq % n);
-  pending p{token, batch, 0, batch->record_count(), batch_status::written, {}, {}, std::chrono::steady_clock::now(), 0};
+  pending p{token, batch, 0, 0, batch->record_count(), 0, info, {}, std::vector<batch_result>(n), batch_status::written,
+            {}, {}, std::chrono::steady_clock::now(), 0};
+  // What the batch holds in memory while it waits for its confirmation: its records and their text.
+  p.bytes = batch->text.bytes_used() + batch->communications.size() * sizeof(transform::communication) +
+            batch->touchpoints.size() * sizeof(transform::touchpoint) +
+            batch->rejections.size() * sizeof(transform::rejection);
   for (std::size_t k = 0; k < n; ++k) {
     if (parts[k].record_count() == 0) continue;
     ++p.parts_left;
     batch_info part_info{info.source, n > 1 ? info.position + " part " + std::to_string(k + 1) + "/" + std::to_string(n)
                                             : info.position};
-    slots_[k]->queue.push_back(part{seq, parts[k], std::move(part_info)});
+    transform::uuid id;
+    const std::uint64_t a = rng_(), b = rng_();
+    std::memcpy(id.data(), &a, 8);
+    std::memcpy(id.data() + 8, &b, 8);
+    id[6] = static_cast<std::uint8_t>((id[6] & 0x0F) | 0x40);
+    id[8] = static_cast<std::uint8_t>((id[8] & 0x3F) | 0x80);
+    part pt{seq, k, parts[k], std::move(part_info), id, false};
+    p.parts.push_back(pt);
+    slots_[k]->queue.push_back(std::move(pt));
   }
+  if (p.parts_left > 0) ++committing_;
   pending_.push_back(std::move(p));
   work_cv_.notify_all();
   if (pending_.back().parts_left == 0) done_cv_.notify_all();  // an empty batch is complete at once
 }
 
+bool writer_pool::front_complete_locked() const {
+  return !pending_.empty() && pending_.front().parts_left == 0 && pending_.front().unconfirmed == 0;
+}
+
 std::optional<batch_completion> writer_pool::take_front_locked() {
-  if (pending_.empty() || pending_.front().parts_left > 0) return std::nullopt;
+  if (!front_complete_locked()) return std::nullopt;
   pending& f = pending_.front();
-  batch_completion c{f.token, std::move(f.batch), f.status, f.result, std::move(f.error), f.seconds};
+  batch_result total;
+  for (const auto& r : f.part_results) total += r;
+  batch_completion c{f.token, std::move(f.batch), f.status, total, std::move(f.error), f.seconds, f.confirm_seconds};
   pending_.pop_front();
   ++front_sequence_;
   return c;
+}
+
+bool writer_pool::full() const {
+  std::lock_guard lock(mu_);
+  if (confirmer_ == nullptr) return pending_.size() >= max_in_flight_;
+  return committing_ >= max_in_flight_ || unconfirmed_bytes_ >= options_.max_unconfirmed_bytes;
+}
+
+confirmation_stats writer_pool::unconfirmed() const {
+  confirmation_stats out;
+  if (!confirmer_) return out;
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& p : pending_) {
+    if (p.parts_left > 0 || p.unconfirmed == 0) continue;
+    ++out.batches;
+    out.bytes += p.bytes;
+    out.oldest_seconds = std::max(out.oldest_seconds, std::chrono::duration<double>(now - p.submitted).count() - p.seconds);
+  }
+  return out;
+}
+
+std::vector<batch_info> writer_pool::outstanding() const {
+  std::lock_guard lock(mu_);
+  std::vector<batch_info> out;
+  for (const auto& p : pending_) out.push_back(p.info);
+  return out;
+}
+
+// The confirmer's thread: a part is safe on the cluster.
+void writer_pool::on_confirmed(std::uint64_t key) {
+  std::lock_guard lock(mu_);
+  const std::uint64_t seq = key / 64;
+  if (seq < front_sequence_ || seq - front_sequence_ >= pending_.size()) return;
+  pending& b = pending_[static_cast<std::size_t>(seq - front_sequence_)];
+  if (b.unconfirmed == 0) return;
+  if (--b.unconfirmed == 0 && b.parts_left == 0) {
+    unconfirmed_bytes_ -= std::min(unconfirmed_bytes_, b.bytes);
+    b.confirm_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - b.submitted).count() - b.seconds;
+    if (auto* obs = options_.writer.observer.get()) obs->batch_confirmed(b.confirm_seconds);
+    done_cv_.notify_all();
+  }
+}
+
+// The confirmer's thread: the current primary's ledger lacks (some of) a part after a failover. It goes to
+// the front of its writer's queue, to be written again with the same ledger ids.
+void writer_pool::on_missing(std::uint64_t key) {
+  std::lock_guard lock(mu_);
+  const std::uint64_t seq = key / 64;
+  const std::size_t k = static_cast<std::size_t>(key % 64);
+  if (seq < front_sequence_ || seq - front_sequence_ >= pending_.size()) return;
+  pending& b = pending_[static_cast<std::size_t>(seq - front_sequence_)];
+  auto it = std::find_if(b.parts.begin(), b.parts.end(), [&](const part& p) { return p.writer == k; });
+  if (it == b.parts.end() || b.unconfirmed == 0) return;
+  if (b.parts_left == 0) {
+    ++committing_;
+    unconfirmed_bytes_ -= std::min(unconfirmed_bytes_, b.bytes);
+  }
+  --b.unconfirmed;
+  ++b.parts_left;
+  part again = *it;
+  again.rewrite = true;
+  spdlog::warn("A committed batch is missing from the new primary's ledger; writing it again. source={} position={} "
+               "batch_id={}",
+               again.info.source, again.info.position, transform::to_string(again.id));
+  if (auto* obs = options_.writer.observer.get()) obs->batch_rewritten();
+  slots_[k]->queue.push_front(std::move(again));
+  work_cv_.notify_all();
 }
 
 std::optional<batch_completion> writer_pool::poll() {
@@ -59,13 +165,13 @@ std::optional<batch_completion> writer_pool::poll() {
 
 std::optional<batch_completion> writer_pool::next(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  done_cv_.wait_for(lock, timeout, [&] { return pending_.empty() || pending_.front().parts_left == 0; });
+  done_cv_.wait_for(lock, timeout, [&] { return pending_.empty() || front_complete_locked(); });
   return take_front_locked();
 }
 
 std::optional<batch_completion> writer_pool::next() {
   std::unique_lock lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_.empty() || pending_.front().parts_left == 0; });
+  done_cv_.wait(lock, [&] { return pending_.empty() || front_complete_locked(); });
   return take_front_locked();
 }
 
@@ -88,7 +194,7 @@ bool writer_pool::reachable() const noexcept {
   return true;
 }
 
-batch_status writer_pool::write_part(slot& s, const part& p, batch_result& r, std::string& error) {
+batch_status writer_pool::write_part(slot& s, const part& p, batch_result& r, std::string& error, commit_point& cp) {
   writer_observer* obs = options_.writer.observer.get();
   for (;;) {
     if (abandoned_.load()) {
@@ -96,7 +202,7 @@ batch_status writer_pool::write_part(slot& s, const part& p, batch_result& r, st
       return batch_status::abandoned;
     }
     try {
-      r = s.w.write(p.view, p.info);
+      r = s.w.write(p.view, p.info, p.id, p.rewrite, cp);
       return batch_status::written;
     } catch (const write_cancelled& e) {
       error = e.what();
@@ -145,17 +251,43 @@ void writer_pool::work(slot& s) {
     lock.unlock();
     batch_result r;
     std::string error;
-    const batch_status st = write_part(s, p, r, error);
+    commit_point cp;
+    const batch_status st = write_part(s, p, r, error, cp);
     lock.lock();
     pending& b = pending_[static_cast<std::size_t>(p.sequence - front_sequence_)];
-    b.result += r;
+    b.part_results[p.writer] = r;
     if (st != batch_status::written && b.status == batch_status::written) {
       b.status = st;
       b.error = std::move(error);
     }
+    // A committed part is safe at once (synchronous standby, single PostgreSQL) or waits for the
+    // confirmer (under the pool's lock: the confirmer's callbacks take it too, so none can come first).
+    if (cp.status && !cp.status->in_recovery) {
+      // The replication mode, logged at the first commit and whenever it changes (a failover: a new timeline;
+      // Patroni dropping to asynchronous replication, or back).
+      const auto mode = mode_of(*cp.status, options_.confirm);
+      if (cp.status->timeline != seen_timeline_ || mode != seen_mode_) {
+        spdlog::info("Replication of the primary the batches commit on: {}", describe(*cp.status, options_.confirm));
+        seen_timeline_ = cp.status->timeline;
+        seen_mode_ = mode;
+        if (obs) obs->replication_mode(to_string(mode));
+      }
+    }
+    if (st == batch_status::written && confirmer_ && !abandoned_.load()) {
+      const verdict v = cp.status ? confirmer_->committed(part_key(p), cp.batch_ids, b.bytes, *cp.status)
+                                  : (confirmer_->committed_blind(part_key(p), cp.batch_ids, b.bytes), verdict::waiting);
+      if (v != verdict::confirmed) ++b.unconfirmed;
+    }
     if (--b.parts_left == 0) {
+      --committing_;
       b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - b.submitted).count();
-      if (b.status == batch_status::written && obs) obs->batch_written(b.result, b.records, b.seconds);
+      if (b.unconfirmed > 0) unconfirmed_bytes_ += b.bytes;
+      if (b.status == batch_status::written && obs) {
+        batch_result total;
+        for (const auto& pr : b.part_results) total += pr;
+        obs->batch_written(total, b.records, b.seconds);
+        if (b.unconfirmed == 0) obs->batch_confirmed(0);
+      }
       done_cv_.notify_all();
     }
   }

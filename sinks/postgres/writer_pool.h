@@ -10,7 +10,14 @@
 // batch is complete when all its parts are; completions are handed out strictly in submission order, so
 // a source that releases positions on completion releases them in its own order.
 //
-// Threads: each writer thread owns one sinks::postgres::writer. submit(), poll() and next() belong to
+// A batch is complete only once it is safe on the cluster, not merely committed on the primary
+// (sinks/postgres/confirmation.md): with a synchronous standby, or on a single PostgreSQL, its COMMIT is
+// enough; under asynchronous replication the pool's confirmer waits until the standbys have flushed it,
+// and after a failover every part the new primary's ledger lacks is written again (same ledger ids) before
+// its batch completes. Until then the source keeps the batch's position: it can be replayed.
+//
+// Threads: each writer thread owns one sinks::postgres::writer; the confirmer thread owns the confirmer's
+// session and calls back into the pool (under the pool's mutex). submit(), poll() and next() belong to
 // the source's thread (one thread per pool). When `max_in_flight` batches are incomplete or undelivered
 // the pool is full(): the source must take completions (next()) before it submits again, which is how
 // backpressure reaches it (the drainer stops reading the log, Kafka partitions pause, import stops
@@ -26,10 +33,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "sinks/postgres/confirmer.h"
 #include "sinks/postgres/writer.h"
 
 namespace crm::sinks::postgres {
@@ -55,6 +64,20 @@ struct pool_options {
   std::size_t max_in_flight = 1;
   // Pause before a refused batch is tried again (retry_policy::for_ever only).
   std::chrono::milliseconds refusal_pause{5000};
+  // When a batch is safe on the cluster (postgres.confirm, postgres.confirm_min_standbys).
+  confirm_policy confirm;
+  // Committed batches waiting for their confirmation may hold this many bytes of records (and the source
+  // may submit new batches meanwhile); full() beyond it (postgres.max_unconfirmed_mb).
+  std::size_t max_unconfirmed_bytes = std::size_t{256} << 20;
+  // How often the confirmer reads the standbys' positions while batches wait.
+  std::chrono::milliseconds confirm_interval{10};
+};
+
+// The write path's batches that are committed but not yet safe on the cluster.
+struct confirmation_stats {
+  std::size_t batches = 0;
+  std::size_t bytes = 0;
+  double oldest_seconds = 0;  // age of the oldest (0: none)
 };
 
 enum class batch_status {
@@ -70,6 +93,8 @@ struct batch_completion {
   batch_result result;  // what the committed parts did (all of them when written)
   std::string error;    // the first failure, when not written
   double seconds = 0;   // from submission to the last part's end
+  // From the last part's commit to the cluster's confirmation (0: its COMMIT was the confirmation).
+  double confirm_seconds = 0;
 };
 
 class writer_pool {
@@ -92,8 +117,16 @@ class writer_pool {
   // Waits for the oldest batch however long it takes (nullopt: nothing in flight).
   std::optional<batch_completion> next();
 
+  // Batches submitted and not yet taken back (written or not, confirmed or not).
   std::size_t in_flight() const;
-  bool full() const { return in_flight() >= max_in_flight_; }
+  // No more submissions until a completion was taken: `max_in_flight` batches are not yet committed, or
+  // the committed ones waiting for their confirmation hold max_unconfirmed_bytes.
+  bool full() const;
+  // Committed batches waiting for the cluster to confirm them (metrics; any thread).
+  confirmation_stats unconfirmed() const;
+  // The ledger source and position of every batch submitted and not yet taken back, oldest first (what an
+  // import that stops waiting names for a re-run).
+  std::vector<batch_info> outstanding() const;
   std::size_t writers() const noexcept { return slots_.size(); }
   const retry_policy& policy() const noexcept { return options_.writer.retry; }
 
@@ -110,8 +143,11 @@ class writer_pool {
  private:
   struct part {
     std::uint64_t sequence;
+    std::size_t writer;  // its slot
     batch_view view;
     batch_info info;
+    transform::uuid id;    // its ledger id (the same when it is written again)
+    bool rewrite = false;  // written again: the new primary's ledger lacked (some of) it
   };
   struct slot {
     explicit slot(const writer_options& o) : w(o) {}
@@ -122,19 +158,29 @@ class writer_pool {
   struct pending {
     std::uint64_t token;
     std::shared_ptr<transform::event_batch> batch;
-    std::size_t parts_left;
+    std::size_t parts_left;    // not yet committed
+    std::size_t unconfirmed = 0;  // committed, waiting for the cluster
     std::size_t records;
+    std::size_t bytes = 0;
+    batch_info info;
+    std::vector<part> parts;               // kept for a rewrite after a failover
+    std::vector<batch_result> part_results;  // a rewrite replaces its part's
     batch_status status = batch_status::written;
     batch_result result;
     std::string error;
     std::chrono::steady_clock::time_point submitted;
     double seconds = 0;
+    double confirm_seconds = 0;
   };
 
   void work(slot& s);
   // Writes one part under the retry policy; returns its status (and `error`).
-  batch_status write_part(slot& s, const part& p, batch_result& r, std::string& error);
+  batch_status write_part(slot& s, const part& p, batch_result& r, std::string& error, commit_point& cp);
   std::optional<batch_completion> take_front_locked();
+  bool front_complete_locked() const;
+  std::uint64_t part_key(const part& p) const noexcept { return p.sequence * 64 + p.writer; }
+  void on_confirmed(std::uint64_t key);
+  void on_missing(std::uint64_t key);
 
   pool_options options_;
   std::size_t max_in_flight_;
@@ -146,7 +192,14 @@ class writer_pool {
   std::deque<pending> pending_;   // submission order; front = the oldest undelivered
   std::uint64_t next_sequence_ = 0;  // sequence of the next submitted batch
   std::uint64_t front_sequence_ = 0;  // sequence of pending_.front()
+  std::size_t committing_ = 0;          // batches with parts not yet committed
+  std::size_t unconfirmed_bytes_ = 0;   // of batches committed and waiting for the cluster
+  std::uint32_t seen_timeline_ = 0;     // the replication mode last logged
+  replication_mode seen_mode_ = replication_mode::standalone;
   bool closing_ = false;
+  std::mt19937_64 rng_{std::random_device{}()};
+  // Last: constructed after, and destroyed before, everything its callbacks touch.
+  std::unique_ptr<confirmer> confirmer_;
 };
 
 }  // namespace crm::sinks::postgres

@@ -79,6 +79,34 @@ TEST(Import, SampleTwiceGivesTheSameRowsAndMetrics) {
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
 }
 
+// Issue 15: import reports success only once its batches are safe on the cluster. The private PostgreSQL is
+// told it needs a standby (--confirm-min-standbys 1, as a replicated primary whose standbys are gone): the
+// rows commit but are never confirmed, so after --confirm-timeout the import exits with code 6 and names
+// the batches that may need a re-run; the re-run (confirmed at COMMIT on a single PostgreSQL) is a no-op.
+TEST(Import, UnconfirmedBatchesExitWithTheirOwnCodeAndNameWhatToRerun) {
+  auto dsn = crm_test::fresh_database("t_import_unconfirmed");
+  auto waited = run("import --no-progress --confirm-min-standbys 1 --confirm-timeout 1 --dsn '" + dsn + "' " + sample());
+  EXPECT_EQ(waited.exit_code, 6) << waited.output;
+  EXPECT_NE(waited.output.find("did not confirm"), std::string::npos) << waited.output;
+  EXPECT_NE(waited.output.find("import:" + sample() + " lines 1-"), std::string::npos)
+      << "the batch to re-run is named:\n" << waited.output;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 12) << "committed, only not confirmed";
+
+  auto again = run("import --no-progress --dsn '" + dsn + "' " + sample());
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("0 inserted, 21 duplicates"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("confirmed by the cluster: 0 of"), std::string::npos)
+      << "nothing waits on a single PostgreSQL:\n" << again.output;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications"), 12);
+  EXPECT_EQ(q(dsn, "SELECT sum(event_count) FROM communication_metrics"), 12);
+  EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
+
+  // --confirm commit: the primary's COMMIT is enough (the behaviour before), whatever the standbys.
+  auto commit = run("import --no-progress --confirm commit --confirm-min-standbys 1 --confirm-timeout 1 --dsn '" + dsn +
+                    "' " + sample());
+  EXPECT_EQ(commit.exit_code, 0) << commit.output;
+}
+
 TEST(Import, EveryInvalidLineIsDeadLetteredWithFileLineAndReason) {
   auto dsn = crm_test::fresh_database("t_import_rejects");
   auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + sample());

@@ -157,6 +157,38 @@ TEST_F(KafkaSource, AStopCommitsTheWrittenOffsetsThroughRefusedCommits) {
   EXPECT_EQ(kafka_.committed("g-stop", "events", partitions), producer.end_offsets("events", partitions));
 }
 
+// Issue 15: a partition's offset is committed only once the batch holding it is safe on the cluster, not at
+// its COMMIT. The private PostgreSQL is told it needs a standby (confirm_min_standbys 1, as a replicated primary
+// whose standbys do not have the batch yet): the rows commit, the offsets stay uncommitted (also through the
+// stop, which waits 10 s for the confirmation), and the next member of the group consumes the messages again:
+// stored once.
+TEST_F(KafkaSource, OffsetsAreCommittedOnlyOnceTheClusterConfirmsTheBatch) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto sent = produce_mix(producer, 300);
+  auto o = source_options(kafka_, dsn_, "g-confirm");
+  o.write.confirm.min_standbys = 1;
+  {
+    kafka_source src(o);
+    std::thread t([&] { src.run(); });
+    EXPECT_TRUE(wait_until([&] { return rows(dsn_) == sent.events; })) << "committed, only not released";
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(src.stats().offset_commits, 0u) << "offsets committed before the cluster confirmed their batch";
+    src.stop();
+    t.join();
+    EXPECT_EQ(src.stats().offset_commits, 0u);
+  }
+  for (long long off : kafka_.committed("g-confirm", "events", partitions)) EXPECT_LT(off, 1) << "an offset was committed";
+  // The next run (a single PostgreSQL: its COMMIT is the confirmation) consumes them again: no-ops.
+  kafka_source again(source_options(kafka_, dsn_, "g-confirm"));
+  std::thread t([&] { again.run(); });
+  EXPECT_TRUE(wait_until([&] { return again.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
+  again.stop();
+  t.join();
+  EXPECT_EQ(again.stats().inserted, 0u) << "everything was stored by the first run";
+  expect_exactly_once(dsn_, sent.events);
+  EXPECT_EQ(kafka_.committed("g-confirm", "events", partitions), producer.end_offsets("events", partitions));
+}
+
 TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce) {
   crm_test::test_producer producer(kafka_.bootstrap());
   kafka_source a(source_options(kafka_, dsn_, "g-two")), b(source_options(kafka_, dsn_, "g-two"));

@@ -26,6 +26,7 @@
 #define HTTP_LOAD_EXE ""
 #endif
 
+#include "support/http_client.h"
 #include "support/serve_load.h"
 #include "support/test_db.h"
 
@@ -52,11 +53,12 @@ struct serve_config {
   std::uint64_t log_segment_bytes = 64ull << 20;
 };
 
-fs::path write_config(const fs::path& dir, const serve_config& c) {
+// `postgres_extra`: more [postgres] lines.
+fs::path write_config(const fs::path& dir, const serve_config& c, const std::string& postgres_extra = "") {
   auto path = dir / "serve.toml";
   std::ofstream f(path);
   f << "[http]\nlisten = \"127.0.0.1:0\"\n\n"
-    << "[postgres]\ndsn = \"" << c.dsn << "\"\nlinger_ms = 20\nallow_superuser = true\n\n"
+    << "[postgres]\ndsn = \"" << c.dsn << "\"\nlinger_ms = 20\nallow_superuser = true\n" << postgres_extra << "\n"
     << "[log]\ndir = \"" << c.log_dir.string() << "\"\nmax_bytes = " << c.log_max_bytes
     << "\nsegment_bytes = " << c.log_segment_bytes << "\n";
   return path;
@@ -179,6 +181,77 @@ TEST_F(ServeCrash, SigtermAnswersInFlightRequestsAndWritesEverythingAcknowledged
   auto ids = acked_ids(dir, acked);
   ASSERT_EQ(static_cast<long long>(acked), json_number(out, "events_acked"));
   EXPECT_EQ(missing_acked(dsn, ids), 0);
+  expect_exactly_once(dsn);
+}
+
+// The sum of the samples of metric `name` (with or without labels) on serve's /metrics.
+double metric(unsigned port, const std::string& name) {
+  auto reply = crm_test::http_request(static_cast<unsigned short>(port), "GET", "/metrics");
+  std::istringstream in(reply.body);
+  std::string line;
+  double sum = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) == 0 && line.size() > name.size() && (line[name.size()] == ' ' || line[name.size()] == '{')) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
+}
+
+// Issue 15: the log's checkpoint moves past a batch only once the cluster confirms it, not at its COMMIT.
+// The private PostgreSQL is told it needs a standby (confirm_min_standbys = 1, as a replicated primary whose
+// standbys are gone, or whose commits no standby has yet): the batches commit but are never confirmed, so
+// the log keeps them (its backlog), the unconfirmed gauges say so, and after a crash of serve the restarted
+// one writes them again from the log — stored once. (Before, the checkpoint passed them at COMMIT: a
+// primary that died before its standbys had them lost them for good.)
+TEST_F(ServeCrash, TheLogKeepsCommittedBatchesUntilTheClusterConfirmsThem) {
+  auto dsn = crm_test::fresh_database("t_serve_unconfirmed");
+  auto dir = crm_test::scratch("unconfirmed");
+  auto srv = start_server(dir, write_config(dir, {dsn, dir / "log", 4ull << 30, 64ull << 20}, "confirm_min_standbys = 1\n"), "1");
+  ASSERT_NE(srv.port, 0u);
+  load_args a;
+  a.rate = 100;
+  a.seed = 41;
+  a.duration_s = 1;
+  a.timeout_s = 5;
+  a.drain_timeout_s = 5;
+  auto load = start_load(dir, srv.port, a, "1");
+  ASSERT_EQ(load->wait_for(30s), 0) << load->err();
+  std::size_t acked = 0;
+  auto ids = acked_ids(dir, acked);
+  ASSERT_GT(acked, 0u) << load->out();
+  EXPECT_EQ(wait_until_stored(dsn, ids, 20s), 0) << "committed, only not released\n" << tail(srv.proc->err());
+  std::this_thread::sleep_for(1500ms);  // the drainer publishes the log's gauges every second
+  EXPECT_GT(metric(srv.port, "crm_ingest_log_backlog_bytes"), 0) << "the checkpoint passed unconfirmed batches";
+  EXPECT_GT(metric(srv.port, "crm_ingest_writer_unconfirmed_batches"), 0);
+  EXPECT_GT(metric(srv.port, "crm_ingest_writer_unconfirmed_bytes"), 0);
+  EXPECT_GT(metric(srv.port, "crm_ingest_writer_unconfirmed_oldest_seconds"), 0);
+  srv.proc->signal(SIGKILL);
+  ASSERT_EQ(srv.proc->wait_for(10s), -SIGKILL);
+
+  // Restarted with the defaults (a single PostgreSQL confirms at COMMIT): the log still holds the batches,
+  // they are written again (no-ops: every event is stored), and the checkpoint passes them.
+  auto again = start_server(dir, write_config(dir, {dsn, dir / "log", 4ull << 30, 64ull << 20}), "2");
+  ASSERT_NE(again.port, 0u);
+  const auto err = again.proc->err();
+  const auto p = err.find("records_to_replay=");
+  ASSERT_NE(p, std::string::npos) << err;
+  EXPECT_GT(std::stoll(err.substr(p + 18)), 0) << "the log kept nothing to replay";
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while ((metric(again.port, "crm_ingest_log_backlog_bytes") > 0 ||
+          metric(again.port, "crm_ingest_writer_confirm_seconds_count") == 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(metric(again.port, "crm_ingest_log_backlog_bytes"), 0);
+  EXPECT_EQ(metric(again.port, "crm_ingest_writer_unconfirmed_batches"), 0);
+  EXPECT_GT(metric(again.port, "crm_ingest_writer_confirm_seconds_count"), 0);
+  EXPECT_EQ(metric(again.port, "crm_ingest_writer_confirm_seconds_sum"), 0) << "a single PostgreSQL waited";
+  EXPECT_EQ(metric(again.port, "crm_ingest_writer_replication_mode{mode=\"standalone\"}"), 1);
+  again.proc->signal(SIGTERM);
+  ASSERT_EQ(again.proc->wait_for(20s), 0) << tail(again.proc->err());
+  EXPECT_EQ(missing_acked(dsn, ids), 0);
+  EXPECT_EQ(rows_with(dsn, ids), static_cast<long long>(acked)) << "an event stored twice";
   expect_exactly_once(dsn);
 }
 

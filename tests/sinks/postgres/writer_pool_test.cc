@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <string>
 
 #include <gtest/gtest.h>
 
@@ -42,6 +43,12 @@ std::shared_ptr<tf::event_batch> batch_of(std::uint64_t from, std::uint64_t to) 
 
 struct recording_observer : pg::writer_observer {
   std::atomic<int> connected_calls{0}, connect_failures{0}, written{0}, refused{0};
+  std::mutex mode_mu;
+  std::string mode;  // the replication mode reported last
+  void replication_mode(std::string_view m) override {
+    std::lock_guard lock(mode_mu);
+    mode = m;
+  }
   std::atomic<std::uint64_t> inserted{0}, duplicates{0}, rejected{0}, records{0};
   void connected() override { ++connected_calls; }
   void connect_failed(std::string_view) override { ++connect_failures; }
@@ -198,6 +205,84 @@ TEST(WriterPool, AbandonSkipsWhatIsQueued) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c->status, pg::batch_status::abandoned);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 0);
+}
+
+// Confirmation (sinks/postgres/confirmation.md) on a single PostgreSQL, the embedded default: no standby
+// exists, so a COMMIT is the confirmation: every batch completes as soon as it is written, nothing waits
+// for standbys, and the mode is reported as standalone.
+TEST(WriterPool, ASinglePostgresConfirmsAtCommitWithoutWaiting) {
+  auto dsn = crm_test::fresh_database("t_pool_standalone");
+  auto obs = std::make_shared<recording_observer>();
+  pg::writer_pool pool(options(dsn, 2, obs));
+  for (std::uint64_t k = 0; k < 5; ++k) pool.submit(batch_of(k * 100, k * 100 + 100), {"pool test", "standalone"}, k);
+  for (std::uint64_t k = 0; k < 5; ++k) {
+    auto c = pool.next(10s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
+    EXPECT_EQ(c->confirm_seconds, 0) << "a batch waited for standbys that do not exist";
+  }
+  EXPECT_EQ(pool.unconfirmed().batches, 0u);
+  std::lock_guard lock(obs->mode_mu);
+  EXPECT_EQ(obs->mode, "standalone");
+}
+
+// A primary that needs a standby to confirm (here: confirm_min_standbys = 1 on the single server, as on a
+// replicated primary whose standbys are all gone): batches are committed but not complete, so their source
+// keeps their positions; they count as unconfirmed, and once they hold max_unconfirmed_bytes the pool is
+// full (the source stops reading). `confirm = commit` completes them at once.
+TEST(WriterPool, BatchesWaitForTheRequiredStandbysAndFillTheWindow) {
+  auto dsn = crm_test::fresh_database("t_pool_unconfirmed");
+  auto o = options(dsn, 2);
+  o.confirm = {true, 1};
+  o.max_unconfirmed_bytes = 1;  // the first unconfirmed batch fills it
+  {
+    pg::writer_pool pool(o);
+    pool.submit(batch_of(0, 50), {"pool test", "waits"}, 1);
+    EXPECT_FALSE(pool.next(1s)) << "completed although no standby has it";
+    EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 50) << "committed, only not released";
+    const auto st = pool.unconfirmed();
+    EXPECT_EQ(st.batches, 1u);
+    EXPECT_GT(st.bytes, 0u);
+    EXPECT_GT(st.oldest_seconds, 0.5);
+    EXPECT_TRUE(pool.full()) << "the window of unconfirmed bytes is full";
+    ASSERT_EQ(pool.outstanding().size(), 1u);
+    EXPECT_EQ(pool.outstanding()[0].position, "waits");
+  }
+  o.confirm = {false, -1};
+  pg::writer_pool pool(o);
+  pool.submit(batch_of(50, 60), {"pool test", "commit is enough"}, 2);
+  auto c = pool.next(10s);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, pg::batch_status::written);
+}
+
+// Ledger ids of a split part are derived from the part's id, the same every time, so that a part written
+// again after a failover finds the transactions that are in the ledger already.
+TEST(WriterPool, SplitLedgerIdsDeriveFromThePartsId) {
+  const auto parent = id_of(7);
+  EXPECT_EQ(pg::derived_batch_id(parent, 1), pg::derived_batch_id(parent, 1));
+  EXPECT_NE(pg::derived_batch_id(parent, 1), pg::derived_batch_id(parent, 2));
+  EXPECT_NE(pg::derived_batch_id(parent, 1), parent);
+  EXPECT_NE(pg::derived_batch_id(parent, 1), pg::derived_batch_id(id_of(8), 1));
+}
+
+// A part written again with `rewrite` (what the pool does when a new primary's ledger lacks it) whose
+// transaction is in the ledger already is settled from it: nothing is inserted twice, nothing counted twice.
+TEST(Writer, ARewrittenPartFoundInTheLedgerIsNotWrittenTwice) {
+  auto dsn = crm_test::fresh_database("t_writer_rewrite");
+  pg::writer w(options(dsn, 1).writer);
+  auto b = batch_of(0, 20);
+  const pg::batch_view v{b->communications, b->touchpoints, b->rejections};
+  const auto id = id_of(99);
+  pg::commit_point first, again;
+  auto r1 = w.write(v, {"rewrite test", "1"}, id, false, first);
+  auto r2 = w.write(v, {"rewrite test", "1"}, id, true, again);
+  EXPECT_EQ(r1.inserted(), 20u);
+  EXPECT_EQ(r2.settled_from_ledger, 1u);
+  EXPECT_EQ(first.batch_ids, again.batch_ids);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 20);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT coalesce(sum(event_count), 0) FROM communication_metrics"), 20);
 }
 
 TEST(RetryPolicy, SettingsConventionAndModes) {

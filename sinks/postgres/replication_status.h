@@ -1,0 +1,80 @@
+// What a primary says about its standbys, and whether a commit is safe on the cluster (issue 15; the
+// design is sinks/postgres/confirmation.md). One query reads it (read_replication_status) on the session
+// whose numbers it compares; the verdicts are pure functions of it, so they are tested on tables of
+// statuses without a cluster.
+//
+// Thread ownership: none here. The status belongs to whoever read it; the functions are pure.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <pqxx/pqxx>
+
+namespace crm::sinks::postgres {
+
+// A WAL position (pg_lsn) as a number; "16/B374D848" -> 0x16B374D848.
+using lsn_t = std::uint64_t;
+// Parses PostgreSQL's "X/Y" text form; nullopt when it is not one.
+std::optional<lsn_t> parse_lsn(std::string_view text) noexcept;
+std::string format_lsn(lsn_t lsn);
+
+struct replication_status {
+  bool in_recovery = false;  // not a primary (a demoted one, or a replica): nothing below is meaningful
+  lsn_t insert_lsn = 0;      // pg_current_wal_insert_lsn(): at or after the end of every commit made so far
+  std::uint32_t timeline = 0;  // the primary's WAL timeline: a promotion always starts a new one
+  // Physical standbys (not logical WAL senders) in state streaming or catchup.
+  int standbys = 0;
+  int synchronous = 0;  // of them, sync_state = 'sync'
+  // WAL senders whose state and positions this role may not read (no pg_read_all_stats).
+  int hidden = 0;
+  lsn_t all_flushed = 0;                 // the lowest flush position of the standbys (0: none reported yet)
+  std::optional<lsn_t> sync_flushed;     // the lowest flush position of the synchronous ones
+  int slots = 0;                         // physical replication slots (a replicated cluster has them)
+  std::string synchronous_standby_names;
+  std::string synchronous_commit;        // this session's
+};
+
+// postgres.confirm and postgres.confirm_min_standbys.
+struct confirm_policy {
+  // false: the primary's COMMIT is enough (postgres.confirm = commit, the behaviour before issue 15).
+  bool wait_for_standbys = true;
+  // How many standbys must have flushed a commit under asynchronous replication; -1 = auto: 1 when the
+  // primary has a physical replication slot or a standby, else 0 (a single PostgreSQL).
+  int min_standbys = -1;
+};
+
+enum class replication_mode {
+  standalone,    // no standby and none expected: a COMMIT is safe
+  asynchronous,  // standbys, none synchronous: wait until they have flushed a commit
+  synchronous,   // a synchronous standby: a COMMIT that returned is safe
+};
+std::string_view to_string(replication_mode m) noexcept;
+
+enum class verdict {
+  confirmed,  // safe on the cluster: the source may release its position
+  waiting,    // not yet: ask again later
+  blind,      // standbys exist whose positions this role cannot read: never assumed safe
+};
+std::string_view to_string(verdict v) noexcept;
+
+// Reads the status on `tx`'s session (one query; a few rows of pg_stat_replication).
+replication_status read_replication_status(pqxx::transaction_base& tx);
+
+int required_standbys(const replication_status& s, const confirm_policy& p) noexcept;
+replication_mode mode_of(const replication_status& s, const confirm_policy& p) noexcept;
+
+// A commit at `lsn` made on this status's timeline, at any time before the status was read.
+verdict confirmation_of(const replication_status& s, const confirm_policy& p, lsn_t lsn) noexcept;
+
+// The commit this session has just made (read right after its COMMIT returned; its position is
+// s.insert_lsn). With a synchronous standby and a synchronous_commit that waits for it, the COMMIT itself
+// was the confirmation: nothing is compared and nothing waits a second time.
+verdict confirmation_at_commit(const replication_status& s, const confirm_policy& p) noexcept;
+
+// One line for the logs: "replication=asynchronous timeline=9 standbys=2 synchronous=0 slots=2 ...".
+std::string describe(const replication_status& s, const confirm_policy& p);
+
+}  // namespace crm::sinks::postgres
