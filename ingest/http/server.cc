@@ -70,6 +70,116 @@ std::string json_error(std::string_view message) {
   return out + "}";
 }
 
+// The request parser: Beast's basic_parser with our own storage, so that nothing a client sends can make
+// it throw, and a chunked body's trailer fields are never read as header fields. (Beast 1.74's
+// request_parser merges trailers into the header and throws std::length_error for a field of 64 KiB or
+// more, out of the read and out of io_context::run.) Trailer fields are counted against the header
+// limit and discarded; a request with more is refused (431).
+class request_reader final : public bhttp::basic_parser<true> {
+ public:
+  explicit request_reader(std::size_t header_limit) : field_limit_(header_limit) {}
+
+  const bhttp::request_header<>& head() const noexcept { return head_; }
+  const std::string& body() const noexcept { return body_; }
+  bool trailer_too_large() const noexcept { return trailer_too_large_; }
+
+ private:
+  void on_request_impl(bhttp::verb method, beast::string_view method_str, beast::string_view target, int version,
+                       beast::error_code& ec) override {
+    try {
+      if (method != bhttp::verb::unknown) head_.method(method);
+      else head_.method_string(method_str);
+      head_.target(target);
+      head_.version(version);
+    } catch (const std::exception&) {
+      ec = bhttp::error::bad_target;
+    }
+  }
+
+  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override { ec = bhttp::error::bad_version; }
+
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
+                     beast::error_code& ec) override {
+    if (in_trailer_) {
+      // Never merged into the header: a trailer cannot authenticate, sign or re-type a request.
+      trailer_bytes_ += name_string.size() + value.size() + 4;
+      if (trailer_bytes_ > field_limit_) {
+        trailer_too_large_ = true;
+        ec = bhttp::error::header_limit;
+      }
+      return;
+    }
+    try {
+      head_.insert(name, name_string, value);
+    } catch (const std::exception&) {
+      ec = bhttp::error::header_limit;  // Beast refuses field values of 64 KiB or more by throwing
+    }
+  }
+
+  void on_header_impl(beast::error_code&) override { in_trailer_ = true; }
+
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code& ec) override {
+    if (length) {
+      try {
+        body_.reserve(static_cast<std::size_t>(*length));
+      } catch (const std::exception&) {
+        ec = bhttp::error::body_limit;
+      }
+    }
+  }
+
+  std::size_t on_body_impl(beast::string_view data, beast::error_code& ec) override { return append(data, ec); }
+
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, beast::error_code& ec) override {
+    return append(data, ec);
+  }
+
+  void on_finish_impl(beast::error_code&) override {}
+
+  std::size_t append(beast::string_view data, beast::error_code& ec) {
+    try {
+      body_.append(data.data(), data.size());
+    } catch (const std::exception&) {
+      ec = bhttp::error::body_limit;
+      return 0;
+    }
+    return data.size();
+  }
+
+  bhttp::request_header<> head_;
+  std::string body_;
+  std::size_t field_limit_;
+  std::size_t trailer_bytes_ = 0;
+  bool in_trailer_ = false;
+  bool trailer_too_large_ = false;
+};
+
+// The most a request's header (and, separately, its trailer) may take; Beast's own fields cannot hold a
+// value of 64 KiB anyway. The read buffer holds at most this plus a little: what a client sends beyond
+// waits in the socket, so pipelined requests and chunk-size lines cannot grow memory either.
+constexpr std::size_t header_limit_bytes = 64 * 1024;
+constexpr std::size_t read_buffer_bytes = header_limit_bytes + 16 * 1024;
+
+// Runs an io_context until it has no more work. An exception escaping a completion handler (a bug, or an
+// allocation failure) unwinds that handler, which owns its connection: the connection is closed and the
+// I/O thread goes back to serving the others.
+void run_io_context(net::io_context& ioc, server_stats& stats) {
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      stats.connection_errors++;
+      spdlog::error("A connection failed with an exception; it was closed. error={}", e.what());
+    } catch (...) {
+      stats.connection_errors++;
+      spdlog::error("A connection failed with an unknown exception; it was closed.");
+    }
+  }
+}
+
 }  // namespace
 
 // What shutdown needs of a connection, plain or TLS.
@@ -108,9 +218,12 @@ struct server::impl {
 template <class Stream>
 class session final : public session_base, public std::enable_shared_from_this<session<Stream>> {
  public:
-  session(tcp::socket&& socket, server::impl& srv) : stream_(std::move(socket)), srv_(srv) { remember_peer(); }
+  session(tcp::socket&& socket, server::impl& srv)
+      : stream_(std::move(socket)), buffer_(read_buffer_bytes), srv_(srv) {
+    remember_peer();
+  }
   session(tcp::socket&& socket, server::impl& srv, std::shared_ptr<ssl::context> tls)
-      : tls_(std::move(tls)), stream_(std::move(socket), *tls_), srv_(srv) {
+      : tls_(std::move(tls)), stream_(std::move(socket), *tls_), buffer_(read_buffer_bytes), srv_(srv) {
     remember_peer();
   }
 
@@ -151,15 +264,28 @@ class session final : public session_base, public std::enable_shared_from_this<s
   }
 
  private:
+  // A completion handler of this connection: an exception thrown by its work ends this connection only.
+  auto guarded(void (session::*fn)(beast::error_code, std::size_t)) {
+    return [self = this->shared_from_this(), fn](beast::error_code ec, std::size_t n) {
+      try {
+        (self.get()->*fn)(ec, n);
+      } catch (const std::exception& e) {
+        self->srv_.stats.connection_errors++;
+        spdlog::error("A connection failed with an exception; it was closed. error={}", e.what());
+        self->close();
+      }
+    };
+  }
+
   void read_header() {
     if (srv_.stopping) return close();
-    parser_.emplace();
+    parser_.emplace(header_limit_bytes);
     parser_->body_limit(srv_.opt.body_limit_bytes);
-    parser_->header_limit(64 * 1024);
+    parser_->header_limit(header_limit_bytes);
     // The first request must arrive within the header timeout; later ones may idle longer.
     lowest().expires_after(requests_ == 0 ? srv_.opt.header_timeout : srv_.opt.idle_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
-                             beast::bind_front_handler(&session<Stream>::on_header, this->shared_from_this()));
+                             guarded(&session<Stream>::on_header));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -171,7 +297,7 @@ class session final : public session_base, public std::enable_shared_from_this<s
                                       std::to_string(srv_.opt.body_limit_bytes));
     }
     lowest().expires_after(srv_.opt.request_timeout);
-    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&session<Stream>::on_read, this->shared_from_this()));
+    bhttp::async_read(stream_, buffer_, *parser_, guarded(&session<Stream>::on_read));
   }
 
   void on_error(beast::error_code ec) {
@@ -188,6 +314,13 @@ class session final : public session_base, public std::enable_shared_from_this<s
       return reply_and_close(413, "request body exceeds the limit of " + std::to_string(srv_.opt.body_limit_bytes) +
                                       " bytes");
     }
+    if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+      srv_.stats.bad_requests++;
+      return reply_and_close(431, parser_ && parser_->trailer_too_large()
+                                      ? "the chunked body's trailer exceeds " + std::to_string(header_limit_bytes) +
+                                            " bytes"
+                                      : "the request header exceeds " + std::to_string(header_limit_bytes) + " bytes");
+    }
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
       srv_.stats.bad_requests++;
       return reply_and_close(400, "malformed HTTP request: " + ec.message());
@@ -202,7 +335,7 @@ class session final : public session_base, public std::enable_shared_from_this<s
     srv_.stats.requests++;
     lowest().expires_never();  // the handler's time is not the client's fault
 
-    const auto& msg = parser_->get();
+    const auto& msg = parser_->head();
     auto method = msg.method_string();
     auto target = msg.target();
     req_.method = std::string_view(method.data(), method.size());
@@ -210,13 +343,13 @@ class session final : public session_base, public std::enable_shared_from_this<s
     auto q = req_.target.find('?');
     req_.path = req_.target.substr(0, q);
     req_.query = q == std::string_view::npos ? std::string_view() : req_.target.substr(q + 1);
-    req_.body = msg.body();
+    req_.body = parser_->body();
     auto ct = msg[bhttp::field::content_type];
     req_.content_type = std::string_view(ct.data(), ct.size());
     req_.remote_address = remote_;
-    headers_.emplace(msg.base());
+    headers_.emplace(msg);
     req_.headers = &*headers_;
-    keep_alive_ = msg.keep_alive();
+    keep_alive_ = parser_->keep_alive();
 
     try {
       srv_.h.handle(req_, [self = this->shared_from_this()](response r) {
@@ -241,7 +374,7 @@ class session final : public session_base, public std::enable_shared_from_this<s
     res_.keep_alive(keep_alive_ && !srv_.stopping && r.status != 413);
     res_.prepare_payload();
     lowest().expires_after(srv_.opt.request_timeout);
-    bhttp::async_write(stream_, res_, beast::bind_front_handler(&session<Stream>::on_write, this->shared_from_this()));
+    bhttp::async_write(stream_, res_, guarded(&session<Stream>::on_write));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -276,7 +409,7 @@ class session final : public session_base, public std::enable_shared_from_this<s
   std::shared_ptr<ssl::context> tls_;  // kept alive while the connection uses it (before stream_)
   Stream stream_;
   beast::flat_buffer buffer_;
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<request_reader> parser_;
   std::optional<fields_view> headers_;
   bhttp::response<bhttp::string_body> res_;
   request req_;
@@ -395,8 +528,8 @@ void server::run() {
   auto& i = *impl_;
   i.accept();
   std::vector<std::thread> threads;
-  for (int t = 1; t < std::max(1, i.opt.io_threads); ++t) threads.emplace_back([&] { i.ioc.run(); });
-  i.ioc.run();
+  for (int t = 1; t < std::max(1, i.opt.io_threads); ++t) threads.emplace_back([&] { run_io_context(i.ioc, i.stats); });
+  run_io_context(i.ioc, i.stats);
   for (auto& t : threads) t.join();
 }
 

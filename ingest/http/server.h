@@ -77,6 +77,7 @@ struct server_stats {
   std::atomic<std::uint64_t> body_too_large{0};
   std::atomic<std::uint64_t> bad_requests{0};
   std::atomic<std::uint64_t> tls_handshake_failures{0};
+  std::atomic<std::uint64_t> connection_errors{0};  // connections closed by an exception in their handling
 };
 
 class server {

@@ -20,6 +20,40 @@ struct http_reply {
   std::string body;
 };
 
+// Parses one response out of `buf`, calling `fill` (which appends to `buf`, false at the end of the stream)
+// for more bytes; status 0 when the stream ended first. Shared by the plain and the TLS client.
+template <class Fill>
+http_reply read_http_reply(std::string& buf, Fill fill) {
+  http_reply r;
+  std::size_t header_end;
+  while ((header_end = buf.find("\r\n\r\n")) == std::string::npos) {
+    if (!fill()) return r;
+  }
+  std::string head = buf.substr(0, header_end);
+  buf.erase(0, header_end + 4);
+  auto sp = head.find(' ');
+  r.status = std::stoi(head.substr(sp + 1, 3));
+  std::size_t pos = head.find("\r\n");
+  while (pos != std::string::npos && pos + 2 < head.size()) {
+    auto next = head.find("\r\n", pos + 2);
+    std::string line = head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
+    auto colon = line.find(':');
+    std::string name = line.substr(0, colon);
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = line.substr(colon + 1);
+    while (!value.empty() && value.front() == ' ') value.erase(0, 1);
+    r.headers[name] = value;
+    pos = next;
+  }
+  std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
+  while (buf.size() < length) {
+    if (!fill()) break;
+  }
+  r.body = buf.substr(0, length);
+  buf.erase(0, std::min(length, buf.size()));
+  return r;
+}
+
 class http_connection {
  public:
   // `from`: a local address to connect from (any of 127.0.0.0/8 on Linux), e.g. to act as another client.
@@ -71,34 +105,7 @@ class http_connection {
 
   // Reads one response; status 0 when the server closed the connection instead.
   http_reply read_reply() {
-    http_reply r;
-    std::size_t header_end;
-    while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos) {
-      if (!fill()) return r;
-    }
-    std::string head = buf_.substr(0, header_end);
-    buf_.erase(0, header_end + 4);
-    auto sp = head.find(' ');
-    r.status = std::stoi(head.substr(sp + 1, 3));
-    std::size_t pos = head.find("\r\n");
-    while (pos != std::string::npos && pos + 2 < head.size()) {
-      auto next = head.find("\r\n", pos + 2);
-      std::string line = head.substr(pos + 2, next == std::string::npos ? std::string::npos : next - pos - 2);
-      auto colon = line.find(':');
-      std::string name = line.substr(0, colon);
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      std::string value = line.substr(colon + 1);
-      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-      r.headers[name] = value;
-      pos = next;
-    }
-    std::size_t length = r.headers.count("content-length") ? std::stoul(r.headers["content-length"]) : 0;
-    while (buf_.size() < length) {
-      if (!fill()) break;
-    }
-    r.body = buf_.substr(0, length);
-    buf_.erase(0, std::min(length, buf_.size()));
-    return r;
+    return read_http_reply(buf_, [this] { return fill(); });
   }
 
   // True when the server has closed the connection (reads return 0).

@@ -74,6 +74,17 @@ class serve_process {
     return status;
   }
 
+  // True while the process has not exited (reaps it when it has).
+  bool running() {
+    if (pid_ <= 0) return false;
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return false;
+    }
+    return true;
+  }
+
   unsigned short port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& config_path() const noexcept { return config_; }
