@@ -153,6 +153,14 @@ allow_superuser = true
 
 [log]
 dir = "$work/log"
+
+# The load's provider webhooks are unsigned.
+[webhooks.sendgrid]
+allow_unsigned = true
+[webhooks.twilio]
+allow_unsigned = true
+[webhooks.segment]
+allow_unsigned = true
 TOML
 serve_cmd=("$exe" --log-level warn serve --config "$work/serve.toml")
 [ -n "$cpu_list" ] && serve_cmd=(taskset -c "$cpu_list" "${serve_cmd[@]}")

@@ -31,13 +31,32 @@ std::string fingerprint(std::initializer_list<std::string> parts) {
   return out;
 }
 
-// Builds the verifier of every provider with a configured secret; reuses `previous`'s entry when a
-// provider's secrets are unchanged.
+// Why a provider endpoint without a secret refuses (static: verify_result keeps a view), in the order of
+// webhook_secrets::providers.
+constexpr std::array<const char*, webhook_secrets::providers.size()> no_secret_reasons = {
+    "no secret configured (set webhooks.sendgrid.public_key, or webhooks.sendgrid.allow_unsigned = true)",
+    "no secret configured (set webhooks.twilio.auth_token, or webhooks.twilio.allow_unsigned = true)",
+    "no secret configured (set webhooks.whatsapp.app_secret, or webhooks.whatsapp.allow_unsigned = true)",
+    "no secret configured (set webhooks.mailgun.signing_key, or webhooks.mailgun.allow_unsigned = true)",
+    "no credentials configured (set webhooks.postmark.username and password, or webhooks.postmark.allow_unsigned = "
+    "true)",
+    "no secret configured (set webhooks.resend.secret, or webhooks.resend.allow_unsigned = true)",
+    "no secret configured (set webhooks.segment.shared_secret, or webhooks.segment.allow_unsigned = true)",
+};
+
+bool allows_unsigned(const config::settings& cfg, std::string_view provider) {
+  return cfg.boolean("webhooks." + std::string(provider), "allow_unsigned");
+}
+
+// Builds the verifier of every provider: from its configured secret, or a refusal without one (unless
+// unsigned requests are allowed); reuses `previous`'s entry when a provider's settings are unchanged.
 webhook_secrets::set build(const config::settings& cfg, const webhook_secrets::set* previous) {
   auto secret = [&](const char* section, const char* key) { return cfg.str(section, key); };
   const std::string public_base = cfg.str("http", "public_base_url");
   webhook_secrets::set out;
-  auto reuse = [&](std::size_t i, const std::string& fp) {
+  // The opt-in to unsigned requests is part of each fingerprint: flipping it is a change like a new secret.
+  auto reuse = [&](std::size_t i, std::string fp) {
+    fp += allows_unsigned(cfg, webhook_secrets::providers[i]) ? "unsigned" : "signed";
     out[i].fingerprint = fp;
     if (previous && (*previous)[i].fingerprint == fp) {
       out[i].check = (*previous)[i].check;
@@ -96,6 +115,13 @@ webhook_secrets::set build(const config::settings& cfg, const webhook_secrets::s
     auto v = std::make_shared<wh::segment_verifier>(wh::secret_list{s});
     out[6].check = [v](const http::request& r) { return v->verify(r.body, *r.headers); };
   }
+  // No secret: refused unless the operator opted in to unsigned requests for that provider.
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i].check || allows_unsigned(cfg, webhook_secrets::providers[i])) continue;
+    out[i].check = [i](const http::request&) -> wh::verify_result {
+      return {wh::verify_error::missing_input, no_secret_reasons[i]};
+    };
+  }
   return out;
 }
 
@@ -130,6 +156,22 @@ std::size_t webhook_secrets::index_of(std::string_view name) {
     if (name == providers[i]) return i;
   }
   throw std::logic_error("unknown provider " + std::string(name));
+}
+
+std::vector<std::string> unsigned_webhooks(const config::settings& cfg) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < webhook_secrets::providers.size(); ++i) {
+    const std::string section = std::string("webhooks.") + webhook_secrets::providers[i];
+    bool secret = false;
+    for (const auto& s : config::all_settings()) {
+      if (s.section == section && s.type == config::setting_type::secret && s.key != "verify_token" &&
+          !cfg.str(s.section, s.key).empty()) {
+        secret = true;
+      }
+    }
+    if (!secret && allows_unsigned(cfg, webhook_secrets::providers[i])) out.emplace_back(webhook_secrets::providers[i]);
+  }
+  return out;
 }
 
 void register_providers(collector& c, std::shared_ptr<webhook_secrets> secrets) {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ingest/collector.h"
 #include "ingest/config/settings.h"
@@ -28,7 +29,8 @@ class webhook_secrets {
   // Returns the names of the providers whose secrets changed. Called from one thread at a time.
   std::string reload(const config::settings& cfg);
 
-  // The signature check of `provider` as of now; ok when it has no secret configured.
+  // The signature check of `provider` as of now; without a secret configured, a refusal unless
+  // webhooks.<provider>.allow_unsigned is set (then ok).
   webhooks::verify_result verify(std::size_t provider, const http::request& req) const;
 
   static constexpr std::array<const char*, 7> providers = {"sendgrid", "twilio",   "whatsapp", "mailgun",
@@ -44,6 +46,10 @@ class webhook_secrets {
  private:
   std::atomic<std::shared_ptr<const set>> current_;
 };
+
+// The providers that accept unsigned requests: no secret configured and webhooks.<provider>.allow_unsigned
+// set (serve warns about each at start and on reload).
+std::vector<std::string> unsigned_webhooks(const config::settings& cfg);
 
 // Registers /v1/webhooks/{sendgrid,twilio,whatsapp,mailgun,postmark,resend,segment}, verifying with
 // `secrets` (which must outlive the collector's use of it; the endpoints share ownership).

@@ -81,6 +81,15 @@ void refuse_superuser(pqxx::connection& conn, bool allowed, const std::string& d
                           "(CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true)");
 }
 
+// A provider endpoint without its secret refuses every request unless the operator opted in; say so loudly
+// when one did.
+void warn_unsigned_webhooks(const config::settings& cfg) {
+  for (const auto& p : unsigned_webhooks(cfg)) {
+    spdlog::warn("POST /v1/webhooks/{} accepts UNSIGNED requests (webhooks.{}.allow_unsigned = true): anyone who "
+                 "reaches the listener can write {} events. Configure its secret instead.", p, p, p);
+  }
+}
+
 }  // namespace
 
 void run_http_front(const serve_args& args, const config::settings& cfg, const sigset_t& signals, batch_sink& sink,
@@ -104,6 +113,7 @@ void run_http_front(const serve_args& args, const config::settings& cfg, const s
   }
   collector coll(copt, sink, m, std::move(ready));
   auto secrets = std::make_shared<webhook_secrets>(cfg);
+  warn_unsigned_webhooks(cfg);
   register_providers(coll, secrets);
 
   http::server_options sopt;
@@ -137,6 +147,7 @@ void run_http_front(const serve_args& args, const config::settings& cfg, const s
         auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
         srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
         auto changed = secrets->reload(fresh);
+        warn_unsigned_webhooks(fresh);
         coll.set_authenticator(std::move(fresh_auth));
         set_log_format(fresh.str("logging", "format"));
         m.config_reloads.Increment();

@@ -154,3 +154,61 @@ TEST(ServeHostile, ACredentialInATrailerDoesNotAuthenticate) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string read_fixture(const std::string& rel) {
+  std::ifstream in(std::string(CRM_FIXTURES_DIR) + "/webhooks/" + rel);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+const std::string forged_order =
+    R"({"type":"track","event":"Order Completed","anonymousId":"forger","messageId":"forged-order-1",)"
+    R"("timestamp":"2026-11-02T09:00:00Z","properties":{"revenue":999999,"currency":"USD"}})";
+
+// Item 2: a provider endpoint without its secret stored whatever anyone posted, also with auth.required.
+TEST(ServeHostile, ProviderEndpointWithoutItsSecretRefusesUnsignedRequests) {
+  auto dsn = crm_test::fresh_database("t_hostile_unsigned");
+  crm_test::serve_process srv(dsn, scratch("unsigned"), "\n[auth]\nrequired = true\n");
+  srv.start();
+  const std::map<std::string, std::string> json = {{"Content-Type", "application/json"}};
+  auto segment = crm_test::http_request(srv.port(), "POST", "/v1/webhooks/segment", forged_order, json);
+  EXPECT_EQ(segment.status, 401) << segment.body;
+  EXPECT_NE(segment.body.find("webhooks.segment.allow_unsigned"), std::string::npos) << segment.body;
+  // Postmark's endpoint authenticates with basic auth: without configured credentials, any pair is refused.
+  auto postmark = crm_test::http_request(srv.port(), "POST", "/v1/webhooks/postmark",
+                                         read_fixture("postmark/docs-delivery.json"),
+                                         {{"Content-Type", "application/json"}, {"Authorization", "Basic dTpw"}});
+  EXPECT_EQ(postmark.status, 401) << postmark.body;
+  EXPECT_NE(postmark.body.find("webhooks.postmark.allow_unsigned"), std::string::npos) << postmark.body;
+  for (const char* p : {"sendgrid", "whatsapp", "mailgun", "resend"}) {
+    EXPECT_EQ(crm_test::http_request(srv.port(), "POST", std::string("/v1/webhooks/") + p, "[]", json).status, 401) << p;
+  }
+  auto twilio = crm_test::http_request(srv.port(), "POST", "/v1/webhooks/twilio",
+                                       read_fixture("twilio/status-callback-sent.docs.form"),
+                                       {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(twilio.status, 401) << twilio.body;
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+  EXPECT_EQ(srv.stderr_text().find("UNSIGNED"), std::string::npos) << srv.stderr_text();
+}
+
+// The explicit opt-in, per provider, is warned about at start; other providers stay closed.
+TEST(ServeHostile, UnsignedWebhooksAreAnExplicitWarnedOptInPerProvider) {
+  auto dsn = crm_test::fresh_database("t_hostile_unsigned_optin");
+  crm_test::serve_process srv(dsn, scratch("unsigned-optin"), "\n[webhooks.segment]\nallow_unsigned = true\n");
+  srv.start();
+  const std::map<std::string, std::string> json = {{"Content-Type", "application/json"}};
+  auto segment = crm_test::http_request(srv.port(), "POST", "/v1/webhooks/segment", forged_order, json);
+  EXPECT_EQ(segment.status, 200) << segment.body;
+  EXPECT_EQ(crm_test::http_request(srv.port(), "POST", "/v1/webhooks/sendgrid", "[]", json).status, 401);
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 1), 1);
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+  const auto log = srv.stderr_text();
+  EXPECT_NE(log.find("POST /v1/webhooks/segment accepts UNSIGNED requests"), std::string::npos) << log;
+  EXPECT_EQ(log.find("POST /v1/webhooks/sendgrid accepts UNSIGNED"), std::string::npos) << log;
+}
+
+}  // namespace
