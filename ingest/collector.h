@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ingest/auth/credentials.h"
@@ -47,7 +48,8 @@ using signature_check = std::function<webhooks::verify_result(const http::reques
 
 struct provider_endpoint {
   provider_normalizer normalize;
-  signature_check verify;  // empty = no secret configured, verification off
+  signature_check verify;       // on the whole request; empty = verification off
+  signature_check verify_head;  // what can be refused from the head alone, before the body is read; may be empty
 };
 
 struct collector_options {
@@ -77,12 +79,16 @@ class collector final : public http::handler {
   // Registers POST /v1/webhooks/<name>.
   void add_provider(const std::string& name, provider_endpoint endpoint);
 
+  // Route, method, rate limits and credentials, from the head alone (before the body is read).
+  std::optional<http::response> screen(const http::request& head, http::admission& admitted) override;
   void handle(const http::request& req, http::respond_fn respond) override;
 
   // Swaps the authenticator under live traffic (SIGHUP); requests in flight keep the one they started with.
   void set_authenticator(std::shared_ptr<const auth::authenticator> a);
 
  private:
+  std::optional<http::response> admit(const http::request& req, http::admission& admitted);
+  std::string endpoint_of(std::string_view path) const;
   void handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
                      std::string_view tenant = {});
   void handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name);

@@ -60,6 +60,7 @@ webhook_secrets::set build(const config::settings& cfg, const webhook_secrets::s
     out[i].fingerprint = fp;
     if (previous && (*previous)[i].fingerprint == fp) {
       out[i].check = (*previous)[i].check;
+      out[i].head_only = (*previous)[i].head_only;
       return true;
     }
     return false;
@@ -105,6 +106,7 @@ webhook_secrets::set build(const config::settings& cfg, const webhook_secrets::s
     if (!reuse(4, fingerprint({user, password})) && (!user.empty() || !password.empty())) {
       auto v = std::make_shared<wh::postmark_verifier>(user, password);
       out[4].check = [v](const http::request& r) { return v->verify(*r.headers); };
+      out[4].head_only = true;  // basic auth: refused before the body is read
     }
   }
   if (auto s = secret("webhooks.resend", "secret"); !reuse(5, fingerprint({s})) && !s.empty()) {
@@ -121,6 +123,7 @@ webhook_secrets::set build(const config::settings& cfg, const webhook_secrets::s
     out[i].check = [i](const http::request&) -> wh::verify_result {
       return {wh::verify_error::missing_input, no_secret_reasons[i]};
     };
+    out[i].head_only = true;
   }
   return out;
 }
@@ -149,6 +152,13 @@ webhooks::verify_result webhook_secrets::verify(std::size_t provider, const http
   const auto& check = (*s)[provider].check;
   if (!check) return {};
   return check(req);
+}
+
+webhooks::verify_result webhook_secrets::verify_head(std::size_t provider, const http::request& head) const {
+  auto s = current_.load();
+  const auto& e = (*s)[provider];
+  if (!e.check || !e.head_only) return {};
+  return e.check(head);
 }
 
 std::size_t webhook_secrets::index_of(std::string_view name) {
@@ -180,9 +190,10 @@ void register_providers(collector& c, std::shared_ptr<webhook_secrets> secrets) 
       &tp::normalize_postmark, &tp::normalize_resend, &tp::normalize_segment};
   for (std::size_t i = 0; i < fns.size(); ++i) {
     std::string name = webhook_secrets::providers[i];
-    provider_endpoint e{make_normalizer(fns[i], "POST /v1/webhooks/" + name), {}};
+    provider_endpoint e{make_normalizer(fns[i], "POST /v1/webhooks/" + name), {}, {}};
     // Always installed: a secret added by a reload turns verification on for the next request.
     e.verify = [secrets, i](const http::request& r) { return secrets->verify(i, r); };
+    e.verify_head = [secrets, i](const http::request& r) { return secrets->verify_head(i, r); };
     c.add_provider(name, std::move(e));
   }
 }

@@ -33,6 +33,10 @@ class webhook_secrets {
   // webhooks.<provider>.allow_unsigned is set (then ok).
   webhooks::verify_result verify(std::size_t provider, const http::request& req) const;
 
+  // The part of that check decided by the head alone (a missing secret, Postmark's basic auth): run before
+  // the body is read. ok when the check needs the body.
+  webhooks::verify_result verify_head(std::size_t provider, const http::request& head) const;
+
   static constexpr std::array<const char*, 7> providers = {"sendgrid", "twilio",   "whatsapp", "mailgun",
                                                            "postmark", "resend",   "segment"};
   static std::size_t index_of(std::string_view name);
@@ -40,6 +44,7 @@ class webhook_secrets {
   struct entry {
     std::string fingerprint;  // the secrets it was built from (compared on reload, never logged)
     signature_check check;    // empty = verification off
+    bool head_only = false;   // check reads only the head (also run before the body is read)
   };
   using set = std::array<entry, providers.size()>;
 

@@ -124,6 +124,12 @@ void run_http_front(const serve_args& args, const config::settings& cfg, const s
   sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
   sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
   sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
+  sopt.body_budget_bytes = static_cast<std::size_t>(cfg.integer("http", "body_budget_bytes"));
+  if (sopt.body_budget_bytes < sopt.body_limit_bytes) {
+    throw std::runtime_error("http.body_budget_bytes (" + std::to_string(sopt.body_budget_bytes) +
+                             ") must be at least http.body_limit_bytes (" + std::to_string(sopt.body_limit_bytes) +
+                             "): a body of the allowed size could never be read");
+  }
   sopt.tls_cert_file = cfg.str("http", "tls_cert_file");
   sopt.tls_key_file = cfg.str("http", "tls_key_file");
   http::server srv(sopt, coll);

@@ -33,6 +33,10 @@ const std::vector<setting> registry = {
     {"http", "idle_timeout_ms", T::integer, "60000", 100, 3600000, "A keep-alive connection idle this long is closed."},
     {"http", "max_connections", T::integer, "10000", 1, 1000000,
      "Open connections beyond this are refused at accept."},
+    {"http", "body_budget_bytes", T::integer, "268435456", 1 * KiB, 64 * GiB,
+     "Request body bytes all connections together may hold at once (declared Content-Length, chunks received, "
+     "decoded Content-Encoding), whatever the number of connections; a request beyond it gets 503 with "
+     "Retry-After. At least http.body_limit_bytes."},
     {"http", "tls_cert_file", T::string, "", 0, 0,
      "PEM certificate chain; set (with tls_key_file) = the listener speaks only HTTPS (TLS 1.2+). Both files are "
      "re-read on SIGHUP."},

@@ -1,11 +1,14 @@
 // `crm-ingest serve` facing a hostile or careless client: each test sends the request shape that broke
 // an earlier version, with a raw socket to the real process (plain HTTP, TLS and [auth] listeners), and
 // checks that the process survives, answers as documented, and stores nothing it should not.
+#include <atomic>
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include "ingest/auth/credentials.h"
 #include "support/http_client.h"
@@ -209,6 +212,244 @@ TEST(ServeHostile, UnsignedWebhooksAreAnExplicitWarnedOptInPerProvider) {
   const auto log = srv.stderr_text();
   EXPECT_NE(log.find("POST /v1/webhooks/segment accepts UNSIGNED requests"), std::string::npos) << log;
   EXPECT_EQ(log.find("POST /v1/webhooks/sendgrid accepts UNSIGNED"), std::string::npos) << log;
+}
+
+}  // namespace
+
+namespace {
+
+const std::string ndjson_head = "Content-Type: application/x-ndjson\r\n";
+
+std::string post_head(const std::string& extra, std::size_t length, const std::string& path = "/v1/events") {
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + ndjson_head + extra +
+         "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
+// Item 6: RFC 9112 framing. A Transfer-Encoding that does not end in chunked left the body to be parsed as
+// the next request: a smuggled inner POST was stored.
+TEST(ServeHostile, TransferEncodingNotEndingInChunkedIsRefusedAndTheConnectionClosed) {
+  auto dsn = crm_test::fresh_database("t_hostile_smuggling");
+  crm_test::serve_process srv(dsn, scratch("smuggling"));
+  srv.start();
+  const std::string inner = event("smuggled");
+  const std::string smuggled = post_head("", inner.size()) + inner;
+  struct shape {
+    std::string te;
+    int status;
+  };
+  for (const auto& s : {shape{"identity", 400}, shape{"chunked, identity", 400}, shape{"gzip", 400},
+                        shape{"chunked, chunked", 400}, shape{"gzip, chunked", 501}, shape{"x, chunked", 501}}) {
+    crm_test::http_connection c(srv.port());
+    c.send_raw("POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head + "Transfer-Encoding: " + s.te + "\r\n\r\n" +
+               smuggled);
+    auto r = c.read_reply();
+    EXPECT_EQ(r.status, s.status) << s.te << ": " << r.body;
+    EXPECT_EQ(r.headers["connection"], "close") << s.te;
+    EXPECT_EQ(c.read_reply().status, 0) << s.te << ": a second answer means the body was parsed as a request";
+  }
+  // Two Transfer-Encoding fields are one list: the last coding counts.
+  {
+    crm_test::http_connection c(srv.port());
+    c.send_raw("POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head +
+               "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n" + smuggled);
+    EXPECT_EQ(c.read_reply().status, 400);
+    EXPECT_EQ(c.read_reply().status, 0);
+  }
+  // HTTP/1.0 has no Transfer-Encoding (RFC 9112 section 6.1).
+  EXPECT_EQ(send_plain(srv.port(), "POST /v1/events HTTP/1.0\r\n" + ndjson_head + "Transfer-Encoding: chunked\r\n\r\n" +
+                                       "5\r\nhello\r\n0\r\n\r\n")
+                .status,
+            400);
+  // Host: exactly one in HTTP/1.1; HTTP/1.0 may go without.
+  auto no_host = send_plain(srv.port(), "GET /healthz HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(no_host.status, 400) << no_host.body;
+  EXPECT_EQ(send_plain(srv.port(), "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").status, 400);
+  EXPECT_EQ(send_plain(srv.port(), "GET /healthz HTTP/1.0\r\n\r\n").status, 200);
+  // Content-Length and Transfer-Encoding together, or two different lengths: refused too.
+  EXPECT_EQ(send_plain(srv.port(), "POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head +
+                                       "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+                .status,
+            400);
+  EXPECT_EQ(send_plain(srv.port(), "POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head +
+                                       "Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde")
+                .status,
+            400);
+  // A well-framed request after all that is stored; the smuggled one never was.
+  auto ok = crm_test::http_request(srv.port(), "POST", "/v1/events", event("marker"), {{"Content-Type", "application/x-ndjson"}});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'marker'", 1), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'smuggled'"), 0);
+}
+
+// Item 9: the header timeout applied only to a connection's first request; the next one could trickle its
+// head for idle_timeout (60 s).
+TEST(ServeHostile, HeaderTimeoutAppliesToEveryRequestOnAKeptAliveConnection) {
+  auto dsn = crm_test::fresh_database("t_hostile_keepalive_timeout");
+  crm_test::serve_process srv(dsn, scratch("keepalive-timeout"), "", "header_timeout_ms = 500\nidle_timeout_ms = 60000\n");
+  srv.start();
+  crm_test::http_connection c(srv.port());
+  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  // Idling between requests longer than the header timeout is fine (idle_timeout governs that)...
+  std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  EXPECT_EQ(c.request("GET", "/healthz").status, 200);
+  // ...but once a request has begun, its head must arrive within the header timeout.
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {
+    const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(100, 'a');
+    for (char ch : head) {
+      if (stop) return;
+      try {
+        c.send_raw(std::string(1, ch));
+      } catch (const std::exception&) {
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  const auto started = std::chrono::steady_clock::now();
+  const bool closed = c.closed_by_server();
+  const auto took = std::chrono::steady_clock::now() - started;
+  stop = true;
+  trickle.join();
+  EXPECT_TRUE(closed);
+  EXPECT_LT(took, std::chrono::milliseconds(3000));
+}
+
+// Item 5: credentials are checked on the head: 401 at once, before any body byte, and the connection closed.
+TEST(ServeHostile, CredentialsAreCheckedBeforeTheBodyIsRead) {
+  auto dsn = crm_test::fresh_database("t_hostile_early_auth");
+  crm_test::serve_process srv(dsn, scratch("early-auth"), auth_settings());
+  srv.start();
+  for (const std::string& extra : {std::string(), std::string("Expect: 100-continue\r\n"),
+                                   std::string("X-API-Key: wrong-key\r\n")}) {
+    crm_test::http_connection c(srv.port());
+    c.send_raw(post_head(extra, (4 << 20) - 1));  // the body never comes
+    const auto started = std::chrono::steady_clock::now();
+    auto r = c.read_reply();
+    EXPECT_EQ(r.status, 401) << extra << r.body;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(2));
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  // An unsigned webhook endpoint, likewise, and a client that sends its body anyway still reads the answer.
+  {
+    crm_test::http_connection c(srv.port());
+    c.send_raw(post_head("", 300000, "/v1/webhooks/segment") + std::string(300000, ' '));
+    EXPECT_EQ(c.read_reply().status, 401);
+  }
+  // With the credential, the body is read and stored.
+  crm_test::http_connection ok(srv.port());
+  const std::string body = event("with-key");
+  ok.send_raw(post_head("X-API-Key: " + api_key + "\r\n", body.size()) + body);
+  EXPECT_EQ(ok.read_reply().status, 200);
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1);
+}
+
+// Item 5: all connections' bodies together are bounded (503 + Retry-After), whatever their number.
+TEST(ServeHostile, InFlightBodiesShareOneBudget) {
+  auto dsn = crm_test::fresh_database("t_hostile_budget");
+  crm_test::serve_process srv(dsn, scratch("budget"), "",
+                              "body_limit_bytes = 65536\nbody_budget_bytes = 131072\n");
+  srv.start();
+  const std::string line = event("budget") + "\n";
+  std::string body;
+  while (body.size() + line.size() <= 60000) body += line;
+  crm_test::http_connection a(srv.port()), b(srv.port());
+  a.send_raw(post_head("", body.size()) + body.substr(0, 100));
+  b.send_raw(post_head("", body.size()) + body.substr(0, 100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // A third declared body does not fit: refused at once.
+  auto over = send_plain(srv.port(), post_head("", body.size()));
+  EXPECT_EQ(over.status, 503) << over.body;
+  EXPECT_EQ(over.headers["retry-after"], "1");
+  // Chunked bodies take the budget as their chunks come.
+  {
+    crm_test::http_connection c(srv.port());
+    c.send_raw("POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head + "Transfer-Encoding: chunked\r\n\r\n");
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx\r\n", std::size_t{20000});
+    c.send_raw(size);
+    EXPECT_EQ(c.read_reply().status, 503);
+  }
+  // The held bodies complete; their budget is given back and the next request fits.
+  a.send_raw(body.substr(100));
+  b.send_raw(body.substr(100));
+  EXPECT_EQ(a.read_reply().status, 200);
+  EXPECT_EQ(b.read_reply().status, 200);
+  auto after = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
+  EXPECT_EQ(after.status, 200) << after.body;
+  EXPECT_TRUE(srv.running());
+}
+
+}  // namespace
+
+namespace {
+
+// zlib's formats: 16 + 15 = gzip, 15 = zlib ("deflate" in HTTP), -15 = raw deflate.
+std::string compress(const std::string& in, int window_bits) {
+  z_stream zs{};
+  deflateInit2(&zs, Z_BEST_COMPRESSION, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY);
+  std::string out(deflateBound(&zs, in.size()) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  zs.avail_in = static_cast<uInt>(in.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  return out;
+}
+
+// Item 10: Expect: 100-continue is answered (curl waited ~1 s per request), and only when the request is
+// acceptable.
+TEST(ServeHostile, ExpectContinueIsAnsweredForAnAcceptableRequestOnly) {
+  auto dsn = crm_test::fresh_database("t_hostile_continue");
+  crm_test::serve_process srv(dsn, scratch("continue"), auth_settings());
+  srv.start();
+  const std::string body = event("continued");
+  crm_test::http_connection c(srv.port());
+  c.send_raw(post_head("Expect: 100-continue\r\nX-API-Key: " + api_key + "\r\n", body.size()));
+  const auto started = std::chrono::steady_clock::now();
+  auto interim = c.read_reply();
+  EXPECT_EQ(interim.status, 100);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(900));
+  c.send_raw(body);
+  EXPECT_EQ(c.read_reply().status, 200);
+  // Refused on its head: the final answer comes instead of 100 Continue.
+  EXPECT_EQ(send_plain(srv.port(), post_head("Expect: 100-continue\r\n", body.size())).status, 401);
+  // An expectation we cannot meet.
+  EXPECT_EQ(send_plain(srv.port(), post_head("Expect: something-else\r\nX-API-Key: " + api_key + "\r\n", 2) + "{}")
+                .status,
+            417);
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1);
+}
+
+// Item 10: gzip/deflate bodies are decoded (they were dead-lettered as garbage), within the body limit.
+TEST(ServeHostile, CompressedBodiesAreDecodedWithinTheBodyLimit) {
+  auto dsn = crm_test::fresh_database("t_hostile_gzip");
+  crm_test::serve_process srv(dsn, scratch("gzip"), "", "body_limit_bytes = 1048576\n");
+  srv.start();
+  auto post = [&](const std::string& coding, const std::string& bytes) {
+    return crm_test::http_request(srv.port(), "POST", "/v1/events", bytes,
+                                  {{"Content-Type", "application/x-ndjson"}, {"Content-Encoding", coding}});
+  };
+  auto gz = post("gzip", compress(event("gzip"), 16 + 15));
+  EXPECT_EQ(gz.status, 200) << gz.body;
+  EXPECT_NE(gz.body.find("\"accepted\":1,\"rejected\":0"), std::string::npos) << gz.body;
+  EXPECT_EQ(post("deflate", compress(event("zlib"), 15)).status, 200);
+  EXPECT_EQ(post("deflate", compress(event("raw-deflate"), -15)).status, 200);
+  EXPECT_EQ(post("x-gzip", compress(event("x-gzip"), 16 + 15)).status, 200);
+  // A bomb: 64 MiB of newlines in ~64 KiB.
+  auto bomb = post("gzip", compress(std::string(64 << 20, '\n'), 16 + 15));
+  EXPECT_EQ(bomb.status, 413) << bomb.body;
+  auto corrupt = post("gzip", "\x1f\x8b not really gzip");
+  EXPECT_EQ(corrupt.status, 400) << corrupt.body;
+  auto truncated = compress(event("truncated"), 16 + 15);
+  EXPECT_EQ(post("gzip", truncated.substr(0, truncated.size() - 6)).status, 400);
+  auto brotli = post("br", event("br"));
+  EXPECT_EQ(brotli.status, 415) << brotli.body;
+  EXPECT_EQ(post("gzip, gzip", compress(compress(event("twice"), 16 + 15), 16 + 15)).status, 415);
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 4), 4);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
 }
 
 }  // namespace
