@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <spdlog/spdlog.h>
 
 #include "ingest/auth/auth_settings.h"
@@ -81,6 +82,29 @@ void refuse_superuser(pqxx::connection& conn, bool allowed, const std::string& d
                           "(CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true)");
 }
 
+// Every connection is a file descriptor. When RLIMIT_NOFILE cannot hold http.max_connections plus what serve
+// needs besides (the listener, the local log, PostgreSQL connections, the catalog check, stdio, ...), the
+// soft limit is raised toward the hard one; if that is not enough, the effective max_connections is lowered
+// so that connections are refused at accept instead of accept failing with EMFILE.
+std::size_t file_descriptor_bound(std::size_t max_connections, std::size_t writers) {
+  const std::size_t reserve = 64 + 2 * writers;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return max_connections;
+  const rlim_t wanted = static_cast<rlim_t>(max_connections + reserve);
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, lim.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= wanted) return max_connections;
+  const std::size_t effective = lim.rlim_cur > reserve + 1 ? static_cast<std::size_t>(lim.rlim_cur) - reserve : 1;
+  spdlog::warn("RLIMIT_NOFILE ({}) is below http.max_connections ({}) plus the {} descriptors serve needs "
+               "besides; connections beyond {} are refused. Raise the limit (LimitNOFILE= in the systemd unit, "
+               "ulimit -n) or lower http.max_connections.",
+               static_cast<unsigned long long>(lim.rlim_cur), max_connections, reserve, effective);
+  return effective;
+}
+
 // A provider endpoint without its secret refuses every request unless the operator opted in; say so loudly
 // when one did.
 void warn_unsigned_webhooks(const config::settings& cfg) {
@@ -123,7 +147,8 @@ void run_http_front(const serve_args& args, const config::settings& cfg, const s
   sopt.header_timeout = std::chrono::milliseconds(cfg.integer("http", "header_timeout_ms"));
   sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
   sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
-  sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
+  sopt.max_connections = file_descriptor_bound(static_cast<std::size_t>(cfg.integer("http", "max_connections")),
+                                                static_cast<std::size_t>(cfg.integer("postgres", "writers")));
   sopt.body_budget_bytes = static_cast<std::size_t>(cfg.integer("http", "body_budget_bytes"));
   if (sopt.body_budget_bytes < sopt.body_limit_bytes) {
     throw std::runtime_error("http.body_budget_bytes (" + std::to_string(sopt.body_budget_bytes) +

@@ -32,7 +32,8 @@ const std::vector<setting> registry = {
      "Time a client has to send a whole request; slow clients are cut off."},
     {"http", "idle_timeout_ms", T::integer, "60000", 100, 3600000, "A keep-alive connection idle this long is closed."},
     {"http", "max_connections", T::integer, "10000", 1, 1000000,
-     "Open connections beyond this are refused at accept."},
+     "Open connections beyond this are refused at accept. serve lowers it (with a warning) when RLIMIT_NOFILE "
+     "cannot hold it plus the descriptors serve needs besides."},
     {"http", "body_budget_bytes", T::integer, "268435456", 1 * KiB, 64 * GiB,
      "Request body bytes all connections together may hold at once (declared Content-Length, chunks received, "
      "decoded Content-Encoding), whatever the number of connections; a request beyond it gets 503 with "

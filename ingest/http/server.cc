@@ -384,6 +384,7 @@ struct server::impl {
         h(hd),
         acceptor(ioc),
         grace_timer(ioc),
+        accept_timer(ioc),
         budget(opt.body_budget_bytes, stats.body_bytes_in_flight) {}
 
   void accept();
@@ -399,6 +400,13 @@ struct server::impl {
   std::atomic<bool> stopping{false};
   std::atomic<bool> stop_requested{false};
   unsigned short bound_port = 0;
+
+  // Accept errors (EMFILE: no descriptor left): the next accept waits, doubling up to a second, and the
+  // log says so at most every 10 s. Touched only by the one accept in flight at a time.
+  net::steady_timer accept_timer;
+  std::chrono::milliseconds accept_backoff{0};
+  std::chrono::steady_clock::time_point accept_error_logged{};
+  std::uint64_t accept_errors_unlogged = 0;
 
   body_budget budget;
 
@@ -762,8 +770,26 @@ void server::impl::accept() {
 void server::impl::on_accept(beast::error_code ec, tcp::socket socket) {
   if (ec) {
     if (ec == net::error::operation_aborted || stopping) return;
-    spdlog::warn("Accepting a connection failed. error={}", ec.message());
-  } else if (stats.connections_open.load() >= opt.max_connections) {
+    // Typically EMFILE/ENFILE: the pending connection stays in the backlog and accepting again at once
+    // fails again at once. Wait (10 ms, doubling to 1 s), count every failure, log a line at most every 10 s.
+    stats.accept_errors++;
+    ++accept_errors_unlogged;
+    accept_backoff = std::clamp(accept_backoff * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+    const auto now = std::chrono::steady_clock::now();
+    if (now - accept_error_logged >= std::chrono::seconds(10)) {
+      spdlog::warn("Accepting connections failed; retrying with back-off. error={} failures={} retry_in_ms={}",
+                   ec.message(), accept_errors_unlogged, accept_backoff.count());
+      accept_error_logged = now;
+      accept_errors_unlogged = 0;
+    }
+    accept_timer.expires_after(accept_backoff);
+    accept_timer.async_wait([this](beast::error_code e) {
+      if (!e && !stopping) accept();
+    });
+    return;
+  }
+  accept_backoff = std::chrono::milliseconds(0);
+  if (stats.connections_open.load() >= opt.max_connections) {
     stats.connections_refused++;
     beast::error_code ignored;
     socket.close(ignored);
@@ -799,6 +825,7 @@ void server::impl::begin_shutdown() {
   stopping = true;
   beast::error_code ec;
   acceptor.close(ec);
+  accept_timer.cancel();
   std::vector<std::shared_ptr<session_base>> live;
   {
     std::lock_guard lock(sessions_mu);
