@@ -159,6 +159,11 @@ void run_http_front(const serve_args& args, const config::settings& cfg, const s
   sopt.tls_key_file = cfg.str("http", "tls_key_file");
   http::server srv(sopt, coll);
   srv.listen();
+  m.export_http_server(&srv.stats());
+  struct detach {
+    metrics& m;
+    ~detach() { m.export_http_server(nullptr); }
+  } detach_stats{m};
   spdlog::info("Listening. address={} port={} io_threads={} tls={} {}", sopt.listen, srv.port(), sopt.io_threads,
                srv.tls() ? "on" : "off", detail);
   // Tools and tests read this line to learn the port.

@@ -343,6 +343,8 @@ TEST(ServeHostile, CredentialsAreCheckedBeforeTheBodyIsRead) {
   ok.send_raw(post_head("X-API-Key: " + api_key + "\r\n", body.size()) + body);
   EXPECT_EQ(ok.read_reply().status, 200);
   EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1);
+  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics", "", {{"X-API-Key", api_key}}).body;
+  EXPECT_NE(metrics.find("crm_ingest_http_refused_before_body_total 4"), std::string::npos) << metrics;
 }
 
 // Item 5: all connections' bodies together are bounded (503 + Retry-After), whatever their number.
@@ -378,6 +380,9 @@ TEST(ServeHostile, InFlightBodiesShareOneBudget) {
   EXPECT_EQ(b.read_reply().status, 200);
   auto after = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
   EXPECT_EQ(after.status, 200) << after.body;
+  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("crm_ingest_http_body_budget_refusals_total 2"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("crm_ingest_http_body_bytes_in_flight 0"), std::string::npos) << metrics;
   EXPECT_TRUE(srv.running());
 }
 
@@ -453,6 +458,47 @@ TEST(ServeHostile, CompressedBodiesAreDecodedWithinTheBodyLimit) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
 }
 
+// Item 10: the server's own counters are exported; error bodies quote a short prefix of the input at most.
+TEST(ServeHostile, ConnectionCountersAreExportedAndErrorsQuoteLittle) {
+  auto dsn = crm_test::fresh_database("t_hostile_counters");
+  auto dir = scratch("counters");
+  issue_certificate(dir);
+  crm_test::serve_process srv(dsn, dir / "plain", "", "header_timeout_ms = 300\nbody_limit_bytes = 2048\n");
+  crm_test::serve_process tls(dsn, dir / "tls", "", tls_settings(dir));
+  srv.start();
+  tls.start();
+  // A 60 KB path: the 404 quotes a short prefix of it.
+  auto long_path = crm_test::http_request(srv.port(), "GET", "/" + std::string(60000, 'a'));
+  EXPECT_EQ(long_path.status, 404);
+  EXPECT_LT(long_path.body.size(), 200u) << long_path.body.size();
+  // Bytes that are not UTF-8 come back as U+FFFD inside valid JSON.
+  auto bad_utf8 = crm_test::http_request(srv.port(), "GET", "/\xff\xfe/x");
+  EXPECT_EQ(bad_utf8.status, 404);
+  EXPECT_NE(bad_utf8.body.find("\xEF\xBF\xBD"), std::string::npos) << bad_utf8.body;
+  EXPECT_EQ(bad_utf8.body.find('\xff'), std::string::npos);
+  auto long_type = crm_test::http_request(srv.port(), "POST", "/v1/events", "{}", {{"Content-Type", std::string(30000, 't')}});
+  EXPECT_EQ(long_type.status, 415);
+  EXPECT_LT(long_type.body.size(), 300u);
+  // One of each: an early 413, a timeout, a malformed request; a plain request on the TLS port.
+  EXPECT_EQ(send_plain(srv.port(), post_head("", 4096)).status, 413);
+  {
+    crm_test::http_connection slow(srv.port());
+    slow.send_raw("GET /healthz HTTP/1.1\r\n");
+    EXPECT_TRUE(slow.closed_by_server());
+  }
+  EXPECT_EQ(send_plain(srv.port(), "BLAH\r\n\r\n").status, 400);
+  EXPECT_EQ(send_plain(tls.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status, 0);
+  auto m = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  for (const char* line : {"crm_ingest_http_body_too_large_total 1", "crm_ingest_http_timeouts_total 1",
+                           "crm_ingest_http_bad_requests_total 1", "crm_ingest_http_connections_refused_total 0",
+                           "crm_ingest_http_accept_errors_total 0", "crm_ingest_http_connections_open 1"}) {
+    EXPECT_NE(m.find(std::string("\n") + line + "\n"), std::string::npos) << line << "\n" << m;
+  }
+  EXPECT_NE(m.find("crm_ingest_http_connections_accepted_total "), std::string::npos);
+  auto t = send_tls(tls.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").body;
+  EXPECT_NE(t.find("\ncrm_ingest_http_tls_handshake_failures_total 1\n"), std::string::npos) << t;
+}
+
 }  // namespace
 
 namespace {
@@ -513,6 +559,8 @@ TEST(ServeHostile, FileDescriptorLimitLowersMaxConnectionsInsteadOfSpinning) {
     if (!healthy) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(healthy);
+  auto m = crm_test::http_request(port, "GET", "/metrics").body;
+  EXPECT_EQ(m.find("\ncrm_ingest_http_connections_refused_total 0\n"), std::string::npos) << m;
   srv.signal(SIGTERM);
   EXPECT_EQ(srv.wait_for(std::chrono::seconds(30)), 0);
 }
