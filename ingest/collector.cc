@@ -323,8 +323,25 @@ void collector::handle_whatsapp_handshake(const http::request& req, http::respon
   respond(http::response{200, "text/plain", std::string(r.challenge), {}});
 }
 
+std::optional<http::response> collector::too_many_rejections(const transform::event_batch& batch) const {
+  if (batch.rejections.size() <= options_.max_rejections_per_request) return std::nullopt;
+  std::string body = "{\"error\":" +
+                     json_quote(std::to_string(batch.rejections.size()) + " records of this request were rejected, more "
+                                "than the limit of " + std::to_string(options_.max_rejections_per_request) +
+                                " per request (http.max_rejections_per_request); nothing was stored") +
+                     ",\"accepted\":0,\"rejected\":" + std::to_string(batch.rejections.size()) + ",\"rejections\":[";
+  for (std::size_t i = 0; i < batch.rejections.size() && i < 10; ++i) {
+    const auto& r = batch.rejections[i];
+    body += (i ? "," : "");
+    body += "{\"source\":" + json_quote(excerpt(r.source, 128)) + ",\"reason\":" + json_quote(excerpt(r.reason, 256)) + "}";
+  }
+  return json_response(400, body + "]}");
+}
+
 void collector::submit(const http::request&, transform::event_batch& batch, http::respond_fn& respond,
                        const std::string& endpoint, int status_on_success) {
+  // One body must not write an unbounded number of dead letters: beyond the cap nothing is kept at all.
+  if (auto refused = too_many_rejections(batch)) return respond(std::move(*refused));
   auto encoded = std::make_shared<std::string>();
   sinks::spool::encode_event_batch(batch, *encoded);
 

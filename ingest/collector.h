@@ -55,6 +55,9 @@ struct provider_endpoint {
 struct collector_options {
   transform::normalize_options normalize;
   std::size_t max_records_per_request = 100000;
+  // More rejected records than this in one request: the request is refused whole (400, nothing stored),
+  // so that one body cannot write an unbounded number of dead letters.
+  std::size_t max_rejections_per_request = 1000;
   int retry_after_seconds = 5;
   std::string whatsapp_verify_token;  // for GET /v1/webhooks/whatsapp
   // Caller authentication of POST /v1/events: null or !enabled() = open (serve warns). Checked before the
@@ -92,6 +95,8 @@ class collector final : public http::handler {
   void handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
                      std::string_view tenant = {});
   void handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name);
+  // 400 when the batch holds more rejections than max_rejections_per_request (then nothing is stored).
+  std::optional<http::response> too_many_rejections(const transform::event_batch& batch) const;
   // Stamps `tenant` on every event of the batch that has none (the JWT's tenant claim, or the webhook's).
   static void stamp_tenant(transform::event_batch& batch, std::string_view tenant);
   void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond);

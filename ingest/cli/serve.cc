@@ -123,6 +123,7 @@ void run_http_front(const serve_args& args, const config::settings& cfg, const s
   collector_options copt;
   copt.normalize.default_region = cfg.str("normalize", "default_region");
   copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
+  copt.max_rejections_per_request = static_cast<std::size_t>(cfg.integer("http", "max_rejections_per_request"));
   copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
   copt.auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(cfg));
   copt.protect_metrics = cfg.boolean("auth", "protect_metrics");

@@ -38,6 +38,9 @@ const std::vector<setting> registry = {
      "Request body bytes all connections together may hold at once (declared Content-Length, chunks received, "
      "decoded Content-Encoding), whatever the number of connections; a request beyond it gets 503 with "
      "Retry-After. At least http.body_limit_bytes."},
+    {"http", "max_rejections_per_request", T::integer, "1000", 1, 10000000,
+     "Most records of one request that may be rejected (dead-lettered); beyond it the request is refused whole "
+     "(400 with the reasons of the first ones) and nothing of it is stored."},
     {"http", "tls_cert_file", T::string, "", 0, 0,
      "PEM certificate chain; set (with tls_key_file) = the listener speaks only HTTPS (TLS 1.2+). Both files are "
      "re-read on SIGHUP."},

@@ -458,6 +458,31 @@ TEST(ServeHostile, CompressedBodiesAreDecodedWithinTheBodyLimit) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
 }
 
+// Item 10: one body of many invalid records wrote as many dead letters (100k, 33 MB of WAL); beyond the cap
+// the request is refused whole and nothing of it is stored.
+TEST(ServeHostile, DeadLettersPerRequestAreCapped) {
+  auto dsn = crm_test::fresh_database("t_hostile_dead_letter_cap");
+  crm_test::serve_process srv(dsn, scratch("dead-letter-cap"), "", "max_rejections_per_request = 10\n");
+  srv.start();
+  auto lines = [](int bad, int good) {
+    std::string body;
+    for (int i = 0; i < bad; ++i) body += R"({"kind":"communication","channel":"pigeon","n":)" + std::to_string(i) + "}\n";
+    for (int i = 0; i < good; ++i) body += event("cap-good-" + std::to_string(i)) + "\n";
+    return body;
+  };
+  const std::map<std::string, std::string> ndjson = {{"Content-Type", "application/x-ndjson"}};
+  auto over = crm_test::http_request(srv.port(), "POST", "/v1/events", lines(11, 5), ndjson);
+  EXPECT_EQ(over.status, 400) << over.body;
+  EXPECT_NE(over.body.find("11 records of this request were rejected, more than the limit of 10"), std::string::npos)
+      << over.body;
+  EXPECT_NE(over.body.find("\"reason\":"), std::string::npos) << over.body;
+  auto at = crm_test::http_request(srv.port(), "POST", "/v1/events", lines(10, 1), ndjson);
+  EXPECT_EQ(at.status, 200) << at.body;
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events", 10), 10);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id LIKE 'cap-good-%'"), 1);
+}
+
 // Item 10: the server's own counters are exported; error bodies quote a short prefix of the input at most.
 TEST(ServeHostile, ConnectionCountersAreExportedAndErrorsQuoteLittle) {
   auto dsn = crm_test::fresh_database("t_hostile_counters");
