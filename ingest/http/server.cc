@@ -56,7 +56,15 @@ std::shared_ptr<ssl::context> load_tls_context(const std::string& cert_file, con
                    ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 | ssl::context::no_compression |
                    ssl::context::single_dh_use);
   SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_2_VERSION);
-  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_options(ctx->native_handle(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // TLS 1.2: ephemeral ECDHE key exchange with AEAD ciphers only (forward secrecy; no static RSA, no CBC).
+  // TLS 1.3's suites are all forward-secret.
+  if (SSL_CTX_set_cipher_list(ctx->native_handle(),
+                              "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                              "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                              "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305") != 1) {
+    throw std::runtime_error("the TLS library offers none of the forward-secret cipher suites");
+  }
   beast::error_code ec;
   ctx->use_certificate_chain_file(cert_file, ec);
   if (ec) throw std::runtime_error("cannot load the TLS certificate chain " + cert_file + ": " + ec.message());

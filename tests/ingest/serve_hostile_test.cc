@@ -524,6 +524,26 @@ TEST(ServeHostile, ConnectionCountersAreExportedAndErrorsQuoteLittle) {
   EXPECT_NE(t.find("\ncrm_ingest_http_tls_handshake_failures_total 1\n"), std::string::npos) << t;
 }
 
+// Item 10: TLS 1.2 offers forward-secret suites only (a static-RSA suite was accepted).
+TEST(ServeHostile, TlsOffersForwardSecretSuitesOnly) {
+  auto dsn = crm_test::fresh_database("t_hostile_tls_suites");
+  auto dir = scratch("tls-suites");
+  auto made = run_command("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout " +
+                          shell_quote((dir / "server.key").string()) + " -out " +
+                          shell_quote((dir / "server.pem").string()) + " 2>&1");
+  ASSERT_EQ(made.status, 0) << made.out;
+  crm_test::serve_process srv(dsn, dir / "serve", "", tls_settings(dir));
+  srv.start();
+  for (const char* weak : {"AES128-GCM-SHA256", "AES256-SHA256", "AES128-SHA"}) {
+    EXPECT_THROW(crm_test::tls_connection(srv.port(), weak), std::runtime_error) << weak;
+  }
+  crm_test::tls_connection fs(srv.port(), "ECDHE-RSA-AES128-GCM-SHA256");
+  EXPECT_EQ(fs.cipher(), "ECDHE-RSA-AES128-GCM-SHA256");
+  fs.send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(fs.read_reply().status, 200);
+  EXPECT_EQ(send_tls(srv.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);  // TLS 1.3
+}
+
 }  // namespace
 
 namespace {
