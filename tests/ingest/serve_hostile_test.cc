@@ -544,6 +544,25 @@ TEST(ServeHostile, TlsOffersForwardSecretSuitesOnly) {
   EXPECT_EQ(send_tls(srv.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);  // TLS 1.3
 }
 
+// Item 10: the local log's segment files hold callers' raw bodies: owner-only.
+TEST(ServeHostile, LogSegmentsAreOwnerOnly) {
+  auto dsn = crm_test::fresh_database("t_hostile_log_mode");
+  auto dir = scratch("log-mode");
+  crm_test::serve_process srv(dsn, dir);
+  srv.start();
+  EXPECT_EQ(crm_test::http_request(srv.port(), "POST", "/v1/events", event("mode"), {{"Content-Type", "application/json"}})
+                .status,
+            200);
+  int segments = 0;
+  for (const auto& f : fs::directory_iterator(dir / "log")) {
+    if (f.path().extension() != ".seg") continue;
+    ++segments;
+    const auto perms = fs::status(f.path()).permissions();
+    EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none) << f.path();
+  }
+  EXPECT_GT(segments, 0);
+}
+
 }  // namespace
 
 namespace {
