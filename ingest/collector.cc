@@ -249,6 +249,11 @@ void collector::stamp_tenant(transform::event_batch& batch, std::string_view ten
   for (auto& t : batch.touchpoints) {
     if (t.tenant_id.empty()) t.tenant_id = tenant;
   }
+  // Dead letters hold the tenant's raw bodies: theirs too, or row security would show them to tenant-less
+  // readers and hide them from the tenant.
+  for (auto& r : batch.rejections) {
+    if (r.tenant_id.empty()) r.tenant_id = tenant;
+  }
 }
 
 void collector::handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,

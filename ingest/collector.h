@@ -97,7 +97,8 @@ class collector final : public http::handler {
   void handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name);
   // 400 when the batch holds more rejections than max_rejections_per_request (then nothing is stored).
   std::optional<http::response> too_many_rejections(const transform::event_batch& batch) const;
-  // Stamps `tenant` on every event of the batch that has none (the JWT's tenant claim, or the webhook's).
+  // Stamps `tenant` on every event and rejection of the batch that has none (the JWT's tenant claim, or the
+  // webhook's).
   static void stamp_tenant(transform::event_batch& batch, std::string_view tenant);
   void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond);
   void submit(const http::request& req, transform::event_batch& batch, http::respond_fn& respond,

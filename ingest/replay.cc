@@ -90,7 +90,7 @@ replay_result replay_rejected(const replay_options& o) {
     if (o.limit > 0) want = std::min(want, o.limit - res.examined);
     if (want <= 0) break;
     std::string sql = "SELECT rejection_id::text, NULL, "
-                      "(extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes "
+                      "(extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes, tenant_id "
                       "FROM rejected_events WHERE " + filter;
     if (!after_id.empty()) sql += " AND rejection_id > " + pg::sql_literal(conn, after_id) + "::uuid";
     sql += " ORDER BY rejection_id LIMIT " + std::to_string(want);
@@ -107,7 +107,19 @@ replay_result replay_rejected(const replay_options& o) {
       ++res.examined;
       std::string raw = row[6].is_null() ? row[5].as<std::string>() : pqxx::binarystring(row[6]).str();
       std::string source = row[3].as<std::string>();
+      const std::size_t communications_before = batch.communications.size();
+      const std::size_t touchpoints_before = batch.touchpoints.size();
       int produced = renormalize(norm, source, raw, row[2].as<long long>(), batch);
+      if (produced > 0 && !row[7].is_null()) {
+        // The events keep the tenant of the credential or endpoint that brought the dead letter.
+        const auto tenant = batch.text.copy(row[7].as<std::string>());
+        for (auto i = communications_before; i < batch.communications.size(); ++i) {
+          if (batch.communications[i].tenant_id.empty()) batch.communications[i].tenant_id = tenant;
+        }
+        for (auto i = touchpoints_before; i < batch.touchpoints.size(); ++i) {
+          if (batch.touchpoints[i].tenant_id.empty()) batch.touchpoints[i].tenant_id = tenant;
+        }
+      }
       if (produced > 0) {
         passed_ids.push_back(row[0].as<std::string>());
       } else if (produced < 0) {
