@@ -630,3 +630,141 @@ TEST(ServeHostile, FileDescriptorLimitLowersMaxConnectionsInsteadOfSpinning) {
 }
 
 }  // namespace
+
+namespace {
+
+// Beyond the probe's list: other shapes an attacker (or a broken client) sends, each answered as RFC 9112
+// says or cut off, none leaving anything behind; the process serves throughout.
+TEST(ServeHostile, AttackerShapesAreAnsweredOrCutOffAndTheServerStaysHealthy) {
+  auto dsn = crm_test::fresh_database("t_hostile_battery");
+  crm_test::serve_process srv(dsn, scratch("battery"), "",
+                              "header_timeout_ms = 500\nrequest_timeout_ms = 1500\nbody_limit_bytes = 65536\n");
+  srv.start();
+  const auto port = srv.port();
+  auto status_of = [&](const std::string& bytes) { return send_plain(port, bytes).status; };
+  const std::string post = "POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head;
+
+  // Content-Length that is negative, overflowing, not decimal, or two different values: 400.
+  for (const char* length : {"-1", "99999999999999999999999", "1e3", "+5", "0x10", "5, 6", ""}) {
+    EXPECT_EQ(status_of(post + "Content-Length: " + length + "\r\n\r\nhello"), 400) << length;
+  }
+  // The same length twice is one length (RFC 9110 8.6).
+  EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2, 2\r\n\r\n{}"), 200);
+  // Chunk sizes that overflow 64 bits, exceed the body limit, or come with a 100 KB extension.
+  EXPECT_EQ(status_of(post + "Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFFFFFF\r\nx\r\n0\r\n\r\n"), 400);
+  EXPECT_EQ(status_of(post + "Transfer-Encoding: chunked\r\n\r\n100000\r\n"), 413);
+  EXPECT_EQ(status_of(post + "Transfer-Encoding: chunked\r\n\r\n1;" + std::string(100000, 'e') + "\r\nx\r\n0\r\n\r\n"),
+            431);
+  // Header bombs: many small fields within 64 KiB are fine; beyond it 431. A NUL or a space before the colon: 400.
+  std::string fields;
+  for (int i = 0; i < 4000; ++i) fields += "X-" + std::to_string(i) + ": v\r\n";
+  EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n"), 200);
+  EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + fields + "\r\n"), 431);
+  EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a" + std::string(1, '\0') + "b\r\n\r\n"), 400);
+  EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n"), 400);
+  // obs-fold (RFC 9112 5.2: refused or replaced by a space), bare LF, HTTP/2's preface, other versions, odd targets.
+  const int folded = status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n");
+  EXPECT_TRUE(folded == 200 || folded == 400) << folded;
+  EXPECT_NE(status_of("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 200);
+  EXPECT_NE(status_of("GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n"), 500);
+  EXPECT_EQ(status_of("GET http://evil.example/x HTTP/1.1\r\nHost: evil.example\r\n\r\n"), 404);
+  EXPECT_EQ(status_of("CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example\r\n\r\n"), 404);
+  EXPECT_EQ(status_of("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"), 404);
+  // Bytes after a complete request are the next request: garbage there is 400, not a second request's body.
+  {
+    crm_test::http_connection c(port);
+    c.send_raw(post + "Content-Length: 0\r\n\r\nGARBAGE\r\n\r\n");
+    EXPECT_EQ(c.read_reply().status, 400);
+    EXPECT_EQ(c.read_reply().status, 400);
+    EXPECT_EQ(c.read_reply().status, 0);
+  }
+  // A pipelining flood: 3000 requests in one write are answered one after another, in order.
+  {
+    crm_test::http_connection c(port);
+    std::string flood;
+    for (int i = 0; i < 3000; ++i) flood += "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    flood += "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    std::thread sender([&] {
+      try {
+        c.send_raw(flood);
+      } catch (const std::exception&) {
+      }
+    });
+    int ok = 0;
+    for (int i = 0; i < 3000; ++i) ok += c.read_reply().status == 200;
+    EXPECT_EQ(c.read_reply().status, 404);
+    sender.join();
+    EXPECT_EQ(ok, 3000);
+    EXPECT_TRUE(c.closed_by_server());
+  }
+  // Slowloris: many connections each trickling a head are all cut off by the header timeout, and the server
+  // answers others meanwhile; a body trickled past the request timeout likewise.
+  {
+    std::vector<std::unique_ptr<crm_test::http_connection>> slow;
+    for (int i = 0; i < 100; ++i) {
+      slow.push_back(std::make_unique<crm_test::http_connection>(port));
+      slow.back()->send_raw("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    }
+    crm_test::http_connection body(port);
+    body.send_raw(post + "Content-Length: 1000\r\n\r\n{");
+    EXPECT_EQ(crm_test::http_request(port, "GET", "/healthz").status, 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+    for (auto& c : slow) EXPECT_TRUE(c->closed_by_server());
+    const auto started = std::chrono::steady_clock::now();
+    EXPECT_TRUE(body.closed_by_server());
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(3));
+  }
+  // Many small requests on one connection.
+  {
+    crm_test::http_connection c(port);
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(c.request("GET", "/healthz").status, 200) << i;
+  }
+  // SIGHUP reloads while requests are in flight on several connections: every request is answered.
+  {
+    std::atomic<int> answered{0}, failed{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t) {
+      clients.emplace_back([&, t] {
+        crm_test::http_connection c(port);
+        for (int i = 0; i < 100; ++i) {
+          auto r = c.request("POST", "/v1/events", event("hup-" + std::to_string(t) + "-" + std::to_string(i)),
+                             {{"Content-Type", "application/x-ndjson"}});
+          (r.status == 200 ? answered : failed)++;
+        }
+      });
+    }
+    for (int i = 0; i < 20; ++i) {
+      kill(srv.pid(), SIGHUP);
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(answered.load(), 400);
+    EXPECT_EQ(failed.load(), 0);
+    EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications WHERE provider_message_id LIKE 'hup-%'", 400), 400);
+  }
+  ASSERT_TRUE(srv.running());
+  EXPECT_EQ(crm_test::http_request(port, "GET", "/healthz").status, 200);
+  auto m = crm_test::http_request(port, "GET", "/metrics").body;
+  EXPECT_NE(m.find("\ncrm_ingest_http_connection_errors_total 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("\ncrm_ingest_http_body_bytes_in_flight 0\n"), std::string::npos) << m;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+}
+
+// TLS renegotiation is refused (TLS 1.2; 1.3 has none); the connection's next request is still served or the
+// connection closed, and the server keeps serving.
+TEST(ServeHostile, TlsRenegotiationIsRefused) {
+  auto dsn = crm_test::fresh_database("t_hostile_renegotiation");
+  auto dir = scratch("renegotiation");
+  issue_certificate(dir);
+  crm_test::serve_process srv(dsn, dir / "serve", "", tls_settings(dir));
+  srv.start();
+  // s_client's R command asks for a renegotiation; the server answers with a no_renegotiation alert.
+  auto r = run_command("(printf 'R\\n'; sleep 2) | timeout 10 openssl s_client -connect 127.0.0.1:" +
+                       std::to_string(srv.port()) + " -tls1_2 2>&1");
+  ASSERT_NE(r.out.find("RENEGOTIATING"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no renegotiation"), std::string::npos) << r.out;
+  EXPECT_TRUE(srv.running());
+  EXPECT_EQ(send_tls(srv.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").status, 200);
+}
+
+}  // namespace
