@@ -8,6 +8,9 @@
 #                              [--conversions SHARE --exposures SHARE] [--build DIR] [--dsn ADMIN_DSN]
 # Without --conversions, gen_events draws the six touch types alike (1/6 conversions, 1/6 exposures).
 set -euo pipefail
+# The benchmark's private PostgreSQL is reached as its superuser, which the commands that write refuse unless
+# allowed.
+export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
 root=$(cd "$(dirname "$0")/.." && pwd)
 events=300000 touchpoints=0.9 repeat=3 writers=2 order=time build=$root/build admin_dsn="" mix=""
 while [ $# -gt 0 ]; do

@@ -6,6 +6,9 @@
 #
 #   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN] [--order time|random] [--import-args "..."]
 set -euo pipefail
+# The benchmark's private PostgreSQL is reached as its superuser, which the commands that write refuse unless
+# allowed.
+export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
 root=$(cd "$(dirname "$0")/.." && pwd)
 events=1000000 repeat=3 writers=2 build=$root/build admin_dsn="" order=time import_args=""
 while [ $# -gt 0 ]; do

@@ -13,6 +13,9 @@
 #
 #   bench/kafka_bench.sh [--events N] [--partitions P] [--batch-rows R] [--build DIR] [--dsn ADMIN_DSN]
 set -euo pipefail
+# The benchmark's private PostgreSQL is reached as its superuser, which the commands that write refuse unless
+# allowed.
+export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
 root=$(cd "$(dirname "$0")/.." && pwd)
 events=200000 partitions=16 batch_rows=20000 build=$root/build admin_dsn=""
 while [ $# -gt 0 ]; do

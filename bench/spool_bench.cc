@@ -20,7 +20,7 @@
 #include <benchmark/benchmark.h>
 
 #include "sinks/spool/durable_log.h"
-#include "sinks/spool/event_codec.h"
+#include "transform/canonical/event_codec.h"
 #include "sinks/spool/segment_format.h"
 
 namespace {
@@ -92,7 +92,7 @@ transform::event_batch make_batch(int seed) {
 const std::string& encoded_batch() {
   static const std::string bytes = [] {
     std::string out;
-    crm::sinks::spool::encode_event_batch(make_batch(1), out);
+    crm::transform::encode_event_batch(make_batch(1), out);
     return out;
   }();
   return bytes;
@@ -212,7 +212,7 @@ void BM_encode_event_batch(benchmark::State& state) {
   const auto batch = make_batch(1);
   std::string out;
   for (auto _ : state) {
-    crm::sinks::spool::encode_event_batch(batch, out);
+    crm::transform::encode_event_batch(batch, out);
     benchmark::DoNotOptimize(out.data());
   }
   state.SetItemsProcessed(state.iterations() * events_per_batch);
@@ -225,7 +225,7 @@ void BM_decode_event_batch(benchmark::State& state) {
   const std::string& bytes = encoded_batch();
   transform::event_batch out;
   for (auto _ : state) {
-    if (crm::sinks::spool::decode_event_batch(bytes, out)) {
+    if (crm::transform::decode_event_batch(bytes, out)) {
       state.SkipWithError("decode failed");
       break;
     }

@@ -30,6 +30,9 @@ if [ -f "$node_dir/crm-ingest.toml" ]; then
   put "$node_dir/crm-ingest.toml" /etc/crm-ingest/crm-ingest.toml 0640
   # Keep an edited password: never overwrite an existing environment file.
   if [ ! -f "$r/etc/crm-ingest/crm-ingest.env" ]; then put "$node_dir/crm-ingest.env" /etc/crm-ingest/crm-ingest.env 0600; fi
+  if [ -f "$node_dir/crm-ingest-owner.env" ] && [ ! -f "$r/etc/crm-ingest/crm-ingest-owner.env" ]; then
+    put "$node_dir/crm-ingest-owner.env" /etc/crm-ingest/crm-ingest-owner.env 0600
+  fi
   for u in crm-ingest.service crm-ingest-partitions-ensure.service crm-ingest-partitions-ensure.timer \
            crm-ingest-partitions-retain.service crm-ingest-partitions-retain.timer; do
     put "$here/systemd/$u" "/etc/systemd/system/$u" 0644
@@ -46,8 +49,8 @@ fi
 if [ "$enable" = 1 ]; then
   if [ ${#units[@]} -gt 0 ]; then
     id -u crm-ingest >/dev/null 2>&1 || useradd --system --home-dir /var/lib/crm-ingest --shell /usr/sbin/nologin crm-ingest
-    chgrp crm-ingest /etc/crm-ingest/crm-ingest.toml /etc/crm-ingest/crm-ingest.env
-    chmod 0640 /etc/crm-ingest/crm-ingest.env
+    chgrp crm-ingest /etc/crm-ingest/crm-ingest.toml /etc/crm-ingest/crm-ingest.env /etc/crm-ingest/crm-ingest-owner.env
+    chmod 0640 /etc/crm-ingest/crm-ingest.env /etc/crm-ingest/crm-ingest-owner.env
     install -d -o crm-ingest -g crm-ingest -m 0750 /var/backups/crm-ingest/partitions
   fi
   systemctl daemon-reload

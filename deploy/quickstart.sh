@@ -3,7 +3,8 @@
 # private PostgreSQL, migrate it and import the bundled sample, then show the summary and a few rows.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD_DIR:-$root/build}
+# Its own build tree (release, no tests): the test command builds in build/, so the two work in either order.
+build=${QUICKSTART_BUILD_DIR:-$root/build-release}
 bash "$root/deploy/install-deps.sh"
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$build" --target crm-ingest

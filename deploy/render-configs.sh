@@ -39,13 +39,31 @@ need CLUSTER_NAME NODE1_NAME NODE1_ADDR NODE2_NAME NODE2_ADDR NODE3_NAME NODE3_A
 : "${PG_BINDIR:=/usr/lib/postgresql/15/bin}" "${CLIENT_CIDR:=samenet}"
 : "${PATRONI_TTL:=20}" "${PATRONI_LOOP_WAIT:=3}" "${PATRONI_RETRY_TIMEOUT:=5}"
 : "${PG_SUPERUSER:=postgres}" "${PG_REPLICATION_USER:=replicator}" "${PG_REWIND_USER:=rewind_user}"
-: "${CRM_INGEST_DB_NAME:=crm}" "${CRM_INGEST_DB_USER:=crm_ingest}"
-for v in PG_SUPERUSER_PASSWORD PG_REPLICATION_PASSWORD PG_REWIND_PASSWORD CRM_INGEST_DB_PASSWORD; do
+: "${CRM_INGEST_DB_NAME:=crm}" "${CRM_INGEST_DB_USER:=crm_ingest}" "${CRM_INGEST_OWNER_USER:=crm_ingest_owner}"
+for v in PG_SUPERUSER_PASSWORD PG_REPLICATION_PASSWORD PG_REWIND_PASSWORD CRM_INGEST_DB_PASSWORD CRM_INGEST_OWNER_PASSWORD; do
   if [ -z "${!v:-}" ] || [ "${!v}" = change-me ]; then
     echo "render-configs: warning: $v is the placeholder 'change-me'; set it before deploying" >&2
     printf -v "$v" '%s' change-me
   fi
 done
+# The passwords are written into YAML and into SQL run by a shell-split command (post_bootstrap).
+for v in PG_SUPERUSER_PASSWORD PG_REPLICATION_PASSWORD PG_REWIND_PASSWORD CRM_INGEST_DB_PASSWORD CRM_INGEST_OWNER_PASSWORD; do
+  [[ ${!v} =~ ^[A-Za-z0-9._~+/=@%:,-]+$ ]] || fail "$v may hold only letters, digits and ._~+/=@%:,- (no quotes, spaces or \$)"
+done
+for v in CRM_INGEST_DB_USER CRM_INGEST_OWNER_USER CRM_INGEST_DB_NAME; do
+  [[ ${!v} =~ ^[a-z_][a-z0-9_]*$ ]] || fail "$v must be a lower-case SQL identifier (got '${!v}')"
+done
+# Least privilege (schemas/0003_security.sql): the bootstrap creates the NOLOGIN roles crm_ingest_writer and
+# crm_ingest_analytics, the owner CRM_INGEST_OWNER_USER (owns the database; runs `crm-ingest migrate` and
+# `partitions retain`) and CRM_INGEST_DB_USER, the login role `serve` connects as, granted crm_ingest_writer
+# only. The same name for both keeps the single-role layout (serve as owner: Row Level Security and the
+# writer's limits do not apply to it), with a warning.
+if [ "$CRM_INGEST_DB_USER" = "$CRM_INGEST_OWNER_USER" ]; then
+  echo "render-configs: warning: CRM_INGEST_DB_USER = CRM_INGEST_OWNER_USER ($CRM_INGEST_DB_USER): serve will run as the table owner, not as crm_ingest_writer" >&2
+  CRM_INGEST_SERVE_ROLE_SQL=""
+else
+  CRM_INGEST_SERVE_ROLE_SQL=" -c \"CREATE ROLE $CRM_INGEST_DB_USER LOGIN PASSWORD '$CRM_INGEST_DB_PASSWORD' IN ROLE crm_ingest_writer\""
+fi
 for v in PATRONI_TTL PATRONI_LOOP_WAIT PATRONI_RETRY_TIMEOUT HAPROXY_PRIMARY_PORT HAPROXY_REPLICA_PORT HAPROXY_STATS_PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || fail "$v must be a number (got '${!v}')"
 done
@@ -54,7 +72,8 @@ done
 export POSTGRES_PORT PATRONI_REST_PORT ETCD_CLIENT_PORT ETCD_PEER_PORT HAPROXY_PRIMARY_PORT HAPROXY_REPLICA_PORT \
   HAPROXY_STATS_PORT HAPROXY_BIND_ADDR RUN_DIR PG_BINDIR CLIENT_CIDR PATRONI_TTL PATRONI_LOOP_WAIT \
   PATRONI_RETRY_TIMEOUT PG_SUPERUSER PG_SUPERUSER_PASSWORD PG_REPLICATION_USER PG_REPLICATION_PASSWORD \
-  PG_REWIND_USER PG_REWIND_PASSWORD CRM_INGEST_DB_NAME CRM_INGEST_DB_USER CRM_INGEST_DB_PASSWORD
+  PG_REWIND_USER PG_REWIND_PASSWORD CRM_INGEST_DB_NAME CRM_INGEST_DB_USER CRM_INGEST_DB_PASSWORD \
+  CRM_INGEST_OWNER_USER CRM_INGEST_OWNER_PASSWORD CRM_INGEST_SERVE_ROLE_SQL
 
 nodes=(1 2 3)
 # node_var N NAME: NODEn_NAME if set, else NAME (the cluster-wide value).
@@ -85,7 +104,7 @@ vars='$CLUSTER_NAME $NODE_NAME $NODE_ADDR $NODE_POSTGRES_PORT $NODE_PATRONI_REST
   $HAPROXY_SERVERS $HAPROXY_PRIMARY_PORT $HAPROXY_REPLICA_PORT $HAPROXY_STATS_PORT $HAPROXY_BIND_ADDR $RUN_DIR
   $PG_BINDIR $CLIENT_CIDR $PATRONI_TTL $PATRONI_LOOP_WAIT $PATRONI_RETRY_TIMEOUT $PG_SUPERUSER $PG_SUPERUSER_PASSWORD
   $PG_REPLICATION_USER $PG_REPLICATION_PASSWORD $PG_REWIND_USER $PG_REWIND_PASSWORD $CRM_INGEST_DB_NAME
-  $CRM_INGEST_DB_USER $CRM_INGEST_DB_PASSWORD'
+  $CRM_INGEST_DB_USER $CRM_INGEST_DB_PASSWORD $CRM_INGEST_OWNER_USER $CRM_INGEST_OWNER_PASSWORD $CRM_INGEST_SERVE_ROLE_SQL'
 
 mkdir -p "$outdir"
 for n in "${nodes[@]}"; do

@@ -1,5 +1,5 @@
 // Canonical events: the two record kinds every source is normalized into (see
-// ../shared/spec/canonical-events.md). Text fields are views into the owning event_batch's arena;
+// docs/canonical-events.md). Text fields are views into the owning event_batch's arena;
 // an empty view means "absent" and is stored as NULL.
 #pragma once
 

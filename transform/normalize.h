@@ -1,4 +1,4 @@
-// Normalizer: one canonical JSON object (../shared/spec/canonical-events.md) -> a communication, a
+// Normalizer: one canonical JSON object (docs/canonical-events.md) -> a communication, a
 // touchpoint or a rejection appended to an event_batch. Untrusted input never throws.
 // Thread ownership: one normalizer per thread (it reuses one simdjson parser and its buffers).
 #pragma once

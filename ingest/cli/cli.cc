@@ -2,7 +2,6 @@
 
 #include <cstdio>
 #include <iostream>
-#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -11,18 +10,23 @@
 #include <unistd.h>
 
 #include "ingest/cli/database_target.h"
+#include "ingest/cli/exit_codes.h"
+#include "sinks/kafka/kafka_error.h"
 #include "ingest/cli/report.h"
 #include "ingest/cli/kafka_commands.h"
 #include "ingest/cli/serve.h"
 #include "ingest/config/settings.h"
-#include "ingest/embedded_postgres.h"
+#include "ingest/runtime/embedded_postgres.h"
 #include "ingest/import/import_pipeline.h"
-#include "ingest/logging.h"
-#include "ingest/replay.h"
-#include "ingest/writer_metrics.h"
+#include "ingest/observability/logging.h"
+#include "ingest/replay/replay.h"
+#include "ingest/observability/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 #include "sinks/postgres/retention.h"
+#include "sinks/postgres/startup.h"
+#include "sinks/postgres/writer.h"
+#include "sinks/spool/durable_log.h"
 
 namespace crm::ingest::cli {
 
@@ -30,11 +34,6 @@ namespace {
 
 namespace pg = crm::sinks::postgres;
 
-// Exit codes, stable for scripts.
-constexpr int exit_ok = 0;
-constexpr int exit_input = 1;     // a file could not be read
-constexpr int exit_usage = 2;     // bad command line
-constexpr int exit_database = 3;  // the database refused or could not be reached
 
 void setup_logging(const std::string& level) {
   auto logger = spdlog::stderr_color_mt("crm-ingest");
@@ -75,38 +74,27 @@ int run_import_command(import_args& a) {
   else if (a.format == "json") a.opt.format = transform::input_format::json_array;
   else a.opt.format = transform::input_format::auto_detect;
   a.opt.files = a.files;
-  a.opt.writer.retry_for = std::chrono::seconds(a.retry_for);
-  a.opt.writer.application_name = "crm-ingest import";
-  a.opt.writer.maintain_analytics = !a.no_attribution;
+  a.opt.write.writer.retry = pg::retry_policy::from_seconds(a.retry_for);
+  a.opt.write.writer.application_name = "crm-ingest import";
+  a.opt.write.writer.maintain_analytics = !a.no_attribution;
   const bool embedded = a.db.embedded();
-  a.opt.writer.dsn = a.db.resolve(true);
+  a.opt.write.writer.dsn = a.db.resolve(false);  // start_database() migrates the embedded one
   // Wait (visibly) while the database is unreachable, as during a failover; fail fast, with advice, on
-  // an unmigrated database or a refusal no retry can fix.
-  {
-    pg::backoff wait(std::chrono::milliseconds(200), std::chrono::milliseconds(1000));
-    const auto started = std::chrono::steady_clock::now();
-    for (int attempt = 1;; ++attempt) {
-      try {
-        pqxx::connection conn(a.opt.writer.dsn);
-        pg::check_schema_current(conn, pg::embedded_migrations());
-        break;
-      } catch (const pg::migration_error&) {
-        throw;
-      } catch (const std::exception& e) {
-        auto f = pg::classify(e);
-        auto waited = std::chrono::steady_clock::now() - started;
-        const bool forever = a.opt.writer.retry_for.count() == 0;
-        if (f.kind == pg::failure_kind::fatal || (!forever && waited > a.opt.writer.retry_for)) throw;
-        auto delay = wait.next();
-        spdlog::warn("Waiting for the database before importing. attempt={} waited_s={} reason={} error={}", attempt,
-                     std::chrono::duration_cast<std::chrono::seconds>(waited).count(), f.reason, f.message);
-        std::this_thread::sleep_for(delay);
-      }
-    }
-  }
+  // an unmigrated database, a superuser role, or a refusal no retry can fix.
+  pg::startup_options so;
+  so.dsn = a.opt.write.writer.dsn;
+  so.command = "import";
+  so.activity = "importing";
+  so.embedded = embedded;
+  so.allow_superuser = a.db.allow_superuser;
+  so.ensure_partitions = false;  // the writers create the months they meet
+  so.window = {a.db.months_back, a.db.months_ahead};
+  so.wait_until_reachable = true;
+  so.wait = a.opt.write.writer.retry;
+  pg::start_database(so);
 
   auto failover = std::make_shared<ingest::writer_failover_stats>();
-  a.opt.writer.observer = failover;
+  a.opt.write.writer.observer = failover;
   const bool tty = !a.no_progress && isatty(STDERR_FILENO);
   const auto started = std::chrono::steady_clock::now();
   auto progress = [&](const ingest::import_progress& p) {
@@ -142,7 +130,7 @@ int run_import_command(import_args& a) {
     std::cout << fmt::format(
         "read {} records in {:.2f} s ({:.0f}/s): {} inserted, {} duplicates, {} rejected, {} batches\n",
         s.records_read, s.seconds, rate, s.inserted, s.duplicates, s.rejected, s.batches);
-    if (embedded) std::cout << "database: " << a.opt.writer.dsn << "\n";
+    if (embedded) std::cout << "database: " << a.opt.write.writer.dsn << "\n";
   }
   if (failover->retries() > 0) spdlog::warn("The import rode out database failures. {}", failover->summary());
   for (const auto& e : s.errors) std::cerr << "error: " << e << "\n";
@@ -152,6 +140,23 @@ int run_import_command(import_args& a) {
 }
 
 }  // namespace
+
+int exit_code_for(const std::exception& e) {
+  auto say = [&](int code, std::string_view what) {
+    std::cerr << "error: " << what << e.what() << "\n";
+    return code;
+  };
+  if (dynamic_cast<const config::config_error*>(&e)) return say(exit_usage, "");
+  if (dynamic_cast<const pg::superuser_refused*>(&e)) return say(exit_usage, "");
+  if (dynamic_cast<const std::invalid_argument*>(&e)) return say(exit_usage, "invalid configuration: ");
+  if (dynamic_cast<const sinks::spool::open_error*>(&e)) return say(exit_local_log, "the local log: ");
+  if (dynamic_cast<const sinks::kafka::kafka_error*>(&e)) return say(exit_kafka, "");
+  if (dynamic_cast<const pg::migration_error*>(&e)) return say(exit_database, "");
+  if (dynamic_cast<const pg::write_error*>(&e)) return say(exit_database, "the database refused: ");
+  if (dynamic_cast<const pqxx::failure*>(&e)) return say(exit_database, "the database refused: ");
+  if (dynamic_cast<const embedded_postgres_error*>(&e)) return say(exit_database, "");
+  return say(exit_internal, "");
+}
 
 int run(int argc, char** argv) {
   CLI::App app{
@@ -184,19 +189,21 @@ int run(int argc, char** argv) {
   auto* import_cmd = app.add_subcommand(
       "import",
       "Import canonical events from NDJSON or JSON-array files (.gz too, '-' for stdin), exactly once. Exit codes: "
-      "0 done, 1 a file could not be read, 2 usage, 3 the database refused");
+      "0 done, 1 a file could not be read, 2 usage or configuration (a superuser role), 3 the database refused or "
+      "stayed unreachable");
   imp.db.add_options(*import_cmd);
+  imp.db.add_superuser_option(*import_cmd);
   import_cmd->add_option("files", imp.files, "Files to import ('-' reads standard input)")->required();
   import_cmd->add_option("--format", imp.format, "Input format; auto looks at the first byte ('[' = JSON array)")
       ->default_str("auto")
       ->check(CLI::IsMember({"auto", "ndjson", "json"}));
-  import_cmd->add_option("--writers", imp.opt.writers, "Writer connections to PostgreSQL")
+  import_cmd->add_option("--writers", imp.opt.write.writers, "Writer connections to PostgreSQL")
       ->default_val(2)
       ->check(CLI::Range(1, 64));
-  import_cmd->add_option("--batch-rows", imp.opt.batch_rows, "Records per batch (one transaction each)")
+  import_cmd->add_option("--batch-rows", imp.opt.write.batch.rows, "Records per batch (one transaction each)")
       ->default_val(20000)
       ->check(CLI::Range(1, 10000000));
-  import_cmd->add_option("--batch-bytes", imp.opt.batch_bytes, "Normalized bytes per batch")
+  import_cmd->add_option("--batch-bytes", imp.opt.write.batch.bytes, "Normalized bytes per batch")
       ->default_val(16 << 20)
       ->check(CLI::Range(1 << 10, 1 << 30));
   import_cmd->add_option("--retry-for", imp.retry_for,
@@ -277,6 +284,7 @@ int run(int argc, char** argv) {
       "Re-normalize dead letters with the current rules (after a fix) and write the ones that now pass, exactly "
       "once; they are marked replayed (or deleted with --delete), the still-failing ones are kept");
   replay_db.add_options(*replay_cmd, false);
+  replay_db.add_superuser_option(*replay_cmd);
   replay_cmd->add_option("--source", replay_opt.source_like, "Only rows whose source is LIKE this pattern, e.g. 'POST /v1/webhooks/sendgrid%'");
   replay_cmd->add_option("--reason", replay_opt.reason_like, "Only rows whose reason is LIKE this pattern, e.g. 'phone:%'");
   replay_cmd->add_option("--since", replay_opt.since, "Only rows received at or after this time (e.g. 2026-11-01T00:00:00Z)");
@@ -288,7 +296,17 @@ int run(int argc, char** argv) {
   replay_cmd->add_flag("--delete", replay_opt.remove, "Delete replayed rows instead of setting replayed_at");
   replay_cmd->add_flag("--dry-run", replay_opt.dry_run, "Count what would pass; write nothing");
   replay_cmd->callback([&] {
-    replay_opt.dsn = replay_db.resolve(true);
+    const bool embedded = replay_db.embedded();
+    replay_opt.dsn = replay_db.resolve(false);  // start_database() migrates the embedded one
+    pg::startup_options so;
+    so.dsn = replay_opt.dsn;
+    so.command = "replay dead letters";
+    so.activity = "replaying dead letters";
+    so.embedded = embedded;
+    so.allow_superuser = replay_db.allow_superuser;
+    so.ensure_partitions = false;
+    so.wait_until_reachable = true;
+    pg::start_database(so);
     auto r = replay_rejected(replay_opt);
     std::cout << fmt::format(
         "examined {}: {} now pass ({} events inserted, {} already stored), {} still failing, {} not replayable{}\n",
@@ -309,7 +327,7 @@ int run(int argc, char** argv) {
       std::string out = local_postgres(action, local_dir);
       if (std::string(action) == "status" && out.empty()) {
         std::cout << "not running\n";
-        exit_code = 3;
+        exit_code = exit_database;
         return;
       }
       if (!out.empty()) std::cout << out << "\n";
@@ -380,21 +398,8 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : exit_usage;
-  } catch (const config::config_error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return exit_usage;
-  } catch (const std::invalid_argument& e) {
-    std::cerr << "error: invalid configuration: " << e.what() << "\n";
-    return exit_usage;
-  } catch (const pg::migration_error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return exit_database;
-  } catch (const pqxx::failure& e) {
-    std::cerr << "error: the database refused: " << e.what();
-    return exit_database;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return exit_database;
+    return exit_code_for(e);
   }
   return exit_code;
 }

@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "ingest/embedded_postgres.h"
+#include "ingest/runtime/embedded_postgres.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
 
@@ -25,6 +25,12 @@ void database_target::add_options(CLI::App& cmd, bool with_partition_window) {
         ->default_val(3)
         ->check(CLI::Range(0, 120));
   }
+}
+
+void database_target::add_superuser_option(CLI::App& cmd) {
+  cmd.add_flag("--allow-superuser", allow_superuser,
+               "Write with a superuser PostgreSQL connection (refused otherwise; use a role granted crm_ingest_writer)")
+      ->envname("CRM_INGEST_POSTGRES_ALLOW_SUPERUSER");
 }
 
 std::string database_target::resolve(bool migrate_embedded) {

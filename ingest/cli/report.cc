@@ -3,6 +3,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 
 #include "ingest/cli/database_target.h"
 #include "sinks/postgres/attribution.h"
+#include "sinks/postgres/queries.h"
 #include "transform/ab_stats.h"
 #include "transform/json_text.h"
 
@@ -48,40 +50,26 @@ int run_attribution(attribution_args& a) {
     std::cerr << fmt::format("recomputed: {} conversions, {} credit rows, {} A/B units (lookback {}, half-life {})\n",
                              r.conversions, r.credit_rows, r.ab_units, r.lookback, r.half_life);
   }
-  std::string dims;
-  if (a.by == "campaign") {
-    dims = "campaign_id::text, utm_campaign";
-  } else if (a.by == "source") {
-    dims = "utm_source, utm_medium";
-  } else {
-    dims = "channel_group, NULL::text";
-  }
-  pqxx::read_transaction tx(conn);
-  auto rows = tx.exec_params(
-      "SELECT model, " + dims +
-          ", sum(conversions)::text, round(sum(revenue), 6)::text FROM campaign_attribution_daily"
-          " WHERE ($1::text IS NULL OR model = $1) AND ($2::date IS NULL OR day >= $2::date)"
-          " AND ($3::date IS NULL OR day <= $3::date) GROUP BY 1, 2, 3 ORDER BY 1, sum(revenue) DESC, 2, 3",
-      a.model.empty() ? nullptr : a.model.c_str(), a.from.empty() ? nullptr : a.from.c_str(),
-      a.to.empty() ? nullptr : a.to.c_str());
-  auto text = [](const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); };
+  const auto rows = pg::read_attribution(conn, a.by, a.model, a.from, a.to);
+  auto text = [](const std::optional<std::string>& v) { return v ? *v : std::string(); };
+  auto json_or_null = [&](const std::optional<std::string>& v) { return v ? json_str(*v) : std::string("null"); };
   if (a.format == "json") {
     std::string out = "[";
     bool first = true;
     for (const auto& row : rows) {
       if (!first) out.push_back(',');
       first = false;
-      out.append("{\"model\":" + json_str(text(row[0])));
+      out.append("{\"model\":" + json_str(row.model));
       if (a.by == "campaign") {
-        out.append(",\"campaign_id\":" + (row[1].is_null() ? std::string("null") : text(row[1])));
-        out.append(",\"utm_campaign\":" + (row[2].is_null() ? std::string("null") : json_str(text(row[2]))));
+        out.append(",\"campaign_id\":" + (row.first ? *row.first : std::string("null")));
+        out.append(",\"utm_campaign\":" + json_or_null(row.second));
       } else if (a.by == "source") {
-        out.append(",\"utm_source\":" + (row[1].is_null() ? std::string("null") : json_str(text(row[1]))));
-        out.append(",\"utm_medium\":" + (row[2].is_null() ? std::string("null") : json_str(text(row[2]))));
+        out.append(",\"utm_source\":" + json_or_null(row.first));
+        out.append(",\"utm_medium\":" + json_or_null(row.second));
       } else {
-        out.append(",\"channel_group\":" + json_str(text(row[1])));
+        out.append(",\"channel_group\":" + json_str(text(row.first)));
       }
-      out.append(",\"conversions\":" + text(row[3]) + ",\"revenue\":" + text(row[4]) + "}");
+      out.append(",\"conversions\":" + row.conversions + ",\"revenue\":" + row.revenue + "}");
     }
     out.append("]\n");
     std::cout << out;
@@ -92,58 +80,26 @@ int run_attribution(attribution_args& a) {
                            a.by == "campaign" ? "utm_campaign" : a.by == "source" ? "utm_medium" : "", "conversions",
                            "revenue");
   for (const auto& row : rows) {
-    std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", text(row[0]), text(row[1]), text(row[2]),
-                             text(row[3]), text(row[4]));
+    std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", row.model, text(row.first), text(row.second),
+                             row.conversions, row.revenue);
   }
   return 0;
 }
 
 int run_ab(ab_args& a) {
   pqxx::connection conn(a.db.resolve(true));
-  pqxx::read_transaction tx(conn);
+  auto data = pg::read_ab_test(conn, a.test);
   std::vector<ab::variant_counts> variants;
   std::map<std::string, ab::variant_counts> by_name;
-  std::string control;
-  std::map<std::string, double> weights;
-  auto test = tx.exec_params("SELECT control_variant FROM ab_tests WHERE ab_test_id = $1", a.test);
-  std::vector<std::string> configured;
-  if (!test.empty()) {
-    // One row per configured variant (unnest pads the shorter array with NULLs).
-    auto vs = tx.exec_params("SELECT unnest(variants), unnest(variant_weights) FROM ab_tests WHERE ab_test_id = $1",
-                             a.test);
-    for (const auto& row : vs) {
-      if (row[0].is_null()) continue;
-      configured.push_back(row[0].as<std::string>());
-      if (!row[1].is_null()) weights[row[0].as<std::string>()] = row[1].as<double>();
-    }
-    if (weights.size() != configured.size()) weights.clear();  // no (or partial) weights: equal
-    if (!test[0][0].is_null()) control = test[0][0].as<std::string>();
-  }
-  for (const auto& v : configured) by_name[v].variant = v;
-  auto stats = tx.exec_params(
-      "SELECT variant, units, converted_units, revenue_sum::float8, revenue_sum_squares::float8, contaminated_units"
-      " FROM ab_test_variant_stats WHERE ab_test_id = $1",
-      a.test);
-  for (const auto& row : stats) {
-    auto& v = by_name[row[0].as<std::string>()];
-    v.variant = row[0].as<std::string>();
-    v.units = row[1].as<std::uint64_t>();
-    v.conversions = row[2].as<std::uint64_t>();
-    v.revenue = row[3].as<double>();
-    v.revenue_squares = row[4].as<double>();
-    v.contaminated = row[5].as<std::uint64_t>();
-  }
-  auto messages = tx.exec_params(
-      "SELECT variant, status, events FROM ab_test_message_counts WHERE ab_test_id = $1 ORDER BY variant, status",
-      a.test);
-  if (by_name.empty() && messages.empty()) {
+  for (const auto& v : data.variants) by_name[v].variant = v;
+  for (auto& v : data.stats) by_name[v.variant] = v;
+  const auto& msg = data.message_counts;
+  if (by_name.empty() && msg.empty()) {
     std::cerr << "error: no A/B test " << a.test << ": no exposures, no messages and no ab_tests row\n";
     return 1;
   }
   for (auto& [name, v] : by_name) variants.push_back(v);
-  auto r = ab::analyze(a.test, variants, control, weights);
-  std::map<std::string, std::map<std::string, long long>> msg;
-  for (const auto& row : messages) msg[row[0].as<std::string>()][row[1].as<std::string>()] = row[2].as<long long>();
+  auto r = ab::analyze(a.test, variants, data.control, data.weights);
   if (a.format == "json") {
     std::string out = ab::to_json(r);
     // Per-variant message counts (delivered/opened/clicked...), as an extra key.

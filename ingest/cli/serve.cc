@@ -9,24 +9,26 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <pthread.h>
 #include <sys/resource.h>
 #include <spdlog/spdlog.h>
 
 #include "ingest/auth/auth_settings.h"
 #include "ingest/cli/kafka_commands.h"
-#include "ingest/collector.h"
+#include "ingest/collector/collector.h"
+#include "ingest/config/options.h"
 #include "ingest/config/settings.h"
-#include "ingest/drainer.h"
-#include "ingest/embedded_postgres.h"
+#include "ingest/pipeline/drainer.h"
+#include "ingest/runtime/embedded_postgres.h"
 #include "ingest/http/server.h"
-#include "ingest/logging.h"
-#include "ingest/metrics.h"
-#include "ingest/providers.h"
-#include "ingest/spool_sink.h"
-#include "ingest/writer_metrics.h"
+#include "ingest/observability/logging.h"
+#include "ingest/observability/metrics.h"
+#include "ingest/collector/webhook_endpoints.h"
+#include "sinks/spool/spool_sink.h"
+#include "ingest/observability/writer_metrics.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/migrations.h"
+#include "sinks/postgres/queries.h"
+#include "sinks/postgres/startup.h"
 
 namespace crm::ingest::cli {
 
@@ -40,46 +42,13 @@ namespace {
 void check_partition_catalog(const std::string& dsn, metrics& m) {
   try {
     pqxx::connection conn(dsn);
-    pqxx::read_transaction tx(conn);
-    auto r = tx.exec(
-        "WITH next AS (SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month', "
-        "'YYYY_MM') AS suffix) "
-        "SELECT (SELECT count(*) FROM next, unnest(ARRAY['communications', 'customer_touchpoints']) AS p(parent) "
-        "        WHERE EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "                      WHERE i.inhparent = p.parent::regclass AND c.relname = p.parent || '_' || next.suffix)), "
-        // Capped per table so that a DEFAULT partition filled by mistake does not cost a full scan every time.
-        "       (SELECT count(*) FROM (SELECT 1 FROM communications_default LIMIT 1000000) c) + "
-        "       (SELECT count(*) FROM (SELECT 1 FROM customer_touchpoints_default LIMIT 1000000) t)");
-    m.partition_next_month_present.Set(r[0][0].as<long long>() == 2 ? 1 : 0);
-    m.partition_default_rows.Set(static_cast<double>(r[0][1].as<long long>()));
+    const auto c = pg::read_partition_catalog(conn);
+    m.partition_next_month_present.Set(c.next_month_present ? 1 : 0);
+    m.partition_default_rows.Set(static_cast<double>(c.default_rows));
     m.partition_catalog_checked_timestamp.SetToCurrentTime();
   } catch (const std::exception& e) {
     spdlog::warn("Could not read the partition catalog. dsn={} error={}", pg::redact_dsn(dsn), e.what());
   }
-}
-
-class superuser_refused : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// A superuser connection would let a bug or a crafted request reach every table (and the server's
-// files): serve runs as the crm_ingest_writer role (schemas/0003_security.sql) unless told otherwise.
-void refuse_superuser(pqxx::connection& conn, bool allowed, const std::string& dsn) {
-  bool superuser = false;
-  {
-    pqxx::nontransaction tx(conn);
-    superuser = tx.exec("SELECT current_setting('is_superuser')")[0][0].as<std::string>() == "on";
-  }
-  if (!superuser) return;
-  if (allowed) {
-    spdlog::warn("Connected to PostgreSQL as a superuser (postgres.allow_superuser = true); use a role granted "
-                 "crm_ingest_writer instead. dsn={}", pg::redact_dsn(dsn));
-    return;
-  }
-  throw superuser_refused("refusing to serve with a superuser PostgreSQL connection (" + pg::redact_dsn(dsn) +
-                          "): connect as a role granted crm_ingest_writer, or set postgres.allow_superuser = true "
-                          "(CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true)");
 }
 
 // Every connection is a file descriptor. When RLIMIT_NOFILE cannot hold http.max_connections plus what serve
@@ -116,13 +85,12 @@ void warn_unsigned_webhooks(const config::settings& cfg) {
 
 }  // namespace
 
-void run_http_front(const serve_args& args, const config::settings& cfg, const sigset_t& signals, batch_sink& sink,
+void run_http_front(const serve_args& args, const config::settings& cfg, runtime::signal_waiter& signals, batch_sink& sink,
                     metrics& m, std::function<bool()> ready, const std::function<void()>& wait_idle,
                     std::string_view after_stop, const std::string& detail) {
   // Callers' credentials first: a mistake there stops the start before anything else happens.
   collector_options copt;
-  copt.normalize.default_region = cfg.str("normalize", "default_region");
-  copt.normalize.max_record_bytes = static_cast<std::size_t>(cfg.integer("normalize", "max_record_bytes"));
+  copt.normalize = config::normalize_options_from(cfg);
   copt.max_rejections_per_request = static_cast<std::size_t>(cfg.integer("http", "max_rejections_per_request"));
   copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
   copt.auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(cfg));
@@ -173,39 +141,36 @@ void run_http_front(const serve_args& args, const config::settings& cfg, const s
   // The signal thread: SIGHUP reloads the webhook secrets, the callers' keys, the TLS pair and the log
   // format from the same file and environment, swapping them in under live connections; SIGTERM/SIGINT
   // stop the server.
-  std::thread signal_thread([&] {
-    int sig = 0;
-    for (;;) {
-      sigwait(&signals, &sig);
-      if (sig != SIGHUP) break;
-      try {
-        auto fresh = config::settings::load(args.config_file);
-        // Everything is read before anything is swapped: a bad file leaves all of it as it was.
-        auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
-        srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
-        auto changed = secrets->reload(fresh);
-        warn_unsigned_webhooks(fresh);
-        coll.set_authenticator(std::move(fresh_auth));
-        set_log_format(fresh.str("logging", "format"));
-        m.config_reloads.Increment();
-        spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",
-                     args.config_file.empty() ? "(environment only)" : args.config_file,
-                     changed.empty() ? "none" : changed);
-      } catch (const std::exception& e) {
-        m.config_reload_failures.Increment();
-        spdlog::error("Refused the SIGHUP reload; the previous secrets stay in force. error={}", e.what());
-      }
-    }
-    spdlog::info("Shutting down: finishing in-flight requests, then {}. signal={}", after_stop,
-                 sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    srv.stop();
-  });
+  signals.start(
+      [&](int sig) {
+        spdlog::info("Shutting down: finishing in-flight requests, then {}. signal={}", after_stop,
+                     runtime::signal_name(sig));
+        srv.stop();
+      },
+      [&] {
+        try {
+          auto fresh = config::settings::load(args.config_file);
+          // Everything is read before anything is swapped: a bad file leaves all of it as it was.
+          auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
+          srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
+          auto changed = secrets->reload(fresh);
+          warn_unsigned_webhooks(fresh);
+          coll.set_authenticator(std::move(fresh_auth));
+          set_log_format(fresh.str("logging", "format"));
+          m.config_reloads.Increment();
+          spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",
+                       args.config_file.empty() ? "(environment only)" : args.config_file,
+                       changed.empty() ? "none" : changed);
+        } catch (const std::exception& e) {
+          m.config_reload_failures.Increment();
+          spdlog::error("Refused the SIGHUP reload; the previous secrets stay in force. error={}", e.what());
+        }
+      });
   srv.run();
   // Answers still waiting for their sink post to the server's executor and use the collector.
   wait_idle();
-  // run() returned: either a signal stopped it, or it failed; wake the signal thread either way.
-  pthread_kill(signal_thread.native_handle(), SIGTERM);
-  signal_thread.join();
+  // run() returned: either a signal stopped it, or it failed; end the signal thread either way.
+  signals.close();
 }
 
 int run_serve(const serve_args& args) {
@@ -216,48 +181,22 @@ int run_serve(const serve_args& args) {
   (void)auth::authenticator(auth::options_from_settings(cfg));
 
   // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  runtime::signal_waiter signals(/*reload=*/true);
 
-  // The database: configured, or the embedded private one (started and migrated here).
+  // The database: configured, or the embedded private one (started and migrated here). Not reachable now:
+  // serve anyway; the log keeps what arrives and the writers wait for it.
   std::string dsn = cfg.str("postgres", "dsn");
   std::string data_dir = args.data_dir.empty() ? default_embedded_data_dir() : args.data_dir;
-  pg::partition_window window{static_cast<int>(cfg.integer("postgres", "months_back")),
-                              static_cast<int>(cfg.integer("postgres", "months_ahead"))};
-  if (dsn.empty()) {
+  const bool embedded = dsn.empty();
+  if (embedded) {
     dsn = local_postgres("start", data_dir);
-    pqxx::connection conn(dsn);
-    pg::migrate(conn, pg::embedded_migrations(), window);
     spdlog::info("Using the embedded PostgreSQL. data_dir={} dsn={}", data_dir, dsn);
-  } else {
-    try {
-      pqxx::connection conn(dsn);
-      refuse_superuser(conn, cfg.boolean("postgres", "allow_superuser"), dsn);
-      pg::check_schema_current(conn, pg::embedded_migrations());
-      pg::ensure_partitions(conn, window);
-    } catch (const pg::migration_error&) {
-      throw;
-    } catch (const superuser_refused&) {
-      throw;
-    } catch (const std::exception& e) {
-      // Not reachable now: serve anyway; the log keeps what arrives and the drainer waits.
-      spdlog::warn("PostgreSQL is not reachable at start; accepting into the local log meanwhile. dsn={} error={}",
-                   pg::redact_dsn(dsn), e.what());
-    }
   }
+  pg::start_database(config::startup_options_from(cfg, dsn, embedded, "serve"));
 
   // The durable local log.
-  sinks::spool::durable_log_options log_opt;
-  std::string log_dir = cfg.str("log", "dir");
-  log_opt.directory = log_dir.empty() ? std::filesystem::path(data_dir).parent_path() / "log" : std::filesystem::path(log_dir);
-  log_opt.segment_bytes = static_cast<std::uint64_t>(cfg.integer("log", "segment_bytes"));
-  log_opt.max_bytes = static_cast<std::uint64_t>(cfg.integer("log", "max_bytes"));
-  log_opt.high_water_bytes = log_opt.max_bytes / 100 * static_cast<std::uint64_t>(cfg.integer("log", "high_water_percent"));
-  auto log = sinks::spool::durable_log::open(log_opt);
+  const auto log_opt = config::log_options_from(cfg, data_dir);
+  auto log = sinks::spool::durable_log::open(log_opt);  // throws open_error: exit code 4
   metrics m;
   m.log_max_bytes.Set(static_cast<double>(log_opt.max_bytes));
   {
@@ -268,13 +207,7 @@ int run_serve(const serve_args& args) {
   }
 
   drainer_options dopt;
-  dopt.writer.dsn = dsn;
-  dopt.writer.observer = std::make_shared<writer_failover_stats>(&m);
-  dopt.writer.maintain_analytics = cfg.boolean("attribution", "maintain");
-  dopt.writers = static_cast<int>(cfg.integer("postgres", "writers"));
-  dopt.batch_rows = static_cast<std::size_t>(cfg.integer("postgres", "batch_rows"));
-  dopt.batch_bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));
-  dopt.linger = std::chrono::milliseconds(cfg.integer("postgres", "linger_ms"));
+  dopt.pool = config::pool_options_from(cfg, dsn, std::make_shared<writer_failover_stats>(&m.registry()));
   drainer drain(dopt, *log, m);
   drain.start();
 
@@ -294,9 +227,9 @@ int run_serve(const serve_args& args) {
 
   const int exit_code = 0;
   {
-    spool_sink sink(*log);
+    sinks::spool::spool_sink sink(*log);
     run_http_front(args, cfg, signals, sink, m, [&drain] { return drain.database_ready(); }, [&sink] { sink.wait_idle(); },
-                   "writing the log to PostgreSQL", fmt::format("writers={}", dopt.writers));
+                   "writing the log to PostgreSQL", fmt::format("writers={}", dopt.pool.writers));
   }
   catalog_watch = {};
   drain.stop();

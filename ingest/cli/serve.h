@@ -1,14 +1,14 @@
 // `crm-ingest serve --config FILE`: the webhook collector, its durable log and the PostgreSQL drainer.
 #pragma once
 
-#include <csignal>
 #include <functional>
 #include <string>
 #include <string_view>
 
-#include "ingest/collector.h"
+#include "ingest/collector/collector.h"
 #include "ingest/config/settings.h"
-#include "ingest/metrics.h"
+#include "ingest/observability/metrics.h"
+#include "ingest/runtime/signals.h"
 
 namespace crm::ingest::cli {
 
@@ -23,9 +23,10 @@ int run_serve(const serve_args& args);
 // The HTTP front both serve modes share (the local log and --log kafka): the collector with the callers'
 // credentials, rate limits and webhook tenants, the provider endpoints with their secrets, the server (TLS
 // when configured) and the signal thread, on which SIGHUP reloads secrets, keys, the TLS pair and the log
-// format, and SIGTERM/SIGINT stop the server. `signals` must already be blocked in every thread. Returns
-// once the server stopped and `wait_idle` returned (every answer waiting on `sink` given).
-void run_http_front(const serve_args& args, const config::settings& cfg, const sigset_t& signals, batch_sink& sink,
+// format, and SIGTERM/SIGINT stop the server. `signals` must have been constructed (blocking them) before
+// any other thread started. Returns once the server stopped and `wait_idle` returned (every answer waiting
+// on `sink` given).
+void run_http_front(const serve_args& args, const config::settings& cfg, runtime::signal_waiter& signals, batch_sink& sink,
                     metrics& m, std::function<bool()> ready, const std::function<void()>& wait_idle,
                     std::string_view after_stop, const std::string& detail);
 

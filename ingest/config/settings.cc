@@ -47,18 +47,22 @@ const std::vector<setting> registry = {
     {"http", "tls_key_file", T::string, "", 0, 0, "PEM private key of http.tls_cert_file."},
     {"postgres", "dsn", T::secret, "", 0, 0,
      "PostgreSQL connection string (libpq URI or key=value); empty = the embedded private PostgreSQL."},
-    {"postgres", "writers", T::integer, "2", 1, 64, "Writer connections draining the local log into PostgreSQL."},
+    {"postgres", "writers", T::integer, "2", 1, 64,
+     "Writer connections of the write path: serve's drainer of the local log, consume and write."},
     {"postgres", "batch_rows", T::integer, "20000", 1, 10000000, "Most records per batch (one transaction each)."},
     {"postgres", "batch_bytes", T::integer, "16777216", 1 * KiB, 1 * GiB, "Most normalized bytes per batch."},
     {"postgres", "linger_ms", T::integer, "50", 0, 60000,
      "Longest time a record waits for its batch to fill before the batch is written anyway."},
     {"postgres", "retry_for_s", T::integer, "0", 0, 604800,
-     "How long a batch keeps retrying while the database is unreachable; 0 = for ever (logged and counted)."},
+     "consume and write: how long a batch keeps retrying while the database is unreachable; 0 = for ever (logged "
+     "and counted). After it the command stops with exit code 3, its offsets uncommitted. serve always retries for "
+     "ever (the local log holds the data)."},
     {"postgres", "months_back", T::integer, "3", 0, 120, "Monthly partitions kept ready before the current month."},
     {"postgres", "months_ahead", T::integer, "3", 0, 120, "Monthly partitions created ahead of the current month."},
     {"postgres", "allow_superuser", T::boolean, "false", 0, 0,
-     "serve refuses a PostgreSQL connection that is a superuser unless this is true (use the crm_ingest_writer "
-     "role instead)."},
+     "Every command that writes events (serve, consume, write; import and rejected replay read "
+     "CRM_INGEST_POSTGRES_ALLOW_SUPERUSER or --allow-superuser) refuses a PostgreSQL connection that is a superuser "
+     "unless this is true (use the crm_ingest_writer role instead). The embedded database is exempt."},
     {"log", "dir", T::string, "", 0, 0,
      "Directory of the durable local log; empty = log/ beside the embedded database's data directory."},
     {"log", "segment_bytes", T::integer, "67108864", 1 * MiB, 4 * GiB, "Size of one log segment file."},
@@ -103,6 +107,10 @@ const std::vector<setting> registry = {
     {"logging", "format", T::string, "text", 0, 0,
      "Format of the process log on stderr: text (one human-readable line) or json (one JSON object per line: ts, "
      "level, msg and the line's key=value fields)."},
+    {"metrics", "listen", T::string, "", 0, 0,
+     "consume and write: address and port (host:port) of their /metrics, /healthz and /readyz listener; empty = "
+     "none; port 0 picks a free one (printed as \"metrics on port N\"). No credentials: bind it to a private "
+     "address. serve exports on http.listen."},
     {"catalog", "check_interval_s", T::integer, "300", 0, 86400,
      "How often serve reads the partition catalog for crm_ingest_partition_* metrics (next month's partition "
      "present, rows in the default partitions); 0 = never."},

@@ -1,11 +1,12 @@
-// The batch-file import: files -> split + normalize -> bounded queue -> N PostgreSQL writers.
+// The batch-file import: files -> split + normalize -> the write path (sinks::postgres::writer_pool).
 //
-// Threads: one reader thread owns the file sources, the record splitter and the normalizer and fills
-// event_batches; each writer thread owns one sinks::postgres::writer (one connection). Batches, not
-// events, cross the queue. When the queue is full the reader blocks (and stops reading the file), so
-// memory is bounded by (queue capacity + writers + 1) batches whatever the input size. When a writer
-// cannot reach the database it retries with backoff (up to retry_for) while the queue fills and the
-// reader waits; a writer that gives up stops the import, which then exits non-zero.
+// Threads: one reader thread owns the file sources, the record splitter, the normalizer and the source
+// side of the writer pool: it fills event_batches, submits them and takes their completions; the pool's
+// writer threads own one connection each. Batches, not events, cross threads. When max_in_flight batches
+// are in flight the pool is full and the reader waits for a completion (and stops reading the file), so
+// memory is bounded by max_in_flight + 1 batches whatever the input size. When a writer cannot reach the
+// database it retries under the retry policy (write.writer.retry) while the reader waits; a batch that fails
+// stops the import (abandoning what is queued), which then exits non-zero.
 #pragma once
 
 #include <chrono>
@@ -14,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "sinks/postgres/writer.h"
+#include "sinks/postgres/writer_pool.h"
 #include "transform/normalize.h"
 #include "transform/record_splitter.h"
 
@@ -24,12 +25,15 @@ struct import_options {
   std::vector<std::string> files;  // "-" is standard input
   transform::input_format format = transform::input_format::auto_detect;
   transform::normalize_options normalize;
-  sinks::postgres::writer_options writer;
-  int writers = 2;
-  std::size_t batch_rows = 20000;
-  std::size_t batch_bytes = 16 << 20;
-  std::chrono::milliseconds linger{200};
-  std::size_t queue_batches = 4;
+  // The write path. A file is read far faster than a pipe fills a batch: the linger only bounds how long
+  // records from a slow pipe wait, and is longer than serve's so that batches from files fill up. Five
+  // batches in flight (four queued while one is filled).
+  sinks::postgres::pool_options write = [] {
+    sinks::postgres::pool_options o;
+    o.batch.linger = std::chrono::milliseconds(200);
+    o.max_in_flight = 5;
+    return o;
+  }();
   std::size_t read_chunk_bytes = 1 << 20;
 };
 

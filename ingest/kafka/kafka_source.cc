@@ -3,9 +3,9 @@
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
-#include <condition_variable>
+#include <deque>
 #include <map>
-#include <mutex>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -13,7 +13,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "sinks/spool/event_codec.h"
+#include "sinks/kafka/kafka_conf.h"
+#include "sinks/kafka/kafka_error.h"
+#include "transform/canonical/event_codec.h"
 #include "transform/providers.h"
 
 namespace crm::ingest {
@@ -65,14 +67,14 @@ using offset_map = std::map<partition_key, std::int64_t>;
 
 // One batch and the offsets it covers.
 struct batch_slot {
-  transform::event_batch batch;
+  std::shared_ptr<transform::event_batch> batch = std::make_shared<transform::event_batch>();
   offset_map first;  // first offset per partition
   offset_map next;   // offset after the last message per partition: what is committed once written
   std::uint64_t messages = 0;
   std::chrono::steady_clock::time_point started;
 
   void clear() {
-    batch.clear();
+    batch->clear();
     first.clear();
     next.clear();
     messages = 0;
@@ -119,7 +121,7 @@ std::vector<std::pair<std::string, std::string>> parse_kafka_properties(std::str
 }
 
 struct kafka_source::impl {
-  impl(kafka_source& s, const kafka_source_options& o) : self(s), opt(o), norm(o.normalize), writer(o.writer) {
+  impl(kafka_source& s, const kafka_source_options& o) : self(s), opt(o), norm(o.normalize) {
     for (const auto& t : opt.topics) {
       topic_format f;
       f.canonical = t.format == "canonical";
@@ -140,105 +142,97 @@ struct kafka_source::impl {
   const kafka_source_options& opt;
   rd_kafka_t* rk = nullptr;
   transform::normalizer norm;
-  transform::event_batch decoded;
   std::map<std::string, topic_format, std::less<>> formats;
   std::string source_text;
 
-  // Shared with the writer thread, under mu.
-  std::mutex mu;
-  std::condition_variable cv;
-  batch_slot slots[2];
-  int filling = 0;  // slots[filling] is the poll thread's; slots[filling ^ 1] the writer's while `job`
-  bool job = false, job_done = false, job_ok = false, closing = false;
-  pg::batch_info job_info;
-  pg::batch_result job_result;
-  pg::writer writer;
-  std::thread writer_thread;
-
-  // The poll thread's.
+  // The poll thread's: the batch being filled, the batches in the write path (in submission order, the
+  // pool's completions come back in the same order) and the offsets to commit.
+  std::unique_ptr<pg::writer_pool> pool;
+  batch_slot filling;
+  std::deque<batch_slot> in_flight;
+  std::vector<std::shared_ptr<transform::event_batch>> free_batches;
   offset_map uncommitted;  // written to PostgreSQL, not yet committed to Kafka
   offset_map positions;    // next offset expected per partition (since the assignment)
   bool paused = false;
+  bool assigned = false;   // between an assignment and its revocation: commits carry a current generation
+  std::string failure;  // a batch failed for good: the source stops and run() throws
+  std::chrono::steady_clock::time_point lag_measured;
 
-  void writer_main() {
-    try {
-      writer.connect();
-    } catch (const std::exception& e) {
-      spdlog::warn("PostgreSQL is not reachable yet; consumed messages wait (partitions pause). error={}", e.what());
-    }
-    std::unique_lock lock(mu);
-    for (;;) {
-      cv.wait(lock, [&] { return closing || job; });
-      if (!job) return;
-      batch_slot& slot = slots[filling ^ 1];
-      const pg::batch_info info = job_info;
-      lock.unlock();
-      bool ok = false;
-      pg::batch_result r;
-      for (;;) {
-        try {
-          r = writer.write(slot.batch, info);
-          ok = true;
-          break;
-        } catch (const std::exception& e) {
-          spdlog::error("A batch from Kafka could not be written; its offsets stay uncommitted and it is retried. "
-                        "position={} error={}",
-                        info.position, e.what());
-          if (self.stopping_) break;  // stopping: leave it to the next run (the offsets were not committed)
-          for (int i = 0; i < 50 && !self.stopping_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Messages in the assigned partitions not yet consumed, from librdkafka's cached watermarks (no
+  // request to the brokers); about once a second.
+  void measure_lag() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - lag_measured < std::chrono::seconds(1)) return;
+    lag_measured = now;
+    rd_kafka_topic_partition_list_t* a = nullptr;
+    if (rd_kafka_assignment(rk, &a) != RD_KAFKA_RESP_ERR_NO_ERROR || !a) return;
+    std::int64_t lag = 0;
+    if (rd_kafka_position(rk, a) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < a->cnt; ++i) {
+        const auto& p = a->elems[i];
+        std::int64_t low = 0, high = 0;
+        if (rd_kafka_get_watermark_offsets(rk, p.topic, p.partition, &low, &high) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            high < 0) {
+          continue;
         }
+        const std::int64_t position = p.offset >= 0 ? p.offset : low;
+        lag += std::max<std::int64_t>(0, high - position);
       }
-      lock.lock();
-      job = false;
-      job_done = true;
-      job_ok = ok;
-      job_result = r;
-      cv.notify_all();
     }
-  }
-
-  bool writer_busy() {
-    std::lock_guard lock(mu);
-    return job;
+    rd_kafka_topic_partition_list_destroy(a);
+    self.lag_ = lag;
   }
 
   void start_write() {
-    finish_write(true);  // settle the previous batch before its slot is reused
-    std::lock_guard lock(mu);
-    batch_slot& s = slots[filling];
-    job_info = pg::batch_info{opt.ledger_source, s.position()};
-    job = true;
-    job_done = false;
-    filling ^= 1;
-    slots[filling].clear();
-    cv.notify_all();
+    pool->submit(filling.batch, pg::batch_info{opt.ledger_source, filling.position()}, 0);
+    in_flight.push_back(std::move(filling));
+    filling = batch_slot{};
+    if (!free_batches.empty()) {
+      filling.batch = std::move(free_batches.back());
+      free_batches.pop_back();
+      filling.batch->clear();
+    }
   }
 
-  // Settles a finished write (waiting for it when `wait`): merges its offsets into the ones to commit
-  // and commits them. Returns false when no write had finished.
-  bool finish_write(bool wait) {
-    std::unique_lock lock(mu);
-    if (wait) cv.wait(lock, [&] { return !job; });
-    if (!job_done) return false;
-    job_done = false;
-    batch_slot& s = slots[filling ^ 1];
-    if (job_ok) {
+  // Settles one completion: a written batch's offsets join the ones to commit.
+  void settle(pg::batch_completion& c) {
+    batch_slot s = std::move(in_flight.front());
+    in_flight.pop_front();
+    if (c.status == pg::batch_status::written) {
       for (const auto& [k, off] : s.next) uncommitted[k] = off;
-      const auto& r = job_result;
+      const auto& r = c.result;
       self.messages_ += s.messages;
-      self.inserted_ += r.events_inserted();
-      self.duplicates_ += r.events_in() - r.events_inserted() - r.refused_by_database;
-      self.rejected_ += r.rejected_in + r.refused_by_database;
-      self.batches_ += 1;
-    } else {
+      self.inserted_ += r.inserted();
+      self.duplicates_ += r.duplicates();
+      self.rejected_ += r.rejected();
+      self.batches_ += r.transactions;  // transactions committed (one per writer's part)
+    } else if (c.status == pg::batch_status::abandoned) {
       // Only when stopping: these messages are consumed again by the next run.
       spdlog::warn("A batch was not written before stopping; its messages are consumed again. position={}",
                    s.position());
+    } else if (failure.empty()) {
+      failure = c.error;
+      spdlog::error("A batch from Kafka could not be written within the retry policy; stopping without committing "
+                    "its offsets (its messages are consumed again). position={} policy={} error={}",
+                    s.position(), pool->policy().describe(), c.error);
+      self.stopping_ = true;
+      pool->stop_retrying();
     }
-    s.clear();
-    lock.unlock();
-    commit_offsets(3);
-    return true;
+    free_batches.push_back(std::move(c.batch));
+  }
+
+  // Settles the completed writes (waiting for all of them when `wait`) and commits their offsets.
+  // Returns false when nothing had completed.
+  bool finish_writes(bool wait) {
+    bool any = false;
+    for (;;) {
+      auto c = wait ? pool->next() : pool->poll();
+      if (!c) break;
+      settle(*c);
+      any = true;
+    }
+    if (any) commit_offsets(3);
+    return any;
   }
 
   void commit_offsets(int attempts) {
@@ -260,6 +254,59 @@ struct kafka_source::impl {
     rd_kafka_topic_partition_list_destroy(list);
   }
 
+  // On an assignment: written offsets that a refused commit left behind are committed for the partitions
+  // that came back to this member, and reading resumes after them. Those of partitions now owned by another
+  // member are dropped: their owner reads on from the committed offset (rewriting stored rows is a no-op)
+  // and commits past it, and committing ours later could move its offset backwards.
+  void adopt_written(rd_kafka_topic_partition_list_t* parts) {
+    if (uncommitted.empty()) return;
+    offset_map kept;
+    for (int i = 0; i < parts->cnt; ++i) {
+      const auto& p = parts->elems[i];
+      if (auto it = uncommitted.find({p.topic, p.partition}); it != uncommitted.end()) kept.insert(*it);
+    }
+    uncommitted = std::move(kept);
+    if (uncommitted.empty()) return;
+    rd_kafka_topic_partition_list_t* committed = rd_kafka_topic_partition_list_new(static_cast<int>(uncommitted.size()));
+    for (const auto& [k, off] : uncommitted) rd_kafka_topic_partition_list_add(committed, k.first.c_str(), k.second);
+    if (rd_kafka_committed(rk, committed, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      for (int i = 0; i < committed->cnt; ++i) {
+        const auto& c = committed->elems[i];
+        auto it = uncommitted.find({c.topic, c.partition});
+        if (c.err == RD_KAFKA_RESP_ERR_NO_ERROR && c.offset >= 0 && it != uncommitted.end() && c.offset >= it->second) {
+          uncommitted.erase(it);  // committed already (by a later owner): nothing of ours to add
+        }
+      }
+    }
+    rd_kafka_topic_partition_list_destroy(committed);
+    for (int i = 0; i < parts->cnt; ++i) {
+      auto& p = parts->elems[i];
+      if (auto it = uncommitted.find({p.topic, p.partition}); it != uncommitted.end()) p.offset = it->second;
+    }
+    spdlog::info("Partitions came back with written offsets a refused commit had left; committing them. partitions={}",
+                 uncommitted.size());
+  }
+
+  // Stopping: commits what was written before the member leaves its group. While the group rebalances (another
+  // member joined or left) the broker refuses commits; polling lets the rebalance complete, then the commit
+  // goes out with the new generation. Messages polled meanwhile are not written, so their offsets are never
+  // committed: the next owner reads them.
+  void commit_before_leaving() {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(opt.session_timeout_ms) + std::chrono::seconds(5);
+    // Between a revocation and the next assignment a commit would only be refused (slowly): poll instead.
+    if (assigned) commit_offsets(1);
+    while (!uncommitted.empty() && std::chrono::steady_clock::now() < deadline) {
+      if (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 100)) rd_kafka_message_destroy(m);
+      if (assigned) commit_offsets(1);
+    }
+    if (!uncommitted.empty()) {
+      spdlog::warn("Kafka refused the last offset commit until the stop deadline; the stored rows of these "
+                   "partitions are read again by the next owner (a no-op). partitions={}",
+                   uncommitted.size());
+    }
+  }
+
   void set_paused(bool pause) {
     if (paused == pause) return;
     rd_kafka_topic_partition_list_t* a = nullptr;
@@ -279,22 +326,23 @@ struct kafka_source::impl {
                            void* opaque) {
     auto* me = static_cast<impl*>(opaque);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+      me->adopt_written(parts);
       rd_kafka_assign(rk, parts);
+      me->assigned = true;
+      me->commit_offsets(3);
       me->paused = false;
       me->self.assigned_ = static_cast<std::size_t>(parts->cnt);
       me->self.rebalances_ += 1;
       spdlog::info("Kafka partitions assigned. group={} partitions={}", me->opt.group, parts->cnt);
       return;
     }
-    // Revoked (or lost): finish and commit what is being written, drop what is only consumed.
-    me->finish_write(true);
+    // Revoked (or lost): finish and commit what is being written, drop what is only consumed. A broker may
+    // refuse the commit while the group rebalances: what stays uncommitted is kept for adopt_written().
+    me->finish_writes(true);
     me->commit_offsets(3);
-    me->uncommitted.clear();
+    me->assigned = false;
     me->positions.clear();
-    {
-      std::lock_guard lock(me->mu);
-      me->slots[me->filling].clear();
-    }
+    me->filling.clear();
     rd_kafka_assign(rk, nullptr);
     me->paused = false;
     me->self.assigned_ = 0;
@@ -311,16 +359,14 @@ struct kafka_source::impl {
     const std::string_view value(m->payload ? static_cast<const char*>(m->payload) : "", m->payload ? m->len : 0);
     auto f = formats.find(std::string_view(topic));
     if (value.empty()) {
-      norm.reject(value, src, now, "kafka: the message has no value", s.batch);
+      norm.reject(value, src, now, "kafka: the message has no value", *s.batch);
     } else if (f == formats.end()) {
-      norm.reject(value, src, now, "kafka: a message from a topic with no configured format", s.batch);
+      norm.reject(value, src, now, "kafka: a message from a topic with no configured format", *s.batch);
     } else if (f->second.canonical) {
-      norm.normalize(value, src, now, s.batch);
+      norm.normalize(value, src, now, *s.batch);
     } else if (f->second.normalized) {
-      if (auto ec = sinks::spool::decode_event_batch(value, decoded)) {
-        norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), s.batch);
-      } else {
-        s.batch.append_copy(decoded);
+      if (auto ec = transform::append_decoded_event_batch(value, *s.batch)) {
+        norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), *s.batch);
       }
     } else {
       std::string content_type = f->second.provider->content_type;
@@ -333,8 +379,8 @@ struct kafka_source::impl {
       }
       tp::webhook_input in{value, content_type, {}, source_text, now};
       std::string error;
-      if (!f->second.provider->fn(norm, in, s.batch, error)) {
-        norm.reject(value, src, now, std::string(f->second.provider->name) + ": " + error, s.batch);
+      if (!f->second.provider->fn(norm, in, *s.batch, error)) {
+        norm.reject(value, src, now, std::string(f->second.provider->name) + ": " + error, *s.batch);
       }
     }
     const partition_key key{topic, m->partition};
@@ -354,27 +400,20 @@ struct kafka_source::impl {
 
   void run() {
     char err[512];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    auto set = [&](const std::string& k, const std::string& v) {
-      if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        throw std::invalid_argument(fmt::format("kafka: {}={}: {}", k, v, err));
-      }
-    };
-    set("bootstrap.servers", opt.brokers);
-    set("group.id", opt.group);
-    set("enable.auto.commit", "false");
-    set("enable.auto.offset.store", "false");
-    set("auto.offset.reset", "earliest");
-    set("session.timeout.ms", std::to_string(opt.session_timeout_ms));
-    set("client.id", "crm-ingest");
-    for (const auto& [k, v] : opt.properties) set(k, v);
+    rd_kafka_conf_t* conf = sinks::kafka::make_kafka_conf({{"bootstrap.servers", opt.brokers},
+                                                           {"group.id", opt.group},
+                                                           {"enable.auto.commit", "false"},
+                                                           {"enable.auto.offset.store", "false"},
+                                                           {"auto.offset.reset", "earliest"},
+                                                           {"session.timeout.ms", std::to_string(opt.session_timeout_ms)},
+                                                           {"client.id", "crm-ingest"}},
+                                                          opt.properties);
     rd_kafka_conf_set_rebalance_cb(conf, &impl::on_rebalance);
     rd_kafka_conf_set_opaque(conf, this);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
     if (!rk) {
       rd_kafka_conf_destroy(conf);
-      throw std::runtime_error(fmt::format("kafka: cannot create the consumer: {}", err));
+      throw sinks::kafka::kafka_error(fmt::format("kafka: cannot create the consumer: {}", err));
     }
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_topic_partition_list_t* topics = rd_kafka_topic_partition_list_new(static_cast<int>(opt.topics.size()));
@@ -383,27 +422,34 @@ struct kafka_source::impl {
     rd_kafka_topic_partition_list_destroy(topics);
     if (sub) {
       rd_kafka_destroy(rk);
-      throw std::runtime_error(fmt::format("kafka: cannot subscribe: {}", rd_kafka_err2str(sub)));
+      throw sinks::kafka::kafka_error(fmt::format("kafka: cannot subscribe: {}", rd_kafka_err2str(sub)));
     }
-    writer_thread = std::thread([this] { writer_main(); });
-    spdlog::info("Consuming from Kafka. brokers={} group={} topics={}", opt.brokers, opt.group, opt.topics.size());
+    pool = std::make_unique<pg::writer_pool>(opt.write);
+    spdlog::info("Consuming from Kafka. brokers={} group={} topics={} writers={}", opt.brokers, opt.group,
+                 opt.topics.size(), pool->writers());
 
     std::optional<std::chrono::steady_clock::time_point> waiting_since;
     const auto pause_after = std::chrono::milliseconds(500);
+    auto full = [&] { return opt.write.batch.reached(*filling.batch); };
+    auto last_commit_try = std::chrono::steady_clock::now();
     while (!self.stopping_) {
-      if (finish_write(false)) set_paused(false);
-      auto full = [&] {
-        const auto& b = slots[filling].batch;
-        return b.record_count() >= opt.batch_rows || b.text.bytes_used() >= opt.batch_bytes;
-      };
-      if (full() && writer_busy()) {
-        // The next batch is ready and the writer still works. A short wait costs nothing; a long one
+      if (finish_writes(false)) set_paused(false);
+      // Written offsets a refused commit left behind (a rebalance) go out with the next batch, or within a
+      // second while this member holds an assignment (a commit between revocation and assignment is refused).
+      if (assigned && !uncommitted.empty() && std::chrono::steady_clock::now() - last_commit_try >= std::chrono::seconds(1)) {
+        commit_offsets(1);
+        last_commit_try = std::chrono::steady_clock::now();
+      }
+      if (full() && pool->full()) {
+        // The next batch is ready and the writers still work. A short wait costs nothing; a long one
         // (a slow or unreachable database) pauses the partitions, and polling goes on meanwhile so
         // that this member keeps its place in the group and serves rebalances.
         if (!waiting_since) waiting_since = std::chrono::steady_clock::now();
         if (std::chrono::steady_clock::now() - *waiting_since < pause_after) {
-          std::unique_lock lock(mu);
-          cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return !job; });
+          if (auto c = pool->next(std::chrono::milliseconds(20))) {
+            settle(*c);
+            commit_offsets(3);
+          }
           continue;
         }
         set_paused(true);
@@ -413,43 +459,39 @@ struct kafka_source::impl {
       rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 50);
       if (m) {
         if (!m->err) {
-          add(m, slots[filling]);
+          add(m, filling);
         } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
           spdlog::warn("Kafka consumer error (librdkafka retries). error={}", rd_kafka_message_errstr(m));
         }
         rd_kafka_message_destroy(m);
       }
-      batch_slot& s = slots[filling];
-      if (s.messages > 0 && !writer_busy() &&
-          (full() || std::chrono::steady_clock::now() - s.started >= opt.linger)) {
+      measure_lag();
+      if (filling.messages > 0 && !pool->full() &&
+          (full() || std::chrono::steady_clock::now() - filling.started >= opt.write.batch.linger)) {
         start_write();
       }
     }
 
-    // Stopping: write and commit what was consumed, then leave the group.
-    finish_write(true);
-    if (slots[filling].messages > 0) {
+    // Stopping: write and commit what was consumed (a batch that keeps failing is left to the next run),
+    // then leave the group.
+    pool->stop_retrying();
+    finish_writes(true);
+    if (filling.messages > 0 && failure.empty()) {
       start_write();
-      finish_write(true);
+      finish_writes(true);
     }
-    commit_offsets(5);
+    commit_before_leaving();
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     rk = nullptr;
-    {
-      std::lock_guard lock(mu);
-      closing = true;
-    }
-    cv.notify_all();
-    writer_thread.join();
+    pool.reset();
     spdlog::info("Stopped consuming from Kafka. messages={} batches={} inserted={} rejected={}", self.messages_.load(),
                  self.batches_.load(), self.inserted_.load(), self.rejected_.load());
+    if (!failure.empty()) throw pg::write_error(failure);
   }
 };
 
-kafka_source::kafka_source(kafka_source_options options) : options_(std::move(options)) {
-  if (options_.writer.retry_for.count() == 0) options_.writer.retry_for = std::chrono::seconds(30);
-}
+kafka_source::kafka_source(kafka_source_options options) : options_(std::move(options)) {}
 
 kafka_source::~kafka_source() = default;
 
@@ -468,6 +510,7 @@ kafka_source_stats kafka_source::stats() const {
   s.offset_commits = commits_;
   s.pauses = pauses_;
   s.rebalances = rebalances_;
+  s.lag = lag_;
   return s;
 }
 

@@ -1,6 +1,6 @@
 // The Kafka source: a consumer-group member that reads topics (each in a format of its own), normalizes
-// the messages into event_batches and writes them into PostgreSQL exactly once through
-// sinks::postgres::writer. `crm-ingest consume` runs it over [kafka] topics; `crm-ingest write` runs
+// the messages into event_batches and writes them into PostgreSQL exactly once through the write path
+// (sinks::postgres::writer_pool). `crm-ingest consume` runs it over [kafka] topics; `crm-ingest write` runs
 // it over the collectors' log topic (format "normalized").
 //
 // Offsets: a partition's offset is committed only after the PostgreSQL transaction holding every
@@ -9,13 +9,15 @@
 // whose rows are already stored; deterministic event ids (and rejection ids made of source + raw,
 // the source being "topic/partition:offset") make that a no-op.
 //
-// Threads: run() owns the consumer (poll, rebalance callbacks, pause/resume, offset commits) and one
-// batch being filled; one writer thread owns the writer (one connection) and the batch being written.
-// At most two batches are in memory (plus librdkafka's bounded prefetch queue). When the batch being
-// filled is full while the writer still works, the poll thread waits for the writer; if that takes
-// longer than 500 ms (a slow or unreachable database) every assigned partition is paused and the poll
-// loop keeps polling (staying in the group, serving rebalances) until the writer is done, then resumes
-// them. Short waits do not pause: a pause discards librdkafka's prefetched messages.
+// Threads: run() owns the consumer (poll, rebalance callbacks, pause/resume, offset commits), the batch
+// being filled and the source side of the writer pool (submit, completions); the pool's writer threads
+// own one connection each. At most max_in_flight + 1 batches are in memory (plus librdkafka's bounded
+// prefetch queue). When the batch being filled is full while the pool is full, the poll thread waits for
+// a completion; if that takes longer than 500 ms (a slow or unreachable database) every assigned
+// partition is paused and the poll loop keeps polling (staying in the group, serving rebalances) until a
+// batch completes, then resumes them. Short waits do not pause: a pause discards librdkafka's prefetched
+// messages. A batch that fails within the retry policy (postgres.retry_for_s > 0) stops the source
+// without committing its offsets: run() throws write_error.
 //
 // Rebalances (eager protocol): on revocation the batch being written is finished and its offsets
 // committed; the batch being filled is dropped (its messages are delivered again, from the committed
@@ -32,7 +34,7 @@
 #include <utility>
 #include <vector>
 
-#include "sinks/postgres/writer.h"
+#include "sinks/postgres/writer_pool.h"
 #include "transform/normalize.h"
 
 namespace crm::ingest {
@@ -59,10 +61,9 @@ struct kafka_source_options {
   std::vector<std::pair<std::string, std::string>> properties;  // passed to librdkafka as they are
   int session_timeout_ms = 10000;
   transform::normalize_options normalize;
-  sinks::postgres::writer_options writer;
-  std::size_t batch_rows = 20000;
-  std::size_t batch_bytes = 16 << 20;
-  std::chrono::milliseconds linger{200};
+  // The write path: writers, retry policy (postgres.retry_for_s), batch limits; max_in_flight batches are
+  // written while the next one fills.
+  sinks::postgres::pool_options write;
   std::string ledger_source = "kafka";  // ingest_batches.source
 };
 
@@ -75,6 +76,7 @@ struct kafka_source_stats {
   std::uint64_t offset_commits = 0;  // successful offset commits
   std::uint64_t pauses = 0;          // times the partitions were paused for backpressure
   std::uint64_t rebalances = 0;      // assignments received
+  std::int64_t lag = 0;              // messages in the assigned partitions not yet consumed
 };
 
 class kafka_source {
@@ -85,7 +87,8 @@ class kafka_source {
   kafka_source& operator=(const kafka_source&) = delete;
 
   // Consumes until stop() (any thread): then writes and commits what was consumed, leaves the group
-  // and returns. Throws std::runtime_error when the consumer cannot be created.
+  // and returns. Throws std::runtime_error when the consumer cannot be created, and
+  // sinks::postgres::write_error when a batch failed within the retry policy.
   void run();
   void stop() noexcept { stopping_.store(true); }
 
@@ -101,6 +104,7 @@ class kafka_source {
   std::atomic<std::size_t> assigned_{0};
   std::atomic<std::uint64_t> messages_{0}, inserted_{0}, duplicates_{0}, rejected_{0}, batches_{0}, commits_{0},
       pauses_{0}, rebalances_{0};
+  std::atomic<std::int64_t> lag_{0};
   friend struct impl;
 };
 

@@ -1,4 +1,4 @@
-// Renders a normalized record back as a canonical JSON object (../shared/spec/canonical-events.md),
+// Renders a normalized record back as a canonical JSON object (docs/canonical-events.md),
 // for the dead-letter table when the database refuses a row: the text a person can read and a later
 // `rejected replay` can ingest again.
 #pragma once

@@ -95,6 +95,19 @@ writer::writer(writer_options options)
 
 writer::~writer() = default;
 
+bool writer::cancelled() const noexcept {
+  return options_.cancel && options_.cancel->load(std::memory_order_relaxed);
+}
+
+void writer::sleep_unless_cancelled(std::chrono::milliseconds delay) const {
+  const auto until = std::chrono::steady_clock::now() + delay;
+  while (!cancelled()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) return;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
+  }
+}
+
 void writer::drop_connection() noexcept {
   try {
     conn_.reset();
@@ -428,7 +441,7 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
           reconnecting_ = true;
           drop_connection();
           auto waited = std::chrono::steady_clock::now() - started;
-          const bool give_up = options_.retry_for.count() > 0 && waited > options_.retry_for;
+          const bool give_up = !options_.retry.may_retry(waited);
           if (obs) obs->attempt_failed(f, !give_up);
           if (give_up) {
             spdlog::error("Giving up on a batch: the database stayed unreachable. source={} attempts={} waited_s={} "
@@ -443,7 +456,11 @@ batch_result writer::write_view(const view& v, const batch_info& info) {
           spdlog::warn("A batch attempt failed; reconnecting and replaying. source={} attempt={} reason={} "
                        "retry_in_ms={} error={}",
                        info.source, attempt, f.reason, delay.count(), f.message);
-          std::this_thread::sleep_for(delay);
+          sleep_unless_cancelled(delay);
+          if (cancelled()) {
+            throw write_cancelled("stopped retrying a failing batch (stopping); last failure (" + f.reason +
+                                  "): " + f.message);
+          }
           break;
         }
       }

@@ -21,6 +21,7 @@
 
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/copy_encoder.h"
+#include "sinks/postgres/retry_policy.h"
 #include "sinks/postgres/writer_observer.h"
 #include "transform/canonical_event.h"
 
@@ -33,9 +34,12 @@ struct writer_options {
   // 1 s: a reconnect through HAProxy costs a millisecond, and a low cap resumes writing within about
   // a second of the new primary becoming reachable, however long the failover took.
   std::chrono::milliseconds backoff_cap{1000};
-  // How long one batch may keep failing for reconnectable reasons before write() gives up.
-  // Zero means "retry for ever" (it still logs every attempt).
-  std::chrono::seconds retry_for{120};
+  // How long one batch may keep failing for reconnectable reasons before write() gives up (logged and
+  // counted at every attempt).
+  retry_policy retry = retry_policy::for_at_most(std::chrono::seconds(120));
+  // Set (by the pool, from any thread) to make a failing write() stop retrying: it throws write_cancelled
+  // at its next attempt. A write that succeeds is never interrupted.
+  const std::atomic<bool>* cancel = nullptr;
   // Told about failures, reconnects, replays and in-doubt commits (optional; shared by writers).
   std::shared_ptr<writer_observer> observer;
   // Keep attribution_credits, campaign_attribution_daily and the A/B tables current in every batch
@@ -64,6 +68,13 @@ struct batch_result {
 
   std::uint64_t events_in() const noexcept { return communications_in + touchpoints_in; }
   std::uint64_t events_inserted() const noexcept { return communications_inserted + touchpoints_inserted; }
+  // The one accounting every command reports (summaries, metrics): of the events in, each is inserted,
+  // a duplicate (already stored, or repeated in the batch) or rejected (refused by the database and
+  // dead-lettered); dead letters in plus those refused are the rejected records.
+  std::uint64_t inserted() const noexcept { return events_inserted(); }
+  std::uint64_t duplicates() const noexcept { return events_in() - events_inserted() - refused_by_database; }
+  std::uint64_t rejected() const noexcept { return rejected_in + refused_by_database; }
+  std::uint64_t records_in() const noexcept { return events_in() + rejected_in; }
   batch_result& operator+=(const batch_result& o) noexcept;
 };
 
@@ -93,6 +104,12 @@ class write_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Thrown by write() when writer_options::cancel was set while the batch was failing.
+class write_cancelled : public write_error {
+ public:
+  using write_error::write_error;
+};
+
 class writer {
  public:
   explicit writer(writer_options options);
@@ -101,7 +118,7 @@ class writer {
   writer& operator=(const writer&) = delete;
 
   // Writes the batch exactly once; throws write_error when the database refuses for good (a fatal
-  // failure, or reconnectable failures for longer than retry_for).
+  // failure, or reconnectable failures for longer than the retry policy allows).
   batch_result write(const transform::event_batch& batch, const batch_info& info);
   batch_result write(const batch_view& view, const batch_info& info);
 
@@ -121,6 +138,8 @@ class writer {
   void ensure_month_partitions(const view& v);
   void encode(const view& v, batch_result& counts);
   void drop_connection() noexcept;
+  bool cancelled() const noexcept;
+  void sleep_unless_cancelled(std::chrono::milliseconds delay) const;
 
   writer_options options_;
   std::unique_ptr<pqxx::connection> conn_;

@@ -1,15 +1,18 @@
-// What a PostgreSQL writer reports about failures and failovers, for metrics (ingest/writer_metrics.h)
-// and summaries. The sinks know no Prometheus: the process that owns the writers plugs an observer in.
+// What the PostgreSQL write path reports, for metrics (ingest/observability) and summaries: the one
+// observer of every command that writes. The sinks know no Prometheus: the process that owns the writer
+// pool plugs an observer in.
 //
-// Thread ownership: every writer calls its observer from the writer's own thread, so an observer
-// shared by several writers must be thread-safe. Calls happen per batch attempt, never per event.
+// Thread ownership: writers call their observer from their own threads, so an observer shared by several
+// writers (a pool's) must be thread-safe. Calls happen per batch or batch attempt, never per event.
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 namespace crm::sinks::postgres {
 
 struct failure;
+struct batch_result;
 
 class writer_observer {
  public:
@@ -25,6 +28,18 @@ class writer_observer {
   virtual void batch_replayed() {}
   // After a COMMIT whose outcome was unknown: `committed` = the ledger had the batch (not replayed).
   virtual void in_doubt_settled(bool /*committed*/) {}
+
+  // Pool level (sinks/postgres/writer_pool.h), once per batch a source submitted:
+  // A writer opened its first session on a primary (start-up): the database is up before any batch.
+  virtual void connected() {}
+  // A writer could not open its first session; it keeps trying with the batches.
+  virtual void connect_failed(std::string_view /*reason*/) {}
+  // Every part of a submitted batch committed: `records` records in, `seconds` from submission to the
+  // last commit (retries included), counted as in batch_result (inserted, duplicates, rejected).
+  virtual void batch_written(const batch_result& /*r*/, std::size_t /*records*/, double /*seconds*/) {}
+  // The database refused a part for good (failure_kind::fatal, or the retry policy ran out); `will_retry`:
+  // the policy retries it after a pause (the source holds the data).
+  virtual void batch_refused(std::string_view /*error*/, bool /*will_retry*/) {}
 };
 
 }  // namespace crm::sinks::postgres

@@ -21,32 +21,10 @@ class log_category_impl final : public std::error_category {
   }
 };
 
-class codec_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "spool.codec"; }
-  std::string message(int value) const override {
-    switch (static_cast<codec_errc>(value)) {
-      case codec_errc::truncated: return "the encoded event batch is truncated";
-      case codec_errc::bad_magic: return "the bytes are not an encoded event batch";
-      case codec_errc::unsupported_version: return "the encoded event batch has an unsupported version";
-      case codec_errc::bad_varint: return "the encoded event batch holds an overlong integer";
-      case codec_errc::value_out_of_range: return "the encoded event batch holds an undefined enum or flag value";
-      case codec_errc::too_many_records: return "the encoded event batch claims more records than its bytes can hold";
-      case codec_errc::trailing_bytes: return "the encoded event batch has trailing bytes";
-    }
-    return "unknown spool codec error " + std::to_string(value);
-  }
-};
-
 }  // namespace
 
 const std::error_category& log_category() noexcept {
   static const log_category_impl instance;
-  return instance;
-}
-
-const std::error_category& codec_category() noexcept {
-  static const codec_category_impl instance;
   return instance;
 }
 

@@ -1,4 +1,4 @@
-// Error codes of the spool (durable log and event codec), each enum with its own std::error_category
+// Error codes of the durable log, with their own std::error_category
 // so callers can log `ec.message()` and switch on the value without exceptions on the data path.
 #pragma once
 
@@ -16,26 +16,11 @@ enum class log_errc : int {
   invalid_position,  // before the checkpoint, past the durable end, or not at a record boundary
 };
 
-// Outcomes of decode_event_batch on untrusted bytes.
-enum class codec_errc : int {
-  truncated = 1,        // the input ends inside a field
-  bad_magic,            // not an encoded event batch
-  unsupported_version,  // written by a newer (or unknown) codec version
-  bad_varint,           // a variable-length integer is longer than 64 bits
-  value_out_of_range,   // an enum or flag byte holds a value the format does not define
-  too_many_records,     // the record counts cannot fit in the remaining bytes
-  trailing_bytes,       // bytes left over after the last record
-};
-
 const std::error_category& log_category() noexcept;
-const std::error_category& codec_category() noexcept;
 
 inline std::error_code make_error_code(log_errc e) noexcept { return {static_cast<int>(e), log_category()}; }
-inline std::error_code make_error_code(codec_errc e) noexcept { return {static_cast<int>(e), codec_category()}; }
 
 }  // namespace crm::sinks::spool
 
 template <>
 struct std::is_error_code_enum<crm::sinks::spool::log_errc> : std::true_type {};
-template <>
-struct std::is_error_code_enum<crm::sinks::spool::codec_errc> : std::true_type {};

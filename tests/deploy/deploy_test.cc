@@ -270,3 +270,80 @@ TEST(Deploy, GrafanaDashboardLoadsAndEveryMetricItUsesIsExported) {
 }
 
 }  // namespace
+
+namespace {
+
+// "name{labels} value" lines of an exposition as promtool input series (constant), with the scrape
+// labels Prometheus adds (deploy/app-templates/prometheus.yml.tmpl).
+std::string as_promtool_series(const std::string& exposition, const std::string& node) {
+  std::string out;
+  std::istringstream in(exposition);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    auto space = line.rfind(' ');
+    std::string name = line.substr(0, space), value = line.substr(space + 1);
+    if (value == "NaN" || value == "+Inf" || value == "-Inf") continue;
+    std::string labels = "job=\"crm-ingest\", instance=\"" + node + ":8080\", node=\"" + node + "\"";
+    if (auto brace = name.find('{'); brace != std::string::npos) {
+      labels += ", " + name.substr(brace + 1, name.size() - brace - 2);
+      name = name.substr(0, brace);
+    }
+    std::string quoted;  // YAML single-quoted scalar: double the single quotes
+    for (char c : name + "{" + labels + "}") quoted += c == '\'' ? std::string("''") : std::string(1, c);
+    out += "      - series: '" + quoted + "'\n        values: '" + value + "x90'\n";
+  }
+  return out;
+}
+
+}  // namespace
+
+// A healthy idle node (serve started, database reachable, no traffic, Patroni with a leader): scraped for
+// real, held for 90 minutes in promtool, and no alert fires. The database_up gauge used to start at 0 until
+// the first committed batch, so CrmIngestDatabaseUnreachable fired on every idle collector.
+TEST(Deploy, NoAlertFiresOnAHealthyIdleCollector) {
+  auto dsn = crm_test::fresh_database("t_deploy_idle");
+  auto dir = fs::temp_directory_path() / "crm-deploy-test-idle";
+  fs::remove_all(dir);
+  crm_test::serve_process srv(dsn, dir);
+  srv.start();
+  std::string exposition;
+  // Until the writers connected and the partition catalog was read once (both at start).
+  for (int i = 0; i < 100; ++i) {
+    exposition = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+    if (exposition.find("\ncrm_ingest_writer_database_up 1\n") != std::string::npos &&
+        exposition.find("\ncrm_ingest_partition_catalog_checked_timestamp_seconds 0\n") == std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(exposition.find("\ncrm_ingest_writer_database_up 1\n"), std::string::npos) << exposition;
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+
+  const std::string rules = read_file(source_dir + "/deploy/observability/crm-ingest-alerts.yml");
+  std::vector<std::string> alerts;
+  std::regex alert_line(R"(- alert: (\w+))");
+  for (std::sregex_iterator it(rules.begin(), rules.end(), alert_line), end; it != end; ++it) alerts.push_back((*it)[1]);
+  ASSERT_GT(alerts.size(), 10u);
+
+  std::string test = "rule_files:\n  - " + source_dir + "/deploy/observability/crm-ingest-alerts.yml\n"
+                     "evaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n";
+  test += as_promtool_series(exposition, "n1");
+  // Patroni: n1 leads, n2 and n3 replay everything.
+  test += "      - series: 'patroni_primary{job=\"patroni\", instance=\"n1:8008\", node=\"n1\"}'\n        values: '1x90'\n";
+  test += "      - series: 'patroni_xlog_location{job=\"patroni\", instance=\"n1:8008\", node=\"n1\"}'\n        values: '1000x90'\n";
+  for (const char* n : {"n2", "n3"}) {
+    std::string labels = std::string("job=\"patroni\", instance=\"") + n + ":8008\", node=\"" + n + "\"";
+    test += "      - series: 'patroni_primary{" + labels + "}'\n        values: '0x90'\n";
+    test += "      - series: 'patroni_replica{" + labels + "}'\n        values: '1x90'\n";
+    test += "      - series: 'patroni_xlog_replayed_location{" + labels + "}'\n        values: '1000x90'\n";
+  }
+  test += "      - series: 'up{job=\"crm-ingest\", instance=\"n1:8080\", node=\"n1\"}'\n        values: '1x90'\n";
+  test += "    alert_rule_test:\n";
+  for (const char* at : {"10m", "90m"}) {
+    for (const auto& a : alerts) test += std::string("      - eval_time: ") + at + "\n        alertname: " + a + "\n        exp_alerts: []\n";
+  }
+  auto file = dir / "idle_alerts_test.yml";
+  std::ofstream(file) << test;
+  auto r = run_command("promtool test rules " + shell_quote(file.string()) + " 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out << "\n" << test;
+}

@@ -41,6 +41,24 @@ grep -q 'server crm-db-3 10.0.0.13:5432 .*check port 8008' "$work/production/crm
 bash "$root/deploy/cluster/cluster.sh" render "$work/local"
 for d in "$work"/local/conf/*/; do check "${d%/}"; done
 
+# The bootstrap creates the roles of schemas/0003_security.sql: production separates the owner from serve's
+# login role (granted crm_ingest_writer only); the local cluster keeps one role for both.
+boot() { /usr/bin/python3 -c 'import shlex, sys, yaml; print("\n".join(shlex.split(yaml.safe_load(open(sys.argv[1]))["bootstrap"]["post_bootstrap"])))' "$1"; }
+prod_boot=$(boot "$work/production/crm-db-1/patroni.yml")
+for want in "CREATE ROLE crm_ingest_writer NOLOGIN" "CREATE ROLE crm_ingest_analytics NOLOGIN" \
+            "CREATE ROLE crm_ingest_owner LOGIN PASSWORD 'change-me'" \
+            "CREATE ROLE crm_ingest LOGIN PASSWORD 'change-me' IN ROLE crm_ingest_writer" "CREATE DATABASE crm OWNER crm_ingest_owner"; do
+  grep -qxF -- "$want" <<<"$prod_boot" || { echo "FAIL production post_bootstrap lacks: $want"; failed=1; }
+done
+local_boot=$(boot "$work/local/conf/node1/patroni.yml")
+[ "$(grep -c '^CREATE ROLE crm ' <<<"$local_boot")" = 1 ] || { echo "FAIL local post_bootstrap: $local_boot"; failed=1; }
+grep -qxF "CREATE ROLE crm_ingest_writer NOLOGIN" <<<"$local_boot" || { echo "FAIL local post_bootstrap lacks the writer role"; failed=1; }
+# A password that would break the SQL or the YAML it is written into is refused.
+sed "s/^CRM_INGEST_DB_PASSWORD=.*/CRM_INGEST_DB_PASSWORD=it's/" "$root/deploy/inventory.example.env" >"$work/quote.env"
+if bash "$root/deploy/render-configs.sh" "$work/quote.env" "$work/quote" 2>/dev/null; then
+  echo "FAIL a password with a quote was rendered"; failed=1
+fi
+
 # A broken inventory is refused, not rendered with holes.
 grep -v "^NODE3_ADDR=" "$root/deploy/inventory.example.env" >"$work/broken.env"
 if bash "$root/deploy/render-configs.sh" "$work/broken.env" "$work/broken" 2>/dev/null; then

@@ -188,7 +188,7 @@ class import_loop {
       auto file = dir_ / fmt::format("import-{}.ndjson", seed);
       run(fmt::format("{} --count {} --seed {} --duplicates 0 --invalid 0 --months 1 > {}", GEN_EVENTS_EXE,
                       records_per_file, seed, file.string()));
-      child c({CRM_INGEST_EXE, "import", "--dsn", dsn_, "--retry-for", "120", "--no-progress", file.string()},
+      child c({CRM_INGEST_EXE, "import", "--dsn", dsn_, "--allow-superuser", "--retry-for", "120", "--no-progress", file.string()},
               dir_ / fmt::format("import-{}.out", seed), dir_ / fmt::format("import-{}.err", seed));
       auto st = c.wait_for(180s);
       runs_.push_back({seed, st ? *st : -999, c.out(), c.err()});
@@ -535,7 +535,7 @@ TEST_F(Failover, WriterRefusesASessionOnAReplica) {
   auto obs = std::make_shared<counting>();
   pg::writer_options o;
   o.dsn = replica;
-  o.retry_for = 2s;
+  o.retry = pg::retry_policy::for_at_most(2s);
   o.observer = obs;
   pg::writer w(o);
   crm::transform::event_batch batch;
@@ -572,7 +572,7 @@ TEST_F(Failover, DatabaseUnreachableFor30Seconds) {
       auto file = dir_ / fmt::format("late-{}.ndjson", late_seed);
       run(fmt::format("{} --count {} --seed {} --duplicates 0 --invalid 0 --months 1 > {}", GEN_EVENTS_EXE,
                       import_loop::records_per_file, late_seed, file.string()));
-      child c({CRM_INGEST_EXE, "import", "--dsn", dsn_, "--retry-for", "120", "--no-progress", file.string()},
+      child c({CRM_INGEST_EXE, "import", "--dsn", dsn_, "--allow-superuser", "--retry-for", "120", "--no-progress", file.string()},
               dir_ / "late.out", dir_ / "late.err");
       auto st = c.wait_for(180s);
       late_result = {late_seed, st ? *st : -999, c.out(), c.err()};

@@ -1,0 +1,387 @@
+#include "ingest/collector/collector.h"
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "transform/json_text.h"
+#include "transform/record_splitter.h"
+#include "transform/utf8.h"
+
+namespace crm::ingest {
+
+namespace {
+
+http::response json_response(unsigned status, std::string body) {
+  return http::response{status, "application/json", std::move(body), {}};
+}
+
+http::response error_response(unsigned status, std::string_view message) {
+  return json_response(status, "{\"error\":" + json_quote(message) + "}");
+}
+
+bool media_type_is(std::string_view content_type, std::string_view wanted) {
+  auto semi = content_type.find(';');
+  auto type = content_type.substr(0, semi);
+  while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+  if (type.size() != wanted.size()) return false;
+  for (std::size_t i = 0; i < type.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(type[i])) != wanted[i]) return false;
+  }
+  return true;
+}
+
+// A short prefix of client input for a response body: at most `max` bytes, cut on a character boundary,
+// bytes that are not UTF-8 shown as U+FFFD (a 404 must not echo a 60 KB path).
+std::string excerpt(std::string_view s, std::size_t max = 64) {
+  std::string out;
+  while (!s.empty() && out.size() < max) {
+    std::size_t n = transform::detail::utf8_sequence_length(s);
+    if (n == 0) {
+      out.append("\xEF\xBF\xBD");
+      n = 1;
+    } else {
+      out.append(s.substr(0, n));
+    }
+    s.remove_prefix(n);
+  }
+  if (!s.empty()) out.append("...");
+  return out;
+}
+
+// The field a rejection reason names ("status: ..." -> "status"), a bounded label for metrics.
+std::string_view reason_field(std::string_view reason) {
+  auto colon = reason.find(':');
+  auto field = colon == std::string_view::npos ? reason : reason.substr(0, colon);
+  if (field.rfind("malformed JSON", 0) == 0) return "malformed_json";
+  if (field.size() > 40 || field.find(' ') != std::string_view::npos) return "other";
+  return field;
+}
+
+}  // namespace
+
+std::string json_quote(std::string_view s) {
+  std::string out;
+  transform::append_json_string(out, s);
+  return out;
+}
+
+collector::collector(collector_options options, batch_sink& sink, metrics& m, std::function<bool()> database_ready)
+    : options_(std::move(options)),
+      sink_(sink),
+      metrics_(m),
+      database_ready_(std::move(database_ready)),
+      auth_(options_.auth),
+      auth_results_(prometheus::BuildCounter()
+                        .Name("crm_ingest_auth_requests_total")
+                        .Help("Credential checks on POST /v1/events, by result (ok, unauthenticated = 401, "
+                              "forbidden = 403)")
+                        .Register(m.registry())),
+      rate_limited_(prometheus::BuildCounter()
+                        .Name("crm_ingest_rate_limited_total")
+                        .Help("Requests refused with 429, by limit (address, credential)")
+                        .Register(m.registry())) {}
+
+void collector::set_authenticator(std::shared_ptr<const auth::authenticator> a) { auth_.store(std::move(a)); }
+
+collector::~collector() = default;
+
+void collector::add_provider(const std::string& name, provider_endpoint endpoint) {
+  providers_[name] = std::move(endpoint);
+}
+
+namespace {
+// The I/O thread's batch, reused by its requests (cleared, capacity kept): a request's events live in it
+// only until the sink's submit() has encoded them.
+transform::event_batch& thread_batch() {
+  thread_local transform::event_batch batch;
+  batch.clear();
+  return batch;
+}
+}  // namespace
+
+transform::normalizer& collector::thread_normalizer() {
+  // One normalizer per I/O thread: it owns a simdjson parser and its buffers.
+  thread_local std::unique_ptr<transform::normalizer> norm;
+  thread_local const collector* owner = nullptr;
+  if (!norm || owner != this) {
+    norm = std::make_unique<transform::normalizer>(options_.normalize);
+    owner = this;
+  }
+  return *norm;
+}
+
+std::string collector::endpoint_of(std::string_view path) const {
+  if (path == "/v1/events" || path == "/healthz" || path == "/readyz" || path == "/metrics") return std::string(path);
+  if (path.rfind("/v1/webhooks/", 0) == 0) {
+    auto name = path.substr(13);
+    if (providers_.count(name) || name == "whatsapp") return "/v1/webhooks/" + std::string(name);
+  }
+  return "other";
+}
+
+std::optional<http::response> collector::screen(const http::request& head, http::admission& admitted) {
+  auto refused = admit(head, admitted);
+  if (refused) metrics_.http_request(endpoint_of(head.path), refused->status).Increment();
+  return refused;
+}
+
+std::optional<http::response> collector::admit(const http::request& req, http::admission& admitted) {
+  auto method_not_allowed = [&](std::string_view allow) {
+    auto r = error_response(405, excerpt(req.method) + " is not allowed on " + excerpt(req.path));
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
+  };
+  auto unauthenticated = [&](const std::string& reason) {
+    auth_results_.Add({{"result", "unauthenticated"}}).Increment();
+    auto r = error_response(401, reason);
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"crm-ingest\"");
+    return r;
+  };
+  if (req.path == "/healthz" || req.path == "/readyz") {
+    if (req.method != "GET") return method_not_allowed("GET");
+    return std::nullopt;
+  }
+  if (req.path == "/metrics") {
+    if (req.method != "GET") return method_not_allowed("GET");
+    if (auto a = auth_.load(); options_.protect_metrics && a && a->enabled()) {
+      auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
+                             : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+      // A valid credential of a role that may not ingest may still read the metrics.
+      if (!who.ok() && who.status != auth::outcome::forbidden) return unauthenticated(who.reason);
+    }
+    return std::nullopt;
+  }
+  // Per client address, before anything else is looked at: every POST (events and webhooks).
+  if (options_.address_limit && req.method == "POST") {
+    int retry_after = 1;
+    if (!options_.address_limit->allow(req.remote_address, std::chrono::steady_clock::now(), retry_after)) {
+      rate_limited_.Add({{"limit", "address"}}).Increment();
+      auto r = error_response(429, "too many requests from this address");
+      r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+      return r;
+    }
+  }
+  if (req.path == "/v1/events") {
+    if (req.method != "POST") return method_not_allowed("POST");
+    auto a = auth_.load();
+    if (!a || !a->enabled()) return std::nullopt;
+    auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
+                           : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+    if (!who.ok()) {
+      if (who.status != auth::outcome::forbidden) return unauthenticated(who.reason);
+      auth_results_.Add({{"result", "forbidden"}}).Increment();
+      // The body is not read: an unauthenticated request leaves nothing behind but this counter.
+      return error_response(403, who.reason);
+    }
+    auth_results_.Add({{"result", "ok"}}).Increment();
+    if (options_.credential_limit) {
+      int retry_after = 1;
+      if (!options_.credential_limit->allow(who.credential, std::chrono::steady_clock::now(), retry_after)) {
+        rate_limited_.Add({{"limit", "credential"}}).Increment();
+        auto r = error_response(429, "too many requests for this credential");
+        r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+        return r;
+      }
+    }
+    admitted.tenant = std::move(who.tenant);
+    admitted.credential = std::move(who.credential);
+    return std::nullopt;
+  }
+  if (req.path.rfind("/v1/webhooks/", 0) == 0) {
+    const std::string_view name = req.path.substr(13);
+    if (name == "whatsapp" && req.method == "GET") return std::nullopt;
+    auto it = providers_.find(name);
+    if (it == providers_.end()) return error_response(404, "no such provider endpoint: " + excerpt(name));
+    if (req.method != "POST") return method_not_allowed(name == "whatsapp" ? "GET, POST" : "POST");
+    if (it->second.verify_head) {
+      auto v = it->second.verify_head(req);
+      if (!v.ok()) {
+        metrics_.signature_failure(it->first, v.reason).Increment();
+        return error_response(401, "signature verification failed: " + std::string(v.reason));
+      }
+    }
+    return std::nullopt;
+  }
+  return error_response(404, "no such endpoint: " + excerpt(req.path));
+}
+
+void collector::handle(const http::request& req, http::respond_fn respond) {
+  const auto started = std::chrono::steady_clock::now();
+  // Count every response by endpoint and code, and time it.
+  std::string endpoint = endpoint_of(req.path);
+  http::respond_fn counted = [this, endpoint, started, respond = std::move(respond)](http::response r) {
+    metrics_.http_request(endpoint, r.status).Increment();
+    metrics_.http_duration(endpoint).Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    respond(std::move(r));
+  };
+  // The server screened the head already; a caller that did not gets the same checks here.
+  http::admission local;
+  const http::admission* admitted = req.admitted;
+  if (!admitted) {
+    if (auto refused = admit(req, local)) return counted(std::move(*refused));
+    admitted = &local;
+  }
+
+  if (req.path == "/healthz") return counted(json_response(200, "{\"status\":\"ok\"}"));
+  if (req.path == "/readyz") {
+    bool db = database_ready_ ? database_ready_() : true;
+    bool log_ok = !sink_.above_high_water();
+    std::string body = std::string("{\"ready\":") + (db && log_ok ? "true" : "false") +
+                       ",\"database\":" + (db ? "true" : "false") + ",\"log_below_high_water\":" +
+                       (log_ok ? "true" : "false") + "}";
+    return counted(json_response(db && log_ok ? 200 : 503, std::move(body)));
+  }
+  if (req.path == "/metrics") return counted(http::response{200, "text/plain; version=0.0.4", metrics_.serialize(), {}});
+  if (req.path == "/v1/events") return handle_events(req, counted, endpoint, admitted->tenant);
+  std::string name(req.path.substr(13));  // /v1/webhooks/<name>: admit() let nothing else through
+  if (name == "whatsapp" && req.method == "GET") return handle_whatsapp_handshake(req, counted);
+  return handle_webhook(req, counted, name);
+}
+
+void collector::stamp_tenant(transform::event_batch& batch, std::string_view tenant) {
+  if (tenant.empty()) return;
+  for (auto& c : batch.communications) {
+    if (c.tenant_id.empty()) c.tenant_id = tenant;
+  }
+  for (auto& t : batch.touchpoints) {
+    if (t.tenant_id.empty()) t.tenant_id = tenant;
+  }
+  // Dead letters hold the tenant's raw bodies: theirs too, or row security would show them to tenant-less
+  // readers and hide them from the tenant.
+  for (auto& r : batch.rejections) {
+    if (r.tenant_id.empty()) r.tenant_id = tenant;
+  }
+}
+
+void collector::handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
+                              std::string_view tenant) {
+  transform::input_format format;
+  if (media_type_is(req.content_type, "application/x-ndjson") || media_type_is(req.content_type, "application/jsonl")) {
+    format = transform::input_format::ndjson;
+  } else if (media_type_is(req.content_type, "application/json")) {
+    format = transform::input_format::auto_detect;  // a JSON array, or one object
+  } else {
+    return respond(error_response(415, "content type must be application/json or application/x-ndjson, got \"" +
+                                           excerpt(req.content_type) + "\""));
+  }
+  auto& norm = thread_normalizer();
+  transform::event_batch& batch = thread_batch();
+  const auto now = transform::now_us();
+  transform::record_splitter splitter(format, options_.normalize.max_record_bytes);
+  std::size_t records = 0;
+  bool too_many = false;
+  auto on_record = [&](const transform::split_record& rec) {
+    if (++records > options_.max_records_per_request) {
+      too_many = true;
+      return;
+    }
+    const transform::source_ref src{endpoint, rec.line};
+    if (!rec.error.empty()) {
+      norm.reject(rec.text, src, now, rec.error, batch);
+    } else {
+      norm.normalize(rec.text, src, now, batch);
+    }
+  };
+  splitter.feed(req.body, on_record);
+  splitter.finish(on_record);
+  if (too_many) {
+    return respond(error_response(413, "more than " + std::to_string(options_.max_records_per_request) +
+                                           " records in one request"));
+  }
+  if (batch.record_count() == 0) return respond(error_response(400, "the body holds no event"));
+  // Nothing usable at all: the body is not what this endpoint takes. Still kept, and said so.
+  const bool nothing_valid = batch.communications.empty() && batch.touchpoints.empty();
+  stamp_tenant(batch, tenant);  // `tenant` outlives submit(), which encodes the batch before returning
+  submit(req, batch, respond, endpoint, nothing_valid ? 400 : 200);
+}
+
+void collector::handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name) {
+  const auto& provider = providers_.find(name)->second;
+  const std::string endpoint = "/v1/webhooks/" + name;
+  if (provider.verify) {
+    auto v = provider.verify(req);
+    if (!v.ok()) {
+      metrics_.signature_failure(name, v.reason).Increment();
+      // The body is not stored: an unauthenticated body never reaches the log.
+      return respond(error_response(401, "signature verification failed: " + std::string(v.reason)));
+    }
+  }
+  auto& norm = thread_normalizer();
+  transform::event_batch& batch = thread_batch();
+  std::string error;
+  if (!provider.normalize(req.body, req, norm, transform::now_us(), batch, error)) {
+    return respond(error_response(400, excerpt(error, 256)));
+  }
+  if (batch.record_count() == 0) {
+    return respond(json_response(200, "{\"accepted\":0,\"rejected\":0}"));  // e.g. a test ping
+  }
+  if (auto t = options_.webhook_tenants.find(name); t != options_.webhook_tenants.end()) stamp_tenant(batch, t->second);
+  submit(req, batch, respond, endpoint, 200);
+}
+
+void collector::handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond) {
+  auto r = webhooks::verify_meta_subscription(req.query, options_.whatsapp_verify_token);
+  if (!r.result.ok()) return respond(error_response(403, r.result.reason));
+  respond(http::response{200, "text/plain", std::string(r.challenge), {}});
+}
+
+std::optional<http::response> collector::too_many_rejections(const transform::event_batch& batch) const {
+  if (batch.rejections.size() <= options_.max_rejections_per_request) return std::nullopt;
+  std::string body = "{\"error\":" +
+                     json_quote(std::to_string(batch.rejections.size()) + " records of this request were rejected, more "
+                                "than the limit of " + std::to_string(options_.max_rejections_per_request) +
+                                " per request (http.max_rejections_per_request); nothing was stored") +
+                     ",\"accepted\":0,\"rejected\":" + std::to_string(batch.rejections.size()) + ",\"rejections\":[";
+  for (std::size_t i = 0; i < batch.rejections.size() && i < 10; ++i) {
+    const auto& r = batch.rejections[i];
+    body += (i ? "," : "");
+    body += "{\"source\":" + json_quote(excerpt(r.source, 128)) + ",\"reason\":" + json_quote(excerpt(r.reason, 256)) + "}";
+  }
+  return json_response(400, body + "]}");
+}
+
+void collector::submit(const http::request&, transform::event_batch& batch, http::respond_fn& respond,
+                       const std::string& endpoint, int status_on_success) {
+  // One body must not write an unbounded number of dead letters: beyond the cap nothing is kept at all.
+  if (auto refused = too_many_rejections(batch)) return respond(std::move(*refused));
+  // The response body is built now, while the batch is at hand.
+  const std::size_t accepted = batch.communications.size() + batch.touchpoints.size();
+  std::string body = "{\"accepted\":" + std::to_string(accepted) + ",\"rejected\":" +
+                     std::to_string(batch.rejections.size());
+  if (!batch.rejections.empty()) {
+    body += ",\"rejections\":[";
+    std::size_t shown = 0;
+    for (const auto& r : batch.rejections) {
+      if (shown == 100) break;
+      body += (shown++ ? "," : "");
+      body += "{\"source\":" + json_quote(excerpt(r.source, 128)) + ",\"reason\":" + json_quote(excerpt(r.reason, 256)) + "}";
+    }
+    body += "]";
+  }
+  body += "}";
+  for (const auto& r : batch.rejections) metrics_.events_rejected(reason_field(r.reason)).Increment();
+  auto& accepted_counter = metrics_.events_accepted(endpoint);
+
+  metrics_.log_append_queue.Set(static_cast<double>(sink_.queued()));
+  // The sink encodes what it keeps before submit() returns: the batch is this I/O thread's, reused.
+  sink_.submit(batch, [this, respond = std::move(respond), body = std::move(body), status_on_success,
+                                    accepted, &accepted_counter](sink_status s) mutable {
+    switch (s) {
+      case sink_status::durable:
+        accepted_counter.Increment(static_cast<double>(accepted));
+        return respond(json_response(static_cast<unsigned>(status_on_success), std::move(body)));
+      case sink_status::full: {
+        metrics_.log_appends_refused.Increment();
+        auto r = error_response(503, "the local log is full; retry later");
+        r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+        return respond(std::move(r));
+      }
+      case sink_status::failed:
+        return respond(error_response(503, "the local log cannot store the request; retry later"));
+    }
+  });
+}
+
+}  // namespace crm::ingest

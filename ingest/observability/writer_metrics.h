@@ -1,0 +1,106 @@
+// The write path's observer (sinks/postgres/writer_observer.h) of every command that writes: what the
+// batches did and how the writers lived through failures and failovers. Counts for a summary (import,
+// rejected replay) and, when given a registry, Prometheus series (serve, consume, write):
+//   crm_ingest_writer_batch_rows                       records per batch (histogram)
+//   crm_ingest_writer_batch_seconds                    submission to commit, retries included (histogram)
+//   crm_ingest_writer_rows_total{table}                rows inserted into communications,
+//                                                      customer_touchpoints, rejected_events
+//   crm_ingest_writer_duplicates_total                 events already stored
+//   crm_ingest_writer_batches_total                    batches committed
+//   crm_ingest_writer_failures_total                   batches the database refused for good
+//   crm_ingest_writer_database_up                      1 from the first session on a primary (start-up)
+//                                                      and after each commit, 0 from a failed attempt
+//   crm_ingest_writer_last_commit_timestamp_seconds    Unix time of the last committed batch
+//   crm_ingest_writer_reconnects_total                 sessions re-opened on a primary after a failure
+//   crm_ingest_writer_retries_total{reason}            failed batch attempts that were retried
+//   crm_ingest_writer_give_ups_total{reason}           batches abandoned after retry_for (import only)
+//   crm_ingest_writer_seconds_without_primary_total    time from the first failure to the next commit
+//   crm_ingest_writer_without_primary_seconds          length of the current outage (0 when writing)
+//   crm_ingest_writer_replayed_batches_total           batches written again after a failure
+//   crm_ingest_writer_in_doubt_commits_total{settled}  COMMITs of unknown outcome, settled from the
+//                                                      ledger as "committed" or "not_committed" (replayed)
+//
+// Thread ownership: shared by all writer threads; counters are atomic, the outage clock is behind a
+// mutex taken once per batch attempt (never per event).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "sinks/postgres/writer_observer.h"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+class Histogram;
+class Registry;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace crm::ingest {
+
+class writer_failover_stats final : public sinks::postgres::writer_observer {
+ public:
+  // `registry` null: counts only (summaries).
+  explicit writer_failover_stats(prometheus::Registry* registry = nullptr);
+
+  void batch_committed() override;
+  void attempt_failed(const sinks::postgres::failure& f, bool will_retry) override;
+  void reconnected() override;
+  void batch_replayed() override;
+  void in_doubt_settled(bool committed) override;
+  void connected() override;
+  void connect_failed(std::string_view reason) override;
+  void batch_written(const sinks::postgres::batch_result& r, std::size_t records, double seconds) override;
+  void batch_refused(std::string_view error, bool will_retry) override;
+
+  std::uint64_t reconnects() const noexcept { return reconnects_.load(); }
+  std::uint64_t retries() const noexcept { return retries_.load(); }
+  std::uint64_t replayed_batches() const noexcept { return replayed_.load(); }
+  std::uint64_t in_doubt_committed() const noexcept { return in_doubt_committed_.load(); }
+  std::uint64_t in_doubt_not_committed() const noexcept { return in_doubt_not_committed_.load(); }
+  std::uint64_t batches_written() const noexcept { return batches_.load(); }
+  std::uint64_t batches_refused() const noexcept { return refused_.load(); }
+  // 1 / 0 as crm_ingest_writer_database_up; -1 before the first connection attempt.
+  int database_up() const noexcept { return database_up_.load(); }
+  double seconds_without_primary() const;
+  // One line for logs and summaries: "reconnects=... retries=... ...".
+  std::string summary() const;
+
+ private:
+  void set_up(int up);
+
+  prometheus::Histogram* batch_rows_ = nullptr;
+  prometheus::Histogram* batch_seconds_ = nullptr;
+  prometheus::Counter* rows_communications_ = nullptr;
+  prometheus::Counter* rows_touchpoints_ = nullptr;
+  prometheus::Counter* rows_rejected_ = nullptr;
+  prometheus::Counter* duplicates_counter_ = nullptr;
+  prometheus::Counter* batches_counter_ = nullptr;
+  prometheus::Counter* failures_counter_ = nullptr;
+  prometheus::Gauge* database_up_gauge_ = nullptr;
+  prometheus::Gauge* last_commit_gauge_ = nullptr;
+  prometheus::Family<prometheus::Counter>* retries_family_ = nullptr;
+  prometheus::Family<prometheus::Counter>* give_ups_family_ = nullptr;
+  prometheus::Counter* reconnects_counter_ = nullptr;
+  prometheus::Counter* without_primary_counter_ = nullptr;
+  prometheus::Gauge* without_primary_gauge_ = nullptr;
+  prometheus::Counter* replayed_counter_ = nullptr;
+  prometheus::Counter* in_doubt_committed_counter_ = nullptr;
+  prometheus::Counter* in_doubt_not_committed_counter_ = nullptr;
+
+  std::atomic<std::uint64_t> reconnects_{0}, retries_{0}, replayed_{0}, in_doubt_committed_{0},
+      in_doubt_not_committed_{0}, batches_{0}, refused_{0};
+  std::atomic<int> database_up_{-1};
+  mutable std::mutex mu_;  // guards the outage clock and the label lookups
+  std::optional<std::chrono::steady_clock::time_point> outage_since_;
+  double outage_seconds_total_ = 0;
+};
+
+}  // namespace crm::ingest

@@ -1,0 +1,143 @@
+#include "ingest/pipeline/drainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include "transform/canonical/event_codec.h"
+#include "transform/normalize.h"
+
+namespace crm::ingest {
+
+namespace pg = crm::sinks::postgres;
+namespace spool = crm::sinks::spool;
+
+bool drainer::database_ready() const noexcept { return !pool_ || pool_->reachable(); }
+
+drainer::drainer(drainer_options options, spool::durable_log& log, metrics& m)
+    : options_(std::move(options)), log_(log), metrics_(m) {
+  options_.pool.writer.retry = pg::retry_policy::for_ever();  // the log holds the data: never give up
+  options_.pool.writer.application_name = "crm-ingest serve";
+}
+
+drainer::~drainer() { stop(); }
+
+void drainer::start() {
+  pool_ = std::make_unique<pg::writer_pool>(options_.pool);
+  thread_ = std::thread([this] { drain_main(); });
+}
+
+void drainer::stop() {
+  if (!thread_.joinable()) return;
+  stopping_ = true;
+  thread_.join();
+  pool_.reset();
+}
+
+bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std::string& first, bool draining,
+                   bool writing) {
+  spool::read_batch rb;
+  const auto started = std::chrono::steady_clock::now();
+  const auto& limits = options_.pool.batch;
+  while (!limits.reached(batch)) {
+    if (auto ec = log_.read(pos, 256, 4 << 20, rb)) {
+      spdlog::error("The local log could not be read; retrying. position={} error={}", spool::to_string(pos),
+                    ec.message());
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      return false;
+    }
+    if (rb.empty()) {
+      if (draining) break;  // everything durable is in the batch
+      auto waited = std::chrono::steady_clock::now() - started;
+      if (batch.record_count() > 0 && waited >= limits.linger) break;
+      auto left = batch.record_count() > 0 ? limits.linger - std::chrono::duration_cast<std::chrono::milliseconds>(waited)
+                                           : std::chrono::milliseconds(200);
+      // With a batch being written, an empty log must not hold back its checkpoint for long.
+      if (writing && batch.record_count() == 0 && waited >= limits.linger) return false;
+      if (writing && batch.record_count() == 0) left = limits.linger - std::chrono::duration_cast<std::chrono::milliseconds>(waited);
+      log_.wait_for_data(pos, std::max(left, std::chrono::milliseconds(1)));
+      if (stopping_ && batch.record_count() == 0) return false;
+      continue;
+    }
+    if (first.empty()) first = spool::to_string(rb.records().front().position);
+    for (const auto& rec : rb.records()) {
+      if (auto ec = transform::append_decoded_event_batch(rec.payload, batch)) {
+        // The CRC matched, so these are our own bytes from another version or a bug: keep them visible.
+        const std::string source = "log " + spool::to_string(rec.position);
+        const std::string reason = "the local log holds a record this version cannot decode: " + ec.message();
+        batch.rejections.push_back(transform::rejection{transform::now_us(), batch.text.copy(source),
+                                                        batch.text.copy(reason), batch.text.copy(rec.payload), {}});
+      }
+    }
+    pos = rb.next();
+  }
+  return batch.record_count() > 0;
+}
+
+void drainer::complete(const pg::batch_completion& c) {
+  // For ever: a batch completes only when written (the pool never fails or abandons it).
+  const spool::log_position end = in_flight_ends_.front();
+  in_flight_ends_.pop_front();
+  ++batches_;
+  if (auto ec = log_.checkpoint(end)) {
+    spdlog::error("The local log's checkpoint could not be saved; the batch will be replayed (harmlessly) after a "
+                  "restart. position={} error={}",
+                  spool::to_string(end), ec.message());
+  }
+  (void)c;
+  publish_log_stats();
+}
+
+void drainer::publish_log_stats() {
+  auto st = log_.stats();
+  metrics_.log_bytes.Set(static_cast<double>(st.bytes_on_disk));
+  metrics_.log_segments.Set(static_cast<double>(st.segments));
+  metrics_.log_backlog_bytes.Set(static_cast<double>(st.backlog_bytes));
+  // The log counts for itself; counters only move forward, so publish the increase.
+  // rate(crm_ingest_log_fsync_seconds_total) / rate(crm_ingest_log_fsyncs_total) is the mean fsync time.
+  metrics_.log_fsyncs.Increment(static_cast<double>(st.fsyncs - last_fsyncs_));
+  metrics_.log_fsync_seconds_total.Increment(static_cast<double>(st.total_fsync_ns - last_fsync_ns_) / 1e9);
+  metrics_.log_fsync_max_seconds.Set(static_cast<double>(st.max_fsync_ns) / 1e9);
+  metrics_.log_group_commits.Increment(static_cast<double>(st.group_commits - last_group_commits_));
+  last_group_commits_ = st.group_commits;
+  last_fsyncs_ = st.fsyncs;
+  last_fsync_ns_ = st.total_fsync_ns;
+}
+
+// Double buffering: while the pool writes batch k (from one buffer), this thread reads and decodes batch
+// k+1 into another; the checkpoint moves past batch k only once it has committed, and completions come in
+// submission order, so the order of checkpoints is that of the log.
+void drainer::drain_main() {
+  spool::log_position pos = log_.checkpointed();
+  std::vector<std::shared_ptr<transform::event_batch>> free;
+  for (std::size_t i = 0; i <= options_.pool.max_in_flight; ++i) free.push_back(std::make_shared<transform::event_batch>());
+  auto take_completion = [&](std::optional<pg::batch_completion> c) {
+    if (!c) return;
+    complete(*c);
+    free.push_back(std::move(c->batch));
+  };
+  std::uint64_t submitted = 0;
+  for (;;) {
+    while (auto c = pool_->poll()) take_completion(std::move(c));
+    const bool draining = stopping_.load();
+    // This thread's buffer from here on: completions taken below push theirs onto `free`.
+    auto batch = std::move(free.back());
+    free.pop_back();
+    batch->clear();
+    spool::log_position start = pos;
+    std::string first;
+    const bool writing = pool_->in_flight() > 0;
+    const bool filled = fill(*batch, pos, first, draining, writing);
+    if (!filled) {
+      free.push_back(std::move(batch));
+      pos = start;  // nothing taken
+      // An empty log must not hold back the checkpoint of the batch in flight.
+      if (writing) take_completion(pool_->next(options_.pool.batch.linger));
+      if ((draining || stopping_) && pool_->in_flight() == 0) break;
+      continue;
+    }
+    while (pool_->full()) take_completion(pool_->next());
+    in_flight_ends_.push_back(pos);
+    pool_->submit(std::move(batch), pg::batch_info{"log", first + "-" + spool::to_string(pos)}, submitted++);
+  }
+}
+
+}  // namespace crm::ingest

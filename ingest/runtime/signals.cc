@@ -1,0 +1,48 @@
+#include "ingest/runtime/signals.h"
+
+#include <pthread.h>
+
+namespace crm::ingest::runtime {
+
+signal_waiter::signal_waiter(bool reload) {
+  sigemptyset(&signals_);
+  sigaddset(&signals_, SIGTERM);
+  sigaddset(&signals_, SIGINT);
+  if (reload) sigaddset(&signals_, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals_, nullptr);
+}
+
+void signal_waiter::start(std::function<void(int)> on_stop, std::function<void()> on_reload) {
+  thread_ = std::thread([this, on_stop = std::move(on_stop), on_reload = std::move(on_reload)] {
+    for (;;) {
+      int sig = 0;
+      sigwait(&signals_, &sig);
+      if (closing_.load()) return;
+      if (sig == SIGHUP) {
+        if (on_reload) on_reload();
+        continue;
+      }
+      received_ = sig;
+      if (on_stop) on_stop(sig);
+      return;
+    }
+  });
+}
+
+void signal_waiter::close() {
+  if (!thread_.joinable()) return;
+  closing_ = true;
+  if (received_.load() == 0) pthread_kill(thread_.native_handle(), SIGTERM);
+  thread_.join();
+}
+
+const char* signal_name(int signal) noexcept {
+  switch (signal) {
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+  }
+  return "signal";
+}
+
+}  // namespace crm::ingest::runtime

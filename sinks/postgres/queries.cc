@@ -1,0 +1,127 @@
+#include "sinks/postgres/queries.h"
+
+namespace crm::sinks::postgres {
+
+namespace {
+
+const char* or_null(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
+
+}  // namespace
+
+partition_catalog read_partition_catalog(pqxx::connection& conn) {
+  pqxx::read_transaction tx(conn);
+  auto r = tx.exec(
+      "WITH next AS (SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month', "
+      "'YYYY_MM') AS suffix) "
+      "SELECT (SELECT count(*) FROM next, unnest(ARRAY['communications', 'customer_touchpoints']) AS p(parent) "
+      "        WHERE EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+      "                      WHERE i.inhparent = p.parent::regclass AND c.relname = p.parent || '_' || next.suffix)), "
+      // Capped per table so that a DEFAULT partition filled by mistake does not cost a full scan every time.
+      "       (SELECT count(*) FROM (SELECT 1 FROM communications_default LIMIT 1000000) c) + "
+      "       (SELECT count(*) FROM (SELECT 1 FROM customer_touchpoints_default LIMIT 1000000) t)");
+  return {r[0][0].as<long long>() == 2, r[0][1].as<long long>()};
+}
+
+std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_letter_filter& f,
+                                           const std::string& after_id, long long limit) {
+  pqxx::read_transaction tx(conn);
+  auto rows = tx.exec_params(
+      "SELECT rejection_id::text, (extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes,"
+      " tenant_id FROM rejected_events WHERE replayed_at IS NULL"
+      " AND ($1::text IS NULL OR source LIKE $1) AND ($2::text IS NULL OR reason LIKE $2)"
+      " AND ($3::timestamptz IS NULL OR received_at >= $3::timestamptz)"
+      " AND ($4::timestamptz IS NULL OR received_at < $4::timestamptz)"
+      " AND ($5::uuid IS NULL OR rejection_id > $5::uuid)"
+      " ORDER BY rejection_id LIMIT $6",
+      or_null(f.source_like), or_null(f.reason_like), or_null(f.since), or_null(f.until), or_null(after_id), limit);
+  std::vector<dead_letter> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows) {
+    dead_letter d;
+    d.rejection_id = row[0].as<std::string>();
+    d.received_at_us = row[1].as<long long>();
+    d.source = row[2].as<std::string>();
+    d.reason = row[3].as<std::string>();
+    d.raw = row[5].is_null() ? row[4].as<std::string>() : pqxx::binarystring(row[5]).str();
+    if (!row[6].is_null()) d.tenant_id = row[6].as<std::string>();
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+void settle_dead_letters(pqxx::connection& conn, const std::vector<std::string>& rejection_ids, bool remove) {
+  std::string ids = "{";
+  for (std::size_t i = 0; i < rejection_ids.size(); ++i) {
+    if (i) ids.push_back(',');
+    ids.append(rejection_ids[i]);  // uuid text from the database: no quoting needed
+  }
+  ids.push_back('}');
+  pqxx::work tx(conn);
+  if (remove) tx.exec_params("DELETE FROM rejected_events WHERE rejection_id = ANY($1::uuid[])", ids);
+  else tx.exec_params("UPDATE rejected_events SET replayed_at = now() WHERE rejection_id = ANY($1::uuid[])", ids);
+  tx.commit();
+}
+
+std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std::string& by, const std::string& model,
+                                              const std::string& from, const std::string& to) {
+  std::string dims;
+  if (by == "campaign") dims = "campaign_id::text, utm_campaign";
+  else if (by == "source") dims = "utm_source, utm_medium";
+  else dims = "channel_group, NULL::text";
+  pqxx::read_transaction tx(conn);
+  auto rows = tx.exec_params(
+      "SELECT model, " + dims +
+          ", sum(conversions)::text, round(sum(revenue), 6)::text FROM campaign_attribution_daily"
+          " WHERE ($1::text IS NULL OR model = $1) AND ($2::date IS NULL OR day >= $2::date)"
+          " AND ($3::date IS NULL OR day <= $3::date) GROUP BY 1, 2, 3 ORDER BY 1, sum(revenue) DESC, 2, 3",
+      or_null(model), or_null(from), or_null(to));
+  auto opt = [](const pqxx::field& f) { return f.is_null() ? std::nullopt : std::optional(f.as<std::string>()); };
+  std::vector<attribution_row> out;
+  for (const auto& row : rows) {
+    out.push_back({row[0].as<std::string>(), opt(row[1]), opt(row[2]), row[3].is_null() ? "" : row[3].as<std::string>(),
+                   row[4].is_null() ? "" : row[4].as<std::string>()});
+  }
+  return out;
+}
+
+ab_test_data read_ab_test(pqxx::connection& conn, const std::string& ab_test_id) {
+  ab_test_data d;
+  pqxx::read_transaction tx(conn);
+  auto test = tx.exec_params("SELECT control_variant FROM ab_tests WHERE ab_test_id = $1", ab_test_id);
+  if (!test.empty()) {
+    d.configured = true;
+    // One row per configured variant (unnest pads the shorter array with NULLs).
+    auto vs = tx.exec_params("SELECT unnest(variants), unnest(variant_weights) FROM ab_tests WHERE ab_test_id = $1",
+                             ab_test_id);
+    for (const auto& row : vs) {
+      if (row[0].is_null()) continue;
+      d.variants.push_back(row[0].as<std::string>());
+      if (!row[1].is_null()) d.weights[row[0].as<std::string>()] = row[1].as<double>();
+    }
+    if (d.weights.size() != d.variants.size()) d.weights.clear();  // no (or partial) weights: equal
+    if (!test[0][0].is_null()) d.control = test[0][0].as<std::string>();
+  }
+  auto stats = tx.exec_params(
+      "SELECT variant, units, converted_units, revenue_sum::float8, revenue_sum_squares::float8, contaminated_units"
+      " FROM ab_test_variant_stats WHERE ab_test_id = $1",
+      ab_test_id);
+  for (const auto& row : stats) {
+    transform::ab::variant_counts v;
+    v.variant = row[0].as<std::string>();
+    v.units = row[1].as<std::uint64_t>();
+    v.conversions = row[2].as<std::uint64_t>();
+    v.revenue = row[3].as<double>();
+    v.revenue_squares = row[4].as<double>();
+    v.contaminated = row[5].as<std::uint64_t>();
+    d.stats.push_back(std::move(v));
+  }
+  auto messages = tx.exec_params(
+      "SELECT variant, status, events FROM ab_test_message_counts WHERE ab_test_id = $1 ORDER BY variant, status",
+      ab_test_id);
+  for (const auto& row : messages) {
+    d.message_counts[row[0].as<std::string>()][row[1].as<std::string>()] = row[2].as<long long>();
+  }
+  return d;
+}
+
+}  // namespace crm::sinks::postgres

@@ -1,0 +1,67 @@
+// The SQL of the commands around the write path, so that all of the product's SQL outside schemas/ lives
+// in sinks/postgres: the partition catalog watch (serve), the dead-letter replay's paging and marking
+// (rejected replay) and the reports (report attribution, report ab-test). Each function runs its statements
+// on the caller's connection, on the caller's thread; libpqxx errors go through to the caller.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "transform/ab_stats.h"
+
+namespace crm::sinks::postgres {
+
+// ---- the partition catalog (serve's crm_ingest_partition_* gauges)
+struct partition_catalog {
+  bool next_month_present = false;  // both tables have next month's partition
+  long long default_rows = 0;       // rows in the DEFAULT partitions, counted up to 1e6 per table
+};
+partition_catalog read_partition_catalog(pqxx::connection& conn);
+
+// ---- dead letters (rejected replay)
+struct dead_letter_filter {
+  std::string source_like;  // SQL LIKE pattern on rejected_events.source; empty = any
+  std::string reason_like;  // on rejected_events.reason; empty = any
+  std::string since;        // received_at >= since (timestamptz text); empty = open
+  std::string until;        // received_at <  until; empty = open
+};
+struct dead_letter {
+  std::string rejection_id;
+  long long received_at_us = 0;
+  std::string source, reason, raw;  // raw: raw_bytes when set, else raw
+  std::string tenant_id;            // the tenant that brought it; empty = none (NULL)
+};
+// Not yet replayed dead letters matching `f` with rejection_id > `after_id` (empty = from the start), in
+// rejection_id order (keyset pagination: one pass over the primary key whatever the filters), at most `limit`.
+std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_letter_filter& f,
+                                           const std::string& after_id, long long limit);
+// Marks the dead letters replayed (replayed_at = now()), or deletes them, in one transaction.
+void settle_dead_letters(pqxx::connection& conn, const std::vector<std::string>& rejection_ids, bool remove);
+
+// ---- reports
+struct attribution_row {
+  std::string model;
+  std::optional<std::string> first, second;  // the grouping's two columns (NULL = absent)
+  std::string conversions, revenue;          // as PostgreSQL prints them
+};
+// campaign_attribution_daily grouped `by` "campaign" (campaign_id, utm_campaign), "source" (utm_source,
+// utm_medium) or "channel_group" (channel_group, NULL); empty model/from/to = no bound.
+std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std::string& by, const std::string& model,
+                                              const std::string& from, const std::string& to);
+
+struct ab_test_data {
+  bool configured = false;  // an ab_tests row exists
+  std::string control;      // its control_variant (empty = none)
+  std::vector<std::string> variants;      // configured, in order
+  std::map<std::string, double> weights;  // configured weights (empty = equal)
+  std::vector<transform::ab::variant_counts> stats;                      // ab_test_variant_stats
+  std::map<std::string, std::map<std::string, long long>> message_counts;  // variant -> status -> events
+};
+ab_test_data read_ab_test(pqxx::connection& conn, const std::string& ab_test_id);
+
+}  // namespace crm::sinks::postgres

@@ -1,0 +1,330 @@
+// Attribution and A/B tables kept at ingest: the same generated events imported in different orders,
+// batchings and numbers of concurrent writers (late touchpoints included) give identical tables, equal to a
+// recompute from scratch; replays change nothing. Through `crm-ingest import` and `crm-ingest report`.
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "support/test_db.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct run_result {
+  int exit_code;
+  std::string output;
+};
+
+run_result run(const std::string& args) {
+  // The test cluster's role is a superuser, which every command that writes refuses unless allowed.
+  std::string cmd = "CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true " + std::string(CRM_INGEST_EXE) + " --log-level warn " +
+                    args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+fs::path temp_dir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("crm-attribution-test-" + name);
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+struct event {
+  std::int64_t at;  // epoch seconds
+  std::string line;
+};
+
+std::string uuid(std::mt19937_64& rng) {
+  std::uint64_t a = rng(), b = rng();
+  return fmt::format("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff, (b >> 48) & 0xfff,
+                     b & 0xffffffffffffULL);
+}
+
+std::string iso(std::int64_t secs) {
+  std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// Leads and anonymous visitors with paths, conversions, exposures (some contaminated) and A/B-tagged
+// messages over three months; about 2% of the lines repeat an earlier one.
+std::vector<event> generate(int leads, int visitors, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<event> out;
+  const std::int64_t start = 1785542400;  // 2026-08-01
+  const std::int64_t span = 90 * 86400;
+  struct channel {
+    const char* fields;
+  };
+  const channel channels[] = {
+      {R"("utm_source":"google","utm_medium":"cpc","utm_campaign":"c1","campaign_id":1)"},
+      {R"("utm_source":"facebook","utm_medium":"paid_social","utm_campaign":"c2","campaign_id":2)"},
+      {R"("utm_source":"newsletter","utm_medium":"email","utm_campaign":"c3","campaign_id":3)"},
+      {R"("referrer":"https://www.google.com/")"},
+      {R"("referrer":"https://partner-blog.example.org/post")"},
+      {R"("landing_url":"https://shop.example.com/")"},  // Direct
+      {R"("landing_url":"https://shop.example.com/p/1")"},  // Direct
+  };
+  const char* types[] = {"page_view", "ad_click", "email_click", "form_submit", "call", "chat", "other"};
+  for (int u = 0; u < leads + visitors; ++u) {
+    const std::string who = u < leads ? fmt::format(R"("lead_id":{})", u + 1)
+                                      : fmt::format(R"("anonymous_id":"visitor-{}")", u);
+    const int touches = static_cast<int>(rng() % 9);
+    std::int64_t last = start;
+    for (int i = 0; i < touches; ++i) {
+      std::int64_t at = start + static_cast<std::int64_t>(rng() % span);
+      if (i > 0 && rng() % 10 == 0) at = last;  // equal times: the tie is broken by touchpoint_id
+      last = at;
+      out.push_back({at, fmt::format(R"({{"kind":"touchpoint","touchpoint_id":"{}","occurred_at":"{}",{},"touch_type":"{}",{}}})",
+                                     uuid(rng), iso(at), who, types[rng() % std::size(types)],
+                                     channels[rng() % std::size(channels)].fields)});
+    }
+    const int conversions = static_cast<int>(rng() % 3);
+    for (int i = 0; i < conversions; ++i) {
+      std::int64_t at = start + static_cast<std::int64_t>(rng() % span);
+      out.push_back({at, fmt::format(R"({{"kind":"touchpoint","touchpoint_id":"{}","occurred_at":"{}",{},"touch_type":"conversion","conversion_type":"purchase","conversion_value":{}.{:02}}})",
+                                     uuid(rng), iso(at), who, rng() % 300, rng() % 100)});
+    }
+    auto expose = [&](const char* test, const std::vector<const char*>& variants) {
+      const char* v = variants[rng() % variants.size()];
+      const int n = 1 + static_cast<int>(rng() % 2);
+      for (int i = 0; i < n; ++i) {
+        const char* w = rng() % 20 == 0 ? variants[rng() % variants.size()] : v;  // sometimes contaminated
+        std::int64_t at = start + static_cast<std::int64_t>(rng() % span);
+        out.push_back({at, fmt::format(R"({{"kind":"touchpoint","touchpoint_id":"{}","occurred_at":"{}",{},"touch_type":"experiment_exposure","ab_test_id":"{}","variant":"{}"}})",
+                                       uuid(rng), iso(at), who, test, w)});
+      }
+    };
+    if (rng() % 10 < 4) expose("t-1", {"A", "B"});
+    if (rng() % 10 < 2) expose("t-2", {"A", "B", "C"});
+    if (u < leads && rng() % 4 == 0) {
+      const char* statuses[] = {"delivered", "opened", "clicked", "sent"};
+      std::int64_t at = start + static_cast<std::int64_t>(rng() % span);
+      out.push_back({at, fmt::format(R"({{"kind":"communication","event_id":"{}","occurred_at":"{}",{},"channel":"email","status":"{}","email":"l{}@example.com","ab_test_id":"t-1","variant":"{}"}})",
+                                     uuid(rng), iso(at), who, statuses[rng() % 4], u, rng() % 2 ? "A" : "B")});
+    }
+  }
+  const std::size_t unique = out.size();
+  for (std::size_t i = 0; i < unique / 50; ++i) out.push_back(out[rng() % unique]);
+  return out;
+}
+
+void write_file(const fs::path& p, const std::vector<event>& events) {
+  std::ofstream f(p);
+  for (const auto& e : events) f << e.line << "\n";
+}
+
+// Every attribution and A/B table as sorted text, numbers without trailing zeros.
+std::map<std::string, std::string> dump(const std::string& dsn) {
+  const std::map<std::string, std::string> queries = {
+      {"attribution_credits",
+       "SELECT conversion_id, conversion_occurred_at, touchpoint_id, touchpoint_occurred_at, model,"
+       " trim_scale(credit), trim_scale(revenue_credit), lead_id, anonymous_id, campaign_id, utm_source, utm_medium,"
+       " utm_campaign, channel_group FROM attribution_credits"},
+      {"campaign_attribution_daily",
+       "SELECT day, model, campaign_id, utm_source, utm_medium, utm_campaign, channel_group, trim_scale(conversions),"
+       " trim_scale(revenue), credit_rows FROM campaign_attribution_daily"},
+      {"ab_test_units",
+       "SELECT ab_test_id, unit, lead_id, anonymous_id, variant, first_exposure_id, first_exposure_at, contaminated,"
+       " converted, trim_scale(revenue) FROM ab_test_units"},
+      {"ab_test_variant_stats",
+       "SELECT ab_test_id, variant, units, converted_units, trim_scale(revenue_sum), trim_scale(revenue_sum_squares),"
+       " contaminated_units FROM ab_test_variant_stats"},
+      {"ab_test_message_counts", "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts"},
+  };
+  std::map<std::string, std::string> out;
+  pqxx::connection c(dsn);
+  pqxx::read_transaction tx(c);
+  for (const auto& [name, sql] : queries) {
+    auto r = tx.exec("SELECT count(*), coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM (" + sql +
+                     ") t");
+    out[name] = r[0][1].as<std::string>();
+  }
+  return out;
+}
+
+long long rows(const std::map<std::string, std::string>& d, const std::string& table) {
+  const auto& s = d.at(table);
+  return s.empty() ? 0 : 1 + std::count(s.begin(), s.end(), '\n');
+}
+
+std::string first_difference(const std::string& a, const std::string& b) {
+  std::size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  auto line_at = [&](const std::string& s) {
+    auto from = s.rfind('\n', i == 0 ? 0 : i - 1);
+    from = from == std::string::npos ? 0 : from + 1;
+    return s.substr(from, s.find('\n', i) - from);
+  };
+  return "\n  first: " + line_at(a) + "\n  other: " + line_at(b);
+}
+
+void expect_same(const std::map<std::string, std::string>& a, const std::map<std::string, std::string>& b,
+                 const std::string& what) {
+  for (const auto& [table, text] : a) {
+    EXPECT_TRUE(text == b.at(table)) << what << ": " << table << " differs (" << rows(a, table) << " vs "
+                                     << rows(b, table) << " rows)" << first_difference(text, b.at(table));
+  }
+}
+
+void import(const std::string& dsn, const fs::path& file, int writers, int batch_rows) {
+  auto r = run(fmt::format("import --no-progress --writers {} --batch-rows {} --dsn '{}' {}", writers, batch_rows, dsn,
+                           file.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+}
+
+// The invariants that hold at any time: credits sum to exactly 1 per conversion and model, every conversion
+// has every model, the daily table is the GROUP BY of the credits, the variant stats the GROUP BY of the units.
+void expect_invariants(const std::string& dsn) {
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM (SELECT 1 FROM attribution_credits"
+                                 " GROUP BY conversion_id, conversion_occurred_at, model HAVING sum(credit) <> 1) x"),
+            0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints WHERE touch_type = 'conversion'") * 6,
+            crm_test::count(dsn, "SELECT count(*) FROM (SELECT DISTINCT conversion_id, conversion_occurred_at, model"
+                                 " FROM attribution_credits) x"));
+  const char* daily_sum =
+      "SELECT (conversion_occurred_at AT TIME ZONE 'UTC')::date, model, campaign_id, utm_source, utm_medium,"
+      " utm_campaign, channel_group, sum(credit), sum(revenue_credit), count(*) FROM attribution_credits"
+      " GROUP BY 1, 2, 3, 4, 5, 6, 7";
+  const char* daily = "SELECT day, model, campaign_id, utm_source, utm_medium, utm_campaign, channel_group,"
+                      " conversions, revenue, credit_rows FROM campaign_attribution_daily";
+  EXPECT_EQ(crm_test::count(dsn, fmt::format("SELECT count(*) FROM (({}) EXCEPT ({})) x", daily, daily_sum)), 0);
+  EXPECT_EQ(crm_test::count(dsn, fmt::format("SELECT count(*) FROM (({}) EXCEPT ({})) x", daily_sum, daily)), 0);
+  const char* stats = "SELECT ab_test_id, variant, units, converted_units, revenue_sum, revenue_sum_squares,"
+                      " contaminated_units FROM ab_test_variant_stats";
+  const char* stats_sum =
+      "SELECT ab_test_id, variant, count(*) FILTER (WHERE NOT contaminated),"
+      " count(*) FILTER (WHERE NOT contaminated AND converted), coalesce(sum(revenue) FILTER (WHERE NOT contaminated), 0),"
+      " coalesce(sum(revenue * revenue) FILTER (WHERE NOT contaminated), 0), count(*) FILTER (WHERE contaminated)"
+      " FROM ab_test_units GROUP BY 1, 2";
+  EXPECT_EQ(crm_test::count(dsn, fmt::format("SELECT count(*) FROM (({}) EXCEPT ({})) x", stats, stats_sum)), 0);
+  EXPECT_EQ(crm_test::count(dsn, fmt::format("SELECT count(*) FROM (({}) EXCEPT ({})) x", stats_sum, stats)), 0);
+}
+
+TEST(Attribution, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedTables) {
+  auto dir = temp_dir("orders");
+  auto events = generate(2000, 300, 7);
+  auto by_time = events;
+  std::stable_sort(by_time.begin(), by_time.end(), [](const event& a, const event& b) { return a.at < b.at; });
+  auto reversed = by_time;  // every touchpoint arrives after the conversions it belongs to
+  std::reverse(reversed.begin(), reversed.end());
+  auto shuffled = events;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(11));
+  write_file(dir / "time.ndjson", by_time);
+  write_file(dir / "reversed.ndjson", reversed);
+  write_file(dir / "shuffled.ndjson", shuffled);
+
+  auto a = crm_test::fresh_database("t_attr_a");
+  import(a, dir / "time.ndjson", 1, 1000);
+  auto b = crm_test::fresh_database("t_attr_b");
+  import(b, dir / "shuffled.ndjson", 3, 97);
+  auto c = crm_test::fresh_database("t_attr_c");
+  import(c, dir / "reversed.ndjson", 2, 333);
+
+  auto da = dump(a);
+  ASSERT_GT(rows(da, "attribution_credits"), 10000);
+  ASSERT_GT(rows(da, "ab_test_units"), 500);
+  ASSERT_GT(rows(da, "ab_test_message_counts"), 4);
+  expect_invariants(a);
+  expect_invariants(b);
+  expect_invariants(c);
+  expect_same(da, dump(b), "in time order vs shuffled, 3 writers, batches of 97");
+  expect_same(da, dump(c), "in time order vs reversed, 2 writers, batches of 333");
+
+  // Replays (the whole file again, in another order and batching) change nothing.
+  import(c, dir / "shuffled.ndjson", 3, 500);
+  expect_same(da, dump(c), "after a replay");
+
+  // From scratch.
+  auto r = run("report attribution --recompute --format json --dsn '" + a + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_same(da, dump(a), "incremental vs recomputed");
+}
+
+TEST(Attribution, LateTouchpointReattributesItsConversion) {
+  auto dir = temp_dir("late");
+  {
+    std::ofstream f(dir / "conversion.ndjson");
+    f << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000001","occurred_at":"2026-10-15T00:00:00Z","lead_id":5,"touch_type":"conversion","conversion_value":100})"
+      << "\n";
+    std::ofstream g(dir / "late.ndjson");
+    g << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000002","occurred_at":"2026-10-10T00:00:00Z","lead_id":5,"touch_type":"ad_click","utm_source":"google","utm_medium":"cpc","utm_campaign":"fall","campaign_id":7})"
+      << "\n";
+  }
+  auto dsn = crm_test::fresh_database("t_attr_late");
+  import(dsn, dir / "conversion.ndjson", 1, 10);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE touchpoint_id IS NULL"), 6);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM campaign_attribution_daily WHERE channel_group = 'Direct'"), 6);
+  import(dsn, dir / "late.ndjson", 1, 10);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE touchpoint_id IS NULL"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE campaign_id = 7 AND credit = 1"), 6);
+  // The emptied Direct rows are gone from the daily table, the campaign has the conversion and its revenue.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM campaign_attribution_daily WHERE channel_group = 'Direct'"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM campaign_attribution_daily WHERE campaign_id = 7"
+                                 " AND conversions = 1 AND revenue = 100 AND day = '2026-10-15'"),
+            6);
+  auto before = dump(dsn);
+  import(dsn, dir / "late.ndjson", 1, 10);  // a replay
+  expect_same(before, dump(dsn), "after replaying the late touchpoint");
+
+  auto report = run("report attribution --by campaign --model linear --format json --dsn '" + dsn + "'");
+  ASSERT_EQ(report.exit_code, 0) << report.output;
+  EXPECT_NE(report.output.find(R"("campaign_id":7)"), std::string::npos) << report.output;
+  EXPECT_NE(report.output.find(R"("revenue":100)"), std::string::npos) << report.output;
+}
+
+TEST(Attribution, AbTestReportAndSwitchedOffMaintenance) {
+  auto dir = temp_dir("ab");
+  write_file(dir / "events.ndjson", generate(400, 50, 3));
+  auto dsn = crm_test::fresh_database("t_attr_ab");
+  // Without maintenance the tables stay empty; a recompute fills them.
+  auto r = run("import --no-progress --no-attribution --dsn '" + dsn + "' " + (dir / "events.ndjson").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ab_test_units"), 0);
+  r = run("report attribution --recompute --by channel_group --dsn '" + dsn + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("recomputed"), std::string::npos) << r.output;
+  expect_invariants(dsn);
+  EXPECT_GT(crm_test::count(dsn, "SELECT count(*) FROM ab_test_units"), 50);
+
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    tx.exec("INSERT INTO ab_tests (ab_test_id, variants, variant_weights, control_variant)"
+            " VALUES ('t-2', ARRAY['A','B','C'], ARRAY[1,1,1]::float8[], 'B')");
+    tx.commit();
+  }
+  auto j = run("report ab-test --test t-1 --format json --dsn '" + dsn + "'");
+  ASSERT_EQ(j.exit_code, 0) << j.output;
+  for (const char* key : {R"("test_id":"t-1")", R"("control":"A")", R"("variant":"B")", R"("prob_beat_control")",
+                          R"("srm":{"chi2")", R"("messages")"}) {
+    EXPECT_NE(j.output.find(key), std::string::npos) << key << " in " << j.output;
+  }
+  auto t = run("report ab-test --test t-2 --dsn '" + dsn + "'");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_NE(t.output.find("(control B)"), std::string::npos) << t.output;
+  EXPECT_NE(run("report ab-test --test nope --dsn '" + dsn + "'").exit_code, 0);
+  EXPECT_EQ(run("report attribution --model nope --dsn '" + dsn + "'").exit_code, 2);
+}
+
+}  // namespace

@@ -1,0 +1,351 @@
+// The Kafka source and the scale-out topology against a real PostgreSQL and the mock Kafka cluster
+// (crm-kafka-mock, a separate process).
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include "ingest/kafka/kafka_source.h"
+#include "support/child_process.h"
+#include "support/http_client.h"
+#include "support/kafka_mock.h"
+#include "support/test_db.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using crm::ingest::kafka_source;
+using crm::ingest::kafka_source_options;
+
+constexpr int partitions = 4;
+
+std::string event_json(int i) {
+  return fmt::format(
+      R"({{"kind":"communication","occurred_at":"2026-11-{:02}T09:{:02}:{:02}Z","lead_id":{},"channel":"email","status":"sent","provider":"sendgrid","provider_message_id":"kafka-msg-{}","email":"lead{}@example.com"}})",
+      1 + i % 20, i / 60 % 60, i % 60, 1000 + i % 97, i, i % 97);
+}
+
+kafka_source_options source_options(const crm_test::kafka_mock& k, const std::string& dsn, const std::string& group) {
+  kafka_source_options o;
+  o.brokers = k.bootstrap();
+  o.group = group;
+  o.topics = {{"events", "canonical"}};
+  o.session_timeout_ms = 6000;
+  o.write.writer.dsn = dsn;
+  o.write.writers = 1;
+  o.write.batch.rows = 300;
+  o.write.batch.linger = 50ms;
+  return o;
+}
+
+template <class Pred>
+bool wait_until(Pred p, std::chrono::seconds limit = 30s) {
+  for (auto end = std::chrono::steady_clock::now() + limit; std::chrono::steady_clock::now() < end;) {
+    if (p()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return p();
+}
+
+struct produced {
+  int events = 0;         // distinct events
+  int messages = 0;       // all messages
+  std::vector<std::size_t> garbage;  // producer indexes of the garbage messages
+};
+
+// `n` distinct events, every 10th sent twice, every 100th message followed by one garbage message.
+produced produce_mix(crm_test::test_producer& p, int n, int first = 0) {
+  produced out;
+  for (int i = first; i < first + n; ++i) {
+    p.produce("events", std::to_string(1000 + i % 97), event_json(i));
+    ++out.messages;
+    if (i % 10 == 0) {
+      p.produce("events", std::to_string(1000 + i % 97), event_json(i));
+      ++out.messages;
+    }
+    if (i % 100 == 0) {
+      out.garbage.push_back(p.produce("events", "", i % 200 == 0 ? std::string("{\"kind\": nope") : std::string("\xff\xfe binary")));
+      ++out.messages;
+    }
+  }
+  out.events = n;
+  p.flush();
+  return out;
+}
+
+long long rows(const std::string& dsn) { return crm_test::count(dsn, "SELECT count(*) FROM communications"); }
+
+void expect_exactly_once(const std::string& dsn, int events) {
+  EXPECT_EQ(rows(dsn), events);
+  // The metrics are counted from the rows really inserted: a double write would show here.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT coalesce(sum(event_count), 0) FROM communication_metrics"), events);
+}
+
+std::vector<long long> as_vector(const std::vector<long long>& v) { return v; }
+
+class KafkaSource : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dsn_ = crm_test::fresh_database(std::string("kafka_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    ASSERT_EQ(kafka_.command("topic events " + std::to_string(partitions)), "ok");
+  }
+  crm_test::kafka_mock kafka_{3};
+  std::string dsn_;
+};
+
+TEST_F(KafkaSource, DuplicatesAndGarbageGiveExactlyOnceRowsRejectionsWithOffsetsAndCommittedOffsets) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto sent = produce_mix(producer, 1000);
+  kafka_source src(source_options(kafka_, dsn_, "g-exact"));
+  std::thread t([&] { src.run(); });
+  EXPECT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
+  src.stop();
+  t.join();
+
+  expect_exactly_once(dsn_, sent.events);
+  EXPECT_EQ(src.stats().messages, static_cast<std::uint64_t>(sent.messages));
+  // Every garbage message is dead-lettered under its topic/partition:offset.
+  EXPECT_EQ(crm_test::count(dsn_, "SELECT count(*) FROM rejected_events"), static_cast<long long>(sent.garbage.size()));
+  for (auto i : sent.garbage) {
+    const auto& w = producer.where(i);
+    EXPECT_EQ(crm_test::count(dsn_, fmt::format("SELECT count(*) FROM rejected_events WHERE source = 'events/{}:{}'",
+                                                w.partition, w.offset)),
+              1)
+        << "garbage at " << w.partition << ":" << w.offset;
+  }
+  // Committed offsets == consumed: the end of every partition.
+  EXPECT_EQ(kafka_.committed("g-exact", "events", partitions), producer.end_offsets("events", partitions));
+}
+
+TEST_F(KafkaSource, BrokerErrorsAndABrokerDownAreSurvived) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto first = produce_mix(producer, 600);
+  // Fetch and OffsetCommit fail a few times (6 NOT_LEADER_OR_FOLLOWER, 15 COORDINATOR_NOT_AVAILABLE).
+  ASSERT_EQ(kafka_.command("errors 1 4 6"), "ok");
+  ASSERT_EQ(kafka_.command("errors 8 3 15"), "ok");
+  kafka_source src(source_options(kafka_, dsn_, "g-faults"));
+  std::thread t([&] { src.run(); });
+  ASSERT_TRUE(wait_until([&] { return src.stats().batches > 0; }));
+  // A broker goes away while more events arrive, then comes back.
+  ASSERT_EQ(kafka_.command("down 2"), "ok");
+  std::this_thread::sleep_for(1s);
+  ASSERT_EQ(kafka_.command("up 2"), "ok");
+  auto second = produce_mix(producer, 600, 600);
+  const auto total = static_cast<std::uint64_t>(first.messages + second.messages);
+  EXPECT_TRUE(wait_until([&] { return src.stats().messages >= total; }, 40s));
+  src.stop();
+  t.join();
+  expect_exactly_once(dsn_, first.events + second.events);
+  EXPECT_EQ(kafka_.committed("g-faults", "events", partitions), producer.end_offsets("events", partitions));
+}
+
+// A graceful stop commits the offsets of every written batch even when the broker keeps refusing commits for
+// a while (as it does while the group rebalances: a second writer stopping at the same time).
+TEST_F(KafkaSource, AStopCommitsTheWrittenOffsetsThroughRefusedCommits) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto first = produce_mix(producer, 300);
+  kafka_source src(source_options(kafka_, dsn_, "g-stop"));
+  std::thread t([&] { src.run(); });
+  ASSERT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(first.messages); }));
+  ASSERT_TRUE(wait_until([&] { return src.stats().offset_commits > 0; }));
+  // The next commits are refused (27 REBALANCE_IN_PROGRESS), more of them than a few quick retries cover.
+  ASSERT_EQ(kafka_.command("errors 8 12 27"), "ok");
+  auto second = produce_mix(producer, 200, 300);
+  const auto total = static_cast<std::uint64_t>(first.messages + second.messages);
+  ASSERT_TRUE(wait_until([&] { return src.stats().messages >= total; }));
+  src.stop();
+  t.join();
+  expect_exactly_once(dsn_, first.events + second.events);
+  EXPECT_EQ(kafka_.committed("g-stop", "events", partitions), producer.end_offsets("events", partitions));
+}
+
+TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  kafka_source a(source_options(kafka_, dsn_, "g-two")), b(source_options(kafka_, dsn_, "g-two"));
+  std::thread ta([&] { a.run(); });
+  std::thread tb([&] { b.run(); });
+  // Both members hold partitions before the events arrive.
+  ASSERT_TRUE(wait_until([&] { return a.assigned_partitions() > 0 && b.assigned_partitions() > 0; }));
+  EXPECT_EQ(a.assigned_partitions() + b.assigned_partitions(), static_cast<std::size_t>(partitions));
+  auto sent = produce_mix(producer, 1000);
+  const auto total = static_cast<std::uint64_t>(sent.messages);
+  EXPECT_TRUE(wait_until([&] { return a.stats().messages + b.stats().messages >= total; }));
+  a.stop();
+  b.stop();
+  ta.join();
+  tb.join();
+  EXPECT_GT(a.stats().messages, 0u);
+  EXPECT_GT(b.stats().messages, 0u);
+  EXPECT_EQ(a.stats().messages + b.stats().messages, total);
+  expect_exactly_once(dsn_, sent.events);
+  EXPECT_EQ(kafka_.committed("g-two", "events", partitions), producer.end_offsets("events", partitions));
+}
+
+TEST_F(KafkaSource, ASlowDatabasePausesThePartitionsWhileTheMemberStaysInTheGroup) {
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto sent = produce_mix(producer, 1000);
+  // Hold the table: the first batch's INSERT waits, the next batch fills, the partitions pause.
+  pqxx::connection blocker(dsn_);
+  pqxx::work lock_tx(blocker);
+  lock_tx.exec("LOCK TABLE communications IN ACCESS EXCLUSIVE MODE");
+  kafka_source src(source_options(kafka_, dsn_, "g-slow"));
+  std::thread t([&] { src.run(); });
+  EXPECT_TRUE(wait_until([&] { return src.stats().pauses > 0; }));
+  std::this_thread::sleep_for(1s);  // paused, still polling
+  EXPECT_EQ(src.assigned_partitions(), static_cast<std::size_t>(partitions));
+  lock_tx.abort();
+  EXPECT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
+  src.stop();
+  t.join();
+  EXPECT_EQ(src.stats().rebalances, 1u) << "the member lost its partitions while paused";
+  expect_exactly_once(dsn_, sent.events);
+  EXPECT_EQ(kafka_.committed("g-slow", "events", partitions), producer.end_offsets("events", partitions));
+}
+
+TEST(KafkaTopics, TopicFormatsParseAndMistakesAreNamed) {
+  auto t = crm::ingest::parse_kafka_topics(" crm.events=canonical, sg = sendgrid ");
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[1].topic, "sg");
+  EXPECT_EQ(t[1].format, "sendgrid");
+  EXPECT_THROW(crm::ingest::parse_kafka_topics("a=xml"), std::invalid_argument);
+  EXPECT_THROW(crm::ingest::parse_kafka_topics("a"), std::invalid_argument);
+  EXPECT_THROW(crm::ingest::parse_kafka_topics("a=canonical,a=segment"), std::invalid_argument);
+  EXPECT_TRUE(crm::ingest::parse_kafka_topics("").empty());
+}
+
+// ---- processes: `crm-ingest consume` killed mid-batch, and serve --log kafka + write ----
+
+// A crm-ingest process (argv[0] names it; CRM_INGEST_EXE runs), stdout to `out`, stderr beside it.
+class child : public crm_test::child {
+ public:
+  child(std::vector<std::string> args, const std::filesystem::path& out)
+      : crm_test::child(with_exe(std::move(args)), out, out.string() + ".err") {}
+  // Sends `sig` and waits; the exit code (-signal when killed by one).
+  int stop(int sig) {
+    signal(sig);
+    auto status = wait_for(std::chrono::seconds(120));
+    return status ? *status : -1;
+  }
+
+ private:
+  static std::vector<std::string> with_exe(std::vector<std::string> args) {
+    args.front() = CRM_INGEST_EXE;
+    return args;
+  }
+};
+
+// The child processes' configs and logs: kept when the test failed, removed when it passed.
+struct test_dir {
+  test_dir()
+      : path(std::filesystem::temp_directory_path() /
+             fmt::format("crm-kafka-{}-{}", ::testing::UnitTest::GetInstance()->current_test_info()->name(), getpid())) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~test_dir() {
+    std::error_code ec;
+    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(path, ec);
+  }
+  std::filesystem::path path;
+};
+
+TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing) {
+  test_dir tmp;
+  const auto& dir = tmp.path;
+  {
+    std::ofstream cfg(dir / "consume.toml");
+    cfg << "[postgres]\ndsn = \"" << dsn_ << "\"\nbatch_rows = 200\nlinger_ms = 20\nallow_superuser = true\n\n[kafka]\nbrokers = \""
+        << kafka_.bootstrap() << "\"\ngroup = \"g-kill\"\ntopics = \"events=canonical\"\n"
+        // A short session: the killed member's partitions are given away sooner.
+        << "session_timeout_ms = 3000\nproperties = \"heartbeat.interval.ms=500\"\n";
+  }
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto sent = produce_mix(producer, 2500);
+  const std::string config = (dir / "consume.toml").string();
+  {
+    child c({"crm-ingest", "consume", "--config", config}, dir / "run1.txt");
+    // Kill it while batches are being written: some rows stored, not all.
+    ASSERT_TRUE(wait_until([&] { return rows(dsn_) > 0; }));
+    c.stop(SIGKILL);
+  }
+  const auto after_kill = rows(dsn_);
+  EXPECT_LT(after_kill, sent.events) << "the consumer finished before it could be killed mid-way";
+  child c({"crm-ingest", "consume", "--config", config}, dir / "run2.txt");
+  EXPECT_TRUE(wait_until([&] {
+    return rows(dsn_) >= sent.events &&
+           crm_test::count(dsn_, "SELECT count(*) FROM rejected_events") >= static_cast<long long>(sent.garbage.size());
+  }));
+  EXPECT_EQ(c.stop(SIGTERM), 0);
+  expect_exactly_once(dsn_, sent.events);
+  EXPECT_EQ(crm_test::count(dsn_, "SELECT count(*) FROM rejected_events"), static_cast<long long>(sent.garbage.size()));
+  EXPECT_EQ(kafka_.committed("g-kill", "events", partitions), producer.end_offsets("events", partitions));
+}
+
+TEST_F(KafkaSource, ServeWithKafkaLogAndTwoWritersStoreEveryAcknowledgedEventOnce) {
+  test_dir tmp;
+  const auto& dir = tmp.path;
+  ASSERT_EQ(kafka_.command("topic crm-ingest.events " + std::to_string(partitions)), "ok");
+  {
+    std::ofstream cfg(dir / "node.toml");
+    cfg << "[http]\nlisten = \"127.0.0.1:0\"\n\n[postgres]\ndsn = \"" << dsn_
+        << "\"\nbatch_rows = 200\nlinger_ms = 20\nallow_superuser = true\n\n[kafka]\nbrokers = \"" << kafka_.bootstrap()
+        << "\"\nsession_timeout_ms = 6000\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n";
+  }
+  const std::string config = (dir / "node.toml").string();
+  child serve({"crm-ingest", "serve", "--config", config, "--log", "kafka"}, dir / "serve.txt");
+  unsigned short port = 0;
+  ASSERT_TRUE(wait_until([&] {
+    std::ifstream in(dir / "serve.txt");
+    std::string word;
+    while (in >> word) {
+      if (word == "port" && (in >> port)) return true;
+    }
+    return false;
+  }));
+  // A collector without writers exports no writer series: CrmIngestDatabaseUnreachable cannot fire on it.
+  EXPECT_EQ(crm_test::http_request(port, "GET", "/metrics").body.find("crm_ingest_writer_"), std::string::npos);
+  child w1({"crm-ingest", "write", "--config", config}, dir / "w1.txt");
+  child w2({"crm-ingest", "write", "--config", config}, dir / "w2.txt");
+  // 40 requests of 25 events, the 5th request of each ten sent twice (a client retry).
+  int events = 0;
+  for (int r = 0; r < 40; ++r) {
+    std::string body;
+    for (int i = 0; i < 25; ++i) body += event_json(r * 25 + i) + "\n";
+    events += 25;
+    for (int times = r % 10 == 4 ? 2 : 1; times > 0; --times) {
+      auto reply = crm_test::http_request(port, "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
+      ASSERT_EQ(reply.status / 100, 2) << reply.body;
+    }
+  }
+  EXPECT_TRUE(wait_until([&] { return rows(dsn_) >= events; }, 40s));
+  // `write` exports the write path's metrics on metrics.listen (port 0: its port is in its output).
+  unsigned short w1_metrics = 0;
+  ASSERT_TRUE(wait_until([&] {
+    std::ifstream in(dir / "w1.txt");
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("metrics on port ", 0) == 0) w1_metrics = static_cast<unsigned short>(std::stoi(line.substr(16)));
+    }
+    return w1_metrics != 0;
+  }));
+  const auto exposition = crm_test::http_request(w1_metrics, "GET", "/metrics").body;
+  for (const char* series : {"\ncrm_ingest_writer_database_up 1\n", "\ncrm_ingest_writer_batches_total ",
+                             "\ncrm_ingest_writer_batch_seconds_count ", "\ncrm_ingest_kafka_messages_total ",
+                             "\ncrm_ingest_kafka_lag_messages ", "\ncrm_ingest_writer_failures_total 0\n",
+                             "\ncrm_ingest_writer_rows_total{table=\"rejected_events\"} "}) {
+    EXPECT_NE(exposition.find(series), std::string::npos) << series << " in " << exposition;
+  }
+  EXPECT_EQ(serve.stop(SIGTERM), 0);
+  EXPECT_EQ(w1.stop(SIGTERM), 0);
+  EXPECT_EQ(w2.stop(SIGTERM), 0);
+  expect_exactly_once(dsn_, events);
+  // Each lead's events share a key and so a partition: order within a lead is the order of acknowledgement.
+  EXPECT_EQ(kafka_.committed("crm-ingest-writers", "crm-ingest.events", partitions),
+            as_vector(crm_test::test_producer(kafka_.bootstrap()).end_offsets("crm-ingest.events", partitions)));
+}
+
+}  // namespace

@@ -1,0 +1,131 @@
+// `crm-ingest rejected replay` against a real PostgreSQL: dead letters that pass the current rules are
+// written exactly once and marked, the still-failing ones are kept, filters narrow the run.
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "support/run_command.h"
+#include "support/test_db.h"
+
+namespace {
+
+const std::string exe = CRM_INGEST_EXE;
+
+// A record a former rule refused and the current one accepts.
+const char* fixed_raw =
+    R"({"kind":"communication","occurred_at":"2026-11-02T09:15:00Z","lead_id":1001,"campaign_id":42,"channel":"email","status":"sent","provider_message_id":"replay-1","email":"ana@example.com"})";
+const char* fixed_touch_raw =
+    R"({"kind":"touchpoint","occurred_at":"2026-11-03T10:00:00Z","anonymous_id":"anon-9","touch_type":"page_view","landing_url":"https://example.com/?utm_source=news"})";
+const char* broken_raw = R"({"kind":"communication","occurred_at":"2026-11-02T09:15:00Z","channel":"fax","status":"sent"})";
+const char* sendgrid_raw =
+    R"({"email":"bob@example.com","timestamp":1794128400,"event":"delivered","sg_event_id":"replay-sg-1","sg_message_id":"replay-sg-msg.filter0001","lead_id":"77"})";
+
+void add_rejection(const std::string& dsn, const std::string& source, const std::string& reason, const std::string& raw,
+                   const std::string& received_at = "2026-11-02T09:16:00Z", const std::string& tenant = "") {
+  pqxx::connection c(dsn);
+  pqxx::work tx(c);
+  tx.exec_params("INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, tenant_id) "
+                 "VALUES (gen_random_uuid(), $1, $2, $3, $4, NULLIF($5, ''))",
+                 received_at, source, reason, raw, tenant);
+  tx.commit();
+}
+
+crm_test::command_result replay(const std::string& dsn, const std::string& args = "") {
+  // The test cluster's role is a superuser, which every command that writes refuses unless allowed.
+  return crm_test::run_command(exe + " --log-level warn rejected replay --allow-superuser --dsn " +
+                               crm_test::shell_quote(dsn) + " " + args);
+}
+
+TEST(RejectedReplay, FixedRecordsAreWrittenOnceAndStillFailingOnesKept) {
+  auto dsn = crm_test::fresh_database("t_replay");
+  add_rejection(dsn, "/v1/events:3", "email: rule of an older release", fixed_raw);
+  add_rejection(dsn, "import:/data/a.ndjson:7", "landing_url: rule of an older release", fixed_touch_raw);
+  add_rejection(dsn, "/v1/events:4", "channel: \"fax\" is not one of ...", broken_raw);
+  add_rejection(dsn, "POST /v1/webhooks/sendgrid:0", "lead_id: rule of an older release", sendgrid_raw);
+
+  auto r = replay(dsn);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 4: 3 now pass (3 events inserted, 0 already stored), 1 still failing"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("still failing 1: channel"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'replay-1' "
+                                 "AND email = 'ana@example.com' AND lead_id = 1001"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL"), 3);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL AND raw LIKE '%fax%'"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 4);  // nothing new dead-lettered
+
+  // Again: only the still-failing one is looked at; nothing is written twice.
+  r = replay(dsn);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 1: 0 now pass"), std::string::npos) << r.out;
+
+  // A run that died after writing and before marking: the next run finds the events stored.
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    tx.exec("UPDATE rejected_events SET replayed_at = NULL WHERE raw LIKE '%replay-1%'");
+    tx.commit();
+  }
+  r = replay(dsn);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 2: 1 now pass (0 events inserted, 1 already stored), 1 still failing"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);
+}
+
+TEST(RejectedReplay, FiltersDryRunAndDelete) {
+  auto dsn = crm_test::fresh_database("t_replay_filters");
+  add_rejection(dsn, "/v1/events:3", "email: old", fixed_raw, "2026-11-02T09:16:00Z");
+  add_rejection(dsn, "import:/data/a.ndjson:7", "landing_url: old", fixed_touch_raw, "2026-11-05T00:00:00Z");
+  add_rejection(dsn, "POST /v1/webhooks/sendgrid:0", "lead_id: old", sendgrid_raw, "2026-11-06T00:00:00Z");
+
+  auto r = replay(dsn, "--dry-run");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 3: 3 now pass"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL"), 0);
+
+  r = replay(dsn, "--source 'POST /v1/webhooks/%'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 1: 1 now pass"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider = 'sendgrid'"), 1);
+
+  r = replay(dsn, "--since 2026-11-04T00:00:00Z --until 2026-11-06T00:00:00Z --delete");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 1: 1 now pass"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
+
+  r = replay(dsn, "--reason 'email:%'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("examined 1: 1 now pass"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 0);
+}
+
+// A dead letter's tenant is the tenant of the events it becomes (they were stored without one).
+TEST(RejectedReplay, ReplayedEventsKeepTheDeadLettersTenant) {
+  auto dsn = crm_test::fresh_database("t_replay_tenant");
+  add_rejection(dsn, "/v1/events:3", "email: rule of an older release", fixed_raw, "2026-11-02T09:16:00Z", "tenant-a");
+  add_rejection(dsn, "POST /v1/webhooks/sendgrid:0", "lead_id: rule of an older release", sendgrid_raw,
+                "2026-11-02T09:16:00Z", "tenant-b");
+  add_rejection(dsn, "import:/data/a.ndjson:7", "landing_url: rule of an older release", fixed_touch_raw);
+  add_rejection(dsn, "/v1/events:4", "channel: \"fax\" is not one of ...", broken_raw, "2026-11-02T09:16:00Z", "tenant-a");
+  auto r = replay(dsn);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'replay-1' "
+                                 "AND tenant_id = 'tenant-a'"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id = 'replay-sg-1' "
+                                 "AND tenant_id = 'tenant-b'"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints WHERE tenant_id IS NULL"), 1);
+  // The one still failing keeps its tenant where it is.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL AND tenant_id = "
+                                 "'tenant-a'"),
+            1);
+}
+
+}  // namespace

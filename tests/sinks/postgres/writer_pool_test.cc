@@ -1,0 +1,213 @@
+// The write path every command shares (sinks/postgres/writer_pool.h), against a real PostgreSQL:
+// completions in submission order with the source's tokens, one accounting, the observer's calls, and
+// the retry policy's three modes against a database that is not there.
+#include "sinks/postgres/writer_pool.h"
+
+#include <atomic>
+#include <mutex>
+
+#include <gtest/gtest.h>
+
+#include "support/event_ids.h"
+#include "support/test_db.h"
+
+namespace pg = crm::sinks::postgres;
+namespace tf = crm::transform;
+using namespace std::chrono_literals;
+
+namespace {
+
+using crm_test::nov_2026;
+
+using crm_test::id_of;
+
+tf::communication comm(std::uint64_t n) {
+  tf::communication c;
+  c.event_id = id_of(n);
+  c.occurred_at = nov_2026 + static_cast<std::int64_t>(n) * 1000000;
+  c.received_at = c.occurred_at;
+  c.lead_id = static_cast<std::int64_t>(n % 5 + 1);
+  c.channel_ = tf::channel::email;
+  c.status = tf::comm_status::delivered;
+  c.provider = "test";
+  return c;
+}
+
+// Events [from, to), each once.
+std::shared_ptr<tf::event_batch> batch_of(std::uint64_t from, std::uint64_t to) {
+  auto b = std::make_shared<tf::event_batch>();
+  for (std::uint64_t i = from; i < to; ++i) b->communications.push_back(comm(i));
+  return b;
+}
+
+struct recording_observer : pg::writer_observer {
+  std::atomic<int> connected_calls{0}, connect_failures{0}, written{0}, refused{0};
+  std::atomic<std::uint64_t> inserted{0}, duplicates{0}, rejected{0}, records{0};
+  void connected() override { ++connected_calls; }
+  void connect_failed(std::string_view) override { ++connect_failures; }
+  void batch_written(const pg::batch_result& r, std::size_t n, double) override {
+    ++written;
+    inserted += r.inserted();
+    duplicates += r.duplicates();
+    rejected += r.rejected();
+    records += n;
+  }
+  void batch_refused(std::string_view, bool) override { ++refused; }
+};
+
+pg::pool_options options(const std::string& dsn, int writers, std::shared_ptr<pg::writer_observer> obs = {}) {
+  pg::pool_options o;
+  o.writer.dsn = dsn;
+  o.writer.backoff_base = 20ms;
+  o.writer.backoff_cap = 100ms;
+  o.writer.retry = pg::retry_policy::for_at_most(20s);
+  o.writer.observer = std::move(obs);
+  o.writers = writers;
+  o.max_in_flight = 8;
+  o.refusal_pause = 100ms;
+  return o;
+}
+
+// A DSN nothing listens on (port 1), refused at once.
+const std::string nowhere = "postgresql://crm@127.0.0.1:1/none?connect_timeout=1";
+
+}  // namespace
+
+TEST(WriterPool, CompletionsComeBackInSubmissionOrderWithTheSourcesTokens) {
+  auto dsn = crm_test::fresh_database("t_pool_order");
+  auto obs = std::make_shared<recording_observer>();
+  pg::writer_pool pool(options(dsn, 3, obs));
+  // Sizes differ, so the writers finish them in another order than they were submitted.
+  const std::uint64_t sizes[] = {3000, 10, 2000, 1, 500, 40};
+  std::uint64_t next_id = 0;
+  for (std::uint64_t k = 0; k < std::size(sizes); ++k) {
+    ASSERT_FALSE(pool.full());
+    pool.submit(batch_of(next_id, next_id + sizes[k]), {"pool test", "batch " + std::to_string(k)}, 100 + k);
+    next_id += sizes[k];
+  }
+  EXPECT_TRUE(pool.full() == (std::size(sizes) >= 8));
+  for (std::uint64_t k = 0; k < std::size(sizes); ++k) {
+    auto c = pool.next();
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->token, 100 + k);
+    EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
+    EXPECT_EQ(c->batch->record_count(), sizes[k]) << "the completion hands back the batch submitted";
+    EXPECT_EQ(c->result.inserted(), sizes[k]);
+  }
+  EXPECT_FALSE(pool.next(10ms));
+  EXPECT_EQ(pool.in_flight(), 0u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), static_cast<long long>(next_id));
+  EXPECT_EQ(obs->written.load(), static_cast<int>(std::size(sizes)));
+  EXPECT_EQ(obs->records.load(), next_id);
+  EXPECT_EQ(obs->connected_calls.load(), 3) << "every writer connects at start, before any batch";
+  // Each batch is in the ledger once per writer that had a part of it.
+  EXPECT_GE(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches"), static_cast<long long>(std::size(sizes)));
+}
+
+TEST(WriterPool, OneAccountingInsertedDuplicatesRejectedAddUpToTheRecords) {
+  auto dsn = crm_test::fresh_database("t_pool_accounting");
+  auto obs = std::make_shared<recording_observer>();
+  pg::writer_pool pool(options(dsn, 2, obs));
+  pool.submit(batch_of(0, 100), {"pool test", "first"}, 1);
+  auto first = pool.next();
+  ASSERT_TRUE(first && first->status == pg::batch_status::written);
+  // 50 already stored, 50 new, 10 repeated inside the batch, 2 dead letters, and one event the database
+  // refuses (a NUL byte in text): split off and dead-lettered with the database's reason.
+  auto b = batch_of(50, 150);
+  for (std::uint64_t i = 140; i < 150; ++i) b->communications.push_back(comm(i));
+  b->rejections.push_back({nov_2026, "pool test:1", "status: bad", "{\"status\":1}", {}});
+  b->rejections.push_back({nov_2026, "pool test:2", "status: bad", "{\"status\":2}", {}});
+  static const std::string with_nul("te\0st", 5);
+  auto refused = comm(900);
+  refused.provider = with_nul;
+  b->communications.push_back(refused);
+  const std::size_t records = b->record_count();
+  pool.submit(b, {"pool test", "second"}, 2);
+  auto c = pool.next();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->status, pg::batch_status::written) << c->error;
+  const auto& r = c->result;
+  EXPECT_EQ(r.inserted(), 50u);
+  EXPECT_EQ(r.duplicates(), 60u);  // 50 stored before + 10 repeated in the batch
+  EXPECT_EQ(r.rejected(), 3u);     // 2 dead letters + 1 refused by the database
+  EXPECT_EQ(r.refused_by_database, 1u);
+  EXPECT_EQ(r.inserted() + r.duplicates() + r.rejected(), records);
+  EXPECT_EQ(r.records_in(), records);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 150);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 3);
+  EXPECT_EQ(obs->inserted.load(), 150u);
+  EXPECT_EQ(obs->duplicates.load(), 60u);
+  EXPECT_EQ(obs->rejected.load(), 3u);
+}
+
+TEST(WriterPool, GiveUpFailsTheBatchAtTheFirstFailure) {
+  auto obs = std::make_shared<recording_observer>();
+  auto o = options(nowhere, 1, obs);
+  o.writer.retry = pg::retry_policy::give_up();
+  pg::writer_pool pool(o);
+  const auto started = std::chrono::steady_clock::now();
+  pool.submit(batch_of(0, 10), {"pool test", "nowhere"}, 7);
+  auto c = pool.next();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->token, 7u);
+  EXPECT_EQ(c->status, pg::batch_status::failed);
+  EXPECT_FALSE(c->error.empty());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(obs->connect_failures.load(), 1);
+  EXPECT_EQ(obs->refused.load(), 1);
+  EXPECT_EQ(obs->written.load(), 0);
+}
+
+TEST(WriterPool, ForAtMostRetriesForThatLongThenFails) {
+  auto o = options(nowhere, 1);
+  o.writer.retry = pg::retry_policy::for_at_most(1s);
+  pg::writer_pool pool(o);
+  const auto started = std::chrono::steady_clock::now();
+  pool.submit(batch_of(0, 10), {"pool test", "nowhere"}, 1);
+  auto c = pool.next();
+  const auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, pg::batch_status::failed);
+  EXPECT_GE(took, 1s);
+  EXPECT_LT(took, 10s);
+}
+
+TEST(WriterPool, ForEverKeepsTryingUntilTheSourceStopsRetrying) {
+  auto o = options(nowhere, 2);
+  o.writer.retry = pg::retry_policy::for_ever();
+  pg::writer_pool pool(o);
+  pool.submit(batch_of(0, 100), {"pool test", "nowhere"}, 1);
+  pool.submit(batch_of(100, 200), {"pool test", "nowhere"}, 2);
+  EXPECT_FALSE(pool.next(1500ms)) << "for ever: still trying after 1.5 s";
+  EXPECT_FALSE(pool.reachable());
+  pool.stop_retrying();
+  for (std::uint64_t token : {1u, 2u}) {
+    auto c = pool.next(10s);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->token, token);
+    EXPECT_EQ(c->status, pg::batch_status::abandoned);
+  }
+}
+
+TEST(WriterPool, AbandonSkipsWhatIsQueued) {
+  auto dsn = crm_test::fresh_database("t_pool_abandon");
+  pg::writer_pool pool(options(dsn, 1));
+  pool.abandon();
+  pool.submit(batch_of(0, 10), {"pool test", "abandoned"}, 1);
+  auto c = pool.next();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, pg::batch_status::abandoned);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 0);
+}
+
+TEST(RetryPolicy, SettingsConventionAndModes) {
+  EXPECT_TRUE(pg::retry_policy::from_seconds(0).forever());
+  EXPECT_FALSE(pg::retry_policy::from_seconds(5).forever());
+  EXPECT_EQ(pg::retry_policy::from_seconds(5).limit(), 5s);
+  EXPECT_TRUE(pg::retry_policy::for_ever().may_retry(24h));
+  EXPECT_TRUE(pg::retry_policy::for_at_most(5s).may_retry(4s));
+  EXPECT_FALSE(pg::retry_policy::for_at_most(5s).may_retry(6s));
+  EXPECT_FALSE(pg::retry_policy::give_up().may_retry(0s));
+  EXPECT_TRUE(pg::retry_policy::for_ever().retries_refusals());
+  EXPECT_FALSE(pg::retry_policy::for_at_most(5s).retries_refusals());
+}
