@@ -257,9 +257,10 @@ std::vector<std::string_view> list_elements(const bhttp::request_header<>& head,
     std::string_view v(it->value().data(), it->value().size());
     while (!v.empty()) {
       auto comma = v.find(',');
-      auto item = v.substr(0, comma);
-      item = trim(item.substr(0, item.find(';')));
-      if (!item.empty()) out.push_back(item);
+      auto item = trim(v.substr(0, comma));
+      // An empty element is allowed (RFC 9110 section 5.6.1); parameters without a token (";a") are an
+      // element too, an empty and so unsupported one, never skipped.
+      if (!item.empty()) out.push_back(trim(item.substr(0, item.find(';'))));
       v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
     }
   }
@@ -282,6 +283,9 @@ std::optional<refusal> framing_refusal(const bhttp::request_header<>& head) {
   if (head.count(bhttp::field::transfer_encoding) == 0) return std::nullopt;
   if (head.version() < 11) return refusal{400, "Transfer-Encoding in an HTTP/1.0 request"};
   const auto codings = list_elements(head, bhttp::field::transfer_encoding);
+  for (auto c : codings) {
+    if (c.empty()) return refusal{400, "Transfer-Encoding is not a valid list (a parameter without a coding)"};
+  }
   if (codings.empty() || !iequals(codings.back(), "chunked")) {
     return refusal{400, "Transfer-Encoding must end with chunked"};
   }
@@ -526,6 +530,12 @@ class session final : public session_base, public std::enable_shared_from_this<s
     if (auto r = framing_refusal(head)) {
       srv_.stats.bad_requests++;
       return reply_and_close(r->status, r->message);
+    }
+    // The parser frames the body: where it did not read the Transfer-Encoding as chunked (a list it parses
+    // differently, e.g. ";a, chunked"), the rest of the bytes would be read as the next request.
+    if (head.count(bhttp::field::transfer_encoding) != 0 && !parser_->chunked()) {
+      srv_.stats.bad_requests++;
+      return reply_and_close(400, "Transfer-Encoding is not a valid list ending with chunked");
     }
     auto length = parser_->content_length();
     if (length && *length > srv_.opt.body_limit_bytes) {

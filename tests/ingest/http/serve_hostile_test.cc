@@ -239,7 +239,9 @@ TEST(ServeHostile, TransferEncodingNotEndingInChunkedIsRefusedAndTheConnectionCl
     int status;
   };
   for (const auto& s : {shape{"identity", 400}, shape{"chunked, identity", 400}, shape{"gzip", 400},
-                        shape{"chunked, chunked", 400}, shape{"gzip, chunked", 501}, shape{"x, chunked", 501}}) {
+                        shape{"chunked, chunked", 400}, shape{"gzip, chunked", 501}, shape{"x, chunked", 501},
+                        // Lists our check and Beast's parser read differently: Beast finds no chunked in them.
+                        shape{";a, chunked", 400}, shape{" ;, chunked", 400}, shape{";,chunked", 400}}) {
     crm_test::http_connection c(srv.port());
     c.send_raw("POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head + "Transfer-Encoding: " + s.te + "\r\n\r\n" +
                smuggled);
