@@ -152,26 +152,57 @@ std::string string_claim(jwt_t* jwt, const std::string& name) {
 
 enum class int_claim_state { absent, integer, invalid };
 
-int_claim_state int_claim(jwt_t* jwt, const char* name, std::int64_t& out) {
-  errno = 0;
-  long v = jwt_get_grant_int(jwt, name);
-  if (errno == ENOENT) return int_claim_state::absent;
-  if (errno != 0) {
-    // libjwt 1.10 reads only JSON integers; a NumericDate may be a JSON number with a fraction.
-    char* json = jwt_get_grants_json(jwt, name);
-    if (!json) return int_claim_state::invalid;
-    std::string text(json);
-    free(json);
-    simdjson::dom::parser parser;
-    double d = 0;
-    if (parser.parse(text).get_double().get(d) != simdjson::SUCCESS || !std::isfinite(d) || std::fabs(d) > 1e15) {
-      return int_claim_state::invalid;
-    }
-    out = static_cast<std::int64_t>(std::floor(d));
+// A NumericDate claim (RFC 7519 section 2: seconds since the epoch, fractions allowed) from the token's
+// claims as JSON. libjwt 1.10 reads a JSON number with a fraction or an exponent as 0, which left such an
+// nbf unenforced and made such an exp "expired", so the claims are read here. `round_up`: nbf rounds up
+// and exp down, which compared with whole seconds gives exactly the answer of the fractional value.
+int_claim_state numeric_date(simdjson::dom::object claims, const char* name, bool round_up, std::int64_t& out) {
+  simdjson::dom::element el;
+  if (claims[name].get(el) != simdjson::SUCCESS) return int_claim_state::absent;
+  std::int64_t i = 0;
+  if (el.is_int64() && el.get_int64().get(i) == simdjson::SUCCESS) {
+    if (i > 1000000000000000 || i < -1000000000000000) return int_claim_state::invalid;
+    out = i;
     return int_claim_state::integer;
   }
-  out = v;
+  double d = 0;
+  if (!el.is_number() || el.get_double().get(d) != simdjson::SUCCESS || !std::isfinite(d) || std::fabs(d) > 1e15) {
+    return int_claim_state::invalid;
+  }
+  out = static_cast<std::int64_t>(round_up ? std::ceil(d) : std::floor(d));
   return int_claim_state::integer;
+}
+
+// The tenant claim: a string as is, an integer as its decimal text; anything else cannot name a tenant and
+// is refused rather than dropped (a row without a tenant is visible to every tenant-less reader).
+enum class tenant_state { absent, ok, invalid, unusable };
+constexpr std::size_t max_tenant_bytes = 256;
+
+tenant_state tenant_claim(simdjson::dom::object claims, const std::string& name, std::string& out) {
+  simdjson::dom::element el;
+  if (claims[name].get(el) != simdjson::SUCCESS) return tenant_state::absent;
+  std::string_view s;
+  std::int64_t i = 0;
+  std::uint64_t u = 0;
+  if (el.get_string().get(s) == simdjson::SUCCESS) {
+    out.assign(s);
+  } else if (el.is_int64() && el.get_int64().get(i) == simdjson::SUCCESS) {
+    out = std::to_string(i);
+  } else if (el.is_uint64() && el.get_uint64().get(u) == simdjson::SUCCESS) {
+    out = std::to_string(u);
+  } else {
+    return tenant_state::invalid;
+  }
+  if (out.empty()) return tenant_state::invalid;
+  // Stamped into every row and dead letter of the request: bounded, and no byte PostgreSQL's text refuses.
+  const bool control = std::any_of(out.begin(), out.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  if (out.size() > max_tenant_bytes || control) {
+    out.clear();
+    return tenant_state::unusable;
+  }
+  return tenant_state::ok;
 }
 
 bool audience_matches(jwt_t* jwt, const std::vector<std::string>& wanted) {
@@ -434,7 +465,19 @@ result authenticator::verify_jwt_uncached(std::string_view token, std::int64_t n
   if (rc != 0 || !jwt) return refuse(outcome::unauthenticated, "invalid token signature or encoding");
   if (jwt_get_alg(jwt.get()) != expected) return refuse(outcome::unauthenticated, "token alg mismatch");
 
-  switch (int_claim(jwt.get(), "exp", exp)) {
+  // The claims as libjwt decoded them (one JSON object, duplicate names already resolved by it).
+  std::string claims_json;
+  if (char* json = jwt_get_grants_json(jwt.get(), nullptr)) {
+    claims_json = json;
+    free(json);
+  }
+  simdjson::dom::parser claims_parser;
+  simdjson::padded_string padded_claims(claims_json);
+  simdjson::dom::object claims;
+  if (claims_parser.parse(padded_claims).get_object().get(claims) != simdjson::SUCCESS) {
+    return refuse(outcome::unauthenticated, "the token's claims are not a JSON object");
+  }
+  switch (numeric_date(claims, "exp", false, exp)) {
     case int_claim_state::absent:
       return refuse(outcome::unauthenticated, "the token has no exp");
     case int_claim_state::invalid:
@@ -442,7 +485,7 @@ result authenticator::verify_jwt_uncached(std::string_view token, std::int64_t n
     case int_claim_state::integer:
       if (now_s > exp + opt_.leeway_s) return refuse(outcome::unauthenticated, "the token has expired");
   }
-  switch (int_claim(jwt.get(), "nbf", nbf)) {
+  switch (numeric_date(claims, "nbf", true, nbf)) {
     case int_claim_state::absent:
       nbf = std::numeric_limits<std::int64_t>::min();
       break;
@@ -459,11 +502,17 @@ result authenticator::verify_jwt_uncached(std::string_view token, std::int64_t n
 
   result r;
   r.role = string_claim(jwt.get(), opt_.role_claim);
-  r.tenant = string_claim(jwt.get(), opt_.tenant_claim);
+  const auto tenant = tenant_claim(claims, opt_.tenant_claim, r.tenant);
   std::string sub = string_claim(jwt.get(), "sub");
   r.credential = "jwt:" + iss + "/" + (sub.empty() ? "role:" + r.role : sub);
   const bool any_role = std::find(opt_.roles.begin(), opt_.roles.end(), "*") != opt_.roles.end();
-  if (r.role.empty()) {
+  if (tenant == tenant_state::invalid || tenant == tenant_state::unusable) {
+    r.status = outcome::forbidden;
+    r.tenant.clear();
+    r.reason = "the token's " + opt_.tenant_claim +
+               (tenant == tenant_state::invalid ? " claim must be a non-empty string or an integer"
+                                                : " claim is longer than 256 bytes or holds control characters");
+  } else if (r.role.empty()) {
     r.status = outcome::forbidden;
     r.reason = "the token has no " + opt_.role_claim + " claim";
   } else if (!any_role && std::find(opt_.roles.begin(), opt_.roles.end(), r.role) == opt_.roles.end()) {

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <sys/resource.h>
 #include <spdlog/spdlog.h>
 
 #include "ingest/auth/auth_settings.h"
@@ -51,6 +52,38 @@ void check_partition_catalog(const std::string& dsn, metrics& m) {
   }
 }
 
+// Every connection is a file descriptor. When RLIMIT_NOFILE cannot hold http.max_connections plus what serve
+// needs besides (the listener, the local log, PostgreSQL connections, the catalog check, stdio, ...), the
+// soft limit is raised toward the hard one; if that is not enough, the effective max_connections is lowered
+// so that connections are refused at accept instead of accept failing with EMFILE.
+std::size_t file_descriptor_bound(std::size_t max_connections, std::size_t writers) {
+  const std::size_t reserve = 64 + 2 * writers;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return max_connections;
+  const rlim_t wanted = static_cast<rlim_t>(max_connections + reserve);
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < wanted) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, lim.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur == RLIM_INFINITY || lim.rlim_cur >= wanted) return max_connections;
+  const std::size_t effective = lim.rlim_cur > reserve + 1 ? static_cast<std::size_t>(lim.rlim_cur) - reserve : 1;
+  spdlog::warn("RLIMIT_NOFILE ({}) is below http.max_connections ({}) plus the {} descriptors serve needs "
+               "besides; connections beyond {} are refused. Raise the limit (LimitNOFILE= in the systemd unit, "
+               "ulimit -n) or lower http.max_connections.",
+               static_cast<unsigned long long>(lim.rlim_cur), max_connections, reserve, effective);
+  return effective;
+}
+
+// A provider endpoint without its secret refuses every request unless the operator opted in; say so loudly
+// when one did.
+void warn_unsigned_webhooks(const config::settings& cfg) {
+  for (const auto& p : unsigned_webhooks(cfg)) {
+    spdlog::warn("POST /v1/webhooks/{} accepts UNSIGNED requests (webhooks.{}.allow_unsigned = true): anyone who "
+                 "reaches the listener can write {} events. Configure its secret instead.", p, p, p);
+  }
+}
+
 }  // namespace
 
 void run_http_front(const serve_args& args, const config::settings& cfg, runtime::signal_waiter& signals, batch_sink& sink,
@@ -59,6 +92,7 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
   // Callers' credentials first: a mistake there stops the start before anything else happens.
   collector_options copt;
   copt.normalize = config::normalize_options_from(cfg);
+  copt.max_rejections_per_request = static_cast<std::size_t>(cfg.integer("http", "max_rejections_per_request"));
   copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
   copt.auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(cfg));
   copt.protect_metrics = cfg.boolean("auth", "protect_metrics");
@@ -74,6 +108,7 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
   }
   collector coll(copt, sink, m, std::move(ready));
   auto secrets = std::make_shared<webhook_secrets>(cfg);
+  warn_unsigned_webhooks(cfg);
   register_providers(coll, secrets);
 
   http::server_options sopt;
@@ -83,11 +118,23 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
   sopt.header_timeout = std::chrono::milliseconds(cfg.integer("http", "header_timeout_ms"));
   sopt.request_timeout = std::chrono::milliseconds(cfg.integer("http", "request_timeout_ms"));
   sopt.idle_timeout = std::chrono::milliseconds(cfg.integer("http", "idle_timeout_ms"));
-  sopt.max_connections = static_cast<std::size_t>(cfg.integer("http", "max_connections"));
+  sopt.max_connections = file_descriptor_bound(static_cast<std::size_t>(cfg.integer("http", "max_connections")),
+                                                static_cast<std::size_t>(cfg.integer("postgres", "writers")));
+  sopt.body_budget_bytes = static_cast<std::size_t>(cfg.integer("http", "body_budget_bytes"));
+  if (sopt.body_budget_bytes < sopt.body_limit_bytes) {
+    throw std::runtime_error("http.body_budget_bytes (" + std::to_string(sopt.body_budget_bytes) +
+                             ") must be at least http.body_limit_bytes (" + std::to_string(sopt.body_limit_bytes) +
+                             "): a body of the allowed size could never be read");
+  }
   sopt.tls_cert_file = cfg.str("http", "tls_cert_file");
   sopt.tls_key_file = cfg.str("http", "tls_key_file");
   http::server srv(sopt, coll);
   srv.listen();
+  m.export_http_server(&srv.stats());
+  struct detach {
+    metrics& m;
+    ~detach() { m.export_http_server(nullptr); }
+  } detach_stats{m};
   spdlog::info("Listening. address={} port={} io_threads={} tls={} {}", sopt.listen, srv.port(), sopt.io_threads,
                srv.tls() ? "on" : "off", detail);
   // Tools and tests read this line to learn the port.
@@ -109,6 +156,7 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
           auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
           srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
           auto changed = secrets->reload(fresh);
+          warn_unsigned_webhooks(fresh);
           coll.set_authenticator(std::move(fresh_auth));
           set_log_format(fresh.str("logging", "format"));
           m.config_reloads.Increment();

@@ -6,6 +6,7 @@
 
 #include "transform/text/json_text.h"
 #include "transform/normalize/record_splitter.h"
+#include "transform/text/utf8.h"
 
 namespace crm::ingest {
 
@@ -28,6 +29,24 @@ bool media_type_is(std::string_view content_type, std::string_view wanted) {
     if (std::tolower(static_cast<unsigned char>(type[i])) != wanted[i]) return false;
   }
   return true;
+}
+
+// A short prefix of client input for a response body: at most `max` bytes, cut on a character boundary,
+// bytes that are not UTF-8 shown as U+FFFD (a 404 must not echo a 60 KB path).
+std::string excerpt(std::string_view s, std::size_t max = 64) {
+  std::string out;
+  while (!s.empty() && out.size() < max) {
+    std::size_t n = transform::detail::utf8_sequence_length(s);
+    if (n == 0) {
+      out.append("\xEF\xBF\xBD");
+      n = 1;
+    } else {
+      out.append(s.substr(0, n));
+    }
+    s.remove_prefix(n);
+  }
+  if (!s.empty()) out.append("...");
+  return out;
 }
 
 // The field a rejection reason names ("status: ..." -> "status"), a bounded label for metrics.
@@ -92,45 +111,36 @@ transform::normalizer& collector::thread_normalizer() {
   return *norm;
 }
 
-void collector::handle(const http::request& req, http::respond_fn respond) {
-  const auto started = std::chrono::steady_clock::now();
-  // Count every response by endpoint and code, and time it.
-  auto endpoint_of = [&]() -> std::string {
-    if (req.path == "/v1/events" || req.path == "/healthz" || req.path == "/readyz" || req.path == "/metrics") {
-      return std::string(req.path);
-    }
-    if (req.path.rfind("/v1/webhooks/", 0) == 0) {
-      auto name = req.path.substr(13);
-      if (providers_.count(name) || name == "whatsapp") return "/v1/webhooks/" + std::string(name);
-    }
-    return "other";
-  };
-  std::string endpoint = endpoint_of();
-  http::respond_fn counted = [this, endpoint, started, respond = std::move(respond)](http::response r) {
-    metrics_.http_request(endpoint, r.status).Increment();
-    metrics_.http_duration(endpoint).Observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    respond(std::move(r));
-  };
-
-  auto method_not_allowed = [&](std::string_view allow) {
-    auto r = error_response(405, std::string(req.method) + " is not allowed on " + std::string(req.path));
-    r.headers.emplace_back("Allow", std::string(allow));
-    counted(std::move(r));
-  };
-
-  if (req.path == "/healthz") {
-    if (req.method != "GET") return method_not_allowed("GET");
-    return counted(json_response(200, "{\"status\":\"ok\"}"));
+std::string collector::endpoint_of(std::string_view path) const {
+  if (path == "/v1/events" || path == "/healthz" || path == "/readyz" || path == "/metrics") return std::string(path);
+  if (path.rfind("/v1/webhooks/", 0) == 0) {
+    auto name = path.substr(13);
+    if (providers_.count(name) || name == "whatsapp") return "/v1/webhooks/" + std::string(name);
   }
-  if (req.path == "/readyz") {
+  return "other";
+}
+
+std::optional<http::response> collector::screen(const http::request& head, http::admission& admitted) {
+  auto refused = admit(head, admitted);
+  if (refused) metrics_.http_request(endpoint_of(head.path), refused->status).Increment();
+  return refused;
+}
+
+std::optional<http::response> collector::admit(const http::request& req, http::admission& admitted) {
+  auto method_not_allowed = [&](std::string_view allow) {
+    auto r = error_response(405, excerpt(req.method) + " is not allowed on " + excerpt(req.path));
+    r.headers.emplace_back("Allow", std::string(allow));
+    return r;
+  };
+  auto unauthenticated = [&](const std::string& reason) {
+    auth_results_.Add({{"result", "unauthenticated"}}).Increment();
+    auto r = error_response(401, reason);
+    r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"crm-ingest\"");
+    return r;
+  };
+  if (req.path == "/healthz" || req.path == "/readyz") {
     if (req.method != "GET") return method_not_allowed("GET");
-    bool db = database_ready_ ? database_ready_() : true;
-    bool log_ok = !sink_.above_high_water();
-    std::string body = std::string("{\"ready\":") + (db && log_ok ? "true" : "false") +
-                       ",\"database\":" + (db ? "true" : "false") + ",\"log_below_high_water\":" +
-                       (log_ok ? "true" : "false") + "}";
-    return counted(json_response(db && log_ok ? 200 : 503, std::move(body)));
+    return std::nullopt;
   }
   if (req.path == "/metrics") {
     if (req.method != "GET") return method_not_allowed("GET");
@@ -138,14 +148,9 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
       auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
                              : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
       // A valid credential of a role that may not ingest may still read the metrics.
-      if (!who.ok() && who.status != auth::outcome::forbidden) {
-        auth_results_.Add({{"result", "unauthenticated"}}).Increment();
-        auto r = error_response(401, who.reason);
-        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"crm-ingest\"");
-        return counted(std::move(r));
-      }
+      if (!who.ok() && who.status != auth::outcome::forbidden) return unauthenticated(who.reason);
     }
-    return counted(http::response{200, "text/plain; version=0.0.4", metrics_.serialize(), {}});
+    return std::nullopt;
   }
   // Per client address, before anything else is looked at: every POST (events and webhooks).
   if (options_.address_limit && req.method == "POST") {
@@ -154,44 +159,85 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
       rate_limited_.Add({{"limit", "address"}}).Increment();
       auto r = error_response(429, "too many requests from this address");
       r.headers.emplace_back("Retry-After", std::to_string(retry_after));
-      return counted(std::move(r));
+      return r;
     }
   }
   if (req.path == "/v1/events") {
     if (req.method != "POST") return method_not_allowed("POST");
-    if (auto a = auth_.load(); a && a->enabled()) {
-      auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
-                             : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
-      if (!who.ok()) {
-        const bool forbidden = who.status == auth::outcome::forbidden;
-        auth_results_.Add({{"result", forbidden ? "forbidden" : "unauthenticated"}}).Increment();
-        // The body is not read: an unauthenticated request leaves nothing behind but this counter.
-        auto r = error_response(forbidden ? 403 : 401, who.reason);
-        if (!forbidden) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"crm-ingest\"");
-        return counted(std::move(r));
-      }
-      auth_results_.Add({{"result", "ok"}}).Increment();
-      if (options_.credential_limit) {
-        int retry_after = 1;
-        if (!options_.credential_limit->allow(who.credential, std::chrono::steady_clock::now(), retry_after)) {
-          rate_limited_.Add({{"limit", "credential"}}).Increment();
-          auto r = error_response(429, "too many requests for this credential");
-          r.headers.emplace_back("Retry-After", std::to_string(retry_after));
-          return counted(std::move(r));
-        }
-      }
-      return handle_events(req, counted, endpoint, who.tenant);
+    auto a = auth_.load();
+    if (!a || !a->enabled()) return std::nullopt;
+    auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
+                           : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+    if (!who.ok()) {
+      if (who.status != auth::outcome::forbidden) return unauthenticated(who.reason);
+      auth_results_.Add({{"result", "forbidden"}}).Increment();
+      // The body is not read: an unauthenticated request leaves nothing behind but this counter.
+      return error_response(403, who.reason);
     }
-    return handle_events(req, counted, endpoint);
+    auth_results_.Add({{"result", "ok"}}).Increment();
+    if (options_.credential_limit) {
+      int retry_after = 1;
+      if (!options_.credential_limit->allow(who.credential, std::chrono::steady_clock::now(), retry_after)) {
+        rate_limited_.Add({{"limit", "credential"}}).Increment();
+        auto r = error_response(429, "too many requests for this credential");
+        r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+        return r;
+      }
+    }
+    admitted.tenant = std::move(who.tenant);
+    admitted.credential = std::move(who.credential);
+    return std::nullopt;
   }
   if (req.path.rfind("/v1/webhooks/", 0) == 0) {
-    std::string name(req.path.substr(13));
-    if (name == "whatsapp" && req.method == "GET") return handle_whatsapp_handshake(req, counted);
-    if (!providers_.count(name)) return counted(error_response(404, "no such provider endpoint: " + name));
+    const std::string_view name = req.path.substr(13);
+    if (name == "whatsapp" && req.method == "GET") return std::nullopt;
+    auto it = providers_.find(name);
+    if (it == providers_.end()) return error_response(404, "no such provider endpoint: " + excerpt(name));
     if (req.method != "POST") return method_not_allowed(name == "whatsapp" ? "GET, POST" : "POST");
-    return handle_webhook(req, counted, name);
+    if (it->second.verify_head) {
+      auto v = it->second.verify_head(req);
+      if (!v.ok()) {
+        metrics_.signature_failure(it->first, v.reason).Increment();
+        return error_response(401, "signature verification failed: " + std::string(v.reason));
+      }
+    }
+    return std::nullopt;
   }
-  counted(error_response(404, "no such endpoint: " + std::string(req.path)));
+  return error_response(404, "no such endpoint: " + excerpt(req.path));
+}
+
+void collector::handle(const http::request& req, http::respond_fn respond) {
+  const auto started = std::chrono::steady_clock::now();
+  // Count every response by endpoint and code, and time it.
+  std::string endpoint = endpoint_of(req.path);
+  http::respond_fn counted = [this, endpoint, started, respond = std::move(respond)](http::response r) {
+    metrics_.http_request(endpoint, r.status).Increment();
+    metrics_.http_duration(endpoint).Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    respond(std::move(r));
+  };
+  // The server screened the head already; a caller that did not gets the same checks here.
+  http::admission local;
+  const http::admission* admitted = req.admitted;
+  if (!admitted) {
+    if (auto refused = admit(req, local)) return counted(std::move(*refused));
+    admitted = &local;
+  }
+
+  if (req.path == "/healthz") return counted(json_response(200, "{\"status\":\"ok\"}"));
+  if (req.path == "/readyz") {
+    bool db = database_ready_ ? database_ready_() : true;
+    bool log_ok = !sink_.above_high_water();
+    std::string body = std::string("{\"ready\":") + (db && log_ok ? "true" : "false") +
+                       ",\"database\":" + (db ? "true" : "false") + ",\"log_below_high_water\":" +
+                       (log_ok ? "true" : "false") + "}";
+    return counted(json_response(db && log_ok ? 200 : 503, std::move(body)));
+  }
+  if (req.path == "/metrics") return counted(http::response{200, "text/plain; version=0.0.4", metrics_.serialize(), {}});
+  if (req.path == "/v1/events") return handle_events(req, counted, endpoint, admitted->tenant);
+  std::string name(req.path.substr(13));  // /v1/webhooks/<name>: admit() let nothing else through
+  if (name == "whatsapp" && req.method == "GET") return handle_whatsapp_handshake(req, counted);
+  return handle_webhook(req, counted, name);
 }
 
 void collector::stamp_tenant(transform::event_batch& batch, std::string_view tenant) {
@@ -201,6 +247,11 @@ void collector::stamp_tenant(transform::event_batch& batch, std::string_view ten
   }
   for (auto& t : batch.touchpoints) {
     if (t.tenant_id.empty()) t.tenant_id = tenant;
+  }
+  // Dead letters hold the tenant's raw bodies: theirs too, or row security would show them to tenant-less
+  // readers and hide them from the tenant.
+  for (auto& r : batch.rejections) {
+    if (r.tenant_id.empty()) r.tenant_id = tenant;
   }
 }
 
@@ -213,7 +264,7 @@ void collector::handle_events(const http::request& req, http::respond_fn& respon
     format = transform::input_format::auto_detect;  // a JSON array, or one object
   } else {
     return respond(error_response(415, "content type must be application/json or application/x-ndjson, got \"" +
-                                           std::string(req.content_type) + "\""));
+                                           excerpt(req.content_type) + "\""));
   }
   auto& norm = thread_normalizer();
   transform::event_batch& batch = thread_batch();
@@ -261,7 +312,7 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
   transform::event_batch& batch = thread_batch();
   std::string error;
   if (!provider.normalize(req.body, req, norm, transform::now_us(), batch, error)) {
-    return respond(error_response(400, error));
+    return respond(error_response(400, excerpt(error, 256)));
   }
   if (batch.record_count() == 0) {
     return respond(json_response(200, "{\"accepted\":0,\"rejected\":0}"));  // e.g. a test ping
@@ -276,8 +327,25 @@ void collector::handle_whatsapp_handshake(const http::request& req, http::respon
   respond(http::response{200, "text/plain", std::string(r.challenge), {}});
 }
 
+std::optional<http::response> collector::too_many_rejections(const transform::event_batch& batch) const {
+  if (batch.rejections.size() <= options_.max_rejections_per_request) return std::nullopt;
+  std::string body = "{\"error\":" +
+                     json_quote(std::to_string(batch.rejections.size()) + " records of this request were rejected, more "
+                                "than the limit of " + std::to_string(options_.max_rejections_per_request) +
+                                " per request (http.max_rejections_per_request); nothing was stored") +
+                     ",\"accepted\":0,\"rejected\":" + std::to_string(batch.rejections.size()) + ",\"rejections\":[";
+  for (std::size_t i = 0; i < batch.rejections.size() && i < 10; ++i) {
+    const auto& r = batch.rejections[i];
+    body += (i ? "," : "");
+    body += "{\"source\":" + json_quote(excerpt(r.source, 128)) + ",\"reason\":" + json_quote(excerpt(r.reason, 256)) + "}";
+  }
+  return json_response(400, body + "]}");
+}
+
 void collector::submit(const http::request&, transform::event_batch& batch, http::respond_fn& respond,
                        const std::string& endpoint, int status_on_success) {
+  // One body must not write an unbounded number of dead letters: beyond the cap nothing is kept at all.
+  if (auto refused = too_many_rejections(batch)) return respond(std::move(*refused));
   // The response body is built now, while the batch is at hand.
   const std::size_t accepted = batch.communications.size() + batch.touchpoints.size();
   std::string body = "{\"accepted\":" + std::to_string(accepted) + ",\"rejected\":" +
@@ -288,7 +356,7 @@ void collector::submit(const http::request&, transform::event_batch& batch, http
     for (const auto& r : batch.rejections) {
       if (shown == 100) break;
       body += (shown++ ? "," : "");
-      body += "{\"source\":" + json_quote(r.source) + ",\"reason\":" + json_quote(r.reason) + "}";
+      body += "{\"source\":" + json_quote(excerpt(r.source, 128)) + ",\"reason\":" + json_quote(excerpt(r.reason, 256)) + "}";
     }
     body += "]";
   }

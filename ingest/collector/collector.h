@@ -12,6 +12,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ingest/auth/credentials.h"
@@ -38,12 +39,16 @@ using signature_check = std::function<webhooks::verify_result(const http::reques
 
 struct provider_endpoint {
   provider_normalizer normalize;
-  signature_check verify;  // empty = no secret configured, verification off
+  signature_check verify;       // on the whole request; empty = verification off
+  signature_check verify_head;  // what can be refused from the head alone, before the body is read; may be empty
 };
 
 struct collector_options {
   transform::normalize_options normalize;
   std::size_t max_records_per_request = 100000;
+  // More rejected records than this in one request: the request is refused whole (400, nothing stored),
+  // so that one body cannot write an unbounded number of dead letters.
+  std::size_t max_rejections_per_request = 1000;
   int retry_after_seconds = 5;
   std::string whatsapp_verify_token;  // for GET /v1/webhooks/whatsapp
   // Caller authentication of POST /v1/events: null or !enabled() = open (serve warns). Checked before the
@@ -68,16 +73,23 @@ class collector final : public http::handler {
   // Registers POST /v1/webhooks/<name>.
   void add_provider(const std::string& name, provider_endpoint endpoint);
 
+  // Route, method, rate limits and credentials, from the head alone (before the body is read).
+  std::optional<http::response> screen(const http::request& head, http::admission& admitted) override;
   void handle(const http::request& req, http::respond_fn respond) override;
 
   // Swaps the authenticator under live traffic (SIGHUP); requests in flight keep the one they started with.
   void set_authenticator(std::shared_ptr<const auth::authenticator> a);
 
  private:
+  std::optional<http::response> admit(const http::request& req, http::admission& admitted);
+  std::string endpoint_of(std::string_view path) const;
   void handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
                      std::string_view tenant = {});
   void handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name);
-  // Stamps `tenant` on every event of the batch that has none (the JWT's tenant claim, or the webhook's).
+  // 400 when the batch holds more rejections than max_rejections_per_request (then nothing is stored).
+  std::optional<http::response> too_many_rejections(const transform::event_batch& batch) const;
+  // Stamps `tenant` on every event and rejection of the batch that has none (the JWT's tenant claim, or the
+  // webhook's).
   static void stamp_tenant(transform::event_batch& batch, std::string_view tenant);
   void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond);
   void submit(const http::request& req, transform::event_batch& batch, http::respond_fn& respond,

@@ -1,6 +1,7 @@
 // The provider webhook endpoints of the collector, one per provider of the registry
 // (transform/providers/registry.h): each provider's signature check (its scheme in ingest/webhooks/schemes.h, built from its
-// [webhooks.<provider>] secrets; a configured secret makes verification mandatory) and its normalizer.
+// [webhooks.<provider>] secrets; a configured secret makes verification mandatory, and without one every
+// request is refused unless webhooks.<provider>.allow_unsigned is set) and its normalizer.
 //
 // The verifiers can be replaced while serving (SIGHUP): webhook_secrets holds the current set behind an
 // atomic shared_ptr. The HTTP I/O threads load it per request (lock-free for readers apart from the
@@ -12,6 +13,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ingest/collector/collector.h"
 #include "ingest/config/settings.h"
@@ -30,21 +32,31 @@ class webhook_secrets {
   // Returns the names of the providers whose secrets changed. Called from one thread at a time.
   std::string reload(const config::settings& cfg);
 
-  // The signature check of `provider` as of now; ok when it has no secret configured.
+  // The signature check of `provider` as of now; without a secret configured, a refusal unless
+  // webhooks.<provider>.allow_unsigned is set (then ok).
   webhooks::verify_result verify(std::size_t provider, const http::request& req) const;
+
+  // The part of that check decided by the head alone (a missing secret, Postmark's basic auth): run before
+  // the body is read. ok when the check needs the body.
+  webhooks::verify_result verify_head(std::size_t provider, const http::request& head) const;
 
   // The provider's index in the registry; throws std::logic_error for a name it does not have.
   static std::size_t index_of(std::string_view name);
 
   struct entry {
     std::string fingerprint;  // the secrets it was built from (compared on reload, never logged)
-    signature_check check;    // empty = verification off
+    signature_check check;    // empty = verification off (no secret, unsigned requests allowed)
+    bool head_only = false;   // check reads only the head (also run before the body is read)
   };
   using set = std::array<entry, webhooks::scheme_count>;
 
  private:
   std::atomic<std::shared_ptr<const set>> current_;
 };
+
+// The providers that accept unsigned requests: no secret configured and webhooks.<provider>.allow_unsigned
+// set (serve warns about each at start and on reload).
+std::vector<std::string> unsigned_webhooks(const config::settings& cfg);
 
 // Registers POST /v1/webhooks/<name> for every provider of the registry, verifying with
 // `secrets` (which must outlive the collector's use of it; the endpoints share ownership).

@@ -47,7 +47,15 @@ const setting before_webhooks[] = {
      "Time a client has to send a whole request; slow clients are cut off."},
     {"http", "idle_timeout_ms", T::integer, "60000", 100, 3600000, "A keep-alive connection idle this long is closed."},
     {"http", "max_connections", T::integer, "10000", 1, 1000000,
-     "Open connections beyond this are refused at accept."},
+     "Open connections beyond this are refused at accept. serve lowers it (with a warning) when RLIMIT_NOFILE "
+     "cannot hold it plus the descriptors serve needs besides."},
+    {"http", "body_budget_bytes", T::integer, "268435456", 1 * KiB, 64 * GiB,
+     "Request body bytes all connections together may hold at once (declared Content-Length, chunks received, "
+     "decoded Content-Encoding), whatever the number of connections; a request beyond it gets 503 with "
+     "Retry-After. At least http.body_limit_bytes."},
+    {"http", "max_rejections_per_request", T::integer, "1000", 1, 10000000,
+     "Most records of one request that may be rejected (dead-lettered); beyond it the request is refused whole "
+     "(400 with the reasons of the first ones) and nothing of it is stored."},
     {"http", "tls_cert_file", T::string, "", 0, 0,
      "PEM certificate chain; set (with tls_key_file) = the listener speaks only HTTPS (TLS 1.2+). Both files are "
      "re-read on SIGHUP."},
@@ -151,11 +159,21 @@ const setting after_webhooks[] = {
      "sasl.username)."},
 };
 
-// [webhooks.<provider>] for every provider of the registry: its scheme's settings, then tenant_id.
+// [webhooks.<provider>] for every provider of the registry: its scheme's settings, then tenant_id and
+// allow_unsigned.
 std::vector<setting> build_registry() {
   static const auto sections = [] {
     std::array<std::string, webhooks::scheme_count> out;
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = "webhooks." + std::string(webhooks::schemes()[i].provider);
+    return out;
+  }();
+  static const auto unsigned_help = [] {
+    std::array<std::string, webhooks::scheme_count> out;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      out[i] = "Without a secret configured, accept requests nobody signed (anyone who reaches the listener can "
+               "write " + std::string(webhooks::schemes()[i].provider) +
+               " events; serve warns at start). false = without a secret every request is refused with 401.";
+    }
     return out;
   }();
   std::vector<setting> out(std::begin(before_webhooks), std::end(before_webhooks));
@@ -165,6 +183,7 @@ std::vector<setting> build_registry() {
     }
     out.push_back({sections[i], "tenant_id", T::string, "", 0, 0,
                    "Tenant stamped on every row this webhook brings; empty = none."});
+    out.push_back({sections[i], "allow_unsigned", T::boolean, "false", 0, 0, unsigned_help[i]});
   }
   out.insert(out.end(), std::begin(after_webhooks), std::end(after_webhooks));
   return out;

@@ -1,6 +1,7 @@
 #include "ingest/observability/metrics.h"
 
 #include <sstream>
+#include <vector>
 
 #include <prometheus/text_serializer.h>
 
@@ -39,7 +40,75 @@ metrics::metrics()
       http_duration_(BuildHistogram().Name("crm_ingest_http_request_duration_seconds").Help("Time from a request's last byte to its response, by endpoint").Register(*registry_)),
       events_accepted_(BuildCounter().Name("crm_ingest_events_accepted_total").Help("Events made durable, by source").Register(*registry_)),
       events_rejected_(BuildCounter().Name("crm_ingest_events_rejected_total").Help("Records dead-lettered, by the field whose rule they broke").Register(*registry_)),
-      signature_failures_(BuildCounter().Name("crm_ingest_webhook_signature_failures_total").Help("Webhook requests refused with 401, by provider and reason").Register(*registry_)) {}
+      signature_failures_(BuildCounter().Name("crm_ingest_webhook_signature_failures_total").Help("Webhook requests refused with 401, by provider and reason").Register(*registry_)),
+      http_server_(std::make_unique<http_server_export>(*registry_)) {}
+
+// server_stats -> crm_ingest_http_*: counters advance by what the server counted since the last scrape.
+struct metrics::http_server_export {
+  struct counter {
+    const std::atomic<std::uint64_t> http::server_stats::*field;
+    prometheus::Counter* exported;
+    std::uint64_t seen = 0;
+  };
+  std::mutex mu;  // scrapes run on any I/O thread
+  const http::server_stats* stats = nullptr;
+  std::vector<counter> counters;
+  prometheus::Gauge* connections_open = nullptr;
+  prometheus::Gauge* body_bytes_in_flight = nullptr;
+
+  explicit http_server_export(prometheus::Registry& r) {
+    using s = http::server_stats;
+    auto add = [&](const char* name, const char* help, const std::atomic<std::uint64_t> s::*field) {
+      counters.push_back({field, &BuildCounter().Name(name).Help(help).Register(r).Add({})});
+    };
+    add("crm_ingest_http_connections_accepted_total", "TCP connections accepted", &s::connections_accepted);
+    add("crm_ingest_http_connections_refused_total",
+        "Connections closed at accept because http.max_connections were open", &s::connections_refused);
+    add("crm_ingest_http_timeouts_total", "Connections cut off by the header, request or idle timeout", &s::timeouts);
+    add("crm_ingest_http_body_too_large_total",
+        "Requests refused with 413: declared, received or decoded body over http.body_limit_bytes", &s::body_too_large);
+    add("crm_ingest_http_bad_requests_total",
+        "Requests refused for their framing or syntax (400, 417, 431, 501); the connection is closed", &s::bad_requests);
+    add("crm_ingest_http_unsupported_encoding_total", "Requests refused with 415 for a Content-Encoding other than "
+        "gzip or deflate", &s::unsupported_encoding);
+    add("crm_ingest_http_refused_before_body_total",
+        "Requests refused from their head, before any body byte was read (401, 403, 404, 405, 429)",
+        &s::refused_before_body);
+    add("crm_ingest_http_body_budget_refusals_total",
+        "Requests refused with 503 because http.body_budget_bytes of request bodies were in flight",
+        &s::body_budget_refusals);
+    add("crm_ingest_http_tls_handshake_failures_total", "TLS handshakes that failed or timed out",
+        &s::tls_handshake_failures);
+    add("crm_ingest_http_accept_errors_total",
+        "accept() failures (e.g. no file descriptor left), each followed by a back-off", &s::accept_errors);
+    add("crm_ingest_http_connection_errors_total", "Connections closed by an exception in their handling",
+        &s::connection_errors);
+    connections_open = &BuildGauge().Name("crm_ingest_http_connections_open").Help("Open client connections")
+                            .Register(r).Add({});
+    body_bytes_in_flight = &BuildGauge().Name("crm_ingest_http_body_bytes_in_flight")
+                                .Help("Request body bytes held against http.body_budget_bytes").Register(r).Add({});
+  }
+
+  void refresh() {
+    std::lock_guard lock(mu);
+    if (!stats) return;
+    for (auto& c : counters) {
+      const auto now = (stats->*c.field).load(std::memory_order_relaxed);
+      if (now > c.seen) c.exported->Increment(static_cast<double>(now - c.seen));
+      c.seen = now;
+    }
+    connections_open->Set(static_cast<double>(stats->connections_open.load(std::memory_order_relaxed)));
+    body_bytes_in_flight->Set(static_cast<double>(stats->body_bytes_in_flight.load(std::memory_order_relaxed)));
+  }
+};
+
+metrics::~metrics() = default;
+
+void metrics::export_http_server(const http::server_stats* stats) {
+  std::lock_guard lock(http_server_->mu);
+  http_server_->stats = stats;
+  for (auto& c : http_server_->counters) c.seen = stats ? (stats->*c.field).load() : 0;
+}
 
 template <typename T>
 T& metrics::cached(prometheus::Family<T>& family, std::unordered_map<std::string, T*>& cache, const std::string& key,
@@ -81,6 +150,7 @@ prometheus::Counter& metrics::signature_failure(std::string_view provider, std::
 }
 
 std::string metrics::serialize() const {
+  http_server_->refresh();
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, registry_->Collect());
   return out.str();

@@ -17,6 +17,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "ingest/http/server.h"
+
 namespace crm::ingest {
 
 class metrics {
@@ -25,6 +27,7 @@ class metrics {
 
  public:
   metrics();
+  ~metrics();
 
   prometheus::Registry& registry() noexcept { return *registry_; }
   std::string serialize() const;  // the text exposition format for GET /metrics
@@ -64,6 +67,11 @@ class metrics {
   // Durable log capacity (log.max_bytes), for fill ratios
   prometheus::Gauge& log_max_bytes;
 
+  // The HTTP server's own counters (refused connections, timeouts, early 413s, TLS handshake failures,
+  // accept errors, ...), copied into crm_ingest_http_* at every scrape; null stops the copying. The
+  // families exist (at 0) before a server is attached.
+  void export_http_server(const http::server_stats* stats);
+
  private:
   template <typename T>
   T& cached(prometheus::Family<T>& family, std::unordered_map<std::string, T*>& cache, const std::string& key,
@@ -74,6 +82,8 @@ class metrics {
   prometheus::Family<prometheus::Counter>& events_accepted_;
   prometheus::Family<prometheus::Counter>& events_rejected_;
   prometheus::Family<prometheus::Counter>& signature_failures_;
+  struct http_server_export;
+  std::unique_ptr<http_server_export> http_server_;
   std::mutex mu_;  // guards the caches: taken only the first time a label set is seen
   std::unordered_map<std::string, prometheus::Counter*> counter_cache_;
   std::unordered_map<std::string, prometheus::Histogram*> histogram_cache_;

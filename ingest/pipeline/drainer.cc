@@ -66,7 +66,7 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
         const std::string source = "log " + spool::to_string(rec.position);
         const std::string reason = "the local log holds a record this version cannot decode: " + ec.message();
         batch.rejections.push_back(transform::rejection{transform::now_us(), batch.text.copy(source),
-                                                        batch.text.copy(reason), batch.text.copy(rec.payload)});
+                                                        batch.text.copy(reason), batch.text.copy(rec.payload), {}});
       }
     }
     pos = rb.next();

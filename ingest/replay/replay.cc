@@ -120,6 +120,16 @@ replay_result replay_rejected(const replay_options& o) {
       const std::size_t communications_before = batch.communications.size();
       const std::size_t touchpoints_before = batch.touchpoints.size();
       int produced = renormalize(norm, row.source, row.raw, row.received_at_us, batch);
+      if (produced > 0 && !row.tenant_id.empty()) {
+        // The events keep the tenant of the credential or endpoint that brought the dead letter.
+        const auto tenant = batch.text.copy(row.tenant_id);
+        for (auto i = communications_before; i < batch.communications.size(); ++i) {
+          if (batch.communications[i].tenant_id.empty()) batch.communications[i].tenant_id = tenant;
+        }
+        for (auto i = touchpoints_before; i < batch.touchpoints.size(); ++i) {
+          if (batch.touchpoints[i].tenant_id.empty()) batch.touchpoints[i].tenant_id = tenant;
+        }
+      }
       if (produced > 0) {
         passed.push_back({row.rejection_id, communications_before, batch.communications.size(), touchpoints_before,
                           batch.touchpoints.size()});

@@ -14,7 +14,7 @@ const char* const touchpoint_columns =
     "touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, "
     "utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, "
     "is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id";
-const char* const rejection_columns = "received_at, source, reason, raw, raw_bytes";
+const char* const rejection_columns = "received_at, source, reason, raw, raw_bytes, tenant_id";
 
 const char* const communication_stage_definition =
     "event_id uuid, occurred_at timestamptz, received_at timestamptz, lead_id bigint, channel text, direction text, "
@@ -29,7 +29,7 @@ const char* const touchpoint_stage_definition =
     "campaign_id bigint, is_conversion boolean, conversion_type text, conversion_value float8, currency text, "
     "ab_test_id text, variant text, metadata jsonb, tenant_id text";
 const char* const rejection_stage_definition =
-    "received_at timestamptz, source text, reason text, raw text, raw_bytes bytea";
+    "received_at timestamptz, source text, reason text, raw text, raw_bytes bytea, tenant_id text";
 
 namespace {
 
@@ -276,7 +276,7 @@ void copy_encoder::append(const transform::touchpoint& t) {
 }
 
 void copy_encoder::append(const transform::rejection& r) {
-  begin_row(5);
+  begin_row(6);
   timestamp(r.received_at);
   std::string clean;
   // Source and reason may quote file names or values that are not UTF-8.
@@ -293,6 +293,8 @@ void copy_encoder::append(const transform::rejection& r) {
   } else {
     null();
   }
+  to_valid_utf8(r.tenant_id, clean);
+  text(clean);  // empty -> NULL: no tenant
 }
 
 }  // namespace crm::sinks::postgres

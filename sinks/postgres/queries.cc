@@ -26,8 +26,8 @@ std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_le
                                            const std::string& after_id, long long limit) {
   pqxx::read_transaction tx(conn);
   auto rows = tx.exec_params(
-      "SELECT rejection_id::text, (extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes"
-      " FROM rejected_events WHERE replayed_at IS NULL"
+      "SELECT rejection_id::text, (extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes,"
+      " tenant_id FROM rejected_events WHERE replayed_at IS NULL"
       " AND ($1::text IS NULL OR source LIKE $1) AND ($2::text IS NULL OR reason LIKE $2)"
       " AND ($3::timestamptz IS NULL OR received_at >= $3::timestamptz)"
       " AND ($4::timestamptz IS NULL OR received_at < $4::timestamptz)"
@@ -43,6 +43,7 @@ std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_le
     d.source = row[2].as<std::string>();
     d.reason = row[3].as<std::string>();
     d.raw = row[5].is_null() ? row[4].as<std::string>() : pqxx::binarystring(row[5]).str();
+    if (!row[6].is_null()) d.tenant_id = row[6].as<std::string>();
     out.push_back(std::move(d));
   }
   return out;

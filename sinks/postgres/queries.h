@@ -35,6 +35,7 @@ struct dead_letter {
   std::string rejection_id;
   long long received_at_us = 0;
   std::string source, reason, raw;  // raw: raw_bytes when set, else raw
+  std::string tenant_id;            // the tenant that brought it; empty = none (NULL)
 };
 // Not yet replayed dead letters matching `f` with rejection_id > `after_id` (empty = from the start), in
 // rejection_id order (keyset pagination: one pass over the primary key whatever the filters), at most `limit`.

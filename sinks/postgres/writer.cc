@@ -174,8 +174,10 @@ void writer::prepare_session() {
                 std::string("WITH s AS (SELECT md5(convert_to(source, 'UTF8') || '\\x1f'::bytea ||"
                             " coalesce(raw_bytes, convert_to(raw, 'UTF8')))::uuid AS rejection_id, * FROM ") +
                     stage_rejections +
-                    "), ins AS (INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, raw_bytes)"
-                    " SELECT DISTINCT ON (rejection_id) rejection_id, received_at, source, reason, raw, raw_bytes"
+                    "), ins AS (INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, raw_bytes,"
+                    " tenant_id)"
+                    " SELECT DISTINCT ON (rejection_id) rejection_id, received_at, source, reason, raw, raw_bytes,"
+                    " tenant_id"
                     " FROM s ORDER BY rejection_id ON CONFLICT (rejection_id) DO NOTHING RETURNING 1)"
                     " SELECT count(*) FROM ins");
   conn->prepare("crm_ledger",

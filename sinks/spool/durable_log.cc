@@ -314,10 +314,11 @@ durable_log::scan_result durable_log::scan_segment(std::uint64_t id, bool is_las
   return result;
 }
 
-// Creates a segment file with its header, durable (file and directory entry) before it is used.
+// Creates a segment file with its header, durable (file and directory entry) before it is used. Owner-only:
+// it holds callers' raw bodies.
 int durable_log::create_segment(std::uint64_t id, group_outcome& timing) {
   const std::string name = format::segment_file_name(id);
-  const int fd = ::openat(dir_fd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  const int fd = ::openat(dir_fd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     timing.error = errno;
     timing.failed_call = "create segment";

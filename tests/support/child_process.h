@@ -44,6 +44,7 @@ class child {
   child& operator=(const child&) = delete;
 
   bool running() const { return pid_ > 0 && !status_; }
+  pid_t pid() const { return pid_; }
   void signal(int sig) const {
     if (running()) ::kill(pid_, sig);
   }

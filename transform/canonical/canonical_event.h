@@ -123,6 +123,7 @@ struct rejection {
   std::string_view source;  // "file:line", endpoint, "topic/partition:offset"
   std::string_view reason;  // names the field and the rule
   std::string_view raw;     // the record's text as received (possibly not valid UTF-8)
+  std::string_view tenant_id;  // the tenant of the credential or endpoint that brought it; empty = none
 };
 
 // Every text field of each record kind. Code that copies or serializes records walks these tables
@@ -142,7 +143,7 @@ inline constexpr std::string_view touchpoint::*touchpoint_texts[] = {
     &touchpoint::metadata,     &touchpoint::tenant_id,
 };
 inline constexpr std::string_view rejection::*rejection_texts[] = {&rejection::source, &rejection::reason,
-                                                                   &rejection::raw};
+                                                                   &rejection::raw, &rejection::tenant_id};
 
 // The unit that crosses thread boundaries. Owned by one thread at a time; moved, never shared.
 struct event_batch {

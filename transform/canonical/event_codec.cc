@@ -34,6 +34,9 @@ constexpr std::uint8_t flag_value_follows = 4;
 constexpr std::size_t min_communication_bytes = 16 + 2 + 2 + 3 + communication_string_count;
 constexpr std::size_t min_touchpoint_bytes = 16 + 2 + 2 + 3 + touchpoint_string_count;
 constexpr std::size_t min_rejection_bytes = 1 + std::size(rejection_texts);
+// Version 1 had no tenant_id, the last of rejection_texts.
+constexpr std::size_t v1_rejection_strings = std::size(rejection_texts) - 1;
+static_assert(rejection_texts[v1_rejection_strings] == &rejection::tenant_id);
 
 constexpr std::uint64_t zigzag(std::int64_t v) noexcept {
   return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
@@ -258,7 +261,9 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   if (!r.bytes(head, sizeof head)) return failed(r.error());
   if (std::memcmp(head, magic, sizeof magic) != 0) return failed(codec_errc::bad_magic);
   if (!r.byte(version)) return failed(r.error());
-  if (version != event_codec_version) return failed(codec_errc::unsupported_version);
+  if (version != event_codec_version && version != 1) return failed(codec_errc::unsupported_version);
+  const std::size_t rejection_strings = version == 1 ? v1_rejection_strings : std::size(rejection_texts);
+  const std::size_t rejection_bytes = version == 1 ? 1 + v1_rejection_strings : min_rejection_bytes;
   if (!r.byte(flags)) return failed(r.error());
   if (flags != 0) return failed(codec_errc::unsupported_version);
 
@@ -267,9 +272,9 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   // Each count is checked on its own first so the sum below cannot overflow.
   const std::uint64_t left = r.remaining();
   if (n_communications > left / min_communication_bytes || n_touchpoints > left / min_touchpoint_bytes ||
-      n_rejections > left / min_rejection_bytes ||
+      n_rejections > left / rejection_bytes ||
       n_communications * min_communication_bytes + n_touchpoints * min_touchpoint_bytes +
-              n_rejections * min_rejection_bytes > left) {
+              n_rejections * rejection_bytes > left) {
     return failed(codec_errc::too_many_records);
   }
   // Geometric growth when appending many records one message at a time.
@@ -325,7 +330,7 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
     rejection& j = out.rejections.emplace_back();
     std::int64_t d_received = 0;
     bool good = r.svarint(d_received);
-    for (auto field : rejection_texts) good = good && r.text(out.text, j.*field);
+    for (std::size_t f = 0; good && f < rejection_strings; ++f) good = r.text(out.text, j.*rejection_texts[f]);
     if (!good) return failed(r.error());
     j.received_at = undelta(d_received, previous);
     previous = j.received_at;

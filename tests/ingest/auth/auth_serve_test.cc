@@ -129,6 +129,41 @@ TEST(AuthServe, TokensAndApiKeysDecideWhoMayPostEvents) {
   EXPECT_EQ(log.find("is OPEN"), std::string::npos);
 }
 
+// Dead letters carry the tenant of the credential or endpoint that brought them (they were stored with
+// tenant_id NULL: tenant A's raw bodies visible to tenant-less readers, invisible to A); a numeric tenant
+// claim is used as its decimal text (it was dropped).
+TEST(AuthServe, DeadLettersCarryTheTenantOfTheirCredentialOrEndpoint) {
+  auto dsn = crm_test::fresh_database("t_auth_dead_letter_tenant");
+  crm_test::serve_process srv(dsn, scratch("dead-letter-tenant"),
+                              "\n[auth]\njwt_secret = \"" + secret + "\"\n" +
+                                  "\n[webhooks.segment]\nallow_unsigned = true\ntenant_id = \"seg-tenant\"\n");
+  srv.start();
+  const long now = static_cast<long>(std::time(nullptr));
+  const std::string bad = R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"fax","status":"sent"})";
+  const std::string pigeon = R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"pigeon"})";
+  auto r = crm_test::http_request(srv.port(), "POST", "/v1/events", event("tenant-ok") + "\n" + bad,
+                                  {{"Content-Type", "application/x-ndjson"},
+                                   {"Authorization", "Bearer " + sign(JWT_ALG_HS256, secret, good_claims(now))}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  auto c = good_claims(now);
+  c.s.erase("tenant_id");
+  c.i["tenant_id"] = 42;
+  r = crm_test::http_request(srv.port(), "POST", "/v1/events", event("tenant-42") + "\n" + pigeon,
+                             {{"Content-Type", "application/x-ndjson"},
+                              {"Authorization", "Bearer " + sign(JWT_ALG_HS256, secret, c)}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  const std::string segment_bad =
+      R"({"type":"track","event":"Order Completed","anonymousId":"a1","messageId":"seg-bad-1",)"
+      R"("timestamp":"2026-11-02T09:00:00Z","properties":{"lead_id":"L-1001","revenue":10}})";
+  r = crm_test::http_request(srv.port(), "POST", "/v1/webhooks/segment", segment_bad, {{"Content-Type", "application/json"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events", 3), 3);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = 'acme'"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = '42'"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = 'seg-tenant'"), 1);
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'tenant-42' AND tenant_id = '42'", 1), 1);
+}
+
 TEST(AuthServe, OpenEventsEndpointIsLoudlyReported) {
   auto dsn = crm_test::fresh_database("t_auth_open");
   crm_test::serve_process srv(dsn, scratch("open"));

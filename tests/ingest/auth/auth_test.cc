@@ -197,6 +197,61 @@ TEST_F(Claims, ExpiredNotYetValidAndMissingExp) {
   EXPECT_EQ(a.verify_jwt(token(s, {}), now).status, outcome::unauthenticated);
 }
 
+// RFC 7519 section 2: a NumericDate may have a fraction (or be written with an exponent). libjwt 1.10 read
+// such values as 0, so a future nbf was not enforced and a fractional exp counted as expired.
+TEST_F(Claims, FractionalNumericDatesAreHonoured) {
+  authenticator a(base());  // leeway 10 s
+  const auto s = good_strings();
+  auto nbf = [&](const char* v) { return token(s, {{"exp", now + 600}}, (std::string(R"({"nbf":)") + v + "}").c_str()); };
+  auto exp = [&](const char* v) { return token(s, {}, (std::string(R"({"exp":)") + v + "}").c_str()); };
+  EXPECT_EQ(a.verify_jwt(nbf("1800000100.5"), now).reason, "the token is not valid yet");
+  EXPECT_EQ(a.verify_jwt(nbf("1.8000001e9"), now).reason, "the token is not valid yet");
+  EXPECT_EQ(a.verify_jwt(nbf("1800000010.5"), now).reason, "the token is not valid yet");  // 10.5 s > leeway
+  EXPECT_TRUE(a.verify_jwt(nbf("1800000009.5"), now).ok());
+  EXPECT_TRUE(a.verify_jwt(nbf("1.7e9"), now).ok());
+  EXPECT_TRUE(a.verify_jwt(exp("1800003600.5"), now).ok());
+  EXPECT_TRUE(a.verify_jwt(exp("1.8000036e9"), now).ok());
+  EXPECT_TRUE(a.verify_jwt(exp("1799999990.5"), now).ok());  // 9.5 s ago: within the leeway
+  EXPECT_EQ(a.verify_jwt(exp("1799999989.5"), now).reason, "the token has expired");
+  for (const char* bad : {R"("1800003600")", "true", "null", "1e300", "[1800003600]"}) {
+    EXPECT_EQ(a.verify_jwt(exp(bad), now).reason, "the token's exp is not a NumericDate") << bad;
+  }
+  EXPECT_EQ(a.verify_jwt(nbf(R"("soon")"), now).reason, "the token's nbf is not a NumericDate");
+}
+
+// A tenant claim that is not a string: an integer is used as its decimal text; anything else is refused
+// with the reason (it was silently dropped, and the rows stored without a tenant).
+TEST_F(Claims, NumericTenantIsItsDecimalTextOtherTypesAreRefused) {
+  authenticator a(base());
+  auto s = good_strings();
+  s.erase("tenant_id");
+  auto r = a.verify_jwt(token(s, {{"exp", now + 60}, {"tenant_id", 42}}), now);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.tenant, "42");
+  // Beyond 2^53: read as an integer, not through a double.
+  r = a.verify_jwt(token(s, {{"exp", now + 60}}, R"({"tenant_id":9007199254740993})"), now);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.tenant, "9007199254740993");
+  r = a.verify_jwt(token(s, {{"exp", now + 60}}, R"({"tenant_id":-7})"), now);
+  EXPECT_EQ(r.tenant, "-7");
+  for (const char* bad : {"4.5", "true", "null", R"({"id":"acme"})", R"(["acme"])", R"("")"}) {
+    r = a.verify_jwt(token(s, {{"exp", now + 60}}, (std::string(R"({"tenant_id":)") + bad + "}").c_str()), now);
+    EXPECT_EQ(r.status, outcome::forbidden) << bad;
+    EXPECT_EQ(r.reason, "the token's tenant_id claim must be a non-empty string or an integer") << bad;
+    EXPECT_TRUE(r.tenant.empty());
+  }
+  for (const std::string& bad : {std::string(R"("tab\there")"), std::string(R"("bell\u0007")"),
+                                "\"" + std::string(257, 't') + "\""}) {
+    r = a.verify_jwt(token(s, {{"exp", now + 60}}, (R"({"tenant_id":)" + bad + "}").c_str()), now);
+    EXPECT_EQ(r.status, outcome::forbidden) << bad;
+    EXPECT_EQ(r.reason, "the token's tenant_id claim is longer than 256 bytes or holds control characters");
+  }
+  // Absent: no tenant, and fine.
+  r = a.verify_jwt(token(s, {{"exp", now + 60}}), now);
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r.tenant.empty());
+}
+
 TEST_F(Claims, AudienceAndIssuer) {
   authenticator a(base());
   auto s = good_strings();

@@ -79,10 +79,23 @@ TEST(WebhookSecrets, AnUnusableConfigurationIsRefusedAndTheCurrentSetStays) {
   EXPECT_THROW(secrets.reload(bad), std::invalid_argument);
   EXPECT_TRUE(secrets.verify(segment, by_a.req).ok());
   EXPECT_FALSE(secrets.verify(segment, by_b.req).ok());
-  // Removing the secret turns verification off; an unchanged file changes nothing.
+  // Removing the secret closes the endpoint (every request refused, with the advice); an unchanged file
+  // changes nothing; only the explicit opt-in turns verification off.
   EXPECT_EQ(secrets.reload(with_segment_secret("")), "segment");
-  EXPECT_TRUE(secrets.verify(segment, by_b.req).ok());
+  auto refused = secrets.verify(segment, by_b.req);
+  EXPECT_FALSE(refused.ok());
+  EXPECT_NE(refused.reason.find("webhooks.segment.allow_unsigned = true"), std::string_view::npos) << refused.reason;
+  EXPECT_FALSE(secrets.verify(segment, by_a.req).ok());
   EXPECT_EQ(secrets.reload(with_segment_secret("")), "");
+  EXPECT_TRUE(crm::ingest::unsigned_webhooks(with_segment_secret("")).empty());
+  const auto open = with_segment_secret("", "allow_unsigned = true\n");
+  EXPECT_EQ(secrets.reload(open), "segment");
+  EXPECT_TRUE(secrets.verify(segment, by_b.req).ok());
+  EXPECT_EQ(crm::ingest::unsigned_webhooks(open), std::vector<std::string>{"segment"});
+  // With a secret, the opt-in is moot: signatures are checked.
+  EXPECT_EQ(secrets.reload(with_segment_secret("a", "allow_unsigned = true\n")), "segment");
+  EXPECT_FALSE(secrets.verify(segment, by_b.req).ok());
+  EXPECT_TRUE(crm::ingest::unsigned_webhooks(with_segment_secret("a", "allow_unsigned = true\n")).empty());
 }
 
 }  // namespace

@@ -60,7 +60,9 @@ fs::path write_config(const fs::path& dir, const serve_config& c, const std::str
   f << "[http]\nlisten = \"127.0.0.1:0\"\n\n"
     << "[postgres]\ndsn = \"" << c.dsn << "\"\nlinger_ms = 20\nallow_superuser = true\n" << postgres_extra << "\n"
     << "[log]\ndir = \"" << c.log_dir.string() << "\"\nmax_bytes = " << c.log_max_bytes
-    << "\nsegment_bytes = " << c.log_segment_bytes << "\n";
+    << "\nsegment_bytes = " << c.log_segment_bytes << "\n"
+    // The load's Twilio callbacks are unsigned.
+    << "\n[webhooks.twilio]\nallow_unsigned = true\n";
   return path;
 }
 

@@ -21,12 +21,12 @@ const char* sendgrid_raw =
     R"({"email":"bob@example.com","timestamp":1794128400,"event":"delivered","sg_event_id":"replay-sg-1","sg_message_id":"replay-sg-msg.filter0001","lead_id":"77"})";
 
 void add_rejection(const std::string& dsn, const std::string& source, const std::string& reason, const std::string& raw,
-                   const std::string& received_at = "2026-11-02T09:16:00Z") {
+                   const std::string& received_at = "2026-11-02T09:16:00Z", const std::string& tenant = "") {
   pqxx::connection c(dsn);
   pqxx::work tx(c);
-  tx.exec_params("INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw) "
-                 "VALUES (gen_random_uuid(), $1, $2, $3, $4)",
-                 received_at, source, reason, raw);
+  tx.exec_params("INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, tenant_id) "
+                 "VALUES (gen_random_uuid(), $1, $2, $3, $4, NULLIF($5, ''))",
+                 received_at, source, reason, raw, tenant);
   tx.commit();
 }
 
@@ -148,6 +148,29 @@ TEST(RejectedReplay, ARowTheDatabaseRefusesIsReportedAndItsDeadLetterKept) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 1);
+}
+
+// A dead letter's tenant is the tenant of the events it becomes (they were stored without one).
+TEST(RejectedReplay, ReplayedEventsKeepTheDeadLettersTenant) {
+  auto dsn = crm_test::fresh_database("t_replay_tenant");
+  add_rejection(dsn, "/v1/events:3", "email: rule of an older release", fixed_raw, "2026-11-02T09:16:00Z", "tenant-a");
+  add_rejection(dsn, "POST /v1/webhooks/sendgrid:0", "lead_id: rule of an older release", sendgrid_raw,
+                "2026-11-02T09:16:00Z", "tenant-b");
+  add_rejection(dsn, "import:/data/a.ndjson:7", "landing_url: rule of an older release", fixed_touch_raw);
+  add_rejection(dsn, "/v1/events:4", "channel: \"fax\" is not one of ...", broken_raw, "2026-11-02T09:16:00Z", "tenant-a");
+  auto r = replay(dsn);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'replay-1' "
+                                 "AND tenant_id = 'tenant-a'"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id = 'replay-sg-1' "
+                                 "AND tenant_id = 'tenant-b'"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints WHERE tenant_id IS NULL"), 1);
+  // The one still failing keeps its tenant where it is.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL AND tenant_id = "
+                                 "'tenant-a'"),
+            1);
 }
 
 }  // namespace

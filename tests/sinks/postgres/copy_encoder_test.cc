@@ -81,8 +81,11 @@ TEST(CopyEncoder, InvalidUtf8IsShownReplacedAndKeptExactly) {
   r.reason = "bad";
   r.raw = std::string_view("ok\xff", 3);
   e.append(r);
-  // The last field is raw_bytes: the exact 3 bytes, not NULL.
-  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 7), std::string("\0\0\0\3ok\xff", 7));
+  // raw_bytes: the exact 3 bytes, not NULL; then tenant_id: NULL (no tenant).
+  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 11), std::string("\0\0\0\3ok\xff\xff\xff\xff\xff", 11));
+  r.tenant_id = "acme";
+  e.append(r);
+  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 8), std::string("\0\0\0\4acme", 8));
 }
 
 }  // namespace

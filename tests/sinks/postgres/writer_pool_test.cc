@@ -122,8 +122,8 @@ TEST(WriterPool, OneAccountingInsertedDuplicatesRejectedAddUpToTheRecords) {
   // refuses (a NUL byte in text): split off and dead-lettered with the database's reason.
   auto b = batch_of(50, 150);
   for (std::uint64_t i = 140; i < 150; ++i) b->communications.push_back(comm(i));
-  b->rejections.push_back({nov_2026, "pool test:1", "status: bad", "{\"status\":1}"});
-  b->rejections.push_back({nov_2026, "pool test:2", "status: bad", "{\"status\":2}"});
+  b->rejections.push_back({nov_2026, "pool test:1", "status: bad", "{\"status\":1}", {}});
+  b->rejections.push_back({nov_2026, "pool test:2", "status: bad", "{\"status\":2}", {}});
   static const std::string with_nul("te\0st", 5);
   auto refused = comm(900);
   refused.provider = with_nul;

@@ -77,7 +77,7 @@ TEST(PostgresWriter, WritesOnceAndReplayIsANoOp) {
                                     i % 2 ? tf::comm_status::delivered : tf::comm_status::opened));
   }
   for (std::uint64_t i = 0; i < 100; ++i) b.touchpoints.push_back(touch(i, nov_2026 + day));
-  b.rejections.push_back({nov_2026, "unit:1", "status: bad", "{\"status\":\"x\"}"});
+  b.rejections.push_back({nov_2026, "unit:1", "status: bad", "{\"status\":\"x\"}", {}});
 
   pg::writer w(opts(dsn));
   auto r1 = w.write(b, {"test", "first"});

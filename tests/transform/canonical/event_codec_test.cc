@@ -95,6 +95,7 @@ rejection full_rejection(event_batch& b, int n) {
   r.source = text(b, "file.ndjson:" + k);
   r.reason = text(b, "occurred_at: not a timestamp " + k);
   r.raw = text(b, std::string("{\"bad\":\xff\xfe\0", 10) + k);  // not UTF-8, with a NUL
+  r.tenant_id = text(b, "tenant-" + k);
   return r;
 }
 
@@ -164,6 +165,7 @@ void expect_same(const rejection& a, const rejection& b, std::size_t i) {
   EXPECT_EQ(a.source, b.source);
   EXPECT_EQ(a.reason, b.reason);
   EXPECT_EQ(a.raw, b.raw);
+  EXPECT_EQ(a.tenant_id, b.tenant_id);
 }
 
 void expect_same(const event_batch& a, const event_batch& b) {
@@ -334,7 +336,8 @@ INSTANTIATE_TEST_SUITE_P(
     Corruptions, EventCodecCorruption,
     ::testing::Values(
         corruption_case{"bad_magic", [](std::string& s) { s[0] = 'X'; }, codec_errc::bad_magic},
-        corruption_case{"newer_version", [](std::string& s) { s[2] = 2; }, codec_errc::unsupported_version},
+        corruption_case{"newer_version", [](std::string& s) { s[2] = 3; }, codec_errc::unsupported_version},
+        corruption_case{"version_zero", [](std::string& s) { s[2] = 0; }, codec_errc::unsupported_version},
         corruption_case{"unknown_header_flags", [](std::string& s) { s[3] = 1; }, codec_errc::unsupported_version},
         corruption_case{"count_larger_than_the_input",
                         [](std::string& s) { s[5] = 0x7f; }, codec_errc::too_many_records},
@@ -476,4 +479,26 @@ TEST(EventCodec, ErrorMessagesSayWhatWasWrong) {
 }
 
 }  // namespace
+// Records written by the previous version (1: rejections without tenant_id) are still read from a log.
+TEST(EventCodec, Version1RecordsStillDecode) {
+  // "EB" version 1, flags 0; no communications or touchpoints, two rejections: received_at deltas (zigzag
+  // varints), then source, reason and raw, each length + bytes.
+  const std::string v1 = std::string("EB\x01\x00\x00\x00\x02", 7) + "\x04" + "\x03s:1" + "\x02r1" + "\x02{}" + "\x02" +
+                         "\x03s:2" + "\x02r2" + std::string("\x00", 1);
+  event_batch out;
+  ASSERT_FALSE(decode_event_batch(v1, out));
+  ASSERT_EQ(out.rejections.size(), 2u);
+  EXPECT_EQ(out.rejections[0].received_at, 2);
+  EXPECT_EQ(out.rejections[0].source, "s:1");
+  EXPECT_EQ(out.rejections[0].raw, "{}");
+  EXPECT_TRUE(out.rejections[0].tenant_id.empty());
+  EXPECT_EQ(out.rejections[1].received_at, 3);
+  EXPECT_EQ(out.rejections[1].reason, "r2");
+  EXPECT_TRUE(out.rejections[1].raw.empty());
+  // The same bytes as version 2 lack the tenant strings: refused, not misread.
+  std::string v2 = v1;
+  v2[2] = 2;
+  EXPECT_TRUE(decode_event_batch(v2, out));
+}
+
 }  // namespace crm::transform
