@@ -143,25 +143,25 @@ TEST(AuthServe, DeadLettersCarryTheTenantOfTheirCredentialOrEndpoint) {
   const std::string pigeon = R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"pigeon"})";
   auto r = crm_test::http_request(srv.port(), "POST", "/v1/events", event("tenant-ok") + "\n" + bad,
                                   {{"Content-Type", "application/x-ndjson"},
-                                   {"Authorization", "Bearer " + sign(JWT_ALG_HS256, secret, good_claims(now))}});
+                                   {"Authorization", "Bearer " + crm_test::sign_jwt(JWT_ALG_HS256, secret, good_claims(now))}});
   EXPECT_EQ(r.status, 200) << r.body;
   auto c = good_claims(now);
-  c.s.erase("tenant_id");
-  c.i["tenant_id"] = 42;
+  c.strings.erase("tenant_id");
+  c.numbers["tenant_id"] = 42;
   r = crm_test::http_request(srv.port(), "POST", "/v1/events", event("tenant-42") + "\n" + pigeon,
                              {{"Content-Type", "application/x-ndjson"},
-                              {"Authorization", "Bearer " + sign(JWT_ALG_HS256, secret, c)}});
+                              {"Authorization", "Bearer " + crm_test::sign_jwt(JWT_ALG_HS256, secret, c)}});
   EXPECT_EQ(r.status, 200) << r.body;
   const std::string segment_bad =
       R"({"type":"track","event":"Order Completed","anonymousId":"a1","messageId":"seg-bad-1",)"
       R"("timestamp":"2026-11-02T09:00:00Z","properties":{"lead_id":"L-1001","revenue":10}})";
   r = crm_test::http_request(srv.port(), "POST", "/v1/webhooks/segment", segment_bad, {{"Content-Type", "application/json"}});
   EXPECT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events", 3), 3);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM rejected_events", 3), 3);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = 'acme'"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = '42'"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = 'seg-tenant'"), 1);
-  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'tenant-42' AND tenant_id = '42'", 1), 1);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'tenant-42' AND tenant_id = '42'", 1), 1);
 }
 
 TEST(AuthServe, OpenEventsEndpointIsLoudlyReported) {

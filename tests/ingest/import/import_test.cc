@@ -28,6 +28,16 @@ std::string sample() { return std::string(CRM_SOURCE_DIR) + "/deploy/sample/even
 
 long long q(const std::string& dsn, const std::string& sql) { return crm_test::count(dsn, sql); }
 
+// crm-ingest ARGS (as the private server's superuser): its exit code and its output (stdout and stderr).
+struct run_result {
+  int exit_code;
+  std::string output;
+};
+run_result run(const std::string& args) {
+  auto r = run_ingest(args);
+  return {r.status, r.out};
+}
+
 const char* metrics_recount_diff =
     "SELECT count(*) FROM ("
     " (SELECT day, campaign_id, channel, status, event_count FROM communication_metrics"
@@ -231,7 +241,7 @@ TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
 // and each bad record is dead-lettered by the normalizer with its field named.
 TEST(Import, ValuesTheDatabaseRefusesAreDeadLetteredWithoutSplittingBatches) {
   auto dsn = crm_test::fresh_database("t_import_domains");
-  auto dir = temp_dir("domains");
+  auto dir = scratch("domains");
   const auto path = (dir / "mixed.ndjson").string();
   std::mt19937_64 rng(16);
   auto random_hex = [&](std::size_t n) {  // incompressible for PostgreSQL's pglz: the index row stays long
