@@ -16,26 +16,17 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "synthetic_events.h"
+
 namespace {
 
-constexpr std::string_view statuses[] = {"queued", "sent", "delivered", "opened", "clicked", "bounced", "failed",
-                                         "replied", "unsubscribed"};
-// A campaign send: mostly sent/delivered, fewer opens, fewer clicks, a few failures.
-constexpr unsigned status_weights[] = {2, 30, 28, 20, 8, 4, 3, 3, 2};
-constexpr std::string_view channels[] = {"email", "sms", "whatsapp", "voice", "chat", "push"};
-constexpr std::string_view touch_types[] = {"page_view", "ad_click", "email_click", "form_submit", "conversion",
-                                            "experiment_exposure"};
-constexpr std::string_view sources[] = {"google", "facebook", "newsletter", "bing", "linkedin", "partner-blog"};
-constexpr std::string_view mediums[] = {"cpc", "paid_social", "email", "organic", "social", "referral"};
-
-std::string iso(std::int64_t secs) {
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+using synthetic_events::channels;
+using synthetic_events::iso8601;
+using synthetic_events::mediums;
+using synthetic_events::sources;
+using synthetic_events::status_weights;
+using synthetic_events::statuses;
+using synthetic_events::touch_types;
 
 }  // namespace
 
@@ -87,11 +78,11 @@ int main(int argc, char** argv) {
       line = recent[rng() % recent.size()];
     } else if (r < dup_share + invalid_share) {
       switch (rng() % 5) {
-        case 0: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"email","status":"deliverd","email":"x{}@example.com"}})", iso(end - static_cast<std::int64_t>(rng() % span)), i); break;
-        case 1: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"email","status":"sent","email":)", iso(end)); break;
-        case 2: line = fmt::format(R"({{"kind":"touchpoint","occurred_at":"{}","touch_type":"page_view"}})", iso(end - 3600)); break;
+        case 0: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"email","status":"deliverd","email":"x{}@example.com"}})", iso8601(end - static_cast<std::int64_t>(rng() % span)), i); break;
+        case 1: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"email","status":"sent","email":)", iso8601(end)); break;
+        case 2: line = fmt::format(R"({{"kind":"touchpoint","occurred_at":"{}","touch_type":"page_view"}})", iso8601(end - 3600)); break;
         case 3: line = fmt::format(R"({{"kind":"communication","channel":"sms","status":"sent","phone":"+1415555{:04}"}})", i % 10000); break;
-        default: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"sms","status":"sent","lead_id":"{}"}})", iso(end), i); break;
+        default: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"sms","status":"sent","lead_id":"{}"}})", iso8601(end), i); break;
       }
     } else {
       ++unique;
@@ -122,7 +113,7 @@ int main(int argc, char** argv) {
         if (tt == "experiment_exposure") extra = fmt::format(R"(,"ab_test_id":"test-{}","variant":"{}")", campaign % 5, (rng() & 1) ? "A" : "B");
         line = fmt::format(
             R"({{"kind":"touchpoint","message_id":"tp-{}-{}","occurred_at":"{}","lead_id":{},"anonymous_id":"anon-{:x}","touch_type":"{}","landing_url":"https://shop.example.com/p/{}?utm_source={}&utm_medium={}&utm_campaign=c{}","referrer":"https://www.{}.com/","campaign_id":{}{}}})",
-            seed, i, iso(at), lead, rng() % 1000000, tt, i % 997, sources[k], mediums[k], campaign, sources[(k + 1) % std::size(sources)], campaign, extra);
+            seed, i, iso8601(at), lead, rng() % 1000000, tt, i % 997, sources[k], mediums[k], campaign, sources[(k + 1) % std::size(sources)], campaign, extra);
       } else {
         bool phone = u(rng) < phone_share;
         auto ch = phone ? channels[1 + rng() % 3] : std::string_view("email");
@@ -131,7 +122,7 @@ int main(int argc, char** argv) {
                                     : fmt::format(R"("email":"Lead.{}@Example.com")", lead);
         line = fmt::format(
             R"({{"kind":"communication","occurred_at":"{}","lead_id":{},"campaign_id":{},"channel":"{}","status":"{}","provider":"gen","provider_message_id":"m-{}-{}",{},"metadata":{{"batch":"{}","tags":["a","b"]}}}})",
-            iso(at), lead, campaign, ch, st, seed, i, contact, i / 1000);
+            iso8601(at), lead, campaign, ch, st, seed, i, contact, i / 1000);
       }
       if (recent.size() < 4096) recent.push_back(line);
       else recent[rng() % recent.size()] = line;

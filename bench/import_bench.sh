@@ -25,8 +25,6 @@ while [ $# -gt 0 ]; do
 done
 source "$root/bench/lib.sh"
 bench_tools ingest/crm-ingest bench/gen_events
-exe=$build/ingest/crm-ingest
-gen=$build/bench/gen_events
 bench_start import-bench
 
 echo "generating $events events..." >&2

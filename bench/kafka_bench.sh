@@ -30,9 +30,7 @@ while [ $# -gt 0 ]; do
 done
 source "$root/bench/lib.sh"
 bench_tools ingest/crm-ingest ingest/crm-kafka-mock bench/gen_events bench/kafka_produce
-exe=$build/ingest/crm-ingest
 mock=$build/ingest/crm-kafka-mock
-gen=$build/bench/gen_events
 produce=$build/bench/kafka_produce
 bench_start kafka-bench
 

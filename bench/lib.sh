@@ -1,11 +1,28 @@
 # Helpers shared by the benchmark scripts (sourced after they set root, build and admin_dsn).
 
+# Where a build puts the command and the event generator.
+exe=$build/ingest/crm-ingest
+gen=$build/bench/gen_events
+
 # bench_tools EXE...: every tool built, or the command that builds them.
 bench_tools() {
   local x
   for x in "$@"; do
     [ -x "$build/$x" ] || { echo "build first: cmake --build $build --target ${*##*/}" >&2; exit 1; }
   done
+}
+
+# serve_port: waits up to 30 s for the `crm-ingest serve` started as $serve_pid to write "listening on port N"
+# into $work/serve.out and sets $port; exits with its log ($work/serve.log) if it dies or stays silent.
+serve_port() {
+  port=""
+  for _ in $(seq 1 300); do
+    port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" 2>/dev/null | head -n1 || true)
+    [ -n "$port" ] && break
+    kill -0 "$serve_pid" 2>/dev/null || { echo "crm-ingest serve exited:" >&2; cat "$work/serve.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "crm-ingest serve did not report its port within 30 s" >&2; cat "$work/serve.log" >&2; exit 1; }
 }
 
 # bench_start NAME: a fresh work directory ($work, readable by the server's COPY), the private PostgreSQL

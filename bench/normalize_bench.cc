@@ -123,6 +123,12 @@ const corpus& mixed_corpus() {
   return c;
 }
 
+// Items: the records handled over all iterations; bytes: the corpus once per iteration.
+void report_corpus(benchmark::State& state, std::size_t items, const corpus& c) {
+  state.SetItemsProcessed(static_cast<std::int64_t>(items));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * c.ndjson.size()));
+}
+
 void BM_split_and_normalize(benchmark::State& state) {
   const corpus& c = mixed_corpus();
   normalizer n;
@@ -152,10 +158,11 @@ void BM_split_and_normalize(benchmark::State& state) {
     batch.clear();
   }
   if (rejected != 0) state.SkipWithError("the corpus should normalize without rejections");
-  state.SetItemsProcessed(static_cast<std::int64_t>(events));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * c.ndjson.size()));
+  report_corpus(state, events, c);
 }
 BENCHMARK(BM_split_and_normalize)->Unit(benchmark::kMillisecond);
+
+std::size_t touch_object(simdjson::ondemand::object o);
 
 // Touches every value: strings unescaped, numbers parsed, nested objects/arrays walked.
 std::size_t touch(simdjson::ondemand::value v) {
@@ -164,16 +171,8 @@ std::size_t touch(simdjson::ondemand::value v) {
   if (v.type().get(t)) return 0;
   switch (t) {
     case od::json_type::object: {
-      std::size_t n = 0;
       od::object o;
-      if (v.get_object().get(o)) return 0;
-      for (auto f : o) {
-        od::field field;
-        std::string_view key;
-        if (std::move(f).get(field) || field.unescaped_key().get(key)) return n;
-        n += key.size() + touch(field.value());
-      }
-      return n;
+      return v.get_object().get(o) ? 0 : touch_object(o);
     }
     case od::json_type::array: {
       std::size_t n = 0;
@@ -203,6 +202,18 @@ std::size_t touch(simdjson::ondemand::value v) {
   return 0;
 }
 
+// Every key and value of `o`; what was read before a malformed member counts.
+std::size_t touch_object(simdjson::ondemand::object o) {
+  std::size_t n = 0;
+  for (auto f : o) {
+    simdjson::ondemand::field field;
+    std::string_view key;
+    if (std::move(f).get(field) || field.unescaped_key().get(key)) break;
+    n += key.size() + touch(field.value());
+  }
+  return n;
+}
+
 void BM_raw_ondemand_parse(benchmark::State& state) {
   const corpus& c = mixed_corpus();
   const simdjson::padded_string input(c.ndjson);
@@ -218,18 +229,12 @@ void BM_raw_ondemand_parse(benchmark::State& state) {
     for (auto doc : stream) {
       simdjson::ondemand::object o;
       if (doc.get_object().get(o)) continue;
-      for (auto f : o) {
-        simdjson::ondemand::field field;
-        std::string_view key;
-        if (std::move(f).get(field) || field.unescaped_key().get(key)) break;
-        sum += key.size() + touch(field.value());
-      }
+      sum += touch_object(o);
       ++docs;
     }
     benchmark::DoNotOptimize(sum);
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(docs));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * c.ndjson.size()));
+  report_corpus(state, docs, c);
 }
 BENCHMARK(BM_raw_ondemand_parse)->Unit(benchmark::kMillisecond);
 
@@ -252,18 +257,12 @@ void BM_raw_ondemand_parse_per_record(benchmark::State& state) {
       simdjson::ondemand::document doc;
       simdjson::ondemand::object o;
       if (parser.iterate(buffer.data(), line.size(), buffer.size()).get(doc) || doc.get_object().get(o)) continue;
-      for (auto f : o) {
-        simdjson::ondemand::field field;
-        std::string_view key;
-        if (std::move(f).get(field) || field.unescaped_key().get(key)) break;
-        sum += key.size() + touch(field.value());
-      }
+      sum += touch_object(o);
       ++docs;
     }
     benchmark::DoNotOptimize(sum);
   }
-  state.SetItemsProcessed(static_cast<std::int64_t>(docs));
-  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * c.ndjson.size()));
+  report_corpus(state, docs, c);
 }
 BENCHMARK(BM_raw_ondemand_parse_per_record)->Unit(benchmark::kMillisecond);
 
@@ -288,45 +287,43 @@ void run_lines(benchmark::State& state, const std::vector<std::string>& lines) {
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));
 }
 
+// 20000 communication lines of one kind, each passed through `edit` (seeded: the same lines every run).
+template <typename Edit>
+std::vector<std::string> one_kind(bool with_phone, Edit edit) {
+  std::mt19937_64 rng(7);
+  std::vector<std::string> v;
+  for (std::size_t i = 0; i < 20'000; ++i) {
+    std::string line = communication_line(rng, i, with_phone);
+    edit(line, i);
+    v.push_back(std::move(line));
+  }
+  return v;
+}
+
+void as_generated(std::string&, std::size_t) {}
+
 void BM_normalize_email(benchmark::State& state) {
-  static const std::vector<std::string> lines = [] {
-    std::mt19937_64 rng(7);
-    std::vector<std::string> v;
-    for (std::size_t i = 0; i < 20'000; ++i) v.push_back(communication_line(rng, i, false));
-    return v;
-  }();
+  static const std::vector<std::string> lines = one_kind(false, as_generated);
   run_lines(state, lines);
 }
 BENCHMARK(BM_normalize_email);
 
 // 5000 distinct numbers: after the first lap every phone is a cache hit.
 void BM_normalize_phone_cached(benchmark::State& state) {
-  static const std::vector<std::string> lines = [] {
-    std::mt19937_64 rng(7);
-    std::vector<std::string> v;
-    for (std::size_t i = 0; i < 20'000; ++i) v.push_back(communication_line(rng, i, true));
-    return v;
-  }();
+  static const std::vector<std::string> lines = one_kind(true, as_generated);
   run_lines(state, lines);
 }
 BENCHMARK(BM_normalize_phone_cached);
 
 // Every record a number the cache has not seen (the cache holds 4096): libphonenumber's full cost.
 void BM_normalize_phone_uncached(benchmark::State& state) {
-  static const std::vector<std::string> lines = [] {
-    std::mt19937_64 rng(7);
-    std::vector<std::string> v;
-    for (std::size_t i = 0; i < 20'000; ++i) {
-      std::string line = communication_line(rng, i, true);
-      const std::size_t at = line.find("(650) 253-");
-      char unique[32];
-      // 20000 distinct valid numbers: 650-253-xxxx and 650-254-xxxx.
-      std::snprintf(unique, sizeof unique, "(650) %03zu-%04zu", 253 + i / 10000, i % 10000);
-      line.replace(at, 14, unique);
-      v.push_back(line);
-    }
-    return v;
-  }();
+  static const std::vector<std::string> lines = one_kind(true, [](std::string& line, std::size_t i) {
+    const std::size_t at = line.find("(650) 253-");
+    char unique[32];
+    // 20000 distinct valid numbers: 650-253-xxxx and 650-254-xxxx.
+    std::snprintf(unique, sizeof unique, "(650) %03zu-%04zu", 253 + i / 10000, i % 10000);
+    line.replace(at, 14, unique);
+  });
   run_lines(state, lines);
 }
 BENCHMARK(BM_normalize_phone_uncached);

@@ -148,14 +148,7 @@ serve_cmd=("$exe" --log-level warn serve --config "$work/serve.toml")
 "${serve_cmd[@]}" >>"$work/serve.out" 2>"$work/serve.log" &
 serve_pid=$!
 [ -n "$cgroup_dir" ] && echo "$serve_pid" >"$cgroup_dir/cgroup.procs"
-port=""
-for _ in $(seq 1 300); do
-  port=$(sed -n 's/^listening on port \([0-9]*\)$/\1/p' "$work/serve.out" 2>/dev/null | head -n1 || true)
-  [ -n "$port" ] && break
-  kill -0 "$serve_pid" 2>/dev/null || { echo "crm-ingest serve exited:" >&2; cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
-[ -n "$port" ] || { echo "crm-ingest serve did not report its port within 30 s" >&2; cat "$work/serve.log" >&2; exit 1; }
+serve_port
 load_cmd=("$load")
 [ -n "$load_cpu_list" ] && load_cmd=(taskset -c "$load_cpu_list" "$load")
 echo "sizing: crm-ingest serve on 127.0.0.1:$port (io_threads=$io_threads writers=$writers, cpus=${cpu_list:-all}," \

@@ -14,15 +14,6 @@ std::string hex(std::uint64_t v, std::size_t width) {
   return s;
 }
 
-std::string iso8601(std::int64_t secs) {
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // Appends `prefix` + seed + a counter placeholder to `out` and records the field.
 void append_id(body_template& t, std::string_view prefix, const std::string& seed_hex, std::size_t counter_width,
                std::uint64_t delta, bool acked) {
@@ -39,24 +30,28 @@ void append_id(body_template& t, std::string_view prefix, const std::string& see
   t.ids.push_back(f);
 }
 
+// template_count templates, each of `events` events, the k-th filled by fill(t, k, rng) from its own generator
+// seeded with spec.seed * salt + k (a salt per body kind, so that kinds do not repeat each other's draws).
+template <typename Fill>
+std::vector<body_template> make_templates(const load_spec& spec, std::uint64_t salt, unsigned events, Fill fill) {
+  std::vector<body_template> out(template_count);
+  for (std::size_t k = 0; k < template_count; ++k) {
+    std::mt19937_64 rng(spec.seed * salt + k);
+    out[k].events = events;
+    fill(out[k], k, rng);
+  }
+  return out;
+}
+
 std::vector<body_template> events_templates(const load_spec& spec) {
-  static constexpr std::string_view statuses[] = {"queued", "sent", "delivered", "opened", "clicked", "bounced",
-                                                  "failed", "replied", "unsubscribed"};
-  static constexpr unsigned status_weights[] = {2, 30, 28, 20, 8, 4, 3, 3, 2};
-  static constexpr std::string_view phone_channels[] = {"sms", "whatsapp", "voice"};
-  static constexpr std::string_view touch_types[] = {"page_view", "ad_click", "email_click", "form_submit",
-                                                     "conversion", "experiment_exposure"};
-  static constexpr std::string_view sources[] = {"google", "facebook", "newsletter", "bing", "linkedin", "partner-blog"};
-  static constexpr std::string_view mediums[] = {"cpc", "paid_social", "email", "organic", "social", "referral"};
+  using synthetic_events::mediums, synthetic_events::phone_channels, synthetic_events::sources,
+      synthetic_events::status_weights, synthetic_events::statuses, synthetic_events::touch_types;
   std::discrete_distribution<unsigned> status_of(std::begin(status_weights), std::end(status_weights));
   const std::string seed_hex = hex(spec.seed, 8);
-  std::vector<body_template> out(template_count);
   char buf[512];
-  for (std::size_t k = 0; k < template_count; ++k) {
-    std::mt19937_64 rng(spec.seed * 1000003u + k);
+  return make_templates(spec, 1000003u, spec.events_per_request,
+                        [&](body_template& t, std::size_t k, std::mt19937_64& rng) {
     std::uniform_real_distribution<double> u(0.0, 1.0);
-    auto& t = out[k];
-    t.events = spec.events_per_request;
     for (unsigned j = 0; j < spec.events_per_request; ++j) {
       const std::int64_t at = spec.epoch - 1 - static_cast<std::int64_t>(rng() % (7 * 86400));
       const auto lead = 1 + rng() % 200000;
@@ -121,20 +116,16 @@ std::vector<body_template> events_templates(const load_spec& spec) {
         t.text += buf;
       }
     }
-  }
-  return out;
+  });
 }
 
 std::vector<body_template> twilio_templates(const load_spec& spec) {
   // Twilio's MessageStatus values of an outbound SMS's life (fixtures/webhooks/twilio).
   static constexpr std::string_view statuses[] = {"sent", "delivered", "delivered", "delivered", "undelivered", "failed"};
   const std::string seed_hex = hex(spec.seed, 8);
-  std::vector<body_template> out(template_count);
   char buf[256];
-  for (std::size_t k = 0; k < template_count; ++k) {
-    std::mt19937_64 rng(spec.seed * 1000003u + k);
-    auto& t = out[k];
-    t.events = 1;
+  return make_templates(spec, 1000003u, 1,
+                        [&](body_template& t, std::size_t k, std::mt19937_64& rng) {
     const auto status = statuses[k % std::size(statuses)];
     t.text = "AccountSid=AC" + seed_hex + std::string(24, '0') + "&ApiVersion=2010-04-01";
     if (status == "undelivered" || status == "failed") t.text += "&ErrorCode=30003";
@@ -158,8 +149,7 @@ std::vector<body_template> twilio_templates(const load_spec& spec) {
     std::snprintf(buf, sizeof buf, "&SmsStatus=%.*s&To=%%2B1415%07u", static_cast<int>(status.size()), status.data(),
                   static_cast<unsigned>(5550000 + rng() % 9999));
     t.text += buf;
-  }
-  return out;
+  });
 }
 
 // args at the top level and, on some, the legacy A/B fields.
@@ -167,13 +157,10 @@ std::vector<body_template> sendgrid_templates(const load_spec& spec) {
   static constexpr std::string_view events[] = {"processed", "delivered", "delivered", "open", "open", "click",
                                                 "bounce", "deferred", "dropped", "unsubscribe", "spamreport"};
   const std::string seed_hex = hex(spec.seed, 8);
-  std::vector<body_template> out(template_count);
   char buf[768];
-  for (std::size_t k = 0; k < template_count; ++k) {
-    std::mt19937_64 rng(spec.seed * 1000033u + k);
+  return make_templates(spec, 1000033u, spec.sendgrid_events_per_request,
+                        [&](body_template& t, std::size_t k, std::mt19937_64& rng) {
     std::uniform_real_distribution<double> u(0.0, 1.0);
-    auto& t = out[k];
-    t.events = spec.sendgrid_events_per_request;
     t.text = "[";
     for (unsigned j = 0; j < spec.sendgrid_events_per_request; ++j) {
       if (j) t.text += ",\n";
@@ -215,8 +202,7 @@ std::vector<body_template> sendgrid_templates(const load_spec& spec) {
       t.text += "}";
     }
     t.text += "]";
-  }
-  return out;
+  });
 }
 
 // Segment Spec calls (fixtures/webhooks/segment): one call per request.
@@ -224,12 +210,9 @@ std::vector<body_template> segment_templates(const load_spec& spec) {
   static constexpr std::string_view sources[] = {"google", "facebook", "bing", "linkedin", "newsletter"};
   static constexpr std::string_view mediums[] = {"cpc", "paid_social", "cpc", "social", "email"};
   const std::string seed_hex = hex(spec.seed, 8);
-  std::vector<body_template> out(template_count);
   char buf[1536];
-  for (std::size_t k = 0; k < template_count; ++k) {
-    std::mt19937_64 rng(spec.seed * 1000037u + k);
-    auto& t = out[k];
-    t.events = 1;
+  return make_templates(spec, 1000037u, 1,
+                        [&](body_template& t, std::size_t k, std::mt19937_64& rng) {
     const auto lead = 1 + rng() % 200000;
     const auto campaign = 1 + rng() % 50;
     const auto s = rng() % std::size(sources);
@@ -270,8 +253,7 @@ std::vector<body_template> segment_templates(const load_spec& spec) {
         break;
     }
     t.text += buf;
-  }
-  return out;
+  });
 }
 
 }  // namespace http_load

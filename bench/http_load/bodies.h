@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "synthetic_events.h"
+
 namespace http_load {
 
 // Request bodies. A few templates are built once; a request copies one and writes its counters into
@@ -38,7 +40,7 @@ inline void put_hex(char* at, std::size_t width, std::uint64_t v) {
 }
 
 std::string hex(std::uint64_t v, std::size_t width);
-std::string iso8601(std::int64_t secs);
+using synthetic_events::iso8601;  // YYYY-MM-DDTHH:MM:SSZ
 
 struct load_spec {
   std::string mode = "events";

@@ -167,6 +167,32 @@ class reader {
   codec_errc error_{};
 };
 
+// What every communication and touchpoint record starts with: its id, occurred_at as a delta to the previous
+// record's (events of one batch arrive close together: deltas keep timestamps to a few bytes), received_at
+// as a delta to its own occurred_at, lead_id, campaign_id.
+template <typename Id, typename Event>
+void write_head(writer& w, const Id& id, const Event& e, std::int64_t& previous) noexcept {
+  w.bytes(id.data(), id.size());
+  w.svarint(delta(e.occurred_at, previous));
+  w.svarint(delta(e.received_at, e.occurred_at));
+  previous = e.occurred_at;
+  w.svarint(e.lead_id);
+  w.svarint(e.campaign_id);
+}
+
+template <typename Id, typename Event>
+bool read_head(reader& r, Id& id, Event& e, std::int64_t& previous) noexcept {
+  std::int64_t d_occurred = 0, d_received = 0;
+  if (!r.bytes(id.data(), id.size()) || !r.svarint(d_occurred) || !r.svarint(d_received) || !r.svarint(e.lead_id) ||
+      !r.svarint(e.campaign_id)) {
+    return false;
+  }
+  e.occurred_at = undelta(d_occurred, previous);
+  e.received_at = undelta(d_received, e.occurred_at);
+  previous = e.occurred_at;
+  return true;
+}
+
 template <typename Record, std::size_t N>
 std::size_t text_bytes(const Record& r, std::string_view Record::*const (&fields)[N]) noexcept {
   std::size_t n = 0;
@@ -194,15 +220,9 @@ void encode_event_batch(const event_batch& batch, std::string& out) {
   w.varint(batch.touchpoints.size());
   w.varint(batch.rejections.size());
 
-  // Events of one batch arrive close together: deltas keep timestamps to a few bytes.
   std::int64_t previous = 0;
   for (const auto& c : batch.communications) {
-    w.bytes(c.event_id.data(), c.event_id.size());
-    w.svarint(delta(c.occurred_at, previous));
-    w.svarint(delta(c.received_at, c.occurred_at));
-    previous = c.occurred_at;
-    w.svarint(c.lead_id);
-    w.svarint(c.campaign_id);
+    write_head(w, c.event_id, c, previous);
     w.byte(static_cast<std::uint8_t>(c.channel_));
     // Bit 7 of the direction byte: occurred_at is the receipt time (records without it decode as 0).
     w.byte(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.direction_) |
@@ -212,12 +232,7 @@ void encode_event_batch(const event_batch& batch, std::string& out) {
   }
   previous = 0;
   for (const auto& t : batch.touchpoints) {
-    w.bytes(t.touchpoint_id.data(), t.touchpoint_id.size());
-    w.svarint(delta(t.occurred_at, previous));
-    w.svarint(delta(t.received_at, t.occurred_at));
-    previous = t.occurred_at;
-    w.svarint(t.lead_id);
-    w.svarint(t.campaign_id);
+    write_head(w, t.touchpoint_id, t, previous);
     w.byte(static_cast<std::uint8_t>(t.type));
     w.byte(static_cast<std::uint8_t>(t.group));
     // The value's bits are kept even when has_conversion_value is false: the batch must round-trip.
@@ -289,27 +304,19 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   std::int64_t previous = 0;
   for (std::uint64_t i = 0; i < n_communications; ++i) {
     communication& c = out.communications.emplace_back();
-    std::int64_t d_occurred = 0, d_received = 0;
-    bool good = r.bytes(c.event_id.data(), c.event_id.size()) && r.svarint(d_occurred) && r.svarint(d_received) &&
-                r.svarint(c.lead_id) && r.svarint(c.campaign_id) &&
-                r.enumeration(c.channel_, channel::push) && r.direction_and_flag(c) &&
+    bool good = read_head(r, c.event_id, c, previous) && r.enumeration(c.channel_, channel::push) &&
+                r.direction_and_flag(c) &&
                 r.enumeration(c.status, comm_status::spam);
     for (std::size_t f = 0; good && f < communication_string_count; ++f) {
       good = r.text(out.text, c.*communication_texts[f]);
     }
     if (!good) return failed(r.error());
-    c.occurred_at = undelta(d_occurred, previous);
-    c.received_at = undelta(d_received, c.occurred_at);
-    previous = c.occurred_at;
   }
   previous = 0;
   for (std::uint64_t i = 0; i < n_touchpoints; ++i) {
     touchpoint& t = out.touchpoints.emplace_back();
-    std::int64_t d_occurred = 0, d_received = 0;
     std::uint8_t bits = 0;
-    bool good = r.bytes(t.touchpoint_id.data(), t.touchpoint_id.size()) && r.svarint(d_occurred) &&
-                r.svarint(d_received) && r.svarint(t.lead_id) && r.svarint(t.campaign_id) &&
-                r.enumeration(t.type, touch_type::other) &&
+    bool good = read_head(r, t.touchpoint_id, t, previous) && r.enumeration(t.type, touch_type::other) &&
                 r.enumeration(t.group, channel_group::other) && r.byte(bits);
     if (!good) return failed(r.error());
     if ((bits & ~(flag_is_conversion | flag_has_conversion_value | flag_value_follows)) != 0) {
@@ -321,9 +328,6 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
     if ((bits & flag_value_follows) != 0 && !r.float64(t.conversion_value)) return failed(r.error());
     for (std::size_t f = 0; good && f < touchpoint_string_count; ++f) good = r.text(out.text, t.*touchpoint_texts[f]);
     if (!good) return failed(r.error());
-    t.occurred_at = undelta(d_occurred, previous);
-    t.received_at = undelta(d_received, t.occurred_at);
-    previous = t.occurred_at;
   }
   previous = 0;
   for (std::uint64_t i = 0; i < n_rejections; ++i) {

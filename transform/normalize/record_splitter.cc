@@ -215,6 +215,14 @@ void record_splitter::count_junk_byte(char b) noexcept {
   if (!is_json_whitespace(b)) junk_content_size_ = junk_size_;
 }
 
+// Between the array's values: whitespace (counting lines) is passed over; false for anything else.
+bool record_splitter::skip_whitespace(char c, std::size_t& i) noexcept {
+  if (!is_json_whitespace(c)) return false;
+  if (c == '\n') ++line_;
+  ++i;
+  return true;
+}
+
 void record_splitter::split_array(std::string_view data, sink& out) {
   const std::size_t n = data.size();
   // Where the current record starts in `data`; 0 when it started in an earlier chunk (then in_carry_).
@@ -224,10 +232,8 @@ void record_splitter::split_array(std::string_view data, sink& out) {
     const char c = data[i];
     switch (state_) {
       case state::array_open:
-        if (is_json_whitespace(c)) {
-          if (c == '\n') ++line_;
-          ++i;
-        } else if (c == '[') {
+        if (skip_whitespace(c, i)) break;
+        if (c == '[') {
           state_ = state::array_element;
           comma_pending_ = false;
           ++i;
@@ -238,10 +244,8 @@ void record_splitter::split_array(std::string_view data, sink& out) {
         break;
 
       case state::array_element:
-        if (is_json_whitespace(c)) {
-          if (c == '\n') ++line_;
-          ++i;
-        } else if (c == '{') {
+        if (skip_whitespace(c, i)) break;
+        if (c == '{') {
           state_ = state::in_object;
           depth_ = 1;
           in_string_ = false;
@@ -267,10 +271,8 @@ void record_splitter::split_array(std::string_view data, sink& out) {
         break;
 
       case state::array_after:
-        if (is_json_whitespace(c)) {
-          if (c == '\n') ++line_;
-          ++i;
-        } else if (c == ',') {
+        if (skip_whitespace(c, i)) break;
+        if (c == ',') {
           state_ = state::array_element;
           comma_pending_ = true;
           ++i;
@@ -345,13 +347,9 @@ void record_splitter::split_array(std::string_view data, sink& out) {
       }
 
       case state::array_closed:
-        if (is_json_whitespace(c)) {
-          if (c == '\n') ++line_;
-          ++i;
-        } else {
-          start_junk(reason_after_close, state::trailing_junk);
-          start = i;
-        }
+        if (skip_whitespace(c, i)) break;
+        start_junk(reason_after_close, state::trailing_junk);
+        start = i;
         break;
 
       case state::trailing_junk:

@@ -75,6 +75,7 @@ class record_splitter {
   void keep(std::string_view data, std::size_t start);
   void start_junk(std::string_view reason, state next);
   void count_junk_byte(char b) noexcept;
+  bool skip_whitespace(char c, std::size_t& i) noexcept;
   bool in_string(char b) noexcept;
 
   input_format format_;

@@ -104,6 +104,32 @@ void offer_callback_data(workspace& ws, crm_ids& ids, std::string_view data) {
   }
 }
 
+// The event numbered `index` whose JSON begins at `start`, with what statuses and messages share.
+pending_event new_event(json_walker& w, const char* start, std::size_t index) {
+  pending_event p;
+  p.index = index;
+  p.raw = w.raw_since(start);
+  p.f.provider = "whatsapp";
+  p.f.channel_ = channel::whatsapp;
+  return p;
+}
+
+// The contact's wa_id (recipient_id of a status, from of a message) as the event's phone.
+void take_phone(workspace& ws, const scalar& wa_id, communication_fields& f) {
+  if (wa_id.is_string() || wa_id.is_number()) {
+    f.phone = e164_of(ws, wa_id.text);
+    f.phone_from_provider = true;
+  }
+}
+
+// Hands the event to its value, its metadata and rejection copied out of the workspace, and ends it.
+void keep_event(workspace& ws, const pending_event& p, value_state& state) {
+  pending_event& kept = state.pending.emplace_back(p);
+  kept.members = ws.scratch.copy(ws.metadata);
+  kept.reason = ws.scratch.copy(ws.reason);
+  end_event(ws);
+}
+
 // Keeps the event's reading in `pending` (false only on malformed JSON).
 bool read_status_event(json_walker& w, od::value v, std::size_t index, value_state& state) {
   workspace& ws = w.ws();
@@ -139,19 +165,12 @@ bool read_status_event(json_walker& w, od::value v, std::size_t index, value_sta
   });
   if (!ok) return false;
 
-  pending_event p;
-  p.index = index;
-  p.raw = w.raw_since(start);
+  pending_event p = new_event(w, start, index);
   communication_fields& f = p.f;
-  f.provider = "whatsapp";
-  f.channel_ = channel::whatsapp;
   read_status(ws, "status", status, whatsapp_statuses, f.status);
   epoch_time(ws, "timestamp", timestamp, f.occurred_at);
   f.provider_message_id = string_field(ws, "id", id, true, "a string (wamid)");
-  if (recipient.is_string() || recipient.is_number()) {
-    f.phone = e164_of(ws, recipient.text);
-    f.phone_from_provider = true;
-  }
+  take_phone(ws, recipient, f);
   // The idempotency key: a wamid reports each status once.
   if (id.is_string() && status.is_string()) {
     ws.event_key.assign(id.text).append(":").append(status.text);
@@ -168,10 +187,7 @@ bool read_status_event(json_walker& w, od::value v, std::size_t index, value_sta
   resolve_ids(ws, ids, f.lead_id, f.campaign_id);
   // Views into the inner parser's buffer were copied by offer_callback_data.
   apply_ids(ids, f);
-  p.members = ws.scratch.copy(ws.metadata);
-  p.reason = ws.scratch.copy(ws.reason);
-  state.pending.push_back(p);
-  end_event(ws);
+  keep_event(ws, p, state);
   return true;
 }
 
@@ -188,12 +204,8 @@ bool read_message_event(json_walker& w, od::value v, std::size_t index, value_st
   });
   if (!ok) return false;
 
-  pending_event p;
-  p.index = index;
-  p.raw = w.raw_since(start);
+  pending_event p = new_event(w, start, index);
   communication_fields& f = p.f;
-  f.provider = "whatsapp";
-  f.channel_ = channel::whatsapp;
   f.direction_ = direction::inbound;
   f.status = comm_status::replied;
   epoch_time(ws, "timestamp", timestamp, f.occurred_at);
@@ -202,14 +214,8 @@ bool read_message_event(json_walker& w, od::value v, std::size_t index, value_st
     ws.event_key.assign(id.text).append(":received");
     f.provider_event_id = ws.scratch.copy(ws.event_key);
   }
-  if (from.is_string() || from.is_number()) {
-    f.phone = e164_of(ws, from.text);
-    f.phone_from_provider = true;
-  }
-  p.members = ws.scratch.copy(ws.metadata);
-  p.reason = ws.scratch.copy(ws.reason);
-  state.pending.push_back(p);
-  end_event(ws);
+  take_phone(ws, from, f);
+  keep_event(ws, p, state);
   return true;
 }
 

@@ -87,6 +87,12 @@ class KafkaSource : public ::testing::Test {
     dsn_ = crm_test::fresh_database(std::string("kafka_") + ::testing::UnitTest::GetInstance()->current_test_info()->name());
     ASSERT_EQ(kafka_.command("topic events " + std::to_string(partitions)), "ok");
   }
+  // Every event stored once, and `group` committed the end of every partition `producer` wrote to (committed
+  // offsets == consumed).
+  void expect_written_once_and_committed(crm_test::test_producer& producer, const std::string& group, int events) {
+    expect_exactly_once(dsn_, events);
+    EXPECT_EQ(kafka_.committed(group, "events", partitions), producer.end_offsets("events", partitions));
+  }
   crm_test::kafka_mock kafka_{3};
   std::string dsn_;
 };
@@ -100,7 +106,7 @@ TEST_F(KafkaSource, DuplicatesAndGarbageGiveExactlyOnceRowsRejectionsWithOffsets
   src.stop();
   t.join();
 
-  expect_exactly_once(dsn_, sent.events);
+  expect_written_once_and_committed(producer, "g-exact", sent.events);
   EXPECT_EQ(src.stats().messages, static_cast<std::uint64_t>(sent.messages));
   // Every garbage message is dead-lettered under its topic/partition:offset.
   EXPECT_EQ(crm_test::count(dsn_, "SELECT count(*) FROM rejected_events"), static_cast<long long>(sent.garbage.size()));
@@ -111,8 +117,6 @@ TEST_F(KafkaSource, DuplicatesAndGarbageGiveExactlyOnceRowsRejectionsWithOffsets
               1)
         << "garbage at " << w.partition << ":" << w.offset;
   }
-  // Committed offsets == consumed: the end of every partition.
-  EXPECT_EQ(kafka_.committed("g-exact", "events", partitions), producer.end_offsets("events", partitions));
 }
 
 TEST_F(KafkaSource, BrokerErrorsAndABrokerDownAreSurvived) {
@@ -133,8 +137,7 @@ TEST_F(KafkaSource, BrokerErrorsAndABrokerDownAreSurvived) {
   EXPECT_TRUE(wait_until([&] { return src.stats().messages >= total; }, 40s));
   src.stop();
   t.join();
-  expect_exactly_once(dsn_, first.events + second.events);
-  EXPECT_EQ(kafka_.committed("g-faults", "events", partitions), producer.end_offsets("events", partitions));
+  expect_written_once_and_committed(producer, "g-faults", first.events + second.events);
 }
 
 // A graceful stop commits the offsets of every written batch even when the broker keeps refusing commits for
@@ -153,8 +156,7 @@ TEST_F(KafkaSource, AStopCommitsTheWrittenOffsetsThroughRefusedCommits) {
   ASSERT_TRUE(wait_until([&] { return src.stats().messages >= total; }));
   src.stop();
   t.join();
-  expect_exactly_once(dsn_, first.events + second.events);
-  EXPECT_EQ(kafka_.committed("g-stop", "events", partitions), producer.end_offsets("events", partitions));
+  expect_written_once_and_committed(producer, "g-stop", first.events + second.events);
 }
 
 // Issue 15: a partition's offset is committed only once the batch holding it is safe on the cluster, not at
@@ -207,8 +209,7 @@ TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce)
   EXPECT_GT(a.stats().messages, 0u);
   EXPECT_GT(b.stats().messages, 0u);
   EXPECT_EQ(a.stats().messages + b.stats().messages, total);
-  expect_exactly_once(dsn_, sent.events);
-  EXPECT_EQ(kafka_.committed("g-two", "events", partitions), producer.end_offsets("events", partitions));
+  expect_written_once_and_committed(producer, "g-two", sent.events);
 }
 
 TEST_F(KafkaSource, ASlowDatabasePausesThePartitionsWhileTheMemberStaysInTheGroup) {
@@ -228,8 +229,7 @@ TEST_F(KafkaSource, ASlowDatabasePausesThePartitionsWhileTheMemberStaysInTheGrou
   src.stop();
   t.join();
   EXPECT_EQ(src.stats().rebalances, 1u) << "the member lost its partitions while paused";
-  expect_exactly_once(dsn_, sent.events);
-  EXPECT_EQ(kafka_.committed("g-slow", "events", partitions), producer.end_offsets("events", partitions));
+  expect_written_once_and_committed(producer, "g-slow", sent.events);
 }
 
 TEST(KafkaTopics, TopicFormatsParseAndMistakesAreNamed) {
@@ -291,9 +291,8 @@ TEST_F(KafkaSource, ConsumerKilledMidBatchAndRestartedLosesAndDuplicatesNothing)
            crm_test::count(dsn_, "SELECT count(*) FROM rejected_events") >= static_cast<long long>(sent.garbage.size());
   }));
   EXPECT_EQ(c.stop(SIGTERM), 0);
-  expect_exactly_once(dsn_, sent.events);
+  expect_written_once_and_committed(producer, "g-kill", sent.events);
   EXPECT_EQ(crm_test::count(dsn_, "SELECT count(*) FROM rejected_events"), static_cast<long long>(sent.garbage.size()));
-  EXPECT_EQ(kafka_.committed("g-kill", "events", partitions), producer.end_offsets("events", partitions));
 }
 
 TEST_F(KafkaSource, ServeWithKafkaLogAndTwoWritersStoreEveryAcknowledgedEventOnce) {

@@ -36,6 +36,14 @@ crm_test::command_result replay(const std::string& dsn, const std::string& args 
                                crm_test::shell_quote(dsn) + " " + args);
 }
 
+// Runs replay with `args` into `r`: it must succeed and report `summary`.
+void replay_reports(const std::string& dsn, const std::string& args, const std::string& summary,
+                    crm_test::command_result& r) {
+  r = replay(dsn, args);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find(summary), std::string::npos) << r.out;
+}
+
 TEST(RejectedReplay, FixedRecordsAreWrittenOnceAndStillFailingOnesKept) {
   auto dsn = crm_test::fresh_database("t_replay");
   add_rejection(dsn, "/v1/events:3", "email: rule of an older release", fixed_raw);
@@ -43,10 +51,9 @@ TEST(RejectedReplay, FixedRecordsAreWrittenOnceAndStillFailingOnesKept) {
   add_rejection(dsn, "/v1/events:4", "channel: \"fax\" is not one of ...", broken_raw);
   add_rejection(dsn, "POST /v1/webhooks/sendgrid:0", "lead_id: rule of an older release", sendgrid_raw);
 
-  auto r = replay(dsn);
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 4: 3 now pass (3 events inserted, 0 already stored), 1 still failing"), std::string::npos)
-      << r.out;
+  crm_test::command_result r;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "",
+      "examined 4: 3 now pass (3 events inserted, 0 already stored), 1 still failing", r));
   EXPECT_NE(r.out.find("still failing 1: channel"), std::string::npos) << r.out;
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 1);
@@ -58,9 +65,7 @@ TEST(RejectedReplay, FixedRecordsAreWrittenOnceAndStillFailingOnesKept) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 4);  // nothing new dead-lettered
 
   // Again: only the still-failing one is looked at; nothing is written twice.
-  r = replay(dsn);
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 1: 0 now pass"), std::string::npos) << r.out;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "", "examined 1: 0 now pass", r));
 
   // A run that died after writing and before marking: the next run finds the events stored.
   {
@@ -69,10 +74,8 @@ TEST(RejectedReplay, FixedRecordsAreWrittenOnceAndStillFailingOnesKept) {
     tx.exec("UPDATE rejected_events SET replayed_at = NULL WHERE raw LIKE '%replay-1%'");
     tx.commit();
   }
-  r = replay(dsn);
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 2: 1 now pass (0 events inserted, 1 already stored), 1 still failing"), std::string::npos)
-      << r.out;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "",
+      "examined 2: 1 now pass (0 events inserted, 1 already stored), 1 still failing", r));
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);
 }
 
@@ -82,26 +85,20 @@ TEST(RejectedReplay, FiltersDryRunAndDelete) {
   add_rejection(dsn, "import:/data/a.ndjson:7", "landing_url: old", fixed_touch_raw, "2026-11-05T00:00:00Z");
   add_rejection(dsn, "POST /v1/webhooks/sendgrid:0", "lead_id: old", sendgrid_raw, "2026-11-06T00:00:00Z");
 
-  auto r = replay(dsn, "--dry-run");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 3: 3 now pass"), std::string::npos) << r.out;
+  crm_test::command_result r;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--dry-run", "examined 3: 3 now pass", r));
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL"), 0);
 
-  r = replay(dsn, "--source 'POST /v1/webhooks/%'");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 1: 1 now pass"), std::string::npos) << r.out;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--source 'POST /v1/webhooks/%'", "examined 1: 1 now pass", r));
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider = 'sendgrid'"), 1);
 
-  r = replay(dsn, "--since 2026-11-04T00:00:00Z --until 2026-11-06T00:00:00Z --delete");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 1: 1 now pass"), std::string::npos) << r.out;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--since 2026-11-04T00:00:00Z --until 2026-11-06T00:00:00Z --delete",
+      "examined 1: 1 now pass", r));
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
 
-  r = replay(dsn, "--reason 'email:%'");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 1: 1 now pass"), std::string::npos) << r.out;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--reason 'email:%'", "examined 1: 1 now pass", r));
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 0);
 }
 
@@ -122,12 +119,10 @@ TEST(RejectedReplay, ARowTheDatabaseRefusesIsReportedAndItsDeadLetterKept) {
   add_rejection(dsn, "/v1/events:9", "email: rule of an older release", refused_raw);
   add_rejection(dsn, "/v1/events:3", "email: rule of an older release", fixed_raw);
 
-  auto r = replay(dsn);
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 2: 1 now pass (1 events inserted, 0 already stored), 0 still failing, 0 not "
-                       "replayable, 1 refused by the database"),
-            std::string::npos)
-      << r.out;
+  crm_test::command_result r;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "",
+      "examined 2: 1 now pass (1 events inserted, 0 already stored), 0 still failing, 0 not "
+      "replayable, 1 refused by the database", r));
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL "
                                  "AND raw LIKE '%replay-1%'"),
@@ -141,9 +136,7 @@ TEST(RejectedReplay, ARowTheDatabaseRefusesIsReportedAndItsDeadLetterKept) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
 
   // Nothing was stored for it, so a second run tries it again and says the same; the table does not grow.
-  r = replay(dsn);
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("examined 1: 0 now pass (0 events inserted, 0 already stored)"), std::string::npos) << r.out;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "", "examined 1: 0 now pass (0 events inserted, 0 already stored)", r));
   EXPECT_NE(r.out.find("1 refused by the database"), std::string::npos) << r.out;
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);

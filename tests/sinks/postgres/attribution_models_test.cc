@@ -81,6 +81,19 @@ class AttributionModels : public ::testing::Test {
               0);
   }
 
+  // Every one of the six models gives `conversion` one row: all the credit (1) and all of `value` to
+  // `touchpoint`.
+  void expect_all_credit_to(const std::string& conversion, const std::string& touchpoint, double value) {
+    auto got = credits(conversion);
+    ASSERT_EQ(got.size(), 6u);
+    for (const auto& [model, rows] : got) {
+      ASSERT_EQ(rows.size(), 1u) << model;
+      EXPECT_EQ(rows.begin()->first, touchpoint) << model;
+      EXPECT_DOUBLE_EQ(rows.begin()->second.first, 1.0) << model;
+      EXPECT_DOUBLE_EQ(rows.begin()->second.second, value) << model;
+    }
+  }
+
   std::string dsn_;
   std::unique_ptr<pqxx::connection> conn_;
   long campaign_ = 0;
@@ -90,13 +103,7 @@ TEST_F(AttributionModels, OneTouchGetsEverything) {
   auto a = touch(1, 1, "page_view", "Paid Search");
   auto c = touch(1, 0, "conversion", "Direct", 80);
   recompute();
-  auto got = credits(c);
-  ASSERT_EQ(got.size(), 6u);
-  for (const auto& [model, rows] : got) {
-    ASSERT_EQ(rows.size(), 1u) << model;
-    EXPECT_DOUBLE_EQ(rows.at(a).first, 1.0) << model;
-    EXPECT_DOUBLE_EQ(rows.at(a).second, 80.0) << model;
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_all_credit_to(c, a, 80));
   expect_exact_sums();
 }
 
@@ -177,14 +184,7 @@ TEST_F(AttributionModels, EmptyPathGivesOneDirectRowWithoutTouchpoint) {
   touch(2, 1, "page_view", "Email");           // another lead
   auto c = touch(1, 0, "conversion", "Direct", 25);
   recompute();
-  auto got = credits(c);
-  ASSERT_EQ(got.size(), 6u);
-  for (const auto& [model, rows] : got) {
-    ASSERT_EQ(rows.size(), 1u) << model;
-    EXPECT_EQ(rows.begin()->first, "") << model;
-    EXPECT_DOUBLE_EQ(rows.begin()->second.first, 1) << model;
-    EXPECT_DOUBLE_EQ(rows.begin()->second.second, 25) << model;
-  }
+  ASSERT_NO_FATAL_FAILURE(expect_all_credit_to(c, "", 25));  // "": the row without touchpoint
   EXPECT_EQ(crm_test::count(dsn_, "SELECT count(*) FROM attribution_credits WHERE touchpoint_id IS NULL"
                                   " AND channel_group = 'Direct'"),
             6);

@@ -23,13 +23,7 @@
 namespace crm::sinks::spool {
 namespace {
 
-namespace fs = std::filesystem;
-using format::frame_header_size;
-using format::segment_header_size;
-using crm_test::temp_dir;
-using test::read_all;
-using test::small_options;
-using test::stored;
+using namespace test;  // stored, read_all, small_options, temp_dir, fs, the format sizes
 
 std::string make_payload(std::size_t n, char seed) {
   std::string s(n, '\0');

@@ -9,8 +9,16 @@
 #include <gtest/gtest.h>
 
 #include "sinks/spool/durable_log.h"
+#include "sinks/spool/segment_format.h"
+#include "support/scratch.h"
 
 namespace crm::sinks::spool::test {
+
+// The names both log tests speak in (`using namespace test;` brings them in).
+namespace fs = std::filesystem;
+using crm_test::temp_dir;
+using format::frame_header_size;
+using format::segment_header_size;
 
 struct stored {
   log_position position;

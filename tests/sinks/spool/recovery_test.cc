@@ -31,13 +31,7 @@
 namespace crm::sinks::spool {
 namespace {
 
-namespace fs = std::filesystem;
-using format::frame_header_size;
-using format::segment_header_size;
-using crm_test::temp_dir;
-using test::read_all;
-using test::small_options;
-using test::stored;
+using namespace test;  // stored, read_all, small_options, temp_dir, fs, the format sizes
 
 durable_log_options options_for(const fs::path& dir, std::uint64_t segment = 4096) {
   return small_options(dir, segment, 64 << 20);

@@ -104,18 +104,28 @@ TEST(Fixtures, EveryFixtureFileHasACase) {
 
 // The derived fixtures carry "L-1001"/"C-42", which are not integer ids: with integer ids the same payloads
 // map completely.
+// The fixture with its lead "L-1001" and campaign "C-42" (written between `quote`s) made 1001 and 42.
+std::string with_integer_crm_ids(const std::string& file, const std::string& quote) {
+  return replace_all(replace_all(fixture(file), quote + "L-1001" + quote, quote + "1001" + quote),
+                     quote + "C-42" + quote, quote + "42" + quote);
+}
+
+void expect_one_with_integer_crm_ids(const run_result& r) {
+  ASSERT_TRUE(r.ok) << r.error;
+  ASSERT_EQ(r.batch.communications.size(), 1u) << (r.batch.rejections.empty() ? "" : r.batch.rejections[0].reason);
+  const communication& c = r.batch.communications[0];
+  EXPECT_EQ(c.lead_id, 1001);
+  EXPECT_EQ(c.campaign_id, 42);
+  EXPECT_EQ(c.variant, "B");
+}
+
 TEST(Fixtures, DerivedFixturesWithIntegerCrmIdsCarryThemThrough) {
   {
-    const std::string body = replace_all(replace_all(fixture("mailgun/delivered-with-user-variables.derived.json"),
-                                                     "\"L-1001\"", "\"1001\""),
-                                         "\"C-42\"", "\"42\"");
-    const run_result r = run(normalize_mailgun, body);
-    ASSERT_TRUE(r.ok) << r.error;
-    ASSERT_EQ(r.batch.communications.size(), 1u) << (r.batch.rejections.empty() ? "" : r.batch.rejections[0].reason);
+    // user-variables is a JSON object: the ids are JSON strings.
+    const run_result r =
+        run(normalize_mailgun, with_integer_crm_ids("mailgun/delivered-with-user-variables.derived.json", "\""));
+    ASSERT_NO_FATAL_FAILURE(expect_one_with_integer_crm_ids(r));
     const communication& c = r.batch.communications[0];
-    EXPECT_EQ(c.lead_id, 1001);
-    EXPECT_EQ(c.campaign_id, 42);
-    EXPECT_EQ(c.variant, "B");
     EXPECT_EQ(to_string(c.status), "delivered");
     EXPECT_NE(c.metadata.find(R"("tags":["campaign-C-42","variant-B"])"), std::string_view::npos) << c.metadata;
     EXPECT_NE(c.metadata.find(R"("user-variables":{"lead_id":"1001","campaign_id":"42","variant":"B"})"),
@@ -124,17 +134,11 @@ TEST(Fixtures, DerivedFixturesWithIntegerCrmIdsCarryThemThrough) {
     EXPECT_EQ(c.metadata.find("signature"), std::string_view::npos) << "the signature is not event data";
   }
   {
-    const std::string body =
-        replace_all(replace_all(fixture("whatsapp/status-sent-with-biz-opaque-callback-data.derived.json"),
-                                "L-1001", "1001"),
-                    "C-42", "42");
-    const run_result r = run(normalize_whatsapp, body);
-    ASSERT_TRUE(r.ok) << r.error;
-    ASSERT_EQ(r.batch.communications.size(), 1u) << (r.batch.rejections.empty() ? "" : r.batch.rejections[0].reason);
+    // biz_opaque_callback_data is a string holding lead_id=L-1001&...: the ids are bare.
+    const run_result r =
+        run(normalize_whatsapp, with_integer_crm_ids("whatsapp/status-sent-with-biz-opaque-callback-data.derived.json", ""));
+    ASSERT_NO_FATAL_FAILURE(expect_one_with_integer_crm_ids(r));
     const communication& c = r.batch.communications[0];
-    EXPECT_EQ(c.lead_id, 1001);
-    EXPECT_EQ(c.campaign_id, 42);
-    EXPECT_EQ(c.variant, "B");
     EXPECT_EQ(to_string(c.status), "sent");
     EXPECT_EQ(c.provider_event_id, wamid_sent + ":sent");
   }

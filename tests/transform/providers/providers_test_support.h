@@ -77,6 +77,20 @@ struct comm_expect {
   bool receipt_time = false;              // no event time in the payload: occurred_at is received_at
 };
 
+// The fields every communication case states; a case sets the rest. An `occurred` of received_text means
+// the payload has no event time: occurred_at is the receive time.
+inline comm_expect comm(std::string status, std::string message_id, std::string event_key, std::string occurred,
+                        std::vector<std::string> metadata_has = {}) {
+  comm_expect e;
+  e.status = std::move(status);
+  e.message_id = std::move(message_id);
+  e.event_key = std::move(event_key);
+  e.receipt_time = occurred == received_text;
+  e.occurred = std::move(occurred);
+  e.metadata_has = std::move(metadata_has);
+  return e;
+}
+
 struct touch_expect {
   std::string type;
   std::string group;

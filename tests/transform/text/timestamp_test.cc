@@ -9,19 +9,25 @@ namespace {
 
 constexpr timestamp_us us(std::int64_t seconds, std::int64_t micros = 0) { return seconds * 1'000'000 + micros; }
 
-struct rfc3339_case {
+// A text and the instant it must read as.
+struct parse_case {
   const char* text;
   timestamp_us expected;
 };
+using rfc3339_case = parse_case;
+using epoch_case = parse_case;
+
+// `parse` reads c.text as exactly c.expected, reporting no problem.
+void expect_parses(const char* (*parse)(std::string_view, timestamp_us&) noexcept, const parse_case& c) {
+  timestamp_us t = 0;
+  const char* problem = parse(c.text, t);
+  ASSERT_EQ(problem, nullptr) << c.text << ": " << problem;
+  EXPECT_EQ(t, c.expected) << c.text;
+}
 
 class Rfc3339Valid : public ::testing::TestWithParam<rfc3339_case> {};
 
-TEST_P(Rfc3339Valid, Parses) {
-  timestamp_us t = 0;
-  const char* problem = parse_rfc3339(GetParam().text, t);
-  ASSERT_EQ(problem, nullptr) << GetParam().text << ": " << problem;
-  EXPECT_EQ(t, GetParam().expected) << GetParam().text;
-}
+TEST_P(Rfc3339Valid, Parses) { expect_parses(parse_rfc3339, GetParam()); }
 
 // 1714557600 = 2024-05-01T10:00:00Z
 INSTANTIATE_TEST_SUITE_P(
@@ -66,19 +72,9 @@ INSTANTIATE_TEST_SUITE_P(Timestamps, Rfc3339Invalid,
                                            "2024-05-01T10:00:00Z ", " 2024-05-01T10:00:00Z",
                                            "2024-05-01T10:00:00ZZ", "yesterday", "1714557600"));
 
-struct epoch_case {
-  const char* token;
-  timestamp_us expected;
-};
-
 class EpochNumbers : public ::testing::TestWithParam<epoch_case> {};
 
-TEST_P(EpochNumbers, ConvertExactly) {
-  timestamp_us t = 0;
-  const char* problem = epoch_number_to_us(GetParam().token, t);
-  ASSERT_EQ(problem, nullptr) << GetParam().token << ": " << problem;
-  EXPECT_EQ(t, GetParam().expected) << GetParam().token;
-}
+TEST_P(EpochNumbers, ConvertExactly) { expect_parses(epoch_number_to_us, GetParam()); }
 
 INSTANTIATE_TEST_SUITE_P(
     Timestamps, EpochNumbers,
