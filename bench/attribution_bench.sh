@@ -8,26 +8,11 @@
 #                              [--conversions SHARE --exposures SHARE] [--build DIR] [--dsn ADMIN_DSN]
 # Without --conversions, gen_events draws the six touch types alike (1/6 conversions, 1/6 exposures).
 set -euo pipefail
-# The benchmark's private PostgreSQL is reached as its superuser, which the commands that write refuse unless
-# allowed.
-export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
 root=$(cd "$(dirname "$0")/.." && pwd)
-events=300000 touchpoints=0.9 repeat=3 writers=2 order=time build=$root/build admin_dsn="" mix=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --events) events=$2; shift 2 ;;
-    --touchpoints) touchpoints=$2; shift 2 ;;
-    --repeat) repeat=$2; shift 2 ;;
-    --writers) writers=$2; shift 2 ;;
-    --order) order=$2; shift 2 ;;
-    --conversions) mix="$mix --conversions $2"; shift 2 ;;
-    --exposures) mix="$mix --exposures $2"; shift 2 ;;
-    --build) build=$2; shift 2 ;;
-    --dsn) admin_dsn=$2; shift 2 ;;
-    *) sed -n '2,10p' "$0"; exit 2 ;;
-  esac
-done
 source "$root/bench/lib.sh"
+events=300000 touchpoints=0.9 repeat=3 writers=2 order=time build=$root/build admin_dsn="" conversions="" exposures=""
+bench_options --events --touchpoints --repeat --writers --order --conversions --exposures --build --dsn=admin_dsn -- "$@"
+mix="${conversions:+ --conversions $conversions}${exposures:+ --exposures $exposures}"  # gen_events' touch type shares
 bench_tools ingest/crm-ingest bench/gen_events
 bench_start attribution-bench
 

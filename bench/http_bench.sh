@@ -24,32 +24,16 @@
 # database's own ceiling on this box, and the drain rate is reported as a ratio to it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/bench/lib.sh"
 export PGOPTIONS="-c client_min_messages=warning"
 build=$root/build events_rates=250,500,1000,2000 twilio_rates=2000,5000,10000,20000
 duration=10 connections=512 io_threads=2 writers=2 load_threads=1 drain_wait=300 verify_ids=0 admin_dsn="" keep=0
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --build) build=$2; shift 2 ;;
-    --events-rates) events_rates=$2; shift 2 ;;
-    --twilio-rates) twilio_rates=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --io-threads) io_threads=$2; shift 2 ;;
-    --writers) writers=$2; shift 2 ;;
-    --load-threads) load_threads=$2; shift 2 ;;
-    --drain-wait) drain_wait=$2; shift 2 ;;
-    --verify-ids) verify_ids=1; shift ;;
-    --dsn) admin_dsn=$2; shift 2 ;;
-    --keep) keep=1; shift ;;
-    *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
-  esac
-done
-exe=$build/ingest/crm-ingest
+bench_options --build --events-rates --twilio-rates --duration --connections --io-threads --writers --load-threads \
+  --drain-wait --verify-ids! --dsn=admin_dsn --keep! -- "$@"
+bench_tools ingest/crm-ingest bench/http_load
 load=$build/bench/http_load
-[ -x "$exe" ] && [ -x "$load" ] || { echo "build first: cmake --build $build --target crm-ingest http_load" >&2; exit 1; }
 command -v psql >/dev/null || { echo "psql not found (apt-get install postgresql-client-15)" >&2; exit 1; }
 
-source "$root/bench/lib.sh"
 bench_keep=$keep
 bench_start http-bench
 dsn=$(db bench_http)

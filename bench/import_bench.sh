@@ -6,24 +6,10 @@
 #
 #   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN] [--order time|random] [--import-args "..."]
 set -euo pipefail
-# The benchmark's private PostgreSQL is reached as its superuser, which the commands that write refuse unless
-# allowed.
-export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
 root=$(cd "$(dirname "$0")/.." && pwd)
-events=1000000 repeat=3 writers=2 build=$root/build admin_dsn="" order=time import_args=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --events) events=$2; shift 2 ;;
-    --repeat) repeat=$2; shift 2 ;;
-    --writers) writers=$2; shift 2 ;;
-    --build) build=$2; shift 2 ;;
-    --dsn) admin_dsn=$2; shift 2 ;;
-    --order) order=$2; shift 2 ;;
-    --import-args) import_args=$2; shift 2 ;;
-    *) sed -n '2,8p' "$0"; exit 2 ;;
-  esac
-done
 source "$root/bench/lib.sh"
+events=1000000 repeat=3 writers=2 build=$root/build admin_dsn="" order=time import_args=""
+bench_options --events --repeat --writers --build --dsn=admin_dsn --order --import-args -- "$@"
 bench_tools ingest/crm-ingest bench/gen_events
 bench_start import-bench
 

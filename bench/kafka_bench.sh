@@ -13,22 +13,10 @@
 #
 #   bench/kafka_bench.sh [--events N] [--partitions P] [--batch-rows R] [--build DIR] [--dsn ADMIN_DSN]
 set -euo pipefail
-# The benchmark's private PostgreSQL is reached as its superuser, which the commands that write refuse unless
-# allowed.
-export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
 root=$(cd "$(dirname "$0")/.." && pwd)
-events=200000 partitions=16 batch_rows=20000 build=$root/build admin_dsn=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --events) events=$2; shift 2 ;;
-    --partitions) partitions=$2; shift 2 ;;
-    --batch-rows) batch_rows=$2; shift 2 ;;
-    --build) build=$2; shift 2 ;;
-    --dsn) admin_dsn=$2; shift 2 ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
-  esac
-done
 source "$root/bench/lib.sh"
+events=200000 partitions=16 batch_rows=20000 build=$root/build admin_dsn=""
+bench_options --events --partitions --batch-rows --build --dsn=admin_dsn -- "$@"
 bench_tools ingest/crm-ingest ingest/crm-kafka-mock bench/gen_events bench/kafka_produce
 mock=$build/ingest/crm-kafka-mock
 produce=$build/bench/kafka_produce

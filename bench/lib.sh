@@ -1,15 +1,42 @@
-# Helpers shared by the benchmark scripts (sourced after they set root, build and admin_dsn).
+# Helpers shared by the benchmark scripts (sourced once they set root).
 
-# Where a build puts the command and the event generator.
-exe=$build/ingest/crm-ingest
-gen=$build/bench/gen_events
+# bench_options OPTION... -- ARG...: reads the script's command line ARG... into its variables. OPTION is
+# --name (takes a value, into $name with the dashes as underscores), --name=VAR (a value, into $VAR) or
+# --name! (a flag: $name=1). Any other argument, or a value missing, prints the usage and exits 2.
+bench_options() {
+  local -A var=()
+  local o v
+  for o; do
+    shift
+    [ "$o" = -- ] && break
+    case "$o" in
+      *=*) var[${o%%=*}]=${o#*=} ;;
+      *!) v=${o%!}; v=${v#--}; var[${o%!}]="${v//-/_}!" ;;
+      *) v=${o#--}; var[$o]=${v//-/_} ;;
+    esac
+  done
+  while [ $# -gt 0 ]; do
+    v=""; [ -n "$1" ] && v=${var[$1]:-}
+    case "$v" in
+      "") bench_usage; exit 2 ;;
+      *!) printf -v "${v%!}" 1; shift ;;
+      *) [ $# -ge 2 ] || { bench_usage; exit 2; }
+         printf -v "$v" '%s' "$2"; shift 2 ;;
+    esac
+  done
+}
+# bench_usage: the script's header comment (what it does and its options), without the comment marks.
+bench_usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
-# bench_tools EXE...: every tool built, or the command that builds them.
+# bench_tools EXE...: every tool built below $build, or exits with the command that builds them. Sets exe and
+# gen: where a build puts the command and the event generator.
 bench_tools() {
   local x
   for x in "$@"; do
     [ -x "$build/$x" ] || { echo "build first: cmake --build $build --target ${*##*/}" >&2; exit 1; }
   done
+  exe=$build/ingest/crm-ingest
+  gen=$build/bench/gen_events
 }
 
 # serve_port: waits up to 30 s for the `crm-ingest serve` started as $serve_pid to write "listening on port N"
@@ -30,6 +57,8 @@ serve_port() {
 # that server and removes the directory (kept with bench_keep=1).
 bench_pids=()
 bench_start() {
+  # The private PostgreSQL is reached as its superuser, which the commands that write refuse unless allowed.
+  export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
   work=$(mktemp -d "/tmp/crm-$1.XXXXXX")
   chmod 755 "$work"
   trap bench_cleanup EXIT

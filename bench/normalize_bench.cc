@@ -123,6 +123,20 @@ const corpus& mixed_corpus() {
   return c;
 }
 
+// A normalizer and the batch it appends to, every record received at one time (as one import thread).
+struct bench_normalizer {
+  normalizer n;
+  event_batch batch;
+  const timestamp_us received_at = now_us();
+
+  normalize_outcome normalize(std::string_view text, std::size_t line) {
+    return n.normalize(text, {"bench", line}, received_at, batch);
+  }
+  void reject(std::string_view text, std::size_t line, std::string_view reason) {
+    n.reject(text, {"bench", line}, received_at, reason, batch);
+  }
+};
+
 // Items: the records handled over all iterations; bytes: the corpus once per iteration.
 void report_corpus(benchmark::State& state, std::size_t items, const corpus& c) {
   state.SetItemsProcessed(static_cast<std::int64_t>(items));
@@ -131,31 +145,28 @@ void report_corpus(benchmark::State& state, std::size_t items, const corpus& c) 
 
 void BM_split_and_normalize(benchmark::State& state) {
   const corpus& c = mixed_corpus();
-  normalizer n;
-  event_batch batch;
-  const timestamp_us received_at = now_us();
+  bench_normalizer w;
   std::size_t events = 0;
   std::size_t rejected = 0;
+  auto hand_to_sink = [&] {
+    rejected += w.batch.rejections.size();
+    events += w.batch.record_count();
+    w.batch.clear();
+  };
   for (auto _ : state) {
     record_splitter splitter(input_format::auto_detect);
     auto on_record = [&](const split_record& r) {
       if (!r.error.empty()) {
-        n.reject(r.text, {"bench", r.line}, received_at, r.error, batch);
+        w.reject(r.text, r.line, r.error);
       } else {
-        n.normalize(r.text, {"bench", r.line}, received_at, batch);
+        w.normalize(r.text, r.line);
       }
-      if (batch.record_count() == 1024) {  // a batch handed to the sink
-        rejected += batch.rejections.size();
-        events += batch.record_count();
-        batch.clear();
-      }
+      if (w.batch.record_count() == 1024) hand_to_sink();
     };
     const std::string_view all = c.ndjson;
     for (std::size_t pos = 0; pos < all.size(); pos += 64 * 1024) splitter.feed(all.substr(pos, 64 * 1024), on_record);
     splitter.finish(on_record);
-    rejected += batch.rejections.size();
-    events += batch.record_count();
-    batch.clear();
+    hand_to_sink();
   }
   if (rejected != 0) state.SkipWithError("the corpus should normalize without rejections");
   report_corpus(state, events, c);
@@ -268,20 +279,18 @@ BENCHMARK(BM_raw_ondemand_parse_per_record)->Unit(benchmark::kMillisecond);
 
 // One kind of record, normalized one by one (no splitter).
 void run_lines(benchmark::State& state, const std::vector<std::string>& lines) {
-  normalizer n;
-  event_batch batch;
-  const timestamp_us received_at = now_us();
+  bench_normalizer w;
   std::size_t bytes = 0;
   std::size_t i = 0;
   for (auto _ : state) {
     const std::string& line = lines[i];
-    if (n.normalize(line, {"bench", i + 1}, received_at, batch) == normalize_outcome::rejected) {
-      state.SkipWithError(std::string(batch.rejections.back().reason).c_str());
+    if (w.normalize(line, i + 1) == normalize_outcome::rejected) {
+      state.SkipWithError(std::string(w.batch.rejections.back().reason).c_str());
       return;
     }
     bytes += line.size();
     if (++i == lines.size()) i = 0;
-    if (batch.record_count() == 1024) batch.clear();
+    if (w.batch.record_count() == 1024) w.batch.clear();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
   state.SetBytesProcessed(static_cast<std::int64_t>(bytes));

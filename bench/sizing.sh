@@ -39,47 +39,17 @@ db=bench_sizing cpus="" memory="" mix="canonical=2,sendgrid=3,twilio=4,segment=1
 sendgrid_batch=20 duplicates=0.05 invalid=0.01 connections=256 io_threads=2 writers=2 daily_volume=100M
 retention_months=13 targets=10M,100M,1B headroom=0.7 peak_factor=3 node_cores=2 node_disk_gb=80 drain_wait=120 keep=0
 command_line="bench/sizing.sh $*"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --rates) rates=$2; shift 2 ;;
-    --duration) duration=$2; shift 2 ;;
-    --p99-target) p99_target=$2; shift 2 ;;
-    --out) out=$2; shift 2 ;;
-    --dsn) admin_dsn=$2; shift 2 ;;
-    --patroni) patroni_dir=$2; shift 2 ;;
-    --db) db=$2; shift 2 ;;
-    --cpus) cpus=$2; shift 2 ;;
-    --memory) memory=$2; shift 2 ;;
-    --mix) mix=$2; shift 2 ;;
-    --canonical-batch) canonical_batch=$2; shift 2 ;;
-    --sendgrid-batch) sendgrid_batch=$2; shift 2 ;;
-    --duplicates) duplicates=$2; shift 2 ;;
-    --invalid) invalid=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --io-threads) io_threads=$2; shift 2 ;;
-    --writers) writers=$2; shift 2 ;;
-    --daily-volume) daily_volume=$2; shift 2 ;;
-    --retention-months) retention_months=$2; shift 2 ;;
-    --targets) targets=$2; shift 2 ;;
-    --headroom) headroom=$2; shift 2 ;;
-    --peak-factor) peak_factor=$2; shift 2 ;;
-    --node-cores) node_cores=$2; shift 2 ;;
-    --node-disk-gb) node_disk_gb=$2; shift 2 ;;
-    --drain-wait) drain_wait=$2; shift 2 ;;
-    --build) build=$2; shift 2 ;;
-    --keep) keep=1; shift ;;
-    *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
-  esac
-done
+source "$root/bench/lib.sh"
+bench_options --rates --duration --p99-target --out --dsn=admin_dsn --patroni=patroni_dir --db --cpus --memory --mix \
+  --canonical-batch --sendgrid-batch --duplicates --invalid --connections --io-threads --writers --daily-volume \
+  --retention-months --targets --headroom --peak-factor --node-cores --node-disk-gb --drain-wait --build --keep! -- "$@"
 [ -n "$out" ] || out=$build/sizing-report
-exe=$build/ingest/crm-ingest
+bench_tools ingest/crm-ingest bench/http_load
 load=$build/bench/http_load
-[ -x "$exe" ] && [ -x "$load" ] || { echo "build first: cmake --build $build --target crm-ingest http_load" >&2; exit 1; }
 for tool in psql jq gnuplot curl taskset; do
   command -v "$tool" >/dev/null || { echo "$tool not found: run deploy/install-deps.sh" >&2; exit 1; }
 done
 [ -n "$admin_dsn" ] && [ -n "$patroni_dir" ] && { echo "--dsn and --patroni exclude each other" >&2; exit 2; }
-source "$root/bench/lib.sh"
 source "$here/lib.sh"
 
 mkdir -p "$out"

@@ -1,6 +1,7 @@
 // The vocabulary of the synthetic CRM events that gen_events (NDJSON files) and http_load (request bodies)
 // write: statuses with the weights of a campaign send, channels, touchpoint types, UTM sources and mediums,
-// and occurred_at as RFC 3339 seconds. One copy so that a file import and an HTTP load see the same mix.
+// and occurred_at as RFC 3339 seconds. One copy so that a file import and an HTTP load see the same mix (the
+// attribution test's generated events take their times from it too).
 #pragma once
 
 #include <cstdint>

@@ -107,26 +107,21 @@ node_field() { local v="NODE$(node_index "$1")_$2"; echo "${!v}"; }
 rest_url() { echo "http://$(node_field "$1" ADDR):$(node_field "$1" PATRONI_REST_PORT)"; }
 postmaster_pid() { local f; f="$(node_field "$1" PG_DATA_DIR)/postmaster.pid"; [ -f "$f" ] && head -n1 "$f" || true; }
 
-# Patroni's view of the cluster (GET /cluster) from the first node that answers.
-cluster_json() {
+# patroni_get PATH: GET /PATH of Patroni's REST API from the first node that answers.
+patroni_get() {
   local n
   for n in $(node_names); do
-    if curl -fsS --max-time 1 "$(rest_url "$n")/cluster" 2>/dev/null; then return 0; fi
+    if curl -fsS --max-time 1 "$(rest_url "$n")/$1" 2>/dev/null; then return 0; fi
   done
   return 1
 }
+
+# Patroni's view of the cluster and its dynamic configuration.
+cluster_json() { patroni_get cluster; }
+config_json() { patroni_get config; }
 
 leader() {
   cluster_json | jq -r '[.members[] | select(.role == "leader" and .state == "running")][0].name // empty'
-}
-
-# Patroni's dynamic configuration (GET /config) from the first node that answers.
-config_json() {
-  local n
-  for n in $(node_names); do
-    if curl -fsS --max-time 1 "$(rest_url "$n")/config" 2>/dev/null; then return 0; fi
-  done
-  return 1
 }
 
 # "sync" when Patroni's synchronous_mode is on, else "async" (what the DCS says, not what is in force).

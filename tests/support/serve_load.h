@@ -106,22 +106,24 @@ inline std::string acked_ids(const std::filesystem::path& dir, std::size_t& coun
   return all;
 }
 
+// The count `sql` gives with `ids` (space-separated) as the relation ids(id), a row per occurrence.
+inline long long count_with_ids(const std::string& dsn, const std::string& ids, const std::string& sql) {
+  return count(dsn, "WITH ids AS (SELECT unnest(string_to_array($1, ' ')) AS id) " + sql, ids);
+}
+
 // How many of `ids` (space-separated) are stored in neither table.
 inline long long missing_acked(const std::string& dsn, const std::string& ids) {
-  return count(dsn,
-               "SELECT count(*) FROM unnest(string_to_array($1, ' ')) a(id)"
-               " WHERE NOT EXISTS (SELECT 1 FROM communications c WHERE c.provider_message_id = a.id)"
-               "   AND NOT EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.message_id = a.id)",
-               ids);
+  return count_with_ids(dsn, ids,
+                        "SELECT count(*) FROM ids"
+                        " WHERE NOT EXISTS (SELECT 1 FROM communications c WHERE c.provider_message_id = ids.id)"
+                        "   AND NOT EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.message_id = ids.id)");
 }
 
 // Rows holding one of `ids` (space-separated, each counted once), in both tables.
 inline long long rows_with(const std::string& dsn, const std::string& ids) {
-  return count(dsn,
-               "WITH a AS (SELECT DISTINCT unnest(string_to_array($1, ' ')) AS id)"
-               " SELECT (SELECT count(*) FROM communications c JOIN a ON c.provider_message_id = a.id)"
-               "      + (SELECT count(*) FROM customer_touchpoints t JOIN a ON t.message_id = a.id)",
-               ids);
+  return count_with_ids(dsn, ids,
+                        "SELECT (SELECT count(*) FROM communications WHERE provider_message_id IN (SELECT id FROM ids))"
+                        "     + (SELECT count(*) FROM customer_touchpoints WHERE message_id IN (SELECT id FROM ids))");
 }
 
 // Polls every 250 ms until every id is stored (the writers caught up) or `timeout` passes; the number still

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "bench/synthetic_events.h"
 #include "support/run_command.h"
 #include "support/scratch.h"
 #include "support/test_db.h"
@@ -21,6 +22,8 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+using synthetic_events::iso8601;
 
 crm_test::command_result run(const std::string& args) { return crm_test::run_ingest("--log-level warn " + args); }
 
@@ -33,15 +36,6 @@ std::string uuid(std::mt19937_64& rng) {
   std::uint64_t a = rng(), b = rng();
   return fmt::format("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", a >> 32, (a >> 16) & 0xffff, a & 0xfff, (b >> 48) & 0xfff,
                      b & 0xffffffffffffULL);
-}
-
-std::string iso(std::int64_t secs) {
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 // Leads and anonymous visitors with paths, conversions, exposures (some contaminated) and A/B-tagged
@@ -74,14 +68,14 @@ std::vector<event> generate(int leads, int visitors, std::uint64_t seed) {
       if (i > 0 && rng() % 10 == 0) at = last;  // equal times: the tie is broken by touchpoint_id
       last = at;
       out.push_back({at, fmt::format(R"({{"kind":"touchpoint","touchpoint_id":"{}","occurred_at":"{}",{},"touch_type":"{}",{}}})",
-                                     uuid(rng), iso(at), who, types[rng() % std::size(types)],
+                                     uuid(rng), iso8601(at), who, types[rng() % std::size(types)],
                                      channels[rng() % std::size(channels)].fields)});
     }
     const int conversions = static_cast<int>(rng() % 3);
     for (int i = 0; i < conversions; ++i) {
       std::int64_t at = start + static_cast<std::int64_t>(rng() % span);
       out.push_back({at, fmt::format(R"({{"kind":"touchpoint","touchpoint_id":"{}","occurred_at":"{}",{},"touch_type":"conversion","conversion_type":"purchase","conversion_value":{}.{:02}}})",
-                                     uuid(rng), iso(at), who, rng() % 300, rng() % 100)});
+                                     uuid(rng), iso8601(at), who, rng() % 300, rng() % 100)});
     }
     auto expose = [&](const char* test, const std::vector<const char*>& variants) {
       const char* v = variants[rng() % variants.size()];
@@ -90,7 +84,7 @@ std::vector<event> generate(int leads, int visitors, std::uint64_t seed) {
         const char* w = rng() % 20 == 0 ? variants[rng() % variants.size()] : v;  // sometimes contaminated
         std::int64_t at = start + static_cast<std::int64_t>(rng() % span);
         out.push_back({at, fmt::format(R"({{"kind":"touchpoint","touchpoint_id":"{}","occurred_at":"{}",{},"touch_type":"experiment_exposure","ab_test_id":"{}","variant":"{}"}})",
-                                       uuid(rng), iso(at), who, test, w)});
+                                       uuid(rng), iso8601(at), who, test, w)});
       }
     };
     if (rng() % 10 < 4) expose("t-1", {"A", "B"});
@@ -99,7 +93,7 @@ std::vector<event> generate(int leads, int visitors, std::uint64_t seed) {
       const char* statuses[] = {"delivered", "opened", "clicked", "sent"};
       std::int64_t at = start + static_cast<std::int64_t>(rng() % span);
       out.push_back({at, fmt::format(R"({{"kind":"communication","event_id":"{}","occurred_at":"{}",{},"channel":"email","status":"{}","email":"l{}@example.com","ab_test_id":"t-1","variant":"{}"}})",
-                                     uuid(rng), iso(at), who, statuses[rng() % 4], u, rng() % 2 ? "A" : "B")});
+                                     uuid(rng), iso8601(at), who, statuses[rng() % 4], u, rng() % 2 ? "A" : "B")});
     }
   }
   const std::size_t unique = out.size();

@@ -43,9 +43,14 @@ bool table_exists(const std::string& dsn, const std::string& name) {
   return crm_test::count(dsn, "SELECT count(*) FROM pg_class WHERE relname = '" + name + "'") == 1;
 }
 
+struct prepared {
+  std::string dsn;
+  std::string old_comm;  // the communications partition 16 months back, with its 25 rows
+};
+
 // A database with monthly partitions from 20 months back, rows 16 and 12 months back, and a row far in
 // the past that only the DEFAULT partition can hold.
-std::string prepared_database(const std::string& name) {
+prepared prepared_database(const std::string& name) {
   auto dsn = crm_test::fresh_database(name);
   exec(dsn, "SELECT crm_ensure_partitions(20, 3)");
   exec(dsn,
@@ -60,13 +65,12 @@ std::string prepared_database(const std::string& name) {
        "INSERT INTO communications (event_id, occurred_at, received_at, channel, status, email) "
        "VALUES (gen_random_uuid(), date_trunc('month', now()) - interval '12 months' + interval '1 day', now(), 'email', "
        "'sent', 'kept@example.com'), (gen_random_uuid(), '2001-01-01', now(), 'email', 'sent', 'default@example.com')");
-  return dsn;
+  return {dsn, month_name(dsn, "communications", 16)};
 }
 
 TEST(PartitionsRetain, DropsOldMonthsWithVerifiedRestorableArchivesAndIsIdempotent) {
-  auto dsn = prepared_database("t_retain");
+  const auto [dsn, old_comm] = prepared_database("t_retain");
   auto archive = scratch("archive");
-  const auto old_comm = month_name(dsn, "communications", 16);
   const auto old_touch = month_name(dsn, "customer_touchpoints", 16);
   const auto kept = month_name(dsn, "communications", 12);
   const auto boundary = month_name(dsn, "communications", 13);
@@ -105,9 +109,8 @@ TEST(PartitionsRetain, DropsOldMonthsWithVerifiedRestorableArchivesAndIsIdempote
 }
 
 TEST(PartitionsRetain, ARunThatDiedAfterTheDetachIsFinishedByTheNext) {
-  auto dsn = prepared_database("t_retain_resume");
+  const auto [dsn, old_comm] = prepared_database("t_retain_resume");
   auto archive = scratch("resume");
-  const auto old_comm = month_name(dsn, "communications", 16);
   // State of a run killed after detaching and while writing the archive.
   exec(dsn, "ALTER TABLE communications DETACH PARTITION " + old_comm + "; COMMENT ON TABLE " + old_comm +
                 " IS 'crm-ingest retain: detached from communications [x, y)'");
@@ -127,8 +130,7 @@ TEST(PartitionsRetain, ARunThatDiedAfterTheDetachIsFinishedByTheNext) {
 }
 
 TEST(PartitionsRetain, AConcurrentRunDoesNothingAndTheDefaultPartitionIsNeverTouched) {
-  auto dsn = prepared_database("t_retain_lock");
-  const auto old_comm = month_name(dsn, "communications", 16);
+  const auto [dsn, old_comm] = prepared_database("t_retain_lock");
   pqxx::connection holder(dsn);
   {
     pqxx::nontransaction tx(holder);
@@ -154,8 +156,7 @@ TEST(PartitionsRetain, AConcurrentRunDoesNothingAndTheDefaultPartitionIsNeverTou
 }
 
 TEST(PartitionsRetain, WaitsForATableLockHeldBySomeoneElseThenProceeds) {
-  auto dsn = prepared_database("t_retain_busy");
-  const auto old_comm = month_name(dsn, "communications", 16);
+  const auto [dsn, old_comm] = prepared_database("t_retain_busy");
   // A long transaction holds communications (as a report query would): the detach times out, retries.
   pqxx::connection holder(dsn);
   pqxx::work tx(holder);

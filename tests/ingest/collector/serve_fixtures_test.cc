@@ -95,22 +95,32 @@ std::string key_of(const comm_row& r) {
 }
 
 std::vector<comm_row> expected_communications() {
-  const std::string sg_msg = "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0";
+  // An outbound e-mail event: only its ids, status, time, recipient, error code and url vary.
+  auto email = [](std::string provider, std::string key, std::string message_id, std::string status,
+                  std::string occurred, std::string to, std::string code = "", std::string url = "") {
+    return comm_row{provider, key, message_id, status, "email", "outbound", occurred, to, "", "", "", "", "", code, url};
+  };
+  // Most SendGrid examples are events of one message to example@test.com.
   const std::string sg_time = "2017-12-15T00:59:29.000000Z";
-  const std::string sid = "SM1342fe1b2c904d1ab04f0fc7a58abca9";
-  const std::string wa_in = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=";
+  auto sg = [&](std::string key, std::string status, std::string code = "", std::string url = "") {
+    return email("sendgrid", key, "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0", status, sg_time, "example@test.com",
+                 code, url);
+  };
+  const std::string sid = "SM1342fe1b2c904d1ab04f0fc7a58abca9";  // Twilio's MessageSid
+  // A WhatsApp message to the business number (event "received") or status of one it sent, all with one customer.
+  auto wa = [](std::string wamid, std::string event, std::string status, std::string occurred, std::string code = "") {
+    return comm_row{"whatsapp", wamid + ":" + event, wamid, status, "whatsapp", event == "received" ? "inbound" : "outbound",
+                    occurred, "", "+16505551234", "", "", "", "", code, ""};
+  };
   const std::string wa_del = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA";
-  const std::string wa_sent = "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=";
-  const std::string wa_fail = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0QUQ2MjA4NEYyRkExNjMyREUA";
+  // Most Postmark examples are events of john@example.com at one time (kept to the 100 ns in the event key).
   const std::string pm = "883953f4-6105-42a2-a16a-77a8eac79483";
   const std::string pm0 = "00000000-0000-0000-0000-000000000000";
-  const std::string pm_t = "2019-11-05T16:33:54.9070259Z";
-  const std::string pm_time = "2019-11-05T16:33:54.907025Z";
-  const std::string rs = "56761188-7520-42d8-8898-ff6fc54ce618";
-  auto sg = [&](std::string key, std::string status, std::string code = "", std::string url = "") {
-    return comm_row{"sendgrid", key, sg_msg, status, "email", "outbound", sg_time, "example@test.com", "", "", "", "", "",
-                    code, url};
+  auto pm_john = [&](std::string record_type, std::string message_id, std::string status, std::string code = "") {
+    return email("postmark", record_type + ":" + message_id + ":john@example.com:2019-11-05T16:33:54.9070259Z", message_id,
+                 status, "2019-11-05T16:33:54.907025Z", "john@example.com", code);
   };
+  const std::string rs = "56761188-7520-42d8-8898-ff6fc54ce618";  // the Resend examples' email_id
   auto seg = [&](std::string status, std::string event, std::string email, std::string url = "") {
     return comm_row{"segment", "18vzF7u3z:" + event, "18vzF7u3z", status, "email", "outbound", received, email, "", "",
                     "123", "", "", "", url};
@@ -121,8 +131,7 @@ std::vector<comm_row> expected_communications() {
       // the same event (same sg_event_id).
       {"sendgrid", "qNOzbkTuTNCdxa1eXEpnXg", "5lFl7Fr1Rjme_EyzNNB_5A.stfilter-015.5185.55F883172.0", "queued", "email",
        "outbound", "2015-09-15T20:44:08.000000Z", "tadpole_0010@stbase-018.sjc1.sendgrid.net", "", "", "", "23314", "B", "", ""},
-      {"sendgrid", "sg_event_id", "sg_message_id", "queued", "email", "outbound", sg_time, "example@test.com", "", "", "",
-       "", "", "", ""},
+      email("sendgrid", "sg_event_id", "sg_message_id", "queued", sg_time, "example@test.com"),
       sg("6g4ZI7SA-xmRDv57GoPIPw==", "bounced", "5.0.0"),
       sg("kCAi1KttyQdEKHhdC-nuEA==", "clicked", "", "http://www.sendgrid.com/"),
       sg("t7LEShmowp86DTdUW8M-GQ==", "queued"),
@@ -131,13 +140,13 @@ std::vector<comm_row> expected_communications() {
       sg("w_u0vJhLT-OFfprar5N93g==", "resubscribed", "", "http://www.sendgrid.com/"),
       sg("ahSCB7xYcXFb-hEaawsPRw==", "unsubscribed", "", "http://www.sendgrid.com/"),
       sg("FOTFFO0ecsBE-zxFXfs6WA==", "opened"),
-      {"sendgrid", "rbtnWrG1DVDGGGFHFyun0A==", "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.000000000000000000000",
-       "queued", "email", "outbound", sg_time, "example@test.com", "", "", "", "", "", "", ""},
-      {"sendgrid", "sendgrid_internal_event_id", "sendgrid_internal_message_id", "opened", "email", "outbound",
-       "2020-06-09T18:19:12.372000Z", "email@example.com", "", "", "", "", "", "", ""},
+      email("sendgrid", "rbtnWrG1DVDGGGFHFyun0A==", "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.000000000000000000000",
+            "queued", sg_time, "example@test.com"),
+      email("sendgrid", "sendgrid_internal_event_id", "sendgrid_internal_message_id", "opened", "2020-06-09T18:19:12.372000Z",
+            "email@example.com"),
       sg("37nvH5QBz858KGVYCM4uOA==", "spam"),
-      {"sendgrid", "", "sendgrid_internal_message_id", "clicked", "email", "outbound", "2012-05-25T17:26:55.000000Z",
-       "john.doe@sendgrid.com", "", "", "", "", "", "", "https://sendgrid.com"},
+      email("sendgrid", "", "sendgrid_internal_message_id", "clicked", "2012-05-25T17:26:55.000000Z", "john.doe@sendgrid.com",
+            "", "https://sendgrid.com"),
       sg("zz_BjPgU_5pS-J8vlfB1sg==", "unsubscribed"),
       // Twilio
       {"twilio", "SMYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY:received", "SMYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYYY", "unsubscribed",
@@ -150,54 +159,44 @@ std::vector<comm_row> expected_communications() {
       {"twilio", sid + ":undelivered:30003", sid, "bounced", "sms", "outbound", "2023-08-24T05:02:00.000000Z", "",
        "+15558675310", "", "", "", "", "30003", ""},
       // WhatsApp: the two inbound examples are one message (same wamid and time).
-      {"whatsapp", wa_in + ":received", wa_in, "replied", "whatsapp", "inbound", "2025-06-08T20:59:43.000000Z", "",
-       "+16505551234", "", "", "", "", "", ""},
-      {"whatsapp", wa_del + ":delivered", wa_del, "delivered", "whatsapp", "outbound", "2025-06-18T16:22:53.000000Z", "",
-       "+16505551234", "", "", "", "", "", ""},
-      {"whatsapp", wa_del + ":read", wa_del, "opened", "whatsapp", "outbound", "2025-06-18T16:25:01.000000Z", "",
-       "+16505551234", "", "", "", "", "", ""},
-      {"whatsapp", wa_fail + ":failed", wa_fail, "failed", "whatsapp", "outbound", "2025-06-28T20:34:48.000000Z", "",
-       "+16505551234", "", "", "", "", "131049", ""},
-      {"whatsapp", wa_sent + ":sent", wa_sent, "sent", "whatsapp", "outbound", "2025-06-15T23:27:53.000000Z", "",
-       "+16505551234", "", "", "", "", "", ""},
+      wa("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=", "received", "replied", "2025-06-08T20:59:43.000000Z"),
+      wa(wa_del, "delivered", "delivered", "2025-06-18T16:22:53.000000Z"),
+      wa(wa_del, "read", "opened", "2025-06-18T16:25:01.000000Z"),
+      wa("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0QUQ2MjA4NEYyRkExNjMyREUA", "failed", "failed", "2025-06-28T20:34:48.000000Z", "131049"),
+      wa("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=", "sent", "sent", "2025-06-15T23:27:53.000000Z"),
       // Mailgun
-      {"mailgun", "G5zMz2ysS6OxZ2C8xb2Tqg", "20130821085807.30688.67706@samples.mailgun.org", "clicked", "email",
-       "outbound", "2013-08-21T08:59:24.094891Z", "recipient@example.com", "", "", "", "", "", "", "http://example.com/signup"},
-      {"mailgun", "ncV2XwymRUKbPek_MIM-Gw", "20130718032413.263EE2E0926@example.com", "spam", "email", "outbound",
-       "2013-08-22T23:31:00.049634Z", "foo@example.com", "", "", "", "", "", "", ""},
-      {"mailgun", "hK7mQVt1QtqRiOfQXta4sw", "20180622182958.1.48906CB188F1A454@exmple.org", "delivered", "email",
-       "outbound", "2018-06-22T18:29:59.626182Z", "john@example.com", "", "", "", "", "", "", ""},
-      {"mailgun", "pl271FzxTTmGRW8Uj3dUWw", "20180622211249.1.2A6098970A380E12@example.org", "bounced", "email",
-       "outbound", "2018-06-22T21:12:49.818328Z", "slava@mailgun.com", "", "", "", "", "", "605", ""},
-      {"mailgun", "xYrATi63Rke8EC_s7EoJeA", "20221006142837.1618e01bf42da9fa@test.com", "failed", "email", "outbound",
-       "2022-10-06T14:28:43.871657Z", "test@test.com", "", "", "", "", "", "451", ""},
-      {"mailgun", "-laxIqj9QWubsjY_3pTq_g", "20130821005614.19826.35976@samples.mailgun.org", "opened", "email",
-       "outbound", "2013-08-21T01:09:03.042277Z", "recipient@example.com", "", "", "", "", "", "", ""},
-      {"mailgun", "W3X4JOhFT-OZidZGKKr9iA", "20130822232216.13966.79700@samples.mailgun.org", "unsubscribed", "email",
-       "outbound", "2013-08-22T23:23:11.421473Z", "recipient@example.com", "", "", "", "", "", "", ""},
+      email("mailgun", "G5zMz2ysS6OxZ2C8xb2Tqg", "20130821085807.30688.67706@samples.mailgun.org", "clicked",
+            "2013-08-21T08:59:24.094891Z", "recipient@example.com", "", "http://example.com/signup"),
+      email("mailgun", "ncV2XwymRUKbPek_MIM-Gw", "20130718032413.263EE2E0926@example.com", "spam",
+            "2013-08-22T23:31:00.049634Z", "foo@example.com"),
+      email("mailgun", "hK7mQVt1QtqRiOfQXta4sw", "20180622182958.1.48906CB188F1A454@exmple.org", "delivered",
+            "2018-06-22T18:29:59.626182Z", "john@example.com"),
+      email("mailgun", "pl271FzxTTmGRW8Uj3dUWw", "20180622211249.1.2A6098970A380E12@example.org", "bounced",
+            "2018-06-22T21:12:49.818328Z", "slava@mailgun.com", "605"),
+      email("mailgun", "xYrATi63Rke8EC_s7EoJeA", "20221006142837.1618e01bf42da9fa@test.com", "failed",
+            "2022-10-06T14:28:43.871657Z", "test@test.com", "451"),
+      email("mailgun", "-laxIqj9QWubsjY_3pTq_g", "20130821005614.19826.35976@samples.mailgun.org", "opened",
+            "2013-08-21T01:09:03.042277Z", "recipient@example.com"),
+      email("mailgun", "W3X4JOhFT-OZidZGKKr9iA", "20130822232216.13966.79700@samples.mailgun.org", "unsubscribed",
+            "2013-08-22T23:23:11.421473Z", "recipient@example.com"),
       // Postmark
-      {"postmark", "Bounce:" + pm + ":john@example.com:" + pm_t, pm, "bounced", "email", "outbound", pm_time,
-       "john@example.com", "", "", "", "", "", "HardBounce", ""},
-      {"postmark", "Click:" + pm0 + ":john@example.com:2017-10-25T15:21:11.9065619Z", pm0, "clicked", "email",
-       "outbound", "2017-10-25T15:21:11.906561Z", "john@example.com", "", "", "", "", "", "", "https://example.com"},
-      {"postmark", "Delivery:" + pm + ":john@example.com:" + pm_t, pm, "delivered", "email", "outbound", pm_time,
-       "john@example.com", "", "", "", "", "", "", ""},
-      {"postmark", "Open:" + pm + ":john@example.com:" + pm_t, pm, "opened", "email", "outbound", pm_time,
-       "john@example.com", "", "", "", "", "", "", ""},
-      {"postmark", "SpamComplaint:" + pm0 + ":john@example.com:" + pm_t, pm0, "spam", "email", "outbound", pm_time,
-       "john@example.com", "", "", "", "", "", "", ""},
-      {"postmark", "SubscriptionChange:" + pm + ":bounced-address@wildbit.com:2020-02-01T10:53:34.416071Z", pm,
-       "unsubscribed", "email", "outbound", "2020-02-01T10:53:34.416071Z", "bounced-address@wildbit.com", "", "", "", "",
-       "", "", ""},
+      pm_john("Bounce", pm, "bounced", "HardBounce"),
+      email("postmark", "Click:" + pm0 + ":john@example.com:2017-10-25T15:21:11.9065619Z", pm0, "clicked",
+            "2017-10-25T15:21:11.906561Z", "john@example.com", "", "https://example.com"),
+      pm_john("Delivery", pm, "delivered"),
+      pm_john("Open", pm, "opened"),
+      pm_john("SpamComplaint", pm0, "spam"),
+      email("postmark", "SubscriptionChange:" + pm + ":bounced-address@wildbit.com:2020-02-01T10:53:34.416071Z", pm,
+            "unsubscribed", "2020-02-01T10:53:34.416071Z", "bounced-address@wildbit.com"),
       // Resend
-      {"resend", rs + ":email.bounced:2026-11-22T23:41:12.126Z", rs, "bounced", "email", "outbound",
-       "2026-11-22T23:41:12.126000Z", "delivered@resend.dev", "", "", "", "", "", "Suppressed", ""},
-      {"resend", rs + ":email.clicked:2024-11-22T23:41:12.126Z", rs, "clicked", "email", "outbound",
-       "2024-11-22T23:41:12.126000Z", "delivered@resend.dev", "", "", "", "", "", "", "https://resend.com"},
-      {"resend", rs + ":email.delivered:2026-02-22T23:41:12.126Z", rs, "delivered", "email", "outbound",
-       "2026-02-22T23:41:12.126000Z", "delivered@resend.dev", "", "", "", "", "", "", ""},
-      {"resend", rs + ":email.failed:2024-11-22T23:41:12.126Z", rs, "failed", "email", "outbound",
-       "2024-11-22T23:41:12.126000Z", "delivered@resend.dev", "", "", "", "", "", "", ""},
+      email("resend", rs + ":email.bounced:2026-11-22T23:41:12.126Z", rs, "bounced", "2026-11-22T23:41:12.126000Z",
+            "delivered@resend.dev", "Suppressed"),
+      email("resend", rs + ":email.clicked:2024-11-22T23:41:12.126Z", rs, "clicked", "2024-11-22T23:41:12.126000Z",
+            "delivered@resend.dev", "", "https://resend.com"),
+      email("resend", rs + ":email.delivered:2026-02-22T23:41:12.126Z", rs, "delivered", "2026-02-22T23:41:12.126000Z",
+            "delivered@resend.dev"),
+      email("resend", rs + ":email.failed:2024-11-22T23:41:12.126Z", rs, "failed", "2024-11-22T23:41:12.126000Z",
+            "delivered@resend.dev"),
       // Segment e-mail events
       seg("bounced", "Email Bounced", "pgibbons@example.com"),
       seg("delivered", "Email Delivered", "pgibbons@example.com"),

@@ -81,6 +81,32 @@ void expect_exactly_once(const std::string& dsn, int events) {
 
 std::vector<long long> as_vector(const std::vector<long long>& v) { return v; }
 
+// A kafka_source running on a thread of its own; stop() (or leaving the scope, also on a failed ASSERT) stops it
+// and waits for the thread.
+class running_source {
+ public:
+  explicit running_source(const kafka_source_options& o) : src_(o), thread_([this] { src_.run(); }) {}
+  ~running_source() { stop(); }
+  running_source(const running_source&) = delete;
+  running_source& operator=(const running_source&) = delete;
+
+  const kafka_source* operator->() const { return &src_; }
+  // Whether it has read `messages` messages within `limit`.
+  bool consumed(int messages, std::chrono::milliseconds limit = 30s) const {
+    return wait_until([&] { return src_.stats().messages >= static_cast<std::uint64_t>(messages); }, limit);
+  }
+  // Asks it to stop without waiting (members of one group that should leave together), then stop() waits.
+  void request_stop() noexcept { src_.stop(); }
+  void stop() {
+    src_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  kafka_source src_;
+  std::thread thread_;
+};
+
 class KafkaSource : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -100,14 +126,12 @@ class KafkaSource : public ::testing::Test {
 TEST_F(KafkaSource, DuplicatesAndGarbageGiveExactlyOnceRowsRejectionsWithOffsetsAndCommittedOffsets) {
   crm_test::test_producer producer(kafka_.bootstrap());
   auto sent = produce_mix(producer, 1000);
-  kafka_source src(source_options(kafka_, dsn_, "g-exact"));
-  std::thread t([&] { src.run(); });
-  EXPECT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
+  running_source src(source_options(kafka_, dsn_, "g-exact"));
+  EXPECT_TRUE(src.consumed(sent.messages));
   src.stop();
-  t.join();
 
   expect_written_once_and_committed(producer, "g-exact", sent.events);
-  EXPECT_EQ(src.stats().messages, static_cast<std::uint64_t>(sent.messages));
+  EXPECT_EQ(src->stats().messages, static_cast<std::uint64_t>(sent.messages));
   // Every garbage message is dead-lettered under its topic/partition:offset.
   EXPECT_EQ(crm_test::count(dsn_, "SELECT count(*) FROM rejected_events"), static_cast<long long>(sent.garbage.size()));
   for (auto i : sent.garbage) {
@@ -125,18 +149,15 @@ TEST_F(KafkaSource, BrokerErrorsAndABrokerDownAreSurvived) {
   // Fetch and OffsetCommit fail a few times (6 NOT_LEADER_OR_FOLLOWER, 15 COORDINATOR_NOT_AVAILABLE).
   ASSERT_EQ(kafka_.command("errors 1 4 6"), "ok");
   ASSERT_EQ(kafka_.command("errors 8 3 15"), "ok");
-  kafka_source src(source_options(kafka_, dsn_, "g-faults"));
-  std::thread t([&] { src.run(); });
-  ASSERT_TRUE(wait_until([&] { return src.stats().batches > 0; }));
+  running_source src(source_options(kafka_, dsn_, "g-faults"));
+  ASSERT_TRUE(wait_until([&] { return src->stats().batches > 0; }));
   // A broker goes away while more events arrive, then comes back.
   ASSERT_EQ(kafka_.command("down 2"), "ok");
   std::this_thread::sleep_for(1s);
   ASSERT_EQ(kafka_.command("up 2"), "ok");
   auto second = produce_mix(producer, 600, 600);
-  const auto total = static_cast<std::uint64_t>(first.messages + second.messages);
-  EXPECT_TRUE(wait_until([&] { return src.stats().messages >= total; }, 40s));
+  EXPECT_TRUE(src.consumed(first.messages + second.messages, 40s));
   src.stop();
-  t.join();
   expect_written_once_and_committed(producer, "g-faults", first.events + second.events);
 }
 
@@ -145,17 +166,14 @@ TEST_F(KafkaSource, BrokerErrorsAndABrokerDownAreSurvived) {
 TEST_F(KafkaSource, AStopCommitsTheWrittenOffsetsThroughRefusedCommits) {
   crm_test::test_producer producer(kafka_.bootstrap());
   auto first = produce_mix(producer, 300);
-  kafka_source src(source_options(kafka_, dsn_, "g-stop"));
-  std::thread t([&] { src.run(); });
-  ASSERT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(first.messages); }));
-  ASSERT_TRUE(wait_until([&] { return src.stats().offset_commits > 0; }));
+  running_source src(source_options(kafka_, dsn_, "g-stop"));
+  ASSERT_TRUE(src.consumed(first.messages));
+  ASSERT_TRUE(wait_until([&] { return src->stats().offset_commits > 0; }));
   // The next commits are refused (27 REBALANCE_IN_PROGRESS), more of them than a few quick retries cover.
   ASSERT_EQ(kafka_.command("errors 8 12 27"), "ok");
   auto second = produce_mix(producer, 200, 300);
-  const auto total = static_cast<std::uint64_t>(first.messages + second.messages);
-  ASSERT_TRUE(wait_until([&] { return src.stats().messages >= total; }));
+  ASSERT_TRUE(src.consumed(first.messages + second.messages));
   src.stop();
-  t.join();
   expect_written_once_and_committed(producer, "g-stop", first.events + second.events);
 }
 
@@ -170,45 +188,39 @@ TEST_F(KafkaSource, OffsetsAreCommittedOnlyOnceTheClusterConfirmsTheBatch) {
   auto o = source_options(kafka_, dsn_, "g-confirm");
   o.write.confirm.min_standbys = 1;
   {
-    kafka_source src(o);
-    std::thread t([&] { src.run(); });
+    running_source src(o);
     EXPECT_TRUE(wait_until([&] { return rows(dsn_) == sent.events; })) << "committed, only not released";
     std::this_thread::sleep_for(1s);
-    EXPECT_EQ(src.stats().offset_commits, 0u) << "offsets committed before the cluster confirmed their batch";
+    EXPECT_EQ(src->stats().offset_commits, 0u) << "offsets committed before the cluster confirmed their batch";
     src.stop();
-    t.join();
-    EXPECT_EQ(src.stats().offset_commits, 0u);
+    EXPECT_EQ(src->stats().offset_commits, 0u);
   }
   for (long long off : kafka_.committed("g-confirm", "events", partitions)) EXPECT_LT(off, 1) << "an offset was committed";
   // The next run (a single PostgreSQL: its COMMIT is the confirmation) consumes them again: no-ops.
-  kafka_source again(source_options(kafka_, dsn_, "g-confirm"));
-  std::thread t([&] { again.run(); });
-  EXPECT_TRUE(wait_until([&] { return again.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
+  running_source again(source_options(kafka_, dsn_, "g-confirm"));
+  EXPECT_TRUE(again.consumed(sent.messages));
   again.stop();
-  t.join();
-  EXPECT_EQ(again.stats().inserted, 0u) << "everything was stored by the first run";
+  EXPECT_EQ(again->stats().inserted, 0u) << "everything was stored by the first run";
   expect_exactly_once(dsn_, sent.events);
   EXPECT_EQ(kafka_.committed("g-confirm", "events", partitions), producer.end_offsets("events", partitions));
 }
 
 TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce) {
   crm_test::test_producer producer(kafka_.bootstrap());
-  kafka_source a(source_options(kafka_, dsn_, "g-two")), b(source_options(kafka_, dsn_, "g-two"));
-  std::thread ta([&] { a.run(); });
-  std::thread tb([&] { b.run(); });
+  running_source a(source_options(kafka_, dsn_, "g-two")), b(source_options(kafka_, dsn_, "g-two"));
   // Both members hold partitions before the events arrive.
-  ASSERT_TRUE(wait_until([&] { return a.assigned_partitions() > 0 && b.assigned_partitions() > 0; }));
-  EXPECT_EQ(a.assigned_partitions() + b.assigned_partitions(), static_cast<std::size_t>(partitions));
+  ASSERT_TRUE(wait_until([&] { return a->assigned_partitions() > 0 && b->assigned_partitions() > 0; }));
+  EXPECT_EQ(a->assigned_partitions() + b->assigned_partitions(), static_cast<std::size_t>(partitions));
   auto sent = produce_mix(producer, 1000);
   const auto total = static_cast<std::uint64_t>(sent.messages);
-  EXPECT_TRUE(wait_until([&] { return a.stats().messages + b.stats().messages >= total; }));
+  EXPECT_TRUE(wait_until([&] { return a->stats().messages + b->stats().messages >= total; }));
+  a.request_stop();
+  b.request_stop();
   a.stop();
   b.stop();
-  ta.join();
-  tb.join();
-  EXPECT_GT(a.stats().messages, 0u);
-  EXPECT_GT(b.stats().messages, 0u);
-  EXPECT_EQ(a.stats().messages + b.stats().messages, total);
+  EXPECT_GT(a->stats().messages, 0u);
+  EXPECT_GT(b->stats().messages, 0u);
+  EXPECT_EQ(a->stats().messages + b->stats().messages, total);
   expect_written_once_and_committed(producer, "g-two", sent.events);
 }
 
@@ -219,16 +231,14 @@ TEST_F(KafkaSource, ASlowDatabasePausesThePartitionsWhileTheMemberStaysInTheGrou
   pqxx::connection blocker(dsn_);
   pqxx::work lock_tx(blocker);
   lock_tx.exec("LOCK TABLE communications IN ACCESS EXCLUSIVE MODE");
-  kafka_source src(source_options(kafka_, dsn_, "g-slow"));
-  std::thread t([&] { src.run(); });
-  EXPECT_TRUE(wait_until([&] { return src.stats().pauses > 0; }));
+  running_source src(source_options(kafka_, dsn_, "g-slow"));
+  EXPECT_TRUE(wait_until([&] { return src->stats().pauses > 0; }));
   std::this_thread::sleep_for(1s);  // paused, still polling
-  EXPECT_EQ(src.assigned_partitions(), static_cast<std::size_t>(partitions));
+  EXPECT_EQ(src->assigned_partitions(), static_cast<std::size_t>(partitions));
   lock_tx.abort();
-  EXPECT_TRUE(wait_until([&] { return src.stats().messages >= static_cast<std::uint64_t>(sent.messages); }));
+  EXPECT_TRUE(src.consumed(sent.messages));
   src.stop();
-  t.join();
-  EXPECT_EQ(src.stats().rebalances, 1u) << "the member lost its partitions while paused";
+  EXPECT_EQ(src->stats().rebalances, 1u) << "the member lost its partitions while paused";
   expect_written_once_and_committed(producer, "g-slow", sent.events);
 }
 

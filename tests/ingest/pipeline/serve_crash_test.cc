@@ -83,27 +83,29 @@ class ServeCrash : public ::testing::Test {
   void SetUp() override {
     if (std::string(HTTP_LOAD_EXE).empty()) GTEST_SKIP() << "bench/http_load is not built (CRM_INGEST_BENCH=OFF)";
   }
+
+  // A fresh database (t_serve_<name>), a scratch directory (<name>) and serve's config for them (the log in
+  // dir/log, the default bounds).
+  struct run {
+    std::string dsn;
+    fs::path dir;
+    fs::path config;
+  };
+  static run fresh_run(const std::string& name) {
+    auto dsn = crm_test::fresh_database("t_serve_" + name);
+    auto dir = crm_test::scratch(name);
+    auto config = write_config(dir, {dsn, dir / "log"});
+    return {dsn, dir, config};
+  }
 };
 
 TEST_F(ServeCrash, KillNineMidStreamLosesNoAcknowledgedEventAndStoresNoneTwice) {
-  auto dsn = crm_test::fresh_database("t_serve_kill9");
-  auto dir = crm_test::scratch("kill9");
-  auto config = write_config(dir, {dsn, dir / "log"});
-
+  const auto [dsn, dir, config] = fresh_run("kill9");
   auto srv = start_server(dir, config, "1");
   ASSERT_NE(srv.port, 0u);
-  load_args events;  // 100 requests/s x 50 events, NDJSON
-  events.seed = 11;
-  events.duration_s = 3;
-  events.timeout_s = 1;
-  events.drain_timeout_s = 0.5;
-  load_args twilio;  // 300 Twilio status callbacks/s
-  twilio.mode = "twilio";
-  twilio.rate = 300;
-  twilio.seed = 12;
-  twilio.duration_s = 3;
-  twilio.timeout_s = 1;
-  twilio.drain_timeout_s = 0.5;
+  // 100 requests/s x 50 events (NDJSON), and 300 Twilio status callbacks/s.
+  const load_args events{.duration_s = 3, .seed = 11, .timeout_s = 1, .drain_timeout_s = 0.5};
+  const load_args twilio{.mode = "twilio", .rate = 300, .duration_s = 3, .seed = 12, .timeout_s = 1, .drain_timeout_s = 0.5};
   auto load_events = start_load(dir, srv.port, events, "events");
   auto load_twilio = start_load(dir, srv.port, twilio, "twilio");
   std::this_thread::sleep_for(1500ms);
@@ -134,8 +136,7 @@ TEST_F(ServeCrash, KillNineMidStreamLosesNoAcknowledgedEventAndStoresNoneTwice) 
   // A client retrying the same requests (same seed, same bytes) changes nothing.
   load_args replay = events;
   replay.duration_s = 1;
-  replay.timeout_s = 5;
-  replay.drain_timeout_s = 5;
+  replay.timeout_s = replay.drain_timeout_s = 5;
   auto load_replay = start_load(dir, again.port, replay, "replay");
   ASSERT_EQ(load_replay->wait_for(20s), 0) << load_replay->err();
   EXPECT_EQ(json_number(load_replay->out(), "ok"), 100) << load_replay->out();
@@ -154,18 +155,11 @@ TEST_F(ServeCrash, KillNineMidStreamLosesNoAcknowledgedEventAndStoresNoneTwice) 
 }
 
 TEST_F(ServeCrash, SigtermAnswersInFlightRequestsAndWritesEverythingAcknowledgedBeforeExit) {
-  auto dsn = crm_test::fresh_database("t_serve_sigterm");
-  auto dir = crm_test::scratch("sigterm");
-  auto config = write_config(dir, {dsn, dir / "log"});
+  const auto [dsn, dir, config] = fresh_run("sigterm");
   auto srv = start_server(dir, config, "1");
   ASSERT_NE(srv.port, 0u);
-  load_args a;
-  a.rate = 200;
-  a.seed = 21;
-  a.duration_s = 3;
-  a.timeout_s = 2;  // requests due after the stop wait this long for a connection, then count as expired
-  a.drain_timeout_s = 3;
-  a.connections = 16;
+  // Requests due after the stop wait timeout_s for a connection, then count as expired.
+  const load_args a{.rate = 200, .duration_s = 3, .connections = 16, .seed = 21, .timeout_s = 2, .drain_timeout_s = 3};
   auto load = start_load(dir, srv.port, a, "1");
   std::this_thread::sleep_for(1500ms);
   srv.proc->signal(SIGTERM);
@@ -211,12 +205,7 @@ TEST_F(ServeCrash, TheLogKeepsCommittedBatchesUntilTheClusterConfirmsThem) {
   auto dir = crm_test::scratch("unconfirmed");
   auto srv = start_server(dir, write_config(dir, {dsn, dir / "log", 4ull << 30, 64ull << 20}, "confirm_min_standbys = 1\n"), "1");
   ASSERT_NE(srv.port, 0u);
-  load_args a;
-  a.rate = 100;
-  a.seed = 41;
-  a.duration_s = 1;
-  a.timeout_s = 5;
-  a.drain_timeout_s = 5;
+  const load_args a{.rate = 100, .duration_s = 1, .seed = 41, .timeout_s = 5, .drain_timeout_s = 5};
   auto load = start_load(dir, srv.port, a, "1");
   ASSERT_EQ(load->wait_for(30s), 0) << load->err();
   std::size_t acked = 0;
@@ -263,13 +252,8 @@ TEST_F(ServeCrash, FullLogAnswers503WithRetryAfterAndAcknowledgesOnlyWhatItKept)
   serve_config c{"postgresql://crm@127.0.0.1:1/none?connect_timeout=1", dir / "log", 16ull << 20, 1ull << 20};
   auto srv = start_server(dir, write_config(dir, c), "1");
   ASSERT_NE(srv.port, 0u);
-  load_args a;  // 150k events, ~33 MB in the log: full after about half of them
-  a.rate = 300;
-  a.events_per_request = 100;
-  a.seed = 31;
-  a.duration_s = 5;
-  a.timeout_s = 5;
-  a.drain_timeout_s = 5;
+  // 150k events, ~33 MB in the log: full after about half of them.
+  const load_args a{.rate = 300, .duration_s = 5, .events_per_request = 100, .seed = 31, .timeout_s = 5, .drain_timeout_s = 5};
   auto load = start_load(dir, srv.port, a, "1");
   ASSERT_EQ(load->wait_for(30s), 0) << load->err();
   const auto out = load->out();

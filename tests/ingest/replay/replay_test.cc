@@ -30,6 +30,18 @@ void add_rejection(const std::string& dsn, const std::string& source, const std:
   tx.commit();
 }
 
+// Rows of `from`: a table, and a WHERE clause when wanted.
+long long rows(const std::string& dsn, const std::string& from) {
+  return crm_test::count(dsn, "SELECT count(*) FROM " + from);
+}
+
+void exec(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::work tx(c);
+  tx.exec(sql);
+  tx.commit();
+}
+
 crm_test::command_result replay(const std::string& dsn, const std::string& args = "") {
   // The test cluster's role is a superuser, which every command that writes refuses unless allowed.
   return crm_test::run_command(exe + " --log-level warn rejected replay --allow-superuser --dsn " +
@@ -55,28 +67,21 @@ TEST(RejectedReplay, FixedRecordsAreWrittenOnceAndStillFailingOnesKept) {
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "",
       "examined 4: 3 now pass (3 events inserted, 0 already stored), 1 still failing", r));
   EXPECT_NE(r.out.find("still failing 1: channel"), std::string::npos) << r.out;
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'replay-1' "
-                                 "AND email = 'ana@example.com' AND lead_id = 1001"),
-            1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL"), 3);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL AND raw LIKE '%fax%'"), 1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 4);  // nothing new dead-lettered
+  EXPECT_EQ(rows(dsn, "communications"), 2);
+  EXPECT_EQ(rows(dsn, "customer_touchpoints"), 1);
+  EXPECT_EQ(rows(dsn, "communications WHERE provider_message_id = 'replay-1' AND email = 'ana@example.com' AND lead_id = 1001"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NOT NULL"), 3);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL AND raw LIKE '%fax%'"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events"), 4);  // nothing new dead-lettered
 
   // Again: only the still-failing one is looked at; nothing is written twice.
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "", "examined 1: 0 now pass", r));
 
   // A run that died after writing and before marking: the next run finds the events stored.
-  {
-    pqxx::connection c(dsn);
-    pqxx::work tx(c);
-    tx.exec("UPDATE rejected_events SET replayed_at = NULL WHERE raw LIKE '%replay-1%'");
-    tx.commit();
-  }
+  exec(dsn, "UPDATE rejected_events SET replayed_at = NULL WHERE raw LIKE '%replay-1%'");
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "",
       "examined 2: 1 now pass (0 events inserted, 1 already stored), 1 still failing", r));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 2);
+  EXPECT_EQ(rows(dsn, "communications"), 2);
 }
 
 TEST(RejectedReplay, FiltersDryRunAndDelete) {
@@ -87,19 +92,19 @@ TEST(RejectedReplay, FiltersDryRunAndDelete) {
 
   crm_test::command_result r;
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--dry-run", "examined 3: 3 now pass", r));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 0);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL"), 0);
+  EXPECT_EQ(rows(dsn, "communications"), 0);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NOT NULL"), 0);
 
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--source 'POST /v1/webhooks/%'", "examined 1: 1 now pass", r));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider = 'sendgrid'"), 1);
+  EXPECT_EQ(rows(dsn, "communications WHERE provider = 'sendgrid'"), 1);
 
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--since 2026-11-04T00:00:00Z --until 2026-11-06T00:00:00Z --delete",
       "examined 1: 1 now pass", r));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
+  EXPECT_EQ(rows(dsn, "customer_touchpoints"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events"), 2);
 
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "--reason 'email:%'", "examined 1: 1 now pass", r));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 0);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL"), 0);
 }
 
 // Issue 16, item 3: replay reports what it really stored. A dead letter that passes the rules but whose row the
@@ -108,12 +113,7 @@ TEST(RejectedReplay, FiltersDryRunAndDelete) {
 // marked as usual.
 TEST(RejectedReplay, ARowTheDatabaseRefusesIsReportedAndItsDeadLetterKept) {
   auto dsn = crm_test::fresh_database("t_replay_refused");
-  {
-    pqxx::connection c(dsn);
-    pqxx::work tx(c);
-    tx.exec("ALTER TABLE communications ADD CONSTRAINT test_refuses_provider CHECK (provider <> 'refused-by-test')");
-    tx.commit();
-  }
+  exec(dsn, "ALTER TABLE communications ADD CONSTRAINT test_refuses_provider CHECK (provider <> 'refused-by-test')");
   const char* refused_raw =
       R"({"kind":"communication","occurred_at":"2026-11-02T09:15:00Z","channel":"email","status":"sent","provider":"refused-by-test","provider_message_id":"replay-refused","email":"eve@example.com"})";
   add_rejection(dsn, "/v1/events:9", "email: rule of an older release", refused_raw);
@@ -123,24 +123,20 @@ TEST(RejectedReplay, ARowTheDatabaseRefusesIsReportedAndItsDeadLetterKept) {
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "",
       "examined 2: 1 now pass (1 events inserted, 0 already stored), 0 still failing, 0 not "
       "replayable, 1 refused by the database", r));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NOT NULL "
-                                 "AND raw LIKE '%replay-1%'"),
-            1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL "
-                                 "AND source = '/v1/events:9'"),
-            1);
+  EXPECT_EQ(rows(dsn, "communications"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NOT NULL AND raw LIKE '%replay-1%'"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL AND source = '/v1/events:9'"), 1);
 
   // The database's reason is reported; the dead letter stays the one there was (no copy of it is added).
   EXPECT_NE(r.out.find("refused 1: database refused the row (23514)"), std::string::npos) << r.out;
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
+  EXPECT_EQ(rows(dsn, "rejected_events"), 2);
 
   // Nothing was stored for it, so a second run tries it again and says the same; the table does not grow.
   ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "", "examined 1: 0 now pass (0 events inserted, 0 already stored)", r));
   EXPECT_NE(r.out.find("1 refused by the database"), std::string::npos) << r.out;
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events"), 2);
+  EXPECT_EQ(rows(dsn, "communications"), 1);
 }
 
 // A dead letter's tenant is the tenant of the events it becomes (they were stored without one).
@@ -153,17 +149,11 @@ TEST(RejectedReplay, ReplayedEventsKeepTheDeadLettersTenant) {
   add_rejection(dsn, "/v1/events:4", "channel: \"fax\" is not one of ...", broken_raw, "2026-11-02T09:16:00Z", "tenant-a");
   auto r = replay(dsn);
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'replay-1' "
-                                 "AND tenant_id = 'tenant-a'"),
-            1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id = 'replay-sg-1' "
-                                 "AND tenant_id = 'tenant-b'"),
-            1);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints WHERE tenant_id IS NULL"), 1);
+  EXPECT_EQ(rows(dsn, "communications WHERE provider_message_id = 'replay-1' AND tenant_id = 'tenant-a'"), 1);
+  EXPECT_EQ(rows(dsn, "communications WHERE provider_event_id = 'replay-sg-1' AND tenant_id = 'tenant-b'"), 1);
+  EXPECT_EQ(rows(dsn, "customer_touchpoints WHERE tenant_id IS NULL"), 1);
   // The one still failing keeps its tenant where it is.
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL AND tenant_id = "
-                                 "'tenant-a'"),
-            1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL AND tenant_id = 'tenant-a'"), 1);
 }
 
 }  // namespace

@@ -55,8 +55,9 @@ class AttributionModels : public ::testing::Test {
   void recompute() { pg::recompute_analytics(*conn_, {}); }
 
   // model -> touchpoint id ("" = no touchpoint) -> (credit, revenue_credit), for one conversion.
-  std::map<std::string, std::map<std::string, std::pair<double, double>>> credits(const std::string& conversion) {
-    std::map<std::string, std::map<std::string, std::pair<double, double>>> out;
+  using model_credits = std::map<std::string, std::map<std::string, std::pair<double, double>>>;
+  model_credits credits(const std::string& conversion) {
+    model_credits out;
     pqxx::read_transaction tx(*conn_);
     for (const auto& r : tx.exec_params("SELECT model, coalesce(touchpoint_id::text, ''), credit::float8,"
                                         " revenue_credit::float8, channel_group FROM attribution_credits"
@@ -65,6 +66,13 @@ class AttributionModels : public ::testing::Test {
       out[r[0].as<std::string>()][r[1].as<std::string>()] = {r[2].as<double>(), r[3].as<double>()};
     }
     return out;
+  }
+
+  // Lead 1 converts at T for `value`; after a recompute, the credits of that conversion.
+  model_credits conversion_credits(double value) {
+    auto c = touch(1, 0, "conversion", "Direct", value);
+    recompute();
+    return credits(c);
   }
 
   // Every model's credits of every conversion sum to exactly 1 (numeric, not approximately).
@@ -110,9 +118,7 @@ TEST_F(AttributionModels, OneTouchGetsEverything) {
 TEST_F(AttributionModels, TwoTouches) {
   auto a = touch(1, 14, "ad_click", "Paid Search");
   auto b = touch(1, 7, "page_view", "Direct");
-  auto c = touch(1, 0, "conversion", "Direct", 90);
-  recompute();
-  auto got = credits(c);
+  auto got = conversion_credits(90);
   EXPECT_EQ(got["first_touch"].size(), 1u);
   EXPECT_DOUBLE_EQ(got["first_touch"][a].first, 1);
   EXPECT_EQ(got["last_touch"].size(), 1u);
@@ -136,9 +142,7 @@ TEST_F(AttributionModels, FourTouchesPositionAndDecay) {
   auto b = touch(1, 14, "page_view", "Direct");
   auto c2 = touch(1, 7, "ad_click", "Paid Social");
   auto d = touch(1, 1, "page_view", "Direct");
-  auto c = touch(1, 0, "conversion", "Direct", 100);
-  recompute();
-  auto got = credits(c);
+  auto got = conversion_credits(100);
   EXPECT_DOUBLE_EQ(got["first_touch"][a].first, 1);
   EXPECT_DOUBLE_EQ(got["last_touch"][d].first, 1);
   EXPECT_DOUBLE_EQ(got["last_non_direct"][c2].first, 1);
@@ -161,9 +165,7 @@ TEST_F(AttributionModels, ThreeWayLinearSumsToExactlyOne) {
   touch(1, 3, "page_view", "Referral");
   touch(1, 2, "page_view", "Referral");
   touch(1, 1, "page_view", "Referral");
-  auto c = touch(1, 0, "conversion", "Direct", 10);
-  recompute();
-  auto got = credits(c);
+  auto got = conversion_credits(10);
   ASSERT_EQ(got["linear"].size(), 3u);
   for (const auto& [id, cr] : got["linear"]) EXPECT_NEAR(cr.first, 1.0 / 3, 1e-12);
   // Position-based with n = 3: the middle one alone shares 20%.
@@ -195,9 +197,7 @@ TEST_F(AttributionModels, LookbackBoundaryAndEarlierConversions) {
   auto edge = touch(1, 30, "page_view", "Email");        // exactly T - 30 days: inside
   touch(1, 30.0001, "page_view", "Email");               // just before: outside
   auto prev = touch(1, 3, "conversion", "Direct", 5);   // an earlier conversion is not a touch
-  auto c = touch(1, 0, "conversion", "Direct", 10);
-  recompute();
-  auto got = credits(c);
+  auto got = conversion_credits(10);
   ASSERT_EQ(got["linear"].size(), 1u);
   EXPECT_DOUBLE_EQ(got["linear"][edge].first, 1);
   EXPECT_EQ(credits(prev)["linear"].count(edge), 1u);
@@ -207,9 +207,7 @@ TEST_F(AttributionModels, LookbackBoundaryAndEarlierConversions) {
 TEST_F(AttributionModels, AllDirectLastNonDirectFallsBackToLastTouch) {
   touch(1, 5, "page_view", "Direct");
   auto last = touch(1, 2, "page_view", "Direct");
-  auto c = touch(1, 0, "conversion", "Direct", 10);
-  recompute();
-  auto got = credits(c);
+  auto got = conversion_credits(10);
   ASSERT_EQ(got["last_non_direct"].size(), 1u);
   EXPECT_DOUBLE_EQ(got["last_non_direct"][last].first, 1);
 }
