@@ -1,16 +1,12 @@
-// durable_log: appending, reading, group commit under many threads, the bound, checkpoints.
-// Crash recovery and damaged files: spool_recovery_test.cc.
+// durable_log: appending, reading, the bound, checkpoints. Many appenders at once: group_commit_test.cc;
+// crash recovery and damaged files: recovery_test.cc.
 #include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <map>
-#include <mutex>
-#include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -29,6 +25,16 @@ std::string make_payload(std::size_t n, char seed) {
   std::string s(n, '\0');
   for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i * 7);
   return s;
+}
+
+// Appends `payload` as `times` appends of one record each; fails at the first refused one.
+::testing::AssertionResult append_copies(durable_log& log, std::string_view payload, int times) {
+  const std::string_view one[] = {payload};
+  for (int i = 0; i < times; ++i) {
+    const auto r = log.append(one);
+    if (!r.ok()) return ::testing::AssertionFailure() << "append " << i << ": " << r.error.message();
+  }
+  return ::testing::AssertionSuccess();
 }
 
 std::uint64_t bytes_in_segment_files(const fs::path& dir) {
@@ -165,154 +171,6 @@ TEST(DurableLog, SegmentsRollAndReadsCrossThem) {
   EXPECT_EQ(got.back().next, log->durable_end());
 }
 
-// Many threads append at once: every ok append is readable, each thread's records appear in the
-// order it appended them, one append's records are contiguous, and they share fsyncs.
-TEST(DurableLog, GroupCommitWithManyThreads) {
-  constexpr int threads = 16;
-  constexpr int appends_per_thread = 150;
-  temp_dir dir;
-  auto log = durable_log::open(small_options(dir.path(), 256 << 10, 64 << 20));
-
-  struct ack {
-    int thread;
-    int seq;
-    int count;
-    log_position end;
-  };
-  std::vector<std::vector<ack>> acks(threads);
-  std::atomic<int> failures{0};
-  std::vector<std::thread> workers;
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      std::vector<std::string> payloads;
-      std::vector<std::string_view> views;
-      for (int seq = 0; seq < appends_per_thread; ++seq) {
-        const int count = 1 + (seq + t) % 3;
-        payloads.clear();
-        for (int i = 0; i < count; ++i) {
-          payloads.push_back("t" + std::to_string(t) + ":" + std::to_string(seq) + ":" + std::to_string(i) + ":" +
-                             std::string(static_cast<std::size_t>((seq * 31 + t * 7 + i) % 900), 'x'));
-        }
-        views.assign(payloads.begin(), payloads.end());
-        const auto r = log->append(views);
-        if (!r.ok()) {
-          ++failures;
-          continue;
-        }
-        acks[t].push_back({t, seq, count, r.end});
-      }
-    });
-  }
-  for (auto& w : workers) w.join();
-  ASSERT_EQ(failures.load(), 0);
-
-  const auto got = read_all(*log, log->checkpointed());
-  std::size_t expected_records = 0;
-  for (const auto& per_thread : acks) {
-    ASSERT_EQ(per_thread.size(), static_cast<std::size_t>(appends_per_thread));
-    for (std::size_t i = 1; i < per_thread.size(); ++i) EXPECT_LT(per_thread[i - 1].end, per_thread[i].end);
-    for (const auto& a : per_thread) expected_records += static_cast<std::size_t>(a.count);
-  }
-  ASSERT_EQ(got.size(), expected_records);
-
-  // Where each record ended, by its (thread, seq, index) label.
-  std::map<std::string, std::size_t> index_of;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const auto label = got[i].payload.substr(0, got[i].payload.rfind(':'));
-    EXPECT_TRUE(index_of.emplace(label, i).second) << "duplicate " << label;
-    if (i > 0) {
-      EXPECT_LT(got[i - 1].position, got[i].position);
-    }
-  }
-  for (const auto& per_thread : acks) {
-    std::size_t previous_last = 0;
-    bool first = true;
-    for (const auto& a : per_thread) {
-      const std::string prefix = "t" + std::to_string(a.thread) + ":" + std::to_string(a.seq) + ":";
-      const auto it0 = index_of.find(prefix + "0");
-      ASSERT_NE(it0, index_of.end()) << prefix;
-      for (int i = 1; i < a.count; ++i) {
-        const auto it = index_of.find(prefix + std::to_string(i));
-        ASSERT_NE(it, index_of.end());
-        EXPECT_EQ(it->second, it0->second + static_cast<std::size_t>(i)) << "append not contiguous: " << prefix;
-      }
-      const std::size_t last = it0->second + static_cast<std::size_t>(a.count) - 1;
-      EXPECT_EQ(got[last].next, a.end) << prefix;
-      if (!first) {
-        EXPECT_GT(it0->second, previous_last) << "thread order broken at " << prefix;
-      }
-      previous_last = last;
-      first = false;
-    }
-  }
-
-  const auto s = log->stats();
-  EXPECT_EQ(s.appends, static_cast<std::uint64_t>(threads * appends_per_thread));
-  EXPECT_EQ(s.records_appended, expected_records);
-  EXPECT_GT(s.fsyncs, 0u);
-  EXPECT_GT(s.total_fsync_ns, 0u);
-  EXPECT_GT(s.last_fsync_ns, 0u);
-  // Sixteen threads waiting on fsyncs cannot each get one of their own.
-  EXPECT_LT(s.group_commits, s.appends);
-  std::printf("[ info ] %llu appends shared %llu group commits (%.1f appends per fdatasync)\n",
-              static_cast<unsigned long long>(s.appends), static_cast<unsigned long long>(s.group_commits),
-              static_cast<double>(s.appends) / static_cast<double>(s.group_commits));
-}
-
-// The collector's path: appends that do not block, completed by the flusher thread.
-TEST(DurableLog, AsyncAppendsCompleteOnceDurableInSubmissionOrder) {
-  constexpr int appends = 2000;
-  temp_dir dir;
-  auto log = durable_log::open(small_options(dir.path(), 64 << 10, 64 << 20));
-  std::vector<std::string> payloads;
-  for (int i = 0; i < appends; ++i) payloads.push_back("r" + std::to_string(i) + std::string(i % 300, 'y'));
-
-  std::mutex mu;
-  std::vector<std::pair<int, log_position>> completed;
-  std::atomic<int> failures{0};
-  std::set<std::thread::id> completion_threads;
-  for (int i = 0; i < appends; ++i) {
-    const std::string_view one[] = {payloads[static_cast<std::size_t>(i)]};
-    const auto e = log->append_async(one, [&, i](const append_result& r) {
-      if (!r.ok()) ++failures;
-      // Everything up to this record is durable when its completion runs.
-      if (log->durable_end() < r.end) ++failures;
-      std::lock_guard lock(mu);
-      completed.emplace_back(i, r.end);
-      completion_threads.insert(std::this_thread::get_id());
-    });
-    ASSERT_FALSE(e) << e.message();
-  }
-  const std::string_view none[] = {""};
-  std::atomic<bool> empty_done{false};
-  ASSERT_FALSE(log->append_async(std::span<const std::string_view>(none, 0),
-                                 [&](const append_result& r) { empty_done = r.ok(); }));
-  for (int spin = 0; spin < 5000; ++spin) {
-    {
-      std::lock_guard lock(mu);
-      if (completed.size() == static_cast<std::size_t>(appends) && empty_done) break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  std::lock_guard lock(mu);
-  ASSERT_EQ(completed.size(), static_cast<std::size_t>(appends));
-  EXPECT_TRUE(empty_done.load());
-  EXPECT_EQ(failures.load(), 0);
-  EXPECT_EQ(completion_threads.size(), 1u) << "completions run on the flusher thread only";
-  EXPECT_FALSE(completion_threads.count(std::this_thread::get_id()));
-  const auto got = read_all(*log, log->checkpointed(), 4096, 64 << 20);
-  ASSERT_EQ(got.size(), static_cast<std::size_t>(appends));
-  for (int i = 0; i < appends; ++i) {
-    EXPECT_EQ(completed[static_cast<std::size_t>(i)].first, i);
-    EXPECT_EQ(got[static_cast<std::size_t>(i)].payload, payloads[static_cast<std::size_t>(i)]);
-    EXPECT_EQ(got[static_cast<std::size_t>(i)].next, completed[static_cast<std::size_t>(i)].second);
-  }
-  const auto s = log->stats();
-  EXPECT_EQ(s.appends, static_cast<std::uint64_t>(appends));
-  EXPECT_EQ(s.records_appended, static_cast<std::uint64_t>(appends));
-  EXPECT_LT(s.group_commits, static_cast<std::uint64_t>(appends)) << "async appends share fsyncs";
-}
-
 TEST(DurableLog, AsyncAppendRefusedAtOnceNeverCompletes) {
   temp_dir dir;
   auto log = durable_log::open(small_options(dir.path(), 4096, 2 * 4096));
@@ -380,9 +238,7 @@ TEST(DurableLog, HighWaterMarkFollowsReservedBytes) {
   options.high_water_bytes = 8192;
   auto log = durable_log::open(options);
   EXPECT_FALSE(log->above_high_water());
-  const std::string payload = make_payload(2000, 'h');
-  const std::string_view one[] = {payload};
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(log->append(one).ok());
+  ASSERT_TRUE(append_copies(*log, make_payload(2000, 'h'), 5));
   EXPECT_TRUE(log->above_high_water());
   ASSERT_FALSE(log->checkpoint(log->durable_end()));
   EXPECT_FALSE(log->above_high_water());
@@ -391,11 +247,10 @@ TEST(DurableLog, HighWaterMarkFollowsReservedBytes) {
 TEST(DurableLog, DefaultHighWaterIsNinetyPercentOfTheBound) {
   temp_dir dir;
   auto log = durable_log::open(small_options(dir.path(), 4096, 10 * 4096));
-  const std::string payload = make_payload(4096 - segment_header_size - frame_header_size, 'd');
-  const std::string_view one[] = {payload};
-  for (int i = 0; i < 8; ++i) ASSERT_TRUE(log->append(one).ok());
+  const std::string segment_full = make_payload(4096 - segment_header_size - frame_header_size, 'd');
+  ASSERT_TRUE(append_copies(*log, segment_full, 8));
   EXPECT_FALSE(log->above_high_water());  // 8 segments = 80%
-  ASSERT_TRUE(log->append(one).ok());
+  ASSERT_TRUE(append_copies(*log, segment_full, 1));
   EXPECT_TRUE(log->above_high_water());  // 9 segments = 90%
 }
 
@@ -437,9 +292,7 @@ TEST(DurableLog, CheckpointAtTheEndOfADeletedSegmentStillResumes) {
   log_position checkpoint;
   {
     auto log = durable_log::open(small_options(dir.path(), 4096));
-    const std::string payload = make_payload(1500, 'z');
-    const std::string_view one[] = {payload};
-    for (int i = 0; i < 6; ++i) ASSERT_TRUE(log->append(one).ok());
+    ASSERT_TRUE(append_copies(*log, make_payload(1500, 'z'), 6));
     const auto got = read_all(*log, log->checkpointed());
     // The last record of the first segment: checkpointing its end frees that segment.
     auto it = std::find_if(got.begin(), got.end(), [](const stored& s) { return s.position.segment == 2; });
@@ -534,23 +387,6 @@ TEST(DurableLog, OnlyOneLogMayOwnADirectory) {
   EXPECT_NO_THROW(durable_log::open(small_options(dir.path())));
 }
 
-TEST(DurableLog, WaitForDataWakesWhenARecordBecomesDurable) {
-  temp_dir dir;
-  auto log = durable_log::open(small_options(dir.path()));
-  const auto from = log->checkpointed();
-  EXPECT_FALSE(log->wait_for_data(from, std::chrono::milliseconds(20)));
-  std::thread appender([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    const std::string_view r[] = {"wake up"};
-    EXPECT_TRUE(log->append(r).ok());
-  });
-  const auto start = std::chrono::steady_clock::now();
-  EXPECT_TRUE(log->wait_for_data(from, std::chrono::seconds(10)));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
-  appender.join();
-  EXPECT_FALSE(log->wait_for_data(log->durable_end(), std::chrono::milliseconds(1)));
-}
-
 TEST(DurableLog, StatsCountWhatHappened) {
   temp_dir dir;
   auto log = durable_log::open(small_options(dir.path()));
@@ -583,29 +419,30 @@ TEST(DurableLog, StatsCountWhatHappened) {
 
 struct bad_options_case {
   const char* name;
-  std::uint64_t segment_bytes;
-  std::uint64_t max_bytes;
-  std::uint64_t high_water_bytes;
+  void (*spoil)(durable_log_options& small);  // what is wrong with a valid small log's options
 };
 
 class DurableLogBadOptions : public ::testing::TestWithParam<bad_options_case> {};
 
 TEST_P(DurableLogBadOptions, OpenRefusesThemWithAMessage) {
   temp_dir dir;
-  durable_log_options o;
-  o.directory = dir.path();
-  o.segment_bytes = GetParam().segment_bytes;
-  o.max_bytes = GetParam().max_bytes;
-  o.high_water_bytes = GetParam().high_water_bytes;
+  auto o = small_options(dir.path());  // 4 KiB segments bounded to 1 MiB
+  GetParam().spoil(o);
   EXPECT_THROW(durable_log::open(o), open_error);
 }
 
-INSTANTIATE_TEST_SUITE_P(Options, DurableLogBadOptions,
-                         ::testing::Values(bad_options_case{"tiny_segment", 100, 1 << 20, 0},
-                                           bad_options_case{"huge_segment", 2ull << 30, 8ull << 30, 0},
-                                           bad_options_case{"bound_below_two_segments", 4096, 8000, 0},
-                                           bad_options_case{"high_water_above_bound", 4096, 1 << 20, 2 << 20}),
-                         [](const auto& info) { return std::string(info.param.name); });
+using options = durable_log_options;
+INSTANTIATE_TEST_SUITE_P(
+    Options, DurableLogBadOptions,
+    ::testing::Values(bad_options_case{"tiny_segment", [](options& o) { o.segment_bytes = 100; }},
+                      bad_options_case{"huge_segment",
+                                       [](options& o) {
+                                         o.segment_bytes = 2ull << 30;
+                                         o.max_bytes = 8ull << 30;
+                                       }},
+                      bad_options_case{"bound_below_two_segments", [](options& o) { o.max_bytes = 8000; }},
+                      bad_options_case{"high_water_above_bound", [](options& o) { o.high_water_bytes = 2 << 20; }}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace crm::sinks::spool

@@ -66,15 +66,29 @@ std::string payload_for(int i) {
   return "record-" + std::to_string(i) + std::string(static_cast<std::size_t>(200 + 137 * i), static_cast<char>('a' + i % 26));
 }
 
-// Writes `count` records (one per append) and returns what read_all sees.
-std::vector<stored> write_records(const fs::path& dir, int count, std::uint64_t segment = 4096) {
-  auto log = durable_log::open(options_for(dir, segment));
+// Appends records 0 to `count` - 1 (payload_for), one per append; fails at the first refused one.
+::testing::AssertionResult append_records(durable_log& log, int count) {
   for (int i = 0; i < count; ++i) {
     const std::string p = payload_for(i);
     const std::string_view one[] = {p};
-    EXPECT_TRUE(log->append(one).ok());
+    const auto r = log.append(one);
+    if (!r.ok()) return ::testing::AssertionFailure() << "record " << i << ": " << r.error.message();
   }
+  return ::testing::AssertionSuccess();
+}
+
+// Writes `count` records (append_records) and returns what read_all sees.
+std::vector<stored> write_records(const fs::path& dir, int count, std::uint64_t segment = 4096) {
+  auto log = durable_log::open(options_for(dir, segment));
+  EXPECT_TRUE(append_records(*log, count));
   return read_all(*log, log->checkpointed());
+}
+
+// A checkpoint file at `at`, as the log writes one.
+void write_checkpoint(const fs::path& dir, log_position at) {
+  char bytes[format::checkpoint_size];
+  format::encode_checkpoint(at.segment, at.offset, bytes);
+  append_bytes(dir / format::checkpoint_file_name, {bytes, sizeof bytes});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -273,23 +287,17 @@ INSTANTIATE_TEST_SUITE_P(
                      "checkpoint file"},
         refusal_case{"checkpoint_inside_a_record",
                      [](const fs::path& d, const std::vector<stored>& r) {
-                       char bytes[format::checkpoint_size];
-                       format::encode_checkpoint(r[2].position.segment, r[2].position.offset + 4, bytes);
-                       append_bytes(d / format::checkpoint_file_name, {bytes, sizeof bytes});
+                       write_checkpoint(d, {r[2].position.segment, r[2].position.offset + 4});
                      },
                      "not at a record boundary"},
         refusal_case{"checkpoint_past_the_data",
                      [](const fs::path& d, const std::vector<stored>& r) {
-                       char bytes[format::checkpoint_size];
-                       format::encode_checkpoint(r.back().next.segment, r.back().next.offset + 100, bytes);
-                       append_bytes(d / format::checkpoint_file_name, {bytes, sizeof bytes});
+                       write_checkpoint(d, {r.back().next.segment, r.back().next.offset + 100});
                      },
                      "past the end"},
         refusal_case{"segment_after_the_checkpoint_missing",
                      [](const fs::path& d, const std::vector<stored>& r) {
-                       char bytes[format::checkpoint_size];
-                       format::encode_checkpoint(1, r[0].next.offset, bytes);
-                       append_bytes(d / format::checkpoint_file_name, {bytes, sizeof bytes});
+                       write_checkpoint(d, {1, r[0].next.offset});
                        fs::remove(segment_file(d, 1));
                        fs::remove(segment_file(d, 2));
                      },
@@ -301,11 +309,7 @@ TEST(Recovery, ACheckpointThatATruncatedLastSegmentFallsShortOfIsRefused) {
   std::vector<stored> written;
   {
     auto log = durable_log::open(options_for(dir.path(), 64 << 10));
-    for (int i = 0; i < 6; ++i) {
-      const std::string p = payload_for(i);
-      const std::string_view one[] = {p};
-      ASSERT_TRUE(log->append(one).ok());
-    }
+    ASSERT_TRUE(append_records(*log, 6));
     written = read_all(*log, log->checkpointed());
     ASSERT_FALSE(log->checkpoint(written[4].next));
   }
@@ -326,9 +330,7 @@ TEST(Recovery, ConsumedSegmentsLeftByACrashAreDeletedAndAStaleTempCheckpointIsIg
   ASSERT_NE(first_in_third, written.end());
   const log_position checkpoint = first_in_third->position;
   const auto expected = static_cast<std::size_t>(written.end() - first_in_third);
-  char bytes[format::checkpoint_size];
-  format::encode_checkpoint(checkpoint.segment, checkpoint.offset, bytes);
-  append_bytes(dir.path() / format::checkpoint_file_name, {bytes, sizeof bytes});
+  write_checkpoint(dir.path(), checkpoint);
   append_bytes(dir.path() / format::checkpoint_temp_file_name, "half");
 
   auto log = durable_log::open(options_for(dir.path()));
@@ -347,11 +349,7 @@ TEST(Recovery, ACrashAfterTheCheckpointRenameButBeforeSegmentDeletionLosesNothin
   log_position checkpoint;
   {
     auto log = durable_log::open(options_for(dir.path()));
-    for (int i = 0; i < 12; ++i) {
-      const std::string p = payload_for(i);
-      const std::string_view one[] = {p};
-      ASSERT_TRUE(log->append(one).ok());
-    }
+    ASSERT_TRUE(append_records(*log, 12));
     const auto got = read_all(*log, log->checkpointed());
     checkpoint = got[7].next;
     ASSERT_FALSE(log->checkpoint(checkpoint));
@@ -419,11 +417,7 @@ void send(int fd, const message& m) {
 // Runs in the forked child until it is killed: appenders and a checkpointing drainer.
 [[noreturn]] void crash_child(const fs::path& dir, int iteration, int out) {
   try {
-    durable_log_options o;
-    o.directory = dir;
-    o.segment_bytes = 1 << 20;
-    o.max_bytes = 256 << 20;
-    auto log = durable_log::open(o);
+    auto log = durable_log::open(small_options(dir, 1 << 20, 256 << 20));
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&, t] {
