@@ -333,7 +333,7 @@ TEST_F(AsyncFailover, TheWritePathHoldsABatchWhileTheStandbysLag) {
                      1000 * waits[waits.size() / 2], waits.size(), 1000 * waits.back()));
 }
 
-// The corner of issue 15 through the write path: a batch committed while the leader's WAL senders were
+// The corner of asynchronous replication through the write path: a batch committed while the leader's WAL senders were
 // frozen, then the leader's host crashed; the promoted replica lacks it. The batch completes only after
 // the write path found it missing from the new primary's ledger and wrote it again: stored once, counted
 // once.
@@ -367,8 +367,8 @@ TEST_F(AsyncFailover, TheWritePathRewritesWhatThePromotedReplicaLacks) {
 }
 
 // Asynchronous replication, Patroni's default: the same crash, repeated (CRM_FAULT_ASYNC_ROUNDS, default
-// 2): every round promotes a replica without the old primary's last moments; the code before issue 15
-// (positions released at COMMIT) lost events in every such round.
+// 2): every round promotes a replica without the old primary's last moments; a write path that
+// releases positions at COMMIT loses events in every such round.
 // Last in the file: the cluster switches to asynchronous replication once, after the synchronous tests.
 TEST_F(AsyncFailover, KillNineOfLeaderPostgresAndPatroniUnderLoad) {
   crash_of_lagging_leader(static_cast<int>(env_number("CRM_FAULT_ASYNC_ROUNDS", 2)), 600);
