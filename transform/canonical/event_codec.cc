@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "transform/text/error_category.h"
+
 namespace crm::transform {
 namespace {
 
@@ -343,13 +345,10 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   return {};
 }
 
-namespace {
-
-class codec_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "spool.codec"; }  // its name since the log had it
-  std::string message(int value) const override {
-    switch (static_cast<codec_errc>(value)) {
+const std::error_category& codec_category() noexcept {
+  // "spool.codec": its name since the log had it.
+  static const enum_error_category<codec_errc> instance("spool.codec", [](codec_errc e) noexcept -> const char* {
+    switch (e) {
       case codec_errc::truncated: return "the encoded event batch is truncated";
       case codec_errc::bad_magic: return "the bytes are not an encoded event batch";
       case codec_errc::unsupported_version: return "the encoded event batch has an unsupported version";
@@ -358,14 +357,8 @@ class codec_category_impl final : public std::error_category {
       case codec_errc::too_many_records: return "the encoded event batch claims more records than its bytes can hold";
       case codec_errc::trailing_bytes: return "the encoded event batch has trailing bytes";
     }
-    return "unknown event codec error " + std::to_string(value);
-  }
-};
-
-}  // namespace
-
-const std::error_category& codec_category() noexcept {
-  static const codec_category_impl instance;
+    return nullptr;
+  });
   return instance;
 }
 
