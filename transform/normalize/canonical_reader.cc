@@ -501,14 +501,12 @@ bool canonical_reader::to_fields(touchpoint_fields& f) {
   f.touchpoint_id = values_[field::touchpoint_id];
   f.anonymous_id = values_[field::anonymous_id];
   f.message_id = values_[field::message_id];
-  f.utm_source = values_[field::utm_source];
-  f.utm_medium = values_[field::utm_medium];
-  f.utm_campaign = values_[field::utm_campaign];
-  f.utm_term = values_[field::utm_term];
-  f.utm_content = values_[field::utm_content];
-  f.gclid = values_[field::gclid];
-  f.fbclid = values_[field::fbclid];
-  f.msclkid = values_[field::msclkid];
+  // The canonical fields of tracking_params, in their order.
+  static constexpr std::array<field, tracking_params.size()> tracking_fields = {
+      field::utm_source, field::utm_medium, field::utm_campaign, field::utm_term,
+      field::utm_content, field::gclid,      field::fbclid,       field::msclkid};
+  const auto tracking = tracking_slots(f);
+  for (std::size_t i = 0; i < tracking.size(); ++i) *tracking[i] = values_[tracking_fields[i]];
   f.landing_url = values_[field::landing_url];
   f.referrer = values_[field::referrer];
   f.conversion_type = values_[field::conversion_type];
