@@ -471,33 +471,37 @@ std::string_view canonical_reader::assemble_metadata() {
   return metadata_;
 }
 
+template <typename Fields>
+void canonical_reader::common_fields(Fields& f) {
+  f.lead_id = values_.lead_id;
+  f.campaign_id = values_.campaign_id;
+  f.ab_test_id = values_[field::ab_test_id];
+  f.variant = values_[field::variant];
+  f.metadata = assemble_metadata();
+}
+
 bool canonical_reader::to_fields(communication_fields& f) {
   if (!read_enum(field::channel, values_[field::channel], true, f.channel_, reason_) ||
       !read_enum(field::direction, values_[field::direction], false, f.direction_, reason_) ||
       !read_enum(field::status, values_[field::status], true, f.status, reason_)) {
     return false;
   }
-  f.lead_id = values_.lead_id;
-  f.campaign_id = values_.campaign_id;
+  common_fields(f);
   f.event_id = values_[field::event_id];
   f.provider = values_[field::provider];
   f.provider_message_id = values_[field::provider_message_id];
   f.provider_event_id = values_[field::provider_event_id];
   f.email = values_[field::email];
   f.phone = values_[field::phone];
-  f.ab_test_id = values_[field::ab_test_id];
-  f.variant = values_[field::variant];
   f.url = values_[field::url];
   f.error_code = values_[field::error_code];
   f.error_reason = values_[field::error_reason];
-  f.metadata = assemble_metadata();
   return true;
 }
 
 bool canonical_reader::to_fields(touchpoint_fields& f) {
   if (!read_enum(field::touch_type, values_[field::touch_type], true, f.type, reason_)) return false;
-  f.lead_id = values_.lead_id;
-  f.campaign_id = values_.campaign_id;
+  common_fields(f);
   f.touchpoint_id = values_[field::touchpoint_id];
   f.anonymous_id = values_[field::anonymous_id];
   f.message_id = values_[field::message_id];
@@ -514,9 +518,6 @@ bool canonical_reader::to_fields(touchpoint_fields& f) {
   f.conversion_value = values_.conversion_value;
   f.conversion_value_text = values_[field::conversion_value];
   f.currency = values_[field::currency];
-  f.ab_test_id = values_[field::ab_test_id];
-  f.variant = values_[field::variant];
-  f.metadata = assemble_metadata();
   return true;
 }
 
