@@ -48,15 +48,15 @@ bool parse_uuid(std::string_view text, uuid& out) noexcept {
 
 void event_batch::append_copy(const event_batch& from) {
   for (communication c : from.communications) {
-    for (auto field : communication_texts) c.*field = text.copy(c.*field);
+    for (const auto& field : communication_texts) c.*field.member = text.copy(c.*field.member);
     communications.push_back(c);
   }
   for (touchpoint t : from.touchpoints) {
-    for (auto field : touchpoint_texts) t.*field = text.copy(t.*field);
+    for (const auto& field : touchpoint_texts) t.*field.member = text.copy(t.*field.member);
     touchpoints.push_back(t);
   }
   for (rejection r : from.rejections) {
-    for (auto field : rejection_texts) r.*field = text.copy(r.*field);
+    for (const auto& field : rejection_texts) r.*field.member = text.copy(r.*field.member);
     rejections.push_back(r);
   }
 }

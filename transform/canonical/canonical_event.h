@@ -126,24 +126,38 @@ struct rejection {
   std::string_view tenant_id;  // the tenant of the credential or endpoint that brought it; empty = none
 };
 
-// Every text field of each record kind. Code that copies or serializes records walks these tables
-// (the spool's event codec, event_batch::append_copy), so a new field is handled everywhere once it is
-// listed here; the codec's size checks fail the build until it is.
-inline constexpr std::string_view communication::*communication_texts[] = {
-    &communication::provider,     &communication::provider_message_id, &communication::provider_event_id,
-    &communication::email,        &communication::phone,               &communication::ab_test_id,
-    &communication::variant,      &communication::url,                 &communication::error_code,
-    &communication::error_reason, &communication::metadata,            &communication::tenant_id,
+// A text field of a record kind and the name of its column.
+template <typename Record>
+struct text_field {
+  std::string_view name;
+  std::string_view Record::*member;
 };
-inline constexpr std::string_view touchpoint::*touchpoint_texts[] = {
-    &touchpoint::anonymous_id, &touchpoint::message_id,  &touchpoint::utm_source,      &touchpoint::utm_medium,
-    &touchpoint::utm_campaign, &touchpoint::utm_term,    &touchpoint::utm_content,     &touchpoint::gclid,
-    &touchpoint::fbclid,       &touchpoint::msclkid,     &touchpoint::landing_url,     &touchpoint::referrer,
-    &touchpoint::conversion_type, &touchpoint::currency, &touchpoint::ab_test_id,      &touchpoint::variant,
-    &touchpoint::metadata,     &touchpoint::tenant_id,
+
+// Every text field of each record kind. Code that copies, serializes or checks records walks these tables
+// (the spool's event codec, event_batch::append_copy, the column domains), so a new field is handled
+// everywhere once it is listed here; the codec's size checks fail the build until it is.
+inline constexpr text_field<communication> communication_texts[] = {
+    {"provider", &communication::provider},     {"provider_message_id", &communication::provider_message_id},
+    {"provider_event_id", &communication::provider_event_id}, {"email", &communication::email},
+    {"phone", &communication::phone},           {"ab_test_id", &communication::ab_test_id},
+    {"variant", &communication::variant},       {"url", &communication::url},
+    {"error_code", &communication::error_code}, {"error_reason", &communication::error_reason},
+    {"metadata", &communication::metadata},     {"tenant_id", &communication::tenant_id},
 };
-inline constexpr std::string_view rejection::*rejection_texts[] = {&rejection::source, &rejection::reason,
-                                                                   &rejection::raw, &rejection::tenant_id};
+inline constexpr text_field<touchpoint> touchpoint_texts[] = {
+    {"anonymous_id", &touchpoint::anonymous_id}, {"message_id", &touchpoint::message_id},
+    {"utm_source", &touchpoint::utm_source},     {"utm_medium", &touchpoint::utm_medium},
+    {"utm_campaign", &touchpoint::utm_campaign}, {"utm_term", &touchpoint::utm_term},
+    {"utm_content", &touchpoint::utm_content},   {"gclid", &touchpoint::gclid},
+    {"fbclid", &touchpoint::fbclid},             {"msclkid", &touchpoint::msclkid},
+    {"landing_url", &touchpoint::landing_url},   {"referrer", &touchpoint::referrer},
+    {"conversion_type", &touchpoint::conversion_type}, {"currency", &touchpoint::currency},
+    {"ab_test_id", &touchpoint::ab_test_id},     {"variant", &touchpoint::variant},
+    {"metadata", &touchpoint::metadata},         {"tenant_id", &touchpoint::tenant_id},
+};
+inline constexpr text_field<rejection> rejection_texts[] = {
+    {"source", &rejection::source}, {"reason", &rejection::reason}, {"raw", &rejection::raw},
+    {"tenant_id", &rejection::tenant_id}};
 
 // The unit that crosses thread boundaries. Owned by one thread at a time; moved, never shared.
 struct event_batch {

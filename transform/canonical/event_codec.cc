@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "transform/text/error_category.h"
+
 namespace crm::transform {
 namespace {
 
@@ -36,7 +38,7 @@ constexpr std::size_t min_touchpoint_bytes = 16 + 2 + 2 + 3 + touchpoint_string_
 constexpr std::size_t min_rejection_bytes = 1 + std::size(rejection_texts);
 // Version 1 had no tenant_id, the last of rejection_texts.
 constexpr std::size_t v1_rejection_strings = std::size(rejection_texts) - 1;
-static_assert(rejection_texts[v1_rejection_strings] == &rejection::tenant_id);
+static_assert(rejection_texts[v1_rejection_strings].member == &rejection::tenant_id);
 
 constexpr std::uint64_t zigzag(std::int64_t v) noexcept {
   return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
@@ -194,9 +196,9 @@ bool read_head(reader& r, Id& id, Event& e, std::int64_t& previous) noexcept {
 }
 
 template <typename Record, std::size_t N>
-std::size_t text_bytes(const Record& r, std::string_view Record::*const (&fields)[N]) noexcept {
+std::size_t text_bytes(const Record& r, const text_field<Record> (&fields)[N]) noexcept {
   std::size_t n = 0;
-  for (auto field : fields) n += (r.*field).size() + max_varint;
+  for (const auto& field : fields) n += (r.*field.member).size() + max_varint;
   return n;
 }
 
@@ -228,7 +230,7 @@ void encode_event_batch(const event_batch& batch, std::string& out) {
     w.byte(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.direction_) |
                                       (c.occurred_at_is_receipt_time ? receipt_time_bit : 0)));
     w.byte(static_cast<std::uint8_t>(c.status));
-    for (auto field : communication_texts) w.text(c.*field);
+    for (const auto& field : communication_texts) w.text(c.*field.member);
   }
   previous = 0;
   for (const auto& t : batch.touchpoints) {
@@ -241,13 +243,13 @@ void encode_event_batch(const event_batch& batch, std::string& out) {
                                      (t.has_conversion_value ? flag_has_conversion_value : 0) |
                                      (value_follows ? flag_value_follows : 0)));
     if (value_follows) w.float64(t.conversion_value);
-    for (auto field : touchpoint_texts) w.text(t.*field);
+    for (const auto& field : touchpoint_texts) w.text(t.*field.member);
   }
   previous = 0;
   for (const auto& r : batch.rejections) {
     w.svarint(delta(r.received_at, previous));
     previous = r.received_at;
-    for (auto field : rejection_texts) w.text(r.*field);
+    for (const auto& field : rejection_texts) w.text(r.*field.member);
   }
   out.resize(static_cast<std::size_t>(w.position() - out.data()));
 }
@@ -308,7 +310,7 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
                 r.direction_and_flag(c) &&
                 r.enumeration(c.status, comm_status::spam);
     for (std::size_t f = 0; good && f < communication_string_count; ++f) {
-      good = r.text(out.text, c.*communication_texts[f]);
+      good = r.text(out.text, c.*communication_texts[f].member);
     }
     if (!good) return failed(r.error());
   }
@@ -326,7 +328,7 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
     t.has_conversion_value = (bits & flag_has_conversion_value) != 0;
     t.conversion_value = 0;
     if ((bits & flag_value_follows) != 0 && !r.float64(t.conversion_value)) return failed(r.error());
-    for (std::size_t f = 0; good && f < touchpoint_string_count; ++f) good = r.text(out.text, t.*touchpoint_texts[f]);
+    for (std::size_t f = 0; good && f < touchpoint_string_count; ++f) good = r.text(out.text, t.*touchpoint_texts[f].member);
     if (!good) return failed(r.error());
   }
   previous = 0;
@@ -334,7 +336,7 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
     rejection& j = out.rejections.emplace_back();
     std::int64_t d_received = 0;
     bool good = r.svarint(d_received);
-    for (std::size_t f = 0; good && f < rejection_strings; ++f) good = r.text(out.text, j.*rejection_texts[f]);
+    for (std::size_t f = 0; good && f < rejection_strings; ++f) good = r.text(out.text, j.*rejection_texts[f].member);
     if (!good) return failed(r.error());
     j.received_at = undelta(d_received, previous);
     previous = j.received_at;
@@ -343,13 +345,10 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   return {};
 }
 
-namespace {
-
-class codec_category_impl final : public std::error_category {
- public:
-  const char* name() const noexcept override { return "spool.codec"; }  // its name since the log had it
-  std::string message(int value) const override {
-    switch (static_cast<codec_errc>(value)) {
+const std::error_category& codec_category() noexcept {
+  // "spool.codec": its name since the log had it.
+  static const enum_error_category<codec_errc> instance("spool.codec", [](codec_errc e) noexcept -> const char* {
+    switch (e) {
       case codec_errc::truncated: return "the encoded event batch is truncated";
       case codec_errc::bad_magic: return "the bytes are not an encoded event batch";
       case codec_errc::unsupported_version: return "the encoded event batch has an unsupported version";
@@ -358,14 +357,8 @@ class codec_category_impl final : public std::error_category {
       case codec_errc::too_many_records: return "the encoded event batch claims more records than its bytes can hold";
       case codec_errc::trailing_bytes: return "the encoded event batch has trailing bytes";
     }
-    return "unknown event codec error " + std::to_string(value);
-  }
-};
-
-}  // namespace
-
-const std::error_category& codec_category() noexcept {
-  static const codec_category_impl instance;
+    return nullptr;
+  });
   return instance;
 }
 

@@ -471,44 +471,46 @@ std::string_view canonical_reader::assemble_metadata() {
   return metadata_;
 }
 
+template <typename Fields>
+void canonical_reader::common_fields(Fields& f) {
+  f.lead_id = values_.lead_id;
+  f.campaign_id = values_.campaign_id;
+  f.ab_test_id = values_[field::ab_test_id];
+  f.variant = values_[field::variant];
+  f.metadata = assemble_metadata();
+}
+
 bool canonical_reader::to_fields(communication_fields& f) {
   if (!read_enum(field::channel, values_[field::channel], true, f.channel_, reason_) ||
       !read_enum(field::direction, values_[field::direction], false, f.direction_, reason_) ||
       !read_enum(field::status, values_[field::status], true, f.status, reason_)) {
     return false;
   }
-  f.lead_id = values_.lead_id;
-  f.campaign_id = values_.campaign_id;
+  common_fields(f);
   f.event_id = values_[field::event_id];
   f.provider = values_[field::provider];
   f.provider_message_id = values_[field::provider_message_id];
   f.provider_event_id = values_[field::provider_event_id];
   f.email = values_[field::email];
   f.phone = values_[field::phone];
-  f.ab_test_id = values_[field::ab_test_id];
-  f.variant = values_[field::variant];
   f.url = values_[field::url];
   f.error_code = values_[field::error_code];
   f.error_reason = values_[field::error_reason];
-  f.metadata = assemble_metadata();
   return true;
 }
 
 bool canonical_reader::to_fields(touchpoint_fields& f) {
   if (!read_enum(field::touch_type, values_[field::touch_type], true, f.type, reason_)) return false;
-  f.lead_id = values_.lead_id;
-  f.campaign_id = values_.campaign_id;
+  common_fields(f);
   f.touchpoint_id = values_[field::touchpoint_id];
   f.anonymous_id = values_[field::anonymous_id];
   f.message_id = values_[field::message_id];
-  f.utm_source = values_[field::utm_source];
-  f.utm_medium = values_[field::utm_medium];
-  f.utm_campaign = values_[field::utm_campaign];
-  f.utm_term = values_[field::utm_term];
-  f.utm_content = values_[field::utm_content];
-  f.gclid = values_[field::gclid];
-  f.fbclid = values_[field::fbclid];
-  f.msclkid = values_[field::msclkid];
+  // The canonical fields of tracking_params, in their order.
+  static constexpr std::array<field, tracking_params.size()> tracking_fields = {
+      field::utm_source, field::utm_medium, field::utm_campaign, field::utm_term,
+      field::utm_content, field::gclid,      field::fbclid,       field::msclkid};
+  const auto tracking = tracking_slots(f);
+  for (std::size_t i = 0; i < tracking.size(); ++i) *tracking[i] = values_[tracking_fields[i]];
   f.landing_url = values_[field::landing_url];
   f.referrer = values_[field::referrer];
   f.conversion_type = values_[field::conversion_type];
@@ -516,9 +518,6 @@ bool canonical_reader::to_fields(touchpoint_fields& f) {
   f.conversion_value = values_.conversion_value;
   f.conversion_value_text = values_[field::conversion_value];
   f.currency = values_[field::currency];
-  f.ab_test_id = values_[field::ab_test_id];
-  f.variant = values_[field::variant];
-  f.metadata = assemble_metadata();
   return true;
 }
 

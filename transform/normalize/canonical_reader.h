@@ -63,6 +63,9 @@ class canonical_reader {
   bool read_occurred_at(timestamp_us& occurred);
   bool to_fields(communication_fields& f);
   bool to_fields(touchpoint_fields& f);
+  // The fields both record kinds have: CRM ids, A/B test and variant, metadata.
+  template <typename Fields>
+  void common_fields(Fields& f);
   std::string_view assemble_metadata();
 
   void set_malformed(std::size_t offset, std::string_view detail);

@@ -1,5 +1,6 @@
 #include "transform/normalize/column_domains.h"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -17,61 +18,34 @@ namespace {
 using detail::append_quoted;
 using detail::begin_reason;
 
-// Every text column of each kind with its name, and its byte bound (0 = only what text itself accepts).
-template <typename Record>
-struct text_column {
-  std::string_view name;
-  std::string_view Record::*member;
-  std::size_t max_bytes;
-};
+// The byte bound of a text column whose key limits it; 0 = only what text itself accepts.
+constexpr std::size_t max_bytes_of(std::string_view column) {
+  if (column == "ab_test_id" || column == "variant") return max_ab_test_id_bytes;
+  if (column == "anonymous_id") return max_anonymous_id_bytes;
+  if (column == "utm_source" || column == "utm_medium" || column == "utm_campaign") return max_utm_key_bytes;
+  if (column == "currency") return 3;  // char(3)
+  return 0;
+}
 
-constexpr text_column<communication> communication_columns[] = {
-    {"provider", &communication::provider, 0},
-    {"provider_message_id", &communication::provider_message_id, 0},
-    {"provider_event_id", &communication::provider_event_id, 0},
-    {"email", &communication::email, 0},
-    {"phone", &communication::phone, 0},
-    {"ab_test_id", &communication::ab_test_id, max_ab_test_id_bytes},
-    {"variant", &communication::variant, max_ab_test_id_bytes},
-    {"url", &communication::url, 0},
-    {"error_code", &communication::error_code, 0},
-    {"error_reason", &communication::error_reason, 0},
-    {"metadata", &communication::metadata, 0},
-    {"tenant_id", &communication::tenant_id, 0},
-};
-static_assert(std::size(communication_columns) == std::size(communication_texts),
-              "a new text field of communication needs its column domain here");
-
-constexpr text_column<touchpoint> touchpoint_columns[] = {
-    {"anonymous_id", &touchpoint::anonymous_id, max_anonymous_id_bytes},
-    {"message_id", &touchpoint::message_id, 0},
-    {"utm_source", &touchpoint::utm_source, max_utm_key_bytes},
-    {"utm_medium", &touchpoint::utm_medium, max_utm_key_bytes},
-    {"utm_campaign", &touchpoint::utm_campaign, max_utm_key_bytes},
-    {"utm_term", &touchpoint::utm_term, 0},
-    {"utm_content", &touchpoint::utm_content, 0},
-    {"gclid", &touchpoint::gclid, 0},
-    {"fbclid", &touchpoint::fbclid, 0},
-    {"msclkid", &touchpoint::msclkid, 0},
-    {"landing_url", &touchpoint::landing_url, 0},
-    {"referrer", &touchpoint::referrer, 0},
-    {"conversion_type", &touchpoint::conversion_type, 0},
-    {"currency", &touchpoint::currency, 3},  // char(3)
-    {"ab_test_id", &touchpoint::ab_test_id, max_ab_test_id_bytes},
-    {"variant", &touchpoint::variant, max_ab_test_id_bytes},
-    {"metadata", &touchpoint::metadata, 0},
-    {"tenant_id", &touchpoint::tenant_id, 0},
-};
-static_assert(std::size(touchpoint_columns) == std::size(touchpoint_texts),
-              "a new text field of touchpoint needs its column domain here");
+// max_bytes_of() every text field of a record kind, in the order of its table.
+template <typename Record, std::size_t N>
+constexpr std::array<std::size_t, N> max_bytes_of(const text_field<Record> (&texts)[N]) {
+  std::array<std::size_t, N> bounds{};
+  for (std::size_t i = 0; i < N; ++i) bounds[i] = max_bytes_of(texts[i].name);
+  return bounds;
+}
+constexpr auto communication_max_bytes = max_bytes_of(communication_texts);
+constexpr auto touchpoint_max_bytes = max_bytes_of(touchpoint_texts);
 
 template <typename Record, std::size_t N>
-bool check_texts(const Record& r, const text_column<Record> (&columns)[N], std::string& reason) {
-  for (const auto& col : columns) {
-    const std::string_view v = r.*col.member;
+bool check_texts(const Record& r, const text_field<Record> (&texts)[N], const std::array<std::size_t, N>& max_bytes,
+                 std::string& reason) {
+  for (std::size_t i = 0; i < N; ++i) {
+    const std::string_view v = r.*texts[i].member;
+    const std::size_t bound = max_bytes[i];
     if (v.empty()) continue;
     const char* problem = nullptr;
-    if (col.max_bytes != 0 && v.size() > col.max_bytes) {
+    if (bound != 0 && v.size() > bound) {
       problem = "is longer than the column's key allows";
     } else if (std::memchr(v.data(), 0, v.size()) != nullptr) {
       problem = "contains a NUL character, which PostgreSQL's text does not accept";
@@ -79,15 +53,15 @@ bool check_texts(const Record& r, const text_column<Record> (&columns)[N], std::
       problem = "is not valid UTF-8";
     }
     if (problem == nullptr) continue;
-    if (begin_reason(reason, col.name)) {
+    if (begin_reason(reason, texts[i].name)) {
       append_quoted(reason, v);
       reason.push_back(' ');
       reason.append(problem);
-      if (col.max_bytes != 0 && v.size() > col.max_bytes) {
+      if (bound != 0 && v.size() > bound) {
         reason.append(" (");
         detail::append_number(reason, v.size());
         reason.append(" bytes, at most ");
-        detail::append_number(reason, col.max_bytes);
+        detail::append_number(reason, bound);
         reason.push_back(')');
       }
     }
@@ -130,7 +104,7 @@ bool conversion_value_storable(double value) noexcept {
 bool check_columns(const communication& c, std::string& reason) {
   return check_time("occurred_at", c.occurred_at, reason) && check_time("received_at", c.received_at, reason) &&
          check_id("lead_id", c.lead_id, reason) && check_id("campaign_id", c.campaign_id, reason) &&
-         check_texts(c, communication_columns, reason);
+         check_texts(c, communication_texts, communication_max_bytes, reason);
 }
 
 bool check_columns(const touchpoint& t, std::string& reason) {
@@ -151,7 +125,7 @@ bool check_columns(const touchpoint& t, std::string& reason) {
     }
     return false;
   }
-  return check_texts(t, touchpoint_columns, reason);
+  return check_texts(t, touchpoint_texts, touchpoint_max_bytes, reason);
 }
 
 bool check_columns(const event_batch& batch, std::size_t communications_from, std::size_t touchpoints_from,

@@ -23,6 +23,25 @@ namespace {
 
 constexpr char id_separator = '\x1f';
 
+// The name of a derived id (README.md, "Derived ids"): its parts, each after id_separator.
+struct id_name {
+  std::string& text;
+
+  void add(std::string_view part) {
+    text.push_back(id_separator);
+    text.append(part);
+  }
+  void add_number(std::int64_t n) {
+    text.push_back(id_separator);
+    append_number(text, n);
+  }
+  // An optional CRM id: 0 (absent) is an empty part.
+  void add_id(std::int64_t id) {
+    text.push_back(id_separator);
+    if (id != 0) append_number(text, id);
+  }
+};
+
 // "+<8-15 digits>", the first not 0: the shape of an E.164 number (ITU-T E.164: at most 15 digits).
 bool is_international_number(std::string_view s) noexcept {
   if (s.size() < 9 || s.size() > 16 || s[0] != '+' || s[1] == '0') return false;
@@ -188,14 +207,9 @@ bool record_appender::append(const touchpoint_fields& f, timestamp_us received_a
   }
 
   text_arena& arena = out.text;
-  t.utm_source = arena.copy(f.utm_source);
-  t.utm_medium = arena.copy(f.utm_medium);
-  t.utm_campaign = arena.copy(f.utm_campaign);
-  t.utm_term = arena.copy(f.utm_term);
-  t.utm_content = arena.copy(f.utm_content);
-  t.gclid = arena.copy(f.gclid);
-  t.fbclid = arena.copy(f.fbclid);
-  t.msclkid = arena.copy(f.msclkid);
+  const auto given = tracking_slots(f);
+  const auto tracking = tracking_slots(t);
+  for (std::size_t i = 0; i < tracking.size(); ++i) *tracking[i] = arena.copy(*given[i]);
   fill_query_params(f.landing_url, tracking_params, tracking_slots(t), decoded_, arena);
   t.type = f.type;
   t.occurred_at = f.occurred_at;
@@ -228,76 +242,56 @@ bool record_appender::append(const touchpoint_fields& f, timestamp_us received_a
 
 void record_appender::derive_event_id(communication& c) {
   // See README.md, "Derived ids": the name is fixed forever; changing it changes every id.
-  std::string& name = id_name_;
-  name.assign("communication");
-  name.push_back(id_separator);
-  name.append(c.provider);
-  name.push_back(id_separator);
+  id_name name{id_name_.assign("communication")};
+  name.add(c.provider);
   if (!c.provider_event_id.empty()) {
-    name.append(c.provider_event_id);
+    name.add(c.provider_event_id);
   } else if (!c.provider_message_id.empty()) {
-    name.append(c.provider_message_id);
-    name.push_back(id_separator);
-    name.append(to_string(c.status));
-    name.push_back(id_separator);
-    append_number(name, c.occurred_at);
+    name.add(c.provider_message_id);
+    name.add(to_string(c.status));
+    name.add_number(c.occurred_at);
   } else {
-    name.push_back(id_separator);
-    name.append(to_string(c.channel_));
-    name.push_back(id_separator);
-    name.append(to_string(c.direction_));
-    name.push_back(id_separator);
-    name.append(to_string(c.status));
-    name.push_back(id_separator);
-    append_number(name, c.occurred_at);
-    name.push_back(id_separator);
-    if (c.lead_id != 0) append_number(name, c.lead_id);
-    for (const std::string_view part : {c.email, c.phone}) {
-      name.push_back(id_separator);
-      name.append(part);
-    }
-    name.push_back(id_separator);
-    if (c.campaign_id != 0) append_number(name, c.campaign_id);
-    name.push_back(id_separator);
-    name.append(c.url);
+    name.add({});  // neither id
+    name.add(to_string(c.channel_));
+    name.add(to_string(c.direction_));
+    name.add(to_string(c.status));
+    name.add_number(c.occurred_at);
+    name.add_id(c.lead_id);
+    name.add(c.email);
+    name.add(c.phone);
+    name.add_id(c.campaign_id);
+    name.add(c.url);
   }
-  c.event_id = uuids_.generate(event_id_namespace, name);
+  c.event_id = uuids_.generate(event_id_namespace, name.text);
 }
 
 void record_appender::derive_touchpoint_id(touchpoint& t) {
   // See README.md, "Derived ids".
-  std::string& name = id_name_;
-  name.assign("touchpoint");
-  name.push_back(id_separator);
+  id_name name{id_name_.assign("touchpoint")};
   if (!t.message_id.empty()) {
-    name.append(t.message_id);
-    name.push_back(id_separator);
-    append_number(name, t.occurred_at);
+    name.add(t.message_id);
+    name.add_number(t.occurred_at);
   } else {
-    name.push_back(id_separator);
-    name.append(to_string(t.type));
-    name.push_back(id_separator);
-    append_number(name, t.occurred_at);
-    name.push_back(id_separator);
-    if (t.lead_id != 0) append_number(name, t.lead_id);
+    name.add({});  // no message id
+    name.add(to_string(t.type));
+    name.add_number(t.occurred_at);
+    name.add_id(t.lead_id);
     for (const std::string_view part : {t.anonymous_id, t.landing_url, t.referrer, t.utm_source, t.utm_medium,
                                         t.utm_campaign, t.utm_term, t.utm_content, t.gclid, t.fbclid,
                                         t.msclkid, t.conversion_type}) {
-      name.push_back(id_separator);
-      name.append(part);
+      name.add(part);
     }
-    name.push_back(id_separator);
+    char buf[32];
+    std::string_view value;
     if (t.has_conversion_value) {
-      char buf[32];
       const auto r = std::to_chars(buf, buf + sizeof buf, t.conversion_value);  // shortest round-trip
-      name.append(buf, r.ptr);
+      value = {buf, static_cast<std::size_t>(r.ptr - buf)};
     }
-    name.push_back(id_separator);
-    name.append(t.ab_test_id);
-    name.push_back(id_separator);
-    name.append(t.variant);
+    name.add(value);
+    name.add(t.ab_test_id);
+    name.add(t.variant);
   }
-  t.touchpoint_id = uuids_.generate(event_id_namespace, name);
+  t.touchpoint_id = uuids_.generate(event_id_namespace, name.text);
 }
 
 }  // namespace crm::transform::detail

@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdint>
 #include <string_view>
+#include <utility>
 
 #include "transform/canonical/canonical_event.h"
 
@@ -67,7 +68,7 @@ struct touchpoint_fields {
 inline constexpr std::array<std::string_view, 8> tracking_params = {
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "gclid", "fbclid", "msclkid"};
 template <typename Record>
-std::array<std::string_view*, 8> tracking_slots(Record& r) noexcept {
+std::array<decltype(&std::declval<Record&>().utm_source), 8> tracking_slots(Record& r) noexcept {
   return {&r.utm_source, &r.utm_medium, &r.utm_campaign, &r.utm_term, &r.utm_content, &r.gclid, &r.fbclid, &r.msclkid};
 }
 

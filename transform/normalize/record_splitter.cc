@@ -181,17 +181,21 @@ void record_splitter::keep(std::string_view data, std::size_t start) {
   carry_.append(data.substr(start, room));
 }
 
-void record_splitter::start_junk(std::string_view reason, state next) {
+void record_splitter::begin_record(state next, int depth) {
   state_ = next;
-  junk_reason_ = reason;
-  junk_size_ = 0;
-  junk_content_size_ = 0;
-  depth_ = 0;
+  depth_ = depth;
   in_string_ = false;
   escape_ = false;
   record_line_ = line_;
   carry_.clear();
   in_carry_ = false;
+}
+
+void record_splitter::start_junk(std::string_view reason, state next) {
+  begin_record(next, 0);
+  junk_reason_ = reason;
+  junk_size_ = 0;
+  junk_content_size_ = 0;
 }
 
 // Advances the string state over one byte; true when the byte is inside a string (its closing quote
@@ -216,6 +220,12 @@ void record_splitter::count_junk_byte(char b) noexcept {
 }
 
 // Between the array's values: whitespace (counting lines) is passed over; false for anything else.
+int record_splitter::nesting_step(char b) noexcept {
+  if (in_string(b)) return 0;
+  if (b == '"') in_string_ = true;
+  return b == '{' || b == '[' ? 1 : b == '}' || b == ']' ? -1 : 0;
+}
+
 bool record_splitter::skip_whitespace(char c, std::size_t& i) noexcept {
   if (!is_json_whitespace(c)) return false;
   if (c == '\n') ++line_;
@@ -230,9 +240,11 @@ void record_splitter::split_array(std::string_view data, sink& out) {
   std::size_t i = 0;
   while (i < n) {
     const char c = data[i];
+    const bool between_values = state_ == state::array_open || state_ == state::array_element ||
+                                state_ == state::array_after || state_ == state::array_closed;
+    if (between_values && skip_whitespace(c, i)) continue;
     switch (state_) {
       case state::array_open:
-        if (skip_whitespace(c, i)) break;
         if (c == '[') {
           state_ = state::array_element;
           comma_pending_ = false;
@@ -244,16 +256,9 @@ void record_splitter::split_array(std::string_view data, sink& out) {
         break;
 
       case state::array_element:
-        if (skip_whitespace(c, i)) break;
         if (c == '{') {
-          state_ = state::in_object;
-          depth_ = 1;
-          in_string_ = false;
-          escape_ = false;
+          begin_record(state::in_object, 1);
           comma_pending_ = false;
-          record_line_ = line_;
-          carry_.clear();
-          in_carry_ = false;
           start = i++;
         } else if (c == ']' || c == ',') {
           if (comma_pending_ || c == ',') {
@@ -271,7 +276,6 @@ void record_splitter::split_array(std::string_view data, sink& out) {
         break;
 
       case state::array_after:
-        if (skip_whitespace(c, i)) break;
         if (c == ',') {
           state_ = state::array_element;
           comma_pending_ = true;
@@ -289,14 +293,9 @@ void record_splitter::split_array(std::string_view data, sink& out) {
         std::size_t j = i;
         bool closed = false;
         for (; j < n; ++j) {
-          const char b = data[j];
-          if (b == '\n') ++line_;
-          if (in_string(b)) continue;
-          if (b == '"') {
-            in_string_ = true;
-          } else if (b == '{' || b == '[') {
-            ++depth_;
-          } else if ((b == '}' || b == ']') && --depth_ == 0) {
+          if (data[j] == '\n') ++line_;
+          depth_ += nesting_step(data[j]);
+          if (depth_ == 0) {
             closed = true;
             break;
           }
@@ -327,14 +326,8 @@ void record_splitter::split_array(std::string_view data, sink& out) {
           }
           count_junk_byte(b);
           if (b == '\n') ++line_;
-          if (in_string(b)) continue;
-          if (b == '"') {
-            in_string_ = true;
-          } else if (b == '{' || b == '[') {
-            ++depth_;
-          } else if ((b == '}' || b == ']') && depth_ > 0) {
-            --depth_;  // a stray closing bracket at depth 0 is junk too
-          }
+          const int step = nesting_step(b);
+          if (step > 0 || depth_ > 0) depth_ += step;  // a stray closing bracket at depth 0 is junk too
         }
         if (!ended) {
           i = n;
@@ -347,7 +340,6 @@ void record_splitter::split_array(std::string_view data, sink& out) {
       }
 
       case state::array_closed:
-        if (skip_whitespace(c, i)) break;
         start_junk(reason_after_close, state::trailing_junk);
         start = i;
         break;

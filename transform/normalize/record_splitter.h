@@ -73,10 +73,16 @@ class record_splitter {
                    std::size_t content_size, sink& out);
   // Keeps the unfinished record's bytes from `start` for the next chunk (at most max_record_bytes_ + 1).
   void keep(std::string_view data, std::size_t start);
+  // Begins a record of an array (an object at nesting `depth`, or junk) at the current line: the string and
+  // nesting scan and the carried bytes start afresh.
+  void begin_record(state next, int depth);
   void start_junk(std::string_view reason, state next);
   void count_junk_byte(char b) noexcept;
   bool skip_whitespace(char c, std::size_t& i) noexcept;
   bool in_string(char b) noexcept;
+  // Follows strings and brackets through `b`: +1 for an opening bracket, -1 for a closing one, outside
+  // strings; 0 for any other byte.
+  int nesting_step(char b) noexcept;
 
   input_format format_;
   std::size_t max_record_bytes_;

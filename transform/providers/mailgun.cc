@@ -11,31 +11,26 @@ namespace {
 using namespace detail;
 
 // "failed" depends on severity; see below.
-constexpr std::string_view mailgun_events =
+constexpr status_words mailgun_events =
     "accepted=queued|delivered|opened|clicked|failed|rejected=failed|complained=spam|unsubscribed";
-static_assert(valid_status_words(mailgun_events));
 
 }  // namespace
 
 bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  provider_document d(in, out, error);
-  if (!d.open_object("a Mailgun webhook")) return false;
+  provider_document d(norm, in, out, error);
   workspace& ws = d.ws;
   json_walker& w = d.walker;
   scalar event, id, timestamp, recipient, severity, url, reason, message_id, code, ds_message, ds_description;
   crm_ids ids;
   bool has_event_data = false;
-  begin_event(ws);
-  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view, od::value v) {
+  const bool read = d.read_object("a Mailgun webhook", [&](std::string_view key, std::string_view, od::value v) {
     if (key != "event-data") return true;  // "signature": verified upstream, not kept
     return w.event_object(v, "event-data", has_event_data, [&](std::string_view k, std::string_view raw_key, od::value x) {
-      if (k == "event") return w.take(k, x, event);
-      if (k == "id") return w.take(k, x, id);
-      if (k == "timestamp") return w.take(k, x, timestamp);
-      if (k == "recipient") return w.take(k, x, recipient);
-      if (k == "url") return w.take(k, x, url);
-      if (k == "severity") return w.keep(k, raw_key, x, &severity);
-      if (k == "reason") return w.keep(k, raw_key, x, &reason);
+      if (scalar* s = find_field({{"event", &event}, {"id", &id}, {"timestamp", &timestamp}, {"recipient", &recipient},
+                                  {"url", &url}}, k)) {
+        return w.take(k, x, *s);
+      }
+      if (scalar* s = find_field({{"severity", &severity}, {"reason", &reason}}, k)) return w.keep(k, raw_key, x, s);
       if (k == "storage") return true;  // where to fetch the stored message: an API pointer, not event data
       if (k == "message") {
         return w.keep_object("message", x, [&](std::string_view mk, std::string_view mraw, od::value y) {
@@ -47,18 +42,11 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
       }
       if (k == "delivery-status") {
         return w.keep_object("delivery-status", x, [&](std::string_view dk, std::string_view draw, od::value y) {
-          scalar* target = dk == "code" ? &code : dk == "message" ? &ds_message : dk == "description" ? &ds_description : nullptr;
-          return w.keep(dk, draw, y, target);
+          return w.keep(dk, draw, y,
+                        find_field({{"code", &code}, {"message", &ds_message}, {"description", &ds_description}}, dk));
         });
       }
-      if (k == "user-variables") {
-        return w.keep_object("user-variables", x, [&](std::string_view uk, std::string_view uraw, od::value y) {
-          scalar s;
-          if (!w.keep(uk, uraw, y, &s)) return false;
-          ids.offer(uk, s, "user-variables", 2);
-          return true;
-        });
-      }
+      if (k == "user-variables") return keep_id_members(w, "user-variables", x, ids, "user-variables");
       if (k == "tags") {
         return w.keep_array("tags", x, [&](const scalar& s) {
           if (s.is_string()) offer_tag(ids, s.text, "tags", 1);
@@ -67,12 +55,8 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
       return w.keep(k, raw_key, x);  // log-level, envelope, flags, geolocation, client-info, campaigns, ...
     });
   });
-  if (!ok || !w.finish()) return d.failed();
-  if (!has_event_data) {
-    error.assign("not a Mailgun webhook: ");
-    error.append(!ws.shape.empty() ? std::string_view(ws.shape) : std::string_view("no \"event-data\" object"));
-    return false;
-  }
+  if (!read) return false;
+  if (!has_event_data) return d.refuse(!ws.shape.empty() ? std::string_view(ws.shape) : "no \"event-data\" object");
 
   communication_fields f;
   f.provider = "mailgun";
@@ -93,7 +77,7 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
                      : reason.is_string()       ? reason.text
                                                 : std::string_view{};
   }
-  emit_event(norm, in, ws, ids, f, in.body, 0, out);
+  d.emit(ids, f);
   return true;
 }
 

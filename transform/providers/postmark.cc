@@ -13,9 +13,8 @@ using namespace detail;
 
 // RecordType -> the status of the record; a Bounce is refined below (bounced, failed or spam) and a
 // SubscriptionChange is unsubscribed or resubscribed by SuppressSending.
-constexpr std::string_view record_types =
+constexpr status_words record_types =
     "Delivery=delivered|Bounce=bounced|SpamComplaint=spam|Open=opened|Click=clicked|SubscriptionChange=unsubscribed";
-static_assert(valid_status_words(record_types));
 
 // Bounce types after which Postmark's verdict is "this address does not work": counted as bounced. Every
 // other type (SoftBounce, Transient, DnsError, AutoResponder, Blocked, ...) is a failed attempt; Postmark
@@ -26,38 +25,25 @@ constexpr std::array<std::string_view, 3> permanent_bounce_types = {"HardBounce"
 }  // namespace
 
 bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  provider_document d(in, out, error);
-  if (!d.open_object("a Postmark webhook")) return false;
+  provider_document d(norm, in, out, error);
   workspace& ws = d.ws;
   json_walker& w = d.walker;
   scalar record_type, message_id, recipient, email, delivered_at, bounced_at, received_at, changed_at, type,
       description, details, inactive, original_link, suppress_sending;
   crm_ids ids;
-  begin_event(ws);
-  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view raw_key, od::value v) {
-    if (key == "RecordType") return w.take(key, v, record_type);
-    if (key == "MessageID") return w.take(key, v, message_id);
-    if (key == "Recipient") return w.take(key, v, recipient);
-    if (key == "Email") return w.take(key, v, email);
-    if (key == "DeliveredAt") return w.take(key, v, delivered_at);
-    if (key == "BouncedAt") return w.take(key, v, bounced_at);
-    if (key == "ReceivedAt") return w.take(key, v, received_at);
-    if (key == "ChangedAt") return w.take(key, v, changed_at);
-    if (key == "OriginalLink") return w.take(key, v, original_link);
-    if (key == "Content") return true;  // the full bounce dump: large, and the Details say what matters
-    if (key == "Type") return w.keep(key, raw_key, v, &type);
-    if (key == "Description") return w.keep(key, raw_key, v, &description);
-    if (key == "Details") return w.keep(key, raw_key, v, &details);
-    if (key == "Inactive") return w.keep(key, raw_key, v, &inactive);
-    if (key == "SuppressSending") return w.keep(key, raw_key, v, &suppress_sending);
-    if (key == "Metadata") {
-      return w.keep_object("Metadata", v, [&](std::string_view mk, std::string_view mraw, od::value x) {
-        scalar s;
-        if (!w.keep(mk, mraw, x, &s)) return false;
-        ids.offer(mk, s, "Metadata", 2);
-        return true;
-      });
+  const bool read = d.read_object("a Postmark webhook", [&](std::string_view key, std::string_view raw_key, od::value v) {
+    if (scalar* s = find_field({{"RecordType", &record_type}, {"MessageID", &message_id}, {"Recipient", &recipient},
+                                {"Email", &email}, {"DeliveredAt", &delivered_at}, {"BouncedAt", &bounced_at},
+                                {"ReceivedAt", &received_at}, {"ChangedAt", &changed_at},
+                                {"OriginalLink", &original_link}}, key)) {
+      return w.take(key, v, *s);
     }
+    if (scalar* s = find_field({{"Type", &type}, {"Description", &description}, {"Details", &details},
+                                {"Inactive", &inactive}, {"SuppressSending", &suppress_sending}}, key)) {
+      return w.keep(key, raw_key, v, s);
+    }
+    if (key == "Content") return true;  // the full bounce dump: large, and the Details say what matters
+    if (key == "Metadata") return keep_id_members(w, "Metadata", v, ids, "Metadata");
     if (key == "Tag") {
       scalar s;
       if (!w.keep(key, raw_key, v, &s)) return false;
@@ -66,12 +52,8 @@ bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& 
     }
     return w.keep(key, raw_key, v);  // MessageStream, ServerID, Client, OS, Geo, Platform, FirstOpen, ...
   });
-  if (!ok || !w.finish()) return d.failed();
-  if (!record_type.is_string()) {
-    error.assign("not a Postmark webhook: no \"RecordType\"");
-    if (!ws.reason.empty()) error.append(" (").append(ws.reason).append(")");
-    return false;
-  }
+  if (!read) return false;
+  if (!record_type.is_string()) return d.refuse("no \"RecordType\"", ws.reason);
 
   communication_fields f;
   f.provider = "postmark";
@@ -128,7 +110,7 @@ bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& 
     ws.event_key.append(time->text);
     f.provider_event_id = ws.event_key;
   }
-  emit_event(norm, in, ws, ids, f, in.body, 0, out);
+  d.emit(ids, f);
   return true;
 }
 

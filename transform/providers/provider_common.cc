@@ -189,6 +189,21 @@ bool json_walker::keep_value(std::string_view key, od::value value, std::size_t 
   return true;
 }
 
+std::size_t json_walker::open_kept(std::string_view name, char bracket) {
+  std::string& meta = ws_.metadata;
+  meta.push_back(',');
+  append_json_string(meta, name);
+  meta.push_back(':');
+  meta.push_back(bracket);
+  return meta.size();
+}
+
+void json_walker::close_kept(std::size_t first, char bracket) {
+  std::string& meta = ws_.metadata;
+  if (meta.size() > first && meta[first] == ',') meta.erase(first, 1);
+  meta.push_back(bracket);
+}
+
 bool json_walker::finish() {
   const char* p = nullptr;
   if (doc_.current_location().get(p)) return true;  // at the end
@@ -254,8 +269,8 @@ std::string_view string_field(workspace& ws, std::string_view field, const scala
   return {};
 }
 
-bool find_status(std::string_view words, std::string_view word, comm_status& out) noexcept {
-  for (std::string_view rest = words; !rest.empty();) {
+bool find_status(const status_words& words, std::string_view word, comm_status& out) noexcept {
+  for (std::string_view rest = words.text(); !rest.empty();) {
     const std::size_t bar = rest.find('|');
     const std::string_view item = rest.substr(0, bar);
     rest = bar == std::string_view::npos ? std::string_view{} : rest.substr(bar + 1);
@@ -272,7 +287,7 @@ bool find_status(std::string_view words, std::string_view word, comm_status& out
   return false;
 }
 
-bool map_status(workspace& ws, std::string_view field, std::string_view word, std::string_view words,
+bool map_status(workspace& ws, std::string_view field, std::string_view word, const status_words& words,
                 comm_status& out, std::string_view unknown_rule) {
   if (find_status(words, word, out)) return true;
   if (begin_rule(ws, field)) {
@@ -282,7 +297,7 @@ bool map_status(workspace& ws, std::string_view field, std::string_view word, st
     } else {
       ws.reason.append(" is not one of ");
       bool first = true;
-      for (std::string_view rest = words; !rest.empty();) {
+      for (std::string_view rest = words.text(); !rest.empty();) {
         const std::size_t bar = rest.find('|');
         if (!first) ws.reason.push_back('|');
         ws.reason.append(rest.substr(0, std::min(bar, rest.find('='))));
@@ -294,7 +309,8 @@ bool map_status(workspace& ws, std::string_view field, std::string_view word, st
   return false;
 }
 
-bool read_status(workspace& ws, std::string_view field, const scalar& value, std::string_view words, comm_status& out) {
+bool read_status(workspace& ws, std::string_view field, const scalar& value, const status_words& words,
+                 comm_status& out) {
   const std::string_view word = string_field(ws, field, value, true);
   return !word.empty() && map_status(ws, field, word, words, out);
 }
@@ -370,6 +386,15 @@ void apply_ids(const crm_ids& ids, communication_fields& f) {
 void apply_ids(const crm_ids& ids, touchpoint_fields& f) {
   f.ab_test_id = ids.ab_test_id.text;
   f.variant = ids.variant.text;
+}
+
+bool keep_id_members(json_walker& w, std::string_view name, od::value value, crm_ids& ids, std::string_view origin) {
+  return w.keep_object(name, value, [&](std::string_view key, std::string_view raw_key, od::value v) {
+    scalar s;
+    if (!w.keep(key, raw_key, v, &s)) return false;
+    ids.offer(key, s, origin, 2);
+    return true;
+  });
 }
 
 void offer_tag(crm_ids& ids, std::string_view tag, std::string_view origin, int priority) {
@@ -524,13 +549,14 @@ bool rfc3339_time(workspace& ws, std::string_view field, const scalar& value, ti
 }
 
 bool provider_document::open(od::json_type expected, std::string_view what) {
+  what_ = what;
   if (!start_document(ws, in_.body, doc, error_)) return false;
   od::json_type root;
   if (!walker.root_type(root)) return failed();
   if (root != expected) {
-    error_.assign("not ").append(what).append(": expected a JSON ").append(type_name(expected)).append(", got ");
-    error_.append(type_name(root));
-    return false;
+    std::string problem("expected a JSON ");
+    problem.append(type_name(expected)).append(", got ").append(type_name(root));
+    return refuse(problem);
   }
   const auto e = expected == od::json_type::object ? doc.get_object().get(object) : doc.get_array().get(array);
   if (e) {
@@ -538,6 +564,13 @@ bool provider_document::open(od::json_type expected, std::string_view what) {
     return failed();
   }
   return true;
+}
+
+bool provider_document::refuse(std::string_view problem, std::string_view detail) {
+  rollback();
+  error_.assign("not ").append(what_).append(": ").append(problem);
+  if (!detail.empty()) error_.append(" (").append(detail).append(")");
+  return false;
 }
 
 bool provider_document::open_object(std::string_view what) { return open(od::json_type::object, what); }

@@ -9,9 +9,12 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "transform/canonical/canonical_event.h"
@@ -100,6 +103,10 @@ class json_walker {
   template <typename F>
   bool elements(od::value value, std::string_view what, F&& on_element);
 
+  // Calls on_element(std::size_t index, od::value value) -> bool for every element of `array`.
+  template <typename F>
+  bool each(od::array array, F&& on_element);
+
   // Reads a scalar (strings decoded). An object or array only sets type.
   bool read(od::value value, scalar& out);
   // read() for a field that becomes a column: a string holding \u0000 is a rule failure naming `key`.
@@ -118,6 +125,11 @@ class json_walker {
   template <typename F>
   bool keep_array(std::string_view name, od::value value, F&& on_scalar);
 
+  // Writes ,"name": and the bracket that opens an object or array of the metadata whose members the caller
+  // writes (each as ",k:v"); returns where they start, for close_kept(), which drops the first comma.
+  std::size_t open_kept(std::string_view name, char bracket);
+  void close_kept(std::size_t first, char bracket);
+
   // After the root value: anything but whitespace left is malformed.
   bool finish();
   // The root's type (a JSON error is recorded).
@@ -130,6 +142,10 @@ class json_walker {
   workspace& ws() noexcept { return ws_; }
 
  private:
+  // Opens `value` as a Container (od::object or od::array) and returns walk(container). Null, or another type
+  // (a rule failure naming `what`), is skipped: true. False on malformed JSON.
+  template <typename Container, typename Walk>
+  bool open_as(od::value& value, std::string_view what, Walk&& walk);
   bool copy_failed(transform::detail::copy_error e, std::string_view key);
   bool keep_value(std::string_view key, od::value value, std::size_t mark, scalar* out);
 
@@ -154,28 +170,45 @@ std::string_view string_field(workspace& ws, std::string_view field, const scala
 // A provider's words for a status, "word=ours|word|...": "word=ours" maps a word of the provider's to our
 // spelling (comm_status_names), a bare word is spelled as we spell it. Words match ignoring ASCII case. The
 // same text lists the choices of a rejection reason, so the mapping and its message cannot drift apart.
-constexpr bool valid_status_words(std::string_view words) {
-  while (!words.empty()) {
-    const std::size_t bar = words.find('|');
-    const std::string_view item = words.substr(0, bar);
-    words = bar == std::string_view::npos ? std::string_view{} : words.substr(bar + 1);
-    const std::size_t eq = item.find('=');
-    const std::string_view ours = eq == std::string_view::npos ? item : item.substr(eq + 1);
-    bool known = false;
-    for (const std::string_view name : comm_status_names) known = known || name == ours;
-    if (item.empty() || !known) return false;
+// Checked when compiled: a word that maps to none of ours does not build.
+class status_words {
+ public:
+  consteval status_words(const char* words) : text_(words) {
+    for (std::string_view rest = text_; !rest.empty();) {
+      const std::size_t bar = rest.find('|');
+      const std::string_view item = rest.substr(0, bar);
+      rest = bar == std::string_view::npos ? std::string_view{} : rest.substr(bar + 1);
+      const std::size_t eq = item.find('=');
+      const std::string_view ours = eq == std::string_view::npos ? item : item.substr(eq + 1);
+      bool known = false;
+      for (const std::string_view name : comm_status_names) known = known || name == ours;
+      if (item.empty() || !known) throw "a status word that maps to none of comm_status_names";
+    }
   }
-  return true;
-}
+  constexpr std::string_view text() const noexcept { return text_; }
+
+ private:
+  std::string_view text_;
+};
 
 // Maps `word` through `words` into `out`; false when `words` does not have it.
-bool find_status(std::string_view words, std::string_view word, comm_status& out) noexcept;
+bool find_status(const status_words& words, std::string_view word, comm_status& out) noexcept;
 // The same, but an unknown word is a rule failure naming `field`: `"x" is not one of
 // <the provider's words>`, or `"x"` followed by `unknown_rule` when one is given.
-bool map_status(workspace& ws, std::string_view field, std::string_view word, std::string_view words,
+bool map_status(workspace& ws, std::string_view field, std::string_view word, const status_words& words,
                 comm_status& out, std::string_view unknown_rule = {});
 // The same for a JSON value, which must be a string and present.
-bool read_status(workspace& ws, std::string_view field, const scalar& value, std::string_view words, comm_status& out);
+bool read_status(workspace& ws, std::string_view field, const scalar& value, const status_words& words,
+                 comm_status& out);
+
+// The scalar that member `key` is read into, looked up in an adapter's table {{"id", &id}, ...}; nullptr for a
+// key the table does not name.
+inline scalar* find_field(std::initializer_list<std::pair<std::string_view, scalar*>> fields, std::string_view key) {
+  for (const auto& [name, target] : fields) {
+    if (name == key) return target;
+  }
+  return nullptr;
+}
 
 // JSON string escaping (transform/text/json_text.h); invalid UTF-8 must be checked by the caller.
 using crm::transform::append_json_string;
@@ -202,6 +235,10 @@ struct crm_ids {
 bool resolve_ids(workspace& ws, const crm_ids& ids, std::int64_t& lead_id, std::int64_t& campaign_id);
 void apply_ids(const crm_ids& ids, communication_fields& f);
 void apply_ids(const crm_ids& ids, touchpoint_fields& f);
+
+// Keeps the object `name` in the metadata, offering each of its members to `ids` as coming from `origin`
+// (priority 2): Mailgun user-variables, Postmark Metadata, Resend tags.
+bool keep_id_members(json_walker& w, std::string_view name, od::value value, crm_ids& ids, std::string_view origin);
 
 // Parses "lead_id:42" / "variant=B" tags (Mailgun tags, Postmark Tag) into `ids`.
 void offer_tag(crm_ids& ids, std::string_view tag, std::string_view origin, int priority);
@@ -257,14 +294,15 @@ class batch_mark {
   std::size_t communications_, touchpoints_, rejections_;
 };
 
-// How every JSON provider adapter opens a body: the thread's workspace (reset for this call), the body
+// How every JSON provider adapter reads a body: the thread's workspace (reset for this call), the body
 // parsed On-Demand, a walker over it and the size of `out` to roll back to when the body as a whole is
 // refused. open_object()/open_array() check the root's type ("not <what>: expected a JSON object, got
 // a string"); on false, `error` says why and `out` is as it was.
 class provider_document {
  public:
-  provider_document(const webhook_input& in, event_batch& out, std::string& error)
-      : ws(thread_workspace()), walker(ws, doc, in.body.size()), in_(in), out_(out), error_(error), mark_(out) {
+  provider_document(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error)
+      : ws(thread_workspace()), walker(ws, doc, in.body.size()), norm_(norm), in_(in), out_(out), error_(error),
+        mark_(out) {
     begin_call(ws);
   }
   provider_document(const provider_document&) = delete;
@@ -273,12 +311,32 @@ class provider_document {
   bool open_object(std::string_view what);  // then `object` is the root
   bool open_array(std::string_view what);   // then `array` is the root
 
+  // A body that is one JSON object: open_object(what), then its event begun and on_member(key, raw_key,
+  // value) -> bool called for every member of the root, up to the end of the body.
+  template <typename F>
+  bool read_object(std::string_view what, F&& on_member) {
+    if (!open_object(what)) return false;
+    begin_event(ws);
+    if (!walker.members(object, std::forward<F>(on_member)) || !walker.finish()) return failed();
+    return true;
+  }
+
+  // The one event of a single-event body, appended (emit_event) with the whole body as its raw text and
+  // "<source>:0" as its source.
+  template <typename Fields>
+  void emit(const crm_ids& ids, Fields& f) {
+    emit_event(norm_, in_, ws, ids, f, in_.body, 0, out_);
+  }
+
   // Rolls `out` back, takes the walker's error and returns false: for a body that fails as a whole.
   bool failed() {
     rollback();
     error_ = walker.error();
     return false;
   }
+  // Rolls `out` back and refuses the body as not what open_object()/open_array() expected: the error is
+  // "not <what>: <problem>", followed by " (<detail>)" when a detail is given. Returns false.
+  bool refuse(std::string_view problem, std::string_view detail = {});
   void rollback() const { mark_.rollback(out_); }
 
   workspace& ws;
@@ -290,10 +348,12 @@ class provider_document {
  private:
   bool open(od::json_type expected, std::string_view what);
 
+  normalizer& norm_;
   const webhook_input& in_;
   event_batch& out_;
   std::string& error_;
   const batch_mark mark_;
+  std::string_view what_;
 };
 
 // Matches `text` against a table of {spelling, value} ignoring ASCII case.
@@ -337,18 +397,41 @@ bool json_walker::members(od::object object, F&& on_member) {
   return true;
 }
 
-template <typename F>
-bool json_walker::members(od::value value, std::string_view what, F&& on_member) {
+template <typename Container, typename Walk>
+bool json_walker::open_as(od::value& value, std::string_view what, Walk&& walk) {
+  constexpr bool is_object = std::is_same_v<Container, od::object>;
   od::json_type t;
   if (const auto e = value.type().get(t)) return fail(e);
-  if (t == od::json_type::null) return true;
-  if (t != od::json_type::object) {
-    if (begin_rule(ws_, what)) ws_.reason.append("expected an object, got ").append(type_name(t));
+  if (t != (is_object ? od::json_type::object : od::json_type::array)) {
+    if (t != od::json_type::null && begin_rule(ws_, what)) {
+      ws_.reason.append(is_object ? "expected an object, got " : "expected an array, got ").append(type_name(t));
+    }
     return true;
   }
-  od::object object;
-  if (const auto e = value.get_object().get(object)) return fail(e);
-  return members(object, std::forward<F>(on_member));
+  Container container;
+  simdjson::error_code e;
+  if constexpr (is_object) {
+    e = value.get_object().get(container);
+  } else {
+    e = value.get_array().get(container);
+  }
+  return e ? fail(e) : walk(container);
+}
+
+template <typename F>
+bool json_walker::each(od::array array, F&& on_element) {
+  std::size_t index = 0;
+  for (auto element : array) {
+    od::value v;
+    if (const auto e = std::move(element).get(v)) return fail(e);
+    if (!on_element(index++, v)) return false;
+  }
+  return true;
+}
+
+template <typename F>
+bool json_walker::members(od::value value, std::string_view what, F&& on_member) {
+  return open_as<od::object>(value, what, [&](od::object& object) { return members(object, std::forward<F>(on_member)); });
 }
 
 template <typename F>
@@ -365,22 +448,7 @@ bool json_walker::event_object(od::value value, std::string_view name, bool& fou
 
 template <typename F>
 bool json_walker::elements(od::value value, std::string_view what, F&& on_element) {
-  od::json_type t;
-  if (const auto e = value.type().get(t)) return fail(e);
-  if (t == od::json_type::null) return true;
-  if (t != od::json_type::array) {
-    if (begin_rule(ws_, what)) ws_.reason.append("expected an array, got ").append(type_name(t));
-    return true;
-  }
-  od::array array;
-  if (const auto e = value.get_array().get(array)) return fail(e);
-  std::size_t index = 0;
-  for (auto element : array) {
-    od::value v;
-    if (const auto e = std::move(element).get(v)) return fail(e);
-    if (!on_element(index++, v)) return false;
-  }
-  return true;
+  return open_as<od::array>(value, what, [&](od::array& array) { return each(array, std::forward<F>(on_element)); });
 }
 
 template <typename F>
@@ -388,16 +456,11 @@ bool json_walker::keep_object(std::string_view name, od::value value, F&& on_mem
   od::json_type t;
   if (const auto e = value.type().get(t)) return fail(e);
   if (t != od::json_type::object) return keep_as(name, value);
-  std::string& meta = ws_.metadata;
-  meta.push_back(',');
-  append_json_string(meta, name);
-  meta.append(":{");
-  const std::size_t first = meta.size();
   od::object object;
   if (const auto e = value.get_object().get(object)) return fail(e);
+  const std::size_t first = open_kept(name, '{');
   if (!members(object, std::forward<F>(on_member))) return false;
-  if (meta.size() > first && meta[first] == ',') meta.erase(first, 1);  // members are written ",k:v"
-  meta.push_back('}');
+  close_kept(first, '}');
   return true;
 }
 
@@ -411,24 +474,19 @@ bool json_walker::keep_array(std::string_view name, od::value value, F&& on_scal
     if (s.is_string() || s.is_number()) on_scalar(s);
     return true;
   }
-  std::string& meta = ws_.metadata;
-  meta.push_back(',');
-  append_json_string(meta, name);
-  meta.append(":[");
-  const std::size_t first = meta.size();
   od::array array;
   if (const auto e = value.get_array().get(array)) return fail(e);
-  for (auto element : array) {
-    od::value v;
-    if (const auto e = std::move(element).get(v)) return fail(e);
-    const std::size_t before = meta.size();
-    meta.push_back(',');
+  const std::size_t first = open_kept(name, '[');
+  const bool ok = each(array, [&](std::size_t, od::value v) {
+    const std::size_t before = ws_.metadata.size();
+    ws_.metadata.push_back(',');
     scalar s;
     if (!keep_value(name, v, before, &s)) return false;  // a rule failure takes the element back
     if (s.is_string() || s.is_number()) on_scalar(s);
-  }
-  if (meta.size() > first && meta[first] == ',') meta.erase(first, 1);
-  meta.push_back(']');
+    return true;
+  });
+  if (!ok) return false;
+  close_kept(first, ']');
   return true;
 }
 

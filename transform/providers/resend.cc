@@ -10,23 +10,20 @@ namespace {
 
 using namespace detail;
 
-constexpr std::string_view resend_types =
+constexpr status_words resend_types =
     "email.sent=sent|email.scheduled=queued|email.delivered=delivered|email.delivery_delayed=queued|"
     "email.bounced=bounced|email.complained=spam|email.opened=opened|email.clicked=clicked|email.failed=failed";
-static_assert(valid_status_words(resend_types));
 
 }  // namespace
 
 bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  provider_document d(in, out, error);
-  if (!d.open_object("a Resend webhook")) return false;
+  provider_document d(norm, in, out, error);
   workspace& ws = d.ws;
   json_walker& w = d.walker;
   scalar type, created_at, email_id, to, link, bounce_type, bounce_subtype, bounce_message, failed_reason;
   crm_ids ids;
   bool has_data = false;
-  begin_event(ws);
-  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view, od::value v) {
+  const bool read = d.read_object("a Resend webhook", [&](std::string_view key, std::string_view, od::value v) {
     if (key == "type") return w.take(key, v, type);
     if (key == "created_at") return w.take(key, v, created_at);
     if (key != "data") return true;
@@ -40,10 +37,8 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
       }
       if (k == "bounce") {
         return w.keep_object("bounce", x, [&](std::string_view bk, std::string_view braw, od::value y) {
-          scalar* target = bk == "type" ? &bounce_type : bk == "subType" ? &bounce_subtype
-                           : bk == "message"                             ? &bounce_message
-                                                                         : nullptr;
-          return w.keep(bk, braw, y, target);
+          return w.keep(bk, braw, y,
+                        find_field({{"type", &bounce_type}, {"subType", &bounce_subtype}, {"message", &bounce_message}}, bk));
         });
       }
       if (k == "click") {
@@ -60,18 +55,10 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
         // {"name": "value"} or [{"name": "...", "value": "..."}]
         od::json_type tt;
         if (const auto e = x.type().get(tt)) return w.fail(e);
-        if (tt != od::json_type::array) {
-          return w.keep_object("tags", x, [&](std::string_view tk, std::string_view traw, od::value y) {
-            scalar s;
-            if (!w.keep(tk, traw, y, &s)) return false;
-            ids.offer(tk, s, "data.tags", 2);
-            return true;
-          });
-        }
+        if (tt != od::json_type::array) return keep_id_members(w, "tags", x, ids, "data.tags");
         // The array form is kept as the object form: {"name": "value", ...}.
         std::string& meta = ws.metadata;
-        meta.append(",\"tags\":{");
-        const std::size_t first = meta.size();
+        const std::size_t first = w.open_kept("tags", '{');
         const bool tags_ok = w.elements(x, "data.tags", [&](std::size_t, od::value tag) {
           scalar name, value;
           const bool read = w.members(tag, "data.tags[]", [&](std::string_view tk, std::string_view, od::value y) {
@@ -96,21 +83,15 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
           return true;
         });
         if (!tags_ok) return false;
-        if (meta.size() > first && meta[first] == ',') meta.erase(first, 1);
-        meta.push_back('}');
+        w.close_kept(first, '}');
         return true;
       }
       return w.keep(k, raw_key, x);  // from, subject, created_at, broadcast_id, template_id, message_id, ...
     });
   });
-  if (!ok || !w.finish()) return d.failed();
-  if (!type.is_string() || !has_data) {
-    error.assign("not a Resend webhook: ");
-    error.append(!type.is_string() ? std::string_view("no \"type\"")
-                 : !ws.shape.empty() ? std::string_view(ws.shape)
-                                     : std::string_view("no \"data\" object"));
-    return false;
-  }
+  if (!read) return false;
+  if (!type.is_string()) return d.refuse("no \"type\"");
+  if (!has_data) return d.refuse(!ws.shape.empty() ? std::string_view(ws.shape) : "no \"data\" object");
   if (type.text.rfind("email.", 0) != 0) return true;  // contact.*, domain.*: not communications
 
   communication_fields f;
@@ -134,7 +115,7 @@ bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& ou
     ws.event_key.assign(email_id.text).append(":").append(type.text).append(":").append(created_at.text);
     f.provider_event_id = ws.event_key;
   }
-  emit_event(norm, in, ws, ids, f, in.body, 0, out);
+  d.emit(ids, f);
   return true;
 }
 

@@ -23,37 +23,33 @@ namespace {
 using namespace detail;
 
 // Segment's e-mail spec events: communications; every other track is a touchpoint.
-constexpr std::string_view email_events =
+constexpr status_words email_events =
     "Email Delivered=delivered|Email Opened=opened|Email Link Clicked=clicked|Email Bounced=bounced|"
     "Email Marked as Spam=spam|Unsubscribed=unsubscribed|Email Unsubscribed=unsubscribed";
-static_assert(valid_status_words(email_events));
+
+// The member of `slots` that `names` names `key`, or nullptr.
+template <std::size_t N>
+scalar* named_slot(const std::array<std::string_view, N>& names, std::array<scalar, N>& slots, std::string_view key) {
+  for (std::size_t i = 0; i < N; ++i) {
+    if (names[i] == key) return &slots[i];
+  }
+  return nullptr;
+}
 
 struct properties {
   scalar email_id, link_url, url, referrer, search, email, lead_id, campaign_id, ab_test_id, variant;
   scalar experiment_id, experiment_name, variation_id, variation_name, revenue, total, value, currency, form_id;
-  scalar utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid;
+  std::array<scalar, tracking_params.size()> tracking;  // utm_source, ..., msclkid: named as in tracking_params
 
   scalar* find(std::string_view k) {
-    static constexpr std::array<std::pair<std::string_view, scalar properties::*>, 27> table = {{
-        {"email_id", &properties::email_id},       {"link_url", &properties::link_url},
-        {"url", &properties::url},                 {"referrer", &properties::referrer},
-        {"search", &properties::search},           {"email", &properties::email},
-        {"lead_id", &properties::lead_id},         {"campaign_id", &properties::campaign_id},
-        {"ab_test_id", &properties::ab_test_id},   {"variant", &properties::variant},
-        {"experiment_id", &properties::experiment_id}, {"experiment_name", &properties::experiment_name},
-        {"variation_id", &properties::variation_id},   {"variation_name", &properties::variation_name},
-        {"revenue", &properties::revenue},         {"total", &properties::total},
-        {"value", &properties::value},             {"currency", &properties::currency},
-        {"form_id", &properties::form_id},         {"utm_source", &properties::utm_source},
-        {"utm_medium", &properties::utm_medium},   {"utm_campaign", &properties::utm_campaign},
-        {"utm_term", &properties::utm_term},       {"utm_content", &properties::utm_content},
-        {"gclid", &properties::gclid},             {"fbclid", &properties::fbclid},
-        {"msclkid", &properties::msclkid},
-    }};
-    for (const auto& [name, member] : table) {
-      if (name == k) return &(this->*member);
-    }
-    return nullptr;
+    if (scalar* s = named_slot(tracking_params, tracking, k)) return s;
+    return find_field({{"email_id", &email_id}, {"link_url", &link_url}, {"url", &url}, {"referrer", &referrer},
+                       {"search", &search}, {"email", &email}, {"lead_id", &lead_id}, {"campaign_id", &campaign_id},
+                       {"ab_test_id", &ab_test_id}, {"variant", &variant}, {"experiment_id", &experiment_id},
+                       {"experiment_name", &experiment_name}, {"variation_id", &variation_id},
+                       {"variation_name", &variation_name}, {"revenue", &revenue}, {"total", &total}, {"value", &value},
+                       {"currency", &currency}, {"form_id", &form_id}},
+                      k);
   }
 };
 
@@ -61,9 +57,9 @@ struct page {
   scalar url, referrer, search;
 };
 
-struct campaign {
-  scalar source, medium, name, term, content;
-};
+// context.campaign: the UTM tags without their prefix ("name" is utm_campaign), in tracking_params' order.
+constexpr std::array<std::string_view, 5> campaign_keys = {"source", "medium", "name", "term", "content"};
+using campaign = std::array<scalar, campaign_keys.size()>;
 
 std::string_view text_of(const scalar& s) { return s.is_string() ? s.text : std::string_view{}; }
 
@@ -93,18 +89,15 @@ bool number_of(const scalar& s, double& out) {
 }  // namespace
 
 bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  provider_document d(in, out, error);
-  if (!d.open_object("a Segment event")) return false;
+  provider_document d(norm, in, out, error);
   workspace& ws = d.ws;
   json_walker& w = d.walker;
-
   scalar type, event, message_id, timestamp, original_timestamp, received_at, sent_at, user_id, anonymous_id;
   scalar trait_email, trait_lead_id, context_trait_email, context_trait_lead_id;
   properties props;
   page pg;
   campaign cmp;
-  begin_event(ws);
-  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view raw_key, od::value v) {
+  const bool read = d.read_object("a Segment event", [&](std::string_view key, std::string_view raw_key, od::value v) {
     if (key == "type" || key == "action") return w.take(key, v, type);  // "action" in the e-mail spec's examples
     if (key == "messageId") return w.take(key, v, message_id);
     if (key == "timestamp") return w.take(key, v, timestamp);
@@ -122,32 +115,24 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     }
     if (key == "traits") {
       return w.keep_object("traits", v, [&](std::string_view tk, std::string_view traw, od::value x) {
-        return w.keep(tk, traw, x, tk == "email" ? &trait_email : tk == "lead_id" ? &trait_lead_id : nullptr);
+        return w.keep(tk, traw, x, find_field({{"email", &trait_email}, {"lead_id", &trait_lead_id}}, tk));
       });
     }
     if (key == "context") {
       return w.keep_object("context", v, [&](std::string_view ck, std::string_view craw, od::value x) {
         if (ck == "page") {
           return w.keep_object("page", x, [&](std::string_view pk, std::string_view praw, od::value y) {
-            scalar* target = pk == "url" ? &pg.url : pk == "referrer" ? &pg.referrer : pk == "search" ? &pg.search : nullptr;
-            return w.keep(pk, praw, y, target);
+            return w.keep(pk, praw, y, find_field({{"url", &pg.url}, {"referrer", &pg.referrer}, {"search", &pg.search}}, pk));
           });
         }
         if (ck == "campaign") {
           return w.keep_object("campaign", x, [&](std::string_view mk, std::string_view mraw, od::value y) {
-            scalar* target = mk == "source"    ? &cmp.source
-                             : mk == "medium"  ? &cmp.medium
-                             : mk == "name"    ? &cmp.name
-                             : mk == "term"    ? &cmp.term
-                             : mk == "content" ? &cmp.content
-                                               : nullptr;
-            return w.keep(mk, mraw, y, target);
+            return w.keep(mk, mraw, y, named_slot(campaign_keys, cmp, mk));
           });
         }
         if (ck == "traits") {
           return w.keep_object("traits", x, [&](std::string_view tk, std::string_view traw, od::value y) {
-            scalar* target = tk == "email" ? &context_trait_email : tk == "lead_id" ? &context_trait_lead_id : nullptr;
-            return w.keep(tk, traw, y, target);
+            return w.keep(tk, traw, y, find_field({{"email", &context_trait_email}, {"lead_id", &context_trait_lead_id}}, tk));
           });
         }
         // Kept: who and where; dropped: device, os, screen, network and other fingerprinting detail.
@@ -160,12 +145,8 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     }
     return w.keep(key, raw_key, v);  // channel, ...
   });
-  if (!ok || !w.finish()) return d.failed();
-  if (!type.is_string()) {
-    error.assign("not a Segment event: no \"type\"");
-    if (!ws.reason.empty()) error.append(" (").append(ws.reason).append(")");
-    return false;
-  }
+  if (!read) return false;
+  if (!type.is_string()) return d.refuse("no \"type\"", ws.reason);
   const std::string_view kind = type.text;
   if (kind == "identify" || kind == "group" || kind == "alias") return true;  // no event in the CRM's sense
 
@@ -221,7 +202,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     }
     f.email = first_text({&context_trait_email, &props.email, &trait_email});
     if (status == comm_status::clicked) f.url = first_text({&props.link_url, &props.url});
-    emit_event(norm, in, ws, ids, f, in.body, 0, out);
+    d.emit(ids, f);
     return true;
   }
 
@@ -271,20 +252,17 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
       t.currency = text_of(props.currency);
     }
   }
-  t.utm_source = first_text({&cmp.source, &props.utm_source});
-  t.utm_medium = first_text({&cmp.medium, &props.utm_medium});
-  t.utm_campaign = first_text({&cmp.name, &props.utm_campaign});
-  t.utm_term = first_text({&cmp.term, &props.utm_term});
-  t.utm_content = first_text({&cmp.content, &props.utm_content});
-  t.gclid = text_of(props.gclid);
-  t.fbclid = text_of(props.fbclid);
-  t.msclkid = text_of(props.msclkid);
+  // UTM tags from context.campaign, then properties.utm_*; click ids from properties.
+  const std::array<std::string_view*, tracking_params.size()> tracking = tracking_slots(t);
+  for (std::size_t i = 0; i < tracking.size(); ++i) {
+    *tracking[i] = i < cmp.size() ? first_text({&cmp[i], &props.tracking[i]}) : text_of(props.tracking[i]);
+  }
   // A landing URL without its query string: the tags are in context.page.search.
   const std::string_view search = first_text({&pg.search, &props.search});
   if (t.landing_url.find('?') == std::string_view::npos && !search.empty() && search.front() == '?') {
     transform::detail::fill_query_params(search, tracking_params, tracking_slots(t), ws.decoded, ws.scratch);
   }
-  emit_event(norm, in, ws, ids, t, in.body, 0, out);
+  d.emit(ids, t);
   return true;
 }
 

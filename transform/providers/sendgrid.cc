@@ -9,10 +9,9 @@ namespace {
 
 using namespace detail;
 
-constexpr std::string_view sendgrid_events =
+constexpr status_words sendgrid_events =
     "processed=queued|deferred=queued|delivered|open=opened|click=clicked|bounce=bounced|dropped=failed|"
     "spamreport=spam|unsubscribe=unsubscribed|group_unsubscribe=unsubscribed|group_resubscribe=resubscribed";
-static_assert(valid_status_words(sendgrid_events));
 
 // Reads one element; false only on malformed JSON.
 bool sendgrid_event(normalizer& norm, const webhook_input& in, json_walker& w, od::value element, std::size_t index,
@@ -47,18 +46,15 @@ bool sendgrid_event(normalizer& norm, const webhook_input& in, json_walker& w, o
   scalar email, timestamp, event, sg_event_id, sg_message_id, url, reason, status, response, mc_id, mc_version;
   crm_ids ids;
   const bool ok = w.members(element, "event", [&](std::string_view key, std::string_view raw_key, od::value v) {
-    if (key == "email") return w.take(key, v, email);
-    if (key == "timestamp") return w.take(key, v, timestamp);
-    if (key == "event") return w.take(key, v, event);
-    if (key == "sg_event_id") return w.take(key, v, sg_event_id);
-    if (key == "sg_message_id") return w.take(key, v, sg_message_id);
-    if (key == "url") return w.take(key, v, url);
+    if (scalar* s = find_field({{"email", &email}, {"timestamp", &timestamp}, {"event", &event},
+                                {"sg_event_id", &sg_event_id}, {"sg_message_id", &sg_message_id}, {"url", &url}}, key)) {
+      return w.take(key, v, *s);
+    }
     // Error details stay in metadata too: for a delivered event `response` is not an error.
-    if (key == "reason") return w.keep(key, raw_key, v, &reason);
-    if (key == "status") return w.keep(key, raw_key, v, &status);
-    if (key == "response") return w.keep(key, raw_key, v, &response);
-    if (key == "marketing_campaign_id") return w.keep(key, raw_key, v, &mc_id);
-    if (key == "marketing_campaign_version") return w.keep(key, raw_key, v, &mc_version);
+    if (scalar* s = find_field({{"reason", &reason}, {"status", &status}, {"response", &response},
+                                {"marketing_campaign_id", &mc_id}, {"marketing_campaign_version", &mc_version}}, key)) {
+      return w.keep(key, raw_key, v, s);
+    }
     if (key == "lead_id" || key == "campaign_id" || key == "ab_test_id" || key == "variant") {
       // custom_args arrive flattened at the top level.
       scalar s;
@@ -102,19 +98,11 @@ bool sendgrid_event(normalizer& norm, const webhook_input& in, json_walker& w, o
 }  // namespace
 
 bool normalize_sendgrid(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  provider_document d(in, out, error);
+  provider_document d(norm, in, out, error);
   if (!d.open_array("a SendGrid event array")) return false;
   json_walker& w = d.walker;
-  std::size_t index = 0;
-  for (auto element : d.array) {
-    od::value v;
-    if (const auto e = std::move(element).get(v)) {
-      w.fail(e);
-      return d.failed();
-    }
-    if (!sendgrid_event(norm, in, w, v, index++, out)) return d.failed();
-  }
-  if (!w.finish()) return d.failed();
+  const bool ok = w.each(d.array, [&](std::size_t index, od::value v) { return sendgrid_event(norm, in, w, v, index, out); });
+  if (!ok || !w.finish()) return d.failed();
   return true;
 }
 

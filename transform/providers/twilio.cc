@@ -17,10 +17,9 @@ namespace {
 
 using namespace detail;
 
-constexpr std::string_view twilio_statuses =
+constexpr status_words twilio_statuses =
     "accepted=queued|scheduled=queued|queued|sending=queued|sent|delivered|partially_delivered=delivered|"
     "undelivered=bounced|failed|canceled=failed|read=opened|receiving=replied|received=replied";
-static_assert(valid_status_words(twilio_statuses));
 
 // Twilio's error dictionary (twilio.com/docs/api/errors) for the codes a status callback carries most;
 // used when the callback has no ErrorMessage.

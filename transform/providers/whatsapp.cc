@@ -16,8 +16,7 @@ namespace {
 
 using namespace detail;
 
-constexpr std::string_view whatsapp_statuses = "sent|delivered|read=opened|played=opened|failed";  // played: a voice message
-static_assert(valid_status_words(whatsapp_statuses));
+constexpr status_words whatsapp_statuses = "sent|delivered|read=opened|played=opened|failed";  // played: a voice message
 
 // An event read from a value, waiting for the value to close. Views point into the body buffer, the
 // parser's string buffer (valid for the whole document) or ws.scratch.
@@ -302,8 +301,7 @@ void emit(normalizer& norm, const webhook_input& in, workspace& ws, value_state&
 }  // namespace
 
 bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
-  provider_document d(in, out, error);
-  if (!d.open_object("a WhatsApp Business webhook")) return false;
+  provider_document d(norm, in, out, error);
   workspace& ws = d.ws;
   json_walker& w = d.walker;
   thread_local std::vector<pending_event> pending;
@@ -314,7 +312,7 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
   std::size_t next_index = 0;
   bool has_entry = false;
   std::string_view object_name;
-  const bool ok = w.members(d.object, [&](std::string_view key, std::string_view, od::value v) {
+  const bool read = d.read_object("a WhatsApp Business webhook", [&](std::string_view key, std::string_view, od::value v) {
     if (key == "object") {
       scalar s;
       if (!w.read(v, s)) return false;
@@ -337,23 +335,16 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
       });
     });
   });
-  if (!ok || !w.finish()) return d.failed();
+  if (!read) return false;
+  if (!has_entry) return d.refuse("no \"entry\" array");
+  if (!object_name.empty() && object_name != "whatsapp_business_account") {
+    std::string problem("\"object\" is ");
+    transform::detail::append_quoted(problem, object_name);
+    return d.refuse(problem.append(", not \"whatsapp_business_account\""));
+  }
   // A rule broken outside any event (entry not an array, ...): the body is not what Meta sends.
   if (ws.shape.empty()) ws.shape = ws.reason;
-  if (!has_entry || (!object_name.empty() && object_name != "whatsapp_business_account") || !ws.shape.empty()) {
-    d.rollback();
-    error.assign("not a WhatsApp Business webhook: ");
-    if (!has_entry) {
-      error.append("no \"entry\" array");
-    } else if (!object_name.empty() && object_name != "whatsapp_business_account") {
-      error.append("\"object\" is ");
-      transform::detail::append_quoted(error, object_name);
-      error.append(", not \"whatsapp_business_account\"");
-    } else {
-      error.append(ws.shape);
-    }
-    return false;
-  }
+  if (!ws.shape.empty()) return d.refuse(ws.shape);
   return true;
 }
 

@@ -174,26 +174,35 @@ report analyze(const std::string& test_id, std::vector<variant_counts> variants,
   return r;
 }
 
+namespace {
+
+// Appends `open`, then each item written by write(item), comma-separated, then ']'.
+template <typename T, typename F>
+void append_array(std::string& out, std::string_view open, const std::vector<T>& items, F&& write) {
+  out.append(open);
+  for (const T& item : items) {
+    if (&item != items.data()) out.push_back(',');
+    write(item);
+  }
+  out.push_back(']');
+}
+
+}  // namespace
+
 std::string to_json(const report& r) {
   std::string out = "{\"test_id\":";
   append_json_string(out, r.test_id);
   out.append(",\"control\":");
   append_json_string(out, r.control);
-  out.append(",\"variants\":[");
-  for (std::size_t i = 0; i < r.variants.size(); ++i) {
-    const auto& v = r.variants[i];
-    if (i) out.push_back(',');
+  append_array(out, ",\"variants\":[", r.variants, [&](const variant_summary& v) {
     out.append("{\"variant\":");
     append_json_string(out, v.variant);
     out.append(fmt::format(",\"units\":{},\"conversions\":{},\"rate\":{},\"revenue\":{},\"revenue_per_unit\":{},"
                            "\"revenue_per_unit_sd\":{},\"contaminated_units\":{}}}",
                            v.units, v.conversions, num(v.rate), num(v.revenue), num(v.revenue_per_unit),
                            num(v.revenue_per_unit_sd), v.contaminated));
-  }
-  out.append("],\"comparisons\":[");
-  for (std::size_t i = 0; i < r.comparisons.size(); ++i) {
-    const auto& c = r.comparisons[i];
-    if (i) out.push_back(',');
+  });
+  append_array(out, ",\"comparisons\":[", r.comparisons, [&](const comparison& c) {
     out.append("{\"variant\":");
     append_json_string(out, c.variant);
     out.append(",\"control\":");
@@ -203,8 +212,8 @@ std::string to_json(const report& r) {
                            num(c.abs_lift), num(c.rel_lift), num(c.ci95_low), num(c.ci95_high), num(c.z),
                            num(c.p_value), num(c.revenue_t), num(c.revenue_df), num(c.revenue_p_value),
                            num(c.prob_beat_control)));
-  }
-  out.append(fmt::format("],\"srm\":{{\"chi2\":{},\"df\":{},\"p_value\":{},\"flagged\":{}}}}}", num(r.srm.chi2),
+  });
+  out.append(fmt::format(",\"srm\":{{\"chi2\":{},\"df\":{},\"p_value\":{},\"flagged\":{}}}}}", num(r.srm.chi2),
                          r.srm.df, num(r.srm.p_value), r.srm.flagged ? "true" : "false"));
   return out;
 }

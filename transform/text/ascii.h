@@ -18,6 +18,10 @@ constexpr bool ascii_iequals(std::string_view a, std::string_view b) noexcept {
   return true;
 }
 
+constexpr bool is_ascii_alnum(char c) noexcept {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 // -1 when `c` is not a hex digit.
 constexpr int hex_value(char c) noexcept {
   if (c >= '0' && c <= '9') return c - '0';

@@ -7,14 +7,6 @@
 #include "transform/text/ascii.h"
 
 namespace crm::transform::detail {
-namespace {
-
-bool is_scheme_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' || c == '-' ||
-         c == '.';
-}
-
-}  // namespace
 
 void percent_decode(std::string_view in, std::string& out) {
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -35,7 +27,9 @@ std::string_view url_host(std::string_view url) noexcept {
   const std::size_t colon = url.find(':');
   if (colon != std::string_view::npos && colon > 0 && url.substr(colon + 1, 2) == "//") {
     bool scheme = true;
-    for (std::size_t i = 0; i < colon; ++i) scheme = scheme && is_scheme_char(url[i]);
+    for (const char c : url.substr(0, colon)) {  // the scheme's characters (RFC 3986)
+      scheme = scheme && (is_ascii_alnum(c) || c == '+' || c == '-' || c == '.');
+    }
     if (scheme) rest = url.substr(colon + 3);
   } else if (url.substr(0, 2) == "//") {
     rest = url.substr(2);

@@ -89,13 +89,13 @@ TEST(TextArena, ViewsStayValidAcrossGrowthAndBlocksAreReusedAfterClear) {
 TEST(EventBatch, AppendCopyCopiesEveryTextFieldIntoItsOwnArena) {
   event_batch from;
   communication c;
-  for (const auto& field : communication_texts) c.*field = from.text.copy("c" + std::to_string(&field - communication_texts));
+  for (const auto& field : communication_texts) c.*field.member = from.text.copy("c" + std::to_string(&field - communication_texts));
   from.communications.push_back(c);
   touchpoint t;
-  for (const auto& field : touchpoint_texts) t.*field = from.text.copy("t" + std::to_string(&field - touchpoint_texts));
+  for (const auto& field : touchpoint_texts) t.*field.member = from.text.copy("t" + std::to_string(&field - touchpoint_texts));
   from.touchpoints.push_back(t);
   rejection r;
-  for (const auto& field : rejection_texts) r.*field = from.text.copy("r" + std::to_string(&field - rejection_texts));
+  for (const auto& field : rejection_texts) r.*field.member = from.text.copy("r" + std::to_string(&field - rejection_texts));
   from.rejections.push_back(r);
 
   event_batch to;
@@ -109,10 +109,10 @@ TEST(EventBatch, AppendCopyCopiesEveryTextFieldIntoItsOwnArena) {
   ASSERT_EQ(to.rejections.size(), 2u);
   for (std::size_t k = 0; k < 2; ++k) {
     for (const auto& field : communication_texts) {
-      EXPECT_EQ(to.communications[k].*field, "c" + std::to_string(&field - communication_texts));
+      EXPECT_EQ(to.communications[k].*field.member, "c" + std::to_string(&field - communication_texts));
     }
-    for (const auto& field : touchpoint_texts) EXPECT_EQ(to.touchpoints[k].*field, "t" + std::to_string(&field - touchpoint_texts));
-    for (const auto& field : rejection_texts) EXPECT_EQ(to.rejections[k].*field, "r" + std::to_string(&field - rejection_texts));
+    for (const auto& field : touchpoint_texts) EXPECT_EQ(to.touchpoints[k].*field.member, "t" + std::to_string(&field - touchpoint_texts));
+    for (const auto& field : rejection_texts) EXPECT_EQ(to.rejections[k].*field.member, "r" + std::to_string(&field - rejection_texts));
   }
 }
 
