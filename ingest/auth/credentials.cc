@@ -229,6 +229,21 @@ std::string_view string_field(simdjson::dom::element el, const char* key) {
   return v;
 }
 
+// The PEM of a JWK's public key, made by `make` from the key's two base64url parameters `p` and `q` (RSA: n
+// and e; EC: x and y). Throws, naming the key (`what`), when one is missing or invalid or `make` refuses them.
+std::string jwk_pem(simdjson::dom::element k, const std::string& what, const char* p, const char* q,
+                    pkey_ptr (*make)(const std::string&, const std::string&), const char* unusable) {
+  std::string_view pv, qv;
+  std::string a, b;
+  if (k[p].get_string().get(pv) != simdjson::SUCCESS || k[q].get_string().get(qv) != simdjson::SUCCESS ||
+      !base64url_decode(pv, a) || !base64url_decode(qv, b)) {
+    throw config_error(what + " lacks a valid " + p + " or " + q);
+  }
+  auto key = make(a, b);
+  if (!key) throw config_error(what + " " + unusable);
+  return pem_of(key.get());
+}
+
 }  // namespace
 
 std::vector<public_key> parse_jwks(std::string_view json) {
@@ -240,36 +255,22 @@ std::vector<public_key> parse_jwks(std::string_view json) {
   if (doc["keys"].get_array().get(keys) != simdjson::SUCCESS) throw config_error("the JWKS has no \"keys\" array");
   std::vector<public_key> out;
   for (auto k : keys) {
-    std::string_view kty, use, kid, alg, crv, n, e, x, y;
+    std::string_view kty, use, alg, crv;
     if (k["kty"].get_string().get(kty) != simdjson::SUCCESS) continue;
     if (k["use"].get_string().get(use) == simdjson::SUCCESS && use != "sig") continue;
-    kid = string_field(k, "kid");
     alg = string_field(k, "alg");
     public_key pk;
-    pk.kid = std::string(kid);
-    std::string a, b;
+    pk.kid = std::string(string_field(k, "kid"));
     if (kty == "RSA") {
       if (!alg.empty() && alg != "RS256") continue;
-      if (k["n"].get_string().get(n) != simdjson::SUCCESS || k["e"].get_string().get(e) != simdjson::SUCCESS ||
-          !base64url_decode(n, a) || !base64url_decode(e, b)) {
-        throw config_error("JWKS RSA key " + pk.kid + " lacks a valid n or e");
-      }
-      auto key = rsa_key(a, b);
-      if (!key) throw config_error("JWKS RSA key " + pk.kid + " is not a usable RSA public key");
       pk.alg = jwt_algorithm::rs256;
-      pk.pem = pem_of(key.get());
+      pk.pem = jwk_pem(k, "JWKS RSA key " + pk.kid, "n", "e", rsa_key, "is not a usable RSA public key");
     } else if (kty == "EC") {
       if ((!alg.empty() && alg != "ES256") || (k["crv"].get_string().get(crv) == simdjson::SUCCESS && crv != "P-256")) {
         continue;
       }
-      if (k["x"].get_string().get(x) != simdjson::SUCCESS || k["y"].get_string().get(y) != simdjson::SUCCESS ||
-          !base64url_decode(x, a) || !base64url_decode(y, b)) {
-        throw config_error("JWKS EC key " + pk.kid + " lacks a valid x or y");
-      }
-      auto key = p256_key(a, b);
-      if (!key) throw config_error("JWKS EC key " + pk.kid + " is not a point on P-256");
       pk.alg = jwt_algorithm::es256;
-      pk.pem = pem_of(key.get());
+      pk.pem = jwk_pem(k, "JWKS EC key " + pk.kid, "x", "y", p256_key, "is not a point on P-256");
     } else {
       continue;  // "oct" and others: symmetric keys are configured as jwt_secret, not published
     }

@@ -160,6 +160,13 @@ int run_import_command(import_args& a) {
   return exit_ok;
 }
 
+// --config and --data-dir of the commands that run from a configuration file (serve, consume, write).
+void add_config_options(CLI::App& cmd, std::string& config_file, std::string& data_dir,
+                        const std::string& config_help) {
+  cmd.add_option("--config", config_file, config_help)->check(CLI::ExistingFile);
+  cmd.add_option("--data-dir", data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
+}
+
 }  // namespace
 
 int exit_code_for(const std::exception& e) {
@@ -380,9 +387,8 @@ int run(int argc, char** argv) {
       "serve",
       "Run the webhook collector: provider endpoints and POST /v1/events, acknowledged once durable in the local "
       "log, drained into PostgreSQL exactly once");
-  serve_cmd->add_option("--config", serve.config_file, "TOML configuration (see `crm-ingest config reference`)")
-      ->check(CLI::ExistingFile);
-  serve_cmd->add_option("--data-dir", serve.data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
+  add_config_options(*serve_cmd, serve.config_file, serve.data_dir,
+                     "TOML configuration (see `crm-ingest config reference`)");
   serve_cmd->add_option("--log", serve.log,
                         "Where accepted requests go before PostgreSQL: local (the durable local log, drained here) or "
                         "kafka (appended to kafka.log_topic and acknowledged after the delivery report; `crm-ingest "
@@ -392,24 +398,22 @@ int run(int argc, char** argv) {
   serve_cmd->callback([&] { exit_code = run_serve(serve); });
 
   // consume, write
-  kafka_args consume_args;
-  auto* consume_cmd = app.add_subcommand(
-      "consume",
-      "Consume the [kafka] topics in the consumer group kafka.group into PostgreSQL, exactly once; offsets are "
-      "committed after the batch holding them. Runs until SIGTERM/SIGINT");
-  consume_cmd->add_option("--config", consume_args.config_file, "TOML configuration ([kafka], [postgres])")
-      ->check(CLI::ExistingFile);
-  consume_cmd->add_option("--data-dir", consume_args.data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
-  consume_cmd->callback([&] { exit_code = run_consume(consume_args); });
-  kafka_args write_args;
-  auto* write_cmd = app.add_subcommand(
-      "write",
-      "The writer of the scale-out topology: consume kafka.log_topic (appended by `serve --log kafka`) in the "
-      "consumer group kafka.log_group and COPY into PostgreSQL, exactly once. Runs until SIGTERM/SIGINT");
-  write_cmd->add_option("--config", write_args.config_file, "TOML configuration ([kafka], [postgres])")
-      ->check(CLI::ExistingFile);
-  write_cmd->add_option("--data-dir", write_args.data_dir, "Data directory of the embedded PostgreSQL (when postgres.dsn is empty)");
-  write_cmd->callback([&] { exit_code = run_write(write_args); });
+  kafka_args consume_args, write_args;
+  const auto add_kafka_command = [&](const char* name, const char* description, kafka_args& args,
+                                     int (*run_command)(const kafka_args&)) {
+    auto* cmd = app.add_subcommand(name, description);
+    add_config_options(*cmd, args.config_file, args.data_dir, "TOML configuration ([kafka], [postgres])");
+    cmd->callback([&exit_code, &args, run_command] { exit_code = run_command(args); });
+  };
+  add_kafka_command("consume",
+                    "Consume the [kafka] topics in the consumer group kafka.group into PostgreSQL, exactly once; "
+                    "offsets are committed after the batch holding them. Runs until SIGTERM/SIGINT",
+                    consume_args, run_consume);
+  add_kafka_command("write",
+                    "The writer of the scale-out topology: consume kafka.log_topic (appended by `serve --log "
+                    "kafka`) in the consumer group kafka.log_group and COPY into PostgreSQL, exactly once. Runs "
+                    "until SIGTERM/SIGINT",
+                    write_args, run_write);
 
   // config
   auto* config_cmd = app.add_subcommand("config", "Check or print the TOML configuration of `serve`");

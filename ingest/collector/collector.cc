@@ -138,6 +138,20 @@ std::optional<http::response> collector::admit(const http::request& req, http::a
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"crm-ingest\"");
     return r;
   };
+  auto credential_of = [&](const auth::authenticator& a) {
+    return req.headers ? a.check(*req.headers, transform::now_us() / 1000000)
+                       : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+  };
+  // 429 (counted by `which` limit) when `limit` has no request left for `key` now; nullopt otherwise.
+  auto over_limit = [&](auth::rate_limiter& limit, std::string_view key, const char* which,
+                        const char* message) -> std::optional<http::response> {
+    int retry_after = 1;
+    if (limit.allow(key, std::chrono::steady_clock::now(), retry_after)) return std::nullopt;
+    rate_limited_.Add({{"limit", which}}).Increment();
+    auto r = error_response(429, message);
+    r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+    return r;
+  };
   if (req.path == "/healthz" || req.path == "/readyz") {
     if (req.method != "GET") return method_not_allowed("GET");
     return std::nullopt;
@@ -145,8 +159,7 @@ std::optional<http::response> collector::admit(const http::request& req, http::a
   if (req.path == "/metrics") {
     if (req.method != "GET") return method_not_allowed("GET");
     if (auto a = auth_.load(); options_.protect_metrics && a && a->enabled()) {
-      auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
-                             : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+      auto who = credential_of(*a);
       // A valid credential of a role that may not ingest may still read the metrics.
       if (!who.ok() && who.status != auth::outcome::forbidden) return unauthenticated(who.reason);
     }
@@ -154,11 +167,8 @@ std::optional<http::response> collector::admit(const http::request& req, http::a
   }
   // Per client address, before anything else is looked at: every POST (events and webhooks).
   if (options_.address_limit && req.method == "POST") {
-    int retry_after = 1;
-    if (!options_.address_limit->allow(req.remote_address, std::chrono::steady_clock::now(), retry_after)) {
-      rate_limited_.Add({{"limit", "address"}}).Increment();
-      auto r = error_response(429, "too many requests from this address");
-      r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+    if (auto r = over_limit(*options_.address_limit, req.remote_address, "address",
+                            "too many requests from this address")) {
       return r;
     }
   }
@@ -166,8 +176,7 @@ std::optional<http::response> collector::admit(const http::request& req, http::a
     if (req.method != "POST") return method_not_allowed("POST");
     auto a = auth_.load();
     if (!a || !a->enabled()) return std::nullopt;
-    auto who = req.headers ? a->check(*req.headers, transform::now_us() / 1000000)
-                           : auth::result{auth::outcome::unauthenticated, "no credential", {}, {}, {}};
+    auto who = credential_of(*a);
     if (!who.ok()) {
       if (who.status != auth::outcome::forbidden) return unauthenticated(who.reason);
       auth_results_.Add({{"result", "forbidden"}}).Increment();
@@ -176,11 +185,8 @@ std::optional<http::response> collector::admit(const http::request& req, http::a
     }
     auth_results_.Add({{"result", "ok"}}).Increment();
     if (options_.credential_limit) {
-      int retry_after = 1;
-      if (!options_.credential_limit->allow(who.credential, std::chrono::steady_clock::now(), retry_after)) {
-        rate_limited_.Add({{"limit", "credential"}}).Increment();
-        auto r = error_response(429, "too many requests for this credential");
-        r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+      if (auto r = over_limit(*options_.credential_limit, who.credential, "credential",
+                              "too many requests for this credential")) {
         return r;
       }
     }

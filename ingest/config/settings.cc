@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 
 #include <toml++/toml.h>
@@ -32,132 +33,171 @@ const std::string kafka_topics_description = [] {
 }();
 constexpr std::int64_t KiB = 1024, MiB = 1024 * KiB, GiB = 1024 * MiB;
 
+// One declaration per type, so that each row states only what its type needs; add() sets the section.
+constexpr setting text(std::string_view key, std::string_view default_value, std::string_view description) {
+  return {{}, key, T::string, default_value, 0, 0, description};
+}
+constexpr setting secret(std::string_view key, std::string_view description) {
+  return {{}, key, T::secret, "", 0, 0, description};
+}
+constexpr setting boolean(std::string_view key, bool default_value, std::string_view description) {
+  return {{}, key, T::boolean, default_value ? "true" : "false", 0, 0, description};
+}
+constexpr setting integer(std::string_view key, std::string_view default_value, std::int64_t min, std::int64_t max,
+                          std::string_view description) {
+  return {{}, key, T::integer, default_value, min, max, description};
+}
+
+// Appends the settings of `section`, in documentation order.
+void add(std::vector<setting>& out, std::string_view section, std::initializer_list<setting> settings) {
+  for (setting s : settings) {
+    s.section = section;
+    out.push_back(s);
+  }
+}
+
 // Before the webhooks: the listener, PostgreSQL, the local log, normalization.
-const setting before_webhooks[] = {
-    {"http", "listen", T::string, "127.0.0.1:8080", 0, 0, "Address and port of the HTTP listener (host:port)."},
-    {"http", "io_threads", T::integer, "2", 1, 256, "Threads running the HTTP connections (Asio io_context)."},
-    {"http", "public_base_url", T::string, "", 0, 0,
-     "The URL the providers call us at (e.g. https://ingest.example.com), used to verify Twilio signatures behind "
-     "a proxy."},
-    {"http", "body_limit_bytes", T::integer, "4194304", 1 * KiB, 256 * MiB,
-     "Largest request body accepted; a larger one gets 413."},
-    {"http", "header_timeout_ms", T::integer, "5000", 100, 600000,
-     "Time a client has to send the request headers."},
-    {"http", "request_timeout_ms", T::integer, "30000", 100, 600000,
-     "Time a client has to send a whole request; slow clients are cut off."},
-    {"http", "idle_timeout_ms", T::integer, "60000", 100, 3600000, "A keep-alive connection idle this long is closed."},
-    {"http", "max_connections", T::integer, "10000", 1, 1000000,
-     "Open connections beyond this are refused at accept. serve lowers it (with a warning) when RLIMIT_NOFILE "
-     "cannot hold it plus the descriptors serve needs besides."},
-    {"http", "body_budget_bytes", T::integer, "268435456", 1 * KiB, 64 * GiB,
-     "Request body bytes all connections together may hold at once (declared Content-Length, chunks received, "
-     "decoded Content-Encoding), whatever the number of connections; a request beyond it gets 503 with "
-     "Retry-After. At least http.body_limit_bytes."},
-    {"http", "max_rejections_per_request", T::integer, "1000", 1, 10000000,
-     "Most records of one request that may be rejected (dead-lettered); beyond it the request is refused whole "
-     "(400 with the reasons of the first ones) and nothing of it is stored."},
-    {"http", "tls_cert_file", T::string, "", 0, 0,
-     "PEM certificate chain; set (with tls_key_file) = the listener speaks only HTTPS (TLS 1.2+). Both files are "
-     "re-read on SIGHUP."},
-    {"http", "tls_key_file", T::string, "", 0, 0, "PEM private key of http.tls_cert_file."},
-    {"postgres", "dsn", T::secret, "", 0, 0,
-     "PostgreSQL connection string (libpq URI or key=value); empty = the embedded private PostgreSQL."},
-    {"postgres", "writers", T::integer, "2", 1, 64,
-     "Writer connections of the write path: serve's drainer of the local log, consume and write."},
-    {"postgres", "batch_rows", T::integer, "20000", 1, 10000000, "Most records per batch (one transaction each)."},
-    {"postgres", "batch_bytes", T::integer, "16777216", 1 * KiB, 1 * GiB, "Most normalized bytes per batch."},
-    {"postgres", "linger_ms", T::integer, "50", 0, 60000,
-     "Longest time a record waits for its batch to fill before the batch is written anyway."},
-    {"postgres", "retry_for_s", T::integer, "0", 0, 604800,
-     "consume and write: how long a batch keeps retrying while the database is unreachable; 0 = for ever (logged "
-     "and counted). After it the command stops with exit code 3, its offsets uncommitted. serve always retries for "
-     "ever (the local log holds the data)."},
-    {"postgres", "confirm", T::string, "standbys", 0, 0,
-     "When a batch's source position (serve's log checkpoint, consume/write's Kafka offsets) is released: "
-     "`standbys` = once the batch is safe on the cluster (its COMMIT with a synchronous standby or on a single "
-     "PostgreSQL; under asynchronous replication once the standbys have flushed it), `commit` = as soon as the "
-     "primary's COMMIT returns (a crash of the primary can then lose what no standby had yet)."},
-    {"postgres", "confirm_min_standbys", T::integer, "-1", -1, 64,
-     "Under asynchronous replication, how many standbys must have flushed a batch (besides every standby that "
-     "is streaming); -1 = 1 when the primary has a physical replication slot or a standby, else 0."},
-    {"postgres", "max_unconfirmed_mb", T::integer, "256", 1, 65536,
-     "Batches committed and waiting for the standbys may hold this much memory; beyond it the source stops "
-     "reading (serve keeps accepting into its log) until they are confirmed."},
-    {"postgres", "months_back", T::integer, "3", 0, 120, "Monthly partitions kept ready before the current month."},
-    {"postgres", "months_ahead", T::integer, "3", 0, 120, "Monthly partitions created ahead of the current month."},
-    {"postgres", "allow_superuser", T::boolean, "false", 0, 0,
-     "Every command that writes events (serve, consume, write; import and rejected replay read "
-     "CRM_INGEST_POSTGRES_ALLOW_SUPERUSER or --allow-superuser) refuses a PostgreSQL connection that is a superuser "
-     "unless this is true (use the crm_ingest_writer role instead). The embedded database is exempt."},
-    {"log", "dir", T::string, "", 0, 0,
-     "Directory of the durable local log; empty = log/ beside the embedded database's data directory."},
-    {"log", "segment_bytes", T::integer, "67108864", 1 * MiB, 4 * GiB, "Size of one log segment file."},
-    {"log", "max_bytes", T::integer, "4294967296", 16 * MiB, 1024 * GiB,
-     "Bound of the log on disk; when full, requests get 503 with Retry-After."},
-    {"log", "high_water_percent", T::integer, "90", 1, 100, "Fill level above which /readyz reports not ready."},
-    {"normalize", "default_region", T::string, "US", 0, 0,
-     "Region (ISO 3166 alpha-2) for phone numbers without a country code."},
-    {"normalize", "max_record_bytes", T::integer, "1048576", 256, 64 * MiB, "Largest accepted JSON object."},
-};
+void add_before_webhooks(std::vector<setting>& out) {
+  add(out, "http", {
+    text("listen", "127.0.0.1:8080", "Address and port of the HTTP listener (host:port)."),
+    integer("io_threads", "2", 1, 256, "Threads running the HTTP connections (Asio io_context)."),
+    text("public_base_url", "",
+        "The URL the providers call us at (e.g. https://ingest.example.com), used to verify Twilio signatures behind "
+        "a proxy."),
+    integer("body_limit_bytes", "4194304", 1 * KiB, 256 * MiB, "Largest request body accepted; a larger one gets 413."),
+    integer("header_timeout_ms", "5000", 100, 600000, "Time a client has to send the request headers."),
+    integer("request_timeout_ms", "30000", 100, 600000,
+        "Time a client has to send a whole request; slow clients are cut off."),
+    integer("idle_timeout_ms", "60000", 100, 3600000, "A keep-alive connection idle this long is closed."),
+    integer("max_connections", "10000", 1, 1000000,
+        "Open connections beyond this are refused at accept. serve lowers it (with a warning) when RLIMIT_NOFILE "
+        "cannot hold it plus the descriptors serve needs besides."),
+    integer("body_budget_bytes", "268435456", 1 * KiB, 64 * GiB,
+        "Request body bytes all connections together may hold at once (declared Content-Length, chunks received, "
+        "decoded Content-Encoding), whatever the number of connections; a request beyond it gets 503 with "
+        "Retry-After. At least http.body_limit_bytes."),
+    integer("max_rejections_per_request", "1000", 1, 10000000,
+        "Most records of one request that may be rejected (dead-lettered); beyond it the request is refused whole "
+        "(400 with the reasons of the first ones) and nothing of it is stored."),
+    text("tls_cert_file", "",
+        "PEM certificate chain; set (with tls_key_file) = the listener speaks only HTTPS (TLS 1.2+). Both files are "
+        "re-read on SIGHUP."),
+    text("tls_key_file", "", "PEM private key of http.tls_cert_file."),
+  });
+  add(out, "postgres", {
+    secret("dsn", "PostgreSQL connection string (libpq URI or key=value); empty = the embedded private PostgreSQL."),
+    integer("writers", "2", 1, 64,
+        "Writer connections of the write path: serve's drainer of the local log, consume and write."),
+    integer("batch_rows", "20000", 1, 10000000, "Most records per batch (one transaction each)."),
+    integer("batch_bytes", "16777216", 1 * KiB, 1 * GiB, "Most normalized bytes per batch."),
+    integer("linger_ms", "50", 0, 60000,
+        "Longest time a record waits for its batch to fill before the batch is written anyway."),
+    integer("retry_for_s", "0", 0, 604800,
+        "consume and write: how long a batch keeps retrying while the database is unreachable; 0 = for ever (logged "
+        "and counted). After it the command stops with exit code 3, its offsets uncommitted. serve always retries for "
+        "ever (the local log holds the data)."),
+    text("confirm", "standbys",
+        "When a batch's source position (serve's log checkpoint, consume/write's Kafka offsets) is released: "
+        "`standbys` = once the batch is safe on the cluster (its COMMIT with a synchronous standby or on a single "
+        "PostgreSQL; under asynchronous replication once the standbys have flushed it), `commit` = as soon as the "
+        "primary's COMMIT returns (a crash of the primary can then lose what no standby had yet)."),
+    integer("confirm_min_standbys", "-1", -1, 64,
+        "Under asynchronous replication, how many standbys must have flushed a batch (besides every standby that "
+        "is streaming); -1 = 1 when the primary has a physical replication slot or a standby, else 0."),
+    integer("max_unconfirmed_mb", "256", 1, 65536,
+        "Batches committed and waiting for the standbys may hold this much memory; beyond it the source stops "
+        "reading (serve keeps accepting into its log) until they are confirmed."),
+    integer("months_back", "3", 0, 120, "Monthly partitions kept ready before the current month."),
+    integer("months_ahead", "3", 0, 120, "Monthly partitions created ahead of the current month."),
+    boolean("allow_superuser", false,
+        "Every command that writes events (serve, consume, write; import and rejected replay read "
+        "CRM_INGEST_POSTGRES_ALLOW_SUPERUSER or --allow-superuser) refuses a PostgreSQL connection that is a superuser "
+        "unless this is true (use the crm_ingest_writer role instead). The embedded database is exempt."),
+  });
+  add(out, "log", {
+    text("dir", "", "Directory of the durable local log; empty = log/ beside the embedded database's data directory."),
+    integer("segment_bytes", "67108864", 1 * MiB, 4 * GiB, "Size of one log segment file."),
+    integer("max_bytes", "4294967296", 16 * MiB, 1024 * GiB,
+        "Bound of the log on disk; when full, requests get 503 with Retry-After."),
+    integer("high_water_percent", "90", 1, 100, "Fill level above which /readyz reports not ready."),
+  });
+  add(out, "normalize", {
+    text("default_region", "US", "Region (ISO 3166 alpha-2) for phone numbers without a country code."),
+    integer("max_record_bytes", "1048576", 256, 64 * MiB, "Largest accepted JSON object."),
+  });
+}
 
 // After the webhooks: logging, catalog, attribution, auth, rate limits, Kafka.
-const setting after_webhooks[] = {
-    {"logging", "format", T::string, "text", 0, 0,
-     "Format of the process log on stderr: text (one human-readable line) or json (one JSON object per line: ts, "
-     "level, msg and the line's key=value fields)."},
-    {"metrics", "listen", T::string, "", 0, 0,
-     "consume and write: address and port (host:port) of their /metrics, /healthz and /readyz listener; empty = "
-     "none; port 0 picks a free one (printed as \"metrics on port N\"). No credentials: bind it to a private "
-     "address. serve exports on http.listen."},
-    {"catalog", "check_interval_s", T::integer, "300", 0, 86400,
-     "How often serve reads the partition catalog for crm_ingest_partition_* metrics (next month's partition "
-     "present, rows in the default partitions); 0 = never."},
-    {"attribution", "maintain", T::boolean, "true", 0, 0,
-     "Keep attribution_credits, campaign_attribution_daily and the A/B-test tables current in every batch "
-     "transaction; false = skip (faster ingest; the tables go stale until `report attribution --recompute`)."},
-    {"auth", "required", T::boolean, "false", 0, 0,
-     "POST /v1/events requires a credential even when none is configured (then every request gets 401). "
-     "Authentication is on as soon as a JWT key or an API key is set; without any, /v1/events is open and serve "
-     "logs a warning."},
-    {"auth", "protect_metrics", T::boolean, "true", 0, 0,
-     "With authentication on, GET /metrics takes the same credentials as POST /v1/events (any valid one); false = "
-     "open, for a scraper on a private network. /healthz and /readyz are always open (load-balancer probes)."},
-    {"auth", "jwt_secret", T::secret, "", 0, 0, "HS256 secret (the Supabase project's JWT secret, as text)."},
-    {"auth", "jwt_public_key_file", T::string, "", 0, 0, "PEM public key (RSA for RS256, P-256 for ES256)."},
-    {"auth", "jwks_file", T::string, "", 0, 0, "JWKS file of RSA (RS256) and P-256 (ES256) keys, chosen by kid."},
-    {"auth", "jwt_audience", T::string, "", 0, 0, "Required aud (string or one of an array); empty = not checked."},
-    {"auth", "jwt_issuer", T::string, "", 0, 0, "Required iss; empty = not checked."},
-    {"auth", "jwt_leeway_s", T::integer, "30", 0, 600, "Clock skew allowed on exp and nbf."},
-    {"auth", "jwt_roles", T::string, "service_role", 0, 0,
-     "Comma-separated values of the role claim allowed to ingest (others get 403); * = any role."},
-    {"auth", "jwt_role_claim", T::string, "role", 0, 0, "Claim holding the role."},
-    {"auth", "tenant_claim", T::string, "tenant_id", 0, 0, "Claim holding the caller's tenant."},
-    {"auth", "api_keys", T::secret, "", 0, 0,
-     "Comma-separated static API keys, stored hashed: name=sha256:<64 hex digits of SHA-256 of the key>. "
-     "Sent as X-API-Key or Authorization: Bearer."},
-    {"rate_limit", "per_address_rps", T::integer, "0", 0, 10000000,
-     "Requests per second one client address may make (token bucket); 0 = unlimited. Over it: 429 with "
-     "Retry-After."},
-    {"rate_limit", "per_address_burst", T::integer, "0", 0, 10000000, "Bucket size per address; 0 = per_address_rps."},
-    {"rate_limit", "per_credential_rps", T::integer, "0", 0, 10000000,
-     "Requests per second one credential (JWT subject or API key name) may make; 0 = unlimited."},
-    {"rate_limit", "per_credential_burst", T::integer, "0", 0, 10000000,
-     "Bucket size per credential; 0 = per_credential_rps."},
-    {"kafka", "brokers", T::string, "", 0, 0,
-     "Kafka bootstrap servers (host:port,host:port) for `consume`, `write` and `serve --log kafka`."},
-    {"kafka", "group", T::string, "crm-ingest", 0, 0, "Consumer group of `crm-ingest consume`."},
-    {"kafka", "topics", T::string, "", 0, 0, kafka_topics_description},
-    {"kafka", "log_topic", T::string, "crm-ingest.events", 0, 0,
-     "Topic `serve --log kafka` appends normalized events to and `crm-ingest write` consumes."},
-    {"kafka", "log_group", T::string, "crm-ingest-writers", 0, 0, "Consumer group of `crm-ingest write`."},
-    {"kafka", "session_timeout_ms", T::integer, "10000", 1000, 3600000,
-     "Consumer group session timeout: a member silent this long loses its partitions."},
-    {"kafka", "delivery_timeout_ms", T::integer, "30000", 1000, 3600000,
-     "`serve --log kafka`: longest wait for a delivery report before the request is answered 503."},
-    {"kafka", "properties", T::secret, "", 0, 0,
-     "Extra librdkafka properties for every Kafka client, \"key=value, key=value\" (e.g. security.protocol, "
-     "sasl.username)."},
-};
+void add_after_webhooks(std::vector<setting>& out) {
+  add(out, "logging", {
+    text("format", "text",
+        "Format of the process log on stderr: text (one human-readable line) or json (one JSON object per line: ts, "
+        "level, msg and the line's key=value fields)."),
+  });
+  add(out, "metrics", {
+    text("listen", "",
+        "consume and write: address and port (host:port) of their /metrics, /healthz and /readyz listener; empty = "
+        "none; port 0 picks a free one (printed as \"metrics on port N\"). No credentials: bind it to a private "
+        "address. serve exports on http.listen."),
+  });
+  add(out, "catalog", {
+    integer("check_interval_s", "300", 0, 86400,
+        "How often serve reads the partition catalog for crm_ingest_partition_* metrics (next month's partition "
+        "present, rows in the default partitions); 0 = never."),
+  });
+  add(out, "attribution", {
+    boolean("maintain", true,
+        "Keep attribution_credits, campaign_attribution_daily and the A/B-test tables current in every batch "
+        "transaction; false = skip (faster ingest; the tables go stale until `report attribution --recompute`)."),
+  });
+  add(out, "auth", {
+    boolean("required", false,
+        "POST /v1/events requires a credential even when none is configured (then every request gets 401). "
+        "Authentication is on as soon as a JWT key or an API key is set; without any, /v1/events is open and serve "
+        "logs a warning."),
+    boolean("protect_metrics", true,
+        "With authentication on, GET /metrics takes the same credentials as POST /v1/events (any valid one); false = "
+        "open, for a scraper on a private network. /healthz and /readyz are always open (load-balancer probes)."),
+    secret("jwt_secret", "HS256 secret (the Supabase project's JWT secret, as text)."),
+    text("jwt_public_key_file", "", "PEM public key (RSA for RS256, P-256 for ES256)."),
+    text("jwks_file", "", "JWKS file of RSA (RS256) and P-256 (ES256) keys, chosen by kid."),
+    text("jwt_audience", "", "Required aud (string or one of an array); empty = not checked."),
+    text("jwt_issuer", "", "Required iss; empty = not checked."),
+    integer("jwt_leeway_s", "30", 0, 600, "Clock skew allowed on exp and nbf."),
+    text("jwt_roles", "service_role",
+        "Comma-separated values of the role claim allowed to ingest (others get 403); * = any role."),
+    text("jwt_role_claim", "role", "Claim holding the role."),
+    text("tenant_claim", "tenant_id", "Claim holding the caller's tenant."),
+    secret("api_keys",
+        "Comma-separated static API keys, stored hashed: name=sha256:<64 hex digits of SHA-256 of the key>. "
+        "Sent as X-API-Key or Authorization: Bearer."),
+  });
+  add(out, "rate_limit", {
+    integer("per_address_rps", "0", 0, 10000000,
+        "Requests per second one client address may make (token bucket); 0 = unlimited. Over it: 429 with "
+        "Retry-After."),
+    integer("per_address_burst", "0", 0, 10000000, "Bucket size per address; 0 = per_address_rps."),
+    integer("per_credential_rps", "0", 0, 10000000,
+        "Requests per second one credential (JWT subject or API key name) may make; 0 = unlimited."),
+    integer("per_credential_burst", "0", 0, 10000000, "Bucket size per credential; 0 = per_credential_rps."),
+  });
+  add(out, "kafka", {
+    text("brokers", "",
+        "Kafka bootstrap servers (host:port,host:port) for `consume`, `write` and `serve --log kafka`."),
+    text("group", "crm-ingest", "Consumer group of `crm-ingest consume`."),
+    text("topics", "", kafka_topics_description),
+    text("log_topic", "crm-ingest.events",
+        "Topic `serve --log kafka` appends normalized events to and `crm-ingest write` consumes."),
+    text("log_group", "crm-ingest-writers", "Consumer group of `crm-ingest write`."),
+    integer("session_timeout_ms", "10000", 1000, 3600000,
+        "Consumer group session timeout: a member silent this long loses its partitions."),
+    integer("delivery_timeout_ms", "30000", 1000, 3600000,
+        "`serve --log kafka`: longest wait for a delivery report before the request is answered 503."),
+    secret("properties",
+        "Extra librdkafka properties for every Kafka client, \"key=value, key=value\" (e.g. security.protocol, "
+        "sasl.username)."),
+  });
+}
 
 // [webhooks.<provider>] for every provider of the registry: its scheme's settings, then tenant_id and
 // allow_unsigned.
@@ -176,16 +216,16 @@ std::vector<setting> build_registry() {
     }
     return out;
   }();
-  std::vector<setting> out(std::begin(before_webhooks), std::end(before_webhooks));
+  std::vector<setting> out;
+  add_before_webhooks(out);
   for (std::size_t i = 0; i < sections.size(); ++i) {
     for (const webhooks::scheme_setting& s : webhooks::schemes()[i].settings) {
-      if (!s.key.empty()) out.push_back({sections[i], s.key, T::secret, "", 0, 0, s.description});
+      if (!s.key.empty()) add(out, sections[i], {secret(s.key, s.description)});
     }
-    out.push_back({sections[i], "tenant_id", T::string, "", 0, 0,
-                   "Tenant stamped on every row this webhook brings; empty = none."});
-    out.push_back({sections[i], "allow_unsigned", T::boolean, "false", 0, 0, unsigned_help[i]});
+    add(out, sections[i], {text("tenant_id", "", "Tenant stamped on every row this webhook brings; empty = none."),
+                           boolean("allow_unsigned", false, unsigned_help[i])});
   }
-  out.insert(out.end(), std::begin(after_webhooks), std::end(after_webhooks));
+  add_after_webhooks(out);
   return out;
 }
 

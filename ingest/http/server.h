@@ -1,4 +1,4 @@
-// The HTTP/1.1 listener (Boost.Beast on Asio). Boost stays inside server.cc: handlers see only the
+// The HTTP/1.1 listener (Boost.Beast on Asio). Boost stays inside ingest/http: handlers see only the
 // small request/response types below, so they compile fast and test without sockets.
 //
 // Threads: `io_threads` threads run one io_context; each connection is a session on its own strand.
@@ -130,7 +130,7 @@ class server {
   void reload_tls();
   bool tls() const noexcept;
 
- struct impl;  // public so that the connection sessions in server.cc can reach it
+ struct impl;  // public so that the connection sessions (session.cc) can reach it
 
  private:
   std::unique_ptr<impl> impl_;

@@ -504,25 +504,14 @@ struct kafka_source::impl {
 
 kafka_source::kafka_source(kafka_source_options options) : options_(std::move(options)) {}
 
-kafka_source::~kafka_source() = default;
-
 void kafka_source::run() {
   impl i(*this, options_);
   i.run();
 }
 
 kafka_source_stats kafka_source::stats() const {
-  kafka_source_stats s;
-  s.messages = messages_;
-  s.inserted = inserted_;
-  s.duplicates = duplicates_;
-  s.rejected = rejected_;
-  s.batches = batches_;
-  s.offset_commits = commits_;
-  s.pauses = pauses_;
-  s.rebalances = rebalances_;
-  s.lag = lag_;
-  return s;
+  return {.messages = messages_, .inserted = inserted_, .duplicates = duplicates_, .rejected = rejected_,
+          .batches = batches_, .offset_commits = commits_, .pauses = pauses_, .rebalances = rebalances_, .lag = lag_};
 }
 
 }  // namespace crm::ingest

@@ -82,7 +82,6 @@ struct kafka_source_stats {
 class kafka_source {
  public:
   explicit kafka_source(kafka_source_options options);
-  ~kafka_source();
   kafka_source(const kafka_source&) = delete;
   kafka_source& operator=(const kafka_source&) = delete;
 

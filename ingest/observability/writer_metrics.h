@@ -36,6 +36,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -44,12 +45,7 @@
 #include "sinks/postgres/writer_observer.h"
 
 namespace prometheus {
-class Counter;
-class Gauge;
-class Histogram;
 class Registry;
-template <typename T>
-class Family;
 }  // namespace prometheus
 
 namespace crm::ingest {
@@ -58,6 +54,7 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
  public:
   // `registry` null: counts only (summaries).
   explicit writer_failover_stats(prometheus::Registry* registry = nullptr);
+  ~writer_failover_stats() override;
 
   void batch_committed() override;
   void attempt_failed(const sinks::postgres::failure& f, bool will_retry) override;
@@ -90,34 +87,11 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
  private:
   void set_up(int up);
 
-  prometheus::Histogram* batch_rows_ = nullptr;
-  prometheus::Histogram* batch_seconds_ = nullptr;
-  prometheus::Counter* rows_communications_ = nullptr;
-  prometheus::Counter* rows_touchpoints_ = nullptr;
-  prometheus::Counter* rows_rejected_ = nullptr;
-  prometheus::Counter* duplicates_counter_ = nullptr;
-  prometheus::Counter* batches_counter_ = nullptr;
-  prometheus::Counter* failures_counter_ = nullptr;
-  prometheus::Gauge* database_up_gauge_ = nullptr;
-  prometheus::Gauge* last_commit_gauge_ = nullptr;
-  prometheus::Family<prometheus::Counter>* retries_family_ = nullptr;
-  prometheus::Family<prometheus::Counter>* give_ups_family_ = nullptr;
-  prometheus::Counter* reconnects_counter_ = nullptr;
-  prometheus::Counter* without_primary_counter_ = nullptr;
-  prometheus::Gauge* without_primary_gauge_ = nullptr;
-  prometheus::Counter* replayed_counter_ = nullptr;
-  prometheus::Counter* in_doubt_committed_counter_ = nullptr;
-  prometheus::Counter* in_doubt_not_committed_counter_ = nullptr;
-  prometheus::Gauge* unconfirmed_batches_gauge_ = nullptr;
-  prometheus::Gauge* unconfirmed_bytes_gauge_ = nullptr;
-  prometheus::Gauge* unconfirmed_oldest_gauge_ = nullptr;
-  prometheus::Histogram* confirm_seconds_ = nullptr;
-  prometheus::Counter* rewritten_counter_ = nullptr;
-  prometheus::Family<prometheus::Gauge>* mode_family_ = nullptr;
-  std::atomic<std::uint64_t> rewritten_{0};
+  struct series;                   // the Prometheus series (writer_metrics.cc)
+  std::unique_ptr<series> series_;  // null without a registry
 
   std::atomic<std::uint64_t> reconnects_{0}, retries_{0}, replayed_{0}, in_doubt_committed_{0},
-      in_doubt_not_committed_{0}, batches_{0}, refused_{0};
+      in_doubt_not_committed_{0}, batches_{0}, refused_{0}, rewritten_{0};
   std::atomic<int> database_up_{-1};
   mutable std::mutex mu_;  // guards the outage clock and the label lookups
   std::optional<std::chrono::steady_clock::time_point> outage_since_;

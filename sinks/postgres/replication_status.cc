@@ -22,23 +22,20 @@ std::string format_lsn(lsn_t lsn) {
   return fmt::format("{:X}/{:X}", static_cast<std::uint32_t>(lsn >> 32), static_cast<std::uint32_t>(lsn));
 }
 
-std::string_view to_string(replication_mode m) noexcept {
-  switch (m) {
-    case replication_mode::standalone: return "standalone";
-    case replication_mode::asynchronous: return "asynchronous";
-    case replication_mode::synchronous: return "synchronous";
-  }
-  return "unknown";
-}
+namespace {
+constexpr std::string_view verdict_names[] = {"confirmed", "waiting", "blind"};
 
-std::string_view to_string(verdict v) noexcept {
-  switch (v) {
-    case verdict::confirmed: return "confirmed";
-    case verdict::waiting: return "waiting";
-    case verdict::blind: return "blind";
-  }
-  return "unknown";
+// The name of enum value `v` in `names` (in the enum's order); "unknown" for a value outside the enum.
+template <class E, std::size_t N>
+std::string_view name_of(E v, const std::string_view (&names)[N]) noexcept {
+  const auto i = static_cast<std::size_t>(v);
+  return i < N ? names[i] : std::string_view("unknown");
 }
+}  // namespace
+
+std::string_view to_string(replication_mode m) noexcept { return name_of(m, replication_mode_names); }
+
+std::string_view to_string(verdict v) noexcept { return name_of(v, verdict_names); }
 
 namespace {
 

@@ -51,6 +51,8 @@ enum class replication_mode {
   asynchronous,  // standbys, none synchronous: wait until they have flushed a commit
   synchronous,   // a synchronous standby: a COMMIT that returned is safe
 };
+// Every mode's name, in the enum's order (to_string; metric labels).
+inline constexpr std::string_view replication_mode_names[] = {"standalone", "asynchronous", "synchronous"};
 std::string_view to_string(replication_mode m) noexcept;
 
 enum class verdict {

@@ -1,6 +1,8 @@
 #include "sinks/postgres/row_json.h"
 
 #include <charconv>
+#include <initializer_list>
+#include <utility>
 
 #include "sinks/postgres/copy_encoder.h"
 #include "transform/text/json_text.h"
@@ -11,7 +13,15 @@ namespace {
 
 class json_object {
  public:
-  json_object() { out_.push_back('{'); }
+  // A record's object, opened with what every kind has first: kind, id, occurred_at, lead_id.
+  json_object(std::string_view kind, std::string_view id_key, const transform::uuid& id,
+              transform::timestamp_us occurred_at, std::int64_t lead_id) {
+    out_.push_back('{');
+    str("kind", kind);
+    str(id_key, transform::to_string(id));
+    time("occurred_at", occurred_at);
+    num("lead_id", lead_id);
+  }
 
   void raw(std::string_view key, std::string_view value) {
     if (value.empty()) return;
@@ -22,6 +32,10 @@ class json_object {
     if (value.empty()) return;
     key_(key);
     quoted(value);
+  }
+  // Text fields in order, each left out when empty.
+  void str(std::initializer_list<std::pair<std::string_view, std::string_view>> fields) {
+    for (const auto& [key, value] : fields) str(key, value);
   }
   void num(std::string_view key, std::int64_t v) {
     if (v == 0) return;
@@ -54,61 +68,35 @@ class json_object {
 }  // namespace
 
 std::string to_canonical_json(const transform::communication& c) {
-  json_object o;
-  o.str("kind", "communication");
-  o.str("event_id", transform::to_string(c.event_id));
-  o.time("occurred_at", c.occurred_at);
-  o.num("lead_id", c.lead_id);
+  json_object o("communication", "event_id", c.event_id, c.occurred_at, c.lead_id);
   o.num("campaign_id", c.campaign_id);
   o.str("channel", transform::to_string(c.channel_));
   o.str("direction", transform::to_string(c.direction_));
   o.str("status", transform::to_string(c.status));
-  o.str("provider", c.provider);
-  o.str("provider_message_id", c.provider_message_id);
-  o.str("provider_event_id", c.provider_event_id);
-  o.str("email", c.email);
-  o.str("phone", c.phone);
-  o.str("ab_test_id", c.ab_test_id);
-  o.str("variant", c.variant);
-  o.str("url", c.url);
-  o.str("error_code", c.error_code);
-  o.str("error_reason", c.error_reason);
-  o.str("tenant_id", c.tenant_id);
+  o.str({{"provider", c.provider}, {"provider_message_id", c.provider_message_id},
+         {"provider_event_id", c.provider_event_id}, {"email", c.email}, {"phone", c.phone},
+         {"ab_test_id", c.ab_test_id}, {"variant", c.variant}, {"url", c.url}, {"error_code", c.error_code},
+         {"error_reason", c.error_reason}, {"tenant_id", c.tenant_id}});
   // metadata is kept as text: it may be exactly what the database refused.
   o.str("metadata_text", c.metadata);
   return o.done();
 }
 
 std::string to_canonical_json(const transform::touchpoint& t) {
-  json_object o;
-  o.str("kind", "touchpoint");
-  o.str("touchpoint_id", transform::to_string(t.touchpoint_id));
-  o.time("occurred_at", t.occurred_at);
-  o.num("lead_id", t.lead_id);
-  o.str("anonymous_id", t.anonymous_id);
-  o.str("message_id", t.message_id);
+  json_object o("touchpoint", "touchpoint_id", t.touchpoint_id, t.occurred_at, t.lead_id);
+  o.str({{"anonymous_id", t.anonymous_id}, {"message_id", t.message_id}});
   o.str("touch_type", transform::to_string(t.type));
   o.num("campaign_id", t.campaign_id);
-  o.str("utm_source", t.utm_source);
-  o.str("utm_medium", t.utm_medium);
-  o.str("utm_campaign", t.utm_campaign);
-  o.str("utm_term", t.utm_term);
-  o.str("utm_content", t.utm_content);
-  o.str("gclid", t.gclid);
-  o.str("fbclid", t.fbclid);
-  o.str("msclkid", t.msclkid);
-  o.str("landing_url", t.landing_url);
-  o.str("referrer", t.referrer);
-  o.str("conversion_type", t.conversion_type);
+  o.str({{"utm_source", t.utm_source}, {"utm_medium", t.utm_medium}, {"utm_campaign", t.utm_campaign},
+         {"utm_term", t.utm_term}, {"utm_content", t.utm_content}, {"gclid", t.gclid}, {"fbclid", t.fbclid},
+         {"msclkid", t.msclkid}, {"landing_url", t.landing_url}, {"referrer", t.referrer},
+         {"conversion_type", t.conversion_type}});
   if (t.has_conversion_value) {
     char buf[64];
     auto r = std::to_chars(buf, buf + sizeof buf, t.conversion_value);
     o.raw("conversion_value", std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
   }
-  o.str("currency", t.currency);
-  o.str("ab_test_id", t.ab_test_id);
-  o.str("variant", t.variant);
-  o.str("tenant_id", t.tenant_id);
+  o.str({{"currency", t.currency}, {"ab_test_id", t.ab_test_id}, {"variant", t.variant}, {"tenant_id", t.tenant_id}});
   o.str("metadata_text", t.metadata);
   return o.done();
 }

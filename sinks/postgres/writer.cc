@@ -93,8 +93,6 @@ writer::writer(writer_options options)
       backoff_(options_.backoff_base, options_.backoff_cap),
       rng_(std::random_device{}()) {}
 
-writer::~writer() = default;
-
 bool writer::cancelled() const noexcept {
   return options_.cancel && options_.cancel->load(std::memory_order_relaxed);
 }

@@ -131,7 +131,6 @@ class write_cancelled : public write_error {
 class writer {
  public:
   explicit writer(writer_options options);
-  ~writer();
   writer(const writer&) = delete;
   writer& operator=(const writer&) = delete;
 
