@@ -1,4 +1,4 @@
-// What a primary says about its standbys, and whether a commit is safe on the cluster (issue 15; the
+// What a primary says about its standbys, and whether a commit is safe on the cluster (the
 // design is sinks/postgres/confirmation.md). One query reads it (read_replication_status) on the session
 // whose numbers it compares; the verdicts are pure functions of it, so they are tested on tables of
 // statuses without a cluster.
@@ -39,7 +39,7 @@ struct replication_status {
 
 // postgres.confirm and postgres.confirm_min_standbys.
 struct confirm_policy {
-  // false: the primary's COMMIT is enough (postgres.confirm = commit, the behaviour before issue 15).
+  // false: the primary's COMMIT is enough (postgres.confirm = commit, positions released at COMMIT).
   bool wait_for_standbys = true;
   // How many standbys must have flushed a commit under asynchronous replication; -1 = auto: 1 when the
   // primary has a physical replication slot or a standby, else 0 (a single PostgreSQL).

@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "serve_hostile.h"
+#include "support/scratch.h"
 
 namespace {
 
@@ -238,7 +239,13 @@ TEST(ServeHostile, InFlightBodiesShareOneBudget) {
   EXPECT_EQ(b.read_reply().status, 200);
   auto after = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
   EXPECT_EQ(after.status, 200) << after.body;
-  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  // A body's bytes are released once its response is written, on the server's thread: the scrape may come
+  // first, so poll until the budget is back to 0.
+  std::string metrics;
+  crm_test::wait_until([&] {
+    metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+    return metrics.find("crm_ingest_http_body_bytes_in_flight 0") != std::string::npos;
+  }, std::chrono::seconds(10), std::chrono::milliseconds(100));
   EXPECT_NE(metrics.find("crm_ingest_http_body_budget_refusals_total 2"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("crm_ingest_http_body_bytes_in_flight 0"), std::string::npos) << metrics;
   EXPECT_TRUE(srv.running());
