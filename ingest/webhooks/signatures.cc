@@ -12,9 +12,14 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
+#include "transform/text/ascii.h"
+
 namespace crm::ingest::webhooks {
 
 namespace {
+
+using transform::detail::ascii_iequals;
+using transform::detail::hex_value;
 
 class verify_category_impl final : public std::error_category {
  public:
@@ -36,23 +41,6 @@ class verify_category_impl final : public std::error_category {
     return "unknown webhook verification error";
   }
 };
-
-char ascii_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
-}
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 int base64_value(char c) noexcept {
   if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -77,7 +65,7 @@ std::error_code make_error_code(verify_error e) noexcept { return {static_cast<i
 
 std::optional<std::string_view> header_list::find(std::string_view name) const noexcept {
   for (const auto& [n, v] : entries_) {
-    if (iequals(n, name)) return v;
+    if (ascii_iequals(n, name)) return v;
   }
   return std::nullopt;
 }
