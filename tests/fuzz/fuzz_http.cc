@@ -12,7 +12,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -29,9 +32,17 @@ namespace http = crm::ingest::http;
 
 constexpr std::size_t body_limit = 4096;
 
-void require(bool condition) {
-  if (!condition) std::abort();
+// The server's answer to the current input, printed with a failed expectation.
+std::string last_answer;
+
+// Names the broken expectation before aborting, so that a crash report says which one.
+void require_at(bool condition, const char* what, int line) {
+  if (condition) return;
+  std::fprintf(stderr, "fuzz_http.cc:%d: expectation failed: %s\nanswer (%zu bytes): %.2000s\n", line, what,
+               last_answer.size(), last_answer.c_str());
+  std::abort();
 }
+#define require(condition) require_at((condition), #condition, __LINE__)
 
 // Refuses /refused on its head; answers everything else with what it received.
 class echo_handler final : public http::handler {
@@ -102,17 +113,33 @@ void check_responses(std::string_view bytes) {
   }
 }
 
+// A fresh connection to the server. Thousands of connections a second leave the client's ports in
+// TIME_WAIT; when the kernel has none free for a moment (EADDRNOTAVAIL) the connect is tried again. A
+// server that stopped accepting fails every attempt and aborts the run.
+int connect_to_server(unsigned short port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  int last_errno = 0;
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    require(fd >= 0);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return fd;
+    last_errno = errno;
+    close(fd);
+    if (last_errno != EADDRNOTAVAIL && last_errno != EAGAIN && last_errno != EINTR) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::fprintf(stderr, "fuzz_http.cc: cannot connect to the server: %s\n", std::strerror(last_errno));
+  std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   auto& fx = running_server();
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  require(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(fx.port);
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  require(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  const int fd = connect_to_server(fx.port);
   timeval tv{2, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -131,6 +158,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     answer.append(buf, static_cast<std::size_t>(n));
   }
   close(fd);
+  last_answer = answer;
   check_responses(answer);
   require(fx.srv->stats().connection_errors.load() == 0);
   return 0;
