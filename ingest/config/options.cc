@@ -31,6 +31,7 @@ pg::pool_options pool_options_from(const settings& cfg, const std::string& dsn,
   o.writer.maintain_analytics = cfg.boolean("attribution", "maintain");
   o.writer.retry = pg::retry_policy::from_seconds(cfg.integer("postgres", "retry_for_s"));
   o.writers = static_cast<int>(cfg.integer("postgres", "writers"));
+  o.max_in_flight = static_cast<std::size_t>(cfg.integer("postgres", "batches_in_flight"));
   o.batch.rows = static_cast<std::size_t>(cfg.integer("postgres", "batch_rows"));
   o.batch.bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));
   o.batch.linger = std::chrono::milliseconds(cfg.integer("postgres", "linger_ms"));
