@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Import benchmark: in one run, times `crm-ingest import` of N generated events (staging COPY, in-batch
 # de-duplication, ON CONFLICT insert, metrics, ledger) and a plain `psql \copy` of the very rows it
-# stored, as CSV, into an identical empty schema. Prints both rates and their ratio (import / \copy),
+# stored, as CSV, into an identical empty schema, and the box's ceiling: two concurrent binary COPY sessions
+# of the same rows (one half each). Prints the rates and the ratios (import / \copy, import / 2 x binary COPY),
 # the median of --repeat alternating rounds, because this machine is shared and noisy.
 #
 #   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN] [--order time|random] [--import-args "..."]
@@ -19,7 +20,7 @@ cat "$work/gen.txt" >&2
 bytes=$(stat -c %s "$work/events.ndjson")
 
 
-imports=() copies=()
+imports=() copies=() bins=() r_copy=() r_bin=()
 for round in $(seq 1 "$repeat"); do
   recreate bench_import
   t0=$(now)
@@ -31,19 +32,27 @@ for round in $(seq 1 "$repeat"); do
   if [ "$round" = 1 ]; then
     psql "$(db bench_import)" -qc "\\copy (SELECT $comm_cols FROM communications) TO '$work/comm.csv' CSV"
     psql "$(db bench_import)" -qc "\\copy (SELECT $touch_cols FROM customer_touchpoints) TO '$work/touch.csv' CSV"
+    ceiling_export "$(db bench_import)" "$work"
   fi
   recreate bench_copy
   t2=$(now)
   psql "$(db bench_copy)" -qc "\\copy communications ($comm_cols) FROM '$work/comm.csv' CSV" \
                           -c "\\copy customer_touchpoints ($touch_cols) FROM '$work/touch.csv' CSV"
   t3=$(now)
+  recreate bench_copy
+  tb=$(ceiling_copy_binary2 "$(db bench_copy)" "$work")
   ti=$(awk -v a="$t0" -v b="$t1" "BEGIN{print b-a}"); tc=$(awk -v a="$t2" -v b="$t3" "BEGIN{print b-a}")
-  imports+=("$ti"); copies+=("$tc")
-  printf 'round %d: import %.2f s (%s), psql \\copy %.2f s, %d rows stored\n' "$round" "$ti" "$(cat "$work/import.json")" "$tc" "$rows" >&2
+  imports+=("$ti"); copies+=("$tc"); bins+=("$tb")
+  r_copy+=("$(awk -v a="$ti" -v b="$tc" 'BEGIN{printf "%.3f", b/a}')"); r_bin+=("$(awk -v a="$ti" -v b="$tb" 'BEGIN{printf "%.3f", b/a}')")
+  printf 'round %d: import %.2f s (%s), psql \\copy %.2f s, 2 x binary COPY %.2f s: import/\\copy %.2f, import/2xbinary %.2f, %d rows stored\n' \
+    "$round" "$ti" "$(cat "$work/import.json")" "$tc" "$tb" "${r_copy[-1]}" "${r_bin[-1]}" "$rows" >&2
 done
-mi=$(median "${imports[@]}"); mc=$(median "${copies[@]}")
-awk -v n="$events" -v rows="$rows" -v bytes="$bytes" -v ti="$mi" -v tc="$mc" -v w="$writers" 'BEGIN {
-  printf "crm-ingest import : %d records (%.0f MB NDJSON) in %.2f s = %.0f records/s (%d writers, median)\n", n, bytes/1e6, ti, n/ti, w
+mi=$(median "${imports[@]}"); mc=$(median "${copies[@]}"); mb=$(median "${bins[@]}")
+awk -v n="$events" -v rows="$rows" -v bytes="$bytes" -v ti="$mi" -v tc="$mc" -v tb="$mb" -v w="$writers" \
+    -v rc="$(median "${r_copy[@]}")" -v rb="$(median "${r_bin[@]}")" -v args="$import_args" 'BEGIN {
+  printf "crm-ingest import : %d records (%.0f MB NDJSON) in %.2f s = %.0f records/s (%d writers%s, median)\n", n, bytes/1e6, ti, n/ti, w, args == "" ? "" : ", " args
   printf "psql \\copy (CSV)  : %d rows in %.2f s = %.0f rows/s (median)\n", rows, tc, rows/tc
-  printf "ratio import/copy : %.2f (rows stored per second, import over \\copy)\n", (rows/ti)/(rows/tc)
+  printf "2 x binary COPY   : %d rows in %.2f s = %.0f rows/s (median)\n", rows, tb, rows/tb
+  printf "ratio import/copy : %.2f (rows stored per second, import over \\copy; median of the rounds'"'"' ratios)\n", rc
+  printf "ratio import/2xbin: %.2f (import over the box'"'"'s ceiling)\n", rb
 }'

@@ -94,6 +94,32 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 comm_cols="event_id, occurred_at, received_at, lead_id, channel, direction, status, provider, provider_message_id, provider_event_id, email, phone, campaign_id, ab_test_id, variant, url, error_code, error_reason, metadata, tenant_id"
 touch_cols="touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id"
 
+# ceiling_export DSN DIR: the rows stored in DSN as binary COPY files in two halves by id (DIR/{comm,touch}.{0,1}.bin),
+# for ceiling_copy_binary2.
+ceiling_export() {
+  local t cols table key h
+  for t in comm touch; do
+    cols=$comm_cols table=communications key=event_id
+    [ "$t" = touch ] && cols=$touch_cols table=customer_touchpoints key=touchpoint_id
+    for h in 0 1; do
+      psql "$1" -qc "\\copy (SELECT $cols FROM $table WHERE get_byte(uuid_send($key), 15) % 2 = $h) TO '$2/$t.$h.bin' (FORMAT binary)"
+    done
+  done
+}
+# ceiling_copy_binary2 DSN DIR: two concurrent `psql \copy ... (FORMAT binary)` sessions, one half each; prints the
+# seconds until both are done — the box's ceiling ("2 x binary COPY").
+ceiling_copy_binary2() {
+  local t0 h p=()
+  t0=$(now)
+  for h in 0 1; do
+    psql "$1" -qc "\\copy communications ($comm_cols) FROM '$2/comm.$h.bin' (FORMAT binary)" \
+              -c "\\copy customer_touchpoints ($touch_cols) FROM '$2/touch.$h.bin' (FORMAT binary)" &
+    p+=($!)
+  done
+  wait "${p[@]}"
+  awk -v a="$t0" -v b="$(now)" 'BEGIN{print b-a}'
+}
+
 # serve_config FILE DSN WRITERS IO_THREADS LOG_DIR: a serve.toml on an ephemeral loopback port.
 serve_config() {
   cat >"$1" <<TOML

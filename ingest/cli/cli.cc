@@ -130,10 +130,12 @@ int run_import_command(import_args& a) {
     std::cout << fmt::format(
         "{{\"read\":{},\"inserted\":{},\"duplicates\":{},\"rejected\":{},\"batches\":{},\"seconds\":{:.3f},"
         "\"records_per_second\":{:.0f},\"files_failed\":{},\"database_failed\":{},\"confirm_waited_batches\":{},"
-        "\"confirm_wait_max_seconds\":{:.3f},\"final_confirm_seconds\":{:.3f},\"confirm_timed_out\":{}}}\n",
+        "\"confirm_wait_max_seconds\":{:.3f},\"final_confirm_seconds\":{:.3f},\"confirm_timed_out\":{},"
+        "\"analytics_current\":{},\"analytics_wait_seconds\":{:.3f}}}\n",
         s.records_read, s.inserted, s.duplicates, s.rejected, s.batches, s.seconds, rate, s.files_failed,
         s.database_failed ? "true" : "false", s.batches_confirm_waited, s.confirm_wait_max_seconds,
-        s.final_confirm_seconds, s.confirm_timed_out ? "true" : "false");
+        s.final_confirm_seconds, s.confirm_timed_out ? "true" : "false", s.analytics_current ? "true" : "false",
+        s.analytics_wait_seconds);
   } else {
     std::cout << fmt::format(
         "read {} records in {:.2f} s ({:.0f}/s): {} inserted, {} duplicates, {} rejected, {} batches\n",

@@ -10,6 +10,7 @@
 #include <pqxx/pqxx>
 
 #include "ingest/cli/database_target.h"
+#include "sinks/postgres/analytics_stage.h"
 #include "sinks/postgres/attribution.h"
 #include "sinks/postgres/queries.h"
 #include "transform/stats/ab_stats.h"
@@ -40,6 +41,26 @@ std::string json_str(const std::string& s) {
   return out;
 }
 
+// How fresh the attribution and A/B tables are (the analytics stage applies committed batches shortly after
+// their commit): one line on stderr, so that stdout keeps the report itself.
+pg::analytics_lag say_freshness(pqxx::connection& conn) {
+  pg::analytics_lag l;
+  try {
+    l = pg::read_analytics_lag(conn);
+  } catch (const pqxx::sql_error& e) {
+    std::cerr << "analytics: freshness unknown (" << e.what() << ")\n";
+    return l;
+  }
+  if (l.pending_batches == 0) {
+    std::cerr << "analytics: current (every committed batch is applied)\n";
+  } else {
+    std::cerr << fmt::format("analytics: {} committed batches ({} touchpoints) not yet applied; the oldest was "
+                             "committed {:.1f} s ago\n",
+                             l.pending_batches, l.pending_touchpoints, l.lag_seconds);
+  }
+  return l;
+}
+
 int run_attribution(attribution_args& a) {
   pqxx::connection conn(a.db.resolve(true));
   if (a.recompute) {
@@ -50,6 +71,7 @@ int run_attribution(attribution_args& a) {
     std::cerr << fmt::format("recomputed: {} conversions, {} credit rows, {} A/B units (lookback {}, half-life {})\n",
                              r.conversions, r.credit_rows, r.ab_units, r.lookback, r.half_life);
   }
+  say_freshness(conn);
   const auto rows = pg::read_attribution(conn, a.by, a.model, a.from, a.to);
   auto text = [](const std::optional<std::string>& v) { return v ? *v : std::string(); };
   auto json_or_null = [&](const std::optional<std::string>& v) { return v ? json_str(*v) : std::string("null"); };
@@ -88,6 +110,7 @@ int run_attribution(attribution_args& a) {
 
 int run_ab(ab_args& a) {
   pqxx::connection conn(a.db.resolve(true));
+  const auto fresh = say_freshness(conn);
   auto data = pg::read_ab_test(conn, a.test);
   std::vector<ab::variant_counts> variants;
   std::map<std::string, ab::variant_counts> by_name;
@@ -118,7 +141,12 @@ int run_ab(ab_args& a) {
       }
       out.push_back('}');
     }
-    out.append("}}\n");
+    out.append("}");
+    if (fresh.known) {
+      out.append(fmt::format(",\"analytics\":{{\"pending_batches\":{},\"pending_touchpoints\":{},\"lag_seconds\":{:.3f}}}",
+                             fresh.pending_batches, fresh.pending_touchpoints, fresh.lag_seconds));
+    }
+    out.append("}\n");
     std::cout << out;
   } else {
     std::cout << ab::to_table(r);
@@ -166,7 +194,7 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"table", "json"}));
   attr_cmd->add_flag("--recompute", attr->recompute,
                      "First rebuild every attribution and A/B table from the stored events (one transaction; "
-                     "ingestion waits meanwhile)");
+                     "the analytics stage waits meanwhile, ingestion does not)");
   attr_cmd->add_option("--lookback-days", attr->lookback_days,
                        "With --recompute: store a new lookback window (default 30 days) before rebuilding")
       ->check(CLI::Range(1, 3650));

@@ -132,8 +132,9 @@ void reader_main(const import_options& opt, shared_state& st) {
         if (n == 0) break;
         splitter.feed(std::string_view(chunk.data(), n), on_record);
         if (stopped || failed) break;
-        // A slow pipe must not hold events back for long.
-        if (batch && batch->record_count() > 0 &&
+        // A slow pipe must not hold events back for long. (A regular file never keeps the reader waiting: its
+        // batches fill up, however slowly the box runs.)
+        if (src->size() == 0 && batch && batch->record_count() > 0 &&
             std::chrono::steady_clock::now() - batch_started >= opt.write.batch.linger) {
           if (!flush(path)) stopped = true;
         }
@@ -164,6 +165,18 @@ void reader_main(const import_options& opt, shared_state& st) {
   if (all_committed) {
     st.summary.final_confirm_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - *all_committed).count();
+  }
+  // The attribution and A/B tables include the imported events when the import returns.
+  if (!failed && pool.analytics() && st.summary.batches > 0) {
+    const auto t0 = std::chrono::steady_clock::now();
+    st.summary.analytics_current = pool.catch_up_analytics(std::chrono::hours(24));
+    st.summary.analytics_wait_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!st.summary.analytics_current) {
+      spdlog::warn("The events are imported, but the attribution and A/B tables do not include all of them yet: the "
+                   "analytics stage kept failing. They catch up when a stage runs again (any crm-ingest command that "
+                   "writes) or with `crm-ingest report attribution --recompute`. error={}",
+                   pool.analytics()->last_error());
+    }
   }
   if (failed && !st.summary.confirm_timed_out) {
     // A refused batch stopped the import: the queued ones are abandoned; take what completes (a committed

@@ -64,6 +64,10 @@ struct import_summary {
   double final_confirm_seconds = 0;
   bool confirm_timed_out = false;
   std::vector<std::string> unconfirmed;
+  // With attribution maintained: whether the analytics tables include every imported batch when the import
+  // returns (it waits for the analytics stage after its last commit), and how long it waited.
+  bool analytics_current = true;
+  double analytics_wait_seconds = 0;
   double seconds = 0;
   std::vector<std::string> errors;  // one sentence per failure
   sinks::postgres::batch_result totals;

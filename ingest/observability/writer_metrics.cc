@@ -19,6 +19,8 @@ const prometheus::Histogram::BucketBoundaries latency_buckets = {0.0005, 0.001, 
                                                                  0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
 const prometheus::Histogram::BucketBoundaries confirm_buckets = {0,    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                                   0.1,  0.25,  0.5,    1,     2.5,  5,     10, 30};
+const prometheus::Histogram::BucketBoundaries analytics_delay_buckets = {0.05, 0.1, 0.25, 0.5, 1,   2,   5,
+                                                                          10,   30,  60,   300, 1800};
 const prometheus::Histogram::BucketBoundaries row_buckets = {1, 10, 100, 1000, 5000, 10000, 20000, 50000, 100000};
 
 
@@ -103,6 +105,27 @@ struct writer_failover_stats::series {
           .Help("1 for the replication mode of the primary seen last: standalone, asynchronous, synchronous")
           .Register(r);
 
+  prometheus::Gauge& analytics_lag =
+      gauge(r, "crm_ingest_analytics_lag_seconds",
+            "Age of the oldest committed batch not yet applied to the attribution and A/B tables (0 when current)");
+  prometheus::Gauge& analytics_pending = gauge(r, "crm_ingest_analytics_pending_batches",
+                                               "Committed batches not yet applied to the attribution and A/B tables");
+  prometheus::Histogram& analytics_delay =
+      histogram(r, "crm_ingest_analytics_delay_seconds",
+                "Per batch, from its commit to its application to the attribution and A/B tables",
+                analytics_delay_buckets);
+  prometheus::Histogram& analytics_run_seconds =
+      histogram(r, "crm_ingest_analytics_run_seconds", "Duration of one analytics stage transaction", latency_buckets);
+  prometheus::Counter& analytics_batches =
+      counter(r, "crm_ingest_analytics_batches_total",
+              "Batches applied to the attribution and A/B tables by this process's stage");
+  prometheus::Counter& analytics_touchpoints =
+      counter(r, "crm_ingest_analytics_touchpoints_total",
+              "Touchpoints applied to the attribution and A/B tables by this process's stage");
+  prometheus::Family<prometheus::Counter>& analytics_failures =
+      counters(r, "crm_ingest_analytics_failures_total",
+               "Analytics stage transactions that failed and are retried, by reason");
+
   void set_mode(std::string_view seen) {
     for (std::string_view m : sinks::postgres::replication_mode_names) {
       mode.Add({{"mode", std::string(m)}}).Set(seen == m ? 1 : 0);
@@ -117,6 +140,27 @@ writer_failover_stats::writer_failover_stats(prometheus::Registry* registry) {
 }
 
 writer_failover_stats::~writer_failover_stats() = default;
+
+void writer_failover_stats::analytics_applied(std::size_t batches, std::uint64_t touchpoints, double seconds,
+                                              std::span<const double> delays) {
+  if (!series_) return;
+  series_->analytics_batches.Increment(static_cast<double>(batches));
+  series_->analytics_touchpoints.Increment(static_cast<double>(touchpoints));
+  series_->analytics_run_seconds.Observe(seconds);
+  for (double d : delays) series_->analytics_delay.Observe(d);
+}
+
+void writer_failover_stats::analytics_lag(long long pending_batches, double lag_seconds) {
+  if (!series_) return;
+  series_->analytics_lag.Set(lag_seconds);
+  series_->analytics_pending.Set(static_cast<double>(pending_batches));
+}
+
+void writer_failover_stats::analytics_failed(std::string_view reason) {
+  if (!series_) return;
+  std::lock_guard lock(mu_);
+  series_->analytics_failures.Add({{"reason", std::string(reason)}}).Increment();
+}
 
 void writer_failover_stats::batch_rewritten() {
   ++rewritten_;

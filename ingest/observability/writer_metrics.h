@@ -28,6 +28,16 @@
 //                                                      after a failover, written again
 //   crm_ingest_writer_replication_mode{mode}           1 for the mode seen last (standalone, asynchronous,
 //                                                      synchronous), 0 for the others
+// and of the analytics stage (sinks/postgres/analytics_stage.h), which keeps the attribution and A/B tables:
+//   crm_ingest_analytics_lag_seconds                   age of the oldest committed batch not yet applied
+//                                                      to them (0 when current), after each stage run
+//   crm_ingest_analytics_pending_batches               committed batches not yet applied (the backlog)
+//   crm_ingest_analytics_delay_seconds                 per applied batch: from its commit to the end of the
+//                                                      stage run that applied it (histogram)
+//   crm_ingest_analytics_batches_total                 batches applied by this process's stage
+//   crm_ingest_analytics_touchpoints_total             touchpoints applied by this process's stage
+//   crm_ingest_analytics_run_seconds                   duration of one stage transaction (histogram)
+//   crm_ingest_analytics_failures_total{reason}        stage transactions that failed (retried)
 //
 // Thread ownership: shared by all writer threads; counters are atomic, the outage clock is behind a
 // mutex taken once per batch attempt (never per event).
@@ -69,6 +79,10 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
   void replication_mode(std::string_view mode) override;
   void unconfirmed(std::size_t batches, std::size_t bytes, double oldest_seconds) override;
   void batch_confirmed(double seconds) override;
+  void analytics_applied(std::size_t batches, std::uint64_t touchpoints, double seconds,
+                         std::span<const double> delays) override;
+  void analytics_lag(long long pending_batches, double lag_seconds) override;
+  void analytics_failed(std::string_view reason) override;
   std::uint64_t rewritten_batches() const noexcept { return rewritten_.load(); }
 
   std::uint64_t reconnects() const noexcept { return reconnects_.load(); }

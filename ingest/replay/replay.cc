@@ -181,6 +181,12 @@ replay_result replay_rejected(const replay_options& o) {
                  res.examined, res.replayed, res.still_failing);
     if (static_cast<long long>(rows.size()) < want) break;
   }
+  // The attribution and A/B tables include the replayed events when the command returns.
+  if (pool && res.inserted > 0 && !pool->catch_up_analytics(std::chrono::minutes(10))) {
+    spdlog::warn("The attribution and A/B tables do not include the replayed events yet: the analytics stage kept "
+                 "failing; they catch up when a stage runs again. error={}",
+                 pool->analytics()->last_error());
+  }
   return res;
 }
 

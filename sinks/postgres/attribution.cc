@@ -11,17 +11,23 @@ std::string touchpoint_returning(bool maintain) {
   return maintain ? "touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id, variant" : "1";
 }
 
-std::string touchpoint_capture(bool maintain) {
-  return maintain ? ", crm_touchpoint_capture AS (INSERT INTO crm_new_touchpoints SELECT * FROM ins)" : "";
-}
-
-std::string communication_capture(bool maintain) {
-  return maintain ? " crm_ab_message_capture AS (INSERT INTO crm_new_ab_messages (ab_test_id, variant, status)"
-                    " SELECT ab_test_id, variant, status FROM ins WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL),"
+std::string touchpoint_backlog(bool maintain) {
+  return maintain ? ", crm_backlog AS (INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at,"
+                    " lead_id, anonymous_id, touch_type, ab_test_id, variant)"
+                    " SELECT $1::uuid, count(*), array_agg(touchpoint_id), array_agg(occurred_at), array_agg(lead_id),"
+                    " array_agg(anonymous_id), array_agg(touch_type), array_agg(ab_test_id), array_agg(variant)"
+                    " FROM ins HAVING count(*) > 0)"
                   : "";
 }
 
-void apply_analytics(pqxx::dbtransaction& tx) { tx.exec("SELECT crm_analytics_apply_batch()"); }
+std::string ab_message_counts(bool maintain) {
+  return maintain ? ", crm_ab_messages AS (INSERT INTO ab_test_message_counts AS m (ab_test_id, variant, status, events)"
+                    " SELECT ab_test_id, variant, status, count(*) FROM ins"
+                    " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL"
+                    " GROUP BY ab_test_id, variant, status ORDER BY ab_test_id, variant, status"
+                    " ON CONFLICT (ab_test_id, variant, status) DO UPDATE SET events = m.events + EXCLUDED.events)"
+                  : "";
+}
 
 recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt) {
   prepare_analytics_session(conn);

@@ -1,8 +1,8 @@
-// Attribution credits and A/B-test metrics, kept current inside each batch transaction of the writer and
-// recomputable from scratch. The maintenance itself is SQL (schemas/0002_attribution.sql: the functions
-// crm_analytics_apply_batch, crm_attribution_refresh, crm_ab_refresh, crm_analytics_recompute, and the
-// locks they take); this is the writer's side of it: the session's working tables, the RETURNING capture
-// of the rows really inserted, and the call at the end of the batch.
+// Attribution credits and A/B-test metrics, kept current by the analytics stage (analytics_stage.h) from the
+// backlog each batch transaction records, and recomputable from scratch. The maintenance itself is SQL
+// (schemas/0002_attribution.sql: crm_attribution_refresh, crm_ab_refresh, crm_analytics_recompute;
+// schemas/0005_analytics_stage.sql: the backlog and crm_analytics_stage_run); this is the writer's side of it
+// (the backlog row and the A/B message counts of a batch) and the recompute.
 //
 // Thread ownership: like the writer, everything here runs on the thread that owns the connection.
 #pragma once
@@ -18,21 +18,18 @@ namespace crm::sinks::postgres {
 inline constexpr const char* attribution_models[] = {"first_touch", "last_touch", "linear",
                                                      "time_decay", "position_based", "last_non_direct"};
 
-// Creates the session's temporary working tables; call once per connection before preparing statements
-// that use the captures below.
+// Creates the session's temporary working tables of the SQL functions (a recompute's session).
 void prepare_analytics_session(pqxx::connection& conn);
 
-// For the touchpoint insert: the RETURNING list (without the keyword) and a CTE (with its leading comma)
-// that keeps the rows really inserted in crm_new_touchpoints. Off: "1" and "".
+// For the touchpoint insert of a batch transaction: the RETURNING list (without the keyword) and a CTE (with its
+// leading comma) that records the rows really inserted as the batch's analytics_backlog row, for the analytics
+// stage (sinks/postgres/analytics_stage.h); the statement's $1 is then the batch id. Off: "1" and "".
 std::string touchpoint_returning(bool maintain);
-std::string touchpoint_capture(bool maintain);
-// For the communication insert, whose RETURNING list must include ab_test_id and variant: a CTE (with a
-// trailing comma) keeping those with an A/B test in crm_new_ab_messages. Off: "".
-std::string communication_capture(bool maintain);
-
-// Applies the batch's new touchpoints and communications to the attribution and A/B tables. Call inside the
-// batch transaction after the inserts (takes the analytics locks; see the migration).
-void apply_analytics(pqxx::dbtransaction& tx);
+std::string touchpoint_backlog(bool maintain);
+// For the communication insert, whose RETURNING list includes status, ab_test_id and variant: a CTE (with its
+// leading comma) bumping ab_test_message_counts by the A/B-tagged rows really inserted, in one sorted
+// statement (a pure counter: it stays in the batch transaction). Off: "".
+std::string ab_message_counts(bool maintain);
 
 struct recompute_options {
   std::optional<int> lookback_days;    // set = store the new lookback first

@@ -140,11 +140,12 @@ void writer::prepare_session() {
       tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + table + " (" + definition + ") ON COMMIT DELETE ROWS");
     }
   }
-  if (options_.maintain_analytics) prepare_analytics_session(*conn);
   // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
   // unique index, and metric rows are locked in key order too. encode() writes the staging rows
   // sorted by key, and a scan of a fresh temporary table returns them in insertion order (temporary
   // tables live in local buffers: no synchronized or parallel scans), so no ORDER BY is needed.
+  // The communications statement bumps the counters other writers bump too (communication_metrics,
+  // ab_test_message_counts): commit_once() runs it last, so those row locks are held only from it to COMMIT.
   conn->prepare("crm_insert_communications",
                 std::string("WITH ins AS (INSERT INTO communications (") + communication_columns + ") SELECT " +
                     communication_columns + " FROM " + stage_communications + " s" +
@@ -154,20 +155,19 @@ void writer::prepare_session() {
                     " WHERE c.event_id = s.event_id AND c.occurred_at >= s.occurred_at - interval '7 days'"
                     " AND c.occurred_at <= s.occurred_at + interval '1 day')"
                     " ON CONFLICT DO NOTHING"
-                    " RETURNING occurred_at, campaign_id, channel, status, ab_test_id, variant)," +
-                    communication_capture(options_.maintain_analytics) +
+                    " RETURNING occurred_at, campaign_id, channel, status, ab_test_id, variant),"
                     " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
                     " count(*) AS n FROM ins GROUP BY 1, 2, 3, 4),"
                     " bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count)"
                     " SELECT day, campaign_id, channel, status, n FROM agg ORDER BY day, campaign_id, channel, status"
                     " ON CONFLICT ON CONSTRAINT communication_metrics_key"
-                    " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)"
-                    " SELECT count(*) FROM ins");
+                    " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)" +
+                    ab_message_counts(options_.maintain_analytics) + " SELECT count(*) FROM ins");
   conn->prepare("crm_insert_touchpoints",
                 std::string("WITH ins AS (INSERT INTO customer_touchpoints (") + touchpoint_columns + ") SELECT " +
                     touchpoint_columns + " FROM " + stage_touchpoints +
                     " ON CONFLICT DO NOTHING RETURNING " + touchpoint_returning(options_.maintain_analytics) + ")" +
-                    touchpoint_capture(options_.maintain_analytics) + " SELECT count(*) FROM ins");
+                    touchpoint_backlog(options_.maintain_analytics) + " SELECT count(*) FROM ins");
   conn->prepare("crm_insert_rejections",
                 std::string("WITH s AS (SELECT md5(convert_to(source, 'UTF8') || '\\x1f'::bytea ||"
                             " coalesce(raw_bytes, convert_to(raw, 'UTF8')))::uuid AS rejection_id, * FROM ") +
@@ -265,22 +265,25 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   prepare_session();
   ensure_month_partitions(v);
   batch_result r;
+  const std::string id = transform::to_string(batch_id);
   pqxx::work tx(*conn_);
-  if (!comm_rows_.empty()) {
-    copy_into(tx, stage_communications, comm_rows_.finish());
-    r.communications_inserted = tx.exec_prepared("crm_insert_communications")[0][0].as<std::uint64_t>();
-  }
+  // Touchpoints (with the batch's analytics_backlog row: sinks/postgres/analytics_stage.h) and dead letters
+  // first; communications last, since their statement bumps rows other writers bump too.
   if (!touch_rows_.empty()) {
     copy_into(tx, stage_touchpoints, touch_rows_.finish());
-    r.touchpoints_inserted = tx.exec_prepared("crm_insert_touchpoints")[0][0].as<std::uint64_t>();
+    auto res = options_.maintain_analytics ? tx.exec_prepared("crm_insert_touchpoints", id)
+                                           : tx.exec_prepared("crm_insert_touchpoints");
+    r.touchpoints_inserted = res[0][0].as<std::uint64_t>();
   }
   if (!reject_rows_.empty()) {
     copy_into(tx, stage_rejections, reject_rows_.finish());
     r.rejected_inserted = tx.exec_prepared("crm_insert_rejections")[0][0].as<std::uint64_t>();
   }
-  // Attribution and A/B metrics from the rows this transaction really inserted (none on a replay).
-  if (options_.maintain_analytics && r.communications_inserted + r.touchpoints_inserted > 0) apply_analytics(tx);
-  tx.exec_prepared("crm_ledger", transform::to_string(batch_id), info.source, info.position,
+  if (!comm_rows_.empty()) {
+    copy_into(tx, stage_communications, comm_rows_.finish());
+    r.communications_inserted = tx.exec_prepared("crm_insert_communications")[0][0].as<std::uint64_t>();
+  }
+  tx.exec_prepared("crm_ledger", id, info.source, info.position,
                    static_cast<std::int64_t>(v.communications.size()), static_cast<std::int64_t>(r.communications_inserted),
                    static_cast<std::int64_t>(v.touchpoints.size()), static_cast<std::int64_t>(r.touchpoints_inserted),
                    static_cast<std::int64_t>(v.rejections.size()));

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace crm::sinks::postgres {
@@ -51,6 +53,16 @@ class writer_observer {
   // The database refused a part for good (failure_kind::fatal, or the retry policy ran out); `will_retry`:
   // the policy retries it after a pause (the source holds the data).
   virtual void batch_refused(std::string_view /*error*/, bool /*will_retry*/) {}
+
+  // The analytics stage (sinks/postgres/analytics_stage.h), from its own thread:
+  // One stage transaction applied `batches` backlog rows holding `touchpoints` touchpoints in `seconds`;
+  // `delays`: for each batch, seconds from its commit to the end of the run.
+  virtual void analytics_applied(std::size_t /*batches*/, std::uint64_t /*touchpoints*/, double /*seconds*/,
+                                 std::span<const double> /*delays*/) {}
+  // What is left after a run: committed batches not yet applied, and the age of the oldest (0 when current).
+  virtual void analytics_lag(long long /*pending_batches*/, double /*lag_seconds*/) {}
+  // A stage transaction failed (it is retried; the backlog stays): `reason` as in failure::reason.
+  virtual void analytics_failed(std::string_view /*reason*/) {}
 };
 
 }  // namespace crm::sinks::postgres

@@ -9,6 +9,13 @@ namespace crm::sinks::postgres {
 
 writer_pool::writer_pool(pool_options options)
     : options_(std::move(options)), max_in_flight_(std::max<std::size_t>(1, options_.max_in_flight)) {
+  if (options_.writer.maintain_analytics && options_.run_analytics_stage) {
+    analytics_stage_options ao = options_.analytics;
+    if (ao.dsn.empty()) ao.dsn = options_.writer.dsn;
+    if (!ao.observer) ao.observer = options_.writer.observer;
+    ao.application_name = options_.writer.application_name + " analytics";
+    stage_ = std::make_unique<analytics_stage>(std::move(ao));
+  }
   writer_options wo = options_.writer;
   wo.cancel = &stop_retrying_;
   wo.read_status_after_commit = options_.confirm.wait_for_standbys;
@@ -187,6 +194,14 @@ void writer_pool::abandon() noexcept {
   stop_retrying_.store(true);
 }
 
+bool writer_pool::catch_up_analytics(std::chrono::milliseconds timeout) {
+  if (!stage_) return true;
+  // Give up on a stage that keeps failing as long as the writers would on a batch.
+  const auto& retry = options_.writer.retry;
+  const auto give_up = retry.forever() ? timeout : std::chrono::milliseconds(retry.limit());
+  return stage_->catch_up(timeout, give_up);
+}
+
 bool writer_pool::reachable() const noexcept {
   for (const auto& s : slots_) {
     if (!s->w.reachable()) return false;
@@ -253,6 +268,7 @@ void writer_pool::work(slot& s) {
     std::string error;
     commit_point cp;
     const batch_status st = write_part(s, p, r, error, cp);
+    if (stage_ && r.touchpoints_inserted > 0) stage_->wake();
     lock.lock();
     pending& b = pending_[static_cast<std::size_t>(p.sequence - front_sequence_)];
     b.part_results[p.writer] = r;

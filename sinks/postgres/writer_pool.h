@@ -22,7 +22,8 @@
 // the pool is full(): the source must take completions (next()) before it submits again, which is how
 // backpressure reaches it (the drainer stops reading the log, Kafka partitions pause, import stops
 // reading its file). Batch memory is the source's: submit() takes a shared_ptr and the completion hands
-// it back untouched (except for the reordering of partition_by_key) for reuse.
+// it back untouched (except for the reordering of partition_by_key) for reuse. With attribution maintained,
+// the analytics stage's thread (analytics_stage.h) owns one more connection: the writers only wake it.
 #pragma once
 
 #include <atomic>
@@ -38,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "sinks/postgres/analytics_stage.h"
 #include "sinks/postgres/confirmer.h"
 #include "sinks/postgres/writer.h"
 
@@ -71,6 +73,11 @@ struct pool_options {
   std::size_t max_unconfirmed_bytes = std::size_t{256} << 20;
   // How often the confirmer reads the standbys' positions while batches wait.
   std::chrono::milliseconds confirm_interval{10};
+  // With writer.maintain_analytics, the pool runs the analytics stage (analytics_stage.h) on a connection of
+  // its own, woken by every committed part that inserted touchpoints. Its DSN and observer default to the
+  // writers'.
+  bool run_analytics_stage = true;
+  analytics_stage_options analytics;
 };
 
 // The write path's batches that are committed but not yet safe on the cluster.
@@ -140,6 +147,12 @@ class writer_pool {
   // False from a writer's failed attempt until its next success (readiness probes; any thread).
   bool reachable() const noexcept;
 
+  // The analytics stage, when the pool runs one (else null).
+  analytics_stage* analytics() noexcept { return stage_.get(); }
+  // Waits until the analytics tables include every batch committed so far (see analytics_stage::catch_up);
+  // true at once without a stage.
+  bool catch_up_analytics(std::chrono::milliseconds timeout);
+
  private:
   struct part {
     std::uint64_t sequence;
@@ -186,6 +199,7 @@ class writer_pool {
   std::size_t max_in_flight_;
   std::atomic<bool> stop_retrying_{false};
   std::atomic<bool> abandoned_{false};
+  std::unique_ptr<analytics_stage> stage_;  // before slots_: the writers wake it until they are joined
   std::vector<std::unique_ptr<slot>> slots_;
   mutable std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
