@@ -29,7 +29,7 @@
 CREATE TABLE analytics_backlog (
     seq            bigint        GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     batch_id       uuid          NOT NULL,  -- the batch's ingest_batches row
-    committed_at   timestamptz   NOT NULL DEFAULT clock_timestamp(),
+    committed_at   timestamptz   NOT NULL DEFAULT clock_timestamp(),  -- written just before its batch commits
     touchpoints    integer       NOT NULL,
     -- One element per touchpoint the batch really inserted (parallel arrays, like crm_new_touchpoints).
     touchpoint_id  uuid[]        NOT NULL,
@@ -149,9 +149,11 @@ $$;
 
 -- How far behind the analytics tables are: backlog rows (batches committed, not yet applied), their
 -- touchpoints, and the commit time of the oldest (NULL when current).
+-- SECURITY DEFINER: readers (crm_ingest_analytics) learn how far behind the tables are without reading the
+-- backlog's ids, which span every tenant.
 CREATE FUNCTION crm_analytics_lag(OUT pending_batches bigint, OUT pending_touchpoints bigint,
                                   OUT oldest_committed_at timestamptz, OUT lag_seconds double precision)
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     SELECT count(*), coalesce(sum(touchpoints), 0), min(committed_at),
            coalesce(extract(epoch FROM clock_timestamp() - min(committed_at))::double precision, 0)
     FROM analytics_backlog
@@ -168,8 +170,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('crm_analytics'), 0);
     PERFORM crm_analytics_session();
     DELETE FROM analytics_backlog;
-    TRUNCATE attribution_credits, campaign_attribution_daily, ab_test_units, ab_test_variant_stats,
-             ab_test_message_counts;
+    TRUNCATE attribution_credits, campaign_attribution_daily, ab_test_units, ab_test_variant_stats;
 
     DELETE FROM crm_attr_todo;
     INSERT INTO crm_attr_todo (conversion_id, occurred_at)
@@ -183,6 +184,9 @@ BEGIN
     WHERE touch_type = 'experiment_exposure' AND ab_test_id IS NOT NULL AND variant IS NOT NULL;
     PERFORM crm_ab_refresh();
 
+    -- Last: the TRUNCATE's lock makes every batch that bumps these counters wait until the recompute commits
+    -- (and add on top of the recount), so it is held only for the recount, not for the whole recompute.
+    TRUNCATE ab_test_message_counts;
     INSERT INTO ab_test_message_counts (ab_test_id, variant, status, events)
     SELECT ab_test_id, variant, status, count(*) FROM communications
     WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL
@@ -195,9 +199,6 @@ BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_writer') THEN
         -- The writer records its batches' backlog rows and, as the stage, applies and deletes them.
         GRANT SELECT, INSERT, DELETE ON analytics_backlog TO crm_ingest_writer;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_analytics') THEN
-        GRANT SELECT ON analytics_backlog TO crm_ingest_analytics;
     END IF;
 END
 $$;

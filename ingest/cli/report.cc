@@ -194,7 +194,8 @@ void add_report_commands(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"table", "json"}));
   attr_cmd->add_flag("--recompute", attr->recompute,
                      "First rebuild every attribution and A/B table from the stored events (one transaction; "
-                     "the analytics stage waits meanwhile, ingestion does not)");
+                     "the analytics stage waits meanwhile; batches with communications wait only for the A/B message recount at "
+                     "its end)");
   attr_cmd->add_option("--lookback-days", attr->lookback_days,
                        "With --recompute: store a new lookback window (default 30 days) before rebuilding")
       ->check(CLI::Range(1, 3650));

@@ -1,5 +1,6 @@
 #include "sinks/postgres/analytics_stage.h"
 
+#include <algorithm>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -71,6 +72,9 @@ bool analytics_stage::catch_up(std::chrono::milliseconds timeout, std::chrono::m
 int analytics_stage::run_once(bool& busy) {
   const auto started = std::chrono::steady_clock::now();
   pqxx::work tx(*conn_);
+  // The argument of the migration (every statement sees what committed before it) needs READ COMMITTED,
+  // whatever the role's or the database's default.
+  tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
   auto row = tx.exec_params("SELECT busy, batches, touchpoints, delays FROM crm_analytics_stage_run($1, $2)",
                             options_.max_batches, options_.max_touchpoints)[0];
   busy = row[0].as<bool>();
@@ -130,7 +134,9 @@ void analytics_stage::main() {
   for (;;) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait_until(lock, next_look, [&] { return stopping_ || woken_; });
+      // A wake (a writer committed) starts a run at once, except during a failure's backoff: the stage then
+      // retries no sooner than its backoff says, however busy the writers are.
+      cv_.wait_until(lock, next_look, [&] { return stopping_ || (woken_ && std::chrono::steady_clock::now() >= not_before_); });
       if (stopping_) return;
       woken_ = false;
     }
@@ -138,21 +144,26 @@ void analytics_stage::main() {
     try {
       if (!conn_) conn_ = connect_primary(options_.dsn, options_.application_name);
       bool busy = false;
-      // While there is work, keep at it (new batches keep arriving meanwhile).
+      // While there is work, keep at it (new batches keep arriving meanwhile); a catch_up() request is checked
+      // after every run, so that a waiting command returns as soon as its rows are applied even while other
+      // processes keep the backlog from ever being empty.
+      bool caught_up = true;
       for (;;) {
         const int applied = run_once(busy);
         refresh_lag();
+        caught_up = catch_up_done();
         if (applied == 0) break;
         std::lock_guard lock(mu_);
         if (stopping_) return;
       }
-      if (!catch_up_done() || busy) {
+      if (!caught_up || busy) {
         // Another process's stage holds the lock, or rows are left: look again soon.
         next_look = std::min(next_look, std::chrono::steady_clock::now() + std::chrono::milliseconds(50));
       }
       backoff_.reset();
       std::lock_guard lock(mu_);
       failing_ = false;
+      not_before_ = {};
       error_.clear();
     } catch (const std::exception& e) {
       const failure f = classify(e);
@@ -179,6 +190,17 @@ void analytics_stage::main() {
       }
       const auto delay = f.kind == failure_kind::fatal ? std::chrono::milliseconds(5000) : backoff_.next();
       next_look = std::chrono::steady_clock::now() + delay;
+      // While failing, the tables fall further behind: the lag reported is at least the time since the first
+      // failure, so that an alert on it fires when the stage cannot work at all.
+      analytics_lag l;
+      {
+        std::lock_guard lock(mu_);
+        not_before_ = next_look;
+        lag_.lag_seconds = std::max(
+            lag_.lag_seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - failing_since_).count());
+        l = lag_;
+      }
+      if (options_.observer) options_.observer->analytics_lag(l.pending_batches, l.lag_seconds);
     }
   }
 }

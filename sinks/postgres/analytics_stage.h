@@ -93,6 +93,7 @@ class analytics_stage {
   analytics_lag lag_;
   std::string error_;
   std::chrono::steady_clock::time_point failing_since_{};
+  std::chrono::steady_clock::time_point not_before_{};  // no run before it (a failure's backoff), wakes or not
   bool failing_ = false;
   std::thread thread_;
 };

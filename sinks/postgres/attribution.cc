@@ -32,6 +32,7 @@ std::string ab_message_counts(bool maintain) {
 recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt) {
   prepare_analytics_session(conn);
   pqxx::work tx(conn);
+  tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");  // the recompute's argument needs it (0005)
   // Take the exclusive lock before changing the settings, so no batch attributes with half-changed ones.
   tx.exec("SELECT pg_advisory_xact_lock(hashtext('crm_analytics'), 0)");
   if (opt.lookback_days) {

@@ -157,12 +157,15 @@ void writer::prepare_session() {
                     " ON CONFLICT DO NOTHING"
                     " RETURNING occurred_at, campaign_id, channel, status, ab_test_id, variant),"
                     " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
-                    " count(*) AS n FROM ins GROUP BY 1, 2, 3, 4),"
-                    " bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count)"
+                    " count(*) AS n FROM ins GROUP BY 1, 2, 3, 4)" +
+                    // PostgreSQL runs the data-modifying CTEs last to first: communication_metrics rows are locked
+                    // before ab_test_message_counts rows, in the order earlier releases used too.
+                    ab_message_counts(options_.maintain_analytics) +
+                    ", bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count)"
                     " SELECT day, campaign_id, channel, status, n FROM agg ORDER BY day, campaign_id, channel, status"
                     " ON CONFLICT ON CONSTRAINT communication_metrics_key"
-                    " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)" +
-                    ab_message_counts(options_.maintain_analytics) + " SELECT count(*) FROM ins");
+                    " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)"
+                    " SELECT count(*) FROM ins");
   conn->prepare("crm_insert_touchpoints",
                 std::string("WITH ins AS (INSERT INTO customer_touchpoints (") + touchpoint_columns + ") SELECT " +
                     touchpoint_columns + " FROM " + stage_touchpoints +

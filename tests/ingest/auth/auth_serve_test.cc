@@ -298,8 +298,14 @@ TEST(DatabaseRole, WriterRoleIsEnoughForServe) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 8);
   EXPECT_GT(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM pg_class WHERE relname = 'communications_2021_03'"), 1);
+  // The analytics stage runs as the same role: it applies the backlog (the conversion gets its six models' credits,
+  // the exposures their A/B units) and deletes it.
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(DISTINCT model) FROM attribution_credits", 6), 6);
+  EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM analytics_backlog", 0), 0);
+  EXPECT_GT(crm_test::count(dsn, "SELECT count(*) FROM ab_test_units"), 0);
   EXPECT_EQ(srv.stop(SIGTERM), 0);
   EXPECT_EQ(srv.stderr_text().find("superuser"), std::string::npos);
+  EXPECT_EQ(srv.stderr_text().find("analytics stage failed"), std::string::npos) << srv.stderr_text();
 }
 
 }  // namespace

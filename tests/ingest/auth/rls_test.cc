@@ -169,6 +169,18 @@ TEST(Roles, MigrationIsRepeatableAcrossDatabasesOfOneCluster) {
                                  "'crm_ingest_analytics' AND table_name = 'campaign_attribution_daily' AND "
                                  "privilege_type = 'SELECT'"),
             1);
+  // The analytics backlog (0005): the writer records and the stage deletes its rows; readers only learn the lag
+  // (a definer function), never the backlog's ids, which span every tenant.
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+                                 "'crm_ingest_writer' AND table_name = 'analytics_backlog' AND privilege_type IN "
+                                 "('INSERT', 'DELETE')"),
+            2);
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
+                                 "'crm_ingest_analytics' AND table_name = 'analytics_backlog'"),
+            0);
+  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM pg_proc WHERE proname = 'crm_analytics_lag' AND prosecdef AND "
+                                 "has_function_privilege('crm_ingest_analytics', oid, 'EXECUTE')"),
+            1);
 }
 
 }  // namespace

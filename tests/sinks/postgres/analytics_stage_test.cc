@@ -1,0 +1,96 @@
+// The analytics stage (sinks/postgres/analytics_stage.h) on its own: a database it cannot reach makes it fail,
+// back off and report a growing lag (so the alert on the lag fires), and the writers' wakes do not cut its backoff
+// short; against the real database it applies a backlog a catch_up() waits for.
+#include "sinks/postgres/analytics_stage.h"
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "support/test_db.h"
+
+namespace pg = crm::sinks::postgres;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct stage_observer : pg::writer_observer {
+  std::atomic<int> failures{0};
+  std::atomic<long long> applied_batches{0};
+  std::mutex mu;
+  double last_lag = -1;
+  void analytics_failed(std::string_view) override { ++failures; }
+  void analytics_lag(long long, double lag_seconds) override {
+    std::lock_guard lock(mu);
+    last_lag = lag_seconds;
+  }
+  void analytics_applied(std::size_t batches, std::uint64_t, double, std::span<const double>) override {
+    applied_batches += static_cast<long long>(batches);
+  }
+  double lag() {
+    std::lock_guard lock(mu);
+    return last_lag;
+  }
+};
+
+TEST(AnalyticsStage, UnreachableDatabaseBacksOffWhateverTheWakesAndTheLagGrows) {
+  auto obs = std::make_shared<stage_observer>();
+  pg::analytics_stage_options o;
+  o.dsn = "postgresql://crm@127.0.0.1:1/none?connect_timeout=1";
+  o.backoff_base = 200ms;
+  o.backoff_cap = 400ms;
+  o.observer = obs;
+  pg::analytics_stage stage(o);
+  // Writers committing all the time: a wake every millisecond for 2 s.
+  const auto until = std::chrono::steady_clock::now() + 2s;
+  while (std::chrono::steady_clock::now() < until) {
+    stage.wake();
+    std::this_thread::sleep_for(1ms);
+  }
+  // With the backoff (200, 400, 400, ... ms) about 6 attempts fit in 2 s; without it, one per wake.
+  EXPECT_GE(obs->failures.load(), 2);
+  EXPECT_LE(obs->failures.load(), 10);
+  EXPECT_GE(obs->lag(), 1.0);  // seconds since the first failure
+  EXPECT_FALSE(stage.last_error().empty());
+  EXPECT_FALSE(stage.catch_up(300ms, 100ms));
+}
+
+TEST(AnalyticsStage, CatchUpReturnsOnceTheBacklogCommittedBeforeItIsApplied) {
+  auto dsn = crm_test::fresh_database("t_stage_catch_up");
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    // Two batches' backlog rows as a writer records them: a page view and the conversion it leads to.
+    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, "
+            "utm_source, utm_medium, utm_campaign, channel_group) VALUES "
+            "('00000000-0000-4000-8000-000000000001', '2026-11-01T10:00:00Z', now(), 7, 'page_view', 'google', "
+            "'cpc', 'c1', 'Paid Search'),"
+            "('00000000-0000-4000-8000-000000000002', '2026-11-02T10:00:00Z', now(), 7, 'conversion', NULL, NULL, "
+            "NULL, 'Direct')");
+    tx.exec("INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at, lead_id, anonymous_id, "
+            "touch_type, ab_test_id, variant) SELECT gen_random_uuid(), 1, ARRAY[touchpoint_id], ARRAY[occurred_at], "
+            "ARRAY[lead_id], ARRAY[anonymous_id], ARRAY[touch_type], ARRAY[ab_test_id], ARRAY[variant] "
+            "FROM customer_touchpoints ORDER BY occurred_at");
+    tx.commit();
+  }
+  auto obs = std::make_shared<stage_observer>();
+  pg::analytics_stage_options o;
+  o.dsn = dsn;
+  o.idle_poll = 60s;  // only a catch_up() (a wake) makes it run here
+  o.observer = obs;
+  pg::analytics_stage stage(o);
+  ASSERT_TRUE(stage.catch_up(30s, 30s));
+  EXPECT_EQ(obs->applied_batches.load(), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM analytics_backlog"), 0);
+  // Every model credits the page view with all of the conversion.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE touchpoint_id = "
+                                 "'00000000-0000-4000-8000-000000000001' AND credit = 1"),
+            6);
+  EXPECT_EQ(obs->lag(), 0.0);
+}
+
+}  // namespace
