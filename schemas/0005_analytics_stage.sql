@@ -41,66 +41,6 @@ CREATE TABLE analytics_backlog (
     variant        text[]        NOT NULL
 );
 
--- What crm_analytics_apply_batch (0002) does for the touchpoints in crm_new_touchpoints, without its locks:
--- the caller holds the crm_analytics lock exclusively (the stage, a recompute).
-CREATE FUNCTION crm_analytics_apply_touchpoints() RETURNS void
-LANGUAGE plpgsql
-SET jit = off
-AS $$
-DECLARE
-    lookback_ interval;
-    todo bigint;
-BEGIN
-    SELECT lookback INTO lookback_ FROM attribution_settings;
-    DELETE FROM crm_attr_todo;
-    -- New conversions, and the conversions a new path touchpoint falls in the lookback window of (late data):
-    -- T - lookback <= t < T  <=>  t < T <= t + lookback.
-    EXECUTE $q$
-    INSERT INTO crm_attr_todo (conversion_id, occurred_at)
-        SELECT touchpoint_id, occurred_at FROM crm_new_touchpoints WHERE touch_type = 'conversion'
-        UNION
-        SELECT c.touchpoint_id, c.occurred_at
-        FROM crm_new_touchpoints n
-        CROSS JOIN LATERAL (
-            SELECT x.touchpoint_id, x.occurred_at FROM customer_touchpoints x
-            WHERE x.lead_id = n.lead_id AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + $1
-              AND x.touch_type = 'conversion') c
-        WHERE n.lead_id IS NOT NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure')
-        UNION
-        SELECT c.touchpoint_id, c.occurred_at
-        FROM crm_new_touchpoints n
-        CROSS JOIN LATERAL (
-            SELECT x.touchpoint_id, x.occurred_at FROM customer_touchpoints x
-            WHERE x.lead_id IS NULL AND x.anonymous_id = n.anonymous_id
-              AND x.occurred_at > n.occurred_at AND x.occurred_at <= n.occurred_at + $1
-              AND x.touch_type = 'conversion') c
-        WHERE n.lead_id IS NULL AND n.touch_type NOT IN ('conversion', 'experiment_exposure')
-    $q$ USING lookback_;
-    GET DIAGNOSTICS todo = ROW_COUNT;
-    IF todo > 0 THEN
-        PERFORM crm_attribution_refresh();
-    END IF;
-
-    DELETE FROM crm_ab_todo;
-    -- New exposures, and the tests a unit with a new conversion is in.
-    EXECUTE $q$
-    INSERT INTO crm_ab_todo (ab_test_id, unit, lead_id, anonymous_id)
-        SELECT ab_test_id, crm_unit_key(lead_id, anonymous_id), lead_id, anonymous_id
-        FROM crm_new_touchpoints
-        WHERE touch_type = 'experiment_exposure' AND ab_test_id IS NOT NULL AND variant IS NOT NULL
-        UNION
-        SELECT u.ab_test_id, u.unit, u.lead_id, u.anonymous_id
-        FROM crm_new_touchpoints n
-        JOIN ab_test_units u ON u.unit = crm_unit_key(n.lead_id, n.anonymous_id)
-        WHERE n.touch_type = 'conversion'
-    $q$;
-    GET DIAGNOSTICS todo = ROW_COUNT;
-    IF todo > 0 THEN
-        PERFORM crm_ab_refresh();
-    END IF;
-END
-$$;
-
 -- One run of the analytics stage, inside the caller's transaction: applies (and deletes) the oldest backlog
 -- rows in backlog order: at most max_batches rows, and no further row once max_touchpoints are taken. Returns at once
 -- with busy = true when another session holds the crm_analytics lock (another process's stage, a recompute).
@@ -141,8 +81,11 @@ BEGIN
            coalesce(array_agg(extract(epoch FROM clock_timestamp() - t.committed_at)::double precision), '{}')
     INTO batches, touchpoints, delays
     FROM taken t;
+    -- 0002's batch step on the unpacked touchpoints (its locks are ours already or free: the global one is held
+    -- exclusively by this transaction, the bucket locks are taken by no one else now). crm_new_ab_messages is
+    -- empty here: the A/B message counts are bumped by the batch transactions themselves.
     IF touchpoints > 0 THEN
-        PERFORM crm_analytics_apply_touchpoints();
+        PERFORM crm_analytics_apply_batch();
     END IF;
 END
 $$;

@@ -155,29 +155,24 @@ TEST(Roles, MigrationIsRepeatableAcrossDatabasesOfOneCluster) {
   EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM pg_roles WHERE rolname IN ('crm_ingest_writer', "
                                  "'crm_ingest_analytics') AND NOT rolcanlogin AND NOT rolsuper AND NOT rolbypassrls"),
             2);
-  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
-                                 "'crm_ingest_writer' AND table_name = 'communications' AND privilege_type IN "
-                                 "('UPDATE', 'DELETE', 'TRUNCATE')"),
-            0);
-  // The analytics tables of 0002, maintained in the writer's batch transaction, are granted to it.
-  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
-                                 "'crm_ingest_writer' AND table_name IN ('attribution_credits', "
-                                 "'campaign_attribution_daily', 'ab_test_units', 'ab_test_variant_stats', "
-                                 "'ab_test_message_counts') AND privilege_type = 'INSERT'"),
+  // How many of `privileges` (a SQL list) `grantee` holds on the tables in `tables` (a SQL list).
+  auto grants = [&](const std::string& grantee, const std::string& tables, const std::string& privileges) {
+    return crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = '" +
+                                    grantee + "' AND table_name IN (" + tables + ") AND privilege_type IN (" +
+                                    privileges + ")");
+  };
+  EXPECT_EQ(grants("crm_ingest_writer", "'communications'", "'UPDATE', 'DELETE', 'TRUNCATE'"), 0);
+  // The analytics tables of 0002, maintained by the analytics stage as the writer role, are granted to it.
+  EXPECT_EQ(grants("crm_ingest_writer",
+                   "'attribution_credits', 'campaign_attribution_daily', 'ab_test_units', 'ab_test_variant_stats', "
+                   "'ab_test_message_counts'",
+                   "'INSERT'"),
             5);
-  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
-                                 "'crm_ingest_analytics' AND table_name = 'campaign_attribution_daily' AND "
-                                 "privilege_type = 'SELECT'"),
-            1);
+  EXPECT_EQ(grants("crm_ingest_analytics", "'campaign_attribution_daily'", "'SELECT'"), 1);
   // The analytics backlog (0005): the writer records and the stage deletes its rows; readers only learn the lag
   // (a definer function), never the backlog's ids, which span every tenant.
-  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
-                                 "'crm_ingest_writer' AND table_name = 'analytics_backlog' AND privilege_type IN "
-                                 "('INSERT', 'DELETE')"),
-            2);
-  EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM information_schema.role_table_grants WHERE grantee = "
-                                 "'crm_ingest_analytics' AND table_name = 'analytics_backlog'"),
-            0);
+  EXPECT_EQ(grants("crm_ingest_writer", "'analytics_backlog'", "'INSERT', 'DELETE'"), 2);
+  EXPECT_EQ(grants("crm_ingest_analytics", "'analytics_backlog'", "'SELECT', 'INSERT', 'UPDATE', 'DELETE'"), 0);
   EXPECT_EQ(crm_test::count(two, "SELECT count(*) FROM pg_proc WHERE proname = 'crm_analytics_lag' AND prosecdef AND "
                                  "has_function_privilege('crm_ingest_analytics', oid, 'EXECUTE')"),
             1);
