@@ -77,6 +77,19 @@ proc_cpu_s() {  # CPU seconds (user + system) a process has used so far
 metric() {  # metric NAME -> its value on serve's /metrics (0 when absent)
   curl -s "http://127.0.0.1:$port/metrics" | awk -v n="$1" '$1 == n { v = $2 + 0 } END { printf "%.6f", v + 0 }'
 }
+# delay_buckets: serve's histogram of the analytics stage's delay (commit of a batch to its application to the
+# attribution and A/B tables) as "le count" lines, cumulative since serve started.
+delay_buckets() {
+  curl -s "http://127.0.0.1:$port/metrics" |
+    awk '/^crm_ingest_analytics_delay_seconds_bucket/ { match($0, /le="[^"]*"/); print substr($0, RSTART + 4, RLENGTH - 5), $2 }'
+}
+# delay_p99 BEFORE AFTER: the bucket bound under which 99 % of the step's batches were applied, and their number.
+delay_p99() {
+  awk 'NR == FNR { before[$1] = $2; next } { d = $2 - before[$1]; le[++n] = $1; c[n] = d }
+       END { total = c[n]; if (total <= 0) { print "- 0"; exit }
+             for (i = 1; i <= n; ++i) if (c[i] >= 0.99 * total) { print le[i], total; exit } }' \
+    <(printf '%s\n' "$1") <(printf '%s\n' "$2")
+}
 timer=(); [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%U %S" -o)
 
 rows=() verdict_events=0 verdict_twilio=0
@@ -89,6 +102,7 @@ step() {  # step MODE RATE
   local gc0 fs0 fss0 gc1 fs1 fss1 per_group fsync_ms
   gc0=$(metric crm_ingest_log_group_commits_total) fs0=$(metric crm_ingest_log_fsyncs_total)
   fss0=$(metric crm_ingest_log_fsync_seconds_total)
+  local delays0; delays0=$(delay_buckets)
   cpu0=$(proc_cpu_s "$serve_pid")
   t0=$(date +%s.%N)
   ${timer[@]+"${timer[@]}" "$work/$mode-$rate.time"} "$load" --url "http://127.0.0.1:$port" --mode "$mode" --rate "$rate" --duration "$duration" \
@@ -151,6 +165,19 @@ step() {  # step MODE RATE
     "$(awk -v s="$stored" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", s/(b-a)}')" "$lost" "$extra" \
     "$srv_cores" "$load_cores" "$per_group" "$fsync_ms")")
   echo "   acknowledged $acked events, stored $stored, lost $lost, drained ${drain_s}s after the load" >&2
+  # The attribution and A/B tables: how long after its commit each of the step's batches was applied (the stage
+  # is given 30 s to finish the step's backlog).
+  for _ in $(seq 150); do
+    [ "$(metric crm_ingest_analytics_pending_batches)" = 0.000000 ] && break
+    sleep 0.2
+  done
+  local p99_delay applied
+  read -r p99_delay applied < <(delay_p99 "$delays0" "$(delay_buckets)")
+  if [ "$applied" = 0 ]; then
+    echo "   analytics: no batch of this step had touchpoints to apply" >&2
+  else
+    echo "   analytics: 99 % of the step's $applied batches with touchpoints applied within ${p99_delay} s of their commit (crm_ingest_analytics_delay_seconds)" >&2
+  fi
   if [ "$mode" = events ]; then
     last_events_seed=$seed
     last_events_db_rate=$(awk -v s="$stored" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", s/(b-a)}')

@@ -24,14 +24,15 @@ transform::normalize_options normalize_options_from(const settings& cfg) {
 }
 
 pg::pool_options pool_options_from(const settings& cfg, const std::string& dsn,
-                                   std::shared_ptr<pg::writer_observer> observer) {
+                                   std::shared_ptr<pg::writer_observer> observer, std::size_t automatic_in_flight) {
   pg::pool_options o;
   o.writer.dsn = dsn;
   o.writer.observer = std::move(observer);
   o.writer.maintain_analytics = cfg.boolean("attribution", "maintain");
   o.writer.retry = pg::retry_policy::from_seconds(cfg.integer("postgres", "retry_for_s"));
   o.writers = static_cast<int>(cfg.integer("postgres", "writers"));
-  o.max_in_flight = static_cast<std::size_t>(cfg.integer("postgres", "batches_in_flight"));
+  const auto in_flight = static_cast<std::size_t>(cfg.integer("postgres", "batches_in_flight"));
+  o.max_in_flight = in_flight == 0 ? automatic_in_flight : in_flight;
   o.batch.rows = static_cast<std::size_t>(cfg.integer("postgres", "batch_rows"));
   o.batch.bytes = static_cast<std::size_t>(cfg.integer("postgres", "batch_bytes"));
   o.batch.linger = std::chrono::milliseconds(cfg.integer("postgres", "linger_ms"));

@@ -18,10 +18,12 @@ namespace crm::ingest::config {
 
 transform::normalize_options normalize_options_from(const settings& cfg);
 
-// [postgres] writers, batch_rows, batch_bytes, linger_ms, retry_for_s, confirm, confirm_min_standbys,
-// max_unconfirmed_mb; [attribution] maintain.
+// [postgres] writers, batches_in_flight, batch_rows, batch_bytes, linger_ms, retry_for_s, confirm,
+// confirm_min_standbys, max_unconfirmed_mb; [attribution] maintain. `automatic_in_flight`: the command's
+// batches in flight when postgres.batches_in_flight is 0 (automatic).
 sinks::postgres::pool_options pool_options_from(const settings& cfg, const std::string& dsn,
-                                                std::shared_ptr<sinks::postgres::writer_observer> observer);
+                                                std::shared_ptr<sinks::postgres::writer_observer> observer,
+                                                std::size_t automatic_in_flight = 4);
 
 // [postgres] confirm, confirm_min_standbys: when a batch is safe on the cluster (sinks/postgres/confirmation.md).
 sinks::postgres::confirm_policy confirm_policy_from(const settings& cfg);

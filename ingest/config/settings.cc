@@ -88,9 +88,10 @@ void add_before_webhooks(std::vector<setting>& out) {
     secret("dsn", "PostgreSQL connection string (libpq URI or key=value); empty = the embedded private PostgreSQL."),
     integer("writers", "2", 1, 64,
         "Writer connections of the write path: serve's drainer of the local log, consume and write."),
-    integer("batches_in_flight", "4", 1, 64, "Batches handed to the writers and not yet written (serve's drainer, "
+    integer("batches_in_flight", "0", 0, 64, "Batches handed to the writers and not yet written (serve's drainer, "
         "consume, write): each writer works through its share at its own pace instead of waiting for the others "
-        "after every batch. Memory: up to batches_in_flight + 1 batches of batch_bytes."),
+        "after every batch. 0 = automatic: 4 for consume and write, 1 for serve (its HTTP edge shares the CPUs with "
+        "PostgreSQL; more in flight raises its latency). Memory: up to batches_in_flight + 1 batches of batch_bytes."),
     integer("batch_rows", "20000", 1, 10000000, "Most records per batch (one transaction each)."),
     integer("batch_bytes", "16777216", 1 * KiB, 1 * GiB, "Most normalized bytes per batch."),
     integer("linger_ms", "50", 0, 60000,
