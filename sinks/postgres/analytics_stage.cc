@@ -41,11 +41,6 @@ void analytics_stage::wake() noexcept {
   cv_.notify_one();
 }
 
-analytics_lag analytics_stage::lag() const {
-  std::lock_guard lock(mu_);
-  return lag_;
-}
-
 std::string analytics_stage::last_error() const {
   std::lock_guard lock(mu_);
   return error_;

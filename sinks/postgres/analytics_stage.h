@@ -8,7 +8,7 @@
 //
 // Threads: one stage thread owns the stage's connection and runs the stage whenever woken (a batch with
 // touchpoints committed in this process), at least every `idle_poll` (other processes' batches), and without a
-// pause while it finds work. wake(), catch_up() and lag() may be called from any thread. The stage never blocks
+// pause while it finds work. wake(), catch_up() and last_error() may be called from any thread. The stage never blocks
 // a writer: when it falls behind, the backlog (in the database) grows and its lag is exported; when the database
 // is unreachable it retries with capped backoff, like the writers.
 #pragma once
@@ -68,7 +68,6 @@ class analytics_stage {
   // Waits until every backlog row committed before the call has been applied (by this stage or another
   // process's), or `timeout` passed, or the stage kept failing for `give_up_after`. Returns true when current.
   bool catch_up(std::chrono::milliseconds timeout, std::chrono::milliseconds give_up_after);
-  analytics_lag lag() const;
   // The last failure, when the stage is failing (empty while it works).
   std::string last_error() const;
 

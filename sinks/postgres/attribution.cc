@@ -2,11 +2,6 @@
 
 namespace crm::sinks::postgres {
 
-void prepare_analytics_session(pqxx::connection& conn) {
-  pqxx::nontransaction tx(conn);
-  tx.exec("SELECT crm_analytics_session()");
-}
-
 std::string touchpoint_returning(bool maintain) {
   return maintain ? "touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id, variant" : "1";
 }
@@ -30,8 +25,7 @@ std::string ab_message_counts(bool maintain) {
 }
 
 recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt) {
-  prepare_analytics_session(conn);
-  pqxx::work tx(conn);
+  pqxx::work tx(conn);  // crm_analytics_recompute() creates the session's working tables itself
   tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");  // the recompute's argument needs it (0005)
   // Take the exclusive lock before changing the settings, so no batch attributes with half-changed ones.
   tx.exec("SELECT pg_advisory_xact_lock(hashtext('crm_analytics'), 0)");

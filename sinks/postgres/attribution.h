@@ -18,9 +18,6 @@ namespace crm::sinks::postgres {
 inline constexpr const char* attribution_models[] = {"first_touch", "last_touch", "linear",
                                                      "time_decay", "position_based", "last_non_direct"};
 
-// Creates the session's temporary working tables of the SQL functions (a recompute's session).
-void prepare_analytics_session(pqxx::connection& conn);
-
 // For the touchpoint insert of a batch transaction: the RETURNING list (without the keyword) and a CTE (with its
 // leading comma) that records the rows really inserted as the batch's analytics_backlog row, for the analytics
 // stage (sinks/postgres/analytics_stage.h); the statement's $1 is then the batch id. Off: "1" and "".

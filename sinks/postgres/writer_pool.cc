@@ -9,10 +9,12 @@ namespace crm::sinks::postgres {
 
 writer_pool::writer_pool(pool_options options)
     : options_(std::move(options)), max_in_flight_(std::max<std::size_t>(1, options_.max_in_flight)) {
-  if (options_.writer.maintain_analytics && options_.run_analytics_stage) {
-    analytics_stage_options ao = options_.analytics;
-    if (ao.dsn.empty()) ao.dsn = options_.writer.dsn;
-    if (!ao.observer) ao.observer = options_.writer.observer;
+  // With writer.maintain_analytics the pool runs the analytics stage on a connection of its own (the writers'
+  // DSN and observer), woken by every committed part that inserted touchpoints.
+  if (options_.writer.maintain_analytics) {
+    analytics_stage_options ao;
+    ao.dsn = options_.writer.dsn;
+    ao.observer = options_.writer.observer;
     ao.application_name = options_.writer.application_name + " analytics";
     stage_ = std::make_unique<analytics_stage>(std::move(ao));
   }

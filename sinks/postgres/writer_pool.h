@@ -73,11 +73,6 @@ struct pool_options {
   std::size_t max_unconfirmed_bytes = std::size_t{256} << 20;
   // How often the confirmer reads the standbys' positions while batches wait.
   std::chrono::milliseconds confirm_interval{10};
-  // With writer.maintain_analytics, the pool runs the analytics stage (analytics_stage.h) on a connection of
-  // its own, woken by every committed part that inserted touchpoints. Its DSN and observer default to the
-  // writers'.
-  bool run_analytics_stage = true;
-  analytics_stage_options analytics;
 };
 
 // The write path's batches that are committed but not yet safe on the cluster.
