@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
         case 1: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"email","status":"sent","email":)", iso8601(end)); break;
         case 2: line = fmt::format(R"({{"kind":"touchpoint","occurred_at":"{}","touch_type":"page_view"}})", iso8601(end - 3600)); break;
         case 3: line = fmt::format(R"({{"kind":"communication","channel":"sms","status":"sent","phone":"+1415555{:04}"}})", i % 10000); break;
-        default: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"sms","status":"sent","lead_id":"{}"}})", iso8601(end), i); break;
+        default: line = fmt::format(R"({{"kind":"communication","occurred_at":"{}","channel":"sms","status":"sent","lead_id":-{}}})", iso8601(end), i + 1); break;
       }
     } else {
       ++unique;

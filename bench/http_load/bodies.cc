@@ -170,7 +170,7 @@ std::vector<body_template> sendgrid_templates(const load_spec& spec) {
       if (u(rng) < spec.invalid_share) {
         t.text += R"({"email":"lead.)" + std::to_string(lead) + R"(@example.com","timestamp":1513299569,"event":"delivered","sg_event_id":"z-)" + seed_hex + "-" + hex(k * 1024 + j, 16) + R"(","sg_message_id":")";
         append_id(t, "x-", seed_hex + "-", 16, j, true);
-        t.text += R"(","lead_id":"not-a-number-)" + std::to_string(lead) + "\"}";
+        t.text += R"(","lead_id":"-)" + std::to_string(lead) + "\"}";  // a number that is no id
         ++t.invalid;
         continue;
       }

@@ -9,25 +9,26 @@ namespace crm::sinks::postgres {
 const char* const communication_columns =
     "event_id, occurred_at, received_at, lead_id, channel, direction, status, provider, provider_message_id, "
     "provider_event_id, email, phone, campaign_id, ab_test_id, variant, url, error_code, error_reason, metadata, "
-    "tenant_id";
+    "tenant_id, lead_ref, campaign_ref";
 const char* const touchpoint_columns =
     "touchpoint_id, occurred_at, received_at, lead_id, anonymous_id, message_id, touch_type, utm_source, utm_medium, "
     "utm_campaign, utm_term, utm_content, gclid, fbclid, msclkid, landing_url, referrer, channel_group, campaign_id, "
-    "is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id";
+    "is_conversion, conversion_type, conversion_value, currency, ab_test_id, variant, metadata, tenant_id, lead_ref, "
+    "campaign_ref";
 const char* const rejection_columns = "received_at, source, reason, raw, raw_bytes, tenant_id";
 
 const char* const communication_stage_definition =
     "event_id uuid, occurred_at timestamptz, received_at timestamptz, lead_id bigint, channel text, direction text, "
     "status text, provider text, provider_message_id text, provider_event_id text, email text, phone text, "
     "campaign_id bigint, ab_test_id text, variant text, url text, error_code text, error_reason text, metadata jsonb, "
-    "tenant_id text, occurred_at_is_receipt_time boolean";
+    "tenant_id text, lead_ref text, campaign_ref text, occurred_at_is_receipt_time boolean";
 // conversion_value travels as float8 (binary numeric is awkward); the insert casts it to numeric.
 const char* const touchpoint_stage_definition =
     "touchpoint_id uuid, occurred_at timestamptz, received_at timestamptz, lead_id bigint, anonymous_id text, "
     "message_id text, touch_type text, utm_source text, utm_medium text, utm_campaign text, utm_term text, "
     "utm_content text, gclid text, fbclid text, msclkid text, landing_url text, referrer text, channel_group text, "
     "campaign_id bigint, is_conversion boolean, conversion_type text, conversion_value float8, currency text, "
-    "ab_test_id text, variant text, metadata jsonb, tenant_id text";
+    "ab_test_id text, variant text, metadata jsonb, tenant_id text, lead_ref text, campaign_ref text";
 const char* const rejection_stage_definition =
     "received_at timestamptz, source text, reason text, raw text, raw_bytes bytea, tenant_id text";
 
@@ -216,7 +217,7 @@ bool to_valid_utf8(std::string_view s, std::string& clean) {
 }
 
 void copy_encoder::append(const transform::communication& c) {
-  begin_row(21);
+  begin_row(23);
   uuid(c.event_id);
   timestamp(c.occurred_at);
   timestamp(c.received_at);
@@ -237,11 +238,13 @@ void copy_encoder::append(const transform::communication& c) {
   text(c.error_reason);
   jsonb(c.metadata);
   text(c.tenant_id);
+  text(c.lead_ref);
+  text(c.campaign_ref);
   boolean(c.occurred_at_is_receipt_time);  // staging only: see the writer's insert
 }
 
 void copy_encoder::append(const transform::touchpoint& t) {
-  begin_row(27);
+  begin_row(29);
   uuid(t.touchpoint_id);
   timestamp(t.occurred_at);
   timestamp(t.received_at);
@@ -273,6 +276,8 @@ void copy_encoder::append(const transform::touchpoint& t) {
   text(t.variant);
   jsonb(t.metadata);
   text(t.tenant_id);
+  text(t.lead_ref);
+  text(t.campaign_ref);
 }
 
 void copy_encoder::append(const transform::rejection& r) {

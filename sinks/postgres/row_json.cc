@@ -15,12 +15,18 @@ class json_object {
  public:
   // A record's object, opened with what every kind has first: kind, id, occurred_at, lead_id.
   json_object(std::string_view kind, std::string_view id_key, const transform::uuid& id,
-              transform::timestamp_us occurred_at, std::int64_t lead_id) {
+              transform::timestamp_us occurred_at, std::int64_t lead_id, std::string_view lead_ref) {
     out_.push_back('{');
     str("kind", kind);
     str(id_key, transform::to_string(id));
     time("occurred_at", occurred_at);
-    num("lead_id", lead_id);
+    crm_id("lead_id", lead_id, lead_ref);
+  }
+
+  // A CRM id as the input gave it: the reference (a string, which reads back to the same key) or the integer.
+  void crm_id(std::string_view key, std::int64_t id, std::string_view ref) {
+    if (ref.empty()) return num(key, id);
+    str(key, ref);
   }
 
   void raw(std::string_view key, std::string_view value) {
@@ -68,8 +74,8 @@ class json_object {
 }  // namespace
 
 std::string to_canonical_json(const transform::communication& c) {
-  json_object o("communication", "event_id", c.event_id, c.occurred_at, c.lead_id);
-  o.num("campaign_id", c.campaign_id);
+  json_object o("communication", "event_id", c.event_id, c.occurred_at, c.lead_id, c.lead_ref);
+  o.crm_id("campaign_id", c.campaign_id, c.campaign_ref);
   o.str("channel", transform::to_string(c.channel_));
   o.str("direction", transform::to_string(c.direction_));
   o.str("status", transform::to_string(c.status));
@@ -83,10 +89,10 @@ std::string to_canonical_json(const transform::communication& c) {
 }
 
 std::string to_canonical_json(const transform::touchpoint& t) {
-  json_object o("touchpoint", "touchpoint_id", t.touchpoint_id, t.occurred_at, t.lead_id);
+  json_object o("touchpoint", "touchpoint_id", t.touchpoint_id, t.occurred_at, t.lead_id, t.lead_ref);
   o.str({{"anonymous_id", t.anonymous_id}, {"message_id", t.message_id}});
   o.str("touch_type", transform::to_string(t.type));
-  o.num("campaign_id", t.campaign_id);
+  o.crm_id("campaign_id", t.campaign_id, t.campaign_ref);
   o.str({{"utm_source", t.utm_source}, {"utm_medium", t.utm_medium}, {"utm_campaign", t.utm_campaign},
          {"utm_term", t.utm_term}, {"utm_content", t.utm_content}, {"gclid", t.gclid}, {"fbclid", t.fbclid},
          {"msclkid", t.msclkid}, {"landing_url", t.landing_url}, {"referrer", t.referrer},

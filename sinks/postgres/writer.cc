@@ -155,14 +155,16 @@ void writer::prepare_session() {
                     " WHERE c.event_id = s.event_id AND c.occurred_at >= s.occurred_at - interval '7 days'"
                     " AND c.occurred_at <= s.occurred_at + interval '1 day')"
                     " ON CONFLICT DO NOTHING"
-                    " RETURNING occurred_at, campaign_id, channel, status, ab_test_id, variant),"
+                    " RETURNING occurred_at, campaign_id, campaign_ref, channel, status, ab_test_id, variant),"
                     " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
-                    " count(*) AS n FROM ins GROUP BY 1, 2, 3, 4)" +
+                    " min(campaign_ref) AS campaign_ref, count(*) AS n FROM ins GROUP BY 1, 2, 3, 4)" +
                     // PostgreSQL runs the data-modifying CTEs last to first: communication_metrics rows are locked
                     // before ab_test_message_counts rows, in the order earlier releases used too.
                     ab_message_counts(options_.maintain_analytics) +
-                    ", bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count)"
-                    " SELECT day, campaign_id, channel, status, n FROM agg ORDER BY day, campaign_id, channel, status"
+                    ", bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count,"
+                    " campaign_ref)"
+                    " SELECT day, campaign_id, channel, status, n, campaign_ref FROM agg"
+                    " ORDER BY day, campaign_id, channel, status"
                     " ON CONFLICT ON CONSTRAINT communication_metrics_key"
                     " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)"
                     " SELECT count(*) FROM ins");

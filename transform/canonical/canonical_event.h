@@ -88,6 +88,10 @@ struct communication {
   std::string_view error_reason;
   std::string_view metadata;  // a JSON object's text, or empty
   std::string_view tenant_id;  // empty unless the source assigns one
+  // The CRM's lead/campaign id as it wrote it when that is not an integer ("L-1001", a UUID): lead_id /
+  // campaign_id then hold the key derived from it (crm_ref_key(), negative). Empty = an integer id, or none.
+  std::string_view lead_ref;
+  std::string_view campaign_ref;
   // The source gave no event time (e.g. Twilio "sent" callbacks), so occurred_at is when we received it.
   // A provider retry then carries the same event_id with a later occurred_at: the writer treats an
   // existing row with this event_id in the week before occurred_at as the same event.
@@ -115,6 +119,7 @@ struct touchpoint {
   std::string_view ab_test_id, variant;
   std::string_view metadata;  // a JSON object's text, or empty
   std::string_view tenant_id;
+  std::string_view lead_ref, campaign_ref;  // as in communication
 };
 
 // A record that broke a rule: kept, never dropped.
@@ -143,6 +148,8 @@ inline constexpr text_field<communication> communication_texts[] = {
     {"variant", &communication::variant},       {"url", &communication::url},
     {"error_code", &communication::error_code}, {"error_reason", &communication::error_reason},
     {"metadata", &communication::metadata},     {"tenant_id", &communication::tenant_id},
+    // Codec version 3 added the last two.
+    {"lead_ref", &communication::lead_ref},     {"campaign_ref", &communication::campaign_ref},
 };
 inline constexpr text_field<touchpoint> touchpoint_texts[] = {
     {"anonymous_id", &touchpoint::anonymous_id}, {"message_id", &touchpoint::message_id},
@@ -154,6 +161,8 @@ inline constexpr text_field<touchpoint> touchpoint_texts[] = {
     {"conversion_type", &touchpoint::conversion_type}, {"currency", &touchpoint::currency},
     {"ab_test_id", &touchpoint::ab_test_id},     {"variant", &touchpoint::variant},
     {"metadata", &touchpoint::metadata},         {"tenant_id", &touchpoint::tenant_id},
+    // Codec version 3 added the last two.
+    {"lead_ref", &touchpoint::lead_ref},         {"campaign_ref", &touchpoint::campaign_ref},
 };
 inline constexpr text_field<rejection> rejection_texts[] = {
     {"source", &rejection::source}, {"reason", &rejection::reason}, {"raw", &rejection::raw},

@@ -19,6 +19,12 @@ constexpr std::uint8_t receipt_time_bit = 0x80;
 
 constexpr std::size_t communication_string_count = std::size(communication_texts);
 constexpr std::size_t touchpoint_string_count = std::size(touchpoint_texts);
+// Versions 1 and 2 had neither lead_ref nor campaign_ref, the last two of each record's strings.
+constexpr std::size_t v2_record_strings_missing = 2;
+static_assert(communication_texts[communication_string_count - 2].member == &communication::lead_ref &&
+              communication_texts[communication_string_count - 1].member == &communication::campaign_ref);
+static_assert(touchpoint_texts[touchpoint_string_count - 2].member == &touchpoint::lead_ref &&
+              touchpoint_texts[touchpoint_string_count - 1].member == &touchpoint::campaign_ref);
 // 56 bytes of scalars plus occurred_at_is_receipt_time (bit 7 of the direction byte) padded to 8.
 static_assert(sizeof(void*) != 8 || sizeof(communication) == 64 + 16 * communication_string_count,
               "communication changed: encode the new field and bump event_codec_version");
@@ -278,7 +284,10 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   if (!r.bytes(head, sizeof head)) return failed(r.error());
   if (std::memcmp(head, magic, sizeof magic) != 0) return failed(codec_errc::bad_magic);
   if (!r.byte(version)) return failed(r.error());
-  if (version != event_codec_version && version != 1) return failed(codec_errc::unsupported_version);
+  if (version < 1 || version > event_codec_version) return failed(codec_errc::unsupported_version);
+  const std::size_t missing = version < 3 ? v2_record_strings_missing : 0;
+  const std::size_t communication_strings = communication_string_count - missing;
+  const std::size_t touchpoint_strings = touchpoint_string_count - missing;
   const std::size_t rejection_strings = version == 1 ? v1_rejection_strings : std::size(rejection_texts);
   const std::size_t rejection_bytes = version == 1 ? 1 + v1_rejection_strings : min_rejection_bytes;
   if (!r.byte(flags)) return failed(r.error());
@@ -288,9 +297,11 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   if (!r.varint(n_communications) || !r.varint(n_touchpoints) || !r.varint(n_rejections)) return failed(r.error());
   // Each count is checked on its own first so the sum below cannot overflow.
   const std::uint64_t left = r.remaining();
-  if (n_communications > left / min_communication_bytes || n_touchpoints > left / min_touchpoint_bytes ||
+  const std::size_t min_communication = min_communication_bytes - missing;
+  const std::size_t min_touchpoint = min_touchpoint_bytes - missing;
+  if (n_communications > left / min_communication || n_touchpoints > left / min_touchpoint ||
       n_rejections > left / rejection_bytes ||
-      n_communications * min_communication_bytes + n_touchpoints * min_touchpoint_bytes +
+      n_communications * min_communication + n_touchpoints * min_touchpoint +
               n_rejections * rejection_bytes > left) {
     return failed(codec_errc::too_many_records);
   }
@@ -309,7 +320,7 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
     bool good = read_head(r, c.event_id, c, previous) && r.enumeration(c.channel_, channel::push) &&
                 r.direction_and_flag(c) &&
                 r.enumeration(c.status, comm_status::spam);
-    for (std::size_t f = 0; good && f < communication_string_count; ++f) {
+    for (std::size_t f = 0; good && f < communication_strings; ++f) {
       good = r.text(out.text, c.*communication_texts[f].member);
     }
     if (!good) return failed(r.error());
@@ -328,7 +339,7 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
     t.has_conversion_value = (bits & flag_has_conversion_value) != 0;
     t.conversion_value = 0;
     if ((bits & flag_value_follows) != 0 && !r.float64(t.conversion_value)) return failed(r.error());
-    for (std::size_t f = 0; good && f < touchpoint_string_count; ++f) good = r.text(out.text, t.*touchpoint_texts[f].member);
+    for (std::size_t f = 0; good && f < touchpoint_strings; ++f) good = r.text(out.text, t.*touchpoint_texts[f].member);
     if (!good) return failed(r.error());
   }
   previous = 0;

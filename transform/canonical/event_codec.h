@@ -6,17 +6,18 @@
 //
 // Pure functions, no shared state: call them from any thread on batches that thread owns.
 //
-// Format, version 2 (integers are LEB128 varints, signed ones zigzag-encoded):
+// Format, version 3 (integers are LEB128 varints, signed ones zigzag-encoded):
 //   "EB" version(1 byte) flags(1 byte, 0)  count_communications count_touchpoints count_rejections
 //   communication: id(16 bytes) occurred_at(delta from the previous communication's) received_at(delta
 //                  from its occurred_at) lead_id campaign_id channel direction(bit 7: occurred_at is the
 //                  receipt time) status(1 byte each) then
-//                  12 strings (length + bytes) in the order of communication_texts in event_codec.cc
+//                  14 strings (length + bytes) in the order of communication_texts (canonical_event.h)
 //   touchpoint:    id(16) times(as above) lead_id campaign_id type group(1 byte each) flags(1 byte:
 //                  1 is_conversion, 2 has_conversion_value, 4 conversion_value follows) [value: 8 bytes
-//                  IEEE-754 little-endian] then 18 strings
+//                  IEEE-754 little-endian] then 20 strings (touchpoint_texts)
 //   rejection:     received_at(delta from the previous rejection's) source reason raw tenant_id
-// Version 1 (still decoded, for logs written before): rejections without tenant_id.
+// Versions 1 and 2 (still decoded, for logs and topics written before): without the last two strings of
+// communications and touchpoints (lead_ref, campaign_ref); version 1 also without the rejections' tenant_id.
 #pragma once
 
 #include <cstdint>
@@ -41,7 +42,7 @@ enum class codec_errc : int {
 const std::error_category& codec_category() noexcept;
 inline std::error_code make_error_code(codec_errc e) noexcept { return {static_cast<int>(e), codec_category()}; }
 
-inline constexpr std::uint8_t event_codec_version = 2;
+inline constexpr std::uint8_t event_codec_version = 3;
 
 // Replaces the content of `out` with the encoding of `batch` (its capacity is reused).
 void encode_event_batch(const event_batch& batch, std::string& out);

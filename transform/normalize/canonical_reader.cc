@@ -375,19 +375,20 @@ bool canonical_reader::read_positive_id(field f, od::value v, std::int64_t& out,
     set_malformed(doc, e);
     return false;
   }
+  if (t == od::json_type::string) {
+    // The CRM's id as text: resolved by the appender (crm_ref.h) — digits as the integer, else a reference.
+    std::string_view s;
+    if (v.get_string().get(s)) {
+      set_malformed(doc, "invalid string");
+      return false;
+    }
+    if (s.empty() && begin_reason(reason_, name)) reason_.append("\"\" is empty (give the id, or leave the field out)");
+    values_[f] = s;
+    return true;
+  }
   if (t != od::json_type::number) {
-    const bool first_failure = begin_reason(reason_, name);
-    if (first_failure) reason_.append("expected an integer >= 1, got ").append(type_name(t));
-    if (t == od::json_type::string) {
-      std::string_view s;
-      if (v.get_string().get(s)) {
-        set_malformed(doc, "invalid string");
-        return false;
-      }
-      if (first_failure) {
-        reason_.push_back(' ');
-        append_quoted(reason_, s);
-      }
+    if (begin_reason(reason_, name)) {
+      reason_.append("expected an integer >= 1 or a CRM reference (a string), got ").append(type_name(t));
     }
     return true;
   }
@@ -475,6 +476,9 @@ template <typename Fields>
 void canonical_reader::common_fields(Fields& f) {
   f.lead_id = values_.lead_id;
   f.campaign_id = values_.campaign_id;
+  // A string (numbers set the integer): the appender resolves it.
+  if (values_.lead_id == 0) f.lead_ref = values_[field::lead_id];
+  if (values_.campaign_id == 0) f.campaign_ref = values_[field::campaign_id];
   f.ab_test_id = values_[field::ab_test_id];
   f.variant = values_[field::variant];
   f.metadata = assemble_metadata();

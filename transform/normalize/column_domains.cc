@@ -9,6 +9,7 @@
 
 #include <simdjson.h>
 
+#include "transform/normalize/crm_ref.h"
 #include "transform/text/json_input.h"
 #include "transform/text/reason_text.h"
 
@@ -24,6 +25,7 @@ constexpr std::size_t max_bytes_of(std::string_view column) {
   if (column == "anonymous_id") return max_anonymous_id_bytes;
   if (column == "utm_source" || column == "utm_medium" || column == "utm_campaign") return max_utm_key_bytes;
   if (column == "currency") return 3;  // char(3)
+  if (column == "lead_ref" || column == "campaign_ref") return max_crm_ref_bytes;
   return 0;
 }
 
@@ -70,10 +72,15 @@ bool check_texts(const Record& r, const text_field<Record> (&texts)[N], const st
   return true;
 }
 
-bool check_id(std::string_view field, std::int64_t id, std::string& reason) {
-  if (id >= 0) return true;  // 0: absent (NULL)
+// An integer id >= 1, 0 (absent: NULL), or the key of a reference, which then comes with it.
+bool check_id(std::string_view field, std::int64_t id, std::string_view ref, std::string& reason) {
+  if (ref.empty() ? id >= 0 : id <= -1) return true;
   if (begin_reason(reason, field)) {
-    reason.append("expected an integer >= 1, got ");
+    if (ref.empty()) {
+      reason.append("expected an integer >= 1, got ");
+    } else {
+      reason.append("a reference's key must be negative, got ");
+    }
     detail::append_number(reason, id);
   }
   return false;
@@ -103,13 +110,15 @@ bool conversion_value_storable(double value) noexcept {
 
 bool check_columns(const communication& c, std::string& reason) {
   return check_time("occurred_at", c.occurred_at, reason) && check_time("received_at", c.received_at, reason) &&
-         check_id("lead_id", c.lead_id, reason) && check_id("campaign_id", c.campaign_id, reason) &&
+         check_id("lead_id", c.lead_id, c.lead_ref, reason) &&
+         check_id("campaign_id", c.campaign_id, c.campaign_ref, reason) &&
          check_texts(c, communication_texts, communication_max_bytes, reason);
 }
 
 bool check_columns(const touchpoint& t, std::string& reason) {
   if (!check_time("occurred_at", t.occurred_at, reason) || !check_time("received_at", t.received_at, reason) ||
-      !check_id("lead_id", t.lead_id, reason) || !check_id("campaign_id", t.campaign_id, reason)) {
+      !check_id("lead_id", t.lead_id, t.lead_ref, reason) ||
+      !check_id("campaign_id", t.campaign_id, t.campaign_ref, reason)) {
     return false;
   }
   if (t.lead_id == 0 && t.anonymous_id.empty()) {

@@ -7,7 +7,8 @@
 //   - texts that become btree keys: at most the bytes below (anonymous_id, ab_test_id, variant, utm_source,
 //     utm_medium, utm_campaign), so that the widest key (campaign_attribution_daily's) stays under 2704 bytes;
 //   - currency: char(3);
-//   - lead_id, campaign_id: bigint >= 1 (0 is absent, stored as NULL);
+//   - lead_id, campaign_id: bigint >= 1 (0 is absent, stored as NULL), or <= -1 with lead_ref/campaign_ref
+//     (the key of a CRM reference, crm_ref.h; schemas/0006_crm_refs.sql); the references at most 128 bytes;
 //   - occurred_at, received_at: inside timestamptz's range (4714-11-24 BC .. 294276 AD);
 //   - conversion_value: numeric(20,6) >= 0, after the float8 -> numeric cast the writer's insert makes (15
 //     significant digits, then rounded to 6 decimals: it must stay below 10^14); NaN and infinities refused;

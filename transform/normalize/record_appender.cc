@@ -12,6 +12,7 @@
 
 #include "transform/normalize/channel_group.h"
 #include "transform/normalize/column_domains.h"
+#include "transform/normalize/crm_ref.h"
 #include "transform/text/ascii.h"
 #include "transform/text/json_input.h"
 #include "transform/text/reason_text.h"
@@ -79,6 +80,16 @@ bool check_currency(std::string_view text, char (&code)[3], std::string& reason)
     reason.append(" is not an ISO 4217 code (3 letters)");
   }
   return ok;
+}
+
+// lead_id / campaign_id of the record from the fields: an integer read as such, or text resolved (crm_ref.h).
+template <typename Fields, typename Record>
+bool resolve_ids(const Fields& f, text_arena& arena, Record& r, std::string& reason) {
+  r.lead_id = f.lead_id;
+  r.campaign_id = f.campaign_id;
+  if (!f.lead_ref.empty() && !resolve_crm_id("lead_id", f.lead_ref, arena, r.lead_id, r.lead_ref, reason)) return false;
+  return f.campaign_ref.empty() ||
+         resolve_crm_id("campaign_id", f.campaign_ref, arena, r.campaign_id, r.campaign_ref, reason);
 }
 
 bool check_conversion_value(const touchpoint_fields& f, std::string& reason) {
@@ -160,12 +171,11 @@ bool record_appender::append(const communication_fields& f, timestamp_us receive
   if (!check_occurred_range(received_at, f.occurred_at, reason)) return false;
   if (!f.event_id.empty() && !read_given_id("event_id", f.event_id, c.event_id, reason)) return false;
   text_arena& arena = out.text;
+  if (!resolve_ids(f, arena, c, reason)) return false;
   if (!normalize_contacts(f, arena, c, reason)) return false;
 
   c.occurred_at = f.occurred_at;
   c.received_at = received_at;
-  c.lead_id = f.lead_id;
-  c.campaign_id = f.campaign_id;
   c.channel_ = f.channel_;
   c.direction_ = f.direction_;
   c.status = f.status;
@@ -188,7 +198,9 @@ bool record_appender::append(const communication_fields& f, timestamp_us receive
 bool record_appender::append(const touchpoint_fields& f, timestamp_us received_at, event_batch& out,
                              std::string& reason) {
   if (!check_occurred_range(received_at, f.occurred_at, reason)) return false;
-  if (f.lead_id == 0 && f.anonymous_id.empty()) {
+  touchpoint t;
+  if (!resolve_ids(f, out.text, t, reason)) return false;
+  if (t.lead_id == 0 && f.anonymous_id.empty()) {
     if (begin_reason(reason, "lead_id/anonymous_id")) reason.append("at least one is required");
     return false;
   }
@@ -201,7 +213,6 @@ bool record_appender::append(const touchpoint_fields& f, timestamp_us received_a
   if (!check_conversion_value(f, reason)) return false;
   char currency[3];
   if (!f.currency.empty() && !check_currency(f.currency, currency, reason)) return false;
-  touchpoint t;
   if (!f.touchpoint_id.empty() && !read_given_id("touchpoint_id", f.touchpoint_id, t.touchpoint_id, reason)) {
     return false;
   }
@@ -214,8 +225,6 @@ bool record_appender::append(const touchpoint_fields& f, timestamp_us received_a
   t.type = f.type;
   t.occurred_at = f.occurred_at;
   t.received_at = received_at;
-  t.lead_id = f.lead_id;
-  t.campaign_id = f.campaign_id;
   t.is_conversion = t.type == touch_type::conversion;
   t.has_conversion_value = f.has_conversion_value;
   t.conversion_value = f.has_conversion_value ? f.conversion_value : 0;

@@ -19,6 +19,9 @@ struct communication_fields {
   timestamp_us occurred_at = 0;
   std::int64_t lead_id = 0;      // already read as an integer >= 1; 0 = absent
   std::int64_t campaign_id = 0;  // likewise
+  // The id as written when the input gives it as text (a JSON string, a form or tag value): append()
+  // resolves it (crm_ref.h) — digits are the integer id, other text the CRM's reference. Empty = as above.
+  std::string_view lead_ref, campaign_ref;
   channel channel_ = channel::email;
   direction direction_ = direction::outbound;
   comm_status status = comm_status::sent;
@@ -46,6 +49,7 @@ struct touchpoint_fields {
   timestamp_us occurred_at = 0;
   std::int64_t lead_id = 0;
   std::int64_t campaign_id = 0;
+  std::string_view lead_ref, campaign_ref;  // as in communication_fields
   touch_type type = touch_type::other;
   std::string_view touchpoint_id;  // a given UUID (canonical input only); empty = derived
   std::string_view anonymous_id;

@@ -324,6 +324,7 @@ void crm_ids::offer_to(slot& s, std::string_view text, bool is_number, std::stri
   s.origin = origin;
   s.priority = priority;
   s.is_number = is_number;
+  s.unusable = {};
 }
 
 bool crm_ids::offer(std::string_view key, const scalar& value, std::string_view origin, int priority) {
@@ -339,7 +340,17 @@ bool crm_ids::offer(std::string_view key, const scalar& value, std::string_view 
   } else {
     return false;
   }
-  if (value.is_string() || value.is_number()) offer_to(*s, value.text, value.is_number(), origin, priority);
+  if (value.is_string() || value.is_number()) {
+    offer_to(*s, value.text, value.is_number(), origin, priority);
+  } else if ((s == &lead_id || s == &campaign_id) && value.type != od::json_type::null && !value.nul &&
+             priority > s->priority) {
+    // Present, but not an id: refused rather than taken as absent.
+    *s = slot{{}, origin, priority, false,
+              value.type == od::json_type::string ? std::string_view("\"\" is empty")
+              : value.type == od::json_type::boolean ? std::string_view("a boolean is not an id")
+              : value.type == od::json_type::object  ? std::string_view("an object is not an id")
+                                                     : std::string_view("an array is not an id")};
+  }
   return true;
 }
 
@@ -358,25 +369,35 @@ bool parse_positive_id(std::string_view text, std::int64_t& out) noexcept {
   return true;
 }
 
-bool resolve_one(workspace& ws, std::string_view name, const crm_ids::slot& s, std::int64_t& out) {
+bool resolve_one(workspace& ws, std::string_view name, const crm_ids::slot& s, std::int64_t& id,
+                 std::string_view& text) {
+  if (!s.unusable.empty()) {
+    if (begin_rule(ws, name)) ws.reason.append(s.unusable).append(" (").append(s.origin).append(")");
+    return false;
+  }
   if (s.text.empty()) return true;
-  if (parse_positive_id(s.text, out)) return true;
+  if (!s.is_number) {
+    text = s.text;  // normalizer::append() resolves it
+    return true;
+  }
+  if (parse_positive_id(s.text, id)) return true;
   if (begin_rule(ws, name)) {
-    if (s.is_number) {
-      append_printable(ws.reason, s.text);
-    } else {
-      append_quoted(ws.reason, s.text);
-    }
+    append_printable(ws.reason, s.text);
     ws.reason.append(" (").append(s.origin).append(") is not an integer >= 1");
   }
   return false;
 }
 
+template <typename Fields>
+bool resolve_both(workspace& ws, const crm_ids& ids, Fields& f) {
+  return resolve_one(ws, "lead_id", ids.lead_id, f.lead_id, f.lead_ref) &&
+         resolve_one(ws, "campaign_id", ids.campaign_id, f.campaign_id, f.campaign_ref);
+}
+
 }  // namespace
 
-bool resolve_ids(workspace& ws, const crm_ids& ids, std::int64_t& lead_id, std::int64_t& campaign_id) {
-  return resolve_one(ws, "lead_id", ids.lead_id, lead_id) && resolve_one(ws, "campaign_id", ids.campaign_id, campaign_id);
-}
+bool resolve_ids(workspace& ws, const crm_ids& ids, communication_fields& f) { return resolve_both(ws, ids, f); }
+bool resolve_ids(workspace& ws, const crm_ids& ids, touchpoint_fields& f) { return resolve_both(ws, ids, f); }
 
 void apply_ids(const crm_ids& ids, communication_fields& f) {
   f.ab_test_id = ids.ab_test_id.text;
@@ -460,7 +481,7 @@ namespace {
 template <typename Fields>
 void emit(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids, Fields& f,
           std::string_view raw, std::size_t index, event_batch& out) {
-  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
+  resolve_ids(ws, ids, f);
   apply_ids(ids, f);
   const source_ref src = event_source(ws, in.source, index);
   if (!ws.reason.empty()) {

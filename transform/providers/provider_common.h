@@ -221,6 +221,9 @@ struct crm_ids {
     std::string_view origin;  // e.g. "user-variables.lead_id", for the rejection reason
     int priority = -1;
     bool is_number = false;
+    // lead_id/campaign_id given as what no id is (an empty string, true, an object...): its description,
+    // a rule failure; empty otherwise.
+    std::string_view unusable;
   };
   slot lead_id, campaign_id, ab_test_id, variant;
 
@@ -230,9 +233,12 @@ struct crm_ids {
   static void offer_to(slot& s, std::string_view text, bool is_number, std::string_view origin, int priority);
 };
 
-// Checks lead_id/campaign_id (a JSON integer or a string of one, 1..2^63-1) into the fields; a bad one is
-// a rule failure ("lead_id: \"L-1001\" (user-variables.lead_id) is not an integer >= 1").
-bool resolve_ids(workspace& ws, const crm_ids& ids, std::int64_t& lead_id, std::int64_t& campaign_id);
+// lead_id/campaign_id into the fields: a JSON integer 1..2^63-1 as the id (another number is a rule failure:
+// "lead_id: 0 (Metadata) is not an integer >= 1"); a string as written, for normalizer::append() to resolve
+// (transform/normalize/crm_ref.h: digits are the id, other text the CRM's reference, "L-1001"); an empty
+// string is a rule failure.
+bool resolve_ids(workspace& ws, const crm_ids& ids, communication_fields& f);
+bool resolve_ids(workspace& ws, const crm_ids& ids, touchpoint_fields& f);
 void apply_ids(const crm_ids& ids, communication_fields& f);
 void apply_ids(const crm_ids& ids, touchpoint_fields& f);
 

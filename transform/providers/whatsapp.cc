@@ -183,7 +183,7 @@ bool read_status_event(json_walker& w, od::value v, std::size_t index, value_sta
   }
   crm_ids ids;
   if (callback_data.is_string()) offer_callback_data(ws, ids, callback_data.text);
-  resolve_ids(ws, ids, f.lead_id, f.campaign_id);
+  resolve_ids(ws, ids, f);
   // Views into the inner parser's buffer were copied by offer_callback_data.
   apply_ids(ids, f);
   keep_event(ws, p, state);

@@ -336,7 +336,8 @@ INSTANTIATE_TEST_SUITE_P(
     Corruptions, EventCodecCorruption,
     ::testing::Values(
         corruption_case{"bad_magic", [](std::string& s) { s[0] = 'X'; }, codec_errc::bad_magic},
-        corruption_case{"newer_version", [](std::string& s) { s[2] = 3; }, codec_errc::unsupported_version},
+        corruption_case{"newer_version", [](std::string& s) { s[2] = event_codec_version + 1; },
+                        codec_errc::unsupported_version},
         corruption_case{"version_zero", [](std::string& s) { s[2] = 0; }, codec_errc::unsupported_version},
         corruption_case{"unknown_header_flags", [](std::string& s) { s[3] = 1; }, codec_errc::unsupported_version},
         corruption_case{"count_larger_than_the_input",
@@ -353,8 +354,11 @@ INSTANTIATE_TEST_SUITE_P(
         corruption_case{"trailing_bytes", [](std::string& s) { s.push_back('!'); }, codec_errc::trailing_bytes},
         corruption_case{"string_length_past_the_end",
                         [](std::string& s) {
-                          // The last string (tenant_id "tn1") is preceded by its length byte 3.
-                          s[s.size() - 4] = 0x7f;
+                          // The last tenant_id ("tn1") is preceded by its length byte 3; what follows it is
+                          // shorter than 0x7f bytes.
+                          const auto at = s.rfind(std::string("\x03tn1"));
+                          ASSERT_NE(at, std::string::npos);
+                          s[at] = 0x7f;
                         },
                         codec_errc::truncated}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -499,6 +503,52 @@ TEST(EventCodec, Version1RecordsStillDecode) {
   std::string v2 = v1;
   v2[2] = 2;
   EXPECT_TRUE(decode_event_batch(v2, out));
+}
+
+// Records written by version 2 (no lead_ref/campaign_ref, the last two strings of communications and
+// touchpoints) are still read from a log or a topic: the same bytes without those two empty strings.
+TEST(EventCodec, Version2RecordsStillDecode) {
+  event_batch batch;
+  communication& c = batch.communications.emplace_back();
+  c.event_id[0] = 1;
+  c.occurred_at = 1700000000000000;
+  c.received_at = c.occurred_at + 5;
+  c.lead_id = 42;
+  c.provider = batch.text.copy("sendgrid");
+  c.tenant_id = batch.text.copy("t1");
+  touchpoint& t = batch.touchpoints.emplace_back();
+  t.touchpoint_id[0] = 2;
+  t.occurred_at = c.occurred_at;
+  t.received_at = c.received_at;
+  t.anonymous_id = batch.text.copy("anon");
+  t.tenant_id = batch.text.copy("t2");
+  std::string v3;
+  encode_event_batch(batch, v3);
+  // Each record ends with its two empty references (length bytes 0 0) right after its tenant_id.
+  std::string v2 = v3;
+  v2[2] = 2;
+  for (const std::string tenant : {"\x02t2", "\x02t1"}) {
+    const auto at = v2.rfind(tenant);
+    ASSERT_NE(at, std::string::npos);
+    ASSERT_EQ(v2.substr(at + tenant.size(), 2), std::string("\0\0", 2));
+    v2.erase(at + tenant.size(), 2);
+  }
+  event_batch out;
+  ASSERT_FALSE(decode_event_batch(v2, out));
+  std::string again;
+  encode_event_batch(out, again);
+  EXPECT_EQ(again, v3);
+  // A version 3 batch carries the references.
+  batch.communications[0].lead_id = -7;
+  batch.communications[0].lead_ref = batch.text.copy("L-1001");
+  batch.touchpoints[0].campaign_id = -9;
+  batch.touchpoints[0].campaign_ref = batch.text.copy("C-42");
+  encode_event_batch(batch, v3);
+  ASSERT_FALSE(decode_event_batch(v3, out));
+  EXPECT_EQ(out.communications[0].lead_ref, "L-1001");
+  EXPECT_EQ(out.communications[0].lead_id, -7);
+  EXPECT_EQ(out.touchpoints[0].campaign_ref, "C-42");
+  EXPECT_EQ(out.touchpoints[0].campaign_id, -9);
 }
 
 }  // namespace crm::transform

@@ -152,8 +152,14 @@ void add_email_cases(std::vector<fixture_case>& cases) {
   mailgun("complained.json", {mail("spam", "20130718032413.263EE2E0926@example.com", "ncV2XwymRUKbPek_MIM-Gw",
                                    "2013-08-22T23:31:00.049634Z", "foo@example.com",
                                    {R"("subject":"This is the subject.")"})});
-  mailgun("delivered-with-user-variables.derived.json", {},
-          {{std::string(src) + ":0", R"(lead_id: "L-1001" (user-variables) is not an integer >= 1)", "{\n  \"signature\""}});
+  {
+    // The CRM's text ids ("L-1001", "C-42") are kept as its references.
+    comm_expect e = with_crm_refs(mail("delivered", "20180622182958.1.48906CB188F1A454@exmple.org",
+                                       "hK7mQVt1QtqRiOfQXta4sw", "2018-06-22T18:29:59.626182Z", "john@example.com",
+                                       {R"("user-variables":{"lead_id":"L-1001","campaign_id":"C-42","variant":"B"})"}));
+    e.variant = "B";
+    mailgun("delivered-with-user-variables.derived.json", {e});
+  }
   mailgun("delivered.json", {mail("delivered", "20180622182958.1.48906CB188F1A454@exmple.org", "hK7mQVt1QtqRiOfQXta4sw",
                                   "2018-06-22T18:29:59.626182Z", "john@example.com",
                                   {R"("code":250)", R"("message":"OK")"})});

@@ -111,9 +111,11 @@ void add_messaging_cases(std::vector<fixture_case>& cases) {
   whatsapp("docs-status-sent-marketing.json",
            {message("whatsapp", "sent", wamid_sent, "sent", "2025-06-15T23:27:53Z", wa_phone,
                     {R"("origin":{"type":"marketing"})"})});
-  whatsapp("status-sent-with-biz-opaque-callback-data.derived.json", {},
-           {{std::string(src) + ":0", R"(lead_id: "L-1001" (biz_opaque_callback_data) is not an integer >= 1)",
-             "{\n                \"id\": \"" + wamid_sent}});
+  {
+    comm_expect e = with_crm_refs(message("whatsapp", "sent", wamid_sent, "sent", "2025-06-15T23:27:53Z", wa_phone));
+    e.variant = "B";
+    whatsapp("status-sent-with-biz-opaque-callback-data.derived.json", {e});
+  }
 
   // --- Segment ------------------------------------------------------------------------------------------
   const auto segment = [&](std::string file, std::vector<comm_expect> comms, std::vector<touch_expect> touches = {},
@@ -190,9 +192,21 @@ void add_messaging_cases(std::vector<fixture_case>& cases) {
     t.variant = "B";                        // variation_id
     segment("track-experiment-viewed.derived.json", {}, {t});
   }
-  segment("track-utm-fbclid-form-submitted.derived.json", {}, {},
-          {{std::string(src) + ":0", R"(lead_id: "L-1001" (properties.lead_id) is not an integer >= 1)",
-            "{\n  \"anonymousId\""}});
+  {
+    touch_expect t = with_crm_refs(touch("form_submit", "Paid Social", "2024-05-01T10:05:01.050000Z",
+                                         "507f191e810c19729de860ea", "ajs-next-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d",
+                                         {R"("form_id":"demo-request")"}),
+                                   false);
+    t.utm_source = "facebook";
+    t.utm_medium = "paid_social";
+    t.utm_campaign = "retargeting_q2";
+    t.utm_content = "ad_set_7";
+    t.fbclid = "IwAR2F4-example_fbclid";
+    t.landing_url =
+        "https://www.example.com/demo?utm_source=facebook&utm_medium=paid_social&utm_campaign=retargeting_q2&"
+        "utm_content=ad_set_7&fbclid=IwAR2F4-example_fbclid";
+    segment("track-utm-fbclid-form-submitted.derived.json", {}, {t});
+  }
 }
 
 }  // namespace crm::transform::providers::test_support

@@ -256,7 +256,7 @@ TEST(BadEvents, SendGridBatchKeepsTheGoodEventsAndRejectsEachBadOneWithItsIndex)
   const std::string good0 = R"({"email":"A@Example.com","timestamp":1513299569,"event":"delivered","sg_event_id":"e0","sg_message_id":"m"})";
   const std::string bad1 = R"({"email":"a@example.com","timestamp":1513299569,"event":"deliverd","sg_event_id":"e1"})";
   const std::string good2 = R"({"email":"a@example.com","timestamp":1513299569,"event":"open","sg_event_id":"e2","lead_id":"42","campaign_id":7,"ab_test_id":"t1","variant":"B"})";
-  const std::string bad3 = R"({"email":"a@example.com","timestamp":1513299569,"event":"open","sg_event_id":"e3","lead_id":"x42"})";
+  const std::string bad3 = R"({"email":"a@example.com","timestamp":1513299569,"event":"open","sg_event_id":"e3","lead_id":"-42"})";
   const std::string bad4 = "5";
   const std::string bad5 = R"({"email":"a@example.com","event":"open","sg_event_id":"e5"})";
   const std::string bad6 = R"({"email":"not-an-address","timestamp":1513299569,"event":"open","sg_event_id":"e6"})";
@@ -283,11 +283,11 @@ TEST(BadEvents, SendGridBatchKeepsTheGoodEventsAndRejectsEachBadOneWithItsIndex)
       {"POST /v1/webhooks/test:1",
        R"(event: "deliverd" is not one of processed|deferred|delivered|open|click|bounce|dropped|spamreport|unsubscribe|group_unsubscribe|group_resubscribe)",
        bad1},
-      {"POST /v1/webhooks/test:3", R"(lead_id: "x42" (custom_args) is not an integer >= 1)", bad3},
+      {"POST /v1/webhooks/test:3", R"(lead_id: "-42" is not an integer >= 1)", bad3},
       {"POST /v1/webhooks/test:4", "event: expected an object, got number", bad4},
       {"POST /v1/webhooks/test:5", "timestamp: missing (required)", bad5},
       {"POST /v1/webhooks/test:6", R"(email: "not-an-address" must contain exactly one '@')", bad6},
-      {"POST /v1/webhooks/test:7", R"(campaign_id: "0" (custom_args) is not an integer >= 1)", bad7},
+      {"POST /v1/webhooks/test:7", R"(campaign_id: "0" is not an integer >= 1)", bad7},
       {"POST /v1/webhooks/test:8", "lead_id: 9223372036854775808 (custom_args) is not an integer >= 1", bad8},
       {"POST /v1/webhooks/test:9", "field name: contains \\u0000, which PostgreSQL does not accept", bad9},
       {"POST /v1/webhooks/test:10",

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "transform/normalize/crm_ref.h"
 #include "transform/normalize/uuid_v5.h"
 #include "transform/providers/providers.h"
 #include "transform/text/timestamp.h"
@@ -49,6 +50,18 @@ inline std::string rfc3339(timestamp_us t) {
   return std::string(buf, transform::detail::format_rfc3339(t, buf));
 }
 
+// The CRM's "L-1001" and "C-42" of the derived fixtures, as the records carry them.
+template <typename Expect>
+Expect with_crm_refs(Expect e, bool campaign = true) {
+  e.lead_ref = "L-1001";
+  e.lead_id = transform::crm_ref_key("lead", "L-1001");
+  if (campaign) {
+    e.campaign_ref = "C-42";
+    e.campaign_id = transform::crm_ref_key("campaign", "C-42");
+  }
+  return e;
+}
+
 inline uuid v5(std::string_view name) {
   transform::detail::uuid_v5_generator gen;
   return gen.generate(transform::detail::event_id_namespace, name);
@@ -68,6 +81,7 @@ struct comm_expect {
   std::string phone;
   std::int64_t lead_id = 0;
   std::int64_t campaign_id = 0;
+  std::string lead_ref, campaign_ref;  // a text CRM id: lead_id/campaign_id then hold crm_ref_key() of it
   std::string ab_test_id;
   std::string variant;
   std::string url;
@@ -99,6 +113,7 @@ struct touch_expect {
   std::string message_id;
   std::int64_t lead_id = 0;
   std::int64_t campaign_id = 0;
+  std::string lead_ref, campaign_ref;
   std::string utm_source, utm_medium, utm_campaign, utm_term, utm_content;
   std::string gclid, fbclid, msclkid;
   std::string landing_url, referrer;
@@ -190,6 +205,8 @@ inline void check(const comm_expect& e, const communication& c, const std::strin
   EXPECT_EQ(c.phone, e.phone);
   EXPECT_EQ(c.lead_id, e.lead_id);
   EXPECT_EQ(c.campaign_id, e.campaign_id);
+  EXPECT_EQ(c.lead_ref, e.lead_ref);
+  EXPECT_EQ(c.campaign_ref, e.campaign_ref);
   EXPECT_EQ(c.ab_test_id, e.ab_test_id);
   EXPECT_EQ(c.variant, e.variant);
   EXPECT_EQ(c.url, e.url);
@@ -213,6 +230,8 @@ inline void check(const touch_expect& e, const touchpoint& t) {
   EXPECT_EQ(t.message_id, e.message_id);
   EXPECT_EQ(t.lead_id, e.lead_id);
   EXPECT_EQ(t.campaign_id, e.campaign_id);
+  EXPECT_EQ(t.lead_ref, e.lead_ref);
+  EXPECT_EQ(t.campaign_ref, e.campaign_ref);
   EXPECT_EQ(t.utm_source, e.utm_source);
   EXPECT_EQ(t.utm_medium, e.utm_medium);
   EXPECT_EQ(t.utm_campaign, e.utm_campaign);
