@@ -95,13 +95,22 @@ std::set<std::string> stored_event_ids(pqxx::connection& conn, const std::vector
 std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std::string& by, const std::string& model,
                                               const std::string& from, const std::string& to) {
   std::string dims;
-  if (by == "campaign") dims = "campaign_id::text, utm_campaign";
-  else if (by == "source") dims = "utm_source, utm_medium";
-  else dims = "channel_group, NULL::text";
+  // A campaign the CRM keys by text shows its reference (schemas/0006_crm_refs.sql): as registered in
+  // campaigns, else as its communications carried it.
+  if (by == "campaign") {
+    dims = "CASE WHEN campaign_id < 0 THEN coalesce((SELECT c.campaign_ref FROM campaigns c"
+           " WHERE c.campaign_id = d.campaign_id), (SELECT m.campaign_ref FROM communication_metrics m"
+           " WHERE m.campaign_id = d.campaign_id AND m.campaign_ref IS NOT NULL LIMIT 1), campaign_id::text)"
+           " ELSE campaign_id::text END, utm_campaign";
+  } else if (by == "source") {
+    dims = "utm_source, utm_medium";
+  } else {
+    dims = "channel_group, NULL::text";
+  }
   pqxx::read_transaction tx(conn);
   auto rows = tx.exec_params(
       "SELECT model, " + dims +
-          ", sum(conversions)::text, round(sum(revenue), 6)::text FROM campaign_attribution_daily"
+          ", sum(conversions)::text, round(sum(revenue), 6)::text FROM campaign_attribution_daily d"
           " WHERE ($1::text IS NULL OR model = $1) AND ($2::date IS NULL OR day >= $2::date)"
           " AND ($3::date IS NULL OR day <= $3::date) GROUP BY 1, 2, 3 ORDER BY 1, sum(revenue) DESC, 2, 3",
       or_null(model), or_null(from), or_null(to));

@@ -16,6 +16,7 @@
 #include "support/scratch.h"
 #include "support/serve_process.h"
 #include "support/test_db.h"
+#include "transform/normalize/crm_ref.h"
 
 namespace fs = std::filesystem;
 using crm_test::read_file;
@@ -87,6 +88,14 @@ struct comm_row {
   std::string provider, event_key, message_id, status, channel, direction, occurred, email, phone;
   std::string lead_id, campaign_id, ab_test_id, variant, error_code, url;
 };
+
+// The derived fixtures' lead "L-1001" and campaign "C-42" (variant "B"), as stored: their derived keys.
+comm_row with_refs(comm_row r) {
+  r.lead_id = std::to_string(crm::transform::crm_ref_key("lead", "L-1001"));
+  r.campaign_id = std::to_string(crm::transform::crm_ref_key("campaign", "C-42"));
+  r.variant = "B";
+  return r;
+}
 
 constexpr const char* received = "=received";
 
@@ -169,8 +178,9 @@ std::vector<comm_row> expected_communications() {
             "2013-08-21T08:59:24.094891Z", "recipient@example.com", "", "http://example.com/signup"),
       email("mailgun", "ncV2XwymRUKbPek_MIM-Gw", "20130718032413.263EE2E0926@example.com", "spam",
             "2013-08-22T23:31:00.049634Z", "foo@example.com"),
-      email("mailgun", "hK7mQVt1QtqRiOfQXta4sw", "20180622182958.1.48906CB188F1A454@exmple.org", "delivered",
-            "2018-06-22T18:29:59.626182Z", "john@example.com"),
+      // delivered-with-user-variables.derived.json, the same event with the CRM's text ids, is posted first.
+      with_refs(email("mailgun", "hK7mQVt1QtqRiOfQXta4sw", "20180622182958.1.48906CB188F1A454@exmple.org", "delivered",
+                      "2018-06-22T18:29:59.626182Z", "john@example.com")),
       email("mailgun", "pl271FzxTTmGRW8Uj3dUWw", "20180622211249.1.2A6098970A380E12@example.org", "bounced",
             "2018-06-22T21:12:49.818328Z", "slava@mailgun.com", "605"),
       email("mailgun", "xYrATi63Rke8EC_s7EoJeA", "20221006142837.1618e01bf42da9fa@test.com", "failed",
@@ -271,15 +281,16 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   srv.start();
 
   const long long posted = post_all(srv.port(), requests);
-  EXPECT_EQ(posted, 68);  // 60 communications (the repeated ids included), 5 touchpoints, 3 rejections
+  // 62 communications (the repeated ids included), 6 touchpoints. The three derived payloads carry the CRM's
+  // text ids ("L-1001", "C-42"): stored with them as references, not rejected.
+  EXPECT_EQ(posted, 68);
   // Every acknowledged record is committed once the ledger has counted it.
   ASSERT_EQ(wait_for(dsn, ledger_records, posted), posted) << srv.stderr_text();
   const auto expected = expected_communications();
   ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", static_cast<long long>(expected.size())),
             static_cast<long long>(expected.size()))
       << srv.stderr_text();
-  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 5), 5);
-  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events", 3), 3);
+  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 6), 6);
 
   // Communications, row by row.
   std::map<std::string, std::string> contacts;
@@ -322,22 +333,17 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
         "google EAIaIQobChMI_example_gclid - -",
         "experiment_exposure Direct 507f191e810c19729de860ea 022bb90c-bbac-11e4-8dfc-aa07a5b093dc 2024-05-01T12:00:01.050000Z "
         "- - exp_email_subject_q2 B",
+        "form_submit Paid Social 507f191e810c19729de860ea ajs-next-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d "
+        "2024-05-01T10:05:01.050000Z facebook - - -",
     };
     EXPECT_EQ(rows, want);
   }
-  // Rejections: the three derived payloads whose CRM ids are not integers.
-  {
-    pqxx::connection c(dsn);
-    pqxx::read_transaction tx(c);
-    std::set<std::string> rows;
-    for (const auto& row : tx.exec("SELECT source || ' | ' || reason FROM rejected_events")) rows.insert(row[0].as<std::string>());
-    const std::set<std::string> want = {
-        R"(POST /v1/webhooks/mailgun:0 | lead_id: "L-1001" (user-variables) is not an integer >= 1)",
-        R"(POST /v1/webhooks/segment:0 | lead_id: "L-1001" (properties.lead_id) is not an integer >= 1)",
-        R"(POST /v1/webhooks/whatsapp:0 | lead_id: "L-1001" (biz_opaque_callback_data) is not an integer >= 1)",
-    };
-    EXPECT_EQ(rows, want);
-  }
+  // The derived payloads' text ids, kept as references (the Mailgun and WhatsApp ones repeat the event of
+  // delivered.json / docs-status-sent-marketing.json, posted after them: the first stored stays).
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints WHERE lead_ref = 'L-1001'"
+                                 " AND lead_id = crm_ref_key('lead', 'L-1001')"),
+            1);
   EXPECT_EQ(crm_test::count(dsn, metrics_from_rows), 0) << metrics_text(dsn);
 
   // The provider retries every request. Wait until the second pass is committed (the ledger counts every
@@ -346,8 +352,8 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   EXPECT_EQ(post_all(srv.port(), requests), posted);
   ASSERT_EQ(wait_for(dsn, ledger_records, 2 * posted), 2 * posted);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), static_cast<long long>(expected.size()));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 5);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 3);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 6);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
   EXPECT_EQ(metrics_text(dsn), metrics_before);
   EXPECT_EQ(crm_test::count(dsn, metrics_from_rows), 0) << metrics_text(dsn);
   // That includes the payloads without an event time (Twilio without RawDlrDoneDate, the Segment e-mail
@@ -357,6 +363,84 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT event_id) FROM communications"),
             static_cast<long long>(expected.size()));
   EXPECT_EQ(srv.stop(SIGTERM), 0);
+}
+
+}  // namespace
+
+namespace {
+
+// Issue 18, item 3: a verified Postmark delivery whose Metadata carries the CRM's ids as it writes them
+// ("L-1001", "C-42") is stored with its references and counted in the campaign's metrics; a touchpoint and a
+// conversion of the same referenced lead are one path; an empty id is still refused with its reason.
+TEST(ServeFixtures, TextCrmIdsAreStoredAsReferencesAndCounted) {
+  const auto dsn = crm_test::fresh_database("t_serve_crm_refs");
+  crm_test::serve_process srv(dsn, scratch("crm-refs"),
+                              "\n[webhooks.postmark]\nallow_unsigned = true\n");
+  srv.start();
+  crm_test::http_connection c(srv.port());
+  const std::string delivery = R"({"MessageID":"883953f4-6105-42a2-a16a-77a8eac79483","Recipient":"john@example.com",)"
+                               R"("DeliveredAt":"2019-11-05T16:33:54.9070259Z","Details":"Test delivery webhook details",)"
+                               R"("Tag":"welcome-email","ServerID":23,"Metadata":{"lead_id":"L-1001","campaign_id":"C-42"},)"
+                               R"("RecordType":"Delivery","MessageStream":"outbound"})";
+  auto reply = c.request("POST", "/v1/webhooks/postmark", delivery, {{"Content-Type", "application/json"}});
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  EXPECT_EQ(reply.body, R"({"accepted":1,"rejected":0})");
+  // An empty lead id is present but no id: rejected with the reason, kept as a dead letter.
+  std::string empty_lead = delivery;
+  empty_lead.replace(empty_lead.find("\"L-1001\""), 8, "\"\"");
+  empty_lead.replace(empty_lead.find("883953f4"), 8, "99999999");
+  reply = c.request("POST", "/v1/webhooks/postmark", empty_lead, {{"Content-Type", "application/json"}});
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  EXPECT_NE(reply.body.find(R"("rejected":1)"), std::string::npos) << reply.body;
+  EXPECT_NE(reply.body.find(R"(lead_id: \"\" is empty (Metadata))"), std::string::npos) << reply.body;
+
+  // Canonical events of the same lead: a touch with a campaign reference, then a conversion.
+  const std::string events =
+      R"({"kind":"touchpoint","occurred_at":"2019-11-05T16:40:00Z","touch_type":"email_click","lead_id":"L-1001",)"
+      R"("campaign_id":"C-42","utm_source":"newsletter","utm_medium":"email"})" "\n"
+      R"({"kind":"touchpoint","occurred_at":"2019-11-05T17:00:00Z","touch_type":"conversion","lead_id":"L-1001",)"
+      R"("conversion_value":50})" "\n";
+  reply = c.request("POST", "/v1/events", events, {{"Content-Type", "application/x-ndjson"}});
+  EXPECT_EQ(reply.status, 200) << reply.body;
+
+  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1) << srv.stderr_text();
+  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 2), 2) << srv.stderr_text();
+  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events", 1), 1) << srv.stderr_text();
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE lead_ref = 'L-1001' AND campaign_ref = 'C-42'"
+                                 " AND lead_id = crm_ref_key('lead', 'L-1001')"
+                                 " AND campaign_id = crm_ref_key('campaign', 'C-42') AND status = 'delivered'"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communication_metrics WHERE campaign_ref = 'C-42'"
+                                 " AND campaign_id = crm_ref_key('campaign', 'C-42') AND status = 'delivered'"
+                                 " AND event_count = 1"),
+            1)
+      << metrics_text(dsn);
+  EXPECT_EQ(crm_test::count(dsn, metrics_from_rows), 0) << metrics_text(dsn);
+  // The conversion is attributed to the referenced lead's click, and the campaign gets its credit.
+  ASSERT_EQ(wait_for(dsn,
+                     "SELECT count(*) FROM attribution_credits WHERE model = 'last_touch' AND credit = 1"
+                     " AND lead_id = crm_ref_key('lead', 'L-1001') AND campaign_id = crm_ref_key('campaign', 'C-42')",
+                     1),
+            1)
+      << srv.stderr_text();
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM campaign_attribution_daily WHERE model = 'first_touch'"
+                                 " AND campaign_id = crm_ref_key('campaign', 'C-42') AND revenue = 50"),
+            1);
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+}
+
+// The database computes the same derived keys as the normalizer, for any text (crm_ref.h, 0006_crm_refs.sql).
+TEST(CrmRefs, KeysAgreeWithTheDatabase) {
+  const auto dsn = crm_test::fresh_database("t_crm_ref_keys");
+  pqxx::connection c(dsn);
+  pqxx::read_transaction tx(c);
+  for (const std::string ref : {"L-1001", "C-42", "3f2c8d1e-0b6a-4c3d-9e8f-1a2b3c4d5e6f", "ü-ß-漢字", "x", "a b"}) {
+    for (const std::string kind : {"lead", "campaign"}) {
+      EXPECT_EQ(tx.exec1("SELECT crm_ref_key(" + tx.quote(kind) + ", " + tx.quote(ref) + ")")[0].as<long long>(),
+                crm::transform::crm_ref_key(kind, ref))
+          << kind << " " << ref;
+    }
+  }
 }
 
 }  // namespace
