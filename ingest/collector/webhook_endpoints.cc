@@ -18,7 +18,7 @@ provider_normalizer make_normalizer(tp::provider_fn fn, std::string source) {
   return [fn, source = std::move(source)](std::string_view body, const http::request& req, transform::normalizer& norm,
                                           transform::timestamp_us received_at, transform::event_batch& out,
                                           std::string& error) {
-    tp::webhook_input in{body, req.content_type, req.query, source, received_at};
+    tp::webhook_input in{body, req.content_type, req.query, source, received_at, {}};
     return fn(norm, in, out, error);
   };
 }
