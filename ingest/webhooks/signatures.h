@@ -1,5 +1,5 @@
 // Webhook signature verification for the channel providers (SendGrid, Twilio, Meta/WhatsApp, Mailgun,
-// Svix/Resend, Segment, Postmark). Pure code: the caller hands over the raw body bytes, a header lookup,
+// Svix/Resend, Standard Webhooks, Segment, Postmark). Pure code: the caller hands over the raw body bytes, a header lookup,
 // the public URL where a scheme signs it, and the clock; nothing here touches a socket.
 //
 // Verifiers are built once from configuration (throwing std::invalid_argument on bad config, so a
