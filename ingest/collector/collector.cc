@@ -335,8 +335,7 @@ std::string_view collector::idempotency_key(const http::request& req, const webh
       if (source.key_from == idempotency_from::header) {
         v = req.headers->find(source.key_name);
       } else {
-        v = req.headers->find("webhook-id");
-        if (!v || webhooks::detail::trim_ows(*v).empty()) v = req.headers->find("svix-id");
+        v = webhooks::standard_webhooks_verifier::message_id(*req.headers);
       }
       if (!v) return {};
       storage.assign(webhooks::detail::trim_ows(*v));

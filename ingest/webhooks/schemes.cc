@@ -143,10 +143,14 @@ request_check segment(std::span<const std::string> values, std::string_view base
   return segment_source({values.first(1), base, std::nullopt});
 }
 
-// Standard Webhooks: v1 (HMAC-SHA256, "whsec_") signatures over webhook-id.webhook-timestamp.body.
+// Standard Webhooks: v1 (HMAC-SHA256, "whsec_" keys) and v1a (Ed25519, "whpk_" public keys) signatures over
+// webhook-id.webhook-timestamp.body.
 request_check standard_source(const source_keys& k) {
-  return shared(std::make_shared<const svix_verifier>(list_of(k.secrets), k.tolerance.value_or(std::chrono::minutes(5))),
-                [](const svix_verifier& v, const signed_request& r) { return v.verify(r.body, r.headers, now_s()); });
+  return shared(std::make_shared<const standard_webhooks_verifier>(list_of(k.secrets),
+                                                                   k.tolerance.value_or(std::chrono::minutes(5))),
+                [](const standard_webhooks_verifier& v, const signed_request& r) {
+                  return v.verify(r.body, r.headers, now_s());
+                });
 }
 
 request_check standard(std::span<const std::string> values, std::string_view base) {
@@ -173,7 +177,7 @@ constexpr std::array<scheme, scheme_count> table = {{
       {"segment", {{{"shared_secret", "Segment shared secret; set = X-Signature required."}}}, false, segment,
        segment_source, false},
       {"standard",
-       {{{"secret", "Standard Webhooks signing secret (whsec_… for v1 HMAC); set = webhook-signature required."}}},
+       {{{"secret", "Standard Webhooks key: whsec_… (v1 HMAC secret) or whpk_… (v1a Ed25519 public key); set = webhook-signature required."}}},
        false, standard, standard_source, true},
 }};
 
