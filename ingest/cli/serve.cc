@@ -79,8 +79,8 @@ std::size_t file_descriptor_bound(std::size_t max_connections, std::size_t write
 // when one did.
 void warn_unsigned_webhooks(const config::settings& cfg) {
   for (const auto& p : unsigned_webhooks(cfg)) {
-    spdlog::warn("POST /v1/webhooks/{} accepts UNSIGNED requests (webhooks.{}.allow_unsigned = true): anyone who "
-                 "reaches the listener can write {} events. Configure its secret instead.", p, p, p);
+    spdlog::warn("POST /v1/webhooks/{} accepts UNSIGNED requests (allow_unsigned = true, no secret): anyone who "
+                 "reaches the listener can write its events. Configure its secret instead.", p);
   }
 }
 
@@ -93,23 +93,18 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
   collector_options copt;
   copt.normalize = config::normalize_options_from(cfg);
   copt.max_rejections_per_request = static_cast<std::size_t>(cfg.integer("http", "max_rejections_per_request"));
-  copt.whatsapp_verify_token = cfg.str("webhooks.whatsapp", "verify_token");
   copt.auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(cfg));
   copt.protect_metrics = cfg.boolean("auth", "protect_metrics");
   copt.address_limit = auth::address_limiter(cfg);
   copt.credential_limit = auth::credential_limiter(cfg);
-  for (const auto& p : transform::providers::registry) {
-    const std::string name(p.name);
-    if (const auto& t = cfg.str("webhooks." + name, "tenant_id"); !t.empty()) copt.webhook_tenants[name] = t;
-  }
   if (!copt.auth->enabled()) {
     spdlog::warn("POST /v1/events is OPEN: anyone who reaches the listener can write events. Configure "
                  "[auth] jwt_secret, jwt_public_key_file, jwks_file or api_keys (or auth.required = true).");
   }
   collector coll(copt, sink, m, std::move(ready));
-  auto secrets = std::make_shared<webhook_secrets>(cfg);
+  coll.set_sources(build_sources(cfg));
   warn_unsigned_webhooks(cfg);
-  register_providers(coll, secrets);
+  spdlog::info("Webhook sources. sources={}", changed_sources(nullptr, *coll.sources()));
 
   http::server_options sopt;
   sopt.listen = cfg.str("http", "listen");
@@ -155,17 +150,22 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
           // Everything is read before anything is swapped: a bad file leaves all of it as it was.
           auto fresh_auth = std::make_shared<const auth::authenticator>(auth::options_from_settings(fresh));
           srv.reload_tls();  // the same certificate/key paths, re-read; throws (old pair kept) when unusable
-          auto changed = secrets->reload(fresh);
+          // The whole source set is rebuilt (unchanged sources keep their verifiers) and swapped at once.
+          auto before = coll.sources();
+          auto fresh_sources = build_sources(fresh, before.get());
+          const auto changed = changed_sources(before.get(), *fresh_sources);
+          coll.set_sources(std::move(fresh_sources));
           warn_unsigned_webhooks(fresh);
           coll.set_authenticator(std::move(fresh_auth));
           set_log_format(fresh.str("logging", "format"));
           m.config_reloads.Increment();
-          spdlog::info("Reloaded the webhook secrets on SIGHUP. config={} changed={}",
+          spdlog::info("Reloaded the webhook sources and secrets on SIGHUP. config={} changed={}",
                        args.config_file.empty() ? "(environment only)" : args.config_file,
                        changed.empty() ? "none" : changed);
         } catch (const std::exception& e) {
           m.config_reload_failures.Increment();
-          spdlog::error("Refused the SIGHUP reload; the previous secrets stay in force. error={}", e.what());
+          spdlog::error("Refused the SIGHUP reload; the previous webhook sources and secrets stay in force. error={}",
+                        e.what());
         }
       });
   srv.run();

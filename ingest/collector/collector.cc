@@ -2,7 +2,10 @@
 
 #include <chrono>
 
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
+
+#include "transform/providers/registry.h"
 
 #include "transform/text/json_text.h"
 #include "transform/normalize/record_splitter.h"
@@ -80,15 +83,28 @@ collector::collector(collector_options options, batch_sink& sink, metrics& m, st
       rate_limited_(prometheus::BuildCounter()
                         .Name("crm_ingest_rate_limited_total")
                         .Help("Requests refused with 429, by limit (address, credential)")
-                        .Register(m.registry())) {}
+                        .Register(m.registry())),
+      key_missing_(prometheus::BuildCounter()
+                       .Name("crm_ingest_webhook_idempotency_key_missing_total")
+                       .Help("Webhook requests whose source declares an idempotency_key the request lacks (its events "
+                             "were stored with the provider's own ids), by source")
+                       .Register(m.registry())) {}
 
 void collector::set_authenticator(std::shared_ptr<const auth::authenticator> a) { auth_.store(std::move(a)); }
 
 collector::~collector() = default;
 
-void collector::add_provider(const std::string& name, provider_endpoint endpoint) {
-  providers_[name] = std::move(endpoint);
+void collector::set_sources(std::shared_ptr<const webhook_source_set> sources) { sources_.store(std::move(sources)); }
+
+namespace {
+// The source of a /v1/webhooks/<name> path in `set`, or null.
+std::shared_ptr<const webhook_source> find_source(const std::shared_ptr<const webhook_source_set>& set,
+                                                  std::string_view name) {
+  if (!set) return nullptr;
+  auto it = set->find(name);
+  return it == set->end() ? nullptr : it->second;
 }
+}  // namespace
 
 namespace {
 // The I/O thread's batch, reused by its requests (cleared, capacity kept): a request's events live in it
@@ -114,8 +130,8 @@ transform::normalizer& collector::thread_normalizer() {
 std::string collector::endpoint_of(std::string_view path) const {
   if (path == "/v1/events" || path == "/healthz" || path == "/readyz" || path == "/metrics") return std::string(path);
   if (path.rfind("/v1/webhooks/", 0) == 0) {
-    auto name = path.substr(13);
-    if (providers_.count(name) || name == "whatsapp") return "/v1/webhooks/" + std::string(name);
+    // Only configured sources name a label: the set of labels stays bounded whatever paths are sent.
+    if (auto source = find_source(sources_.load(), path.substr(13))) return source->endpoint;
   }
   return "other";
 }
@@ -196,17 +212,20 @@ std::optional<http::response> collector::admit(const http::request& req, http::a
   }
   if (req.path.rfind("/v1/webhooks/", 0) == 0) {
     const std::string_view name = req.path.substr(13);
-    if (name == "whatsapp" && req.method == "GET") return std::nullopt;
-    auto it = providers_.find(name);
-    if (it == providers_.end()) return error_response(404, "no such provider endpoint: " + excerpt(name));
-    if (req.method != "POST") return method_not_allowed(name == "whatsapp" ? "GET, POST" : "POST");
-    if (it->second.verify_head) {
-      auto v = it->second.verify_head(req);
+    auto source = find_source(sources_.load(), name);
+    if (!source) return error_response(404, "no such webhook source: " + excerpt(name));
+    const bool whatsapp = transform::providers::registry[source->provider].name == "whatsapp";
+    if (!(req.method == "POST" || (whatsapp && req.method == "GET"))) {
+      return method_not_allowed(whatsapp ? "GET, POST" : "POST");
+    }
+    if (req.method == "POST" && source->verify && source->head_only) {
+      auto v = source->verify(req);
       if (!v.ok()) {
-        metrics_.signature_failure(it->first, v.reason).Increment();
+        metrics_.signature_failure(source->name, v.reason).Increment();
         return error_response(401, "signature verification failed: " + std::string(v.reason));
       }
     }
+    admitted.route = std::move(source);  // handle() uses the source of this set, even after a reload
     return std::nullopt;
   }
   return error_response(404, "no such endpoint: " + excerpt(req.path));
@@ -241,9 +260,11 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
   }
   if (req.path == "/metrics") return counted(http::response{200, "text/plain; version=0.0.4", metrics_.serialize(), {}});
   if (req.path == "/v1/events") return handle_events(req, counted, endpoint, admitted->tenant);
-  std::string name(req.path.substr(13));  // /v1/webhooks/<name>: admit() let nothing else through
-  if (name == "whatsapp" && req.method == "GET") return handle_whatsapp_handshake(req, counted);
-  return handle_webhook(req, counted, name);
+  // /v1/webhooks/<name>: admit() let nothing else through, and resolved its source.
+  const auto* source = static_cast<const webhook_source*>(admitted->route.get());
+  if (source == nullptr) return counted(error_response(404, "no such webhook source: " + excerpt(req.path.substr(13))));
+  if (req.method == "GET") return handle_whatsapp_handshake(req, counted, *source);
+  return handle_webhook(req, counted, *source);
 }
 
 void collector::stamp_tenant(transform::event_batch& batch, std::string_view tenant) {
@@ -303,32 +324,89 @@ void collector::handle_events(const http::request& req, http::respond_fn& respon
   submit(req, batch, respond, endpoint, nothing_valid ? 400 : 200);
 }
 
-void collector::handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name) {
-  const auto& provider = providers_.find(name)->second;
-  const std::string endpoint = "/v1/webhooks/" + name;
-  if (provider.verify) {
-    auto v = provider.verify(req);
+std::string_view collector::idempotency_key(const http::request& req, const webhook_source& source,
+                                            std::string& storage) {
+  switch (source.key_from) {
+    case idempotency_from::provider: return {};
+    case idempotency_from::header:
+    case idempotency_from::webhook_id: {
+      if (!req.headers) return {};
+      std::optional<std::string_view> v;
+      if (source.key_from == idempotency_from::header) {
+        v = req.headers->find(source.key_name);
+      } else {
+        v = webhooks::standard_webhooks_verifier::message_id(*req.headers);
+      }
+      if (!v) return {};
+      storage.assign(webhooks::detail::trim_ows(*v));
+      return storage;
+    }
+    case idempotency_from::body: {
+      // A string member as its text, a number as written; anything else (or malformed JSON) is no key.
+      thread_local simdjson::ondemand::parser parser;
+      simdjson::padded_string padded(req.body);
+      simdjson::ondemand::document doc;
+      if (parser.iterate(padded).get(doc)) return {};
+      simdjson::ondemand::value value;
+      if (doc.at_pointer(source.key_name).get(value)) return {};
+      simdjson::ondemand::json_type type;
+      if (value.type().get(type)) return {};
+      if (type == simdjson::ondemand::json_type::string) {
+        std::string_view text;
+        if (value.get_string().get(text)) return {};
+        storage.assign(text);
+      } else if (type == simdjson::ondemand::json_type::number) {
+        storage.assign(value.raw_json_token());
+        while (!storage.empty() && (storage.back() == ' ' || storage.back() == '\n' || storage.back() == '\r' ||
+                                    storage.back() == '\t')) {
+          storage.pop_back();
+        }
+      } else {
+        return {};
+      }
+      return storage;
+    }
+  }
+  return {};
+}
+
+void collector::handle_webhook(const http::request& req, http::respond_fn& respond, const webhook_source& source) {
+  if (source.verify && !source.head_only) {
+    auto v = source.verify(req);
     if (!v.ok()) {
-      metrics_.signature_failure(name, v.reason).Increment();
+      metrics_.signature_failure(source.name, v.reason).Increment();
       // The body is not stored: an unauthenticated body never reaches the log.
       return respond(error_response(401, "signature verification failed: " + std::string(v.reason)));
     }
   }
+  thread_local std::string key_storage;
+  key_storage.clear();
+  const std::string_view key = idempotency_key(req, source, key_storage);
+  if (key.empty() && (source.key_from == idempotency_from::header || source.key_from == idempotency_from::body)) {
+    // Never lose an event for a missing key: its events keep the provider's own ids.
+    key_missing_.Add({{"source", source.name}}).Increment();
+    spdlog::warn("A webhook request lacks the idempotency key its source declares; its events keep the provider's "
+                 "own ids. source={} idempotency_key={}:{}", source.name,
+                 source.key_from == idempotency_from::header ? "header" : "body", source.key_name);
+  }
   auto& norm = thread_normalizer();
   transform::event_batch& batch = thread_batch();
   std::string error;
-  if (!provider.normalize(req.body, req, norm, transform::now_us(), batch, error)) {
+  const transform::providers::webhook_input in{req.body, req.content_type, req.query, source.input_source,
+                                               transform::now_us(), key};
+  if (!transform::providers::registry[source.provider].normalize(norm, in, batch, error)) {
     return respond(error_response(400, excerpt(error, 256)));
   }
   if (batch.record_count() == 0) {
     return respond(json_response(200, "{\"accepted\":0,\"rejected\":0}"));  // e.g. a test ping
   }
-  if (auto t = options_.webhook_tenants.find(name); t != options_.webhook_tenants.end()) stamp_tenant(batch, t->second);
-  submit(req, batch, respond, endpoint, 200);
+  stamp_tenant(batch, source.tenant);  // the source outlives submit(), which encodes the batch before returning
+  submit(req, batch, respond, source.endpoint, 200);
 }
 
-void collector::handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond) {
-  auto r = webhooks::verify_meta_subscription(req.query, options_.whatsapp_verify_token);
+void collector::handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond,
+                                          const webhook_source& source) {
+  auto r = webhooks::verify_meta_subscription(req.query, source.verify_token);
   if (!r.result.ok()) return respond(error_response(403, r.result.reason));
   respond(http::response{200, "text/plain", std::string(r.challenge), {}});
 }

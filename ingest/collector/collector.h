@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,20 +29,35 @@ namespace crm::ingest {
 using sinks::batch_sink;
 using sinks::sink_status;
 
-// Normalizes one provider's webhook body into `out` (events and rejections). Returns false with a
-// reason when the body as a whole is unusable (400).
-using provider_normalizer = std::function<bool(std::string_view body, const http::request& req,
-                                               transform::normalizer& norm, transform::timestamp_us received_at,
-                                               transform::event_batch& out, std::string& error)>;
-
-// Checks a provider's signature; empty result = accepted.
+// Checks a source's signature; empty result = accepted.
 using signature_check = std::function<webhooks::verify_result(const http::request& req)>;
 
-struct provider_endpoint {
-  provider_normalizer normalize;
-  signature_check verify;       // on the whole request; empty = verification off
-  signature_check verify_head;  // what can be refused from the head alone, before the body is read; may be empty
+// Where a source finds the idempotency key of a request (README.md, "Webhook sources").
+enum class idempotency_from : std::uint8_t {
+  provider,    // the provider's own event id
+  header,      // a request header
+  body,        // a JSON pointer into the body
+  webhook_id,  // standard: the webhook-id header (else svix-id), for the records without an id of their own
 };
+
+// One webhook source: POST /v1/webhooks/<name>, a provider with its secrets, tenant and options. Immutable once
+// built; a set of them is swapped whole (set_sources()).
+struct webhook_source {
+  std::string name;
+  std::string endpoint;      // "/v1/webhooks/<name>": the label of the per-endpoint metrics
+  std::size_t provider = 0;  // index in transform/providers/registry.h
+  std::string input_source;  // "POST /v1/webhooks/<provider>": dead letters' source (replay finds the provider)
+  std::string tenant;        // stamped on every row and dead letter; empty = none
+  signature_check verify;    // empty = verification off (unsigned requests allowed)
+  bool head_only = false;    // verify reads only the head: run before the body is read
+  std::string verify_token;  // whatsapp: the GET hub.challenge handshake's token
+  idempotency_from key_from = idempotency_from::provider;
+  std::string key_name;      // the header, or the JSON pointer
+  std::string fingerprint;   // what its verifier was built from (compared on reload, never logged)
+};
+
+// The sources by name.
+using webhook_source_set = std::map<std::string, std::shared_ptr<const webhook_source>, std::less<>>;
 
 struct collector_options {
   transform::normalize_options normalize;
@@ -50,7 +66,6 @@ struct collector_options {
   // so that one body cannot write an unbounded number of dead letters.
   std::size_t max_rejections_per_request = 1000;
   int retry_after_seconds = 5;
-  std::string whatsapp_verify_token;  // for GET /v1/webhooks/whatsapp
   // Caller authentication of POST /v1/events: null or !enabled() = open (serve warns). Checked before the
   // body is looked at, so an unauthenticated body is never normalized or stored.
   std::shared_ptr<const auth::authenticator> auth;
@@ -61,8 +76,6 @@ struct collector_options {
   // Per credential: authenticated /v1/events requests.
   std::shared_ptr<auth::rate_limiter> address_limit;
   std::shared_ptr<auth::rate_limiter> credential_limit;
-  // Tenant stamped on every row of a provider's webhook (webhooks.<name>.tenant_id); absent = none.
-  std::map<std::string, std::string, std::less<>> webhook_tenants;
 };
 
 class collector final : public http::handler {
@@ -70,8 +83,10 @@ class collector final : public http::handler {
   collector(collector_options options, batch_sink& sink, metrics& m, std::function<bool()> database_ready);
   ~collector() override;
 
-  // Registers POST /v1/webhooks/<name>.
-  void add_provider(const std::string& name, provider_endpoint endpoint);
+  // Swaps the webhook sources (routes, secrets, tenants) at once under live traffic (start, SIGHUP); a
+  // request keeps the set it looked its source up in. Null = none.
+  void set_sources(std::shared_ptr<const webhook_source_set> sources);
+  std::shared_ptr<const webhook_source_set> sources() const { return sources_.load(); }
 
   // Route, method, rate limits and credentials, from the head alone (before the body is read).
   std::optional<http::response> screen(const http::request& head, http::admission& admitted) override;
@@ -85,13 +100,15 @@ class collector final : public http::handler {
   std::string endpoint_of(std::string_view path) const;
   void handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
                      std::string_view tenant = {});
-  void handle_webhook(const http::request& req, http::respond_fn& respond, const std::string& name);
+  void handle_webhook(const http::request& req, http::respond_fn& respond, const webhook_source& source);
+  // The request's idempotency key as `source` declares it (into `storage`); empty when it has none.
+  std::string_view idempotency_key(const http::request& req, const webhook_source& source, std::string& storage);
   // 400 when the batch holds more rejections than max_rejections_per_request (then nothing is stored).
   std::optional<http::response> too_many_rejections(const transform::event_batch& batch) const;
   // Stamps `tenant` on every event and rejection of the batch that has none (the JWT's tenant claim, or the
   // webhook's).
   static void stamp_tenant(transform::event_batch& batch, std::string_view tenant);
-  void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond);
+  void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond, const webhook_source& source);
   void submit(const http::request& req, transform::event_batch& batch, http::respond_fn& respond,
               const std::string& endpoint, int status_on_success);
   transform::normalizer& thread_normalizer();
@@ -100,10 +117,11 @@ class collector final : public http::handler {
   batch_sink& sink_;
   metrics& metrics_;
   std::function<bool()> database_ready_;
-  std::map<std::string, provider_endpoint, std::less<>> providers_;
+  std::atomic<std::shared_ptr<const webhook_source_set>> sources_;
   std::atomic<std::shared_ptr<const auth::authenticator>> auth_;
   prometheus::Family<prometheus::Counter>& auth_results_;
   prometheus::Family<prometheus::Counter>& rate_limited_;
+  prometheus::Family<prometheus::Counter>& key_missing_;
 };
 
 // JSON string escaping for response bodies.

@@ -1,6 +1,9 @@
 #include "ingest/collector/webhook_endpoints.h"
 
 #include <array>
+#include <chrono>
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,20 +17,11 @@ namespace wh = crm::ingest::webhooks;
 
 namespace {
 
-provider_normalizer make_normalizer(tp::provider_fn fn, std::string source) {
-  return [fn, source = std::move(source)](std::string_view body, const http::request& req, transform::normalizer& norm,
-                                          transform::timestamp_us received_at, transform::event_batch& out,
-                                          std::string& error) {
-    tp::webhook_input in{body, req.content_type, req.query, source, received_at};
-    return fn(norm, in, out, error);
-  };
-}
-
 bool allows_unsigned(const config::settings& cfg, std::string_view provider) {
   return cfg.boolean("webhooks." + std::string(provider), "allow_unsigned");
 }
 
-// Why a provider endpoint without a secret refuses, one per scheme (static: verify_result keeps a view).
+// Why a built-in source without a secret refuses, one per scheme (static: verify_result keeps a view).
 const std::string& no_secret_reason(std::size_t i) {
   static const auto reasons = [] {
     std::array<std::string, wh::scheme_count> out;
@@ -46,83 +40,146 @@ const std::string& no_secret_reason(std::size_t i) {
   return reasons[i];
 }
 
-// Builds the check of every provider: from its configured secret, or a refusal without one (unless unsigned
-// requests are allowed); reuses `previous`'s entry when a provider's settings are unchanged (fingerprint: its
-// secrets, the public URL when the scheme signs it, and the opt-in to unsigned requests, joined with a
-// separator no secret contains).
-webhook_secrets::set build(const config::settings& cfg, const webhook_secrets::set* previous) {
+signature_check over_request(wh::request_check check) {
+  return [check = std::move(check)](const http::request& r) {
+    return check(wh::signed_request{r.body, *r.headers, r.target});
+  };
+}
+
+std::string public_base_of(const config::settings& cfg) {
   std::string public_base = cfg.str("http", "public_base_url");
   while (!public_base.empty() && public_base.back() == '/') public_base.pop_back();
-  webhook_secrets::set out;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    const wh::scheme& scheme = wh::schemes()[i];
-    const std::string section = "webhooks." + std::string(scheme.provider);
-    std::vector<std::string> values;
-    bool configured = false;
-    for (const wh::scheme_setting& s : scheme.settings) {
-      if (s.key.empty() || !s.signing) continue;
-      values.push_back(cfg.str(section, s.key));
-      configured = configured || !values.back().empty();
-      out[i].fingerprint.append(values.back()).push_back('\x1f');
-    }
-    if (scheme.signs_public_url) out[i].fingerprint.append(public_base).push_back('\x1f');
-    const bool open = allows_unsigned(cfg, scheme.provider);
-    out[i].fingerprint += open ? "unsigned" : "signed";
-    if (previous != nullptr && (*previous)[i].fingerprint == out[i].fingerprint) {
-      out[i].check = (*previous)[i].check;
-      out[i].head_only = (*previous)[i].head_only;
-    } else if (configured) {
-      out[i].check = [check = scheme.build(values, public_base)](const http::request& r) {
-        return check(wh::signed_request{r.body, *r.headers, r.target});
-      };
-      out[i].head_only = scheme.provider == "postmark";  // basic auth: refused before the body is read
-    } else if (!open) {
-      out[i].check = [i](const http::request&) -> wh::verify_result {
-        return {wh::verify_error::missing_input, no_secret_reason(i)};
-      };
-      out[i].head_only = true;
-    }
+  return public_base;
+}
+
+// The parts every source has, from its name and provider.
+webhook_source named(std::string name, std::size_t provider) {
+  webhook_source s;
+  s.endpoint = "/v1/webhooks/" + name;
+  s.name = std::move(name);
+  s.provider = provider;
+  s.input_source = "POST /v1/webhooks/" + std::string(tp::registry[provider].name);
+  if (tp::registry[provider].name == "standard") s.key_from = idempotency_from::webhook_id;
+  return s;
+}
+
+// `previous`'s verifier of `s` when it was built from the same definition.
+bool reuse(webhook_source& s, const webhook_source_set* previous) {
+  if (previous == nullptr) return false;
+  auto it = previous->find(s.name);
+  if (it == previous->end() || it->second->fingerprint != s.fingerprint) return false;
+  s.verify = it->second->verify;
+  s.head_only = it->second->head_only;
+  return true;
+}
+
+// The source [webhooks.<provider>] defines (fingerprint: its secrets, the public URL when the scheme signs it,
+// and the opt-in to unsigned requests, joined with a separator no secret contains).
+webhook_source builtin(const config::settings& cfg, std::size_t i, const std::string& public_base,
+                       const webhook_source_set* previous) {
+  const wh::scheme& scheme = wh::schemes()[i];
+  const std::string section = "webhooks." + std::string(scheme.provider);
+  webhook_source s = named(std::string(scheme.provider), i);
+  s.tenant = cfg.str(section, "tenant_id");
+  if (scheme.provider == "whatsapp") s.verify_token = cfg.str(section, "verify_token");
+  std::vector<std::string> values;
+  bool configured = false;
+  s.fingerprint = "builtin\x1f";
+  for (const wh::scheme_setting& setting : scheme.settings) {
+    if (setting.key.empty() || !setting.signing) continue;
+    values.push_back(cfg.str(section, setting.key));
+    configured = configured || !values.back().empty();
+    s.fingerprint.append(values.back()).push_back('\x1f');
   }
-  return out;
+  if (scheme.signs_public_url) s.fingerprint.append(public_base).push_back('\x1f');
+  const bool open = allows_unsigned(cfg, scheme.provider);
+  s.fingerprint += open ? "unsigned" : "signed";
+  if (reuse(s, previous)) return s;
+  if (configured) {
+    s.verify = over_request(scheme.build(values, public_base));
+    s.head_only = scheme.provider == "postmark";  // basic auth: refused before the body is read
+  } else if (!open) {
+    s.verify = [i](const http::request&) -> wh::verify_result {
+      return {wh::verify_error::missing_input, no_secret_reason(i)};
+    };
+    s.head_only = true;
+  }
+  return s;
+}
+
+// The source a [[sources]] table defines.
+webhook_source declared(const config::webhook_source_definition& d, const std::string& public_base,
+                        const webhook_source_set* previous) {
+  const std::size_t i = tp::provider_index(d.provider);
+  if (i == tp::registry.size()) throw std::invalid_argument("source " + d.name + ": unknown provider " + d.provider);
+  const wh::scheme& scheme = wh::schemes()[i];
+  webhook_source s = named(d.name, i);
+  s.tenant = d.tenant_id;
+  s.verify_token = d.verify_token;
+  if (d.idempotency_key.rfind("header:", 0) == 0) {
+    s.key_from = idempotency_from::header;
+    s.key_name = d.idempotency_key.substr(7);
+  } else if (d.idempotency_key.rfind("body:", 0) == 0) {
+    s.key_from = idempotency_from::body;
+    s.key_name = d.idempotency_key.substr(5);
+  }
+  s.fingerprint = "source\x1f" + d.provider + "\x1f";
+  for (const std::string& secret : d.secrets) s.fingerprint.append(secret).push_back('\x1f');
+  if (scheme.signs_public_url) s.fingerprint.append(public_base).push_back('\x1f');
+  s.fingerprint += d.tolerance_seconds ? std::to_string(*d.tolerance_seconds) : "-";
+  s.fingerprint += d.secrets.empty() && d.allow_unsigned ? "\x1funsigned" : "\x1fsigned";
+  if (reuse(s, previous)) return s;
+  if (!d.secrets.empty()) {
+    std::optional<std::chrono::seconds> tolerance;
+    if (d.tolerance_seconds) tolerance = std::chrono::seconds(*d.tolerance_seconds);
+    try {
+      s.verify = over_request(scheme.build_source({d.secrets, public_base, tolerance}));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("source " + d.name + " (" + d.origin + "): " + e.what());
+    }
+    s.head_only = scheme.provider == "postmark";
+  } else if (!d.allow_unsigned) {
+    throw std::invalid_argument("source " + d.name + " (" + d.origin + ") has no secrets and allow_unsigned is false");
+  }
+  return s;
 }
 
 }  // namespace
 
-webhook_secrets::webhook_secrets(const config::settings& cfg)
-    : current_(std::make_shared<const set>(build(cfg, nullptr))) {}
+std::shared_ptr<const webhook_source_set> build_sources(const config::settings& cfg,
+                                                        const webhook_source_set* previous) {
+  const std::string public_base = public_base_of(cfg);
+  auto out = std::make_shared<webhook_source_set>();
+  for (std::size_t i = 0; i < tp::registry.size(); ++i) {
+    auto s = std::make_shared<const webhook_source>(builtin(cfg, i, public_base, previous));
+    (*out)[s->name] = std::move(s);
+  }
+  // A [[sources]] named after a provider replaces its built-in source.
+  for (const auto& d : cfg.sources()) (*out)[d.name] = std::make_shared<const webhook_source>(declared(d, public_base, previous));
+  return out;
+}
 
-std::string webhook_secrets::reload(const config::settings& cfg) {
-  auto old = current_.load();
-  auto fresh = std::make_shared<const set>(build(cfg, old.get()));
-  std::string changed;
-  for (std::size_t i = 0; i < fresh->size(); ++i) {
-    if ((*fresh)[i].fingerprint != (*old)[i].fingerprint) {
-      if (!changed.empty()) changed.push_back(',');
-      changed.append(tp::registry[i].name);
+std::string changed_sources(const webhook_source_set* before, const webhook_source_set& after) {
+  std::set<std::string> names;  // sorted
+  auto add = [&](const std::string& name) { names.insert(name); };
+  for (const auto& [name, s] : after) {
+    const webhook_source* old = nullptr;
+    if (before != nullptr) {
+      if (auto it = before->find(name); it != before->end()) old = it->second.get();
+    }
+    if (old == nullptr || old->fingerprint != s->fingerprint || old->tenant != s->tenant ||
+        old->key_from != s->key_from || old->key_name != s->key_name || old->verify_token != s->verify_token) {
+      add(name);
     }
   }
-  current_.store(std::move(fresh));
+  if (before != nullptr) {
+    for (const auto& [name, s] : *before) {
+      if (after.find(name) == after.end()) add(name);
+    }
+  }
+  std::string changed;
+  for (const auto& name : names) changed.append(changed.empty() ? "" : ",").append(name);
   return changed;
-}
-
-webhooks::verify_result webhook_secrets::verify(std::size_t provider, const http::request& req) const {
-  auto s = current_.load();
-  const auto& check = (*s)[provider].check;
-  if (!check) return {};
-  return check(req);
-}
-
-webhooks::verify_result webhook_secrets::verify_head(std::size_t provider, const http::request& head) const {
-  auto s = current_.load();
-  const auto& e = (*s)[provider];
-  if (!e.check || !e.head_only) return {};
-  return e.check(head);
-}
-
-std::size_t webhook_secrets::index_of(std::string_view name) {
-  const std::size_t i = tp::provider_index(name);
-  if (i == tp::registry.size()) throw std::logic_error("unknown provider " + std::string(name));
-  return i;
 }
 
 std::vector<std::string> unsigned_webhooks(const config::settings& cfg) {
@@ -133,24 +190,14 @@ std::vector<std::string> unsigned_webhooks(const config::settings& cfg) {
     for (const wh::scheme_setting& s : scheme.settings) {
       if (!s.key.empty() && s.signing && !cfg.str(section, s.key).empty()) secret = true;
     }
-    if (!secret && allows_unsigned(cfg, scheme.provider)) out.emplace_back(scheme.provider);
+    bool replaced = false;
+    for (const auto& d : cfg.sources()) replaced = replaced || d.name == scheme.provider;
+    if (!secret && !replaced && allows_unsigned(cfg, scheme.provider)) out.emplace_back(scheme.provider);
+  }
+  for (const auto& d : cfg.sources()) {
+    if (d.secrets.empty() && d.allow_unsigned) out.push_back(d.name);
   }
   return out;
-}
-
-void register_providers(collector& c, std::shared_ptr<webhook_secrets> secrets) {
-  for (std::size_t i = 0; i < tp::registry.size(); ++i) {
-    std::string name(tp::registry[i].name);
-    provider_endpoint e{make_normalizer(tp::registry[i].normalize, "POST /v1/webhooks/" + name), {}, {}};
-    // Always installed: a secret added by a reload turns verification on for the next request.
-    e.verify = [secrets, i](const http::request& r) { return secrets->verify(i, r); };
-    e.verify_head = [secrets, i](const http::request& r) { return secrets->verify_head(i, r); };
-    c.add_provider(name, std::move(e));
-  }
-}
-
-void register_providers(collector& c, const config::settings& cfg) {
-  register_providers(c, std::make_shared<webhook_secrets>(cfg));
 }
 
 }  // namespace crm::ingest

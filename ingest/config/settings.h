@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -46,6 +47,20 @@ class config_error : public std::runtime_error {
 using env_lookup = std::function<const char*(const char*)>;
 const char* process_env(const char* name);
 
+// A webhook source: one [[sources]] table of the file, POST /v1/webhooks/<name>. Checked whole at load (every
+// key, the provider, the secrets built into the provider's verifier); see README.md, "Webhook sources".
+struct webhook_source_definition {
+  std::string name;      // [a-z0-9][a-z0-9_-]{0,62}: the route /v1/webhooks/<name>
+  std::string provider;  // a provider of transform/providers/registry.h
+  std::string tenant_id;  // stamped on every row and dead letter of the source; empty = none
+  std::vector<std::string> secrets;  // 1..4 valid at once (rotation); Postmark: "user:password"
+  bool allow_unsigned = false;       // only without secrets
+  std::optional<std::int64_t> tolerance_seconds;  // schemes with a signed timestamp; empty = the scheme's
+  std::string idempotency_key;  // "header:<Name>" or "body:<JSON pointer>"; empty = the provider's own id
+  std::string verify_token;     // whatsapp: the GET hub.challenge handshake's token
+  std::string origin;           // "FILE:line" of its [[sources]]
+};
+
 class settings {
  public:
   // Reads and validates `path` ("" = defaults only) and the environment. Throws config_error.
@@ -59,10 +74,14 @@ class settings {
   // Where a value came from: "default", "FILE:line", "environment CRM_INGEST_…".
   const std::string& origin(std::string_view section, std::string_view key) const;
 
+  // The [[sources]] of the file, in file order (names unique, each valid).
+  const std::vector<webhook_source_definition>& sources() const noexcept { return sources_; }
+
   // A TOML rendering of the effective configuration with secrets masked.
   std::string describe() const;
 
  private:
+  std::vector<webhook_source_definition> sources_;
   struct value {
     std::string text;
     std::string origin;

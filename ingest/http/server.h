@@ -52,6 +52,7 @@ struct server_options {
 struct admission {
   std::string tenant;      // the credential's tenant; empty = none
   std::string credential;  // who, for rate limits ("key:<name>", "jwt:<iss>/<sub>"); empty = not authenticated
+  std::shared_ptr<const void> route;  // what the handler resolved the path to (kept for handle()); may be null
 };
 
 // One request, valid until the handler's respond() has been called.

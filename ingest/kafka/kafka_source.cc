@@ -388,7 +388,7 @@ struct kafka_source::impl {
           rd_kafka_header_get_last(headers, "content-type", &hv, &hlen) == RD_KAFKA_RESP_ERR_NO_ERROR && hv) {
         content_type.assign(static_cast<const char*>(hv), hlen);
       }
-      tp::webhook_input in{value, content_type, {}, source_text, now};
+      tp::webhook_input in{value, content_type, {}, source_text, now, {}};
       std::string error;
       if (!f->second.provider->normalize(norm, in, *s.batch, error)) {
         norm.reject(value, src, now, std::string(f->second.provider->name) + ": " + error, *s.batch);

@@ -34,7 +34,7 @@ metrics::metrics()
       partition_default_rows(BuildGauge().Name("crm_ingest_partition_default_rows").Help("Rows in the DEFAULT partitions (events outside every monthly partition; should be 0; counted up to 1e6 per table)").Register(*registry_).Add({})),
       partition_catalog_checked_timestamp(BuildGauge().Name("crm_ingest_partition_catalog_checked_timestamp_seconds").Help("Unix time the partition catalog was last read successfully").Register(*registry_).Add({})),
       config_reloads(BuildCounter().Name("crm_ingest_config_reloads_total").Help("Webhook secrets reloaded on SIGHUP").Register(*registry_).Add({})),
-      config_reload_failures(BuildCounter().Name("crm_ingest_config_reload_failures_total").Help("SIGHUP reloads refused (invalid configuration; the previous secrets stay in force)").Register(*registry_).Add({})),
+      config_reload_failures(BuildCounter().Name("crm_ingest_config_reload_failures_total").Help("SIGHUP reloads refused (invalid configuration; the previous webhook sources and secrets stay in force)").Register(*registry_).Add({})),
       log_max_bytes(BuildGauge().Name("crm_ingest_log_max_bytes").Help("Bound of the durable local log on disk (log.max_bytes)").Register(*registry_).Add({})),
       http_requests_(BuildCounter().Name("crm_ingest_http_requests_total").Help("HTTP requests by endpoint and status code").Register(*registry_)),
       http_duration_(BuildHistogram().Name("crm_ingest_http_request_duration_seconds").Help("Time from a request's last byte to its response, by endpoint").Register(*registry_)),

@@ -38,7 +38,7 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
       std::string endpoint(webhook_prefix);
       endpoint.append(name);
       tp::webhook_input in{body, form ? "application/x-www-form-urlencoded" : "application/json", "", endpoint,
-                           received_at};
+                           received_at, {}};
       std::string error;
       if (!p->normalize(norm, in, out, error)) return -1;
       const std::size_t produced = out.communications.size() + out.touchpoints.size() - events_before;

@@ -6,16 +6,25 @@
 //   /tmp/fuzz_signatures -max_total_time=30 -max_len=4096
 //
 // Input: fields separated by NUL bytes — flags, body, signature, timestamp, id/token, url/query, extra.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
+
+#include <openssl/evp.h>
 
 #include "ingest/webhooks/signatures.h"
 
 namespace {
 
 namespace w = crm::ingest::webhooks;
+
+// RFC 8032 §7.1 TEST 1's key pair: the fuzzer signs v1a with the secret key, the verifier holds the public key.
+constexpr unsigned char ed25519_secret[32] = {0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a,
+                                              0xf4, 0x92, 0xec, 0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32,
+                                              0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60};
+constexpr std::string_view ed25519_public = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
 
 constexpr std::string_view sendgrid_key =
     "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlvFYPAZFceEu/1FwCM/QmGUhA==";
@@ -26,6 +35,8 @@ struct verifiers {
   w::meta_verifier meta{{"app-secret"}};
   w::mailgun_verifier mailgun{{"key-3ax6xnjp29jd6fds4gc373sgvjxteol0"}, w::mailgun_options{std::chrono::seconds(300), 4096}};
   w::svix_verifier svix{{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}};
+  w::standard_webhooks_verifier standard{{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", std::string(ed25519_public)}};
+  EVP_PKEY* ed25519_signer = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, ed25519_secret, 32);
   w::segment_verifier segment{{"shared-secret"}};
   w::postmark_verifier postmark{"user", "pass"};
   w::detail::hmac_keyring svix_key{w::detail::mac_digest::sha256, w::svix_verifier::decode_secrets({"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})};
@@ -39,6 +50,18 @@ std::string sign(const w::detail::hmac_keyring& ring, std::initializer_list<std:
   std::array<unsigned char, w::detail::max_mac_size> out;
   if (!mac.finish(out)) std::abort();
   return w::detail::hex_encode(std::span(out).first(ring.mac_size()));
+}
+
+std::string sign_v1a(EVP_PKEY* key, std::string_view content) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  std::array<unsigned char, 64> sig;
+  std::size_t len = sig.size();
+  if (ctx == nullptr || EVP_DigestSignInit(ctx, nullptr, nullptr, nullptr, key) != 1 ||
+      EVP_DigestSign(ctx, sig.data(), &len, reinterpret_cast<const unsigned char*>(content.data()), content.size()) != 1) {
+    std::abort();
+  }
+  EVP_MD_CTX_free(ctx);
+  return "v1a," + w::detail::base64_encode(sig);
 }
 
 void require(bool ok, const char* what) {
@@ -84,6 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)v.segment.verify(body, h);
   (void)v.postmark.verify(h);
   (void)v.svix.verify(body, h, now);
+  (void)v.standard.verify(body, h, now);
+  (void)w::standard_webhooks_verifier::message_id(h);
   (void)v.mailgun.verify({ts, id, sig, extra}, now);
   const auto sub = w::verify_meta_subscription(url, "meatyhamhock");
   require(sub.result.ok() == !sub.challenge.empty(), "challenge only on success");
@@ -103,6 +128,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string header = "v1," + w::detail::base64_encode(raw);
     const w::header_list sh{{"svix-id", id}, {"svix-timestamp", ts}, {"svix-signature", header}};
     require(v.svix.verify(body, sh, w::unix_seconds(std::chrono::seconds(*parsed_ts))).ok(), "svix round trip");
+    // Standard Webhooks: the same v1 entry, and a v1a one, each among a fuzzed entry.
+    const std::string v1a = sign_v1a(v.ed25519_signer, std::string(id) + "." + std::string(ts) + "." + std::string(body));
+    for (const std::string& entry : {header, v1a}) {
+      // One fuzzed entry (no spaces: several could push ours past the examined limit) before ours.
+      const std::string entries = std::string(extra.substr(0, std::min<std::size_t>(64, extra.find(' ')))) + " " + entry;
+      const w::header_list wh{{"webhook-id", id}, {"webhook-timestamp", ts}, {"webhook-signature", entries}};
+      require(v.standard.verify(body, wh, w::unix_seconds(std::chrono::seconds(*parsed_ts))).ok(), "standard round trip");
+    }
 
     // Mailgun: first acceptance passes (or the bounded cache is full / the token was seen before).
     const auto r = v.mailgun.verify({ts, id, sign(v.mailgun_key, {ts, id}), {}}, w::unix_seconds(std::chrono::seconds(*parsed_ts)));

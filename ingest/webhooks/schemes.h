@@ -6,7 +6,9 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -30,6 +32,13 @@ struct scheme_setting {
   bool signing = true;  // a secret the check is built from (else a setting of the provider used elsewhere)
 };
 
+// What a webhook source ([[sources]]) builds its check from.
+struct source_keys {
+  std::span<const std::string> secrets;  // 1..4, each valid at once (rotation); Postmark: "user:password"
+  std::string_view public_base_url;      // without a trailing '/'
+  std::optional<std::chrono::seconds> tolerance;  // schemes with a signed timestamp; empty = the scheme's default
+};
+
 struct scheme {
   std::string_view provider;
   std::array<scheme_setting, 2> settings;
@@ -37,9 +46,13 @@ struct scheme {
   // The check from the values of the signing settings (in order, at least one set) and the public base URL
   // (without a trailing '/'). Throws std::invalid_argument with advice when a value is unusable.
   request_check (*build)(std::span<const std::string> values, std::string_view public_base_url);
+  // The check of a webhook source: a request passes when any of its secrets passes. Throws
+  // std::invalid_argument with advice when a secret is unusable.
+  request_check (*build_source)(const source_keys& keys);
+  bool has_timestamp = false;  // the scheme signs a timestamp: a source may set its tolerance
 };
 
-inline constexpr std::size_t scheme_count = 7;
+inline constexpr std::size_t scheme_count = 8;
 
 // One per provider of the registry, in its order (checked at compile time).
 const std::array<scheme, scheme_count>& schemes();

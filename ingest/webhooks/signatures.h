@@ -1,5 +1,5 @@
 // Webhook signature verification for the channel providers (SendGrid, Twilio, Meta/WhatsApp, Mailgun,
-// Svix/Resend, Segment, Postmark). Pure code: the caller hands over the raw body bytes, a header lookup,
+// Svix/Resend, Standard Webhooks, Segment, Postmark). Pure code: the caller hands over the raw body bytes, a header lookup,
 // the public URL where a scheme signs it, and the clock; nothing here touches a socket.
 //
 // Verifiers are built once from configuration (throwing std::invalid_argument on bad config, so a
@@ -177,6 +177,38 @@ bool sha256(std::string_view data, sha256_digest& out) noexcept;
 
 std::string_view trim_ows(std::string_view s) noexcept;
 
+// Svix / Standard Webhooks signature headers: at most this many bytes, of which at most this many
+// space-separated entries are examined (one per active key and version is the norm), so that the work
+// an attacker can cause per request is bounded.
+inline constexpr std::size_t max_signature_header = 4096;
+inline constexpr std::size_t max_signature_entries = 16;
+
+// Ed25519 public keys (raw 32 bytes each, RFC 8032), imported into OpenSSL once; immutable afterwards.
+class ed25519_keyring {
+ public:
+  static constexpr std::size_t public_key_size = 32;
+  static constexpr std::size_t signature_size = 64;
+
+  ed25519_keyring() = default;
+  ~ed25519_keyring();
+  ed25519_keyring(ed25519_keyring&&) noexcept;
+  ed25519_keyring& operator=(ed25519_keyring&&) noexcept;
+  ed25519_keyring(const ed25519_keyring&) = delete;
+  ed25519_keyring& operator=(const ed25519_keyring&) = delete;
+
+  // Throws std::invalid_argument when OpenSSL refuses the key, std::bad_alloc.
+  void add(std::span<const unsigned char, public_key_size> raw_public_key);
+  std::size_t size() const noexcept { return keys_.size(); }
+
+  // ok when `signature` is a valid Ed25519 signature of `message` under any key (a fresh EVP_MD_CTX per
+  // check); signature_mismatch otherwise (also for a signature that is not 64 bytes); internal_error if
+  // OpenSSL cannot set up a verification.
+  verify_result match(std::string_view message, std::span<const unsigned char> signature) const noexcept;
+
+ private:
+  std::vector<evp_pkey_st*> keys_;
+};
+
 }  // namespace detail
 
 // ---------------------------------------------------------------------------------------------------
@@ -346,6 +378,27 @@ class svix_verifier {
 
  private:
   detail::hmac_keyring keys_;
+  std::chrono::seconds tolerance_;
+};
+
+// Standard Webhooks v1.0.0 (standardwebhooks.com): headers webhook-id, webhook-timestamp, webhook-signature
+// (svix-id/-timestamp/-signature accepted as aliases); signed content "{id}.{timestamp}.{body}" over the raw bytes;
+// space-separated "<version>,<base64>" entries, any matching one passes. Keys: "whsec_<base64>" (v1,
+// HMAC-SHA256) and "whpk_<base64 of the 32-byte Ed25519 public key>" (v1a, Ed25519); 1-4 keys (rotation).
+// A bare base64 key is taken as a v1 secret, as the specification's reference libraries do. Entries of
+// other versions are skipped. webhook-id is the message's idempotency key (the same on every retry).
+class standard_webhooks_verifier {
+ public:
+  // Throws std::invalid_argument with advice on an unusable key, no key, more than 4, or tolerance <= 0.
+  explicit standard_webhooks_verifier(const std::vector<std::string>& keys,
+                                      std::chrono::seconds tolerance = std::chrono::minutes(5));
+  verify_result verify(std::string_view body, const header_map& headers, unix_seconds now) const noexcept;
+  // The request's webhook-id (else svix-id) header value; empty when absent.
+  static std::string_view message_id(const header_map& headers) noexcept;
+
+ private:
+  std::optional<detail::hmac_keyring> hmac_;  // the whsec_ keys, if any
+  detail::ed25519_keyring ed25519_;           // the whpk_ keys, possibly none
   std::chrono::seconds tolerance_;
 };
 

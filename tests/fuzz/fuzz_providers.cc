@@ -62,7 +62,7 @@ void check_provider(const tp::provider& p, std::string_view input) {
   // A record already in the batch must survive a refused body untouched.
   batch.rejections.push_back({});
   std::string error;
-  const tp::webhook_input in{input, p.default_content_type(), query, "fuzz", 1'795'000'000'000'000};
+  const tp::webhook_input in{input, p.default_content_type(), query, "fuzz", 1'795'000'000'000'000, {}};
   const bool ok = p.normalize(norm, in, batch, error);
   if (!ok) {
     require(!error.empty());

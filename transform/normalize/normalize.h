@@ -41,9 +41,12 @@ class normalizer {
   normalizer& operator=(const normalizer&) = delete;
 
   // `text` is one JSON object (no padding needed: it is copied into a padded buffer).
-  // Appends exactly one record to `out` and says which.
+  // Appends exactly one record to `out` and says which. `fallback_key`, when not empty, is the idempotency key
+  // of a record that carries no id of its own (neither event_id nor provider_event_id; for a touchpoint neither
+  // touchpoint_id nor message_id): it becomes its provider_event_id (message_id), from which its id is derived
+  // (a webhook's delivery id, so that a redelivery stores nothing twice).
   normalize_outcome normalize(std::string_view text, source_ref source, timestamp_us received_at,
-                              event_batch& out);
+                              event_batch& out, std::string_view fallback_key = {});
 
   // Records a rejection found before parsing (e.g. by the record splitter).
   void reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,

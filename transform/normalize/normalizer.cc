@@ -62,13 +62,19 @@ normalizer::normalizer(normalize_options options)
 normalizer::~normalizer() = default;
 
 normalize_outcome normalizer::normalize(std::string_view text, source_ref source, timestamp_us received_at,
-                                        event_batch& out) {
+                                        event_batch& out, std::string_view fallback_key) {
   impl& m = *impl_;
   m.reason.clear();
   switch (m.reader.read(text, m.communication, m.touchpoint, m.reason)) {
     case normalize_outcome::communication:
+      if (!fallback_key.empty() && m.communication.event_id.empty() && m.communication.provider_event_id.empty()) {
+        m.communication.provider_event_id = fallback_key;
+      }
       return m.append(m.communication, normalize_outcome::communication, text, source, received_at, out);
     case normalize_outcome::touchpoint:
+      if (!fallback_key.empty() && m.touchpoint.touchpoint_id.empty() && m.touchpoint.message_id.empty()) {
+        m.touchpoint.message_id = fallback_key;
+      }
       return m.append(m.touchpoint, normalize_outcome::touchpoint, text, source, received_at, out);
     case normalize_outcome::rejected: break;
   }

@@ -470,6 +470,17 @@ std::string_view usable_text(workspace& ws, std::string_view text) {
   return ws.scratch.copy(fixed);
 }
 
+std::string_view indexed_key(workspace& ws, const webhook_input& in, std::size_t index) {
+  std::size_t at = 0;
+  while (at < in.body.size() && (in.body[at] == ' ' || in.body[at] == '\t' || in.body[at] == '\n' || in.body[at] == '\r')) {
+    ++at;
+  }
+  if (index == 0 && (at == in.body.size() || in.body[at] != '[')) return in.idempotency_key;
+  ws.event_key.assign(in.idempotency_key).push_back(':');
+  append_number(ws.event_key, index);
+  return ws.scratch.copy(ws.event_key);
+}
+
 source_ref event_source(workspace& ws, std::string_view source, std::size_t index) {
   ws.source.assign(source).push_back(':');
   append_number(ws.source, index);
@@ -477,6 +488,15 @@ source_ref event_source(workspace& ws, std::string_view source, std::size_t inde
 }
 
 namespace {
+
+// A source's declared idempotency key in place of the provider's own event id (providers.h, webhook_input):
+// `<key>` for the first event of an object body, `<key>:<index>` otherwise.
+void declared_key(workspace& ws, const webhook_input& in, std::size_t index, communication_fields& f) {
+  f.provider_event_id = indexed_key(ws, in, index);
+}
+void declared_key(workspace& ws, const webhook_input& in, std::size_t index, touchpoint_fields& f) {
+  f.message_id = indexed_key(ws, in, index);
+}
 
 template <typename Fields>
 void emit(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids, Fields& f,
@@ -488,6 +508,7 @@ void emit(normalizer& norm, const webhook_input& in, workspace& ws, const crm_id
     norm.reject(raw, src, in.received_at, ws.reason, out);
   } else {
     f.metadata = finish_metadata(ws);
+    if (!in.idempotency_key.empty()) declared_key(ws, in, index, f);
     norm.append(f, raw, src, in.received_at, out);
   }
   end_event(ws);

@@ -256,6 +256,10 @@ void offer_query(workspace& ws, crm_ids& ids, std::string_view query, std::strin
 // replaced by U+FFFD: what text columns and jsonb accept.
 std::string_view usable_text(workspace& ws, std::string_view text);
 
+// A source's declared idempotency key (webhook_input::idempotency_key) for the event at `index`: the key as
+// is for the first event of a body that is not a JSON array, else "<key>:<index>" (copied into ws.scratch).
+std::string_view indexed_key(workspace& ws, const webhook_input& in, std::size_t index);
+
 // Text of "<source>:<index>" in ws.source.
 source_ref event_source(workspace& ws, std::string_view source, std::size_t index);
 

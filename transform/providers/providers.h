@@ -22,6 +22,11 @@ struct webhook_input {
   std::string_view query;         // the request URL's query string (Twilio StatusCallback parameters)
   std::string_view source;        // e.g. "POST /v1/webhooks/sendgrid"; rejections say "source:index"
   timestamp_us received_at = 0;
+  // The request's idempotency key as a webhook source declares it (a header, or a member of the body); empty =
+  // the provider's own event id. When set it is the provider_event_id of each communication (message_id of
+  // each touchpoint): `<key>` for the first event of a body, `<key>:<index>` for the others and for every
+  // element of a body that is a JSON array. standard: the key only of records that carry no id of their own.
+  std::string_view idempotency_key;
 };
 
 using provider_fn = bool (*)(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
@@ -33,6 +38,8 @@ bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& o
 bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
 bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
 bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
+// Standard Webhooks (standard.cc): the body is the canonical event format, one object or an array of them.
+bool normalize_standard(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
 
 // Mailgun signs inside the JSON body: {"signature": {"timestamp", "token", "signature"}}. Copies the
 // three strings into `out` (empty when absent); false when the body is not a JSON object.

@@ -30,7 +30,7 @@ struct provider {
   }
 };
 
-inline constexpr std::array<provider, 7> registry = {{
+inline constexpr std::array<provider, 8> registry = {{
     {"sendgrid", normalize_sendgrid, body_format::json_array},
     {"twilio", normalize_twilio, body_format::form},
     {"whatsapp", normalize_whatsapp, body_format::json_object},
@@ -38,6 +38,7 @@ inline constexpr std::array<provider, 7> registry = {{
     {"postmark", normalize_postmark, body_format::json_object},
     {"resend", normalize_resend, body_format::json_object},
     {"segment", normalize_segment, body_format::json_object},
+    {"standard", normalize_standard, body_format::json_object},  // the canonical format: an object or an array
 }};
 
 // The registry entry named `name`, or nullptr.

@@ -85,7 +85,7 @@ TEST(ServeReload, SighupSwapsWebhookSecretsUnderAKeptAliveConnection) {
     EXPECT_EQ(line.back(), '}') << line;
     EXPECT_NE(line.find("\"level\":\""), std::string::npos) << line;
     EXPECT_NE(line.find("\"msg\":\""), std::string::npos) << line;
-    if (line.find("\"msg\":\"Reloaded the webhook secrets on SIGHUP.\"") != std::string::npos) {
+    if (line.find("\"msg\":\"Reloaded the webhook sources and secrets on SIGHUP.\"") != std::string::npos) {
       saw_reload = true;
       EXPECT_NE(line.find("\"changed\":\"segment\""), std::string::npos) << line;
     }

@@ -1,7 +1,9 @@
-// webhook_secrets: the set swapped by SIGHUP while the I/O threads verify concurrently.
+// The webhook source set: built from the configuration, rebuilt and swapped by SIGHUP while the I/O threads
+// verify concurrently (serve's reload path, held here as the collector holds it).
 #include "ingest/collector/webhook_endpoints.h"
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -30,10 +32,33 @@ struct signed_request {
   }
 };
 
-const std::size_t segment = crm::ingest::webhook_secrets::index_of("segment");
+// What serve and the collector do with the set: an atomic pointer, loaded per request, rebuilt on reload.
+class sources_holder {
+ public:
+  explicit sources_holder(const cfg::settings& c) : current_(crm::ingest::build_sources(c)) {}
+  std::string reload(const cfg::settings& c) {
+    auto before = current_.load();
+    auto fresh = crm::ingest::build_sources(c, before.get());  // throws: the current set stays
+    auto changed = crm::ingest::changed_sources(before.get(), *fresh);
+    current_.store(std::move(fresh));
+    return changed;
+  }
+  wh::verify_result verify(const std::string& name, const crm::ingest::http::request& req) const {
+    auto set = current_.load();
+    const auto& s = *set->at(name);
+    if (!s.verify) return {};
+    return s.verify(req);
+  }
+  std::shared_ptr<const crm::ingest::webhook_source_set> get() const { return current_.load(); }
 
-TEST(WebhookSecrets, ReloadSwapsTheSetWhileOtherThreadsVerify) {
-  crm::ingest::webhook_secrets secrets(with_segment_secret("a"));
+ private:
+  std::atomic<std::shared_ptr<const crm::ingest::webhook_source_set>> current_;
+};
+
+const std::string segment = "segment";
+
+TEST(WebhookSources, ReloadSwapsTheSetWhileOtherThreadsVerify) {
+  sources_holder secrets(with_segment_secret("a"));
   const signed_request by_a("a"), by_b("b");
   const auto config_a = with_segment_secret("a"), config_b = with_segment_secret("b");
   std::atomic<bool> stop{false};
@@ -70,8 +95,8 @@ TEST(WebhookSecrets, ReloadSwapsTheSetWhileOtherThreadsVerify) {
   EXPECT_FALSE(secrets.verify(segment, by_b.req).ok());
 }
 
-TEST(WebhookSecrets, AnUnusableConfigurationIsRefusedAndTheCurrentSetStays) {
-  crm::ingest::webhook_secrets secrets(with_segment_secret("a"));
+TEST(WebhookSources, AnUnusableConfigurationIsRefusedAndTheCurrentSetStays) {
+  sources_holder secrets(with_segment_secret("a"));
   const signed_request by_a("a"), by_b("b");
   // A Twilio token without http.public_base_url cannot be verified: the whole reload is refused.
   auto bad = cfg::settings::parse("[webhooks.segment]\nshared_secret = \"b\"\n[webhooks.twilio]\nauth_token = \"t\"\n",
@@ -96,6 +121,83 @@ TEST(WebhookSecrets, AnUnusableConfigurationIsRefusedAndTheCurrentSetStays) {
   EXPECT_EQ(secrets.reload(with_segment_secret("a", "allow_unsigned = true\n")), "segment");
   EXPECT_FALSE(secrets.verify(segment, by_b.req).ok());
   EXPECT_TRUE(crm::ingest::unsigned_webhooks(with_segment_secret("a", "allow_unsigned = true\n")).empty());
+}
+
+
+cfg::settings parse(const std::string& text) {
+  return cfg::settings::parse(text, "test", [](const char*) -> const char* { return nullptr; });
+}
+
+std::string segment_source(const std::string& name, const std::string& secrets, const std::string& tenant = "") {
+  return "[[sources]]\nname = \"" + name + "\"\nprovider = \"segment\"\nsecrets = [" + secrets + "]\n" +
+         (tenant.empty() ? "" : "tenant_id = \"" + tenant + "\"\n");
+}
+
+TEST(WebhookSources, DeclaredSourcesSitBesideTheBuiltInOnesAndAnyOfTheirSecretsPasses) {
+  const signed_request by_old("old"), by_new("new"), by_other("other");
+  sources_holder sources(parse(segment_source("acme", "\"old\", \"new\"", "acme") + segment_source("beta", "\"other\"")));
+  const auto set = sources.get();
+  EXPECT_EQ(set->at("acme")->tenant, "acme");
+  EXPECT_EQ(set->at("acme")->endpoint, "/v1/webhooks/acme");
+  EXPECT_EQ(set->at("acme")->input_source, "POST /v1/webhooks/segment");
+  EXPECT_EQ(set->at("segment")->endpoint, "/v1/webhooks/segment");  // the built-in source is still there
+  EXPECT_EQ(set->count("standard"), 1u);
+  EXPECT_TRUE(sources.verify("acme", by_old.req).ok());
+  EXPECT_TRUE(sources.verify("acme", by_new.req).ok());
+  EXPECT_FALSE(sources.verify("acme", by_other.req).ok());
+  EXPECT_TRUE(sources.verify("beta", by_other.req).ok());
+  EXPECT_FALSE(sources.verify("beta", by_old.req).ok());
+  // Rotation done: the old secret is dropped; "beta" is unchanged, "gone" removed, "segment" replaced.
+  EXPECT_EQ(sources.reload(parse(segment_source("acme", "\"new\"", "acme") + segment_source("beta", "\"other\"") +
+                                 segment_source("segment", "\"s\""))),
+            "acme,segment");
+  EXPECT_FALSE(sources.verify("acme", by_old.req).ok());
+  EXPECT_TRUE(sources.verify("acme", by_new.req).ok());
+  EXPECT_EQ(sources.reload(parse(segment_source("acme", "\"new\"", "acme"))), "beta,segment");
+  EXPECT_EQ(sources.get()->count("beta"), 0u);
+}
+
+TEST(WebhookSources, AnUnchangedSourceKeepsItsVerifierAndItsReplayCache) {
+  const std::string key = "mg-key";
+  const auto now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                      std::chrono::system_clock::now().time_since_epoch()).count());
+  const std::string body = R"({"signature":{"timestamp":")" + now + R"(","token":"tok-1","signature":")" +
+                           crm_test::hmac_hex(EVP_sha256(), key, now + "tok-1") + R"("},"event-data":{}})";
+  wh::header_list headers;
+  crm::ingest::http::request req;
+  req.body = body;
+  req.headers = &headers;
+  const std::string mailgun = "[[sources]]\nname = \"mg\"\nprovider = \"mailgun\"\nsecrets = [\"" + key + "\"]\n";
+  sources_holder sources(parse(mailgun));
+  EXPECT_TRUE(sources.verify("mg", req).ok());
+  EXPECT_EQ(sources.verify("mg", req).error, wh::verify_error::replayed_token);
+  // Another source changes; "mg" keeps its verifier: the token is still known.
+  EXPECT_EQ(sources.reload(parse(mailgun + segment_source("acme", "\"a\""))), "acme");
+  EXPECT_EQ(sources.verify("mg", req).error, wh::verify_error::replayed_token);
+  // A changed tolerance builds a new verifier (with an empty cache).
+  EXPECT_EQ(sources.reload(parse(mailgun + "tolerance_seconds = 600\n")), "acme,mg");
+  EXPECT_TRUE(sources.verify("mg", req).ok());
+}
+
+TEST(WebhookSources, PostmarkPairsAnyOfWhichPasses) {
+  sources_holder sources(parse("[[sources]]\nname = \"pm\"\nprovider = \"postmark\"\nsecrets = [\"u1:p1\", \"u2:p:2\"]\n"));
+  auto with_basic = [&](const std::string& user_pass) {
+    wh::header_list headers;
+    const std::string value = "Basic " + crm_test::base64(user_pass);
+    headers.add("Authorization", value);
+    crm::ingest::http::request req;
+    req.headers = &headers;
+    return sources.verify("pm", req);
+  };
+  EXPECT_TRUE(with_basic("u1:p1").ok());
+  EXPECT_TRUE(with_basic("u2:p:2").ok());
+  const auto wrong = with_basic("u1:p:2");
+  EXPECT_EQ(wrong.error, wh::verify_error::credentials_mismatch);
+  // No header at all: the most telling reason, not a mismatch.
+  wh::header_list none;
+  crm::ingest::http::request req;
+  req.headers = &none;
+  EXPECT_EQ(sources.verify("pm", req).error, wh::verify_error::missing_input);
 }
 
 }  // namespace

@@ -93,4 +93,96 @@ TEST(Config, TheReferenceFileIsItselfValidAndDocumentsEverySetting) {
   }
 }
 
+TEST(ConfigSources, ArrayOfTablesDefinesSources) {
+  auto s = cfg::settings::parse(
+      "[[sources]]\nname = \"acme-segment\"\nprovider = \"segment\"\ntenant_id = \"acme\"\nsecrets = [\"old\", \"new\"]\n"
+      "idempotency_key = \"header:X-Event-Id\"\n\n"
+      "[[sources]]\nname = \"beta_std\"\nprovider = \"standard\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n"
+      "tolerance_seconds = 60\nidempotency_key = \"body:/data/id\"\n\n"
+      "[[sources]]\nname = \"open-mailgun\"\nprovider = \"mailgun\"\nallow_unsigned = true\n",
+      "crm.toml", no_env);
+  ASSERT_EQ(s.sources().size(), 3u);
+  const auto& a = s.sources()[0];
+  EXPECT_EQ(a.name, "acme-segment");
+  EXPECT_EQ(a.provider, "segment");
+  EXPECT_EQ(a.tenant_id, "acme");
+  EXPECT_EQ(a.secrets, (std::vector<std::string>{"old", "new"}));
+  EXPECT_EQ(a.idempotency_key, "header:X-Event-Id");
+  EXPECT_EQ(a.origin, "crm.toml:1");
+  EXPECT_EQ(s.sources()[1].tolerance_seconds, 60);
+  EXPECT_TRUE(s.sources()[2].allow_unsigned);
+  EXPECT_TRUE(s.sources()[2].secrets.empty());
+  // Secrets are masked when described; the rest is shown.
+  const auto d = s.describe();
+  EXPECT_EQ(d.find("old"), std::string::npos) << d;
+  EXPECT_EQ(d.find("whsec_"), std::string::npos) << d;
+  EXPECT_NE(d.find("name = \"acme-segment\""), std::string::npos) << d;
+  EXPECT_NE(d.find("secrets = [\"***\", \"***\"]"), std::string::npos) << d;
+}
+
+TEST(ConfigSources, EveryBadDefinitionIsReportedAtOnceNamingTheSourceAndTheKey) {
+  const char* text =
+      "[[sources]]\n"  // 1
+      "name = \"acme\"\nprovider = \"sendgird\"\nsecrets = [\"k\"]\n"  // 2-4: unknown provider
+      "[[sources]]\n"  // 5
+      "name = \"Bad Name\"\nprovider = \"segment\"\nsecrets = [\"k\"]\n"  // 6-8: bad name
+      "[[sources]]\n"  // 9
+      "name = \"acme\"\nprovider = \"segment\"\nsecrets = [\"k\"]\n"  // 10-12: duplicate name
+      "[[sources]]\n"  // 13
+      "name = \"empty\"\nprovider = \"segment\"\nsecrets = [\"\"]\n"  // 14-16: empty secret
+      "[[sources]]\n"  // 17
+      "name = \"many\"\nprovider = \"segment\"\nsecrets = [\"a\", \"b\", \"c\", \"d\", \"e\"]\n"  // >4
+      "[[sources]]\n"  // 21
+      "name = \"keyed\"\nprovider = \"segment\"\nsecrets = [\"k\"]\nidempotency_key = \"query:id\"\n"  // bad key
+      "[[sources]]\n"  // 26
+      "name = \"slow\"\nprovider = \"standard\"\nsecrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n"
+      "tolerance_seconds = 0\n"  // out of range
+      "[[sources]]\n"  // 31
+      "name = \"typo\"\nprovider = \"segment\"\nsecret = [\"k\"]\n"  // unknown key (and so no secrets)
+      "[[sources]]\n"  // 35
+      "name = \"grid\"\nprovider = \"sendgrid\"\nsecrets = [\"not-a-key\"]\n";  // unusable secret
+  try {
+    cfg::settings::parse(text, "src.toml", no_env);
+    FAIL() << "accepted bad sources";
+  } catch (const cfg::config_error& e) {
+    std::string all;
+    for (const auto& p : e.problems()) all += p + "\n";
+    auto has = [&](const std::string& what) { EXPECT_NE(all.find(what), std::string::npos) << what << "\n" << all; };
+    has("src.toml:3: [[sources]] \"acme\": provider \"sendgird\" is not a provider (one of sendgrid,");
+    has("src.toml:6: [[sources]] #2: name \"Bad Name\" must be 1-63 of [a-z0-9_-]");
+    has("src.toml:10: [[sources]] \"acme\": name \"acme\" is already the name of the source at src.toml:1");
+    has("src.toml:16: [[sources]] \"empty\": secrets holds an empty secret");
+    has("[[sources]] \"many\": secrets holds 5 values; at most 4 are valid at once");
+    has("[[sources]] \"keyed\": idempotency_key \"query:id\" must be header:<Name> or body:<JSON pointer>");
+    has("[[sources]] \"slow\": tolerance_seconds = 0 is outside [1, 86400]");
+    has("src.toml:34: [[sources]] \"typo\": secret is not a key of a source (keys: name, provider,");
+    has("[[sources]] \"typo\": secrets missing: give 1-4 secrets, or allow_unsigned = true");
+    has("src.toml:35: [[sources]] \"grid\": secrets unusable for sendgrid:");
+    EXPECT_EQ(e.problems().size(), 10u) << all;
+  }
+}
+
+TEST(ConfigSources, ProviderSpecificKeysAreChecked) {
+  try {
+    cfg::settings::parse("[[sources]]\nname = \"seg\"\nprovider = \"segment\"\nsecrets = [\"k\"]\ntolerance_seconds = 60\n"
+                         "verify_token = \"t\"\n[[sources]]\nname = \"tw\"\nprovider = \"twilio\"\nsecrets = [\"t\"]\n"
+                         "[[sources]]\nname = \"pm\"\nprovider = \"postmark\"\nsecrets = [\"no-colon\"]\n",
+                         "p.toml", no_env);
+    FAIL();
+  } catch (const cfg::config_error& e) {
+    std::string all;
+    for (const auto& p : e.problems()) all += p + "\n";
+    EXPECT_NE(all.find("\"seg\": tolerance_seconds is not used: segment signs no timestamp"), std::string::npos) << all;
+    EXPECT_NE(all.find("\"seg\": verify_token is for whatsapp sources only"), std::string::npos) << all;
+    EXPECT_NE(all.find("\"tw\": secrets unusable for twilio: a Twilio auth token is set but http.public_base_url"),
+              std::string::npos) << all;
+    EXPECT_NE(all.find("\"pm\": secrets unusable for postmark: a Postmark secret is \"user:password\""),
+              std::string::npos) << all;
+    EXPECT_EQ(e.problems().size(), 4u) << all;
+  }
+  // With the public URL, the Twilio source is usable.
+  EXPECT_NO_THROW(cfg::settings::parse("[http]\npublic_base_url = \"https://in.example.com/\"\n[[sources]]\nname = \"tw\"\n"
+                                       "provider = \"twilio\"\nsecrets = [\"t\"]\n", "p.toml", no_env));
+}
+
 }  // namespace

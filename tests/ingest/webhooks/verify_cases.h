@@ -1,4 +1,4 @@
-// What the signature tests share (signatures_test.cc, mailgun_signature_test.cc): times as the verifiers take
+// What the signature tests share (signatures_test.cc, mailgun_signature_test.cc, standard_webhooks_test.cc): times as the verifiers take
 // them, and the check of a refusal's error and reason, one at a time or as a table of named cases.
 #pragma once
 

@@ -194,7 +194,7 @@ TEST_P(Refusals, ReturnFalseWithTheReasonAndAppendNothing) {
   std::string error;
   // A record already in the batch stays; nothing of the refused body is added.
   batch.rejections.push_back({});
-  const bool ok = c.fn(norm, {c.body, c.content_type, "", src, received}, batch, error);
+  const bool ok = c.fn(norm, {c.body, c.content_type, "", src, received, {}}, batch, error);
   EXPECT_FALSE(ok);
   EXPECT_EQ(error, c.error);
   EXPECT_EQ(batch.communications.size() + batch.touchpoints.size(), 0u);
@@ -500,7 +500,7 @@ TEST(HotPath, NoAllocationPerEventOnceWarm) {
   std::size_t records = 0;
   auto pass = [&] {
     for (const input& i : inputs) {
-      const bool ok = i.fn(norm, {i.body, i.content_type, "lead_id=1", src, received}, batch, error);
+      const bool ok = i.fn(norm, {i.body, i.content_type, "lead_id=1", src, received, {}}, batch, error);
       ASSERT_TRUE(ok) << error;
     }
   };

@@ -177,7 +177,7 @@ inline run_result run(provider_fn fn, std::string_view body, std::string_view co
   static normalizer default_normalizer;
   normalizer& norm = shared != nullptr ? *shared : default_normalizer;
   run_result r;
-  const webhook_input in{body, content_type, query, src, received};
+  const webhook_input in{body, content_type, query, src, received, {}};
   r.ok = fn(norm, in, r.batch, r.error);
   return r;
 }
