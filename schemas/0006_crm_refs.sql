@@ -7,10 +7,14 @@
 
 -- The derived key, for queries ("WHERE lead_id = crm_ref_key('lead', 'L-1001')") and for registering a
 -- campaign the CRM keys by text.
+-- The reference is taken as the normalizer takes it: blanks around it trimmed, a UUID in lower case.
 CREATE FUNCTION crm_ref_key(kind text, ref text) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT -greatest(1, ('x' || encode(substr(sha256(convert_to('crm-ingest:' || kind || ':' || ref, 'UTF8')), 1, 8),
+    WITH r AS (SELECT CASE WHEN t ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN lower(t) ELSE t END AS t
+               FROM (SELECT btrim(ref, E' \t') AS t) s)
+    SELECT -greatest(1, ('x' || encode(substr(sha256(convert_to('crm-ingest:' || kind || ':' || r.t, 'UTF8')), 1, 8),
                                       'hex'))::bit(64)::bigint & 9223372036854775807)
+    FROM r
 $$;
 
 ALTER TABLE communications

@@ -221,8 +221,14 @@ std::size_t worst_case_size(const event_batch& batch) noexcept {
 void encode_event_batch(const event_batch& batch, std::string& out) {
   out.resize(worst_case_size(batch));
   writer w(out.data());
+  // A batch without references is written as version 2, which readers of the previous release take too
+  // (a rolling upgrade may upgrade collectors before `write` consumers, and a rollback reads the log back).
+  bool refs = false;
+  for (const auto& c : batch.communications) refs = refs || !c.lead_ref.empty() || !c.campaign_ref.empty();
+  for (const auto& t : batch.touchpoints) refs = refs || !t.lead_ref.empty() || !t.campaign_ref.empty();
+  const std::size_t skipped = refs ? 0 : v2_record_strings_missing;
   w.bytes(magic, sizeof magic);
-  w.byte(event_codec_version);
+  w.byte(refs ? event_codec_version : 2);
   w.byte(0);
   w.varint(batch.communications.size());
   w.varint(batch.touchpoints.size());
@@ -236,7 +242,7 @@ void encode_event_batch(const event_batch& batch, std::string& out) {
     w.byte(static_cast<std::uint8_t>(static_cast<std::uint8_t>(c.direction_) |
                                       (c.occurred_at_is_receipt_time ? receipt_time_bit : 0)));
     w.byte(static_cast<std::uint8_t>(c.status));
-    for (const auto& field : communication_texts) w.text(c.*field.member);
+    for (std::size_t f = 0; f < communication_string_count - skipped; ++f) w.text(c.*communication_texts[f].member);
   }
   previous = 0;
   for (const auto& t : batch.touchpoints) {
@@ -249,7 +255,7 @@ void encode_event_batch(const event_batch& batch, std::string& out) {
                                      (t.has_conversion_value ? flag_has_conversion_value : 0) |
                                      (value_follows ? flag_value_follows : 0)));
     if (value_follows) w.float64(t.conversion_value);
-    for (const auto& field : touchpoint_texts) w.text(t.*field.member);
+    for (std::size_t f = 0; f < touchpoint_string_count - skipped; ++f) w.text(t.*touchpoint_texts[f].member);
   }
   previous = 0;
   for (const auto& r : batch.rejections) {

@@ -18,6 +18,7 @@
 //   rejection:     received_at(delta from the previous rejection's) source reason raw tenant_id
 // Versions 1 and 2 (still decoded, for logs and topics written before): without the last two strings of
 // communications and touchpoints (lead_ref, campaign_ref); version 1 also without the rejections' tenant_id.
+// A batch whose records carry no reference is still written as version 2, which the previous release reads.
 #pragma once
 
 #include <cstdint>

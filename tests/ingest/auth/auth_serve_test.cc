@@ -154,7 +154,7 @@ TEST(AuthServe, DeadLettersCarryTheTenantOfTheirCredentialOrEndpoint) {
   EXPECT_EQ(r.status, 200) << r.body;
   const std::string segment_bad =
       R"({"type":"track","event":"Order Completed","anonymousId":"a1","messageId":"seg-bad-1",)"
-      R"("timestamp":"2026-11-02T09:00:00Z","properties":{"lead_id":"L-1001","revenue":10}})";
+      R"("timestamp":"2026-11-02T09:00:00Z","properties":{"lead_id":"0","revenue":10}})";  // no lead id
   r = crm_test::http_request(srv.port(), "POST", "/v1/webhooks/segment", segment_bad, {{"Content-Type", "application/json"}});
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM rejected_events", 3), 3);

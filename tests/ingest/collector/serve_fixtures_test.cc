@@ -441,6 +441,9 @@ TEST(CrmRefs, KeysAgreeWithTheDatabase) {
           << kind << " " << ref;
     }
   }
+  // Written as the CRM may write it: the same key as the normalized reference.
+  EXPECT_EQ(tx.exec1("SELECT crm_ref_key('lead', ' 3F2C8D1E-0B6A-4C3D-9E8F-1A2B3C4D5E6F ')")[0].as<long long>(),
+            crm::transform::crm_ref_key("lead", "3f2c8d1e-0b6a-4c3d-9e8f-1a2b3c4d5e6f"));
 }
 
 }  // namespace

@@ -223,4 +223,33 @@ TEST(ServeSources, ADeclaredIdempotencyKeyReplacesTheProvidersOwnId) {
   EXPECT_EQ(srv.stop(SIGTERM), 0);
 }
 
+TEST(ServeSources, AKeyDeclaredAsABodyPathReplacesTheProvidersOwnId) {
+  auto dsn = crm_test::fresh_database("t_serve_sources_body_key");
+  auto dir = crm_test::scratch("sources-body-key");
+  crm_test::serve_process srv(
+      dsn, dir, segment_source("bodykeyed", "acme", "\"k\"", "idempotency_key = \"body:/properties/delivery/id\"\n"));
+  srv.start();
+  const auto port = srv.port();
+  // The sender's own delivery id in the body, a string or a number: a retry with another email_id is the
+  // same event.
+  const auto with_delivery = [](const std::string& email_id, const std::string& id_json) {
+    return R"({"type":"track","event":"Email Delivered","context":{"traits":{"email":"pgibbons@example.com"}},)"
+           R"("properties":{"email_id":")" + email_id + R"(","delivery":{"id":)" + id_json + "}}}";
+  };
+  EXPECT_EQ(post_segment(port, "bodykeyed", with_delivery("e1", R"("d-1")"), "k").status, 200);
+  EXPECT_EQ(post_segment(port, "bodykeyed", with_delivery("e1-retry", R"("d-1")"), "k").status, 200);
+  EXPECT_EQ(post_segment(port, "bodykeyed", with_delivery("e2", "77"), "k").status, 200);
+  EXPECT_EQ(post_segment(port, "bodykeyed", with_delivery("e2-retry", "77"), "k").status, 200);
+  // The path missing (or not a string or number): stored with the provider's own id, and counted.
+  EXPECT_EQ(post_segment(port, "bodykeyed", segment_delivered("e3"), "k").status, 200);
+  EXPECT_EQ(post_segment(port, "bodykeyed", with_delivery("e4", "{}"), "k").status, 200);
+  EXPECT_EQ(settled(dsn, "SELECT count(*) FROM communications", 4), 4);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN ('d-1', '77')"), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN"
+                                 " ('e3:Email Delivered', 'e4:Email Delivered')"),
+            2);
+  EXPECT_EQ(scrape(port, "crm_ingest_webhook_idempotency_key_missing_total{source=\"bodykeyed\"}"), 2);
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+}
+
 }  // namespace

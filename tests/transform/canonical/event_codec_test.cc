@@ -505,8 +505,8 @@ TEST(EventCodec, Version1RecordsStillDecode) {
   EXPECT_TRUE(decode_event_batch(v2, out));
 }
 
-// Records written by version 2 (no lead_ref/campaign_ref, the last two strings of communications and
-// touchpoints) are still read from a log or a topic: the same bytes without those two empty strings.
+// Version 2 (no lead_ref/campaign_ref, the last two strings of communications and touchpoints) is still read
+// from a log or a topic, and a batch without references is still written so, for the previous release's readers.
 TEST(EventCodec, Version2RecordsStillDecode) {
   event_batch batch;
   communication& c = batch.communications.emplace_back();
@@ -522,28 +522,26 @@ TEST(EventCodec, Version2RecordsStillDecode) {
   t.received_at = c.received_at;
   t.anonymous_id = batch.text.copy("anon");
   t.tenant_id = batch.text.copy("t2");
-  std::string v3;
-  encode_event_batch(batch, v3);
-  // Each record ends with its two empty references (length bytes 0 0) right after its tenant_id.
-  std::string v2 = v3;
-  v2[2] = 2;
-  for (const std::string tenant : {"\x02t2", "\x02t1"}) {
-    const auto at = v2.rfind(tenant);
-    ASSERT_NE(at, std::string::npos);
-    ASSERT_EQ(v2.substr(at + tenant.size(), 2), std::string("\0\0", 2));
-    v2.erase(at + tenant.size(), 2);
-  }
+  std::string v2;
+  encode_event_batch(batch, v2);
+  ASSERT_EQ(v2[2], 2);
+  // Version 2 records end with their tenant_id.
+  const auto at = v2.rfind(std::string("\x02t2"));
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_EQ(at + 3, v2.size());  // the touchpoint's tenant_id is the last string: no references follow
   event_batch out;
   ASSERT_FALSE(decode_event_batch(v2, out));
   std::string again;
   encode_event_batch(out, again);
-  EXPECT_EQ(again, v3);
+  EXPECT_EQ(again, v2);
+  std::string v3;
   // A version 3 batch carries the references.
   batch.communications[0].lead_id = -7;
   batch.communications[0].lead_ref = batch.text.copy("L-1001");
   batch.touchpoints[0].campaign_id = -9;
   batch.touchpoints[0].campaign_ref = batch.text.copy("C-42");
   encode_event_batch(batch, v3);
+  ASSERT_EQ(v3[2], 3);
   ASSERT_FALSE(decode_event_batch(v3, out));
   EXPECT_EQ(out.communications[0].lead_ref, "L-1001");
   EXPECT_EQ(out.communications[0].lead_id, -7);
