@@ -82,6 +82,7 @@ void warn_unsigned_webhooks(const config::settings& cfg) {
     spdlog::warn("POST /v1/webhooks/{} accepts UNSIGNED requests (allow_unsigned = true, no secret): anyone who "
                  "reaches the listener can write its events. Configure its secret instead.", p);
   }
+  for (const auto& risk : source_risks(cfg)) spdlog::warn("Webhook source risk: {}.", risk);
 }
 
 }  // namespace

@@ -381,7 +381,13 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
   }
   thread_local std::string key_storage;
   key_storage.clear();
-  const std::string_view key = idempotency_key(req, source, key_storage);
+  std::string_view key = idempotency_key(req, source, key_storage);
+  if (!key.empty()) {
+    // The sender's key is unique only within its source (two tenants' CRMs may both count from 1): scoped by
+    // the source's name, so that two sources' keys never derive the same id.
+    key_storage.insert(0, source.name + ":");
+    key = key_storage;
+  }
   if (key.empty() && (source.key_from == idempotency_from::header || source.key_from == idempotency_from::body)) {
     // Never lose an event for a missing key: its events keep the provider's own ids.
     key_missing_.Add({{"source", source.name}}).Increment();

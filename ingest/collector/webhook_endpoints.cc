@@ -1,6 +1,7 @@
 #include "ingest/collector/webhook_endpoints.h"
 
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -196,6 +197,39 @@ std::vector<std::string> unsigned_webhooks(const config::settings& cfg) {
   }
   for (const auto& d : cfg.sources()) {
     if (d.secrets.empty() && d.allow_unsigned) out.push_back(d.name);
+  }
+  return out;
+}
+
+std::vector<std::string> source_risks(const config::settings& cfg) {
+  std::vector<std::string> out;
+  const auto& defs = cfg.sources();
+  for (const auto& d : defs) {
+    if (d.secrets.empty() || !d.idempotency_key.starts_with("header:")) continue;
+    std::string header = d.idempotency_key.substr(7);
+    for (char& c : header) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // Standard Webhooks and Svix sign their message id header; no scheme signs any other header.
+    const bool signed_header = (d.provider == "standard" || d.provider == "resend") &&
+                               (header == "webhook-id" || header == "svix-id");
+    if (!signed_header) {
+      out.push_back("source " + d.name + ": idempotency_key " + d.idempotency_key + " is not covered by the " +
+                    d.provider + " signature; a captured request replayed with another value is stored again "
+                    "(prefer a body: key)");
+    }
+  }
+  for (std::size_t i = 0; i < defs.size(); ++i) {
+    for (std::size_t j = i + 1; j < defs.size(); ++j) {
+      if (defs[i].tenant_id == defs[j].tenant_id || defs[i].provider != defs[j].provider) continue;
+      bool shared = false;
+      for (const auto& a : defs[i].secrets) {
+        for (const auto& b : defs[j].secrets) shared = shared || a == b;
+      }
+      if (shared) {
+        out.push_back("sources " + defs[i].name + " and " + defs[j].name +
+                      " share a secret but not their tenant: a request signed for one is accepted by the other's "
+                      "route and stamped with its tenant (give each tenant its own secret)");
+      }
+    }
   }
   return out;
 }

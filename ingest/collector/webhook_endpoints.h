@@ -36,4 +36,10 @@ std::string changed_sources(const webhook_source_set* before, const webhook_sour
 // and on reload.
 std::vector<std::string> unsigned_webhooks(const config::settings& cfg);
 
+// What a valid source set still risks, one sentence each (serve warns at start and on reload): a header
+// idempotency key the provider's signature does not cover (a captured request replayed with another value is
+// stored again), and one secret shared by sources of different tenants (a request signed for one is accepted
+// by the other's route, and stamped with the other's tenant).
+std::vector<std::string> source_risks(const config::settings& cfg);
+
 }  // namespace crm::ingest

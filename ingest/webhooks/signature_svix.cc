@@ -108,6 +108,9 @@ verify_result match_entries(const signed_request& req, std::string_view body, co
   bool matched = false;
   bool judged = false;
   std::size_t examined = 0;
+  // Each "v1a," entry costs one Ed25519 check per key, each a pass over the whole body: an unsigned request
+  // must not buy more than max_secrets entries of them (a sender signs once per key it holds, at most 4).
+  std::size_t asymmetric_entries = 0;
   std::string_view rest = req.signatures;
   while (!rest.empty() && examined < detail::max_signature_entries) {
     const std::size_t sp = rest.find(' ');
@@ -128,6 +131,8 @@ verify_result match_entries(const signed_request& req, std::string_view body, co
       if (!n || *n != given.size()) continue;
       judged = true;
       if (matched) continue;  // public-key checks need no constant time; skip the work
+      if (asymmetric_entries == detail::max_secrets) continue;
+      ++asymmetric_entries;
       if (!content_ready) {
         try {
           content.reserve(req.id.size() + req.timestamp.size() + body.size() + 2);

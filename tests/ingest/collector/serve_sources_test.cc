@@ -191,7 +191,7 @@ TEST(ServeSources, StandardWebhooksCarryCanonicalEventsAndTheWebhookIdIsTheIdemp
   EXPECT_EQ(settled(dsn, "SELECT count(*) FROM communications", 3), 3);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE tenant_id = 'acme'"), 3);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN "
-                                 "('msg_1:0', 'msg_1:1', 'msg_2')"),
+                                 "('acme-events:msg_1:0', 'acme-events:msg_1:1', 'acme-events:msg_2')"),
             3);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'm-9'"), 0);
   // A record's own id wins over the webhook-id.
@@ -216,7 +216,7 @@ TEST(ServeSources, ADeclaredIdempotencyKeyReplacesTheProvidersOwnId) {
   // Without the header the event is still stored, with the provider's own id, and counted.
   EXPECT_EQ(post_segment(port, "keyed", segment_delivered("e3"), "k").status, 200);
   EXPECT_EQ(settled(dsn, "SELECT count(*) FROM communications", 3), 3);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN ('evt-1', 'evt-2')"), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN ('keyed:evt-1', 'keyed:evt-2')"), 2);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id = 'e3:Email Delivered'"),
             1);
   EXPECT_EQ(scrape(port, "crm_ingest_webhook_idempotency_key_missing_total{source=\"keyed\"}"), 1);
@@ -244,7 +244,7 @@ TEST(ServeSources, AKeyDeclaredAsABodyPathReplacesTheProvidersOwnId) {
   EXPECT_EQ(post_segment(port, "bodykeyed", segment_delivered("e3"), "k").status, 200);
   EXPECT_EQ(post_segment(port, "bodykeyed", with_delivery("e4", "{}"), "k").status, 200);
   EXPECT_EQ(settled(dsn, "SELECT count(*) FROM communications", 4), 4);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN ('d-1', '77')"), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN ('bodykeyed:d-1', 'bodykeyed:77')"), 2);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN"
                                  " ('e3:Email Delivered', 'e4:Email Delivered')"),
             2);

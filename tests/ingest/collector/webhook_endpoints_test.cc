@@ -200,4 +200,34 @@ TEST(WebhookSources, PostmarkPairsAnyOfWhichPasses) {
   EXPECT_EQ(sources.verify("pm", req).error, wh::verify_error::missing_input);
 }
 
+// The risks a valid set still carries are said (serve logs them at start and on reload).
+TEST(WebhookSources, RisksOfAValidSetAreSaid) {
+  EXPECT_TRUE(crm::ingest::source_risks(parse(segment_source("acme", "\"a\"", "acme") +
+                                               segment_source("beta", "\"b\"", "beta")))
+                  .empty());
+  // One secret, two tenants: a request signed for acme is accepted on beta's route as beta's.
+  auto risks = crm::ingest::source_risks(parse(segment_source("acme", "\"a\"", "acme") +
+                                               segment_source("beta", "\"x\", \"a\"", "beta")));
+  ASSERT_EQ(risks.size(), 1u);
+  EXPECT_NE(risks[0].find("sources acme and beta share a secret but not their tenant"), std::string::npos) << risks[0];
+  // The same tenant may use one secret on two routes.
+  EXPECT_TRUE(crm::ingest::source_risks(parse(segment_source("acme", "\"a\"", "acme") +
+                                               segment_source("acme2", "\"a\"", "acme")))
+                  .empty());
+  // A header key Segment does not sign; Standard Webhooks signs its webhook-id.
+  risks = crm::ingest::source_risks(parse(segment_source("acme", "\"a\"", "acme") +
+                                          "idempotency_key = \"header:X-Event-Id\"\n"));
+  ASSERT_EQ(risks.size(), 1u);
+  EXPECT_NE(risks[0].find("source acme: idempotency_key header:X-Event-Id is not covered by the segment signature"),
+            std::string::npos)
+      << risks[0];
+  EXPECT_TRUE(crm::ingest::source_risks(parse("[[sources]]\nname = \"ev\"\nprovider = \"standard\"\n"
+                                               "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n"
+                                               "idempotency_key = \"header:Webhook-Id\"\n"))
+                  .empty());
+  EXPECT_TRUE(crm::ingest::source_risks(parse(segment_source("acme", "\"a\"", "acme") +
+                                               "idempotency_key = \"body:/properties/id\"\n"))
+                  .empty());
+}
+
 }  // namespace

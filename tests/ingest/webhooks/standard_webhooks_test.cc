@@ -365,6 +365,12 @@ TEST(StandardWebhooks, V1aEndToEnd) {
   });
   // A broken v1a entry does not stop a good one.
   EXPECT_TRUE(v.verify(payload, headers(join({"v1a,AAAA", other_key_sig, v1a})), signed_at).ok());
+  // At most max_secrets v1a entries are checked (each is an Ed25519 pass over the whole body per key): a good
+  // one after four well-formed foreign ones is not looked at, after three it is.
+  EXPECT_TRUE(v.verify(payload, headers(join({other_key_sig, other_key_sig, other_key_sig, v1a})), signed_at).ok());
+  expect_result(v.verify(payload, headers(join({other_key_sig, other_key_sig, other_key_sig, other_key_sig, v1a})),
+                         signed_at),
+                verify_error::signature_mismatch, "signature mismatch");
 }
 
 TEST(StandardWebhooks, V1AndV1aKeysTogether) {
