@@ -489,6 +489,15 @@ void read_sources(const toml::node& node, const std::string& origin_name, std::v
       if (!d.verify_token.empty() && d.provider != "whatsapp") {
         fail((*tbl)["verify_token"].node(), "verify_token", "is for whatsapp sources only (the GET hub.challenge handshake)");
       }
+      // Keys that could never be found: refused rather than counted as missing on every request.
+      if (!d.idempotency_key.empty() && d.provider == "whatsapp") {
+        fail((*tbl)["idempotency_key"].node(), "idempotency_key",
+             "is not used by whatsapp sources: each status already carries its own key (wamid and status)");
+      } else if (d.idempotency_key.starts_with("body:") &&
+                 transform::providers::find_provider(d.provider)->body == transform::providers::body_format::form) {
+        fail((*tbl)["idempotency_key"].node(), "idempotency_key",
+             "cannot be a body: path for " + d.provider + ", which posts a form, not JSON (use a header: key)");
+      }
     }
     if (!tbl->contains("secrets") && !d.allow_unsigned) {
       fail(nullptr, "secrets", "missing: give 1-4 secrets, or allow_unsigned = true to accept requests nobody signed");

@@ -174,7 +174,10 @@ void writer::prepare_session() {
                     " ON CONFLICT DO NOTHING RETURNING " + touchpoint_returning(options_.maintain_analytics) + ")" +
                     touchpoint_backlog(options_.maintain_analytics) + " SELECT count(*) FROM ins");
   conn->prepare("crm_insert_rejections",
+                // The id is the dead letter's source and bytes, and its tenant when it has one: two tenants'
+                // identical bad bodies (a provider's test payload) are two dead letters, each theirs.
                 std::string("WITH s AS (SELECT md5(convert_to(source, 'UTF8') || '\\x1f'::bytea ||"
+                            " coalesce(convert_to(tenant_id, 'UTF8') || '\\x1e'::bytea, ''::bytea) ||"
                             " coalesce(raw_bytes, convert_to(raw, 'UTF8')))::uuid AS rejection_id, * FROM ") +
                     stage_rejections +
                     "), ins AS (INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, raw_bytes,"

@@ -103,6 +103,13 @@ TEST(ServeSources, TenantsRotationAndReloadsOfSourcesOfOneProvider) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE tenant_id = 'beta'"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE tenant_id IS NULL"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id LIKE 'x%'"), 0);
+  // Both tenants send the same bad body (an id that is no id): two dead letters, each stamped with its tenant.
+  const std::string bad = R"({"type":"track","event":"Email Delivered","context":{"traits":{"email":"a@b.co"}},)"
+                          R"("properties":{"email_id":"same","lead_id":"0"}})";
+  EXPECT_EQ(post_segment(port, "acme-segment", bad, "acme-new").status, 200);
+  EXPECT_EQ(post_segment(port, "beta-segment", bad, "beta-secret").status, 200);
+  EXPECT_EQ(settled(dsn, "SELECT count(*) FROM rejected_events", 2), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT tenant_id) FROM rejected_events"), 2);
   // Metrics by source: the configured ones only.
   EXPECT_EQ(scrape(port, "crm_ingest_events_accepted_total{source=\"/v1/webhooks/acme-segment\"}"), 2);
   EXPECT_EQ(scrape(port, "crm_ingest_events_accepted_total{source=\"/v1/webhooks/segment\"}"), 1);

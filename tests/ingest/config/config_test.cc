@@ -166,7 +166,11 @@ TEST(ConfigSources, ProviderSpecificKeysAreChecked) {
   try {
     cfg::settings::parse("[[sources]]\nname = \"seg\"\nprovider = \"segment\"\nsecrets = [\"k\"]\ntolerance_seconds = 60\n"
                          "verify_token = \"t\"\n[[sources]]\nname = \"tw\"\nprovider = \"twilio\"\nsecrets = [\"t\"]\n"
-                         "[[sources]]\nname = \"pm\"\nprovider = \"postmark\"\nsecrets = [\"no-colon\"]\n",
+                         "[[sources]]\nname = \"pm\"\nprovider = \"postmark\"\nsecrets = [\"no-colon\"]\n"
+                         "[[sources]]\nname = \"wa\"\nprovider = \"whatsapp\"\nsecrets = [\"s\"]\n"
+                         "idempotency_key = \"header:X-Id\"\n"
+                         "[[sources]]\nname = \"tw2\"\nprovider = \"twilio\"\nallow_unsigned = true\n"
+                         "idempotency_key = \"body:/id\"\n",
                          "p.toml", no_env);
     FAIL();
   } catch (const cfg::config_error& e) {
@@ -178,7 +182,11 @@ TEST(ConfigSources, ProviderSpecificKeysAreChecked) {
               std::string::npos) << all;
     EXPECT_NE(all.find("\"pm\": secrets unusable for postmark: a Postmark secret is \"user:password\""),
               std::string::npos) << all;
-    EXPECT_EQ(e.problems().size(), 4u) << all;
+    // Keys that no request could ever carry.
+    EXPECT_NE(all.find("\"wa\": idempotency_key is not used by whatsapp sources"), std::string::npos) << all;
+    EXPECT_NE(all.find("\"tw2\": idempotency_key cannot be a body: path for twilio, which posts a form"),
+              std::string::npos) << all;
+    EXPECT_EQ(e.problems().size(), 6u) << all;
   }
   // With the public URL, the Twilio source is usable.
   EXPECT_NO_THROW(cfg::settings::parse("[http]\npublic_base_url = \"https://in.example.com/\"\n[[sources]]\nname = \"tw\"\n"
