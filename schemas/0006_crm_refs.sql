@@ -45,6 +45,8 @@ ALTER TABLE customer_touchpoints
 
 -- The campaign's reference beside its derived key in the daily counts, so they read as the CRM wrote them.
 ALTER TABLE communication_metrics ADD COLUMN campaign_ref text;
+-- A referenced campaign's text, found by its key (report attribution --by campaign).
+CREATE INDEX communication_metrics_campaign_ref_idx ON communication_metrics (campaign_id) WHERE campaign_ref IS NOT NULL;
 
 -- A campaign the CRM keys by text is registered under its derived key:
 --   INSERT INTO campaigns (campaign_id, campaign_ref, name) VALUES (crm_ref_key('campaign', 'C-42'), 'C-42', 'Spring');

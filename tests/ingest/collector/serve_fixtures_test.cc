@@ -394,8 +394,10 @@ TEST(ServeFixtures, TextCrmIdsAreStoredAsReferencesAndCounted) {
   EXPECT_NE(reply.body.find(R"("rejected":1)"), std::string::npos) << reply.body;
   EXPECT_NE(reply.body.find(R"(lead_id: \"\" is empty (Metadata))"), std::string::npos) << reply.body;
 
-  // Canonical events of the same lead: a touch with a campaign reference, then a conversion.
+  // Canonical events of the same lead: an A/B exposure, a touch with a campaign reference, then a conversion.
   const std::string events =
+      R"({"kind":"touchpoint","occurred_at":"2019-11-05T16:30:00Z","touch_type":"experiment_exposure",)"
+      R"("lead_id":"L-1001","ab_test_id":"subject-test","variant":"B"})" "\n"
       R"({"kind":"touchpoint","occurred_at":"2019-11-05T16:40:00Z","touch_type":"email_click","lead_id":"L-1001",)"
       R"("campaign_id":"C-42","utm_source":"newsletter","utm_medium":"email"})" "\n"
       R"({"kind":"touchpoint","occurred_at":"2019-11-05T17:00:00Z","touch_type":"conversion","lead_id":"L-1001",)"
@@ -404,7 +406,7 @@ TEST(ServeFixtures, TextCrmIdsAreStoredAsReferencesAndCounted) {
   EXPECT_EQ(reply.status, 200) << reply.body;
 
   ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", 1), 1) << srv.stderr_text();
-  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 2), 2) << srv.stderr_text();
+  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 3), 3) << srv.stderr_text();
   ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM rejected_events", 1), 1) << srv.stderr_text();
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE lead_ref = 'L-1001' AND campaign_ref = 'C-42'"
                                  " AND lead_id = crm_ref_key('lead', 'L-1001')"
@@ -425,6 +427,11 @@ TEST(ServeFixtures, TextCrmIdsAreStoredAsReferencesAndCounted) {
       << srv.stderr_text();
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM campaign_attribution_daily WHERE model = 'first_touch'"
                                  " AND campaign_id = crm_ref_key('campaign', 'C-42') AND revenue = 50"),
+            1);
+  // The referenced lead is one A/B unit, exposed to B and converted.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ab_test_units WHERE ab_test_id = 'subject-test'"
+                                 " AND unit = 'lead:' || crm_ref_key('lead', 'L-1001') AND variant = 'B' AND converted"
+                                 " AND revenue = 50"),
             1);
   EXPECT_EQ(srv.stop(SIGTERM), 0);
 }
