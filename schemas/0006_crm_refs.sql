@@ -17,31 +17,30 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     FROM r
 $$;
 
-ALTER TABLE communications
-    ADD COLUMN lead_ref text,
-    ADD COLUMN campaign_ref text,
-    DROP CONSTRAINT communications_lead_id_check,
-    DROP CONSTRAINT communications_campaign_id_check,
-    ADD CONSTRAINT communications_lead_id_check
-        CHECK (lead_id >= 1 OR (lead_id <= -1 AND lead_ref IS NOT NULL)),
-    ADD CONSTRAINT communications_campaign_id_check
-        CHECK (campaign_id >= 1 OR (campaign_id <= -1 AND campaign_ref IS NOT NULL)),
-    ADD CONSTRAINT communications_refs_check
-        CHECK ((lead_ref IS NULL OR (lead_id <= -1 AND octet_length(lead_ref) BETWEEN 1 AND 128)) AND
-               (campaign_ref IS NULL OR (campaign_id <= -1 AND octet_length(campaign_ref) BETWEEN 1 AND 128)));
-
-ALTER TABLE customer_touchpoints
-    ADD COLUMN lead_ref text,
-    ADD COLUMN campaign_ref text,
-    DROP CONSTRAINT customer_touchpoints_lead_id_check,
-    DROP CONSTRAINT customer_touchpoints_campaign_id_check,
-    ADD CONSTRAINT customer_touchpoints_lead_id_check
-        CHECK (lead_id >= 1 OR (lead_id <= -1 AND lead_ref IS NOT NULL)),
-    ADD CONSTRAINT customer_touchpoints_campaign_id_check
-        CHECK (campaign_id >= 1 OR (campaign_id <= -1 AND campaign_ref IS NOT NULL)),
-    ADD CONSTRAINT customer_touchpoints_refs_check
-        CHECK ((lead_ref IS NULL OR (lead_id <= -1 AND octet_length(lead_ref) BETWEEN 1 AND 128)) AND
-               (campaign_ref IS NULL OR (campaign_id <= -1 AND octet_length(campaign_ref) BETWEEN 1 AND 128)));
+-- The same columns and rules on both event tables (their CHECKs on lead_id/campaign_id were >= 1).
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['communications', 'customer_touchpoints'] LOOP
+        EXECUTE format($f$
+            ALTER TABLE %1$I
+                ADD COLUMN lead_ref text,
+                ADD COLUMN campaign_ref text,
+                DROP CONSTRAINT %1$s_lead_id_check,
+                DROP CONSTRAINT %1$s_campaign_id_check,
+                ADD CONSTRAINT %1$s_lead_id_check
+                    CHECK (lead_id >= 1 OR (lead_id <= -1 AND lead_ref IS NOT NULL)),
+                ADD CONSTRAINT %1$s_campaign_id_check
+                    CHECK (campaign_id >= 1 OR (campaign_id <= -1 AND campaign_ref IS NOT NULL)),
+                ADD CONSTRAINT %1$s_refs_check
+                    CHECK ((lead_ref IS NULL OR (lead_id <= -1 AND octet_length(lead_ref) BETWEEN 1 AND 128)) AND
+                           (campaign_ref IS NULL OR
+                            (campaign_id <= -1 AND octet_length(campaign_ref) BETWEEN 1 AND 128)))
+        $f$, t);
+    END LOOP;
+END
+$$;
 
 -- The campaign's reference beside its derived key in the daily counts, so they read as the CRM wrote them.
 ALTER TABLE communication_metrics ADD COLUMN campaign_ref text;

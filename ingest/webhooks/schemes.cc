@@ -48,6 +48,12 @@ request_check any_of(std::vector<std::shared_ptr<const Verifier>> vs, Verify ver
 
 secret_list list_of(std::span<const std::string> secrets) { return secret_list(secrets.begin(), secrets.end()); }
 
+// A [webhooks.<provider>] section's check: its one secret, as a source with that secret would check it.
+template <request_check (*Source)(const source_keys&)>
+request_check first_value(std::span<const std::string> values, std::string_view base) {
+  return Source({values.first(1), base, std::nullopt});
+}
+
 request_check sendgrid_source(const source_keys& k) {
   std::vector<std::shared_ptr<const sendgrid_verifier>> vs;
   for (const std::string& key : k.secrets) vs.push_back(std::make_shared<const sendgrid_verifier>(key, k.tolerance));
@@ -56,9 +62,6 @@ request_check sendgrid_source(const source_keys& k) {
   });
 }
 
-request_check sendgrid(std::span<const std::string> values, std::string_view base) {
-  return sendgrid_source({values.first(1), base, std::nullopt});
-}
 
 request_check twilio_source(const source_keys& k) {
   if (k.public_base_url.empty()) {
@@ -86,9 +89,6 @@ request_check meta_source(const source_keys& k) {
                 [](const meta_verifier& v, const signed_request& r) { return v.verify(r.body, r.headers); });
 }
 
-request_check meta(std::span<const std::string> values, std::string_view base) {
-  return meta_source({values.first(1), base, std::nullopt});
-}
 
 request_check mailgun_source(const source_keys& k) {
   mailgun_options options;
@@ -103,9 +103,6 @@ request_check mailgun_source(const source_keys& k) {
                 });
 }
 
-request_check mailgun(std::span<const std::string> values, std::string_view base) {
-  return mailgun_source({values.first(1), base, std::nullopt});
-}
 
 request_check postmark_source(const source_keys& k) {
   std::vector<std::shared_ptr<const postmark_verifier>> vs;
@@ -130,18 +127,12 @@ request_check svix_source(const source_keys& k) {
                 [](const svix_verifier& v, const signed_request& r) { return v.verify(r.body, r.headers, now_s()); });
 }
 
-request_check svix(std::span<const std::string> values, std::string_view base) {
-  return svix_source({values.first(1), base, std::nullopt});
-}
 
 request_check segment_source(const source_keys& k) {
   return shared(std::make_shared<const segment_verifier>(list_of(k.secrets)),
                 [](const segment_verifier& v, const signed_request& r) { return v.verify(r.body, r.headers); });
 }
 
-request_check segment(std::span<const std::string> values, std::string_view base) {
-  return segment_source({values.first(1), base, std::nullopt});
-}
 
 // Standard Webhooks: v1 (HMAC-SHA256, "whsec_" keys) and v1a (Ed25519, "whpk_" public keys) signatures over
 // webhook-id.webhook-timestamp.body.
@@ -153,32 +144,28 @@ request_check standard_source(const source_keys& k) {
                 });
 }
 
-request_check standard(std::span<const std::string> values, std::string_view base) {
-  return standard_source({values.first(1), base, std::nullopt});
-}
-
 constexpr std::array<scheme, scheme_count> table = {{
       {"sendgrid", {{{"public_key", "SendGrid Event Webhook verification key (base64 DER); set = signatures required."}}},
-       false, sendgrid, sendgrid_source, true},
+       false, first_value<sendgrid_source>, sendgrid_source, true},
       {"twilio", {{{"auth_token", "Twilio auth token; set = X-Twilio-Signature required."}}}, true, twilio,
        twilio_source, false},
       {"whatsapp",
        {{{"app_secret", "Meta app secret; set = X-Hub-Signature-256 required."},
          {"verify_token", "Token Meta echoes in the hub.challenge handshake.", false}}},
-       false, meta, meta_source, false},
-      {"mailgun", {{{"signing_key", "Mailgun HTTP webhook signing key; set = signatures required."}}}, false, mailgun,
-       mailgun_source, true},
+       false, first_value<meta_source>, meta_source, false},
+      {"mailgun", {{{"signing_key", "Mailgun HTTP webhook signing key; set = signatures required."}}}, false,
+       first_value<mailgun_source>, mailgun_source, true},
       {"postmark",
        {{{"username", "Basic-auth user name Postmark sends; set = required."},
          {"password", "Basic-auth password Postmark sends."}}},
        false, postmark, postmark_source, false},
-      {"resend", {{{"secret", "Resend (Svix) signing secret whsec_…; set = signatures required."}}}, false, svix,
-       svix_source, true},
-      {"segment", {{{"shared_secret", "Segment shared secret; set = X-Signature required."}}}, false, segment,
-       segment_source, false},
+      {"resend", {{{"secret", "Resend (Svix) signing secret whsec_…; set = signatures required."}}}, false,
+       first_value<svix_source>, svix_source, true},
+      {"segment", {{{"shared_secret", "Segment shared secret; set = X-Signature required."}}}, false,
+       first_value<segment_source>, segment_source, false},
       {"standard",
        {{{"secret", "Standard Webhooks key: whsec_… (v1 HMAC secret) or whpk_… (v1a Ed25519 public key); set = webhook-signature required."}}},
-       false, standard, standard_source, true},
+       false, first_value<standard_source>, standard_source, true},
 }};
 
 constexpr bool keyed_like_the_registry() {

@@ -71,21 +71,25 @@ void check_provider(const tp::provider& p, std::string_view input) {
   }
   for (const auto& c : batch.communications) {
     for (std::string_view s : {c.provider, c.provider_message_id, c.provider_event_id, c.email, c.phone, c.ab_test_id,
-                               c.variant, c.url, c.error_code, c.error_reason}) {
+                               c.variant, c.url, c.error_code, c.error_reason, c.lead_ref, c.campaign_ref}) {
       require(storable(s));
     }
     require(!c.provider.empty());
-    require(c.lead_id >= 0 && c.campaign_id >= 0);
+    // An id is >= 1, absent (0), or the negative key of the CRM's text reference that comes with it.
+    require(c.lead_ref.empty() ? c.lead_id >= 0 : c.lead_id <= -1);
+    require(c.campaign_ref.empty() ? c.campaign_id >= 0 : c.campaign_id <= -1);
     require(!c.occurred_at_is_receipt_time || c.occurred_at == c.received_at);
     check_metadata(c.metadata);
   }
   for (const auto& t : batch.touchpoints) {
     for (std::string_view s : {t.anonymous_id, t.message_id, t.utm_source, t.utm_medium, t.utm_campaign, t.utm_term,
                                t.utm_content, t.gclid, t.fbclid, t.msclkid, t.landing_url, t.referrer,
-                               t.conversion_type, t.currency, t.ab_test_id, t.variant}) {
+                               t.conversion_type, t.currency, t.ab_test_id, t.variant, t.lead_ref, t.campaign_ref}) {
       require(storable(s));
     }
     require(t.lead_id != 0 || !t.anonymous_id.empty());
+    require(t.lead_ref.empty() ? t.lead_id >= 0 : t.lead_id <= -1);
+    require(t.campaign_ref.empty() ? t.campaign_id >= 0 : t.campaign_id <= -1);
     check_metadata(t.metadata);
   }
   for (std::size_t i = 1; i < batch.rejections.size(); ++i) {

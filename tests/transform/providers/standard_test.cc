@@ -1,6 +1,7 @@
 // The standard provider (canonical events under Standard Webhooks) and a source's declared idempotency key
 // (webhook_input::idempotency_key) in the provider adapters.
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -28,6 +29,15 @@ result run(tp::provider_fn fn, std::string_view body, std::string_view key) {
   return r;
 }
 
+using keys = std::vector<std::string>;
+
+// The provider_event_id of each communication, in order.
+keys event_keys(const result& r) {
+  keys out;
+  for (const auto& c : r.batch.communications) out.emplace_back(c.provider_event_id);
+  return out;
+}
+
 std::string comm(const std::string& extra) {
   return R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"email","status":"sent",)"
          R"("email":"a@b.co")" + extra + "}";
@@ -36,8 +46,7 @@ std::string comm(const std::string& extra) {
 TEST(Standard, ASingleObjectTakesTheWebhookIdAsItsKey) {
   auto r = run(tp::normalize_standard, comm(R"(,"provider_message_id":"m-1")"), "msg_1");
   ASSERT_TRUE(r.ok) << r.error;
-  ASSERT_EQ(r.batch.communications.size(), 1u);
-  EXPECT_EQ(r.batch.communications[0].provider_event_id, "msg_1");
+  ASSERT_EQ(event_keys(r), keys{"msg_1"});
   EXPECT_EQ(r.batch.communications[0].provider_message_id, "m-1");
 }
 
@@ -47,9 +56,7 @@ TEST(Standard, AnArraysElementsAreIndexedAndOwnIdsWin) {
                            R"({"kind":"communication","status":"nope"}])";
   auto r = run(tp::normalize_standard, body, "msg_2");
   ASSERT_TRUE(r.ok) << r.error;
-  ASSERT_EQ(r.batch.communications.size(), 2u);
-  EXPECT_EQ(r.batch.communications[0].provider_event_id, "msg_2:0");
-  EXPECT_EQ(r.batch.communications[1].provider_event_id, "own");
+  ASSERT_EQ(event_keys(r), (keys{"msg_2:0", "own"}));
   ASSERT_EQ(r.batch.touchpoints.size(), 1u) << (r.batch.rejections.empty() ? "" : std::string(r.batch.rejections[0].reason));
   EXPECT_EQ(r.batch.touchpoints[0].message_id, "msg_2:2");
   ASSERT_EQ(r.batch.rejections.size(), 1u);
@@ -78,18 +85,14 @@ TEST(DeclaredKey, ReplacesTheProvidersEventIdIndexedInArrays) {
                               R"("context":{"traits":{"email":"a@b.co"}},"properties":{"email_id":"e1"}})";
   auto r = run(tp::normalize_segment, segment, "evt-9");
   ASSERT_TRUE(r.ok) << r.error;
-  ASSERT_EQ(r.batch.communications.size(), 1u);
-  EXPECT_EQ(r.batch.communications[0].provider_event_id, "evt-9");
+  EXPECT_EQ(event_keys(r), keys{"evt-9"});
   const std::string sendgrid = R"([{"email":"a@b.co","timestamp":1513299569,"event":"delivered","sg_event_id":"s1",)"
                                R"("sg_message_id":"m1"},{"email":"a@b.co","timestamp":1513299569,"event":"open",)"
                                R"("sg_event_id":"s2","sg_message_id":"m1"}])";
   auto s = run(tp::normalize_sendgrid, sendgrid, "batch-7");
   ASSERT_TRUE(s.ok) << s.error;
-  ASSERT_EQ(s.batch.communications.size(), 2u);
-  EXPECT_EQ(s.batch.communications[0].provider_event_id, "batch-7:0");
-  EXPECT_EQ(s.batch.communications[1].provider_event_id, "batch-7:1");
-  auto own = run(tp::normalize_sendgrid, sendgrid, "");
-  EXPECT_EQ(own.batch.communications[0].provider_event_id, "s1");
+  EXPECT_EQ(event_keys(s), (keys{"batch-7:0", "batch-7:1"}));
+  EXPECT_EQ(event_keys(run(tp::normalize_sendgrid, sendgrid, "")), (keys{"s1", "s2"}));
 }
 
 }  // namespace
