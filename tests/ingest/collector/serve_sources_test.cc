@@ -209,6 +209,33 @@ TEST(ServeSources, StandardWebhooksCarryCanonicalEventsAndTheWebhookIdIsTheIdemp
   EXPECT_EQ(srv.stop(SIGTERM), 0);
 }
 
+// The built-in source of the standard provider, from [webhooks.standard] (no [[sources]]): the same checks on
+// /v1/webhooks/standard, with the svix-* header names too.
+TEST(ServeSources, TheBuiltInStandardSourceComesFromItsWebhooksSection) {
+  auto dsn = crm_test::fresh_database("t_serve_sources_std_builtin");
+  auto dir = crm_test::scratch("sources-std-builtin");
+  crm_test::serve_process srv(dsn, dir, "\n[webhooks.standard]\nsecret = \"" + std_secret + "\"\n");
+  srv.start();
+  const auto port = srv.port();
+  const std::string one = crm_test::communication_json("b-1");
+  EXPECT_EQ(post_standard(port, "standard", "msg_b1", one, one, now_s()).status, 200);
+  EXPECT_EQ(post_standard(port, "standard", "msg_b1", one, one, now_s()).status, 200);  // a redelivery
+  const std::string ts = std::to_string(now_s());
+  const std::string two = crm_test::communication_json("b-2");
+  const std::string sig = "v1," + crm_test::hmac_base64(EVP_sha256(), std_key_bytes, "msg_b2." + ts + "." + two);
+  EXPECT_EQ(crm_test::http_request(port, "POST", "/v1/webhooks/standard", two,
+                                   {{"Content-Type", "application/json"}, {"svix-id", "msg_b2"},
+                                    {"svix-timestamp", ts}, {"svix-signature", sig}})
+                .status,
+            200);
+  EXPECT_EQ(post_standard(port, "standard", "msg_b3", one, two, now_s()).status, 401);  // signed another body
+  EXPECT_EQ(settled(dsn, "SELECT count(*) FROM communications", 2), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE provider_event_id IN "
+                                 "('standard:msg_b1', 'standard:msg_b2')"),
+            2);
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+}
+
 TEST(ServeSources, ADeclaredIdempotencyKeyReplacesTheProvidersOwnId) {
   auto dsn = crm_test::fresh_database("t_serve_sources_key");
   auto dir = crm_test::scratch("sources-key");
