@@ -7,6 +7,7 @@
 
 #include "transform/providers/registry.h"
 
+#include "transform/text/json_copy.h"
 #include "transform/text/json_text.h"
 #include "transform/normalize/record_splitter.h"
 #include "transform/text/utf8.h"
@@ -356,11 +357,7 @@ std::string_view collector::idempotency_key(const http::request& req, const webh
         if (value.get_string().get(text)) return {};
         storage.assign(text);
       } else if (type == simdjson::ondemand::json_type::number) {
-        storage.assign(value.raw_json_token());
-        while (!storage.empty() && (storage.back() == ' ' || storage.back() == '\n' || storage.back() == '\r' ||
-                                    storage.back() == '\t')) {
-          storage.pop_back();
-        }
+        storage.assign(transform::detail::trim_token(value.raw_json_token()));
       } else {
         return {};
       }

@@ -1,7 +1,6 @@
 #include "ingest/collector/webhook_endpoints.h"
 
 #include <array>
-#include <cctype>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "transform/providers/registry.h"
+#include "transform/text/ascii.h"
 
 namespace crm::ingest {
 
@@ -206,11 +206,11 @@ std::vector<std::string> source_risks(const config::settings& cfg) {
   const auto& defs = cfg.sources();
   for (const auto& d : defs) {
     if (d.secrets.empty() || !d.idempotency_key.starts_with("header:")) continue;
-    std::string header = d.idempotency_key.substr(7);
-    for (char& c : header) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string_view header = std::string_view(d.idempotency_key).substr(7);
     // Standard Webhooks and Svix sign their message id header; no scheme signs any other header.
     const bool signed_header = (d.provider == "standard" || d.provider == "resend") &&
-                               (header == "webhook-id" || header == "svix-id");
+                               (transform::detail::ascii_iequals(header, "webhook-id") ||
+                                transform::detail::ascii_iequals(header, "svix-id"));
     if (!signed_header) {
       out.push_back("source " + d.name + ": idempotency_key " + d.idempotency_key + " is not covered by the " +
                     d.provider + " signature; a captured request replayed with another value is stored again "

@@ -337,14 +337,11 @@ std::string_view usable_text(workspace& ws, std::string_view text) {
 }
 
 std::string_view indexed_key(workspace& ws, const webhook_input& in, std::size_t index) {
-  std::size_t at = 0;
-  while (at < in.body.size() && (in.body[at] == ' ' || in.body[at] == '\t' || in.body[at] == '\n' || in.body[at] == '\r')) {
-    ++at;
-  }
-  if (index == 0 && (at == in.body.size() || in.body[at] != '[')) return in.idempotency_key;
+  const std::size_t at = transform::detail::skip_json_whitespace(in.body, 0);
+  if (index == 0 && (at == std::string_view::npos || in.body[at] != '[')) return in.idempotency_key;
   ws.event_key.assign(in.idempotency_key).push_back(':');
   append_number(ws.event_key, index);
-  return ws.scratch.copy(ws.event_key);
+  return ws.event_key;
 }
 
 source_ref event_source(workspace& ws, std::string_view source, std::size_t index) {

@@ -7,6 +7,7 @@
 // neither touchpoint_id nor message_id): `<key>` for a single-object body, `<key>:<index>` for each element of
 // an array, so that a redelivered webhook-id stores nothing twice. A record's own id always wins.
 #include <string>
+#include <string_view>
 
 #include "transform/normalize/record_splitter.h"
 #include "transform/providers/provider_common.h"
@@ -17,21 +18,15 @@ namespace crm::transform::providers {
 bool normalize_standard(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
   const detail::batch_mark mark(out);
   record_splitter splitter(input_format::auto_detect, norm.options().max_record_bytes);
-  thread_local std::string source, key;
+  detail::workspace& ws = detail::thread_workspace();
   std::size_t index = 0;
   auto on_record = [&](const split_record& rec) {
-    source.assign(in.source).push_back(':');
-    source.append(std::to_string(index));
-    key.clear();
-    if (!in.idempotency_key.empty()) {
-      key.assign(in.idempotency_key);
-      // An array's elements (and any record after the first) are told apart by their index.
-      if (splitter.format() == input_format::json_array || index > 0) key.append(":").append(std::to_string(index));
-    }
-    const source_ref src{source, 0};
+    const source_ref src = detail::event_source(ws, in.source, index);
     if (!rec.error.empty()) {
       norm.reject(rec.text, src, in.received_at, rec.error, out);
     } else {
+      // An array's elements (and any record after the first) are told apart by their index.
+      const std::string_view key = in.idempotency_key.empty() ? std::string_view{} : detail::indexed_key(ws, in, index);
       norm.normalize(rec.text, src, in.received_at, out, key);
     }
     ++index;
