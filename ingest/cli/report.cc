@@ -72,6 +72,10 @@ int run_attribution(attribution_args& a) {
                              r.conversions, r.credit_rows, r.ab_units, r.lookback, r.half_life);
   }
   say_freshness(conn);
+  const auto ids = pg::read_identity_summary(conn);
+  std::cerr << fmt::format("identity: {} conversions attributed through stitching; {} visitors linked to a lead, {} "
+                           "of them claimed by more than one lead (the first link won)\n",
+                           ids.stitched_conversions, ids.linked_visitors, ids.contested_visitors);
   const auto rows = pg::read_attribution(conn, a.by, a.model, a.from, a.to);
   auto text = [](const std::optional<std::string>& v) { return v ? *v : std::string(); };
   auto json_or_null = [&](const std::optional<std::string>& v) { return v ? json_str(*v) : std::string("null"); };

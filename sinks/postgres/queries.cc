@@ -123,6 +123,15 @@ std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std:
   return out;
 }
 
+identity_summary read_identity_summary(pqxx::connection& conn) {
+  pqxx::read_transaction tx(conn);
+  auto row = tx.exec(
+      "SELECT (SELECT count(*) FROM identity_links), (SELECT count(*) FROM identity_links WHERE claims > 1),"
+      " (SELECT count(*) FROM (SELECT DISTINCT conversion_id, conversion_occurred_at FROM attribution_credits"
+      " WHERE stitched) s)")[0];
+  return {row[0].as<long long>(), row[1].as<long long>(), row[2].as<long long>()};
+}
+
 ab_test_data read_ab_test(pqxx::connection& conn, const std::string& ab_test_id) {
   ab_test_data d;
   pqxx::read_transaction tx(conn);

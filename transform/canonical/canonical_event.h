@@ -27,7 +27,8 @@ enum class comm_status : std::uint8_t {
   queued, sent, delivered, opened, clicked, bounced, failed, replied, unsubscribed, resubscribed, spam
 };
 enum class touch_type : std::uint8_t {
-  page_view, ad_click, email_click, form_submit, call, chat, conversion, experiment_exposure, other
+  page_view, ad_click, email_click, form_submit, call, chat, conversion, experiment_exposure, other,
+  identify  // links anonymous_id to lead_id (identity stitching); never on an attribution path
 };
 enum class channel_group : std::uint8_t {
   paid_search, organic_search, paid_social, organic_social, email, referral, direct, display, affiliates,
@@ -41,9 +42,9 @@ inline constexpr std::array<std::string_view, 2> direction_names = {"outbound", 
 inline constexpr std::array<std::string_view, 11> comm_status_names = {
     "queued", "sent", "delivered", "opened", "clicked", "bounced", "failed", "replied", "unsubscribed",
     "resubscribed", "spam"};
-inline constexpr std::array<std::string_view, 9> touch_type_names = {
+inline constexpr std::array<std::string_view, 10> touch_type_names = {
     "page_view", "ad_click", "email_click", "form_submit", "call", "chat", "conversion", "experiment_exposure",
-    "other"};
+    "other", "identify"};
 inline constexpr std::array<std::string_view, 11> channel_group_names = {
     "Paid Search", "Organic Search", "Paid Social", "Organic Social", "Email", "Referral", "Direct", "Display",
     "Affiliates", "SMS", "Other"};

@@ -335,7 +335,7 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   for (std::uint64_t i = 0; i < n_touchpoints; ++i) {
     touchpoint& t = out.touchpoints.emplace_back();
     std::uint8_t bits = 0;
-    bool good = read_head(r, t.touchpoint_id, t, previous) && r.enumeration(t.type, touch_type::other) &&
+    bool good = read_head(r, t.touchpoint_id, t, previous) && r.enumeration(t.type, touch_type::identify) &&
                 r.enumeration(t.group, channel_group::other) && r.byte(bits);
     if (!good) return failed(r.error());
     if ((bits & ~(flag_is_conversion | flag_has_conversion_value | flag_value_follows)) != 0) {

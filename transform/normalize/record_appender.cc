@@ -204,6 +204,12 @@ bool record_appender::append(const touchpoint_fields& f, timestamp_us received_a
     if (begin_reason(reason, "lead_id/anonymous_id")) reason.append("at least one is required");
     return false;
   }
+  if (f.type == touch_type::identify && (t.lead_id == 0 || f.anonymous_id.empty())) {
+    if (begin_reason(reason, t.lead_id == 0 ? "lead_id" : "anonymous_id")) {
+      reason.append("missing (touch_type identify links an anonymous_id to a lead_id: both are required)");
+    }
+    return false;
+  }
   if (f.type == touch_type::experiment_exposure && (f.ab_test_id.empty() || f.variant.empty())) {
     if (begin_reason(reason, f.ab_test_id.empty() ? "ab_test_id" : "variant")) {
       reason.append("missing (required for touch_type experiment_exposure)");

@@ -4,7 +4,8 @@
 //   track "Experiment Viewed" -> touchpoint experiment_exposure
 //   track "Order Completed", or any track with a revenue -> touchpoint conversion
 //   track that is evidently a form ("... Form Submitted", a form_id) -> touchpoint form_submit
-//   other track -> touchpoint other;  page / screen -> touchpoint page_view;  identify / group / alias -> nothing
+//   other track -> touchpoint other;  page / screen -> touchpoint page_view;  identify / alias with both a
+//   visitor and a lead -> touchpoint identify (identity stitching);  group -> nothing
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -93,6 +94,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   workspace& ws = d.ws;
   json_walker& w = d.walker;
   scalar type, event, message_id, timestamp, original_timestamp, received_at, sent_at, user_id, anonymous_id;
+  scalar previous_id;
   scalar trait_email, trait_lead_id, context_trait_email, context_trait_lead_id;
   properties props;
   page pg;
@@ -108,6 +110,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     if (key == "sentAt") return w.keep(key, raw_key, v, &sent_at);
     if (key == "userId" || key == "user_id") return w.keep(key, raw_key, v, &user_id);
     if (key == "anonymousId" || key == "anonymous_id") return w.keep(key, raw_key, v, &anonymous_id);
+    if (key == "previousId") return w.keep(key, raw_key, v, &previous_id);
     if (key == "properties") {
       return w.keep_object("properties", v, [&](std::string_view pk, std::string_view praw, od::value x) {
         return w.keep(pk, praw, x, props.find(pk));
@@ -148,11 +151,12 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   if (!read) return false;
   if (!type.is_string()) return d.refuse("no \"type\"", ws.reason);
   const std::string_view kind = type.text;
-  if (kind == "identify" || kind == "group" || kind == "alias") return true;  // no event in the CRM's sense
+  if (kind == "group") return true;  // no event in the CRM's sense
 
   const bool is_track = kind == "track";
   const bool is_page = kind == "page" || kind == "screen";
-  if (!is_track && !is_page) {
+  const bool is_link = kind == "identify" || kind == "alias";
+  if (!is_track && !is_page && !is_link) {
     if (begin_rule(ws, "type")) {
       transform::detail::append_quoted(ws.reason, kind);
       ws.reason.append(" is not one of track|page|screen|identify|group|alias");
@@ -183,6 +187,23 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   ids.offer("campaign_id", props.campaign_id, "properties.campaign_id", 2);
   ids.offer("ab_test_id", props.ab_test_id, "properties.ab_test_id", 2);
   ids.offer("variant", props.variant, "properties.variant", 2);
+
+  if (is_link) {
+    // identify / alias: the visitor (anonymousId; alias: previousId, else anonymousId) is the lead
+    // (traits.lead_id, context.traits.lead_id, else userId, the id in the CRM's own database). Without both
+    // there is nothing to link, as before.
+    const std::string_view user = user_id.is_number() ? user_id.text : text_of(user_id);
+    if (!user.empty()) crm_ids::offer_to(ids.lead_id, user, user_id.is_number(), "userId", 0);
+    touchpoint_fields t;
+    t.type = touch_type::identify;
+    t.occurred_at = occurred;
+    t.message_id = text_of(message_id);
+    const scalar& visitor = kind == "alias" && previous_id.present ? previous_id : anonymous_id;
+    t.anonymous_id = visitor.is_number() ? visitor.text : text_of(visitor);
+    if (t.anonymous_id.empty() || ids.lead_id.priority < 0) return true;
+    d.emit(ids, t);
+    return true;
+  }
 
   comm_status status = comm_status::sent;
   if (is_track && event.is_string() && find_status(email_events, event.text, status)) {

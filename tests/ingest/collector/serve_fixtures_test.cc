@@ -70,7 +70,7 @@ long long post_all(unsigned short port, const std::vector<request>& requests) {
     const auto reply = c.request("POST", r.target, r.body, {{"Content-Type", r.content_type}});
     EXPECT_EQ(reply.status, 200) << r.file << ": " << reply.body;
     if (r.file == "segment/docs-identify-complete.json") {
-      EXPECT_EQ(reply.body, R"({"accepted":0,"rejected":0})");  // nothing to store, still acknowledged
+      EXPECT_EQ(reply.body, R"({"accepted":1,"rejected":0})");  // the identify touchpoint (identity stitching)
     }
     const long long accepted = field_of(reply.body, "accepted"), rejected = field_of(reply.body, "rejected");
     EXPECT_GE(accepted, 0) << r.file << ": " << reply.body;

@@ -379,7 +379,7 @@ TEST(EventCodec, UndefinedEnumAndFlagValuesAreRefused) {
       {"channel", [](event_batch& x) { x.communications[0].channel_ = channel::push; }, 6},
       {"direction", [](event_batch& x) { x.communications[0].direction_ = direction::outbound; }, 2},
       {"status", [](event_batch& x) { x.communications[0].status = comm_status::spam; }, 11},
-      {"touch_type", [](event_batch& x) { x.touchpoints[0].type = touch_type::other; }, 9},
+      {"touch_type", [](event_batch& x) { x.touchpoints[0].type = touch_type::identify; }, 10},
       {"channel_group", [](event_batch& x) { x.touchpoints[0].group = channel_group::other; }, 11},
       {"touch_flags", [](event_batch& x) { x.touchpoints[0].is_conversion = !x.touchpoints[0].is_conversion; }, 8},
   };

@@ -161,7 +161,14 @@ void add_messaging_cases(std::vector<fixture_case>& cases) {
   segment("docs-email-marked-as-spam.json", {segment_email("spam", "Email Marked as Spam", "mwaddams@example.com")});
   segment("docs-email-opened.json", {segment_email("opened", "Email Opened", "pgibbons@example.com")});
   segment("docs-email-unsubscribed.json", {segment_email("unsubscribed", "Unsubscribed", "pgibbons@example.com")});
-  segment("docs-identify-complete.json", {});  // no event
+  {
+    // identify with anonymousId and userId: the visitor is linked to the lead (the CRM's text id -> a reference).
+    touch_expect t = touch("identify", "Direct", "2015-02-23T22:28:55.111000Z", anon,
+                           "022bb90c-bbac-11e4-8dfc-aa07a5b093db", {R"("traits":{"name":"Peter Gibbons")"});
+    t.lead_ref = "97980cfea0067";
+    t.lead_id = transform::crm_ref_key("lead", "97980cfea0067");
+    segment("docs-identify-complete.json", {}, {t});
+  }
   {
     touch_expect t = touch("page_view", "Direct", "2015-02-23T22:28:55.111000Z", anon,
                            "022bb90c-bbac-11e4-8dfc-aa07a5b093db", {R"("name":"Home")", R"("title":"Welcome | Initech")"});
