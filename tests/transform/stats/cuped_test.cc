@@ -9,6 +9,7 @@
 // of products 5000 (control) and 7500 (variant) instead of 1.
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -28,61 +29,50 @@ ab::variant_counts arm(const char* name, std::uint64_t units, std::uint64_t conv
   return v;
 }
 
-TEST(AbCuped, RevenueMatchesGbstats) {
-  auto a = arm("A", 3000, 100);
-  a.revenue = 1396.87;
-  a.revenue_squares = 52377.9767;
-  a.pre_revenue = 16.87;
-  a.pre_revenue_squares = 527.9767;
-  a.pre_revenue_cross = 5000;
-  auto b = arm("B", 3461, 100);
-  b.revenue = 2422.7;
-  b.revenue_squares = 134698.29;
-  b.pre_revenue = 22.7;
-  b.pre_revenue_squares = 1348.29;
-  b.pre_revenue_cross = 7500;
-  const auto r = ab::analyze("t", {a, b}, "A", {});
-  const auto& c = r.comparisons.at(0).cuped_revenue;
+// gbstats' numbers for one comparison (variance_reduction from its adjusted and unadjusted standard errors).
+struct gbstats_numbers { double theta, diff, std_error, df, ci95_low, ci95_high, raw_std_error; };
+
+void expect_gbstats(const ab::cuped_result& c, const gbstats_numbers& g) {
   ASSERT_TRUE(c.available) << c.reason;
-  EXPECT_NEAR(c.theta, 6.650557194086927, 1e-9);
-  EXPECT_NEAR(c.control_var, 2.8925098927142514, 1e-9);
-  EXPECT_NEAR(c.variant_var, 26.902762523056886, 1e-9);
-  EXPECT_NEAR(c.diff, 0.22815530516352084, 1e-9);
-  EXPECT_NEAR(c.std_error, 0.0934734630218924, 1e-9);
-  EXPECT_NEAR(c.df, 4295.339037810617, 1e-6);
-  EXPECT_NEAR(c.ci95_low, 0.04489904540285783, 1e-9);
-  EXPECT_NEAR(c.ci95_high, 0.41141156492418385, 1e-9);
-  EXPECT_NEAR(c.p_value, 0.014692600841235803, 1e-9);
-  EXPECT_NEAR(c.raw_std_error, 0.12983081254184736, 1e-9);
-  const double ratio = 0.0934734630218924 / 0.12983081254184736;
+  EXPECT_NEAR(c.theta, g.theta, 1e-9);
+  EXPECT_NEAR(c.diff, g.diff, 1e-9);
+  EXPECT_NEAR(c.std_error, g.std_error, 1e-9);
+  EXPECT_NEAR(c.df, g.df, 1e-6);
+  EXPECT_NEAR(c.ci95_low, g.ci95_low, 1e-9);
+  EXPECT_NEAR(c.ci95_high, g.ci95_high, 1e-9);
+  EXPECT_NEAR(c.raw_std_error, g.raw_std_error, 1e-9);
+  const double ratio = g.std_error / g.raw_std_error;
   EXPECT_NEAR(c.variance_reduction, 1 - ratio * ratio, 1e-9);
   // The adjusted means keep the pooled level: mean y - theta (mean x - pooled mean x).
   EXPECT_NEAR(c.variant_mean - c.control_mean, c.diff, 1e-12);
 }
 
+TEST(AbCuped, RevenueMatchesGbstats) {
+  ab::variant_counts a = arm("A", 3000, 100), b = arm("B", 3461, 100);
+  std::tie(a.revenue, a.revenue_squares, a.pre_revenue, a.pre_revenue_squares, a.pre_revenue_cross) =
+      std::tuple{1396.87, 52377.9767, 16.87, 527.9767, 5000.0};
+  std::tie(b.revenue, b.revenue_squares, b.pre_revenue, b.pre_revenue_squares, b.pre_revenue_cross) =
+      std::tuple{2422.7, 134698.29, 22.7, 1348.29, 7500.0};
+  const auto r = ab::analyze("t", {a, b}, "A", {});
+  const auto& c = r.comparisons.at(0).cuped_revenue;
+  expect_gbstats(c, {6.650557194086927, 0.22815530516352084, 0.0934734630218924, 4295.339037810617,
+                     0.04489904540285783, 0.41141156492418385, 0.12983081254184736});
+  EXPECT_NEAR(c.control_var, 2.8925098927142514, 1e-9);
+  EXPECT_NEAR(c.variant_var, 26.902762523056886, 1e-9);
+  EXPECT_NEAR(c.p_value, 0.014692600841235803, 1e-9);
+}
+
 // Conversion: y = converted (0/1, so sum y^2 = sum y), x = pre-exposure conversion counts (sum 1500 / 1700,
 // squares 2400 / 2700, cross 900 / 1300); gbstats gets the same sums as SampleMeanStatistic.
 TEST(AbCuped, ConversionMatchesGbstats) {
-  auto a = arm("A", 3000, 1396);
-  a.pre_conversions = 1500;
-  a.pre_conversions_squares = 2400;
-  a.pre_conversions_cross = 900;
-  auto b = arm("B", 3461, 2422);
-  b.pre_conversions = 1700;
-  b.pre_conversions_squares = 2700;
-  b.pre_conversions_cross = 1300;
+  ab::variant_counts a = arm("A", 3000, 1396), b = arm("B", 3461, 2422);
+  std::tie(a.pre_conversions, a.pre_conversions_squares, a.pre_conversions_cross) = std::tuple{1500, 2400, 900};
+  std::tie(b.pre_conversions, b.pre_conversions_squares, b.pre_conversions_cross) = std::tuple{1700, 2700, 1300};
   const auto r = ab::analyze("t", {a, b}, "A", {});
   const auto& c = r.comparisons.at(0).cuped_conversion;
-  ASSERT_TRUE(c.available) << c.reason;
-  EXPECT_NEAR(c.theta, 0.08791295886152585, 1e-9);
-  EXPECT_NEAR(c.diff, 0.23523914434516324, 1e-9);
-  EXPECT_NEAR(c.std_error, 0.011862996565292924, 1e-9);
-  EXPECT_NEAR(c.df, 6173.730600055791, 1e-6);
-  EXPECT_NEAR(c.ci95_low, 0.21198353906412784, 1e-9);
-  EXPECT_NEAR(c.ci95_high, 0.2584947496261986, 1e-9);
+  expect_gbstats(c, {0.08791295886152585, 0.23523914434516324, 0.011862996565292924, 6173.730600055791,
+                     0.21198353906412784, 0.2584947496261986, 0.011986551043984474});
   EXPECT_LT(c.p_value, 1e-12);  // gbstats prints 0.0
-  const double ratio = 0.011862996565292924 / 0.011986551043984474;
-  EXPECT_NEAR(c.variance_reduction, 1 - ratio * ratio, 1e-9);
   // No revenue covariate in this test: revenue CUPED is not available, conversion CUPED is.
   EXPECT_FALSE(r.comparisons.at(0).cuped_revenue.available);
 }
