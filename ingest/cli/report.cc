@@ -33,6 +33,7 @@ struct attribution_args {
 struct ab_args {
   database_target db;
   std::string test, format = "table";
+  ab::sequential_options sequential;
 };
 
 std::string json_str(const std::string& s) {
@@ -126,7 +127,7 @@ int run_ab(ab_args& a) {
     return 1;
   }
   for (auto& [name, v] : by_name) variants.push_back(v);
-  auto r = ab::analyze(a.test, variants, data.control, data.weights);
+  auto r = ab::analyze(a.test, variants, data.control, data.weights, a.sequential);
   if (a.format == "json") {
     std::string out = ab::to_json(r);
     // Per-variant message counts (delivered/opened/clicked...), as an extra key.
@@ -215,13 +216,21 @@ void add_report_commands(CLI::App& app, int& exit_code) {
 
   auto abt = std::make_shared<ab_args>();
   auto* ab_cmd = report->add_subcommand(
-      "ab-test", "Per-variant units, conversions, revenue, lift, z-test, Welch t-test, probability to beat control "
-                 "and sample-ratio mismatch of one A/B test");
+      "ab-test", "Per-variant units, conversions, revenue, lift, z-test, Welch t-test, probability to beat control, "
+                 "always-valid p-value and confidence sequence, CUPED and sample-ratio mismatch of one A/B test");
   abt->db.add_options(*ab_cmd, false);
   ab_cmd->add_option("--test", abt->test, "The ab_test_id")->required();
   ab_cmd->add_option("--format", abt->format, "Output format")
       ->default_str("table")
       ->check(CLI::IsMember({"table", "json"}));
+  ab_cmd->add_option("--sequential-alpha", abt->sequential.alpha,
+                     "Level of the always-valid p-value's test and of the confidence sequence")
+      ->default_val(0.05)
+      ->check(CLI::Range(1e-9, 0.5));
+  ab_cmd->add_option("--tuning-units", abt->sequential.tuning_units,
+                     "Units (both arms) at which the confidence sequence is tightest: the mixture tuning")
+      ->default_val(5000)
+      ->check(CLI::PositiveNumber);
   ab_cmd->callback([abt, &exit_code] { exit_code = run_ab(*abt); });
 }
 

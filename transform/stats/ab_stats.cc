@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include <boost/math/distributions/chi_squared.hpp>
 #include <boost/math/distributions/normal.hpp>
@@ -118,10 +119,22 @@ srm_result chi_square_gof(const std::vector<std::uint64_t>& observed, const std:
   return r;
 }
 
+cuped_sums conversion_sums(const variant_counts& v) {
+  const double converted = static_cast<double>(v.conversions);  // y is 0 or 1: sum y^2 = sum y
+  return {static_cast<double>(v.units), converted, converted, v.pre_conversions, v.pre_conversions_squares,
+          v.pre_conversions_cross};
+}
+
+cuped_sums revenue_sums(const variant_counts& v) {
+  return {static_cast<double>(v.units), v.revenue, v.revenue_squares, v.pre_revenue, v.pre_revenue_squares,
+          v.pre_revenue_cross};
+}
+
 report analyze(const std::string& test_id, std::vector<variant_counts> variants, std::string control,
-               const std::map<std::string, double>& weights) {
+               const std::map<std::string, double>& weights, const sequential_options& sequential) {
   report r;
   r.test_id = test_id;
+  r.sequential = sequential;
   std::sort(variants.begin(), variants.end(),
             [](const variant_counts& a, const variant_counts& b) { return a.variant < b.variant; });
   if (variants.empty()) return r;
@@ -159,6 +172,16 @@ report analyze(const std::string& test_id, std::vector<variant_counts> variants,
     }
     cmp.prob_beat_control = prob_beta_greater(1 + v.conversions, 1 + v.units - v.conversions, 1 + ctl->conversions,
                                               1 + ctl->units - ctl->conversions);
+    const double both = static_cast<double>(s.units + c.units);
+    cmp.sequential = always_valid(cmp.abs_lift, se, both, sequential);
+    const double revenue_se =
+        s.units > 1 && c.units > 1
+            ? std::sqrt(s.revenue_per_unit_sd * s.revenue_per_unit_sd / static_cast<double>(s.units) +
+                        c.revenue_per_unit_sd * c.revenue_per_unit_sd / static_cast<double>(c.units))
+            : 0.0;
+    cmp.revenue_sequential = always_valid(s.revenue_per_unit - c.revenue_per_unit, revenue_se, both, sequential);
+    cmp.cuped_conversion = cuped(conversion_sums(v), conversion_sums(*ctl));
+    cmp.cuped_revenue = cuped(revenue_sums(v), revenue_sums(*ctl));
     r.comparisons.push_back(cmp);
   }
   std::vector<std::uint64_t> observed;
@@ -187,6 +210,36 @@ void append_array(std::string& out, std::string_view open, const std::vector<T>&
   out.push_back(']');
 }
 
+void append_sequential(std::string& out, const comparison& c, const sequential_options& o) {
+  const sequential_result& cv = c.sequential;
+  const sequential_result& rv = c.revenue_sequential;
+  auto p = [](const sequential_result& x) { return x.defined ? num(x.p_value) : "null"; };
+  auto lo = [](const sequential_result& x) { return x.defined ? num(x.ci_low) : "null"; };
+  auto hi = [](const sequential_result& x) { return x.defined ? num(x.ci_high) : "null"; };
+  out.append(",\"sequential\":{\"method\":");
+  append_json_string(out, sequential_method);
+  out.append(fmt::format(",\"alpha\":{},\"tuning_units\":{},\"mixture_rho\":{},\"p_value\":{},\"ci_low\":{},"
+                         "\"ci_high\":{},\"revenue_p_value\":{},\"revenue_ci_low\":{},\"revenue_ci_high\":{}}}",
+                         num(o.alpha), num(o.tuning_units), num(normal_mixture_rho(o.tuning_units, o.alpha)), p(cv),
+                         lo(cv), hi(cv), p(rv), lo(rv), hi(rv)));
+}
+
+void append_cuped(std::string& out, const cuped_result& c, std::string_view covariate) {
+  out.append(fmt::format("{{\"covariate\":\"{}\",\"available\":{}", covariate, c.available ? "true" : "false"));
+  if (!c.available) {
+    out.append(",\"reason\":");
+    append_json_string(out, c.reason);
+    out.push_back('}');
+    return;
+  }
+  out.append(fmt::format(",\"theta\":{},\"variant_mean\":{},\"control_mean\":{},\"abs_lift\":{},\"std_error\":{},"
+                         "\"df\":{},\"ci95_low\":{},\"ci95_high\":{},\"p_value\":{},\"raw_std_error\":{},"
+                         "\"variance_reduction\":{}}}",
+                         num(c.theta), num(c.variant_mean), num(c.control_mean), num(c.diff), num(c.std_error),
+                         num(c.df), num(c.ci95_low), num(c.ci95_high), num(c.p_value), num(c.raw_std_error),
+                         num(c.variance_reduction)));
+}
+
 }  // namespace
 
 std::string to_json(const report& r) {
@@ -212,6 +265,13 @@ std::string to_json(const report& r) {
                            num(c.abs_lift), num(c.rel_lift), num(c.ci95_low), num(c.ci95_high), num(c.z),
                            num(c.p_value), num(c.revenue_t), num(c.revenue_df), num(c.revenue_p_value),
                            num(c.prob_beat_control)));
+    out.pop_back();  // the comparison's closing brace: the sequential and CUPED objects follow
+    append_sequential(out, c, r.sequential);
+    out.append(",\"cuped\":{\"conversion\":");
+    append_cuped(out, c.cuped_conversion, "pre_conversions");
+    out.append(",\"revenue\":");
+    append_cuped(out, c.cuped_revenue, "pre_revenue");
+    out.append("}}");
   });
   out.append(fmt::format(",\"srm\":{{\"chi2\":{},\"df\":{},\"p_value\":{},\"flagged\":{}}}}}", num(r.srm.chi2),
                          r.srm.df, num(r.srm.p_value), r.srm.flagged ? "true" : "false"));
@@ -235,6 +295,36 @@ std::string to_table(const report& r) {
                              c.abs_lift, cell(c.rel_lift), fmt::format("[{:.4f}, {:.4f}]", c.ci95_low, c.ci95_high),
                              cell(c.z, "{:.3f}"), cell(c.p_value), cell(c.revenue_t, "{:.3f}"),
                              cell(c.revenue_df, "{:.1f}"), cell(c.revenue_p_value), c.prob_beat_control));
+    }
+  }
+  if (!r.comparisons.empty()) {
+    out.append(fmt::format("\nalways valid, safe to read at any look: {}, alpha {:g}, tuned for {:g} units\n",
+                           sequential_method, r.sequential.alpha, r.sequential.tuning_units));
+    out.append(fmt::format("{:<16} {:>8} {:>21} {:>8} {:>25}\n", "vs control", "p", "conf. sequence (abs)", "rev p",
+                           "rev conf. sequence"));
+    auto p = [](const sequential_result& x) { return x.defined ? fmt::format("{:.4f}", x.p_value) : "-"; };
+    auto cs = [](const sequential_result& x, int digits) {
+      return x.defined ? fmt::format("[{:.{}f}, {:.{}f}]", x.ci_low, digits, x.ci_high, digits) : "-";
+    };
+    for (const auto& c : r.comparisons) {
+      out.append(fmt::format("{:<16} {:>8} {:>21} {:>8} {:>25}\n", c.variant, p(c.sequential), cs(c.sequential, 4),
+                             p(c.revenue_sequential), cs(c.revenue_sequential, 2)));
+    }
+    out.append("\nCUPED (pre-exposure covariate, theta pooled over variant and control)\n");
+    out.append(fmt::format("{:<16} {:<11} {:>9} {:>10} {:>23} {:>8} {:>10}\n", "vs control", "metric", "theta",
+                           "adj. lift", "95% CI", "p", "var. red."));
+    for (const auto& c : r.comparisons) {
+      for (const auto& [metric, x, digits] : {std::tuple{"conversion", &c.cuped_conversion, 4},
+                                              std::tuple{"revenue", &c.cuped_revenue, 2}}) {
+        if (!x->available) {
+          out.append(fmt::format("{:<16} {:<11} not available: {}\n", c.variant, metric, x->reason));
+          continue;
+        }
+        out.append(fmt::format("{:<16} {:<11} {:>9.4f} {:>10.{}f} {:>23} {:>8.4f} {:>9.1f}%\n", c.variant, metric,
+                               x->theta, x->diff, digits,
+                               fmt::format("[{:.{}f}, {:.{}f}]", x->ci95_low, digits, x->ci95_high, digits),
+                               x->p_value, 100 * x->variance_reduction));
+      }
     }
   }
   out.append(fmt::format("\nsample ratio: chi2 {:.4f}, df {}, p {:.4g}{}\n", r.srm.chi2, r.srm.df, r.srm.p_value,

@@ -1,7 +1,9 @@
 // A/B-test statistics from per-variant sufficient statistics (units, converted units, revenue sum and sum
 // of squares): conversion rate, revenue per unit, lift with a Wald interval, the pooled two-proportion
 // z-test, Welch's t-test on revenue per unit, the Bayesian probability to beat control (Beta posteriors)
-// and the sample-ratio-mismatch chi-square test. Pure functions, no I/O; distributions from Boost.Math.
+// and the sample-ratio-mismatch chi-square test; the always-valid (sequential) p-value and confidence
+// sequence of both lifts (sequential.h) and CUPED on each unit's pre-exposure covariate (cuped.h). Pure
+// functions, no I/O; distributions from Boost.Math.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,9 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "transform/stats/cuped.h"
+#include "transform/stats/sequential.h"
 
 namespace crm::transform::ab {
 
@@ -19,6 +24,12 @@ struct variant_counts {
   double revenue = 0;                 // sum of revenue per clean unit
   double revenue_squares = 0;         // sum of squared revenue per clean unit
   std::uint64_t contaminated = 0;     // units exposed to more than one variant
+  // CUPED covariates, over the same clean units: x = the unit's conversions before its first exposure
+  // (pre_conversions = sum x, _squares = sum x^2, _cross = sum x * converted) and x = its revenue before
+  // its first exposure (pre_revenue = sum x, _squares = sum x^2, _cross = sum x * the unit's revenue).
+  // All 0 = no pre-exposure data: CUPED is reported as not available.
+  double pre_conversions = 0, pre_conversions_squares = 0, pre_conversions_cross = 0;
+  double pre_revenue = 0, pre_revenue_squares = 0, pre_revenue_cross = 0;
 };
 
 struct variant_summary {
@@ -38,6 +49,10 @@ struct comparison {
   std::optional<double> z, p_value;   // pooled two-proportion z-test; none when undefined
   std::optional<double> revenue_t, revenue_df, revenue_p_value;  // Welch; none when undefined
   double prob_beat_control = 0.5;     // P(p_variant > p_control), Beta(1 + x, 1 + n - x) posteriors
+  sequential_result sequential;       // always valid, on abs_lift (unpooled Bernoulli standard error)
+  sequential_result revenue_sequential;  // always valid, on the revenue-per-unit difference (Welch's se)
+  cuped_result cuped_conversion;      // x = pre-exposure conversions
+  cuped_result cuped_revenue;         // x = pre-exposure revenue
 };
 
 struct srm_result {
@@ -52,6 +67,7 @@ struct report {
   std::vector<variant_summary> variants;
   std::vector<comparison> comparisons;
   srm_result srm;
+  sequential_options sequential;      // the options the sequential results were computed with
 };
 
 variant_summary summarize(const variant_counts& c);
@@ -73,9 +89,15 @@ srm_result chi_square_gof(const std::vector<std::uint64_t>& observed, const std:
 
 // The whole report; variants are listed by name. `control` empty (or unknown) = the first variant by name.
 // `weights` by variant name (empty = equal; a variant without a weight expects no units, so any unit of it
-// is a mismatch). The SRM test counts every assigned unit, clean and contaminated.
+// is a mismatch). The SRM test counts every assigned unit, clean and contaminated. `sequential`: alpha and
+// mixture tuning of the always-valid results.
 report analyze(const std::string& test_id, std::vector<variant_counts> variants, std::string control,
-               const std::map<std::string, double>& weights);
+               const std::map<std::string, double>& weights, const sequential_options& sequential = {});
+
+// The CUPED sums of one variant for a metric (y = converted with x = pre-exposure conversions, or y = revenue
+// with x = pre-exposure revenue).
+cuped_sums conversion_sums(const variant_counts& v);
+cuped_sums revenue_sums(const variant_counts& v);
 
 std::string to_json(const report& r);
 std::string to_table(const report& r);
