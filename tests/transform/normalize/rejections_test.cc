@@ -184,7 +184,7 @@ INSTANTIATE_TEST_SUITE_P(
                        "touch_type: missing (required)"},
         rejection_case{"touch_type unknown", R"({"kind":"touchpoint","occurred_at":"2024-05-01T10:00:00Z","touch_type":"visit","anonymous_id":"a"})",
                        "touch_type: \"visit\" is not one of page_view|ad_click|email_click|form_submit|call|chat|"
-                       "conversion|experiment_exposure|other"},
+                       "conversion|experiment_exposure|other|identify"},
         rejection_case{"no lead nor anonymous id", R"({"kind":"touchpoint","occurred_at":"2024-05-01T10:00:00Z","touch_type":"page_view"})",
                        "lead_id/anonymous_id: at least one is required"},
         rejection_case{"empty anonymous id", R"({"kind":"touchpoint","occurred_at":"2024-05-01T10:00:00Z","touch_type":"page_view","anonymous_id":""})",
