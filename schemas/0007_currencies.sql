@@ -30,6 +30,17 @@ CREATE INDEX exchange_rates_pair_idx ON exchange_rates (base, currency, day);
 ALTER TABLE attribution_settings
     ADD COLUMN reporting_currency char(3) NOT NULL DEFAULT 'USD' CHECK (reporting_currency ~ '^[A-Z]{3}$');
 
+-- The last known rate of 1 `base` in `currency` on or before `day`, and the day it was quoted for; for the base
+-- itself (1, infinity); no row (NULLs) when none is known.
+CREATE FUNCTION crm_fx_last_rate(base char(3), currency char(3), day date, OUT rate numeric, OUT rate_day date)
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT 1::numeric, 'infinity'::date WHERE $1 = $2
+    UNION ALL
+    (SELECT e.rate, e.day FROM exchange_rates e
+     WHERE $1 <> $2 AND e.base = $1 AND e.currency = $2 AND e.day <= $3
+     ORDER BY e.day DESC LIMIT 1)
+$$;
+
 -- The factor converting an amount of `currency` on `day` into `reporting`: 1 for the same currency; otherwise,
 -- through a common base B (any base of exchange_rates; the ECB's is EUR):
 --     factor = rate(B -> reporting) / rate(B -> currency)
@@ -59,20 +70,8 @@ BEGIN
     END IF;
     SELECT min(e.base) INTO b_ FROM exchange_rates e;
     WHILE b_ IS NOT NULL LOOP
-        IF b_ = c_ THEN
-            to_c := 1;
-            day_c := 'infinity';
-        ELSE
-            SELECT e.rate, e.day INTO to_c, day_c FROM exchange_rates e
-            WHERE e.base = b_ AND e.currency = c_ AND e.day <= d_ ORDER BY e.day DESC LIMIT 1;
-        END IF;
-        IF b_ = r_ THEN
-            to_r := 1;
-            day_r := 'infinity';
-        ELSE
-            SELECT e.rate, e.day INTO to_r, day_r FROM exchange_rates e
-            WHERE e.base = b_ AND e.currency = r_ AND e.day <= d_ ORDER BY e.day DESC LIMIT 1;
-        END IF;
+        SELECT l.rate, l.rate_day INTO to_c, day_c FROM crm_fx_last_rate(b_, c_, d_) l;
+        SELECT l.rate, l.rate_day INTO to_r, day_r FROM crm_fx_last_rate(b_, r_, d_) l;
         IF to_c IS NOT NULL AND to_r IS NOT NULL AND (best_day IS NULL OR least(day_c, day_r) > best_day) THEN
             best := to_r / to_c;
             best_day := least(day_c, day_r);

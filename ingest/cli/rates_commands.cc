@@ -127,9 +127,7 @@ int run_import_rates(import_rates_args& a) {
 int run_reporting_currency(reporting_args& a) {
   pqxx::connection conn(a.db.resolve(true));
   const std::string before = pg::read_reporting_currency(conn);
-  pg::recompute_options o;
-  o.reporting_currency = a.code;
-  const auto r = pg::recompute_analytics(conn, o);
+  const auto r = pg::recompute_analytics(conn, {}, a.code);
   std::cout << fmt::format("reporting currency {} (was {}); recomputed: {} conversions, {} credit rows, {} A/B units\n",
                            r.reporting_currency, before, r.conversions, r.credit_rows, r.ab_units);
   return exit_ok;

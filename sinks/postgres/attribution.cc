@@ -24,7 +24,8 @@ std::string ab_message_counts(bool maintain) {
                   : "";
 }
 
-recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt) {
+recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt,
+                                     const std::optional<std::string>& reporting_currency) {
   pqxx::work tx(conn);  // crm_analytics_recompute() creates the session's working tables itself
   tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");  // the recompute's argument needs it (0005)
   // Take the exclusive lock before changing the settings, so no batch attributes with half-changed ones.
@@ -37,9 +38,8 @@ recompute_result recompute_analytics(pqxx::connection& conn, const recompute_opt
     tx.exec_params("UPDATE attribution_settings SET half_life = make_interval(days => $1), updated_at = now()",
                    *opt.half_life_days);
   }
-  if (opt.reporting_currency) {
-    tx.exec_params("UPDATE attribution_settings SET reporting_currency = $1, updated_at = now()",
-                   *opt.reporting_currency);
+  if (reporting_currency) {
+    tx.exec_params("UPDATE attribution_settings SET reporting_currency = $1, updated_at = now()", *reporting_currency);
   }
   tx.exec("SELECT crm_analytics_recompute()");
   recompute_result r;
