@@ -11,6 +11,8 @@ build_packages=(
   build-essential cmake ninja-build pkg-config
   libboost-dev libboost-system-dev librdkafka-dev libpqxx-dev libpq-dev libsimdjson-dev prometheus-cpp-dev
   libphonenumber-dev libssl-dev zlib1g-dev libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
+  # ISO 4217 currency codes (transform/normalize/currency.h).
+  libicu-dev
   # Caller authentication (JWT verification, ingest/auth/).
   libjwt-dev
 )

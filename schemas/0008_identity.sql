@@ -22,6 +22,7 @@
 -- event): if k's, C is a conversion of the claim's lead; if t's, its probe finds C through the link; if C's, its
 -- path is read with the link in place. A winner replaced by an earlier claim refreshes both leads.
 --
+-- Revenue (credits, A/B units) is converted into the reporting currency (0007, crm_reporting_value below).
 -- Attribution credits record the effective lead and whether the row came through a link (`stitched`: a
 -- linked visitor's touchpoint on the path, or the conversion of a linked visitor), so the report counts the
 -- conversions re-attributed by stitching.
@@ -75,6 +76,17 @@ CREATE FUNCTION crm_effective_lead(lead bigint, tenant_id text, anonymous text) 
 LANGUAGE sql STABLE AS $$
     SELECT coalesce(lead, (SELECT l.lead_id FROM identity_links l
                            WHERE l.tenant = coalesce(tenant_id, '') AND l.anonymous_id = anonymous))
+$$;
+
+-- A conversion's value in the reporting currency (0007): converted at the conversion day's rate; 0 while that rate
+-- is missing (the conversion keeps its credit and is reported as awaiting a rate; crm_rates_changed re-converts
+-- it when the rate arrives). A value without a currency (rows stored before currencies were kept) is taken as
+-- the reporting currency.
+CREATE FUNCTION crm_reporting_value(value numeric, currency char(3), at timestamptz) RETURNS numeric
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN value IS NULL OR value = 0 THEN 0
+                WHEN currency IS NULL THEN value
+                ELSE value * coalesce(crm_fx_factor(currency, (at AT TIME ZONE 'UTC')::date), 0) END
 $$;
 
 -- The touchpoints of a unit: a lead's own and those of the visitors linked to it (stitched), else an unlinked
@@ -194,10 +206,10 @@ BEGIN
     WITH conv AS MATERIALIZED (
         SELECT c.touchpoint_id AS conversion_id, c.occurred_at AS conv_at, c.unit_lead AS lead_id, c.anonymous_id,
                c.lead_id IS NULL AND c.unit_lead IS NOT NULL AS conv_stitched,
-               coalesce(c.conversion_value, 0) AS conv_value
+               crm_reporting_value(c.conversion_value, c.currency, c.occurred_at) AS conv_value
         FROM (SELECT DISTINCT conversion_id, occurred_at FROM crm_attr_todo) t
         CROSS JOIN LATERAL (
-            SELECT x.touchpoint_id, x.occurred_at, x.lead_id, x.anonymous_id, x.conversion_value,
+            SELECT x.touchpoint_id, x.occurred_at, x.lead_id, x.anonymous_id, x.conversion_value, x.currency,
                    crm_effective_lead(x.lead_id, x.tenant_id, x.anonymous_id) AS unit_lead
             FROM customer_touchpoints x
             WHERE x.touchpoint_id = t.conversion_id AND x.occurred_at = t.occurred_at AND x.touch_type = 'conversion'
@@ -347,7 +359,7 @@ BEGIN
                sum(c.value) FILTER (WHERE c.occurred_at > f.first_exposure_at) AS revenue,
                count(*) FILTER (WHERE c.occurred_at <= f.first_exposure_at) AS pre_n,
                sum(c.value) FILTER (WHERE c.occurred_at <= f.first_exposure_at) AS pre_revenue
-        FROM (SELECT y.occurred_at, coalesce(y.conversion_value, 0) AS value
+        FROM (SELECT y.occurred_at, crm_reporting_value(y.conversion_value, y.currency, y.occurred_at) AS value
               FROM crm_unit_touchpoints(f.lead_id, f.unit_anonymous_id) y
               WHERE y.touch_type = 'conversion' AND y.occurred_at > f.first_exposure_at - f.window_length
                 AND y.occurred_at <= f.first_exposure_at + f.window_length) c

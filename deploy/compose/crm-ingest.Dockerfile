@@ -14,7 +14,7 @@ FROM ${BASE_IMAGE} AS runtime
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       libpqxx-6.4 libpq5 librdkafka1 libsimdjson14 libprometheus-cpp-core1.0 \
-      libphonenumber8 libssl3 zlib1g libspdlog1.10 libfmt9 libtomlplusplus3 libjwt0 \
+      libphonenumber8 libicu72 libssl3 zlib1g libspdlog1.10 libfmt9 libtomlplusplus3 libjwt0 \
       postgresql-client-15 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
  && groupadd --system --gid 10001 crm-ingest \

@@ -12,6 +12,7 @@
 #include "ingest/cli/database_target.h"
 #include "ingest/cli/exit_codes.h"
 #include "sinks/kafka/kafka_error.h"
+#include "ingest/cli/rates_commands.h"
 #include "ingest/cli/report.h"
 #include "ingest/cli/kafka_commands.h"
 #include "ingest/cli/serve.h"
@@ -438,6 +439,9 @@ int run(int argc, char** argv) {
 
   // report
   add_report_commands(app, exit_code);
+
+  // rates
+  add_rates_commands(app, exit_code);
 
   try {
     app.parse(argc, argv);

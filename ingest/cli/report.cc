@@ -12,6 +12,7 @@
 #include "ingest/cli/database_target.h"
 #include "sinks/postgres/analytics_stage.h"
 #include "sinks/postgres/attribution.h"
+#include "sinks/postgres/exchange_rates.h"
 #include "sinks/postgres/queries.h"
 #include "transform/stats/ab_stats.h"
 #include "transform/text/json_text.h"
@@ -62,6 +63,28 @@ pg::analytics_lag say_freshness(pqxx::connection& conn) {
   return l;
 }
 
+// The reporting currency, and the conversions whose exchange rate is missing (their revenue is not in the
+// report until the rate is loaded): one line on stderr. Returns the reporting currency.
+std::string say_currency(pqxx::connection& conn, const std::string& from, const std::string& to) {
+  const std::string currency = pg::read_reporting_currency(conn);
+  const auto awaiting = pg::read_awaiting_rates(conn, from, to);
+  long long n = 0;
+  std::string detail;
+  for (const auto& w : awaiting) {
+    n += w.conversions;
+    detail += fmt::format("{}{} {} from {} to {}", detail.empty() ? "" : ", ", w.currency.empty() ? "(none)" : w.currency,
+                          w.conversions, w.first_day, w.last_day);
+  }
+  if (n == 0) {
+    std::cerr << "revenue in " << currency << " (the reporting currency); every conversion has its exchange rate\n";
+  } else {
+    std::cerr << fmt::format("revenue in {} (the reporting currency); {} conversions awaiting an exchange rate, not "
+                             "in the revenue until it is loaded (`crm-ingest rates import`): {}\n",
+                             currency, n, detail);
+  }
+  return currency;
+}
+
 int run_attribution(attribution_args& a) {
   pqxx::connection conn(a.db.resolve(true));
   if (a.recompute) {
@@ -77,6 +100,7 @@ int run_attribution(attribution_args& a) {
   std::cerr << fmt::format("identity: {} conversions attributed through stitching; {} visitors linked to a lead, {} "
                            "of them claimed by more than one lead (the first link won)\n",
                            ids.stitched_conversions, ids.linked_visitors, ids.contested_visitors);
+  const std::string currency = say_currency(conn, a.from, a.to);
   const auto rows = pg::read_attribution(conn, a.by, a.model, a.from, a.to);
   auto text = [](const std::optional<std::string>& v) { return v ? *v : std::string(); };
   auto json_or_null = [&](const std::optional<std::string>& v) { return v ? json_str(*v) : std::string("null"); };
@@ -96,7 +120,8 @@ int run_attribution(attribution_args& a) {
       } else {
         out.append(",\"channel_group\":" + json_str(text(row.first)));
       }
-      out.append(",\"conversions\":" + row.conversions + ",\"revenue\":" + row.revenue + "}");
+      out.append(",\"conversions\":" + row.conversions + ",\"revenue\":" + row.revenue + ",\"currency\":" +
+                 json_str(currency) + ",\"awaiting_rate\":" + row.awaiting_rate + "}");
     }
     out.append("]\n");
     std::cout << out;
@@ -105,7 +130,7 @@ int run_attribution(attribution_args& a) {
   std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", "model", a.by == "campaign" ? "campaign_id" :
                            a.by == "source" ? "utm_source" : "channel_group",
                            a.by == "campaign" ? "utm_campaign" : a.by == "source" ? "utm_medium" : "", "conversions",
-                           "revenue");
+                           "revenue (" + currency + ")");
   for (const auto& row : rows) {
     std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", row.model, text(row.first), text(row.second),
                              row.conversions, row.revenue);

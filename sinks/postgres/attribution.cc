@@ -24,7 +24,8 @@ std::string ab_message_counts(bool maintain) {
                   : "";
 }
 
-recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt) {
+recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt,
+                                     const std::optional<std::string>& reporting_currency) {
   pqxx::work tx(conn);  // crm_analytics_recompute() creates the session's working tables itself
   tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");  // the recompute's argument needs it (0005)
   // Take the exclusive lock before changing the settings, so no batch attributes with half-changed ones.
@@ -37,17 +38,21 @@ recompute_result recompute_analytics(pqxx::connection& conn, const recompute_opt
     tx.exec_params("UPDATE attribution_settings SET half_life = make_interval(days => $1), updated_at = now()",
                    *opt.half_life_days);
   }
+  if (reporting_currency) {
+    tx.exec_params("UPDATE attribution_settings SET reporting_currency = $1, updated_at = now()", *reporting_currency);
+  }
   tx.exec("SELECT crm_analytics_recompute()");
   recompute_result r;
   auto row = tx.exec(
       "SELECT (SELECT count(DISTINCT (conversion_id, conversion_occurred_at)) FROM attribution_credits),"
       " (SELECT count(*) FROM attribution_credits), (SELECT count(*) FROM ab_test_units),"
-      " lookback::text, half_life::text FROM attribution_settings")[0];
+      " lookback::text, half_life::text, reporting_currency::text FROM attribution_settings")[0];
   r.conversions = row[0].as<long long>();
   r.credit_rows = row[1].as<long long>();
   r.ab_units = row[2].as<long long>();
   r.lookback = row[3].as<std::string>();
   r.half_life = row[4].as<std::string>();
+  r.reporting_currency = row[5].as<std::string>();
   tx.commit();
   return r;
 }

@@ -34,9 +34,11 @@ struct recompute_options {
 };
 struct recompute_result {
   long long conversions = 0, credit_rows = 0, ab_units = 0;
-  std::string lookback, half_life;
+  std::string lookback, half_life, reporting_currency;
 };
-// Rebuilds every attribution and A/B table from the stored events in one transaction.
-recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt);
+// Rebuilds every attribution and A/B table from the stored events in one transaction; `reporting_currency` set
+// (ISO 4217, `rates reporting-currency`) = store it as the new reporting currency first.
+recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt,
+                                     const std::optional<std::string>& reporting_currency = std::nullopt);
 
 }  // namespace crm::sinks::postgres

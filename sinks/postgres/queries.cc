@@ -94,31 +94,53 @@ std::set<std::string> stored_event_ids(pqxx::connection& conn, const std::vector
 
 std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std::string& by, const std::string& model,
                                               const std::string& from, const std::string& to) {
-  std::string dims;
+  std::string first, second;
   // A campaign the CRM keys by text shows its reference (schemas/0006_crm_refs.sql): as registered in
   // campaigns, else as its communications carried it.
   if (by == "campaign") {
-    dims = "CASE WHEN campaign_id < 0 THEN coalesce((SELECT c.campaign_ref FROM campaigns c"
-           " WHERE c.campaign_id = d.campaign_id), (SELECT m.campaign_ref FROM communication_metrics m"
-           " WHERE m.campaign_id = d.campaign_id AND m.campaign_ref IS NOT NULL LIMIT 1), campaign_id::text)"
-           " ELSE campaign_id::text END, utm_campaign";
+    first = "CASE WHEN campaign_id < 0 THEN coalesce((SELECT c.campaign_ref FROM campaigns c"
+            " WHERE c.campaign_id = d.campaign_id), (SELECT m.campaign_ref FROM communication_metrics m"
+            " WHERE m.campaign_id = d.campaign_id AND m.campaign_ref IS NOT NULL LIMIT 1), campaign_id::text)"
+            " ELSE campaign_id::text END";
+    second = "utm_campaign";
   } else if (by == "source") {
-    dims = "utm_source, utm_medium";
+    first = "utm_source";
+    second = "utm_medium";
   } else {
-    dims = "channel_group, NULL::text";
+    first = "channel_group";
+    second = "NULL::text";
   }
+  const std::string dims = first + " AS f, " + second + " AS s";
+  // The conversions awaiting a rate: one factor per currency and UTC day, then their credit rows.
+  const std::string conversions =
+      " FROM customer_touchpoints t WHERE t.touch_type = 'conversion' AND t.conversion_value <> 0"
+      " AND ($2::date IS NULL OR t.occurred_at >= ($2::date::timestamp AT TIME ZONE 'UTC'))"
+      " AND ($3::date IS NULL OR t.occurred_at < (($3::date + 1)::timestamp AT TIME ZONE 'UTC'))";
   pqxx::read_transaction tx(conn);
   auto rows = tx.exec_params(
-      "SELECT model, " + dims +
-          ", sum(conversions)::text, round(sum(revenue), 6)::text FROM campaign_attribution_daily d"
+      "WITH main AS (SELECT model, " + dims + ", sum(conversions) AS conversions, sum(revenue) AS revenue"
+          " FROM campaign_attribution_daily d"
           " WHERE ($1::text IS NULL OR model = $1) AND ($2::date IS NULL OR day >= $2::date)"
-          " AND ($3::date IS NULL OR day <= $3::date) GROUP BY 1, 2, 3 ORDER BY 1, sum(revenue) DESC, 2, 3",
+          " AND ($3::date IS NULL OR day <= $3::date) GROUP BY 1, 2, 3),"
+          " missing AS (SELECT x.currency, x.day FROM (SELECT DISTINCT t.currency,"
+          " (t.occurred_at AT TIME ZONE 'UTC')::date AS day" + conversions + ") x, attribution_settings st"
+          " WHERE crm_fx_factor(x.currency, x.day, st.reporting_currency) IS NULL),"
+          " waiting AS (SELECT t.touchpoint_id, t.occurred_at" + conversions +
+          " AND EXISTS (SELECT 1 FROM missing m WHERE m.currency IS NOT DISTINCT FROM t.currency"
+          " AND m.day = (t.occurred_at AT TIME ZONE 'UTC')::date)),"
+          " aw AS (SELECT model, " + dims + ", sum(credit) AS n FROM attribution_credits d"
+          " JOIN waiting w ON d.conversion_id = w.touchpoint_id AND d.conversion_occurred_at = w.occurred_at"
+          " WHERE ($1::text IS NULL OR model = $1) GROUP BY 1, 2, 3)"
+          " SELECT main.model, main.f, main.s, main.conversions::text, round(main.revenue, 6)::text,"
+          " trim_scale(coalesce(aw.n, 0))::text FROM main LEFT JOIN aw ON aw.model = main.model"
+          " AND aw.f IS NOT DISTINCT FROM main.f AND aw.s IS NOT DISTINCT FROM main.s"
+          " ORDER BY 1, main.revenue DESC, 2, 3",
       or_null(model), or_null(from), or_null(to));
   auto opt = [](const pqxx::field& f) { return f.is_null() ? std::nullopt : std::optional(f.as<std::string>()); };
+  auto text = [](const pqxx::field& f) { return f.is_null() ? std::string() : f.as<std::string>(); };
   std::vector<attribution_row> out;
   for (const auto& row : rows) {
-    out.push_back({row[0].as<std::string>(), opt(row[1]), opt(row[2]), row[3].is_null() ? "" : row[3].as<std::string>(),
-                   row[4].is_null() ? "" : row[4].as<std::string>()});
+    out.push_back({row[0].as<std::string>(), opt(row[1]), opt(row[2]), text(row[3]), text(row[4]), text(row[5])});
   }
   return out;
 }

@@ -55,9 +55,12 @@ struct attribution_row {
   std::string model;
   std::optional<std::string> first, second;  // the grouping's two columns (NULL = absent)
   std::string conversions, revenue;          // as PostgreSQL prints them
+  std::string awaiting_rate;                 // of `conversions`, the credit of those awaiting an exchange rate
 };
 // campaign_attribution_daily grouped `by` "campaign" (campaign_id, utm_campaign), "source" (utm_source,
-// utm_medium) or "channel_group" (channel_group, NULL); empty model/from/to = no bound.
+// utm_medium) or "channel_group" (channel_group, NULL); empty model/from/to = no bound. awaiting_rate: the same
+// grouping of attribution_credits, over the conversions with a value whose exchange rate is missing
+// (crm_fx_factor NULL, schemas/0007_currencies.sql).
 std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std::string& by, const std::string& model,
                                               const std::string& from, const std::string& to);
 

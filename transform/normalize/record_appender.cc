@@ -13,6 +13,7 @@
 #include "transform/normalize/channel_group.h"
 #include "transform/normalize/column_domains.h"
 #include "transform/normalize/crm_ref.h"
+#include "transform/normalize/currency.h"
 #include "transform/text/ascii.h"
 #include "transform/text/json_input.h"
 #include "transform/text/reason_text.h"
@@ -67,17 +68,12 @@ bool read_given_id(std::string_view field, std::string_view text, uuid& out, std
   return false;
 }
 
-// 3 ASCII letters, upper-cased into `code`.
+// An ISO 4217 code (currency.h), upper-cased into `code`.
 bool check_currency(std::string_view text, char (&code)[3], std::string& reason) {
-  bool ok = text.size() == 3;
-  for (std::size_t i = 0; ok && i < 3; ++i) {
-    const char ch = ascii_upper(text[i]);
-    ok = ch >= 'A' && ch <= 'Z';
-    code[i] = ch;
-  }
+  const bool ok = normalize_currency(text, code);
   if (!ok && begin_reason(reason, "currency")) {
     append_quoted(reason, text);
-    reason.append(" is not an ISO 4217 code (3 letters)");
+    reason.append(" is not an ISO 4217 code");
   }
   return ok;
 }
