@@ -55,6 +55,10 @@ TEST(RatesImport, MissingRatesArriveLateAndAreConverted) {
   expect_has(r.out, "revenue in USD (the reporting currency); 3 conversions awaiting an exchange rate");
   expect_has(r.out, R"("conversions":4,)");
   expect_has(r.out, R"(,"currency":"USD","awaiting_rate":3})");
+  // Revenue is in the reporting currency: only the USD conversion has a value yet; the others keep their credit.
+  const std::string revenue = "SELECT round(sum(revenue_credit), 6)::text FROM attribution_credits WHERE model = 'linear'";
+  EXPECT_EQ(text(dsn, revenue), "50.000000");
+  EXPECT_EQ(text(dsn, "SELECT count(*) FROM attribution_credits WHERE model = 'linear'"), "4");
 
   // The ECB's history: USD (the reporting currency) changed, so every non-USD conversion is re-attributed.
   r = run("rates import --summary json" + db + " " + fixture("eurofxref-hist-sample.csv"));
@@ -64,6 +68,10 @@ TEST(RatesImport, MissingRatesArriveLateAndAreConverted) {
                     R"("changed_currencies":"BGN,CHF,CYP,CZK,GBP,HRK,JPY,SEK,USD","conversions_refreshed":3,)");
   EXPECT_EQ(text(dsn, "SELECT round(crm_fx_factor('GBP', '2024-01-06'), 12)::text"), "1.266937354988");  // 1.0921/0.862
   EXPECT_EQ(text(dsn, "SELECT round(crm_fx_factor('JPY', '2024-01-08'), 12)::text"), "0.006924780161");  // 1.0946/158.07
+  // 50 + 100 GBP x 1.0921/0.862 (Friday's rates) + 1000 JPY x 1.0946/158.07 = 50 + 126.693735 + 6.924780.
+  EXPECT_EQ(text(dsn, revenue), "183.618516");
+  EXPECT_EQ(text(dsn, "SELECT round(revenue_credit, 9)::text FROM attribution_credits WHERE model = 'linear'"
+                      " AND lead_id = 1"), "126.693735499");
   r = run("report attribution --by channel_group --model linear --format json" + db);
   expect_has(r.out, "1 conversions awaiting an exchange rate, not in the revenue until it is loaded (`crm-ingest rates "
                     "import`): PLN 1 from 2024-01-09 to 2024-01-09");
@@ -78,6 +86,13 @@ TEST(RatesImport, MissingRatesArriveLateAndAreConverted) {
   EXPECT_EQ(text(dsn, "SELECT round(crm_fx_factor('PLN', '2024-01-09'), 12)::text"), "0.251448009561");  // 1.094/4.3508
   r = run("report attribution --by channel_group --model linear --format json" + db);
   expect_has(r.out, "every conversion has its exchange rate");
+  EXPECT_EQ(text(dsn, revenue), "284.197719");  // + 400 PLN x 1.094/4.3508 = 100.579204, converted late
+  // The tables are what a recompute gives.
+  const std::string all = "SELECT string_agg(conversion_id::text || model || trim_scale(revenue_credit)::text, ','"
+                          " ORDER BY conversion_id, model) FROM attribution_credits";
+  const std::string before = text(dsn, all);
+  ASSERT_EQ(run("report attribution --recompute" + db).status, 0);
+  EXPECT_EQ(text(dsn, all), before);
   expect_has(r.out, R"("awaiting_rate":0})");
 
   // Again, and the long form of the same JPY rates: nothing changes, nothing is re-attributed.
