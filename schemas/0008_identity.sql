@@ -368,9 +368,7 @@ BEGIN
 
     EXECUTE $q$
     WITH old AS (
-        DELETE FROM ab_test_units u USING (SELECT DISTINCT ab_test_id, unit FROM crm_ab_todo) t
-        WHERE u.ab_test_id = t.ab_test_id AND u.unit = t.unit
-        RETURNING u.*
+        DELETE FROM ab_test_units WHERE (ab_test_id, unit) IN (SELECT ab_test_id, unit FROM crm_ab_todo) RETURNING *
     ), signed AS (
         SELECT ab_test_id, variant, contaminated, converted::int AS y1, revenue AS y2, pre_conversions AS x1,
                pre_revenue AS x2, 1 AS s FROM crm_ab_new
@@ -521,44 +519,37 @@ BEGIN
 END
 $$;
 
--- 0005's recompute, with the identities rebuilt first from every touchpoint carrying both ids.
+-- 0005's recompute, with the identities rebuilt first from every touchpoint carrying both ids, then every
+-- conversion and every (test, effective unit) of an exposure refreshed as the stage would have met them.
 CREATE OR REPLACE FUNCTION crm_analytics_recompute() RETURNS void
-LANGUAGE plpgsql
-SET jit = off
-AS $$
+LANGUAGE plpgsql SET jit = off AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('crm_analytics'), 0);
-    PERFORM crm_analytics_session();
-    DELETE FROM analytics_backlog;
     TRUNCATE attribution_credits, campaign_attribution_daily, ab_test_units, ab_test_variant_stats, identity_claims,
              identity_links;
+    DELETE FROM analytics_backlog;  -- every later statement sees the batches of the rows it deleted (0005)
+    PERFORM crm_analytics_session();
+    TRUNCATE crm_new_touchpoints, crm_attr_todo, crm_ab_todo;
 
-    DELETE FROM crm_new_touchpoints;
     INSERT INTO crm_new_touchpoints (touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, tenant_id)
     SELECT touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, tenant_id FROM customer_touchpoints
     WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL;
     PERFORM crm_identity_apply();
-    DELETE FROM crm_new_touchpoints;
 
-    DELETE FROM crm_attr_todo;
-    INSERT INTO crm_attr_todo (conversion_id, occurred_at)
-    SELECT touchpoint_id, occurred_at FROM customer_touchpoints WHERE touch_type = 'conversion';
+    INSERT INTO crm_attr_todo SELECT touchpoint_id, occurred_at FROM customer_touchpoints WHERE touch_type = 'conversion';
     PERFORM crm_attribution_refresh();
-
-    DELETE FROM crm_ab_todo;
     INSERT INTO crm_ab_todo (ab_test_id, unit, lead_id, anonymous_id)
     SELECT DISTINCT ab_test_id, crm_unit_key(lead, anonymous_id), lead, CASE WHEN lead IS NULL THEN anonymous_id END
     FROM (SELECT ab_test_id, anonymous_id, crm_effective_lead(lead_id, tenant_id, anonymous_id) AS lead
           FROM customer_touchpoints
-          WHERE touch_type = 'experiment_exposure' AND ab_test_id IS NOT NULL AND variant IS NOT NULL) e;
+          WHERE touch_type = 'experiment_exposure' AND (ab_test_id, variant) IS NOT NULL) e;
     PERFORM crm_ab_refresh();
 
     -- Last, as in 0005: the TRUNCATE's lock is held only for the recount.
     TRUNCATE ab_test_message_counts;
-    INSERT INTO ab_test_message_counts (ab_test_id, variant, status, events)
-    SELECT ab_test_id, variant, status, count(*) FROM communications
-    WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL
-    GROUP BY ab_test_id, variant, status;
+    INSERT INTO ab_test_message_counts
+    SELECT ab_test_id, variant, status, count(*) FROM communications WHERE (ab_test_id, variant) IS NOT NULL
+    GROUP BY 1, 2, 3;
 END
 $$;
 

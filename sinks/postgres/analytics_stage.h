@@ -13,6 +13,7 @@
 // is unreachable it retries with capped backoff, like the writers.
 #pragma once
 
+#include <boost/noncopyable.hpp>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -55,13 +56,11 @@ struct analytics_lag {
 // Reads the lag on `conn` (any thread that owns the connection): the report commands' freshness line.
 analytics_lag read_analytics_lag(pqxx::connection& conn);
 
-class analytics_stage {
+class analytics_stage : boost::noncopyable {  // owns a thread
  public:
   explicit analytics_stage(analytics_stage_options options);
   // Stops the thread (a run in progress finishes or rolls back); the backlog stays for the next stage.
   ~analytics_stage();
-  analytics_stage(const analytics_stage&) = delete;
-  analytics_stage& operator=(const analytics_stage&) = delete;
 
   // A batch with new touchpoints committed: run soon.
   void wake() noexcept;

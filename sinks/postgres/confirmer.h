@@ -18,6 +18,7 @@
 // (its own limit on unconfirmed bytes) and stops taking batches from its source.
 #pragma once
 
+#include <boost/noncopyable.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -57,12 +58,10 @@ struct unconfirmed_stats {
   double oldest_seconds = 0;  // age of the oldest unconfirmed part (0: none)
 };
 
-class confirmer {
+class confirmer : boost::noncopyable {  // owns a thread
  public:
   explicit confirmer(confirmer_options options);
   ~confirmer();
-  confirmer(const confirmer&) = delete;
-  confirmer& operator=(const confirmer&) = delete;
 
   // A writer committed `part` (the ledger ids of its transactions) and read `at_commit` on the same session
   // right after COMMIT returned. Returns confirmation_at_commit(): `confirmed` means safe now, and the part

@@ -26,6 +26,7 @@
 // the analytics stage's thread (analytics_stage.h) owns one more connection: the writers only wake it.
 #pragma once
 
+#include <boost/noncopyable.hpp>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -99,13 +100,11 @@ struct batch_completion {
   double confirm_seconds = 0;
 };
 
-class writer_pool {
+class writer_pool : boost::noncopyable {  // owns a thread
  public:
   explicit writer_pool(pool_options options);
   // Finishes every queued part (subject to abandon()/stop_retrying()), then joins the writers.
   ~writer_pool();
-  writer_pool(const writer_pool&) = delete;
-  writer_pool& operator=(const writer_pool&) = delete;
 
   // Queues `batch` (split among the writers) and returns at once; `info.position` names it in the ledger
   // (a part number is appended when it is split). The source must not touch the batch until its

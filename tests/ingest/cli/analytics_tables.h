@@ -137,4 +137,47 @@ inline void expect_invariants(const std::string& dsn) {
   EXPECT_EQ(crm_test::count(dsn, fmt::format("SELECT count(*) FROM (({}) EXCEPT ({})) x", stats_sum, stats)), 0);
 }
 
+// A fresh database `name` with `file` imported into it.
+inline std::string imported(const std::string& name, const fs::path& file, int writers, int batch_rows) {
+  auto dsn = crm_test::fresh_database(name);
+  import(dsn, file, writers, batch_rows);
+  return dsn;
+}
+
+// About 2% of the generated lines again (a source's retries).
+inline void repeat_some(std::vector<event>& out, std::mt19937_64& rng) {
+  const std::size_t unique = out.size();
+  for (std::size_t i = 0; i < unique / 50; ++i) out.push_back(out[rng() % unique]);
+}
+
+// The events in time order (time.ndjson), reversed (reversed.ndjson: everything arrives before what it
+// precedes) and shuffled with `seed` (shuffled.ndjson, also returned), and the shuffled lines dealt to three
+// shards (shard0..2.ndjson) for concurrent imports.
+inline std::vector<event> write_orders(const fs::path& dir, const std::vector<event>& events, std::uint64_t seed) {
+  auto by_time = events;
+  std::stable_sort(by_time.begin(), by_time.end(), [](const event& a, const event& b) { return a.at < b.at; });
+  write_file(dir / "time.ndjson", by_time);
+  std::reverse(by_time.begin(), by_time.end());
+  write_file(dir / "reversed.ndjson", by_time);
+  auto shuffled = events;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(seed));
+  write_file(dir / "shuffled.ndjson", shuffled);
+  std::vector<std::vector<event>> shards(3);
+  for (std::size_t i = 0; i < shuffled.size(); ++i) shards[i % 3].push_back(shuffled[i]);
+  for (int k = 0; k < 3; ++k) write_file(dir / fmt::format("shard{}.ndjson", k), shards[k]);
+  return shuffled;
+}
+
+// Replaying `file` into `replayed` (another order and batching than its first import) changes nothing, and a
+// recompute of `dsn` from scratch gives the tables it kept incrementally (`kept`, dumped from both before).
+inline void expect_replay_and_recompute_change_nothing(const std::map<std::string, std::string>& kept,
+                                                        const std::string& dsn, const std::string& replayed,
+                                                        const fs::path& file) {
+  import(replayed, file, 3, 500);
+  expect_same(kept, dump(replayed), "after a replay");
+  auto r = run("report attribution --recompute --format json --dsn '" + dsn + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  expect_same(kept, dump(dsn), "incremental vs recomputed");
+}
+
 }  // namespace analytics_tables

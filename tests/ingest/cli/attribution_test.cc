@@ -89,30 +89,18 @@ std::vector<event> generate(int leads, int visitors, std::uint64_t seed) {
                                      uuid(rng), iso8601(at), who, statuses[rng() % 4], u, rng() % 2 ? "A" : "B")});
     }
   }
-  const std::size_t unique = out.size();
-  for (std::size_t i = 0; i < unique / 50; ++i) out.push_back(out[rng() % unique]);
+  repeat_some(out, rng);
   return out;
 }
 
 TEST(Attribution, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedTables) {
   auto dir = crm_test::scratch("orders");
   auto events = generate(2000, 300, 7);
-  auto by_time = events;
-  std::stable_sort(by_time.begin(), by_time.end(), [](const event& a, const event& b) { return a.at < b.at; });
-  auto reversed = by_time;  // every touchpoint arrives after the conversions it belongs to
-  std::reverse(reversed.begin(), reversed.end());
-  auto shuffled = events;
-  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(11));
-  write_file(dir / "time.ndjson", by_time);
-  write_file(dir / "reversed.ndjson", reversed);
-  write_file(dir / "shuffled.ndjson", shuffled);
+  write_orders(dir, events, 11);  // reversed: every touchpoint arrives after the conversions it belongs to
 
-  auto a = crm_test::fresh_database("t_attr_a");
-  import(a, dir / "time.ndjson", 1, 1000);
-  auto b = crm_test::fresh_database("t_attr_b");
-  import(b, dir / "shuffled.ndjson", 3, 97);
-  auto c = crm_test::fresh_database("t_attr_c");
-  import(c, dir / "reversed.ndjson", 2, 333);
+  auto a = imported("t_attr_a", dir / "time.ndjson", 1, 1000);
+  auto b = imported("t_attr_b", dir / "shuffled.ndjson", 3, 97);
+  auto c = imported("t_attr_c", dir / "reversed.ndjson", 2, 333);
 
   auto da = dump(a);
   ASSERT_GT(rows(da, "attribution_credits"), 10000);
@@ -124,14 +112,7 @@ TEST(Attribution, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedTables) {
   expect_same(da, dump(b), "in time order vs shuffled, 3 writers, batches of 97");
   expect_same(da, dump(c), "in time order vs reversed, 2 writers, batches of 333");
 
-  // Replays (the whole file again, in another order and batching) change nothing.
-  import(c, dir / "shuffled.ndjson", 3, 500);
-  expect_same(da, dump(c), "after a replay");
-
-  // From scratch.
-  auto r = run("report attribution --recompute --format json --dsn '" + a + "'");
-  ASSERT_EQ(r.status, 0) << r.out;
-  expect_same(da, dump(a), "incremental vs recomputed");
+  expect_replay_and_recompute_change_nothing(da, a, c, dir / "shuffled.ndjson");
 }
 
 TEST(Attribution, LateTouchpointReattributesItsConversion) {
@@ -144,8 +125,7 @@ TEST(Attribution, LateTouchpointReattributesItsConversion) {
     g << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000002","occurred_at":"2026-10-10T00:00:00Z","lead_id":5,"touch_type":"ad_click","utm_source":"google","utm_medium":"cpc","utm_campaign":"fall","campaign_id":7})"
       << "\n";
   }
-  auto dsn = crm_test::fresh_database("t_attr_late");
-  import(dsn, dir / "conversion.ndjson", 1, 10);
+  auto dsn = imported("t_attr_late", dir / "conversion.ndjson", 1, 10);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE touchpoint_id IS NULL"), 6);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM campaign_attribution_daily WHERE channel_group = 'Direct'"), 6);
   import(dsn, dir / "late.ndjson", 1, 10);
@@ -210,17 +190,9 @@ TEST(Attribution, AbTestReportAndSwitchedOffMaintenance) {
 TEST(Attribution, ConcurrentProcessesAndARecomputeGiveTheRecomputedTables) {
   auto dir = crm_test::scratch("concurrent");
   auto events = generate(1200, 200, 21);
-  auto by_time = events;
-  std::stable_sort(by_time.begin(), by_time.end(), [](const event& a, const event& b) { return a.at < b.at; });
-  write_file(dir / "time.ndjson", by_time);
-  auto shuffled = events;
-  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(5));
-  std::vector<std::vector<event>> shards(3);
-  for (std::size_t i = 0; i < shuffled.size(); ++i) shards[i % 3].push_back(shuffled[i]);
-  for (int k = 0; k < 3; ++k) write_file(dir / fmt::format("shard{}.ndjson", k), shards[k]);
+  write_orders(dir, events, 5);
 
-  auto reference = crm_test::fresh_database("t_attr_conc_ref");
-  import(reference, dir / "time.ndjson", 1, 1000);
+  auto reference = imported("t_attr_conc_ref", dir / "time.ndjson", 1, 1000);
   auto dsn = crm_test::fresh_database("t_attr_conc");
   std::vector<crm_test::command_result> results(4);
   std::vector<std::thread> procs;

@@ -85,33 +85,19 @@ std::vector<event> generate_identities(int leads, int visitors, std::uint64_t se
       touch(who, "experiment_exposure", at(), fmt::format(R"(,"ab_test_id":"t-s","variant":"{}")", rng() % 2 ? "A" : "B"));
     }
   }
-  const std::size_t unique = out.size();
-  for (std::size_t i = 0; i < unique / 50; ++i) out.push_back(out[rng() % unique]);
+  repeat_some(out, rng);
   return out;
 }
 
 TEST(Identity, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedStitchedTables) {
   auto dir = crm_test::scratch("identity-orders");
   auto events = generate_identities(300, 1500, 17);
-  auto by_time = events;
-  std::stable_sort(by_time.begin(), by_time.end(), [](const event& a, const event& b) { return a.at < b.at; });
-  auto reversed = by_time;  // every identify event arrives before what it stitches
-  std::reverse(reversed.begin(), reversed.end());
-  auto shuffled = events;
-  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937_64(23));
-  write_file(dir / "time.ndjson", by_time);
-  write_file(dir / "reversed.ndjson", reversed);
-  write_file(dir / "shuffled.ndjson", shuffled);
-  std::vector<std::vector<event>> shards(3);
-  for (std::size_t i = 0; i < shuffled.size(); ++i) shards[i % 3].push_back(shuffled[i]);
-  for (int k = 0; k < 3; ++k) write_file(dir / fmt::format("shard{}.ndjson", k), shards[k]);
+  // Reversed: every identify event arrives before the earlier touchpoints it stitches.
+  write_orders(dir, events, 23);
 
-  auto a = crm_test::fresh_database("t_ident_a");
-  import(a, dir / "time.ndjson", 1, 1000);
-  auto b = crm_test::fresh_database("t_ident_b");
-  import(b, dir / "shuffled.ndjson", 3, 41);
-  auto c = crm_test::fresh_database("t_ident_c");
-  import(c, dir / "reversed.ndjson", 2, 257);
+  auto a = imported("t_ident_a", dir / "time.ndjson", 1, 1000);
+  auto b = imported("t_ident_b", dir / "shuffled.ndjson", 3, 41);
+  auto c = imported("t_ident_c", dir / "reversed.ndjson", 2, 257);
   // Three processes at once, each with its own writers and analytics stage.
   auto d = crm_test::fresh_database("t_ident_d");
   std::vector<std::thread> procs;
@@ -131,12 +117,7 @@ TEST(Identity, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedStitchedTables) {
   expect_same(da, dump(c), "in time order vs reversed, 2 writers, batches of 257");
   expect_same(da, dump(d), "in time order vs three concurrent imports");
 
-  import(c, dir / "shuffled.ndjson", 3, 500);  // a replay changes nothing
-  expect_same(da, dump(c), "after a replay");
-
-  auto r = run("report attribution --recompute --format json --dsn '" + a + "'");
-  ASSERT_EQ(r.status, 0) << r.out;
-  expect_same(da, dump(a), "incremental vs recomputed");
+  expect_replay_and_recompute_change_nothing(da, a, c, dir / "shuffled.ndjson");
 }
 
 // One text value (NULL as "NULL").
@@ -181,8 +162,7 @@ TEST(Identity, AnonymousTouchpointsJoinTheLeadAndTheFirstLinkWins) {
     h << tp(8, "2026-09-01T09:00:00Z", R"("anonymous_id":"a1","lead_id":9,"touch_type":"identify")")
       << tp(9, "2026-09-06T10:00:00Z", R"("lead_id":9,"touch_type":"conversion","conversion_value":12)");
   }
-  auto dsn = crm_test::fresh_database("t_ident_cases");
-  import(dsn, dir / "first.ndjson", 1, 10);
+  auto dsn = imported("t_ident_cases", dir / "first.ndjson", 1, 10);
   // Not identified yet: the lead's path is its e-mail click alone, the visitor converts on its own path.
   EXPECT_EQ(credit(dsn, 5, "first_touch", 4), "1/90/7/false");
   EXPECT_EQ(credit(dsn, 6, "first_touch", 1), "1/30/-/false");
