@@ -394,9 +394,7 @@ BEGIN
         (ab_test_id, variant, units, converted_units, revenue_sum, revenue_sum_squares, contaminated_units,
          pre_conversions, pre_conversions_squares, pre_conversions_cross, pre_revenue, pre_revenue_squares,
          pre_revenue_cross)
-    SELECT * FROM delta
-    WHERE units <> 0 OR converted_units <> 0 OR revenue_sum <> 0 OR revenue_sum_squares <> 0 OR contaminated_units <> 0
-       OR pre_conversions <> 0 OR pre_conversions_cross <> 0 OR pre_revenue <> 0 OR pre_revenue_cross <> 0
+    SELECT * FROM delta  -- every delta, even one that only moves a sum of squares (an emptied row is deleted below)
     ORDER BY ab_test_id, variant
     ON CONFLICT (ab_test_id, variant) DO UPDATE
         SET units = v.units + EXCLUDED.units,
@@ -436,7 +434,10 @@ DECLARE
     lookback_ interval;
     todo bigint;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(hashtext('crm_analytics'), 0);
+    -- Exclusive (0002 took it shared): the stage and the recompute hold it already; a writer of a release before
+    -- 0005, which still calls this in its batch transactions, is serialized here, because a link is elected from
+    -- every claim of a visitor, across the units and buckets of all its leads.
+    PERFORM pg_advisory_xact_lock(hashtext('crm_analytics'), 0);
     IF EXISTS (SELECT 1 FROM crm_new_touchpoints) THEN
         FOR bucket IN SELECT DISTINCT crm_unit_bucket(lead_id, anonymous_id) AS k FROM crm_new_touchpoints
                          ORDER BY k LOOP
@@ -468,7 +469,9 @@ BEGIN
         UNION
         SELECT c.touchpoint_id, c.occurred_at
         FROM (SELECT old_lead AS lead, NULL AS anonymous_id FROM crm_identity_changes WHERE old_lead IS NOT NULL
-              UNION SELECT new_lead, NULL FROM crm_identity_changes) u
+              UNION SELECT new_lead, NULL FROM crm_identity_changes
+              -- the same anonymous id left unlinked in other tenants: its path lost this tenant's touchpoints
+              UNION SELECT NULL, anonymous_id FROM crm_identity_changes) u
         CROSS JOIN LATERAL (
             SELECT x.touchpoint_id, x.occurred_at FROM crm_unit_touchpoints(u.lead, u.anonymous_id) x
             WHERE x.touch_type = 'conversion') c
@@ -564,3 +567,8 @@ BEGIN
     END IF;
 END
 $$;
+
+-- What the tables mean changed (stitched paths and units, converted revenue, the CUPED covariates): rebuild them
+-- once from the stored events, so that the incremental upkeep continues from what a recompute gives. On a large
+-- database this makes the migration take as long as `report attribution --recompute`.
+SELECT crm_analytics_recompute();

@@ -65,7 +65,7 @@ std::vector<awaiting_rate> read_awaiting_rates(pqxx::connection& conn, const std
   // One factor per currency and day, not per conversion.
   auto rows = tx.exec_params(
       "WITH c AS (SELECT currency, (occurred_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n"
-      " FROM customer_touchpoints WHERE touch_type = 'conversion' AND conversion_value <> 0"
+      " FROM customer_touchpoints WHERE touch_type = 'conversion' AND conversion_value <> 0 AND currency IS NOT NULL"
       " AND ($1::date IS NULL OR occurred_at >= ($1::date::timestamp AT TIME ZONE 'UTC'))"
       " AND ($2::date IS NULL OR occurred_at < (($2::date + 1)::timestamp AT TIME ZONE 'UTC'))"
       " GROUP BY 1, 2)"

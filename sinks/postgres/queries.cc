@@ -113,7 +113,9 @@ std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std:
   const std::string dims = first + " AS f, " + second + " AS s";
   // The conversions awaiting a rate: one factor per currency and UTC day, then their credit rows.
   const std::string conversions =
+      // (a value without a currency counts as the reporting currency: it never awaits a rate)
       " FROM customer_touchpoints t WHERE t.touch_type = 'conversion' AND t.conversion_value <> 0"
+      " AND t.currency IS NOT NULL"
       " AND ($2::date IS NULL OR t.occurred_at >= ($2::date::timestamp AT TIME ZONE 'UTC'))"
       " AND ($3::date IS NULL OR t.occurred_at < (($3::date + 1)::timestamp AT TIME ZONE 'UTC'))";
   pqxx::read_transaction tx(conn);

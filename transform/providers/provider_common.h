@@ -335,8 +335,8 @@ class provider_document {
   // The one event of a single-event body, appended (emit_event) with the whole body as its raw text and
   // "<source>:0" as its source.
   template <typename Fields>
-  void emit(const crm_ids& ids, Fields& f) {
-    emit_event(norm_, in_, ws, ids, f, in_.body, 0, out_);
+  void emit(const crm_ids& ids, Fields& f, std::size_t index = 0) {
+    emit_event(norm_, in_, ws, ids, f, in_.body, index, out_);
   }
 
   // Rolls `out` back, takes the walker's error and returns false: for a body that fails as a whole.

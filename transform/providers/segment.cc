@@ -189,19 +189,25 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
   ids.offer("variant", props.variant, "properties.variant", 2);
 
   if (is_link) {
-    // identify / alias: the visitor (anonymousId; alias: previousId, else anonymousId) is the lead
-    // (traits.lead_id, context.traits.lead_id, else userId, the id in the CRM's own database). Without both
-    // there is nothing to link, as before.
+    // identify / alias: the lead is traits.lead_id, context.traits.lead_id, else userId (the id in the CRM's
+    // own database). It claims the visitor (anonymousId; alias: previousId, else anonymousId) and userId
+    // itself, the visitor key of this mapping's track and page calls that carry no anonymousId, so that the
+    // person's anonymous and logged-in calls all join the lead. Nothing to link: nothing stored, as before.
     const std::string_view user = user_id.is_number() ? user_id.text : text_of(user_id);
     if (!user.empty()) crm_ids::offer_to(ids.lead_id, user, user_id.is_number(), "userId", 0);
-    touchpoint_fields t;
-    t.type = touch_type::identify;
-    t.occurred_at = occurred;
-    t.message_id = text_of(message_id);
+    if (ids.lead_id.priority < 0) return true;
     const scalar& visitor = kind == "alias" && previous_id.present ? previous_id : anonymous_id;
-    t.anonymous_id = visitor.is_number() ? visitor.text : text_of(visitor);
-    if (t.anonymous_id.empty() || ids.lead_id.priority < 0) return true;
-    d.emit(ids, t);
+    const std::string_view visitors[] = {visitor.is_number() ? visitor.text : text_of(visitor), user};
+    std::size_t index = 0;
+    for (std::size_t i = 0; i < 2; ++i) {
+      if (visitors[i].empty() || (i == 1 && visitors[1] == visitors[0])) continue;
+      touchpoint_fields t;
+      t.type = touch_type::identify;
+      t.occurred_at = occurred;
+      t.message_id = i == 0 ? text_of(message_id) : std::string_view();  // the second: an id of its own content
+      t.anonymous_id = visitors[i];
+      d.emit(ids, t, index++);
+    }
     return true;
   }
 

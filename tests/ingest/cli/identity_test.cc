@@ -4,6 +4,7 @@
 // gives the tables a recompute gives; the hand-computed cases show what the stitching means; one visitor claimed
 // by two leads goes to the first link and is counted. Through `crm-ingest import` and `crm-ingest report`.
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -14,6 +15,7 @@
 
 #include "bench/synthetic_events.h"
 #include "ingest/cli/analytics_tables.h"
+#include "sinks/postgres/migrations.h"
 #include "support/scratch.h"
 #include "support/test_db.h"
 
@@ -213,6 +215,125 @@ TEST(Identity, AnonymousTouchpointsJoinTheLeadAndTheFirstLinkWins) {
   ASSERT_EQ(r.status, 0) << r.out;
   expect_same(before, dump(dsn), "incremental vs recomputed");
   expect_invariants(dsn);
+}
+
+// ---- The stage itself on crafted sequences: batches committed as a writer commits them (rows and their
+// analytics_backlog row in one transaction), applied by crm_analytics_stage_run() as the stage thread does,
+// then compared with a recompute.
+struct row {
+  int n;
+  std::string at;  // time of day on 2026-09-01, "HH:MM"
+  std::optional<long long> lead;
+  std::string anonymous, type, tenant, test, variant, value, source;
+};
+
+void commit_batch(const std::string& dsn, const std::vector<row>& rows) {
+  pqxx::connection c(dsn);
+  pqxx::work tx(c);
+  std::string values;
+  for (const row& r : rows) {
+    auto text = [&](const std::string& v) { return v.empty() ? std::string("NULL") : tx.quote(v); };
+    values += fmt::format("{}('00000000-0000-4000-8000-{:012}', '2026-09-01 {}:00+00', now(), {}, {}, '{}', {}, {}, {},"
+                          " {}, {}, {}, {}, {})",
+                          values.empty() ? "" : ",", r.n, r.at, r.lead ? std::to_string(*r.lead) : "NULL",
+                          text(r.anonymous), r.type, r.source.empty() ? "'Direct'" : "'Referral'", text(r.tenant),
+                          text(r.test), text(r.variant), r.value.empty() ? "NULL" : r.value,
+                          r.type == "conversion" ? "'USD'" : "NULL", r.type == "conversion" ? "true" : "false",
+                          text(r.source));
+  }
+  tx.exec("WITH ins AS (INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
+          " touch_type, channel_group, tenant_id, ab_test_id, variant, conversion_value, currency, is_conversion,"
+          " utm_source) VALUES " + values + " RETURNING *)"
+          " INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at, lead_id, anonymous_id,"
+          " touch_type, ab_test_id, variant) SELECT gen_random_uuid(), count(*), array_agg(touchpoint_id),"
+          " array_agg(occurred_at), array_agg(lead_id), array_agg(anonymous_id), array_agg(touch_type),"
+          " array_agg(ab_test_id), array_agg(variant) FROM ins");
+  tx.commit();
+  pqxx::work stage(c);
+  stage.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
+  auto applied = stage.exec("SELECT busy, batches FROM crm_analytics_stage_run(100, 1000000)")[0];
+  ASSERT_FALSE(applied[0].as<bool>());
+  ASSERT_EQ(applied[1].as<int>(), 1);
+  stage.commit();
+}
+
+void expect_recompute_agrees(const std::string& dsn, const std::string& what) {
+  auto kept = dump(dsn);
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    tx.exec("SELECT crm_analytics_recompute()");
+    tx.commit();
+  }
+  expect_same(kept, dump(dsn), what);
+  expect_invariants(dsn);
+}
+
+// A late, earlier claim moves a visitor's pre-exposure conversion from one unit to another of the same variant:
+// only the CUPED sums of squares change, and they must (they did not while unchanged sums skipped the row).
+TEST(Identity, AMovedPreExposureConversionKeepsTheCupedSquares) {
+  auto dsn = crm_test::fresh_database("t_ident_squares");
+  commit_batch(dsn, {{1, "10:00", 7, "", "experiment_exposure", "", "X", "A", "", ""},
+                     {2, "10:00", 8, "", "experiment_exposure", "", "X", "A", "", ""},
+                     {3, "09:00", {}, "a1", "conversion", "", "", "", "5", ""},
+                     {4, "09:00", {}, "a2", "conversion", "", "", "", "3", ""},
+                     {5, "08:00", 8, "a2", "identify", "", "", "", "", ""},
+                     {6, "08:30", 7, "a1", "identify", "", "", "", "", ""}});
+  EXPECT_EQ(text(dsn, "SELECT pre_conversions_squares || '/' || trim_scale(pre_revenue_squares) FROM ab_test_variant_stats"),
+            "2/34");
+  commit_batch(dsn, {{7, "07:00", 8, "a1", "identify", "", "", "", "", ""}});
+  EXPECT_EQ(text(dsn, "SELECT pre_conversions_squares || '/' || trim_scale(pre_revenue_squares) FROM ab_test_variant_stats"),
+            "4/64");  // lead 8: 2 conversions (5 + 3), lead 7: none
+  expect_recompute_agrees(dsn, "after the visitor moved");
+}
+
+// The same anonymous id in two tenants: linking it in one takes that tenant's touchpoints off the other tenant's
+// (unlinked) visitor's path, whose conversion is re-attributed.
+TEST(Identity, ALinkInOneTenantReattributesTheOtherTenantsVisitor) {
+  auto dsn = crm_test::fresh_database("t_ident_tenants");
+  commit_batch(dsn, {{1, "10:00", {}, "a1", "conversion", "T1", "", "", "100", ""},
+                     {2, "09:00", {}, "a1", "page_view", "T2", "", "", "", "google"}});
+  EXPECT_EQ(text(dsn, "SELECT utm_source FROM attribution_credits WHERE model = 'first_touch'"), "google");
+  commit_batch(dsn, {{3, "08:00", 9, "a1", "identify", "T2", "", "", "", ""}});
+  EXPECT_EQ(text(dsn, "SELECT coalesce(utm_source, '-') || '/' || channel_group FROM attribution_credits"
+                      " WHERE model = 'first_touch'"), "-/Direct");
+  expect_recompute_agrees(dsn, "after the link in T2");
+}
+
+// A database with events from before identity stitching: the migration rebuilds the tables once, so the
+// stage continues from what a recompute gives (the visitor's page view joins the lead's earlier conversion).
+TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
+  auto dsn = crm_test::fresh_database("t_ident_upgrade", false);
+  const auto all = crm::sinks::postgres::embedded_migrations();
+  std::vector<crm::sinks::postgres::migration> before;
+  for (const auto& m : all) {
+    if (m.version < 8) before.push_back(m);
+  }
+  {
+    pqxx::connection c(dsn);
+    crm::sinks::postgres::migrate(c, before, {3, 3});
+    pqxx::work tx(c);
+    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
+            " touch_type, channel_group, utm_source, conversion_value, currency, is_conversion) VALUES"
+            " ('00000000-0000-4000-8000-000000000001', '2026-09-01 07:00+00', now(), NULL, 'a1', 'page_view',"
+            "  'Referral', 'bing', NULL, NULL, false),"
+            " ('00000000-0000-4000-8000-000000000002', '2026-09-01 08:00+00', now(), 7, 'a1', 'form_submit',"
+            "  'Referral', 'google', NULL, NULL, false),"
+            " ('00000000-0000-4000-8000-000000000003', '2026-09-01 12:00+00', now(), 7, NULL, 'conversion',"
+            "  'Direct', NULL, 100, 'USD', true)");
+    tx.exec("SELECT crm_analytics_recompute()");
+    tx.commit();
+  }
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE model = 'linear'"), 1);
+  {
+    pqxx::connection c(dsn);
+    crm::sinks::postgres::migrate(c, all, {3, 3});
+  }
+  EXPECT_EQ(text(dsn, "SELECT lead_id || '/' || claims FROM identity_links WHERE anonymous_id = 'a1'"), "7/1");
+  EXPECT_EQ(text(dsn, "SELECT string_agg(utm_source || '/' || trim_scale(credit) || '/' || stitched, ','"
+                      " ORDER BY utm_source) FROM attribution_credits WHERE model = 'linear'"),
+            "bing/0.5/true,google/0.5/false");
+  expect_recompute_agrees(dsn, "after the upgrade");
 }
 
 // An identify event without both ids is refused with its reason and kept as a dead letter.

@@ -70,7 +70,7 @@ long long post_all(unsigned short port, const std::vector<request>& requests) {
     const auto reply = c.request("POST", r.target, r.body, {{"Content-Type", r.content_type}});
     EXPECT_EQ(reply.status, 200) << r.file << ": " << reply.body;
     if (r.file == "segment/docs-identify-complete.json") {
-      EXPECT_EQ(reply.body, R"({"accepted":1,"rejected":0})");  // the identify touchpoint (identity stitching)
+      EXPECT_EQ(reply.body, R"({"accepted":2,"rejected":0})");  // its two claims (identity stitching)
     }
     const long long accepted = field_of(reply.body, "accepted"), rejected = field_of(reply.body, "rejected");
     EXPECT_GE(accepted, 0) << r.file << ": " << reply.body;
@@ -281,18 +281,19 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   srv.start();
 
   const long long posted = post_all(srv.port(), requests);
-  // 62 communications (the repeated ids included), 7 touchpoints. The three derived payloads carry the CRM's
+  // 62 communications (the repeated ids included), 8 touchpoints. The three derived payloads carry the CRM's
   // text ids ("L-1001", "C-42"): stored with them as references, not rejected. Segment's documented identify
   // and page examples share one messageId and timestamp (Segment's id of a call): the identify, posted first,
-  // is stored (identity stitching) and the page is the same call to us, a duplicate.
-  EXPECT_EQ(posted, 69);
+  // is stored (identity stitching: two claims, anonymousId and userId) and the page is the same call to us, a
+  // duplicate.
+  EXPECT_EQ(posted, 70);
   // Every acknowledged record is committed once the ledger has counted it.
   ASSERT_EQ(wait_for(dsn, ledger_records, posted), posted) << srv.stderr_text();
   const auto expected = expected_communications();
   ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", static_cast<long long>(expected.size())),
             static_cast<long long>(expected.size()))
       << srv.stderr_text();
-  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 6), 6);
+  ASSERT_EQ(wait_for(dsn, "SELECT count(*) FROM customer_touchpoints", 7), 7);
 
   // Communications, row by row.
   std::map<std::string, std::string> contacts;
@@ -321,7 +322,7 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
     pqxx::read_transaction tx(c);
     std::set<std::string> rows;
     for (const auto& row : tx.exec(
-             "SELECT touch_type || ' ' || channel_group || ' ' || coalesce(anonymous_id, '-') || ' ' || message_id || ' ' ||"
+             "SELECT touch_type || ' ' || channel_group || ' ' || coalesce(anonymous_id, '-') || ' ' || coalesce(message_id, '-') || ' ' ||"
              " to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || ' ' || coalesce(utm_source, '-') ||"
              " ' ' || coalesce(gclid, '-') || ' ' || coalesce(ab_test_id, '-') || ' ' || coalesce(variant, '-')"
              " FROM customer_touchpoints")) {
@@ -330,6 +331,7 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
     const std::set<std::string> want = {
         "other Email 507f191e810c19729de860ea 022bb90c-bbac-11e4-8dfc-aa07a5b093db 2015-12-10T04:08:31.905000Z Newsletter - - -",
         "identify Direct 507f191e810c19729de860ea 022bb90c-bbac-11e4-8dfc-aa07a5b093db 2015-02-23T22:28:55.111000Z - - - -",
+        "identify Direct 97980cfea0067 - 2015-02-23T22:28:55.111000Z - - - -",
         "other Direct 23adfd82-aa0f-45a7-a756-24f2a7a4c895 ajs-f8ca1e4de5024d9430b3928bd8ac6b96 2015-12-12T19:11:01.249000Z - - - -",
         "page_view Paid Search 507f191e810c19729de860ea ajs-next-1f2e3d4c5b6a79880796a5b4c3d2e1f0 2024-05-01T10:00:01.050000Z "
         "google EAIaIQobChMI_example_gclid - -",
@@ -354,7 +356,7 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   EXPECT_EQ(post_all(srv.port(), requests), posted);
   ASSERT_EQ(wait_for(dsn, ledger_records, 2 * posted), 2 * posted);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), static_cast<long long>(expected.size()));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 6);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 7);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
   EXPECT_EQ(metrics_text(dsn), metrics_before);
   EXPECT_EQ(crm_test::count(dsn, metrics_from_rows), 0) << metrics_text(dsn);

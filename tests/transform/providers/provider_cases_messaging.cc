@@ -167,7 +167,10 @@ void add_messaging_cases(std::vector<fixture_case>& cases) {
                            "022bb90c-bbac-11e4-8dfc-aa07a5b093db", {R"("traits":{"name":"Peter Gibbons")"});
     t.lead_ref = "97980cfea0067";
     t.lead_id = transform::crm_ref_key("lead", "97980cfea0067");
-    segment("docs-identify-complete.json", {}, {t});
+    touch_expect u = t;  // and userId itself, the visitor key of calls without an anonymousId
+    u.anonymous_id = "97980cfea0067";
+    u.message_id = "";
+    segment("docs-identify-complete.json", {}, {t, u});
   }
   {
     touch_expect t = touch("page_view", "Direct", "2015-02-23T22:28:55.111000Z", anon,

@@ -420,7 +420,13 @@ TEST(Mapping, SegmentConversionIdentifyAndUnknownType) {
   EXPECT_EQ(to_string(search.batch.touchpoints[0].group), "Paid Search");
   const run_result identify = run(normalize_segment, R"({"type":"identify","userId":"u1","traits":{"email":"a@b.co"}})");
   EXPECT_TRUE(identify.ok);
-  EXPECT_EQ(identify.batch.record_count(), 0u);
+  // userId alone: claimed for the lead it names (its track/page calls use it as the visitor key).
+  ASSERT_EQ(identify.batch.touchpoints.size(), 1u);
+  EXPECT_EQ(identify.batch.touchpoints[0].anonymous_id, "u1");
+  EXPECT_EQ(identify.batch.touchpoints[0].lead_ref, "u1");
+  const run_result nothing = run(normalize_segment, R"({"type":"identify","anonymousId":"a1","traits":{"email":"a@b.co"}})");
+  EXPECT_TRUE(nothing.ok);
+  EXPECT_EQ(nothing.batch.record_count(), 0u);  // no lead: nothing to link
   const run_result alien = run(normalize_segment, R"({"type":"teleport","anonymousId":"a"})");
   ASSERT_EQ(alien.batch.rejections.size(), 1u);
   EXPECT_EQ(alien.batch.rejections[0].reason, R"(type: "teleport" is not one of track|page|screen|identify|group|alias)");
