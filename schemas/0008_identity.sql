@@ -52,9 +52,14 @@ CREATE TABLE identity_links (
     linked_at           timestamptz NOT NULL,
     link_touchpoint_id  uuid        NOT NULL,
     claims              integer     NOT NULL,  -- leads that claimed the visitor (> 1: a conflict, first won)
+    -- The visitor has anonymous-only touchpoints (lead_id NULL) in its tenant: only such a link changes a path
+    -- or a unit (a visitor whose every touchpoint names a lead is already on that lead's paths). Set when the
+    -- link is made (from the stored touchpoints) and when the stage meets one later; never reset (touchpoints
+    -- are only ever added). A link without them is skipped by the paths and its changes re-attribute nothing.
+    anonymous_touchpoints boolean   NOT NULL,
     PRIMARY KEY (tenant, anonymous_id)
 );
-CREATE INDEX identity_links_lead_idx ON identity_links (lead_id);
+CREATE INDEX identity_links_lead_idx ON identity_links (lead_id) WHERE anonymous_touchpoints;
 
 ALTER TABLE attribution_credits ADD COLUMN stitched boolean NOT NULL DEFAULT false;
 
@@ -107,7 +112,7 @@ LANGUAGE sql STABLE AS $$
            true
     FROM identity_links l JOIN customer_touchpoints x
          ON x.lead_id IS NULL AND x.anonymous_id = l.anonymous_id AND coalesce(x.tenant_id, '') = l.tenant
-    WHERE lead IS NOT NULL AND l.lead_id = lead
+    WHERE lead IS NOT NULL AND l.lead_id = lead AND l.anonymous_touchpoints
     UNION ALL
     SELECT x.touchpoint_id, x.occurred_at, x.touch_type, x.lead_id, x.anonymous_id, x.campaign_id, x.utm_source,
            x.utm_medium, x.utm_campaign, x.channel_group, x.ab_test_id, x.variant, x.conversion_value, x.currency,
@@ -144,31 +149,45 @@ BEGIN
                            ADD COLUMN IF NOT EXISTS pre_revenue numeric;
     CREATE TEMP TABLE IF NOT EXISTS crm_identity_changes (
         tenant text, anonymous_id text, old_lead bigint, new_lead bigint) ON COMMIT DELETE ROWS;
+    CREATE TEMP TABLE IF NOT EXISTS crm_identity_claimed (tenant text, anonymous_id text) ON COMMIT DELETE ROWS;
 END
 $$;
 
 -- Applies the claims of crm_new_touchpoints (tenant_id filled): keeps each lead's earliest claim, re-elects the
--- visitors' links and records in crm_identity_changes every visitor whose linked lead changed.
+-- visitors' links and records in crm_identity_changes every visitor with anonymous-only touchpoints whose linked
+-- lead changed; marks the links of visitors that new anonymous-only touchpoints belong to.
 CREATE FUNCTION crm_identity_apply() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     changed bigint;
 BEGIN
     DELETE FROM crm_identity_changes;
-    INSERT INTO identity_claims AS c (tenant, anonymous_id, lead_id, first_at, first_touchpoint_id)
-    SELECT DISTINCT ON (1, 2, 3) coalesce(tenant_id, ''), anonymous_id, lead_id, occurred_at, touchpoint_id
-    FROM crm_new_touchpoints
-    WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
-    ORDER BY 1, 2, 3, occurred_at, touchpoint_id
-    ON CONFLICT (tenant, anonymous_id, lead_id) DO UPDATE
-        SET first_at = EXCLUDED.first_at, first_touchpoint_id = EXCLUDED.first_touchpoint_id
-        WHERE (EXCLUDED.first_at, EXCLUDED.first_touchpoint_id) < (c.first_at, c.first_touchpoint_id);
+    UPDATE identity_links l SET anonymous_touchpoints = true
+    FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM crm_new_touchpoints
+          WHERE lead_id IS NULL AND anonymous_id IS NOT NULL) n
+    WHERE l.tenant = n.tenant AND l.anonymous_id = n.anonymous_id AND NOT l.anonymous_touchpoints;
+    -- Only a visitor whose claims changed (a new lead, or an earlier claim of a known one) is elected again.
+    DELETE FROM crm_identity_claimed;
+    WITH claimed AS (
+        INSERT INTO identity_claims AS c (tenant, anonymous_id, lead_id, first_at, first_touchpoint_id)
+        SELECT DISTINCT ON (1, 2, 3) coalesce(tenant_id, ''), anonymous_id, lead_id, occurred_at, touchpoint_id
+        FROM crm_new_touchpoints
+        WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
+        ORDER BY 1, 2, 3, occurred_at, touchpoint_id
+        ON CONFLICT (tenant, anonymous_id, lead_id) DO UPDATE
+            SET first_at = EXCLUDED.first_at, first_touchpoint_id = EXCLUDED.first_touchpoint_id
+            WHERE (EXCLUDED.first_at, EXCLUDED.first_touchpoint_id) < (c.first_at, c.first_touchpoint_id)
+        RETURNING c.tenant, c.anonymous_id
+    )
+    INSERT INTO crm_identity_claimed SELECT DISTINCT tenant, anonymous_id FROM claimed;
 
     WITH visitors AS (
-        SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM crm_new_touchpoints
-        WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
+        SELECT tenant, anonymous_id FROM crm_identity_claimed
     ), elected AS (
-        SELECT v.tenant, v.anonymous_id, w.lead_id, w.first_at, w.first_touchpoint_id, w.claims, l.lead_id AS old_lead
+        SELECT v.tenant, v.anonymous_id, w.lead_id, w.first_at, w.first_touchpoint_id, w.claims, l.lead_id AS old_lead,
+               coalesce(l.anonymous_touchpoints, EXISTS (
+                   SELECT 1 FROM customer_touchpoints x WHERE x.lead_id IS NULL AND x.anonymous_id = v.anonymous_id
+                   AND coalesce(x.tenant_id, '') = v.tenant)) AS anonymous_touchpoints
         FROM visitors v
         CROSS JOIN LATERAL (
             SELECT c.lead_id, c.first_at, c.first_touchpoint_id, count(*) OVER () AS claims FROM identity_claims c
@@ -176,15 +195,19 @@ BEGIN
             ORDER BY c.first_at, c.first_touchpoint_id, c.lead_id LIMIT 1) w
         LEFT JOIN identity_links l ON l.tenant = v.tenant AND l.anonymous_id = v.anonymous_id
     ), upsert AS (
-        INSERT INTO identity_links AS l (tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims)
-        SELECT tenant, anonymous_id, lead_id, first_at, first_touchpoint_id, claims FROM elected
+        INSERT INTO identity_links AS l (tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims,
+                                         anonymous_touchpoints)
+        SELECT tenant, anonymous_id, lead_id, first_at, first_touchpoint_id, claims, anonymous_touchpoints FROM elected
         ORDER BY tenant, anonymous_id
         ON CONFLICT (tenant, anonymous_id) DO UPDATE
             SET lead_id = EXCLUDED.lead_id, linked_at = EXCLUDED.linked_at,
                 link_touchpoint_id = EXCLUDED.link_touchpoint_id, claims = EXCLUDED.claims
+            WHERE (l.lead_id, l.linked_at, l.link_touchpoint_id, l.claims)
+                  IS DISTINCT FROM (EXCLUDED.lead_id, EXCLUDED.linked_at, EXCLUDED.link_touchpoint_id, EXCLUDED.claims)
     )
     INSERT INTO crm_identity_changes (tenant, anonymous_id, old_lead, new_lead)
-    SELECT tenant, anonymous_id, old_lead, lead_id FROM elected WHERE old_lead IS DISTINCT FROM lead_id;
+    SELECT tenant, anonymous_id, old_lead, lead_id FROM elected
+    WHERE old_lead IS DISTINCT FROM lead_id AND anonymous_touchpoints;
     GET DIAGNOSTICS changed = ROW_COUNT;
     RETURN changed;
 END
@@ -534,10 +557,20 @@ BEGIN
     PERFORM crm_analytics_session();
     TRUNCATE crm_new_touchpoints, crm_attr_todo, crm_ab_todo;
 
-    INSERT INTO crm_new_touchpoints (touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, tenant_id)
-    SELECT touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, tenant_id FROM customer_touchpoints
-    WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL;
-    PERFORM crm_identity_apply();
+    -- The identities in two statements: every lead's earliest claim, then each visitor's first.
+    INSERT INTO identity_claims (tenant, anonymous_id, lead_id, first_at, first_touchpoint_id)
+    SELECT DISTINCT ON (1, 2, 3) coalesce(tenant_id, ''), anonymous_id, lead_id, occurred_at, touchpoint_id
+    FROM customer_touchpoints WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
+    ORDER BY 1, 2, 3, occurred_at, touchpoint_id;
+    INSERT INTO identity_links (tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims,
+                                anonymous_touchpoints)
+    SELECT DISTINCT ON (c.tenant, c.anonymous_id) c.tenant, c.anonymous_id, c.lead_id, c.first_at,
+           c.first_touchpoint_id, count(*) OVER (PARTITION BY c.tenant, c.anonymous_id), a.anonymous_id IS NOT NULL
+    FROM identity_claims c
+    LEFT JOIN (SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM customer_touchpoints
+               WHERE lead_id IS NULL AND anonymous_id IS NOT NULL) a
+           ON a.tenant = c.tenant AND a.anonymous_id = c.anonymous_id
+    ORDER BY c.tenant, c.anonymous_id, c.first_at, c.first_touchpoint_id, c.lead_id;
 
     INSERT INTO crm_attr_todo SELECT touchpoint_id, occurred_at FROM customer_touchpoints WHERE touch_type = 'conversion';
     PERFORM crm_attribution_refresh();

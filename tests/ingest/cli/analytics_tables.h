@@ -57,7 +57,8 @@ inline std::map<std::string, std::string> dump(const std::string& dsn) {
        " contaminated_units, trim_scale(pre_conversions), trim_scale(pre_conversions_squares),"
        " trim_scale(pre_conversions_cross), trim_scale(pre_revenue), trim_scale(pre_revenue_squares),"
        " trim_scale(pre_revenue_cross) FROM ab_test_variant_stats"},
-      {"identity_links", "SELECT tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims FROM identity_links"},
+      {"identity_links", "SELECT tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims,"
+                         " anonymous_touchpoints FROM identity_links"},
       {"identity_claims", "SELECT * FROM identity_claims"},
       {"ab_test_message_counts", "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts"},
   };
