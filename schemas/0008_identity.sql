@@ -52,11 +52,11 @@ CREATE TABLE identity_links (
     linked_at           timestamptz NOT NULL,
     link_touchpoint_id  uuid        NOT NULL,
     claims              integer     NOT NULL,  -- leads that claimed the visitor (> 1: a conflict, first won)
-    -- The visitor has anonymous-only touchpoints (lead_id NULL) in its tenant: only such a link changes a path
-    -- or a unit (a visitor whose every touchpoint names a lead is already on that lead's paths). Set when the
-    -- link is made (from the stored touchpoints) and when the stage meets one later; never reset (touchpoints
-    -- are only ever added). A link without them is skipped by the paths and its changes re-attribute nothing.
-    anonymous_touchpoints boolean   NOT NULL,
+    -- Always true: a link is kept only for a visitor with anonymous-only touchpoints (lead_id NULL) in its
+    -- tenant, because only such a link changes a path or a unit (a visitor whose every touchpoint names a lead
+    -- is already on that lead's paths). It is made when the first of them meets a claim, in either order;
+    -- identity_claims holds every visitor's claims regardless (the report counts visitors from there).
+    anonymous_touchpoints boolean   NOT NULL CHECK (anonymous_touchpoints),
     PRIMARY KEY (tenant, anonymous_id)
 );
 CREATE INDEX identity_links_lead_idx ON identity_links (lead_id) WHERE anonymous_touchpoints;
@@ -154,18 +154,14 @@ END
 $$;
 
 -- Applies the claims of crm_new_touchpoints (tenant_id filled): keeps each lead's earliest claim, re-elects the
--- visitors' links and records in crm_identity_changes every visitor with anonymous-only touchpoints whose linked
--- lead changed; marks the links of visitors that new anonymous-only touchpoints belong to.
+-- links of the visitors with anonymous-only touchpoints whose claims changed (or whose first anonymous-only
+-- touchpoint arrives) and records in crm_identity_changes every visitor whose linked lead changed.
 CREATE FUNCTION crm_identity_apply() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     changed bigint;
 BEGIN
     DELETE FROM crm_identity_changes;
-    UPDATE identity_links l SET anonymous_touchpoints = true
-    FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM crm_new_touchpoints
-          WHERE lead_id IS NULL AND anonymous_id IS NOT NULL) n
-    WHERE l.tenant = n.tenant AND l.anonymous_id = n.anonymous_id AND NOT l.anonymous_touchpoints;
     -- Only a visitor whose claims changed (a new lead, or an earlier claim of a known one) is elected again.
     DELETE FROM crm_identity_claimed;
     WITH claimed AS (
@@ -180,9 +176,16 @@ BEGIN
         RETURNING c.tenant, c.anonymous_id
     )
     INSERT INTO crm_identity_claimed SELECT DISTINCT tenant, anonymous_id FROM claimed;
+    -- ... or a claimed visitor without a link whose first anonymous-only touchpoint arrives now.
+    INSERT INTO crm_identity_claimed
+    SELECT DISTINCT n.tenant, n.anonymous_id
+    FROM (SELECT coalesce(tenant_id, '') AS tenant, anonymous_id FROM crm_new_touchpoints
+          WHERE lead_id IS NULL AND anonymous_id IS NOT NULL) n
+    WHERE NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.tenant = n.tenant AND l.anonymous_id = n.anonymous_id)
+      AND EXISTS (SELECT 1 FROM identity_claims c WHERE c.tenant = n.tenant AND c.anonymous_id = n.anonymous_id);
 
     WITH visitors AS (
-        SELECT tenant, anonymous_id FROM crm_identity_claimed
+        SELECT DISTINCT tenant, anonymous_id FROM crm_identity_claimed
     ), elected AS (
         SELECT v.tenant, v.anonymous_id, w.lead_id, w.first_at, w.first_touchpoint_id, w.claims, l.lead_id AS old_lead,
                coalesce(l.anonymous_touchpoints, EXISTS (
@@ -197,7 +200,8 @@ BEGIN
     ), upsert AS (
         INSERT INTO identity_links AS l (tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims,
                                          anonymous_touchpoints)
-        SELECT tenant, anonymous_id, lead_id, first_at, first_touchpoint_id, claims, anonymous_touchpoints FROM elected
+        SELECT tenant, anonymous_id, lead_id, first_at, first_touchpoint_id, claims, true FROM elected
+        WHERE anonymous_touchpoints
         ORDER BY tenant, anonymous_id
         ON CONFLICT (tenant, anonymous_id) DO UPDATE
             SET lead_id = EXCLUDED.lead_id, linked_at = EXCLUDED.linked_at,
@@ -567,9 +571,9 @@ BEGIN
     SELECT DISTINCT ON (c.tenant, c.anonymous_id) c.tenant, c.anonymous_id, c.lead_id, c.first_at,
            c.first_touchpoint_id, count(*) OVER (PARTITION BY c.tenant, c.anonymous_id), a.anonymous_id IS NOT NULL
     FROM identity_claims c
-    LEFT JOIN (SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM customer_touchpoints
-               WHERE lead_id IS NULL AND anonymous_id IS NOT NULL) a
-           ON a.tenant = c.tenant AND a.anonymous_id = c.anonymous_id
+    JOIN (SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM customer_touchpoints
+          WHERE lead_id IS NULL AND anonymous_id IS NOT NULL) a
+      ON a.tenant = c.tenant AND a.anonymous_id = c.anonymous_id
     ORDER BY c.tenant, c.anonymous_id, c.first_at, c.first_touchpoint_id, c.lead_id;
 
     INSERT INTO crm_attr_todo SELECT touchpoint_id, occurred_at FROM customer_touchpoints WHERE touch_type = 'conversion';
