@@ -13,45 +13,42 @@
 
 ALTER TABLE analytics_backlog ADD COLUMN tenant_id text[];  -- NULL: written by a release before this one
 
--- 0005's stage run, unpacking the tenants too.
+-- 0005's stage run (same rule: the oldest backlog rows, at most max_batches of them, no more once max_touchpoints
+-- are taken, at least one), unpacking the tenants too; one row at a time.
 CREATE OR REPLACE FUNCTION crm_analytics_stage_run(max_batches integer, max_touchpoints bigint,
                                                    OUT busy boolean, OUT batches integer, OUT touchpoints bigint,
                                                    OUT delays double precision[])
-LANGUAGE plpgsql
-SET jit = off
-AS $$
+LANGUAGE plpgsql SET jit = off AS $$
+DECLARE
+    next_seq bigint;
+    b analytics_backlog;
 BEGIN
     busy := NOT pg_try_advisory_xact_lock(hashtext('crm_analytics'), 0);
     batches := 0;
     touchpoints := 0;
+    delays := '{}';
     IF busy THEN
         RETURN;
     END IF;
     PERFORM crm_analytics_session();
     DELETE FROM crm_new_touchpoints;
-    -- The snapshot argument of 0005 holds unchanged: every statement below starts after the lock was granted.
-    WITH queued AS (
-        SELECT q.seq, sum(q.touchpoints) OVER (ORDER BY q.seq) - q.touchpoints AS earlier
-        FROM (SELECT seq, analytics_backlog.touchpoints FROM analytics_backlog ORDER BY seq LIMIT max_batches) q
-    ), taken AS (
-        DELETE FROM analytics_backlog b USING queued
-        WHERE b.seq = queued.seq AND queued.earlier < max_touchpoints
-        RETURNING b.*
-    ), unpacked AS (
+    -- The snapshot argument of 0005 holds unchanged: every statement below starts after the lock was granted,
+    -- and only this transaction deletes backlog rows while it holds the lock.
+    FOR next_seq IN SELECT seq FROM analytics_backlog ORDER BY seq LIMIT max_batches LOOP
+        EXIT WHEN touchpoints >= max_touchpoints;
+        DELETE FROM analytics_backlog WHERE seq = next_seq RETURNING * INTO b;
+        CONTINUE WHEN NOT FOUND;
         INSERT INTO crm_new_touchpoints (touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id,
                                          variant, tenant_id)
         SELECT u.touchpoint_id, u.occurred_at, u.lead_id, u.anonymous_id, u.touch_type, u.ab_test_id, u.variant,
-               CASE WHEN t.tenant_id IS NOT NULL THEN coalesce(u.tenant_id, '') END
-        FROM taken t,
-             unnest(t.touchpoint_id, t.occurred_at, t.lead_id, t.anonymous_id, t.touch_type, t.ab_test_id, t.variant,
-                    t.tenant_id) AS u(touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id,
-                                      variant, tenant_id)
-        RETURNING 1
-    )
-    SELECT count(*), (SELECT count(*) FROM unpacked),
-           coalesce(array_agg(extract(epoch FROM clock_timestamp() - t.committed_at)::double precision), '{}')
-    INTO batches, touchpoints, delays
-    FROM taken t;
+               CASE WHEN b.tenant_id IS NOT NULL THEN coalesce(u.tenant_id, '') END
+        FROM unnest(b.touchpoint_id, b.occurred_at, b.lead_id, b.anonymous_id, b.touch_type, b.ab_test_id, b.variant,
+                    b.tenant_id) AS u(touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id,
+                                      variant, tenant_id);
+        batches := batches + 1;
+        touchpoints := touchpoints + b.touchpoints;
+        delays := delays || extract(epoch FROM clock_timestamp() - b.committed_at)::double precision;
+    END LOOP;
     IF touchpoints > 0 THEN
         PERFORM crm_analytics_apply_batch();
     END IF;
