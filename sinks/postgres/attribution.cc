@@ -3,14 +3,15 @@
 namespace crm::sinks::postgres {
 
 std::string touchpoint_returning(bool maintain) {
-  return maintain ? "touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id, variant" : "1";
+  return maintain ? "touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id, variant, tenant_id" : "1";
 }
 
 std::string touchpoint_backlog(bool maintain) {
   return maintain ? ", crm_backlog AS (INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at,"
-                    " lead_id, anonymous_id, touch_type, ab_test_id, variant)"
+                    " lead_id, anonymous_id, touch_type, ab_test_id, variant, tenant_id)"
                     " SELECT $1::uuid, count(*), array_agg(touchpoint_id), array_agg(occurred_at), array_agg(lead_id),"
-                    " array_agg(anonymous_id), array_agg(touch_type), array_agg(ab_test_id), array_agg(variant)"
+                    " array_agg(anonymous_id), array_agg(touch_type), array_agg(ab_test_id), array_agg(variant),"
+                    " array_agg(tenant_id)"
                     " FROM ins HAVING count(*) > 0)"
                   : "";
 }

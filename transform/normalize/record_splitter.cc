@@ -15,14 +15,6 @@ namespace {
 constexpr char bom[] = "\xEF\xBB\xBF";
 constexpr std::size_t bom_size = 3;
 
-constexpr std::string_view reason_not_object = "array element is not a JSON object";
-constexpr std::string_view reason_no_separator = "expected ',' or ']' after an array element";
-constexpr std::string_view reason_empty_element = "empty array element (a ',' with nothing before it)";
-constexpr std::string_view reason_no_open = "expected '[' to open a JSON array";
-constexpr std::string_view reason_after_close = "unexpected content after the closing ']' of the JSON array";
-constexpr std::string_view reason_unterminated = "unterminated JSON array (missing ']') at end of stream";
-constexpr std::string_view reason_truncated = "truncated array element at end of stream (missing '}')";
-
 using detail::is_json_whitespace;
 
 bool is_blank(std::string_view s) noexcept {
@@ -250,7 +242,7 @@ void record_splitter::split_array(std::string_view data, sink& out) {
           comma_pending_ = false;
           ++i;
         } else {
-          start_junk(reason_no_open, state::trailing_junk);
+          start_junk(split_reason::no_open, state::trailing_junk);
           start = i;
         }
         break;
@@ -263,14 +255,14 @@ void record_splitter::split_array(std::string_view data, sink& out) {
         } else if (c == ']' || c == ',') {
           if (comma_pending_ || c == ',') {
             record_line_ = line_;
-            out({{}, line_, reason_empty_element});
+            out({{}, line_, split_reason::empty_element});
           }
           if (c == ']') state_ = state::array_closed;
           comma_pending_ = c == ',';
           ++i;
         } else {
           comma_pending_ = false;
-          start_junk(reason_not_object, state::in_junk);
+          start_junk(split_reason::not_object, state::in_junk);
           start = i;
         }
         break;
@@ -284,7 +276,7 @@ void record_splitter::split_array(std::string_view data, sink& out) {
           state_ = state::array_closed;
           ++i;
         } else {
-          start_junk(reason_no_separator, state::in_junk);
+          start_junk(split_reason::no_separator, state::in_junk);
           start = i;
         }
         break;
@@ -340,7 +332,7 @@ void record_splitter::split_array(std::string_view data, sink& out) {
       }
 
       case state::array_closed:
-        start_junk(reason_after_close, state::trailing_junk);
+        start_junk(split_reason::after_close, state::trailing_junk);
         start = i;
         break;
 
@@ -399,18 +391,18 @@ void record_splitter::finish_impl(sink& out) {
       break;
     case state::array_element:
     case state::array_after:
-      out({{}, line_, reason_unterminated});
+      out({{}, line_, split_reason::unterminated});
       break;
     case state::in_object:
       if (oversize_) {
-        out({{}, line_, reason_unterminated});
+        out({{}, line_, split_reason::unterminated});
       } else {
-        emit_record({}, 0, 0, reason_truncated, std::string_view::npos, out);
+        emit_record({}, 0, 0, split_reason::truncated, std::string_view::npos, out);
       }
       break;
     case state::in_junk:
       emit_record({}, 0, 0, junk_reason_, junk_content_size_, out);
-      out({{}, line_, reason_unterminated});
+      out({{}, line_, split_reason::unterminated});
       break;
     case state::trailing_junk:
       emit_record({}, 0, 0, junk_reason_, junk_content_size_, out);

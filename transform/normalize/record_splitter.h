@@ -17,6 +17,17 @@ struct split_record {
   std::string_view error;    // non-empty: the record is malformed at the framing level; reason
 };
 
+// The reasons of framing errors (split_record::error), as the dead letters carry them.
+namespace split_reason {
+inline constexpr std::string_view not_object = "array element is not a JSON object";
+inline constexpr std::string_view no_separator = "expected ',' or ']' after an array element";
+inline constexpr std::string_view empty_element = "empty array element (a ',' with nothing before it)";
+inline constexpr std::string_view no_open = "expected '[' to open a JSON array";
+inline constexpr std::string_view after_close = "unexpected content after the closing ']' of the JSON array";
+inline constexpr std::string_view unterminated = "unterminated JSON array (missing ']') at end of stream";
+inline constexpr std::string_view truncated = "truncated array element at end of stream (missing '}')";
+}  // namespace split_reason
+
 class record_splitter {
  public:
   explicit record_splitter(input_format format = input_format::auto_detect,

@@ -227,7 +227,10 @@ struct row {
   std::string anonymous, type, tenant, test, variant, value, source;
 };
 
-void commit_batch(const std::string& dsn, const std::vector<row>& rows) {
+// `tenants`: the backlog row carries the touchpoints' tenants, as this release's writers record them (0009);
+// without, it is the row of an earlier release's writer, whose tenants the stage looks up.
+// `apply`: then run the stage once, as the stage thread does, and expect it to apply this many batches (0: no run).
+void commit_batch(const std::string& dsn, const std::vector<row>& rows, bool tenants = true, int apply = 1) {
   pqxx::connection c(dsn);
   pqxx::work tx(c);
   std::string values;
@@ -245,15 +248,17 @@ void commit_batch(const std::string& dsn, const std::vector<row>& rows) {
           " touch_type, channel_group, tenant_id, ab_test_id, variant, conversion_value, currency, is_conversion,"
           " utm_source) VALUES " + values + " RETURNING *)"
           " INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at, lead_id, anonymous_id,"
-          " touch_type, ab_test_id, variant) SELECT gen_random_uuid(), count(*), array_agg(touchpoint_id),"
+          " touch_type, ab_test_id, variant, tenant_id) SELECT gen_random_uuid(), count(*), array_agg(touchpoint_id),"
           " array_agg(occurred_at), array_agg(lead_id), array_agg(anonymous_id), array_agg(touch_type),"
-          " array_agg(ab_test_id), array_agg(variant) FROM ins");
+          " array_agg(ab_test_id), array_agg(variant), " + std::string(tenants ? "array_agg(tenant_id)" : "NULL") +
+          " FROM ins");
   tx.commit();
+  if (apply == 0) return;
   pqxx::work stage(c);
   stage.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
   auto applied = stage.exec("SELECT busy, batches FROM crm_analytics_stage_run(100, 1000000)")[0];
   ASSERT_FALSE(applied[0].as<bool>());
-  ASSERT_EQ(applied[1].as<int>(), 1);
+  ASSERT_EQ(applied[1].as<int>(), apply);
   stage.commit();
 }
 
@@ -289,15 +294,33 @@ TEST(Identity, AMovedPreExposureConversionKeepsTheCupedSquares) {
 
 // The same anonymous id in two tenants: linking it in one takes that tenant's touchpoints off the other tenant's
 // (unlinked) visitor's path, whose conversion is re-attributed.
-TEST(Identity, ALinkInOneTenantReattributesTheOtherTenantsVisitor) {
-  auto dsn = crm_test::fresh_database("t_ident_tenants");
+// Once with the tenants in the backlog rows, once with rows of an earlier release (tenants looked up), and once
+// with both kinds in one stage run.
+void link_in_one_tenant(const std::string& name, bool first_tenants, bool second_tenants, bool one_run) {
+  SCOPED_TRACE(name);
+  auto dsn = crm_test::fresh_database(name);
   commit_batch(dsn, {{1, "10:00", {}, "a1", "conversion", "T1", "", "", "100", ""},
-                     {2, "09:00", {}, "a1", "page_view", "T2", "", "", "", "google"}});
-  EXPECT_EQ(text(dsn, "SELECT utm_source FROM attribution_credits WHERE model = 'first_touch'"), "google");
-  commit_batch(dsn, {{3, "08:00", 9, "a1", "identify", "T2", "", "", "", ""}});
+                     {2, "09:00", {}, "a1", "page_view", "T2", "", "", "", "google"},
+                     {4, "09:30", {}, "a2", "page_view", "", "", "", "", "bing"}},
+               first_tenants, one_run ? 0 : 1);
+  if (!one_run) {
+    EXPECT_EQ(text(dsn, "SELECT utm_source FROM attribution_credits WHERE model = 'first_touch'"), "google");
+  }
+  commit_batch(dsn, {{3, "08:00", 9, "a1", "identify", "T2", "", "", "", ""},
+                     {5, "08:00", 6, "a2", "identify", "", "", "", "", ""}},
+               second_tenants, one_run ? 2 : 1);
   EXPECT_EQ(text(dsn, "SELECT coalesce(utm_source, '-') || '/' || channel_group FROM attribution_credits"
                       " WHERE model = 'first_touch'"), "-/Direct");
+  // Each link in its visitor's tenant ('' = none): a1 in T2 only, a2 without a tenant.
+  EXPECT_EQ(text(dsn, "SELECT string_agg(tenant || ':' || anonymous_id || '>' || lead_id, ',' ORDER BY anonymous_id)"
+                      " FROM identity_links"), "T2:a1>9,:a2>6");
   expect_recompute_agrees(dsn, "after the link in T2");
+}
+
+TEST(Identity, ALinkInOneTenantReattributesTheOtherTenantsVisitor) {
+  link_in_one_tenant("t_ident_tenants", true, true, false);
+  link_in_one_tenant("t_ident_tenants_old", false, false, false);
+  link_in_one_tenant("t_ident_tenants_mixed", false, true, true);
 }
 
 // A database with events from before identity stitching: the migration rebuilds the tables once, so the

@@ -46,12 +46,12 @@ std::vector<rec> split_whole(std::string_view input, input_format format = input
   return split(input, {}, format, max);
 }
 
-const std::string not_object = "array element is not a JSON object";
-const std::string no_separator = "expected ',' or ']' after an array element";
-const std::string empty_element = "empty array element (a ',' with nothing before it)";
-const std::string unterminated = "unterminated JSON array (missing ']') at end of stream";
-const std::string truncated = "truncated array element at end of stream (missing '}')";
-const std::string after_close = "unexpected content after the closing ']' of the JSON array";
+const std::string not_object{split_reason::not_object};
+const std::string no_separator{split_reason::no_separator};
+const std::string empty_element{split_reason::empty_element};
+const std::string unterminated{split_reason::unterminated};
+const std::string truncated{split_reason::truncated};
+const std::string after_close{split_reason::after_close};
 
 struct framing_case {
   const char* name;
