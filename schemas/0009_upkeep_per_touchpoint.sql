@@ -9,9 +9,25 @@
 --    elects only those visitors (an election without anonymous-only touchpoints changed nothing in 0008 either).
 -- 3. The paths of conversions and the late-data probe read a unit's touchpoints of the time window only
 --    (crm_unit_touchpoints_between, below), not the unit's whole history in every partition.
+-- 4. The backlog's arrays are compressed with lz4 (below).
 -- Forward-only: never edit this file once released.
 
 ALTER TABLE analytics_backlog ADD COLUMN tenant_id text[];  -- NULL: written by a release before this one
+
+-- 4. A backlog row's arrays (~300 kB for 5,000 touchpoints) are compressed with lz4 where the server has it:
+--    pglz cost a batch transaction ~14 ms per 5,000 touchpoints, lz4 ~5.5 ms (and the stage decompresses faster).
+DO $$
+DECLARE
+    col text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)) THEN
+        FOREACH col IN ARRAY ARRAY['touchpoint_id', 'occurred_at', 'lead_id', 'anonymous_id', 'touch_type',
+                                   'ab_test_id', 'variant', 'tenant_id'] LOOP
+            EXECUTE format('ALTER TABLE analytics_backlog ALTER COLUMN %I SET COMPRESSION lz4', col);
+        END LOOP;
+    END IF;
+END
+$$;
 
 -- 0005's stage run (same rule: the oldest backlog rows, at most max_batches of them, no more once max_touchpoints
 -- are taken, at least one), unpacking the tenants too; one row at a time.

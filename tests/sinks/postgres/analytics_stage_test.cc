@@ -93,4 +93,14 @@ TEST(AnalyticsStage, CatchUpReturnsOnceTheBacklogCommittedBeforeItIsApplied) {
   EXPECT_EQ(obs->lag(), 0.0);
 }
 
+// The backlog's arrays are compressed with lz4 where the server was built with it (0009), with pglz otherwise.
+TEST(AnalyticsStage, BacklogArraysAreCompressedWithLz4WhereTheServerHasIt) {
+  auto dsn = crm_test::fresh_database("t_stage_lz4");
+  const bool lz4 = crm_test::count(dsn, "SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression'"
+                                        " AND 'lz4' = ANY (enumvals)") == 1;
+  const auto lz4_columns = crm_test::count(dsn, "SELECT count(*) FROM pg_attribute WHERE attrelid ="
+                                                " 'analytics_backlog'::regclass AND attcompression = 'l'");
+  EXPECT_EQ(lz4_columns, lz4 ? 8 : 0);
+}
+
 }  // namespace
