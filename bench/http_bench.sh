@@ -131,6 +131,9 @@ step() {  # step MODE RATE
     sleep 0.2
   done
   drain_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+  # Rows stored per second from the start of the step to the end of the drain (not of the analytics wait below).
+  local db_rate
+  db_rate=$(awk -v s="$stored" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", s/(b-a)}')
   # The drainer publishes the log's counters after each batch: by now they cover the whole step.
   gc1=$(metric crm_ingest_log_group_commits_total) fs1=$(metric crm_ingest_log_fsyncs_total)
   fss1=$(metric crm_ingest_log_fsync_seconds_total)
@@ -162,13 +165,18 @@ step() {  # step MODE RATE
     "$mode" "$rate" "$(json_field "$out" ok)" "$(json_field "$out" achieved_rps)" \
     "$(json_field "$out" achieved_events_per_s)" "$(latency_field "$out" p50)" "$(latency_field "$out" p99)" \
     "$(latency_field "$out" max)" "${non2xx:-0}" "$errors" "$drain_s" \
-    "$(awk -v s="$stored" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", s/(b-a)}')" "$lost" "$extra" \
+    "$db_rate" "$lost" "$extra" \
     "$srv_cores" "$load_cores" "$per_group" "$fsync_ms")")
   echo "   acknowledged $acked events, stored $stored, lost $lost, drained ${drain_s}s after the load" >&2
   # The attribution and A/B tables: how long after its commit each of the step's batches was applied (the stage
   # is given 30 s to finish the step's backlog).
+  local current="" a0
+  a0=$(date +%s.%N)
   for _ in $(seq 150); do
-    [ "$(metric crm_ingest_analytics_pending_batches)" = 0.000000 ] && break
+    if [ "$(metric crm_ingest_analytics_pending_batches)" = 0.000000 ]; then
+      current=$(awk -v a="$a0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
+      break
+    fi
     sleep 0.2
   done
   local p99_delay applied
@@ -176,11 +184,13 @@ step() {  # step MODE RATE
   if [ "$applied" = 0 ]; then
     echo "   analytics: no batch of this step had touchpoints to apply" >&2
   else
-    echo "   analytics: 99 % of the step's $applied batches with touchpoints applied within ${p99_delay} s of their commit (crm_ingest_analytics_delay_seconds)" >&2
+    local caught_up="tables still behind 30 s after the drain (the next step runs beside the stage)"
+    [ -n "$current" ] && caught_up="tables current ${current}s after the drain"
+    echo "   analytics: 99 % of the step's $applied batches with touchpoints applied within ${p99_delay} s of their commit (crm_ingest_analytics_delay_seconds); $caught_up" >&2
   fi
   if [ "$mode" = events ]; then
     last_events_seed=$seed
-    last_events_db_rate=$(awk -v s="$stored" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", s/(b-a)}')
+    last_events_db_rate=$db_rate
   fi
 }
 
