@@ -42,16 +42,16 @@ BEGIN
     busy := NOT pg_try_advisory_xact_lock(hashtext('crm_analytics'), 0);
     batches := 0;
     touchpoints := 0;
-    delays := '{}';
     IF busy THEN
         RETURN;
     END IF;
+    delays := '{}';
     PERFORM crm_analytics_session();
     DELETE FROM crm_new_touchpoints;
     -- The snapshot argument of 0005 holds unchanged: every statement below starts after the lock was granted,
     -- and only this transaction deletes backlog rows while it holds the lock.
     FOR next_seq IN SELECT seq FROM analytics_backlog ORDER BY seq LIMIT max_batches LOOP
-        EXIT WHEN touchpoints >= max_touchpoints;
+        EXIT WHEN coalesce(touchpoints >= max_touchpoints, true);  -- a NULL limit takes nothing, as in 0005
         DELETE FROM analytics_backlog WHERE seq = next_seq RETURNING * INTO b;
         CONTINUE WHEN NOT FOUND;
         INSERT INTO crm_new_touchpoints (touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, ab_test_id,
