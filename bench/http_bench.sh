@@ -130,10 +130,12 @@ step() {  # step MODE RATE
     fi
     sleep 0.2
   done
-  drain_s=$(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
-  # Rows stored per second from the start of the step to the end of the drain (not of the analytics wait below).
-  local db_rate
-  db_rate=$(awk -v s="$stored" -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.0f", s/(b-a)}')
+  # The drain's end: its time after the load, and the rows stored per second from the start of the step to it
+  # (not to the end of the analytics wait below).
+  local drained db_rate
+  drained=$(date +%s.%N)
+  drain_s=$(awk -v a="$t1" -v b="$drained" 'BEGIN{printf "%.1f", b-a}')
+  db_rate=$(awk -v s="$stored" -v a="$t0" -v b="$drained" 'BEGIN{printf "%.0f", s/(b-a)}')
   # The drainer publishes the log's counters after each batch: by now they cover the whole step.
   gc1=$(metric crm_ingest_log_group_commits_total) fs1=$(metric crm_ingest_log_fsyncs_total)
   fss1=$(metric crm_ingest_log_fsync_seconds_total)
