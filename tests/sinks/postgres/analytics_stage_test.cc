@@ -103,4 +103,47 @@ TEST(AnalyticsStage, BacklogArraysAreCompressedWithLz4WhereTheServerHasIt) {
   EXPECT_EQ(lz4_columns, lz4 ? 8 : 0);
 }
 
+// A conversion's path fetches the touchpoints a path can hold and no others (0010): a lead with hundreds of
+// conversions in the lookback window made each of them fetch all the others through the lead index, work
+// quadratic in one lead's conversions. Counted as rows fetched through indexes from the touchpoint partitions
+// while one conversion's attribution is refreshed: the page view on its path and none of the other 399.
+TEST(AnalyticsStage, AConversionsPathFetchesNoneOfItsLeadsOtherConversions) {
+  auto dsn = crm_test::fresh_database("t_stage_path_index");
+  pqxx::connection c(dsn);
+  {
+    pqxx::work tx(c);
+    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, "
+            "utm_source, utm_medium, utm_campaign, channel_group) "
+            "VALUES ('00000000-0000-4000-8000-000000000001', '2026-11-01T10:00:00Z', now(), 7, 'page_view', 'google',"
+            " 'cpc', 'c1', 'Paid Search')");
+    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, "
+            "conversion_value, currency, channel_group) "
+            "SELECT gen_random_uuid(), timestamptz '2026-11-02T10:00:00Z' + i * interval '1 minute', now(), 7, "
+            "'conversion', 10, 'USD', 'Direct' FROM generate_series(1, 400) i");
+    tx.exec("ANALYZE customer_touchpoints");
+    tx.commit();
+  }
+  pqxx::work tx(c);
+  tx.exec("SELECT crm_analytics_session()");
+  tx.exec("DELETE FROM crm_attr_todo");
+  tx.exec("INSERT INTO crm_attr_todo (conversion_id, occurred_at) SELECT touchpoint_id, occurred_at "
+          "FROM customer_touchpoints WHERE touch_type = 'conversion' ORDER BY occurred_at DESC LIMIT 1");
+  // Rows fetched through indexes from the touchpoint partitions by this transaction so far.
+  auto index_fetches = [&tx] {
+    return tx.exec1("SELECT coalesce(sum(idx_tup_fetch), 0) FROM pg_stat_xact_user_tables "
+                    "WHERE relname LIKE 'customer\\_touchpoints\\_%'")[0]
+        .as<long long>();
+  };
+  const auto before = index_fetches();
+  tx.exec("SELECT crm_attribution_refresh()");
+  const auto fetched = index_fetches() - before;
+  // The conversion's path: the page view, credited in full by every model.
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM attribution_credits WHERE touchpoint_id = "
+                     "'00000000-0000-4000-8000-000000000001' AND credit = 1")[0]
+                .as<long long>(),
+            6);
+  EXPECT_GE(fetched, 1);  // the page view (the conversion itself may be found by a scan of the partition)
+  EXPECT_LE(fetched, 10);  // without 0010's index: 401
+}
+
 }  // namespace
