@@ -234,21 +234,35 @@ std::optional<http::response> collector::admit(const http::request& req, http::a
 
 void collector::handle(const http::request& req, http::respond_fn respond) {
   const auto started = std::chrono::steady_clock::now();
-  // Count every response by endpoint and code, and time it.
-  std::string endpoint = endpoint_of(req.path);
-  http::respond_fn counted = [this, endpoint, started, respond = std::move(respond)](http::response r) {
-    metrics_.http_request(endpoint, r.status).Increment();
+  auto count = [this, started](std::string_view endpoint, unsigned status) {
+    metrics_.http_request(endpoint, status).Increment();
     metrics_.http_duration(endpoint).Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    respond(std::move(r));
   };
   // The server screened the head already; a caller that did not gets the same checks here.
   http::admission local;
   const http::admission* admitted = req.admitted;
   if (!admitted) {
-    if (auto refused = admit(req, local)) return counted(std::move(*refused));
+    if (auto refused = admit(req, local)) {
+      count(endpoint_of(req.path), refused->status);
+      return respond(std::move(*refused));
+    }
     admitted = &local;
   }
+  // Count every response by endpoint and code, and time it. The label is a fixed path or the admitted
+  // source's (which the response keeps alive with its route): nothing is looked up or copied per request.
+  std::string_view endpoint = "other";
+  for (std::string_view fixed : {"/v1/events", "/healthz", "/readyz", "/metrics"}) {
+    if (req.path == fixed) endpoint = fixed;
+  }
+  if (admitted->route && req.path.starts_with("/v1/webhooks/")) {
+    endpoint = static_cast<const webhook_source*>(admitted->route.get())->endpoint;
+  }
+  http::respond_fn counted = [count, endpoint, route = admitted->route,
+                              respond = std::move(respond)](http::response r) {
+    count(endpoint, r.status);
+    respond(std::move(r));
+  };
 
   if (req.path == "/healthz") return counted(json_response(200, "{\"status\":\"ok\"}"));
   if (req.path == "/readyz") {
@@ -283,7 +297,7 @@ void collector::stamp_tenant(transform::event_batch& batch, std::string_view ten
   }
 }
 
-void collector::handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
+void collector::handle_events(const http::request& req, http::respond_fn& respond, std::string_view endpoint,
                               std::string_view tenant) {
   transform::input_format format;
   if (media_type_is(req.content_type, "application/x-ndjson") || media_type_is(req.content_type, "application/jsonl")) {
@@ -430,7 +444,7 @@ std::optional<http::response> collector::too_many_rejections(const transform::ev
 }
 
 void collector::submit(const http::request&, transform::event_batch& batch, http::respond_fn& respond,
-                       const std::string& endpoint, int status_on_success) {
+                       std::string_view endpoint, int status_on_success) {
   // One body must not write an unbounded number of dead letters: beyond the cap nothing is kept at all.
   if (auto refused = too_many_rejections(batch)) return respond(std::move(*refused));
   // The response body is built now, while the batch is at hand.

@@ -98,7 +98,7 @@ class collector final : public http::handler {
  private:
   std::optional<http::response> admit(const http::request& req, http::admission& admitted);
   std::string endpoint_of(std::string_view path) const;
-  void handle_events(const http::request& req, http::respond_fn& respond, const std::string& endpoint,
+  void handle_events(const http::request& req, http::respond_fn& respond, std::string_view endpoint,
                      std::string_view tenant = {});
   void handle_webhook(const http::request& req, http::respond_fn& respond, const webhook_source& source);
   // The request's idempotency key as `source` declares it (into `storage`); empty when it has none.
@@ -110,7 +110,7 @@ class collector final : public http::handler {
   static void stamp_tenant(transform::event_batch& batch, std::string_view tenant);
   void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond, const webhook_source& source);
   void submit(const http::request& req, transform::event_batch& batch, http::respond_fn& respond,
-              const std::string& endpoint, int status_on_success);
+              std::string_view endpoint, int status_on_success);
   transform::normalizer& thread_normalizer();
 
   collector_options options_;

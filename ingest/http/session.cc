@@ -126,9 +126,32 @@ class session final : public session_base, public std::enable_shared_from_this<s
     read_head();
   }
 
+  // The head (and in read_body the body) is parsed from the bytes the buffer holds already, at once; only
+  // a part not received yet is read from the socket, under its timeout. (Beast's read operations would
+  // complete through the I/O service even when the buffer holds the whole request.)
   void read_head() {
+    beast::error_code ec;
+    if (parse_buffered(false, ec)) return on_header(ec, 0);
+    if (ec) return on_error(ec);
     lowest().expires_after(srv_.opt.header_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_, guarded(&session<Stream>::on_header));
+  }
+
+  // Feeds the buffered bytes to the parser as Beast's read operations do: true once the head (whole: the
+  // whole request) is parsed; false with `ec` clear when more bytes are needed, or with the parse error.
+  bool parse_buffered(bool whole, beast::error_code& ec) {
+    parser_->eager(whole);
+    auto done = [&] { return whole ? parser_->is_done() : parser_->is_header_done(); };
+    while (!done() && buffer_.size() > 0) {
+      const auto used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == bhttp::error::need_more) {
+        ec = {};
+        return false;
+      }
+      if (ec || used == 0) return false;
+    }
+    return done();
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -199,6 +222,9 @@ class session final : public session_base, public std::enable_shared_from_this<s
   }
 
   void read_body() {
+    beast::error_code ec;
+    if (parse_buffered(true, ec)) return on_read(ec, 0);
+    if (ec) return on_error(ec);
     lowest().expires_after(srv_.opt.request_timeout);
     bhttp::async_read(stream_, buffer_, *parser_, guarded(&session<Stream>::on_read));
   }

@@ -1,5 +1,6 @@
 #include "ingest/observability/metrics.h"
 
+#include <charconv>
 #include <sstream>
 #include <vector>
 
@@ -110,43 +111,65 @@ void metrics::export_http_server(const http::server_stats* stats) {
   for (auto& c : http_server_->counters) c.seen = stats ? (stats->*c.field).load() : 0;
 }
 
-template <typename T>
-T& metrics::cached(prometheus::Family<T>& family, std::unordered_map<std::string, T*>& cache, const std::string& key,
-                   const prometheus::Labels& labels) {
+template <typename T, typename MakeLabels>
+T& metrics::cached(prometheus::Family<T>& family, cache_map<T>& cache, std::string_view key, MakeLabels&& labels) {
   std::lock_guard lock(mu_);
   auto it = cache.find(key);
   if (it != cache.end()) return *it->second;
   T* m;
   if constexpr (std::is_same_v<T, prometheus::Histogram>) {
-    m = &family.Add(labels, latency_buckets);
+    m = &family.Add(labels(), latency_buckets);
   } else {
-    m = &family.Add(labels);
+    m = &family.Add(labels());
   }
-  cache.emplace(key, m);
+  cache.emplace(std::string(key), m);
   return *m;
 }
 
+namespace {
+// A cache key: a family tag and the label values joined by a separator no value contains, built in the
+// calling thread's buffer (no allocation once it has grown).
+template <typename... Parts>
+std::string_view cache_key(char tag, const Parts&... parts) {
+  thread_local std::string key;
+  key.assign(1, tag);
+  ((key.push_back('\x1f'), key.append(parts)), ...);
+  return key;
+}
+std::string_view code_text(unsigned code, char (&buf)[16]) {
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, code);
+  (void)ec;
+  return {buf, static_cast<std::size_t>(end - buf)};
+}
+}  // namespace
+
 prometheus::Counter& metrics::http_request(std::string_view endpoint, unsigned code) {
-  std::string key = "h\x1f" + std::string(endpoint) + "\x1f" + std::to_string(code);
-  return cached(http_requests_, counter_cache_, key, {{"endpoint", std::string(endpoint)}, {"code", std::to_string(code)}});
+  char buf[16];
+  const auto status = code_text(code, buf);
+  return cached(http_requests_, counter_cache_, cache_key('h', endpoint, status), [&] {
+    return prometheus::Labels{{"endpoint", std::string(endpoint)}, {"code", std::string(status)}};
+  });
 }
 
 prometheus::Histogram& metrics::http_duration(std::string_view endpoint) {
-  return cached(http_duration_, histogram_cache_, std::string(endpoint), {{"endpoint", std::string(endpoint)}});
+  return cached(http_duration_, histogram_cache_, cache_key('d', endpoint),
+                [&] { return prometheus::Labels{{"endpoint", std::string(endpoint)}}; });
 }
 
 prometheus::Counter& metrics::events_accepted(std::string_view source) {
-  return cached(events_accepted_, counter_cache_, "a\x1f" + std::string(source), {{"source", std::string(source)}});
+  return cached(events_accepted_, counter_cache_, cache_key('a', source),
+                [&] { return prometheus::Labels{{"source", std::string(source)}}; });
 }
 
 prometheus::Counter& metrics::events_rejected(std::string_view reason_field) {
-  return cached(events_rejected_, counter_cache_, "r\x1f" + std::string(reason_field),
-                {{"reason", std::string(reason_field)}});
+  return cached(events_rejected_, counter_cache_, cache_key('r', reason_field),
+                [&] { return prometheus::Labels{{"reason", std::string(reason_field)}}; });
 }
 
 prometheus::Counter& metrics::signature_failure(std::string_view provider, std::string_view reason) {
-  return cached(signature_failures_, counter_cache_, "s\x1f" + std::string(provider) + "\x1f" + std::string(reason),
-                {{"provider", std::string(provider)}, {"reason", std::string(reason)}});
+  return cached(signature_failures_, counter_cache_, cache_key('s', provider, reason), [&] {
+    return prometheus::Labels{{"provider", std::string(provider)}, {"reason", std::string(reason)}};
+  });
 }
 
 std::string metrics::serialize() const {

