@@ -126,16 +126,22 @@ class session final : public session_base, public std::enable_shared_from_this<s
     read_head();
   }
 
-  // The head (and in read_body the body) is parsed from the bytes the buffer holds already, at once; only
-  // a part not received yet is read from the socket, under its timeout. (Beast's read operations would
-  // complete through the I/O service even when the buffer holds the whole request.)
-  void read_head() {
+  // The head, or the rest of the request (whole), is parsed from the bytes the buffer holds already, at
+  // once; only what has not arrived yet is read from the socket, under its timeout. (Beast's read
+  // operations would complete through the I/O service even when the buffer holds the whole request.)
+  void read_request(bool whole) {
     beast::error_code ec;
-    if (parse_buffered(false, ec)) return on_header(ec, 0);
+    if (parse_buffered(whole, ec)) return whole ? on_read(ec, 0) : on_header(ec, 0);
     if (ec) return on_error(ec);
-    lowest().expires_after(srv_.opt.header_timeout);
-    bhttp::async_read_header(stream_, buffer_, *parser_, guarded(&session<Stream>::on_header));
+    lowest().expires_after(whole ? srv_.opt.request_timeout : srv_.opt.header_timeout);
+    if (whole) {
+      bhttp::async_read(stream_, buffer_, *parser_, guarded(&session<Stream>::on_read));
+    } else {
+      bhttp::async_read_header(stream_, buffer_, *parser_, guarded(&session<Stream>::on_header));
+    }
   }
+  void read_head() { read_request(false); }
+  void read_body() { read_request(true); }
 
   // Feeds the buffered bytes to the parser as Beast's read operations do: true once the head (whole: the
   // whole request) is parsed; false with `ec` clear when more bytes are needed, or with the parse error.
@@ -219,14 +225,6 @@ class session final : public session_base, public std::enable_shared_from_this<s
   void on_continue_sent(beast::error_code ec, std::size_t) {
     if (ec) return close();
     read_body();
-  }
-
-  void read_body() {
-    beast::error_code ec;
-    if (parse_buffered(true, ec)) return on_read(ec, 0);
-    if (ec) return on_error(ec);
-    lowest().expires_after(srv_.opt.request_timeout);
-    bhttp::async_read(stream_, buffer_, *parser_, guarded(&session<Stream>::on_read));
   }
 
   void over_budget() {

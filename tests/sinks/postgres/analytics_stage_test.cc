@@ -112,14 +112,14 @@ TEST(AnalyticsStage, AConversionsPathFetchesNoneOfItsLeadsOtherConversions) {
   pqxx::connection c(dsn);
   {
     pqxx::work tx(c);
+    // Lead 7: a page view (i = 0), then 400 conversions a minute apart, all in the page view's lookback window.
     tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, "
-            "utm_source, utm_medium, utm_campaign, channel_group) "
-            "VALUES ('00000000-0000-4000-8000-000000000001', '2026-11-01T10:00:00Z', now(), 7, 'page_view', 'google',"
-            " 'cpc', 'c1', 'Paid Search')");
-    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, "
-            "conversion_value, currency, channel_group) "
-            "SELECT gen_random_uuid(), timestamptz '2026-11-02T10:00:00Z' + i * interval '1 minute', now(), 7, "
-            "'conversion', 10, 'USD', 'Direct' FROM generate_series(1, 400) i");
+            "utm_source, channel_group, conversion_value, currency) "
+            "SELECT CASE WHEN i = 0 THEN '00000000-0000-4000-8000-000000000001'::uuid ELSE gen_random_uuid() END, "
+            "timestamptz '2026-11-01T10:00:00Z' + CASE WHEN i = 0 THEN interval '0' ELSE interval '1 day' END "
+            "+ i * interval '1 minute', now(), 7, CASE WHEN i = 0 THEN 'page_view' ELSE 'conversion' END, "
+            "CASE WHEN i = 0 THEN 'google' END, CASE WHEN i = 0 THEN 'Paid Search' ELSE 'Direct' END, "
+            "CASE WHEN i > 0 THEN 10 END, CASE WHEN i > 0 THEN 'USD' END FROM generate_series(0, 400) i");
     tx.exec("ANALYZE customer_touchpoints");
     tx.commit();
   }
