@@ -107,22 +107,20 @@ TEST(AnalyticsStage, BacklogArraysAreCompressedWithLz4WhereTheServerHasIt) {
 // conversions in the lookback window made each of them fetch all the others through the lead index, work
 // quadratic in one lead's conversions. Counted as rows fetched through indexes from the touchpoint partitions
 // while one conversion's attribution is refreshed: the page view on its path and none of the other 399.
+// Lead 7: a page view (i = 0), then 400 conversions a minute apart, all in the page view's lookback window.
+constexpr const char* lead_with_400_conversions =
+    "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, utm_source, "
+    "channel_group, conversion_value, currency) "
+    "SELECT CASE WHEN i = 0 THEN '00000000-0000-4000-8000-000000000001'::uuid ELSE gen_random_uuid() END, "
+    "timestamptz '2026-11-01T10:00:00Z' + CASE WHEN i = 0 THEN interval '0' ELSE interval '1 day' END "
+    "+ i * interval '1 minute', now(), 7, CASE WHEN i = 0 THEN 'page_view' ELSE 'conversion' END, "
+    "CASE WHEN i = 0 THEN 'google' END, CASE WHEN i = 0 THEN 'Paid Search' ELSE 'Direct' END, "
+    "CASE WHEN i > 0 THEN 10 END, CASE WHEN i > 0 THEN 'USD' END FROM generate_series(0, 400) i";
+
 TEST(AnalyticsStage, AConversionsPathFetchesNoneOfItsLeadsOtherConversions) {
-  auto dsn = crm_test::fresh_database("t_stage_path_index");
-  pqxx::connection c(dsn);
-  {
-    pqxx::work tx(c);
-    // Lead 7: a page view (i = 0), then 400 conversions a minute apart, all in the page view's lookback window.
-    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, "
-            "utm_source, channel_group, conversion_value, currency) "
-            "SELECT CASE WHEN i = 0 THEN '00000000-0000-4000-8000-000000000001'::uuid ELSE gen_random_uuid() END, "
-            "timestamptz '2026-11-01T10:00:00Z' + CASE WHEN i = 0 THEN interval '0' ELSE interval '1 day' END "
-            "+ i * interval '1 minute', now(), 7, CASE WHEN i = 0 THEN 'page_view' ELSE 'conversion' END, "
-            "CASE WHEN i = 0 THEN 'google' END, CASE WHEN i = 0 THEN 'Paid Search' ELSE 'Direct' END, "
-            "CASE WHEN i > 0 THEN 10 END, CASE WHEN i > 0 THEN 'USD' END FROM generate_series(0, 400) i");
-    tx.exec("ANALYZE customer_touchpoints");
-    tx.commit();
-  }
+  pqxx::connection c(crm_test::fresh_database("t_stage_path_index"));
+  pqxx::nontransaction(c).exec(lead_with_400_conversions);
+  pqxx::nontransaction(c).exec("ANALYZE customer_touchpoints");
   pqxx::work tx(c);
   tx.exec("SELECT crm_analytics_session()");
   tx.exec("DELETE FROM crm_attr_todo");
