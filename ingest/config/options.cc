@@ -29,7 +29,6 @@ pg::pool_options pool_options_from(const settings& cfg, const std::string& dsn,
   o.writer.dsn = dsn;
   o.writer.observer = std::move(observer);
   o.writer.maintain_analytics = cfg.boolean("attribution", "maintain");
-  o.analytics_gather = std::chrono::milliseconds(cfg.integer("attribution", "gather_ms"));
   o.writer.retry = pg::retry_policy::from_seconds(cfg.integer("postgres", "retry_for_s"));
   o.writers = static_cast<int>(cfg.integer("postgres", "writers"));
   const auto in_flight = static_cast<std::size_t>(cfg.integer("postgres", "batches_in_flight"));

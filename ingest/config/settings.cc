@@ -155,11 +155,6 @@ void add_after_webhooks(std::vector<setting>& out) {
     boolean("maintain", true,
         "Keep attribution_credits, campaign_attribution_daily and the A/B-test tables current in every batch "
         "transaction; false = skip (faster ingest; the tables go stale until `report attribution --recompute`)."),
-    integer("gather_ms", "1000", 0, 60000,
-        "While batches keep committing, the analytics stage starts a run no sooner than this after the previous one: "
-        "the batches committed meanwhile are applied together (a conversion or A/B unit that several touch is "
-        "recomputed once), for up to this much more delay; 0 = a run per wake. import and rejected replay do not "
-        "wait for it at their end."),
   });
   add(out, "auth", {
     boolean("required", false,

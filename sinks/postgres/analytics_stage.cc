@@ -139,17 +139,16 @@ void analytics_stage::main() {
     try {
       if (!conn_) conn_ = connect_primary(options_.dsn, options_.application_name);
       bool busy = false;
-      // While there is work, keep at it (new batches keep arriving meanwhile), one run per `gather`; a
-      // catch_up() request is checked after every run, so that a waiting command returns as soon as its rows are
-      // applied even while other processes keep the backlog from ever being empty.
+      // While there is work, keep at it (new batches keep arriving meanwhile); a catch_up() request is checked
+      // after every run, so that a waiting command returns as soon as its rows are applied even while other
+      // processes keep the backlog from ever being empty.
       bool caught_up = true;
       for (;;) {
         const int applied = run_once(busy);
         refresh_lag();
         caught_up = catch_up_done();
         if (applied == 0) break;
-        std::unique_lock lock(mu_);
-        cv_.wait_for(lock, options_.gather, [&] { return stopping_ || requested_ > done_; });
+        std::lock_guard lock(mu_);
         if (stopping_) return;
       }
       if (!caught_up || busy) {

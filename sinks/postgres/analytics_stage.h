@@ -7,8 +7,8 @@
 // taken without waiting): with several processes writing, whichever is free applies everybody's backlog.
 //
 // Threads: one stage thread owns the stage's connection and runs the stage whenever woken (a batch with
-// touchpoints committed in this process), at least every `idle_poll` (other processes' batches), and while it
-// finds work, one run per `gather`. wake(), catch_up() and last_error() may be called from any thread. The stage never blocks
+// touchpoints committed in this process), at least every `idle_poll` (other processes' batches), and without a
+// pause while it finds work. wake(), catch_up() and last_error() may be called from any thread. The stage never blocks
 // a writer: when it falls behind, the backlog (in the database) grows and its lag is exported; when the database
 // is unreachable it retries with capped backoff, like the writers.
 #pragma once
@@ -40,11 +40,6 @@ struct analytics_stage_options {
   // recomputed once), small enough that a transaction stays short.
   int max_batches = 256;
   long long max_touchpoints = 100000;
-  // After a run that applied batches, the next one starts no sooner than this, whatever the wakes (a catch_up()
-  // is not kept waiting): the batches committed meanwhile are applied together, so a unit or conversion that
-  // several of them touch is recomputed once and the run's fixed cost (planning its statements) is paid once,
-  // for up to this much more delay. Without it, a steady stream of commits made one run per batch.
-  std::chrono::milliseconds gather{1000};
   std::chrono::milliseconds backoff_base{100};
   std::chrono::milliseconds backoff_cap{1000};
   std::shared_ptr<writer_observer> observer;  // analytics_applied / analytics_lag / analytics_failed

@@ -15,7 +15,6 @@ writer_pool::writer_pool(pool_options options)
     analytics_stage_options ao;
     ao.dsn = options_.writer.dsn;
     ao.observer = options_.writer.observer;
-    ao.gather = options_.analytics_gather;
     ao.application_name = options_.writer.application_name + " analytics";
     stage_ = std::make_unique<analytics_stage>(std::move(ao));
   }

@@ -61,7 +61,6 @@ struct batch_limits {
 
 struct pool_options {
   writer_options writer;  // every writer's: DSN, application name, backoff, retry policy, analytics, observer
-  std::chrono::milliseconds analytics_gather{1000};  // the analytics stage's (analytics_stage_options::gather)
   batch_limits batch;     // for the source: how large the batches it submits are
   int writers = 2;
   // Batches submitted and not yet taken back with poll()/next(); full() beyond it.

@@ -8,7 +8,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -24,7 +23,6 @@ struct stage_observer : pg::writer_observer {
   std::atomic<long long> applied_batches{0};
   std::mutex mu;
   double last_lag = -1;
-  std::vector<std::size_t> runs;  // batches applied by each run
   void analytics_failed(std::string_view) override { ++failures; }
   void analytics_lag(long long, double lag_seconds) override {
     std::lock_guard lock(mu);
@@ -32,12 +30,6 @@ struct stage_observer : pg::writer_observer {
   }
   void analytics_applied(std::size_t batches, std::uint64_t, double, std::span<const double>) override {
     applied_batches += static_cast<long long>(batches);
-    std::lock_guard lock(mu);
-    runs.push_back(batches);
-  }
-  std::vector<std::size_t> runs_so_far() {
-    std::lock_guard lock(mu);
-    return runs;
   }
   double lag() {
     std::lock_guard lock(mu);
@@ -150,44 +142,6 @@ TEST(AnalyticsStage, AConversionsPathFetchesNoneOfItsLeadsOtherConversions) {
             6);
   EXPECT_GE(fetched, 1);  // the page view (the conversion itself may be found by a scan of the partition)
   EXPECT_LE(fetched, 10);  // without 0010's index: 401
-}
-
-// Batches committed while a run's result is fresh are gathered into the next run (analytics_stage_options::gather):
-// three batches committed 200 ms apart right after a run are applied by one run, not by three.
-TEST(AnalyticsStage, BatchesCommittedWithinTheGatherWindowAreAppliedInOneRun) {
-  auto dsn = crm_test::fresh_database("t_stage_gather");
-  auto obs = std::make_shared<stage_observer>();
-  pg::analytics_stage_options o;
-  o.dsn = dsn;
-  o.idle_poll = 60s;  // only the wakes make it run here
-  o.gather = 1500ms;
-  o.observer = obs;
-  pg::analytics_stage stage(o);
-  pqxx::connection c(dsn);
-  // One batch's backlog row, as a writer records it, and the writer's wake.
-  auto commit_batch = [&](int k) {
-    pqxx::work tx(c);
-    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, "
-            "channel_group) VALUES ('00000000-0000-4000-8000-00000000000" + std::to_string(k) +
-            "', '2026-11-01T10:00:00Z', now(), 7, 'page_view', 'Direct')");
-    tx.exec("INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at, lead_id, anonymous_id, "
-            "touch_type, ab_test_id, variant) SELECT gen_random_uuid(), 1, ARRAY[touchpoint_id], ARRAY[occurred_at], "
-            "ARRAY[lead_id], ARRAY[anonymous_id], ARRAY[touch_type], ARRAY[ab_test_id], ARRAY[variant] "
-            "FROM customer_touchpoints WHERE touchpoint_id = '00000000-0000-4000-8000-00000000000" +
-            std::to_string(k) + "'");
-    tx.commit();
-    stage.wake();
-  };
-  commit_batch(1);
-  for (int i = 0; i < 100 && obs->applied_batches.load() < 1; ++i) std::this_thread::sleep_for(20ms);
-  ASSERT_EQ(obs->runs_so_far(), std::vector<std::size_t>{1});
-  for (int k = 2; k <= 4; ++k) {
-    commit_batch(k);
-    std::this_thread::sleep_for(200ms);
-  }
-  for (int i = 0; i < 200 && obs->applied_batches.load() < 4; ++i) std::this_thread::sleep_for(20ms);
-  EXPECT_EQ(obs->runs_so_far(), (std::vector<std::size_t>{1, 3}));
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM analytics_backlog"), 0);
 }
 
 }  // namespace
