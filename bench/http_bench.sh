@@ -11,7 +11,7 @@
 #
 #   bench/http_bench.sh [--build DIR] [--events-rates 250,500,1000,2000] [--twilio-rates 2000,5000,10000,20000]
 #                       [--duration S] [--connections N] [--io-threads N] [--writers N] [--load-threads N]
-#                       [--drain-wait S] [--verify-ids] [--dsn ADMIN_DSN] [--keep]
+#                       [--drain-wait S] [--verify-ids] [--dsn ADMIN_DSN] [--keep] [--seed N]
 #
 # --verify-ids also loads each step's ack log (every acknowledged id) into PostgreSQL and counts the ids
 # missing from the tables, instead of comparing counts only. Both programs share this box's CPUs: the
@@ -27,9 +27,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/bench/lib.sh"
 export PGOPTIONS="-c client_min_messages=warning"
 build=$root/build events_rates=250,500,1000,2000 twilio_rates=2000,5000,10000,20000
-duration=10 connections=512 io_threads=2 writers=2 load_threads=1 drain_wait=300 verify_ids=0 admin_dsn="" keep=0
+duration=10 connections=512 io_threads=2 writers=2 load_threads=1 drain_wait=300 verify_ids=0 admin_dsn="" keep=0 seed=""
 bench_options --build --events-rates --twilio-rates --duration --connections --io-threads --writers --load-threads \
-  --drain-wait --verify-ids! --dsn=admin_dsn --keep! -- "$@"
+  --drain-wait --verify-ids! --dsn=admin_dsn --keep! --seed -- "$@"
 bench_tools ingest/crm-ingest bench/http_load
 load=$build/bench/http_load
 command -v psql >/dev/null || { echo "psql not found (apt-get install postgresql-client-15)" >&2; exit 1; }
@@ -93,7 +93,9 @@ delay_p99() {
 timer=(); [ -x /usr/bin/time ] && timer=(/usr/bin/time -f "%U %S" -o)
 
 rows=() verdict_events=0 verdict_twilio=0
-seed=$(( $(date +%s) % 100000 * 100 ))  # fresh ids on every run of the script, even against an old database
+# Fresh ids on every run of the script, even against an old database; --seed N repeats a run's loads exactly (the
+# same leads, times and templates: the analytics work depends on them) — into a fresh database only.
+[ -n "$seed" ] || seed=$(( $(date +%s) % 100000 * 100 ))
 step() {  # step MODE RATE
   local mode=$1 rate=$2 out ack started acked stored prev waited t0 t1 drain_s lost extra cpu0 cpu1 srv_cores load_cores
   seed=$((seed + 1))
