@@ -128,13 +128,23 @@ transform::normalizer& collector::thread_normalizer() {
   return *norm;
 }
 
-std::string collector::endpoint_of(std::string_view path) const {
-  if (path == "/v1/events" || path == "/healthz" || path == "/readyz" || path == "/metrics") return std::string(path);
-  if (path.rfind("/v1/webhooks/", 0) == 0) {
-    // Only configured sources name a label: the set of labels stays bounded whatever paths are sent.
-    if (auto source = find_source(sources_.load(), path.substr(13))) return source->endpoint;
+namespace {
+// The label of a response's metrics: a fixed path, the endpoint of the webhook source the path names (`source`,
+// null when it names none), or "other". Only configured sources name a label: the set of labels stays bounded
+// whatever paths are sent.
+std::string_view endpoint_label(std::string_view path, const webhook_source* source) {
+  for (std::string_view fixed : {"/v1/events", "/healthz", "/readyz", "/metrics"}) {
+    if (path == fixed) return fixed;
   }
+  if (source != nullptr && path.starts_with("/v1/webhooks/")) return source->endpoint;
   return "other";
+}
+}  // namespace
+
+std::string collector::endpoint_of(std::string_view path) const {
+  std::shared_ptr<const webhook_source> source;
+  if (path.starts_with("/v1/webhooks/")) source = find_source(sources_.load(), path.substr(13));
+  return std::string(endpoint_label(path, source.get()));
 }
 
 std::optional<http::response> collector::screen(const http::request& head, http::admission& admitted) {
@@ -251,13 +261,8 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
   }
   // Count every response by endpoint and code, and time it. The label is a fixed path or the admitted
   // source's (which the response keeps alive with its route): nothing is looked up or copied per request.
-  std::string_view endpoint = "other";
-  for (std::string_view fixed : {"/v1/events", "/healthz", "/readyz", "/metrics"}) {
-    if (req.path == fixed) endpoint = fixed;
-  }
-  if (admitted->route && req.path.starts_with("/v1/webhooks/")) {
-    endpoint = static_cast<const webhook_source*>(admitted->route.get())->endpoint;
-  }
+  const std::string_view endpoint =
+      endpoint_label(req.path, static_cast<const webhook_source*>(admitted->route.get()));
   http::respond_fn counted = [count, endpoint, route = admitted->route,
                               respond = std::move(respond)](http::response r) {
     count(endpoint, r.status);

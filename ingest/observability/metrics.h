@@ -1,7 +1,8 @@
 // The process's Prometheus metrics (prometheus-cpp): every family is registered once at start-up; a
 // labelled child is created the first time its label set is seen and then found in a small cache (one
-// short lock, never the registry's; a hit allocates nothing: per request on the HTTP path). Batch-path metrics are plain members. Names follow crm_ingest_<component>_<what>_<unit>; no label carries a per-event
-// value (endpoints, providers, reasons and status codes are small fixed sets).
+// short lock, never the registry's; a hit allocates nothing: per request on the HTTP path). Batch-path
+// metrics are plain members. Names follow crm_ingest_<component>_<what>_<unit>; no label carries a
+// per-event value (endpoints, providers, reasons and status codes are small fixed sets).
 #pragma once
 
 #include <array>

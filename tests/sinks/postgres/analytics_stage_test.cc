@@ -103,10 +103,6 @@ TEST(AnalyticsStage, BacklogArraysAreCompressedWithLz4WhereTheServerHasIt) {
   EXPECT_EQ(lz4_columns, lz4 ? 8 : 0);
 }
 
-// A conversion's path fetches the touchpoints a path can hold and no others (0010): a lead with hundreds of
-// conversions in the lookback window made each of them fetch all the others through the lead index, work
-// quadratic in one lead's conversions. Counted as rows fetched through indexes from the touchpoint partitions
-// while one conversion's attribution is refreshed: the page view on its path and none of the other 399.
 // Lead 7: a page view (i = 0), then 400 conversions a minute apart, all in the page view's lookback window.
 constexpr const char* lead_with_400_conversions =
     "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type, utm_source, "
@@ -117,6 +113,10 @@ constexpr const char* lead_with_400_conversions =
     "CASE WHEN i = 0 THEN 'google' END, CASE WHEN i = 0 THEN 'Paid Search' ELSE 'Direct' END, "
     "CASE WHEN i > 0 THEN 10 END, CASE WHEN i > 0 THEN 'USD' END FROM generate_series(0, 400) i";
 
+// A conversion's path fetches the touchpoints a path can hold and no others (0010): a lead with hundreds of
+// conversions in the lookback window made each of them fetch all the others through the lead index, work
+// quadratic in one lead's conversions. Counted as rows fetched through indexes from the touchpoint partitions
+// while one conversion's attribution is refreshed: the page view on its path and none of the other 399.
 TEST(AnalyticsStage, AConversionsPathFetchesNoneOfItsLeadsOtherConversions) {
   pqxx::connection c(crm_test::fresh_database("t_stage_path_index"));
   pqxx::nontransaction(c).exec(lead_with_400_conversions);
