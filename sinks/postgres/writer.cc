@@ -384,9 +384,15 @@ std::size_t writer_for(const transform::uuid& id, std::size_t writers) noexcept 
   std::uint64_t a, b;
   std::memcpy(&a, id.data(), 8);
   std::memcpy(&b, id.data() + 8, 8);
-  // Mix both halves: client-supplied UUIDs (v1, v7) have low-entropy leading bytes.
-  std::uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL)) * 0xBF58476D1CE4E5B9ULL;
-  return static_cast<std::size_t>((h >> 32) % writers);
+  // Every bit of the id must reach the result: client-supplied UUIDs (v1, v7) have low-entropy leading
+  // bytes, and sequential ones differ only in their last bytes. A multiplication alone carries bits only
+  // upwards (ids differing in their last bytes all went to one writer of two), so the halves are combined
+  // and then finished with splitmix64's mixer, whose shifts carry them down again.
+  std::uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL) ^ (b >> 32);
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+  h ^= h >> 31;
+  return static_cast<std::size_t>(h % writers);
 }
 
 namespace {
