@@ -214,6 +214,9 @@ int run_serve(const serve_args& args) {
   // CPUs with PostgreSQL, and more batches in flight drain a little faster but multiply the edge's p99 (http_bench:
   // 66-70 ms with 1, 235-340 ms with 4, drain 0.32 vs 0.34-0.37 of \copy).
   dopt.pool = config::pool_options_from(cfg, dsn, std::make_shared<writer_failover_stats>(&m.registry()), 1);
+  // As many of the writers as write faster (postgres.adaptive_writers): on a machine shared with PostgreSQL a
+  // second writer often adds no speed and only takes the CPU and disk the edge's latency needs.
+  dopt.pool.adaptive = cfg.boolean("postgres", "adaptive_writers");
   drainer drain(dopt, *log, m);
   drain.start();
 
@@ -235,7 +238,7 @@ int run_serve(const serve_args& args) {
   {
     sinks::spool::spool_sink sink(*log);
     run_http_front(args, cfg, signals, sink, m, [&drain] { return drain.database_ready(); }, [&sink] { sink.wait_idle(); },
-                   "writing the log to PostgreSQL", fmt::format("writers={}", dopt.pool.writers));
+                   "writing the log to PostgreSQL", fmt::format("writers={}{}", dopt.pool.writers, dopt.pool.adaptive ? " (adaptive: as many as write faster)" : ""));
   }
   catalog_watch = {};
   drain.stop();

@@ -94,6 +94,11 @@ void add_before_webhooks(std::vector<setting>& out) {
         "consume, write): each writer works through its share at its own pace instead of waiting for the others "
         "after every batch. 0 = automatic: 4 for consume and write, 1 for serve (its HTTP edge shares the CPUs with "
         "PostgreSQL; more in flight raises its latency). Memory: up to batches_in_flight + 1 batches of batch_bytes."),
+    boolean("adaptive_writers", true,
+        "serve's drainer splits each batch among only as many of the writers as write it faster: it starts with one, "
+        "tries one more (or one fewer) every 20 full batches and keeps a writer only while it raises the rows per "
+        "second by 15 %. Where PostgreSQL shares the machine with the HTTP edge, a writer that adds no speed takes "
+        "CPU and disk from the edge's latency. false = always all of them (consume and write always use all)."),
     integer("batch_rows", "20000", 1, 10000000, "Most records per batch (one transaction each)."),
     integer("batch_bytes", "16777216", 1 * KiB, 1 * GiB, "Most normalized bytes per batch."),
     integer("linger_ms", "50", 0, 60000,

@@ -96,6 +96,10 @@ struct writer_failover_stats::series {
                 "From a batch's last COMMIT until the cluster confirmed it (the standbys flushed it); 0 when its "
                 "COMMIT was the confirmation (synchronous standby, single PostgreSQL)",
                 confirm_buckets);
+  prometheus::Gauge& writers_in_use =
+      gauge(r, "crm_ingest_writer_writers_in_use",
+            "Writers a batch is split among: postgres.writers, or as many of them as write faster with "
+            "postgres.adaptive_writers");
   prometheus::Counter& rewritten =
       counter(r, "crm_ingest_writer_rewritten_batches_total",
               "Committed batches a new primary's ledger lacked after a failover, written again");
@@ -171,6 +175,10 @@ void writer_failover_stats::replication_mode(std::string_view mode) {
   if (!series_) return;
   std::lock_guard lock(mu_);
   series_->set_mode(mode);
+}
+
+void writer_failover_stats::writers_in_use(int writers) {
+  if (series_) series_->writers_in_use.Set(writers);
 }
 
 void writer_failover_stats::unconfirmed(std::size_t batches, std::size_t bytes, double oldest_seconds) {

@@ -28,6 +28,8 @@
 //                                                      after a failover, written again
 //   crm_ingest_writer_replication_mode{mode}           1 for the mode seen last (standalone, asynchronous,
 //                                                      synchronous), 0 for the others
+//   crm_ingest_writer_writers_in_use                   writers a batch is split among (postgres.writers, or
+//                                                      fewer with postgres.adaptive_writers)
 // and of the analytics stage (sinks/postgres/analytics_stage.h), which keeps the attribution and A/B tables:
 //   crm_ingest_analytics_lag_seconds                   age of the oldest committed batch not yet applied
 //                                                      to them (0 when current), after each stage run
@@ -77,6 +79,7 @@ class writer_failover_stats final : public sinks::postgres::writer_observer {
   void batch_refused(std::string_view error, bool will_retry) override;
   void batch_rewritten() override;
   void replication_mode(std::string_view mode) override;
+  void writers_in_use(int writers) override;
   void unconfirmed(std::size_t batches, std::size_t bytes, double oldest_seconds) override;
   void batch_confirmed(double seconds) override;
   void analytics_applied(std::size_t batches, std::uint64_t touchpoints, double seconds,

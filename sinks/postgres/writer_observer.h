@@ -53,6 +53,9 @@ class writer_observer {
   // The database refused a part for good (failure_kind::fatal, or the retry policy ran out); `will_retry`:
   // the policy retries it after a pause (the source holds the data).
   virtual void batch_refused(std::string_view /*error*/, bool /*will_retry*/) {}
+  // The writers a batch is split among: at start-up, and whenever the count the pool settles on changes
+  // when it adapts it (writer_count.h).
+  virtual void writers_in_use(int /*writers*/) {}
 
   // The analytics stage (sinks/postgres/analytics_stage.h), from its own thread:
   // One stage transaction applied `batches` backlog rows holding `touchpoints` touchpoints in `seconds`;

@@ -38,6 +38,12 @@ writer_pool::writer_pool(pool_options options)
     confirmer_ = std::make_unique<confirmer>(std::move(co));
   }
   const int n = std::max(1, options_.writers);
+  if (options_.adaptive) {
+    writer_count_options wc = options_.adaptive_options;
+    wc.max = n;
+    count_.emplace(wc);
+  }
+  if (auto* obs = options_.writer.observer.get()) obs->writers_in_use(count_ ? count_->settled() : n);
   for (int i = 0; i < n; ++i) slots_.push_back(std::make_unique<slot>(wo));
   for (auto& s : slots_) s->thread = std::thread([this, sp = s.get()] { work(*sp); });
 }
@@ -51,14 +57,21 @@ writer_pool::~writer_pool() {
   for (auto& s : slots_) s->thread.join();
 }
 
-void writer_pool::submit(std::shared_ptr<transform::event_batch> batch, batch_info info, std::uint64_t token) {
-  const std::size_t n = slots_.size();
+int writer_pool::writers_in_use() const {
   std::lock_guard lock(mu_);
+  return count_ ? count_->next() : static_cast<int>(slots_.size());
+}
+
+void writer_pool::submit(std::shared_ptr<transform::event_batch> batch, batch_info info, std::uint64_t token) {
+  std::lock_guard lock(mu_);
+  const std::size_t n = count_ ? static_cast<std::size_t>(count_->next()) : slots_.size();
   const std::uint64_t seq = next_sequence_++;
   if (pending_.empty()) front_sequence_ = seq;
   auto parts = partition_by_key(*batch, n, seq % n);
   pending p{token, batch, 0, 0, batch->record_count(), 0, info, {}, std::vector<batch_result>(n), batch_status::written,
             {}, {}, std::chrono::steady_clock::now(), 0};
+  p.split = n;
+  p.full = options_.batch.reached(*batch);
   // What the batch holds in memory while it waits for its confirmation: its records and their text.
   p.bytes = batch->text.bytes_used() + batch->communications.size() * sizeof(transform::communication) +
             batch->touchpoints.size() * sizeof(transform::touchpoint) +
@@ -159,6 +172,7 @@ void writer_pool::on_missing(std::uint64_t key) {
   ++b.parts_left;
   part again = *it;
   again.rewrite = true;
+  b.rewritten = true;
   spdlog::warn("A committed batch is missing from the new primary's ledger; writing it again. source={} position={} "
                "batch_id={}",
                again.info.source, again.info.position, transform::to_string(again.id));
@@ -269,10 +283,13 @@ void writer_pool::work(slot& s) {
     batch_result r;
     std::string error;
     commit_point cp;
+    const auto began = std::chrono::steady_clock::now();
     const batch_status st = write_part(s, p, r, error, cp);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     if (stage_ && r.touchpoints_inserted > 0) stage_->wake();
     lock.lock();
     pending& b = pending_[static_cast<std::size_t>(p.sequence - front_sequence_)];
+    b.part_seconds += took;
     b.part_results[p.writer] = r;
     if (st != batch_status::written && b.status == batch_status::written) {
       b.status = st;
@@ -300,6 +317,16 @@ void writer_pool::work(slot& s) {
       --committing_;
       b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - b.submitted).count();
       if (b.unconfirmed > 0) unconfirmed_bytes_ += b.bytes;
+      if (count_ && b.full && !b.rewritten && b.status == batch_status::written) {
+        const int before = count_->settled();
+        count_->written(static_cast<int>(b.split), b.records, b.part_seconds);
+        if (count_->settled() != before) {
+          spdlog::info("The write path now splits its batches among {} of its {} writers: {}.", count_->settled(),
+                       slots_.size(), count_->settled() > before ? "one more wrote them faster"
+                                                                 : "the last one added did not write them faster");
+          if (obs) obs->writers_in_use(count_->settled());
+        }
+      }
       if (b.status == batch_status::written && obs) {
         batch_result total;
         for (const auto& pr : b.part_results) total += pr;

@@ -42,6 +42,7 @@
 
 #include "sinks/postgres/analytics_stage.h"
 #include "sinks/postgres/confirmer.h"
+#include "sinks/postgres/writer_count.h"
 #include "sinks/postgres/writer.h"
 
 namespace crm::sinks::postgres {
@@ -74,6 +75,10 @@ struct pool_options {
   std::size_t max_unconfirmed_bytes = std::size_t{256} << 20;
   // How often the confirmer reads the standbys' positions while batches wait.
   std::chrono::milliseconds confirm_interval{10};
+  // Split each batch among only as many of the writers as make it faster (writer_count.h); false: among
+  // all of them (postgres.adaptive_writers, serve's drainer).
+  bool adaptive = false;
+  writer_count_options adaptive_options;  // its `max` is `writers`
 };
 
 // The write path's batches that are committed but not yet safe on the cluster.
@@ -129,6 +134,8 @@ class writer_pool : boost::noncopyable {  // owns a thread
   // import that stops waiting names for a re-run).
   std::vector<batch_info> outstanding() const;
   std::size_t writers() const noexcept { return slots_.size(); }
+  // Writers the next batch is split among (all of them unless the pool adapts the count; any thread).
+  int writers_in_use() const;
   const retry_policy& policy() const noexcept { return options_.writer.retry; }
 
   // Parts that are failing stop retrying and complete as abandoned; parts that succeed still commit,
@@ -178,6 +185,10 @@ class writer_pool : boost::noncopyable {  // owns a thread
     std::chrono::steady_clock::time_point submitted;
     double seconds = 0;
     double confirm_seconds = 0;
+    std::size_t split = 1;      // the writers its parts went to
+    bool full = false;          // it reached its size limit (a measure for writer_count)
+    double part_seconds = 0;    // the sum of its parts' write times
+    bool rewritten = false;     // a part was written again after a failover (not a measure)
   };
 
   void work(slot& s);
@@ -205,6 +216,7 @@ class writer_pool : boost::noncopyable {  // owns a thread
   std::uint32_t seen_timeline_ = 0;     // the replication mode last logged
   replication_mode seen_mode_ = replication_mode::standalone;
   bool closing_ = false;
+  std::optional<writer_count> count_;  // when the pool adapts its writer count
   std::mt19937_64 rng_{std::random_device{}()};
   // Last: constructed after, and destroyed before, everything its callbacks touch.
   std::unique_ptr<confirmer> confirmer_;

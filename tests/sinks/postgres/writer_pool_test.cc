@@ -3,6 +3,7 @@
 // the retry policy's three modes against a database that is not there.
 #include "sinks/postgres/writer_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -60,6 +61,8 @@ struct recording_observer : pg::writer_observer {
     records += n;
   }
   void batch_refused(std::string_view, bool) override { ++refused; }
+  std::atomic<int> in_use{0};
+  void writers_in_use(int n) override { in_use = n; }
 };
 
 pg::pool_options options(const std::string& dsn, int writers, std::shared_ptr<pg::writer_observer> obs = {}) {
@@ -107,8 +110,11 @@ TEST(WriterPool, CompletionsComeBackInSubmissionOrderWithTheSourcesTokens) {
   EXPECT_EQ(obs->written.load(), static_cast<int>(std::size(sizes)));
   EXPECT_EQ(obs->records.load(), next_id);
   EXPECT_EQ(obs->connected_calls.load(), 3) << "every writer connects at start, before any batch";
-  // Each batch is in the ledger once per writer that had a part of it.
+  // Each batch is in the ledger once per writer that had a part of it: the ids (which differ only in their
+  // last bytes) are spread over all three writers for every batch of more than a few records.
   EXPECT_GE(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches"), static_cast<long long>(std::size(sizes)));
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches WHERE source_position LIKE 'batch 0 part %'"), 3);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches WHERE source_position LIKE 'batch 2 part %'"), 3);
 }
 
 TEST(WriterPool, OneAccountingInsertedDuplicatesRejectedAddUpToTheRecords) {
@@ -295,4 +301,36 @@ TEST(RetryPolicy, SettingsConventionAndModes) {
   EXPECT_FALSE(pg::retry_policy::give_up().may_retry(0s));
   EXPECT_TRUE(pg::retry_policy::for_ever().retries_refusals());
   EXPECT_FALSE(pg::retry_policy::for_at_most(5s).retries_refusals());
+}
+
+// An adaptive pool (serve's drainer) changes how many writers a batch is split among between batches;
+// every batch still lands once, its completion accounts for all its records, and the ledger names the
+// parts of the split batches.
+TEST(WriterPool, AnAdaptivePoolSplitsAmongChangingWritersAndWritesEveryRecordOnce) {
+  auto dsn = crm_test::fresh_database("t_pool_adaptive");
+  auto obs = std::make_shared<recording_observer>();
+  auto o = options(dsn, 2, obs);
+  o.max_in_flight = 1;
+  o.batch.rows = 200;  // every batch below is full: each one is a measure
+  o.adaptive = true;
+  o.adaptive_options = {.window = 1, .probe_every = 1};
+  pg::writer_pool pool(o);
+  EXPECT_EQ(pool.writers_in_use(), 1) << "it starts with one writer";
+  EXPECT_EQ(obs->in_use.load(), 1) << "and says so before any batch";
+  std::vector<int> split;
+  for (std::uint64_t k = 0; k < 12; ++k) {
+    split.push_back(pool.writers_in_use());
+    pool.submit(batch_of(k * 200, k * 200 + 200), {"pool test", "batch " + std::to_string(k)}, k);
+    auto c = pool.next();
+    ASSERT_TRUE(c);
+    ASSERT_EQ(c->status, pg::batch_status::written) << c->error;
+    EXPECT_EQ(c->result.inserted(), 200u);
+  }
+  EXPECT_NE(std::find(split.begin(), split.end(), 2), split.end()) << "a second writer was tried";
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 12 * 200);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT source_position) FROM ingest_batches"),
+            static_cast<long long>(std::count(split.begin(), split.end(), 1) + 2 * std::count(split.begin(), split.end(), 2)));
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches WHERE source_position LIKE '% part 2/2'"),
+            static_cast<long long>(std::count(split.begin(), split.end(), 2)));
+  EXPECT_EQ(obs->records.load(), 12u * 200u);
 }
