@@ -171,7 +171,9 @@ step() {  # step MODE RATE
     "$(latency_field "$out" max)" "${non2xx:-0}" "$errors" "$drain_s" \
     "$db_rate" "$lost" "$extra" \
     "$srv_cores" "$load_cores" "$per_group" "$fsync_ms")")
-  echo "   acknowledged $acked events, stored $stored, lost $lost, drained ${drain_s}s after the load" >&2
+  local in_use; in_use=$(metric crm_ingest_writer_writers_in_use | cut -d. -f1)
+  echo "   acknowledged $acked events, stored $stored, lost $lost, drained ${drain_s}s after the load;" \
+    "batches split among $in_use of the $writers writers at the drain's end (postgres.adaptive_writers)" >&2
   # The attribution and A/B tables: how long after its commit each of the step's batches was applied (the stage
   # is given 30 s to finish the step's backlog).
   local current="" a0

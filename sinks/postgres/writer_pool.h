@@ -5,7 +5,8 @@
 // released — on a batch's completion, which arrives in submission order.
 //
 // A submitted batch is split by event id among the writers (partition_by_key: both copies of a duplicate
-// go to the same writer) and each part is queued to its writer. Writers do not wait for each other: each
+// go to the same writer) and each part is queued to its writer; with `adaptive`, among only as many of
+// them as write it faster (writer_count.h; the count changes between batches, never within one). Writers do not wait for each other: each
 // works through its own queue, so writer 0 may be on batch k+1 while writer 1 still commits batch k. A
 // batch is complete when all its parts are; completions are handed out strictly in submission order, so
 // a source that releases positions on completion releases them in its own order.
