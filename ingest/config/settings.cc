@@ -97,7 +97,7 @@ void add_before_webhooks(std::vector<setting>& out) {
     boolean("adaptive_writers", true,
         "serve's drainer splits each batch among only as many of the writers as write it faster: it starts with one, "
         "tries one more (or one fewer) every 20 full batches and keeps a writer only while it raises the rows per "
-        "second by 15 %. Where PostgreSQL shares the machine with the HTTP edge, a writer that adds no speed takes "
+        "second by 30 %. Where PostgreSQL shares the machine with the HTTP edge, a writer that adds no speed takes "
         "CPU and disk from the edge's latency. false = always all of them (consume and write always use all)."),
     integer("batch_rows", "20000", 1, 10000000, "Most records per batch (one transaction each)."),
     integer("batch_bytes", "16777216", 1 * KiB, 1 * GiB, "Most normalized bytes per batch."),

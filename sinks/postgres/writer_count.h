@@ -15,6 +15,10 @@
 // `gain`; one fewer is kept unless it lowers the rate by as much. After a trial that added a writer, the
 // next one comes after `window` batches (find the best count quickly on a fast database).
 //
+// Why 30 % and medians of 5: on the 2-core box of bench/http_bench.sh (edge, load generator and PostgreSQL
+// together) a second writer drains only ~10 % faster while the edge's latency triples; with 15 % and medians
+// of 3 the noise of such a box let the count settle on 2 in half the runs (README, "Performance").
+//
 // Not thread-safe: the pool calls it under its mutex.
 #pragma once
 
@@ -26,9 +30,9 @@ namespace crm::sinks::postgres {
 struct writer_count_options {
   int max = 2;                   // the pool's writers (postgres.writers)
   int start = 1;                 // the count before anything was measured
-  std::size_t window = 3;        // batches per comparison (median)
+  std::size_t window = 5;        // batches per comparison (median)
   std::size_t probe_every = 20;  // full batches between trials
-  double gain = 1.15;            // the rate one more writer must add to be kept
+  double gain = 1.3;             // the rate one more writer must add to be kept
 };
 
 class writer_count {
