@@ -190,6 +190,8 @@ TEST(Serve, DatabaseUpIsTrueFromStartUpWithoutTraffic) {
   }
   EXPECT_NE(exposition.find("\ncrm_ingest_writer_database_up 1\n"), std::string::npos) << exposition;
   EXPECT_NE(exposition.find("\ncrm_ingest_writer_batches_total 0\n"), std::string::npos) << "no traffic: " << exposition;
+  // postgres.adaptive_writers (on by default): batches go to one writer until more are measured faster.
+  EXPECT_NE(exposition.find("\ncrm_ingest_writer_writers_in_use 1\n"), std::string::npos) << exposition;
 
   // Nothing listens on port 1: the database is down from the start, and the gauge says so.
   crm_test::serve_process down("postgresql://crm@127.0.0.1:1/none?connect_timeout=1", scratch("database-down"));
