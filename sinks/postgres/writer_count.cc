@@ -17,9 +17,19 @@ double writer_count::median(std::vector<double> v) {
   return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-void writer_count::written(int writers, std::size_t records, double part_seconds) {
-  if (writers < 1 || records == 0 || !(part_seconds > 0)) return;
-  const double rate = static_cast<double>(records) * writers / part_seconds;
+void writer_count::interrupted() {
+  recent_.clear();
+  if (trial_ != 0) {
+    trial_ = 0;
+    trial_rates_.clear();
+    since_trial_ = 0;
+    wait_ = o_.window;  // try again as soon as there is something to compare it with
+  }
+}
+
+void writer_count::written(int writers, std::size_t records, double seconds) {
+  if (writers < 1 || records == 0 || !(seconds > 0)) return;
+  const double rate = static_cast<double>(records) / seconds;
   if (trial_ != 0) {
     if (writers != trial_) return;  // submitted before the trial began
     trial_rates_.push_back(rate);

@@ -6,12 +6,14 @@
 // faster. So the pool measures instead of guessing.
 //
 // The measure is a full batch's rate: its records over the time its parts took (the sum of the parts'
-// write times, divided by the number of parts: the time the batch took with its parts in parallel). Only
-// batches that reached their size limit count (a batch cut short by linger says how fast records arrive,
-// not how fast they are written), and only batches written without a failed attempt. Every `probe_every`
-// full batches the count tries one more writer (or one fewer, alternately) for `window` batches and keeps
-// the new count only when it is better, comparing the median rate of the trial with that of the `window`
-// batches just before it (neighbours in time: the load may change). One more writer must raise the rate by
+// write times, divided by the number of parts written: the time the batch took with its parts in
+// parallel). Only batches that reached their size limit count (a batch cut short by linger says how fast
+// records arrive, not how fast they are written), and only batches written at the first attempt. Every
+// `probe_every` full batches after the last trial the count tries one more writer (or one fewer,
+// alternately) for `window` batches and keeps the new count only when it is better, comparing the median
+// rate of the trial with that of the `window` batches just before it: neighbours in time, so a batch that
+// is not a measure (cut short by linger, retried) ends a trial without a verdict and starts the
+// comparison afresh — the load may have changed. One more writer must raise the rate by
 // `gain`; one fewer is kept unless it lowers the rate by as much. After a trial that added a writer, the
 // next one comes after `window` batches (find the best count quickly on a fast database).
 //
@@ -43,9 +45,12 @@ class writer_count {
   int next() const noexcept { return trial_ != 0 ? trial_ : current_; }
   // The count the pool settled on (a trial aside).
   int settled() const noexcept { return current_; }
-  // A batch that reached its size limit was written by `writers` writers without a failed attempt:
-  // `records` records, `part_seconds` the sum of its parts' write times.
-  void written(int writers, std::size_t records, double part_seconds);
+  // A batch that reached its size limit was split among `writers` writers and written at the first
+  // attempt: `records` records in `seconds` (its parts' write times summed, over the parts written).
+  void written(int writers, std::size_t records, double seconds);
+  // A batch that is no measure (not full, retried, rewritten): the next comparison needs `window`
+  // consecutive measures again, and a running trial ends without a verdict.
+  void interrupted();
 
  private:
   static double median(std::vector<double> v);

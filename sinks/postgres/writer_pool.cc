@@ -218,16 +218,25 @@ bool writer_pool::catch_up_analytics(std::chrono::milliseconds timeout) {
   return stage_->catch_up(timeout, give_up);
 }
 
+// Only the writers batches go to: with an adapted count the others may have had no part since a failed
+// first connection, and would keep readiness down for good.
 bool writer_pool::reachable() const noexcept {
-  for (const auto& s : slots_) {
-    if (!s->w.reachable()) return false;
+  std::size_t in_use = slots_.size();
+  if (count_) {
+    std::lock_guard lock(mu_);
+    in_use = static_cast<std::size_t>(count_->next());
+  }
+  for (std::size_t i = 0; i < in_use; ++i) {
+    if (!slots_[i]->w.reachable()) return false;
   }
   return true;
 }
 
-batch_status writer_pool::write_part(slot& s, const part& p, batch_result& r, std::string& error, commit_point& cp) {
+batch_status writer_pool::write_part(slot& s, const part& p, batch_result& r, std::string& error, commit_point& cp,
+                                     bool& refused_before) {
   writer_observer* obs = options_.writer.observer.get();
-  for (;;) {
+  refused_before = false;
+  for (;; refused_before = true) {
     if (abandoned_.load()) {
       error = "abandoned before it was written";
       return batch_status::abandoned;
@@ -284,12 +293,14 @@ void writer_pool::work(slot& s) {
     std::string error;
     commit_point cp;
     const auto began = std::chrono::steady_clock::now();
-    const batch_status st = write_part(s, p, r, error, cp);
+    bool refused_before = false;
+    const batch_status st = write_part(s, p, r, error, cp, refused_before);
     const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
     if (stage_ && r.touchpoints_inserted > 0) stage_->wake();
     lock.lock();
     pending& b = pending_[static_cast<std::size_t>(p.sequence - front_sequence_)];
     b.part_seconds += took;
+    b.retried = b.retried || refused_before || r.attempts > 1;
     b.part_results[p.writer] = r;
     if (st != batch_status::written && b.status == batch_status::written) {
       b.status = st;
@@ -317,9 +328,13 @@ void writer_pool::work(slot& s) {
       --committing_;
       b.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - b.submitted).count();
       if (b.unconfirmed > 0) unconfirmed_bytes_ += b.bytes;
-      if (count_ && b.full && !b.rewritten && b.status == batch_status::written) {
+      if (count_) {
         const int before = count_->settled();
-        count_->written(static_cast<int>(b.split), b.records, b.part_seconds);
+        if (b.full && !b.rewritten && !b.retried && b.status == batch_status::written && !b.parts.empty()) {
+          count_->written(static_cast<int>(b.split), b.records, b.part_seconds / static_cast<double>(b.parts.size()));
+        } else {
+          count_->interrupted();
+        }
         if (count_->settled() != before) {
           spdlog::info("The write path now splits its batches among {} of its {} writers: {}.", count_->settled(),
                        slots_.size(), count_->settled() > before ? "one more wrote them faster"

@@ -190,11 +190,14 @@ class writer_pool : boost::noncopyable {  // owns a thread
     bool full = false;          // it reached its size limit (a measure for writer_count)
     double part_seconds = 0;    // the sum of its parts' write times
     bool rewritten = false;     // a part was written again after a failover (not a measure)
+    bool retried = false;       // a part needed more than one attempt (not a measure)
   };
 
   void work(slot& s);
   // Writes one part under the retry policy; returns its status (and `error`).
-  batch_status write_part(slot& s, const part& p, batch_result& r, std::string& error, commit_point& cp);
+  // `refused_before`: the part was refused (and paused) before this outcome.
+  batch_status write_part(slot& s, const part& p, batch_result& r, std::string& error, commit_point& cp,
+                          bool& refused_before);
   std::optional<batch_completion> take_front_locked();
   bool front_complete_locked() const;
   std::uint64_t part_key(const part& p) const noexcept { return p.sequence * 64 + p.writer; }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -333,4 +334,30 @@ TEST(WriterPool, AnAdaptivePoolSplitsAmongChangingWritersAndWritesEveryRecordOnc
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches WHERE source_position LIKE '% part 2/2'"),
             static_cast<long long>(std::count(split.begin(), split.end(), 2)));
   EXPECT_EQ(obs->records.load(), 12u * 200u);
+}
+
+// Readiness follows the writers batches go to. An adaptive pool whose writers could not connect at start
+// (the database came up later) is reachable again once its one writer in use has written: the others get
+// no part until a trial and must not keep /readyz at 503 for good.
+TEST(WriterPool, AnAdaptivePoolIsReachableOnceTheWritersInUseWrite) {
+  const std::string name = "t_pool_adaptive_late";
+  {
+    pqxx::connection admin(crm_test::admin_dsn());
+    pqxx::nontransaction tx(admin);
+    tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name) + " WITH (FORCE)");
+  }
+  auto o = options(crm_test::dsn_for(name), 2);
+  o.max_in_flight = 1;
+  o.adaptive = true;
+  pg::writer_pool pool(o);
+  // Both writers try to connect at start and fail: the database does not exist yet.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(pool.reachable());
+  const auto dsn = crm_test::fresh_database(name);
+  pool.submit(batch_of(0, 10), {"pool test", "late"}, 1);  // not full: no measure, one writer stays in use
+  auto c = pool.next();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(c->status, pg::batch_status::written) << c->error;
+  EXPECT_EQ(pool.writers_in_use(), 1);
+  EXPECT_TRUE(pool.reachable()) << "the writer in use has written; the idle one must not hold readiness down";
 }
