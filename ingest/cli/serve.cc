@@ -238,7 +238,9 @@ int run_serve(const serve_args& args) {
   {
     sinks::spool::spool_sink sink(*log);
     run_http_front(args, cfg, signals, sink, m, [&drain] { return drain.database_ready(); }, [&sink] { sink.wait_idle(); },
-                   "writing the log to PostgreSQL", fmt::format("writers={}{}", dopt.pool.writers, dopt.pool.adaptive ? " (adaptive: as many as write faster)" : ""));
+                   "writing the log to PostgreSQL",
+                   fmt::format("writers={}{}", dopt.pool.writers,
+                               dopt.pool.adaptive ? " (adaptive: as many as write faster)" : ""));
   }
   catalog_watch = {};
   drain.stop();

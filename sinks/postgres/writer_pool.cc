@@ -71,7 +71,7 @@ void writer_pool::submit(std::shared_ptr<transform::event_batch> batch, batch_in
   pending p{token, batch, 0, 0, batch->record_count(), 0, info, {}, std::vector<batch_result>(n), batch_status::written,
             {}, {}, std::chrono::steady_clock::now(), 0};
   p.split = n;
-  p.full = options_.batch.reached(*batch);
+  p.measure = options_.batch.reached(*batch);
   // What the batch holds in memory while it waits for its confirmation: its records and their text.
   p.bytes = batch->text.bytes_used() + batch->communications.size() * sizeof(transform::communication) +
             batch->touchpoints.size() * sizeof(transform::touchpoint) +
@@ -172,7 +172,7 @@ void writer_pool::on_missing(std::uint64_t key) {
   ++b.parts_left;
   part again = *it;
   again.rewrite = true;
-  b.rewritten = true;
+  b.measure = false;
   spdlog::warn("A committed batch is missing from the new primary's ledger; writing it again. source={} position={} "
                "batch_id={}",
                again.info.source, again.info.position, transform::to_string(again.id));
@@ -221,11 +221,7 @@ bool writer_pool::catch_up_analytics(std::chrono::milliseconds timeout) {
 // Only the writers batches go to: with an adapted count the others may have had no part since a failed
 // first connection, and would keep readiness down for good.
 bool writer_pool::reachable() const noexcept {
-  std::size_t in_use = slots_.size();
-  if (count_) {
-    std::lock_guard lock(mu_);
-    in_use = static_cast<std::size_t>(count_->next());
-  }
+  const auto in_use = static_cast<std::size_t>(writers_in_use());
   for (std::size_t i = 0; i < in_use; ++i) {
     if (!slots_[i]->w.reachable()) return false;
   }
@@ -300,7 +296,7 @@ void writer_pool::work(slot& s) {
     lock.lock();
     pending& b = pending_[static_cast<std::size_t>(p.sequence - front_sequence_)];
     b.part_seconds += took;
-    b.retried = b.retried || refused_before || r.attempts > 1;
+    if (refused_before || r.attempts > 1) b.measure = false;
     b.part_results[p.writer] = r;
     if (st != batch_status::written && b.status == batch_status::written) {
       b.status = st;
@@ -330,7 +326,7 @@ void writer_pool::work(slot& s) {
       if (b.unconfirmed > 0) unconfirmed_bytes_ += b.bytes;
       if (count_) {
         const int before = count_->settled();
-        if (b.full && !b.rewritten && !b.retried && b.status == batch_status::written && !b.parts.empty()) {
+        if (b.measure && b.status == batch_status::written && !b.parts.empty()) {
           count_->written(static_cast<int>(b.split), b.records, b.part_seconds / static_cast<double>(b.parts.size()));
         } else {
           count_->interrupted();

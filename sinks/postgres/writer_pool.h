@@ -6,10 +6,11 @@
 //
 // A submitted batch is split by event id among the writers (partition_by_key: both copies of a duplicate
 // go to the same writer) and each part is queued to its writer; with `adaptive`, among only as many of
-// them as write it faster (writer_count.h; the count changes between batches, never within one). Writers do not wait for each other: each
-// works through its own queue, so writer 0 may be on batch k+1 while writer 1 still commits batch k. A
-// batch is complete when all its parts are; completions are handed out strictly in submission order, so
-// a source that releases positions on completion releases them in its own order.
+// them as write it faster (writer_count.h; the count changes between batches, never within one). Writers
+// do not wait for each other: each works through its own queue, so writer 0 may be on batch k+1 while
+// writer 1 still commits batch k. A batch is complete when all its parts are; completions are handed out
+// strictly in submission order, so a source that releases positions on completion releases them in its
+// own order.
 //
 // A batch is complete only once it is safe on the cluster, not merely committed on the primary
 // (sinks/postgres/confirmation.md): with a synchronous standby, or on a single PostgreSQL, its COMMIT is
@@ -186,11 +187,11 @@ class writer_pool : boost::noncopyable {  // owns a thread
     std::chrono::steady_clock::time_point submitted;
     double seconds = 0;
     double confirm_seconds = 0;
-    std::size_t split = 1;      // the writers its parts went to
-    bool full = false;          // it reached its size limit (a measure for writer_count)
-    double part_seconds = 0;    // the sum of its parts' write times
-    bool rewritten = false;     // a part was written again after a failover (not a measure)
-    bool retried = false;       // a part needed more than one attempt (not a measure)
+    std::size_t split = 1;    // the writers its parts went to
+    double part_seconds = 0;  // the sum of its parts' write times
+    // A measure for writer_count: it reached its size limit, and no part needed a second attempt or was
+    // written again after a failover.
+    bool measure = false;
   };
 
   void work(slot& s);
