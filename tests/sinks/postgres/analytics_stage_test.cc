@@ -144,4 +144,46 @@ TEST(AnalyticsStage, AConversionsPathFetchesNoneOfItsLeadsOtherConversions) {
   EXPECT_LE(fetched, 10);  // without 0010's index: 401
 }
 
+// The stage's statements run through prepared statements of its session (0011): made once, and again only when
+// their text or the run's size changed (or they aged). Before 0011 every run planned them all anew: 4.8 s of
+// the stage's 6.5 s at 5,000 events/s.
+TEST(AnalyticsStage, CachedStatementsArePreparedAgainOnlyWhenTheirTextOrSizeChanged) {
+  pqxx::connection c(crm_test::fresh_database("t_stage_cached_plans"));
+  pqxx::nontransaction s(c);
+  s.exec("CREATE TEMP TABLE t_cached (a int)");
+  auto run = [&s](const std::string& sql, long long size) {
+    s.exec("SELECT crm_execute_cached('crm_test_plan', " + s.quote(sql) + ", " + std::to_string(size) + ")");
+  };
+  auto prepared_at = [&s] {
+    return s.exec1("SELECT prepare_time::text FROM pg_prepared_statements WHERE name = 'crm_test_plan'")[0]
+        .as<std::string>();
+  };
+  auto rows = [&s](int a) {
+    return s.exec1("SELECT count(*) FROM t_cached WHERE a = " + std::to_string(a))[0].as<long long>();
+  };
+  const std::string one = "INSERT INTO t_cached VALUES (1)", two = "INSERT INTO t_cached VALUES (2)";
+  run(one, 10);
+  const auto first = prepared_at();
+  run(one, 10);
+  run(one, 399);  // sizes under 100 count as 100: still within 4 x
+  EXPECT_EQ(prepared_at(), first);
+  EXPECT_EQ(rows(1), 3);
+  run(one, 401);  // more than 4 x the size it was made for
+  const auto second = prepared_at();
+  EXPECT_NE(second, first);
+  run(one, 101);  // 401 / 101 < 4
+  EXPECT_EQ(prepared_at(), second);
+  run(two, 101);  // another text
+  EXPECT_NE(prepared_at(), second);
+  EXPECT_EQ(rows(2), 1);
+  // A run that fails keeps what it prepared (PREPARE is not undone) but not the setting: the next run must not
+  // execute the rolled-back run's statement for its own.
+  s.exec("BEGIN");
+  run(one, 101);
+  s.exec("ROLLBACK");
+  run(two, 101);
+  EXPECT_EQ(rows(1), 5);  // 1 + 1 + 1 + 1 + 1 before the rollback, none from the rolled-back run
+  EXPECT_EQ(rows(2), 2);
+}
+
 }  // namespace
