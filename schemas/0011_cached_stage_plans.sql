@@ -8,7 +8,8 @@
 -- a rate: a few hundred touchpoints each). They now run through prepared statements of the stage's session
 -- (crm_execute_cached), made again
 --   * when the statement's text changed (the lookback and half-life are written into it),
---   * when the plan is more than 10 seconds old (the big tables grew: the sizes of the day),
+--   * when the run that planned it started more than 10 seconds ago (the big tables grew: the sizes of the day),
+--   * when the run that planned it failed (its plan was for that run's sizes),
 --   * when the run's working set (the rows of the table that drives the statement) is more than 4 x or less
 --     than a quarter of the one the plan was made for (sizes under 100 count as 100),
 -- and, as every plan, when PostgreSQL invalidates it (ANALYZE of a table it reads, a new partition). The
@@ -16,10 +17,13 @@
 -- Forward-only: never edit this file once released.
 
 -- Runs `sql` (one statement without parameters) through the session's prepared statement `name`, preparing it
--- first when there is none, its text is not `sql`, it is older than 10 s, or `size_` left [prepared size / 4,
--- prepared size x 4]. The text is compared with the prepared statement's own (pg_prepared_statements): PREPARE
--- and DEALLOCATE are not undone when a run fails, while the size, kept in the session setting crm.plan_<name>,
--- is (a run after a failed one then prepares again).
+-- first when there is none, its text is not `sql`, it was made for another run than the one recorded below, its
+-- run started more than 10 s ago (pg_prepared_statements.prepare_time is the start of the statement that prepared
+-- it: the stage's run), or `size_` left [prepared size / 4, prepared size x 4]. The text is compared with the
+-- prepared statement's own: PREPARE and DEALLOCATE are not undone when a run fails. The size and the prepare_time
+-- it was made at are kept in the session setting crm.plan_<name>, which a failed run does undo: a statement
+-- prepared by a run that failed no longer matches it and is prepared again.
+-- It runs any SQL it is given: only the owner and crm_ingest_writer (the stage's role) may call it.
 CREATE FUNCTION crm_execute_cached(name text, sql text, size_ bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -27,21 +31,35 @@ DECLARE
     size_now bigint := greatest(coalesce(size_, 0), 100);
     prepared_at timestamptz;
     prepared_text text;
-    made_for_size bigint;
+    made_for text[];
 BEGIN
+    IF octet_length(name) > 40 THEN  -- PREPARE truncates names at 63 bytes, settings' names count too
+        RAISE EXCEPTION 'crm_execute_cached: statement name too long: %', name;
+    END IF;
     SELECT p.prepare_time, p.statement INTO prepared_at, prepared_text
     FROM pg_prepared_statements p WHERE p.name = crm_execute_cached.name;
-    made_for_size := nullif(current_setting(setting_, true), '')::bigint;
-    IF prepared_at IS NULL OR prepared_text <> format('PREPARE %I AS %s', name, sql) OR made_for_size IS NULL
+    made_for := string_to_array(nullif(current_setting(setting_, true), ''), ' ');  -- {size, prepare_time epoch}
+    IF prepared_at IS NULL OR prepared_text <> format('PREPARE %I AS %s', name, sql) OR made_for IS NULL
+       OR made_for[2] IS DISTINCT FROM extract(epoch FROM prepared_at)::text
        OR prepared_at < clock_timestamp() - interval '10 seconds'
-       OR size_now > 4 * made_for_size OR 4 * size_now < made_for_size THEN
+       OR size_now > 4 * made_for[1]::bigint OR 4 * size_now < made_for[1]::bigint THEN
         IF prepared_at IS NOT NULL THEN
             EXECUTE format('DEALLOCATE %I', name);
         END IF;
         EXECUTE format('PREPARE %I AS %s', name, sql);
-        PERFORM set_config(setting_, size_now::text, false);
+        SELECT p.prepare_time INTO prepared_at FROM pg_prepared_statements p WHERE p.name = crm_execute_cached.name;
+        PERFORM set_config(setting_, size_now || ' ' || extract(epoch FROM prepared_at)::text, false);
     END IF;
     EXECUTE format('EXECUTE %I', name);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION crm_execute_cached(text, text, bigint) FROM PUBLIC;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_writer') THEN
+        GRANT EXECUTE ON FUNCTION crm_execute_cached(text, text, bigint) TO crm_ingest_writer;
+    END IF;
 END
 $$;
 

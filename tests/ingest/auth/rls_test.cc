@@ -110,6 +110,9 @@ TEST(RowLevelSecurity, AnalyticsRoleIsReadOnlyAndCannotBypassThroughPartitions) 
                        "LIMIT 1")[0][0].as<std::string>();
   EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "SELECT * FROM " + month), "42501");
   EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "SELECT count(*) FROM campaigns"), "");
+  // The analytics stage's statement cache runs any SQL it is given (schemas/0011): a reader must not reach it, or
+  // it could set another tenant's claims and read around the policies.
+  EXPECT_EQ(failure_as(dsn, "crm_ingest_analytics", "SELECT crm_execute_cached('crm_x', 'SELECT 1', 1)"), "42501");
 }
 
 TEST(WriterRole, CannotReadOrAlterOutsideItsGrant) {
@@ -129,6 +132,7 @@ TEST(WriterRole, CannotReadOrAlterOutsideItsGrant) {
                        "communication_metrics_key DO UPDATE SET event_count = communication_metrics.event_count + 1"),
             "");
   EXPECT_EQ(failure_as(dsn, w, "CREATE TEMP TABLE staging (x int)"), "");
+  EXPECT_EQ(failure_as(dsn, w, "SELECT crm_execute_cached('crm_x', 'SELECT 1', 1)"), "");  // the analytics stage's
   // What it does not need is refused.
   for (const char* refused : {
            "SELECT * FROM crm_private_notes",

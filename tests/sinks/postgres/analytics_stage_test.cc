@@ -151,7 +151,7 @@ TEST(AnalyticsStage, CachedStatementsArePreparedAgainOnlyWhenTheirTextOrSizeChan
   pqxx::connection c(crm_test::fresh_database("t_stage_cached_plans"));
   pqxx::nontransaction s(c);
   s.exec("CREATE TEMP TABLE t_cached (a int)");
-  auto run = [&s](const std::string& sql, long long size) {
+  auto run = [&s](const std::string& sql, long long size) {  // as the stage's functions call it
     s.exec("SELECT crm_execute_cached('crm_test_plan', " + s.quote(sql) + ", " + std::to_string(size) + ")");
   };
   auto prepared_at = [&s] {
@@ -184,6 +184,17 @@ TEST(AnalyticsStage, CachedStatementsArePreparedAgainOnlyWhenTheirTextOrSizeChan
   run(two, 101);
   EXPECT_EQ(rows(1), 5);  // 1 + 1 + 1 + 1 + 1 before the rollback, none from the rolled-back run
   EXPECT_EQ(rows(2), 2);
+  // A run that fails after preparing for its own, much larger size: the setting goes back, the statement does not.
+  // The next run prepares again instead of using the plan made for the failed run's 100,000 rows.
+  const auto before_failure = prepared_at();
+  s.exec("BEGIN");
+  run(two, 100000);
+  const auto failed_run = prepared_at();
+  s.exec("ROLLBACK");
+  EXPECT_NE(failed_run, before_failure);
+  run(two, 101);
+  EXPECT_NE(prepared_at(), failed_run);
+  EXPECT_EQ(rows(2), 3);
 }
 
 }  // namespace
