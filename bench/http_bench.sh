@@ -124,7 +124,7 @@ step() {  # step MODE RATE
   # step's rows costs PostgreSQL a scan of both tables (~0.3 s of a core per poll at 1M rows), which on a 2-core
   # box slowed the very drain it timed: the rows are counted once the gauge says so, and again every second,
   # until every acknowledged event is stored or the count stops moving for 20 s.
-  stored=0 prev=-1 waited=0
+  stored=0 prev=-1
   started=$(date +%s)
   while [ $(( $(date +%s) - started )) -lt "$drain_wait" ] &&
         ! awk -v b="$(metric crm_ingest_log_backlog_bytes)" 'BEGIN{exit !(b == 0)}'; do

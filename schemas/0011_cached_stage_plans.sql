@@ -32,6 +32,8 @@ DECLARE
     prepared_at timestamptz;
     prepared_text text;
     made_for text[];
+    -- What pg_prepared_statements records as the statement of a PREPARE run through EXECUTE: the command itself.
+    prepare_ text := format('PREPARE %I AS %s', name, sql);
 BEGIN
     IF octet_length(name) > 40 THEN  -- PREPARE truncates names at 63 bytes, settings' names count too
         RAISE EXCEPTION 'crm_execute_cached: statement name too long: %', name;
@@ -39,14 +41,14 @@ BEGIN
     SELECT p.prepare_time, p.statement INTO prepared_at, prepared_text
     FROM pg_prepared_statements p WHERE p.name = crm_execute_cached.name;
     made_for := string_to_array(nullif(current_setting(setting_, true), ''), ' ');  -- {size, prepare_time epoch}
-    IF prepared_at IS NULL OR prepared_text <> format('PREPARE %I AS %s', name, sql) OR made_for IS NULL
+    IF prepared_at IS NULL OR prepared_text <> prepare_ OR made_for IS NULL
        OR made_for[2] IS DISTINCT FROM extract(epoch FROM prepared_at)::text
        OR prepared_at < clock_timestamp() - interval '10 seconds'
        OR size_now > 4 * made_for[1]::bigint OR 4 * size_now < made_for[1]::bigint THEN
         IF prepared_at IS NOT NULL THEN
             EXECUTE format('DEALLOCATE %I', name);
         END IF;
-        EXECUTE format('PREPARE %I AS %s', name, sql);
+        EXECUTE prepare_;
         SELECT p.prepare_time INTO prepared_at FROM pg_prepared_statements p WHERE p.name = crm_execute_cached.name;
         PERFORM set_config(setting_, size_now || ' ' || extract(epoch FROM prepared_at)::text, false);
     END IF;
