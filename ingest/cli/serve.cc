@@ -1,5 +1,6 @@
 #include "ingest/cli/serve.h"
 
+#include <pthread.h>
 #include <condition_variable>
 #include <csignal>
 #include <filesystem>
@@ -224,6 +225,7 @@ int run_serve(const serve_args& args) {
   std::jthread catalog_watch;
   if (auto every = std::chrono::seconds(cfg.integer("catalog", "check_interval_s")); every.count() > 0) {
     catalog_watch = std::jthread([dsn, every, &m](std::stop_token stop) {
+      pthread_setname_np(pthread_self(), "crm-catalog");
       std::mutex mu;
       std::condition_variable_any cv;
       while (!stop.stop_requested()) {

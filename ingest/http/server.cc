@@ -2,6 +2,8 @@
 // threads and graceful shutdown. One connection's reading and writing is in session.cc.
 #include "ingest/http/server_impl.h"
 
+#include <pthread.h>
+#include <cstdio>
 #include <algorithm>
 #include <stdexcept>
 #include <thread>
@@ -179,7 +181,14 @@ void server::run() {
   auto& i = *impl_;
   i.accept();
   std::vector<std::thread> threads;
-  for (int t = 1; t < std::max(1, i.opt.io_threads); ++t) threads.emplace_back([&] { run_io_context(i.ioc, i.stats); });
+  for (int t = 1; t < std::max(1, i.opt.io_threads); ++t) {
+    threads.emplace_back([&i, t] {
+      char name[16];  // the calling thread keeps its own name
+      std::snprintf(name, sizeof name, "crm-http-%d", t);
+      pthread_setname_np(pthread_self(), name);
+      run_io_context(i.ioc, i.stats);
+    });
+  }
   run_io_context(i.ioc, i.stats);
   for (auto& t : threads) t.join();
 }

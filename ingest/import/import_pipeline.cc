@@ -1,5 +1,6 @@
 #include "ingest/import/import_pipeline.h"
 
+#include <pthread.h>
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -202,7 +203,10 @@ import_summary run_import(const import_options& opt,
     if (f != "-" && ::stat(f.c_str(), &sb) == 0 && S_ISREG(sb.st_mode)) total_bytes += sb.st_size;
   }
 
-  std::thread reader([&] { reader_main(opt, st); });
+  std::thread reader([&] {
+    pthread_setname_np(pthread_self(), "crm-import-read");
+    reader_main(opt, st);
+  });
 
   if (on_progress) {
     // Poll until the reader (and with it the writer pool) is done.

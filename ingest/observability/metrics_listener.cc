@@ -1,5 +1,6 @@
 #include "ingest/observability/metrics_listener.h"
 
+#include <pthread.h>
 #include <sstream>
 
 #include <prometheus/text_serializer.h>
@@ -17,7 +18,10 @@ metrics_listener::metrics_listener(const std::string& listen, std::shared_ptr<pr
   o.shutdown_grace = std::chrono::milliseconds(1000);
   server_ = std::make_unique<http::server>(o, *this);
   server_->listen();  // throws with the reason (address in use...): a start-up error
-  thread_ = std::thread([this] { server_->run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "crm-metrics");
+    server_->run();
+  });
 }
 
 metrics_listener::~metrics_listener() {

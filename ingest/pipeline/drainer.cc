@@ -1,5 +1,6 @@
 #include "ingest/pipeline/drainer.h"
 
+#include <pthread.h>
 #include <optional>
 
 #include <spdlog/spdlog.h>
@@ -24,7 +25,10 @@ drainer::~drainer() { stop(); }
 
 void drainer::start() {
   pool_ = std::make_unique<pg::writer_pool>(options_.pool);
-  thread_ = std::thread([this] { drain_main(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "crm-drain");
+    drain_main();
+  });
 }
 
 void drainer::stop() {

@@ -14,6 +14,7 @@ signal_waiter::signal_waiter(bool reload) {
 
 void signal_waiter::start(std::function<void(int)> on_stop, std::function<void()> on_reload) {
   thread_ = std::thread([this, on_stop = std::move(on_stop), on_reload = std::move(on_reload)] {
+    pthread_setname_np(pthread_self(), "crm-signals");
     for (;;) {
       int sig = 0;
       sigwait(&signals_, &sig);

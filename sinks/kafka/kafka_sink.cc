@@ -1,5 +1,6 @@
 #include "sinks/kafka/kafka_sink.h"
 
+#include <pthread.h>
 #include <librdkafka/rdkafka.h>
 
 #include <chrono>
@@ -112,6 +113,7 @@ kafka_sink::kafka_sink(kafka_sink_options options) : options_(std::move(options)
     throw kafka_error(fmt::format("kafka: cannot create the producer: {}", err));
   }
   poller_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "crm-kafka-poll");
     while (!stopping_.load()) rd_kafka_poll(rk_, 100);
   });
 }

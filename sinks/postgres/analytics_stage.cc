@@ -1,5 +1,6 @@
 #include "sinks/postgres/analytics_stage.h"
 
+#include <pthread.h>
 #include <algorithm>
 #include <vector>
 
@@ -20,7 +21,10 @@ analytics_lag read_analytics_lag(pqxx::connection& conn) {
 
 analytics_stage::analytics_stage(analytics_stage_options options)
     : options_(std::move(options)), backoff_(options_.backoff_base, options_.backoff_cap) {
-  thread_ = std::thread([this] { main(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "crm-stage");
+    main();
+  });
 }
 
 analytics_stage::~analytics_stage() {

@@ -1,5 +1,6 @@
 #include "sinks/postgres/confirmer.h"
 
+#include <pthread.h>
 #include <algorithm>
 #include <set>
 
@@ -21,7 +22,10 @@ class stale_primary : public std::runtime_error {
 }  // namespace
 
 confirmer::confirmer(confirmer_options options) : options_(std::move(options)) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "crm-confirm");
+    run();
+  });
 }
 
 confirmer::~confirmer() {

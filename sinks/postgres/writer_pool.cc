@@ -1,5 +1,7 @@
 #include "sinks/postgres/writer_pool.h"
 
+#include <pthread.h>
+#include <cstdio>
 #include <algorithm>
 #include <cstring>
 
@@ -45,7 +47,14 @@ writer_pool::writer_pool(pool_options options)
   }
   if (auto* obs = options_.writer.observer.get()) obs->writers_in_use(count_ ? count_->settled() : n);
   for (int i = 0; i < n; ++i) slots_.push_back(std::make_unique<slot>(wo));
-  for (auto& s : slots_) s->thread = std::thread([this, sp = s.get()] { work(*sp); });
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    slots_[i]->thread = std::thread([this, sp = slots_[i].get(), i] {
+      char name[16];  // a thread's name (top -H, ps -L, perf) holds 15 bytes
+      std::snprintf(name, sizeof name, "crm-writer-%zu", i);
+      pthread_setname_np(pthread_self(), name);
+      work(*sp);
+    });
+  }
 }
 
 writer_pool::~writer_pool() {

@@ -1,5 +1,7 @@
 // durable_log, the opening side: the directory lock, recovery (scan, torn-tail cut) and segment creation.
 // See durable_log.h for the thread ownership.
+#include <pthread.h>
+
 #include "sinks/spool/durable_log_internal.h"
 
 namespace crm::sinks::spool {
@@ -47,7 +49,10 @@ std::unique_ptr<durable_log> durable_log::open(durable_log_options options) {
   }
   std::unique_ptr<durable_log> log(new durable_log(std::move(options)));
   log->recover();
-  log->flusher_ = std::thread([p = log.get()] { p->flusher_main(); });
+  log->flusher_ = std::thread([p = log.get()] {
+    pthread_setname_np(pthread_self(), "crm-log-flush");
+    p->flusher_main();
+  });
   return log;
 }
 

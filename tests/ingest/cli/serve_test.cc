@@ -1,5 +1,6 @@
 // `crm-ingest serve` as providers and operators meet it: real sockets, a real PostgreSQL.
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -203,4 +204,34 @@ TEST(Serve, DatabaseUpIsTrueFromStartUpWithoutTraffic) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   EXPECT_NE(exposition.find("\ncrm_ingest_writer_database_up 0\n"), std::string::npos) << exposition;
+}
+
+// Every thread of serve carries the name of its stage (top -H, ps -L, perf and gdb show it), so an operator
+// can tell which stage uses the CPU: the main thread keeps the command's name, the others are named where
+// they start. The set below is serve's with the defaults (local log, attribution maintained).
+TEST(Serve, EveryThreadIsNamedForItsStage) {
+  auto dsn = crm_test::fresh_database("t_serve_thread_names");
+  crm_test::serve_process srv(dsn, scratch("thread-names"));
+  srv.start();
+  std::multiset<std::string> names;
+  const auto started = std::chrono::steady_clock::now();
+  // The writers, the stage and the confirmer start with the pool, right after the port is announced.
+  while (std::chrono::steady_clock::now() - started < std::chrono::seconds(10)) {
+    names.clear();
+    for (const auto& task : fs::directory_iterator(fs::path("/proc") / std::to_string(srv.pid()) / "task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      if (std::getline(comm, name)) names.insert(name);
+    }
+    if (names.count("crm-stage") == 1 && names.count("crm-writer-0") == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::string all;
+  for (const auto& n : names) all += n + " ";
+  EXPECT_EQ(names.count("crm-ingest"), 1U) << all;
+  for (const char* stage : {"crm-log-flush", "crm-drain", "crm-writer-0", "crm-stage", "crm-signals", "crm-catalog"}) {
+    EXPECT_EQ(names.count(stage), 1U) << stage << " in: " << all;
+  }
+  for (const auto& n : names) EXPECT_EQ(n.rfind("crm-", 0), 0U) << "an unnamed thread: " << n << " in: " << all;
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
 }
