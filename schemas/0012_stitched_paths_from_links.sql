@@ -10,7 +10,9 @@
 -- anonymous-only index. crm_unit_touchpoints_between (0009) reads them the same way, within its time range (the
 -- fence also keeps a caller's range from reaching the subquery, so it is written inside).
 -- Both functions are edited in place, as 0011 edited the stage's: each text below must occur exactly once in the
--- function's current definition, or the migration stops. The rows the functions return are unchanged.
+-- function's current definition, or the migration stops. crm_unit_touchpoints returns the same rows;
+-- crm_unit_touchpoints_between now bounds its stitched rows by [lo, hi] as it bounds the others (0009 returned a
+-- linked visitor's whole history there), and its callers keep only rows within that range, so they read the same.
 -- Forward-only: never edit this file once released.
 DO $do$
 DECLARE
