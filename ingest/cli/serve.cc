@@ -218,6 +218,7 @@ int run_serve(const serve_args& args) {
   // As many of the writers as write faster (postgres.adaptive_writers): on a machine shared with PostgreSQL a
   // second writer often adds no speed and only takes the CPU and disk the edge's latency needs.
   dopt.pool.adaptive = cfg.boolean("postgres", "adaptive_writers");
+  dopt.drain_on_stop = std::chrono::seconds(cfg.integer("log", "drain_on_stop_s"));
   drainer drain(dopt, *log, m);
   drain.start();
 

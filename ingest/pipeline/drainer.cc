@@ -79,9 +79,19 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
 }
 
 void drainer::complete(const pg::batch_completion& c) {
-  // For ever: a batch completes only when written (the pool never fails or abandons it).
+  // The policy is for ever: a batch completes unwritten only when given up at the stop (drain_on_stop). It and
+  // every batch after it stay in the log; their written parts are found by their event ids at the next start.
   const spool::log_position end = in_flight_ends_.front();
   in_flight_ends_.pop_front();
+  if (c.status != pg::batch_status::written) {
+    checkpoint_held_ = true;
+    spdlog::warn("A batch was not written before stopping; it stays in the local log. position={} error={}",
+                 spool::to_string(end), c.error);
+  }
+  if (checkpoint_held_) {
+    publish_log_stats();
+    return;
+  }
   ++batches_;
   if (auto ec = log_.checkpoint(end)) {
     spdlog::error("The local log's checkpoint could not be saved; the batch will be replayed (harmlessly) after a "
@@ -126,12 +136,28 @@ void drainer::drain_main() {
   // the stop): they stay in the log (its checkpoint is before them) and are written again, harmlessly, at
   // the next start.
   std::optional<std::chrono::steady_clock::time_point> stop_seen;
-  auto give_up_confirmations = [&] {
-    if (!stopping_.load()) return false;
+  // Past drain_on_stop after the stop: no new batch starts, and the pool gives up the batches that fail
+  // (the database down) instead of retrying them; the loop ends once nothing is in flight.
+  bool leaving = false;
+  auto check_stop = [&] {
+    if (!stopping_.load() || leaving) return;
     const auto now = std::chrono::steady_clock::now();
     if (!stop_seen) stop_seen = now;
+    if (now - *stop_seen < options_.drain_on_stop) return;
+    leaving = true;
+    pool_->stop_retrying();
+    spdlog::warn("Stopping before the local log is written to PostgreSQL (log.drain_on_stop_s = {}): the batches "
+                 "in the writers' hands finish or are given up, and the records not written are written at the next "
+                 "start. backlog_bytes={}",
+                 std::chrono::duration_cast<std::chrono::seconds>(options_.drain_on_stop).count(),
+                 log_.stats().backlog_bytes);
+  };
+  auto give_up_confirmations = [&] {
+    check_stop();
+    if (!stopping_.load()) return false;
+    const auto now = std::chrono::steady_clock::now();
     if (pool_->in_flight() == 0 || pool_->unconfirmed().batches != pool_->in_flight() ||
-        now - *stop_seen < std::chrono::seconds(10)) {
+        (!leaving && now - *stop_seen < std::chrono::seconds(10))) {
       return false;
     }
     spdlog::warn("Stopping with written batches the standbys have not confirmed; they stay in the local log and are "
@@ -150,6 +176,11 @@ void drainer::drain_main() {
     if (std::chrono::steady_clock::now() - published >= std::chrono::seconds(1)) {
       publish_log_stats();
       published = std::chrono::steady_clock::now();
+    }
+    if (leaving) {
+      if (pool_->in_flight() == 0) break;
+      take_completion(pool_->next(std::chrono::milliseconds(100)));
+      continue;
     }
     // This thread's buffer from here on: completions taken below push theirs onto `free`. Batches waiting
     // for their confirmation keep theirs, so the list grows while the standbys lag (bounded by the pool:
@@ -170,9 +201,14 @@ void drainer::drain_main() {
       if ((draining || stopping_) && pool_->in_flight() == 0) break;
       continue;
     }
-    while (pool_->full()) {
+    while (pool_->full() && !leaving) {
       take_completion(pool_->next(std::chrono::milliseconds(100)));
       if (give_up_confirmations()) return;
+    }
+    if (leaving) {  // the batch read meanwhile stays in the log
+      free.push_back(std::move(batch));
+      pos = start;
+      continue;
     }
     in_flight_ends_.push_back(pos);
     pool_->submit(std::move(batch), pg::batch_info{"log", first + "-" + spool::to_string(pos)}, submitted++);

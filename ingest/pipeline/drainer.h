@@ -27,6 +27,9 @@ namespace crm::ingest {
 
 struct drainer_options {
   sinks::postgres::pool_options pool;  // its retry policy is set to for ever: the log holds the data
+  // After stop(): how long the backlog keeps being written. Then failing batches are given up (their records
+  // stay in the log, the checkpoint before them) and no new batch starts (log.drain_on_stop_s).
+  std::chrono::milliseconds drain_on_stop{std::chrono::seconds(30)};
 };
 
 class drainer {
@@ -37,7 +40,8 @@ class drainer {
   drainer& operator=(const drainer&) = delete;
 
   void start();
-  // Writes everything already durable in the log, then stops (graceful shutdown).
+  // Writes everything already durable in the log, then stops (graceful shutdown); after drain_on_stop it
+  // leaves what is not written in the log for the next start (the database down, or a backlog too long).
   void stop();
   // True while batches reach the primary (or nothing has failed yet).
   bool database_ready() const noexcept;
@@ -61,6 +65,8 @@ class drainer {
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> batches_{0};
   std::deque<sinks::spool::log_position> in_flight_ends_;  // drain thread only: where each batch ends
+  // Drain thread only: a batch was given up at the stop, so no later batch may move the checkpoint past it.
+  bool checkpoint_held_ = false;
   std::uint64_t last_group_commits_ = 0, last_fsyncs_ = 0, last_fsync_ns_ = 0;  // drain thread only
 };
 

@@ -71,6 +71,7 @@ class serve_process {
     int status = 0;
     waitpid(pid_, &status, 0);
     pid_ = -1;
+    status_ = status;
     return status;
   }
 
@@ -80,11 +81,14 @@ class serve_process {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      status_ = status;
       return false;
     }
     return true;
   }
 
+  // The wait status of the process once stop() or running() reaped it (-1 before).
+  int status() const noexcept { return status_; }
   unsigned short port() const noexcept { return port_; }
   pid_t pid() const noexcept { return pid_; }
   const std::string& config_path() const noexcept { return config_; }
@@ -96,6 +100,7 @@ class serve_process {
  private:
   std::filesystem::path dir_;
   std::string config_;
+  int status_ = -1;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
 };
