@@ -5,17 +5,20 @@
 # of the same rows (one half each). Prints the rates and the ratios (import / \copy, import / 2 x binary COPY),
 # the median of --repeat alternating rounds, because this machine is shared and noisy.
 #
-#   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN] [--order time|random] [--import-args "..."]
+#   bench/import_bench.sh [--events N] [--repeat K] [--writers W] [--build DIR] [--dsn ADMIN_DSN] [--order time|random]
+#                         [--import-args "..."] [--gen-args "..."]
+# --gen-args passes options to bench/gen_events, e.g. "--touchpoints 0" for communications only.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/bench/lib.sh"
-events=1000000 repeat=3 writers=2 build=$root/build admin_dsn="" order=time import_args=""
-bench_options --events --repeat --writers --build --dsn=admin_dsn --order --import-args -- "$@"
+events=1000000 repeat=3 writers=2 build=$root/build admin_dsn="" order=time import_args="" gen_args=""
+bench_options --events --repeat --writers --build --dsn=admin_dsn --order --import-args --gen-args -- "$@"
 bench_tools ingest/crm-ingest bench/gen_events
 bench_start import-bench
 
 echo "generating $events events..." >&2
-"$gen" --count "$events" --seed 42 --duplicates 0.01 --invalid 0 --order "$order" > "$work/events.ndjson" 2>"$work/gen.txt"
+# shellcheck disable=SC2086
+"$gen" --count "$events" --seed 42 --duplicates 0.01 --invalid 0 --order "$order" $gen_args > "$work/events.ndjson" 2>"$work/gen.txt"
 cat "$work/gen.txt" >&2
 bytes=$(stat -c %s "$work/events.ndjson")
 
