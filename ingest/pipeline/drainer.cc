@@ -35,6 +35,9 @@ void drainer::stop() {
   if (!thread_.joinable()) return;
   stopping_ = true;
   thread_.join();
+  // The drain thread has settled what it will: a part the confirmer queues again now (a failover) must not
+  // keep the writers retrying while the pool joins them. It stays in the log, its checkpoint before it.
+  pool_->stop_retrying();
   pool_.reset();
 }
 
@@ -83,6 +86,7 @@ void drainer::complete(const pg::batch_completion& c) {
   // every batch after it stay in the log; their written parts are found by their event ids at the next start.
   const spool::log_position end = in_flight_ends_.front();
   in_flight_ends_.pop_front();
+  if (c.status == pg::batch_status::written) ++batches_;
   if (c.status != pg::batch_status::written) {
     checkpoint_held_ = true;
     spdlog::warn("A batch was not written before stopping; it stays in the local log. position={} error={}",
@@ -92,7 +96,6 @@ void drainer::complete(const pg::batch_completion& c) {
     publish_log_stats();
     return;
   }
-  ++batches_;
   if (auto ec = log_.checkpoint(end)) {
     spdlog::error("The local log's checkpoint could not be saved; the batch will be replayed (harmlessly) after a "
                   "restart. position={} error={}",
@@ -140,10 +143,11 @@ void drainer::drain_main() {
   // (the database down) instead of retrying them; the loop ends once nothing is in flight.
   bool leaving = false;
   auto check_stop = [&] {
-    if (!stopping_.load() || leaving) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (!stop_seen) stop_seen = now;
-    if (now - *stop_seen < options_.drain_on_stop) return;
+    if (!stop_seen) {
+      if (!stopping_.load()) return;
+      stop_seen = std::chrono::steady_clock::now();
+    }
+    if (leaving || std::chrono::steady_clock::now() - *stop_seen < options_.drain_on_stop) return;
     leaving = true;
     pool_->stop_retrying();
     spdlog::warn("Stopping before the local log is written to PostgreSQL (log.drain_on_stop_s = {}): the batches "
@@ -154,7 +158,7 @@ void drainer::drain_main() {
   };
   auto give_up_confirmations = [&] {
     check_stop();
-    if (!stopping_.load()) return false;
+    if (!stop_seen) return false;
     const auto now = std::chrono::steady_clock::now();
     if (pool_->in_flight() == 0 || pool_->unconfirmed().batches != pool_->in_flight() ||
         (!leaving && now - *stop_seen < std::chrono::seconds(10))) {
@@ -179,6 +183,14 @@ void drainer::drain_main() {
     }
     if (leaving) {
       if (pool_->in_flight() == 0) break;
+      // Nothing is being written any more: what is left waits for a confirmation (which, the database gone, may
+      // never come) or behind such a batch, and comes back in order only after it. It all stays in the log.
+      if (pool_->committing() == 0) {
+        spdlog::warn("Stopping with batches not confirmed or not written; they stay in the local log and are "
+                     "written again at the next start. batches={}",
+                     pool_->in_flight());
+        return;
+      }
       take_completion(pool_->next(std::chrono::milliseconds(100)));
       continue;
     }

@@ -127,6 +127,11 @@ bool writer_pool::full() const {
   return committing_ >= max_in_flight_ || unconfirmed_bytes_ >= options_.max_unconfirmed_bytes;
 }
 
+std::size_t writer_pool::committing() const {
+  std::lock_guard lock(mu_);
+  return committing_;
+}
+
 confirmation_stats writer_pool::unconfirmed() const {
   confirmation_stats out;
   if (!confirmer_) return out;

@@ -132,6 +132,9 @@ class writer_pool : boost::noncopyable {  // owns a thread
   bool full() const;
   // Committed batches waiting for the cluster to confirm them (metrics; any thread).
   confirmation_stats unconfirmed() const;
+  // Batches with a part still being written: not yet committed, given up or failed (a stopping source that
+  // sees 0 here has nothing left but batches waiting for their confirmation or for their turn to come back).
+  std::size_t committing() const;
   // The ledger source and position of every batch submitted and not yet taken back, oldest first (what an
   // import that stops waiting names for a re-run).
   std::vector<batch_info> outstanding() const;

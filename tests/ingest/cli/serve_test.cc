@@ -274,3 +274,58 @@ TEST(Serve, StopsWithinItsDrainLimitWhileTheDatabaseIsDownAndKeepsTheBacklogForT
   EXPECT_EQ(up.stop(SIGTERM), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 12);
 }
+
+// The same stop when the batch ahead is committed but waits for a standby that never confirms it (Patroni dropped
+// to asynchronous replication with its slot kept, or confirm_min_standbys above the standbys there are) and the
+// batch behind it cannot be written: the pool holds a written batch and a given-up one, so waiting for either to
+// come back in order would never end. Serve still exits within its limit; both batches stay in the log.
+TEST(Serve, StopsWithinItsDrainLimitWithAnUnconfirmedBatchAheadOfAFailingOne) {
+  const std::string name = "t_serve_stop_unconfirmed";
+  auto dsn = crm_test::fresh_database(name);
+  const fs::path dir = scratch("stop-unconfirmed");
+  auto admin = [&](const std::string& sql) {
+    pqxx::connection c(crm_test::admin_dsn());
+    pqxx::nontransaction tx(c);
+    tx.exec(sql);
+  };
+  {
+    // A single PostgreSQL has no standby: with one required, every committed batch waits for its confirmation.
+    setenv("CRM_INGEST_POSTGRES_CONFIRM_MIN_STANDBYS", "1", 1);
+    crm_test::serve_process srv(dsn, dir, "drain_on_stop_s = 2\n");
+    srv.start();
+    unsetenv("CRM_INGEST_POSTGRES_CONFIRM_MIN_STANDBYS");
+    ASSERT_EQ(crm_test::http_request(srv.port(), "POST", "/v1/events", sample(), ndjson).status, 200);
+    ASSERT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 12), 12);
+    // Now the database goes away for serve: no new connection, and its sessions are ended.
+    admin("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false");
+    admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'");
+    ASSERT_EQ(crm_test::http_request(srv.port(), "POST", "/v1/events", sample(), ndjson).status, 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the second batch is in the writer's hands
+    const auto told = std::chrono::steady_clock::now();
+    kill(srv.pid(), SIGTERM);
+    while (srv.running() && std::chrono::steady_clock::now() - told < std::chrono::seconds(30)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - told).count();
+    const bool still_running = srv.running();
+    admin("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true");
+    ASSERT_FALSE(still_running) << "serve still running " << took << " s after SIGTERM:\n" << srv.stderr_text();
+    EXPECT_EQ(srv.status(), 0) << srv.stderr_text();
+    EXPECT_LT(took, 15.0);
+  }
+  // Both batches were left in the log (the first one unconfirmed): the next start writes them, once.
+  crm_test::serve_process up(dsn, dir);
+  up.start();
+  bool drained = false;
+  for (int i = 0; i < 200 && !drained; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    drained = crm_test::http_request(up.port(), "GET", "/metrics").body.find("\ncrm_ingest_log_backlog_bytes 0\n") !=
+              std::string::npos;
+  }
+  EXPECT_TRUE(drained);
+  EXPECT_EQ(up.stop(SIGTERM), 0);
+  EXPECT_GE(crm_test::count(dsn, "SELECT sum(communications_in) FROM ingest_batches"), 26);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 12);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 8);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 8);
+}

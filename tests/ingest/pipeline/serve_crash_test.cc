@@ -263,7 +263,7 @@ TEST_F(ServeCrash, FullLogAnswers503WithRetryAfterAndAcknowledgesOnlyWhatItKept)
   // Every request got an answer, and every answer was 2xx or 503.
   EXPECT_EQ(json_number(out, "ok") + json_number(out, "503"), json_number(out, "sent")) << out;
   EXPECT_EQ(json_number(out, "sent"), json_number(out, "scheduled")) << out;
-  // The database never came: stop hard (a graceful stop would wait for it), then serve the same log
+  // The database never came: stop hard (a crash; a graceful stop would first try log.drain_on_stop_s), then serve the same log
   // against a reachable database.
   srv.proc->signal(SIGKILL);
   ASSERT_EQ(srv.proc->wait_for(10s), -SIGKILL);
