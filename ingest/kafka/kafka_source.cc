@@ -217,7 +217,9 @@ struct kafka_source::impl {
       auto c = wait ? pool->next(std::chrono::milliseconds(100)) : pool->poll();
       if (!c) {
         if (!wait || pool->in_flight() == 0) break;
-        const bool only_unconfirmed = pool->unconfirmed().batches == pool->in_flight();
+        // Nothing is being written: what is in flight waits for its confirmation, or comes back in order behind
+        // such a batch (given up at a stop, or written).
+        const bool only_unconfirmed = pool->committing() == 0;
         if (only_unconfirmed && std::chrono::steady_clock::now() >= until) {
           spdlog::warn("Written batches are not confirmed by the standbys yet; their offsets stay uncommitted. "
                        "batches={}",
