@@ -63,7 +63,9 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
       if (writing && batch.record_count() == 0 && waited >= limits.linger) return false;
       if (writing && batch.record_count() == 0) left = limits.linger - std::chrono::duration_cast<std::chrono::milliseconds>(waited);
       log_.wait_for_data(pos, std::max(left, std::chrono::milliseconds(1)));
-      if (stopping_ && batch.record_count() == 0) return false;
+      // A stop while waiting: take what is durable by now (the records that woke this thread among them), then
+      // stop reading. Returning at once left a record acknowledged just before the stop unwritten at exit.
+      if (stopping_) draining = true;
       continue;
     }
     if (first.empty()) first = spool::to_string(rb.records().front().position);
