@@ -132,9 +132,10 @@ void add_before_webhooks(std::vector<setting>& out) {
         "Bound of the log on disk; when full, requests get 503 with Retry-After."),
     integer("high_water_percent", "90", 1, 100, "Fill level above which /readyz reports not ready."),
     integer("drain_on_stop_s", "30", 0, 86400,
-        "serve, once told to stop (SIGTERM/SIGINT): how long it keeps writing the log's backlog into PostgreSQL "
-        "before it exits anyway. What is left stays in the log (the checkpoint is before it) and is written at the "
-        "next start, so nothing is lost; keep it below the service manager's stop timeout (systemd TimeoutStopSec)."),
+        "serve, once told to stop (SIGTERM/SIGINT), writes the log's backlog into PostgreSQL; when no batch has been "
+        "written for this long (the database down, refusing, or not confirming to its standbys), it exits anyway. "
+        "What is left stays in the log (the checkpoint is before it) and is written at the next start, so nothing is "
+        "lost; keep it below the service manager's stop timeout (systemd TimeoutStopSec)."),
   });
   add(out, "normalize", {
     text("default_region", "US", "Region (ISO 3166 alpha-2) for phone numbers without a country code."),

@@ -131,8 +131,11 @@ void drainer::drain_main() {
   spool::log_position pos = log_.checkpointed();
   std::vector<std::shared_ptr<transform::event_batch>> free;
   for (std::size_t i = 0; i <= options_.pool.max_in_flight; ++i) free.push_back(std::make_shared<transform::event_batch>());
+  // When a batch last came back written: a stop's limit counts from the later of it and the stop.
+  std::chrono::steady_clock::time_point last_written{};
   auto take_completion = [&](std::optional<pg::batch_completion> c) {
     if (!c) return;
+    if (c->status == pg::batch_status::written) last_written = std::chrono::steady_clock::now();
     complete(*c);
     free.push_back(std::move(c->batch));
   };
@@ -141,20 +144,23 @@ void drainer::drain_main() {
   // the stop): they stay in the log (its checkpoint is before them) and are written again, harmlessly, at
   // the next start.
   std::optional<std::chrono::steady_clock::time_point> stop_seen;
-  // Past drain_on_stop after the stop: no new batch starts, and the pool gives up the batches that fail
-  // (the database down) instead of retrying them; the loop ends once nothing is in flight.
+  // drain_on_stop after the stop without a batch written (the database down, refusing, or not confirming): no
+  // new batch starts, and the pool gives up the batches that fail instead of retrying them; the loop ends once
+  // nothing is being written. A drain that keeps writing goes on until the log is written.
   bool leaving = false;
   auto check_stop = [&] {
     if (!stop_seen) {
       if (!stopping_.load()) return;
       stop_seen = std::chrono::steady_clock::now();
     }
-    if (leaving || std::chrono::steady_clock::now() - *stop_seen < options_.drain_on_stop) return;
+    if (leaving || std::chrono::steady_clock::now() - std::max(*stop_seen, last_written) < options_.drain_on_stop) {
+      return;
+    }
     leaving = true;
     pool_->stop_retrying();
-    spdlog::warn("Stopping before the local log is written to PostgreSQL (log.drain_on_stop_s = {}): the batches "
-                 "in the writers' hands finish or are given up, and the records not written are written at the next "
-                 "start. backlog_bytes={}",
+    spdlog::warn("Stopping before the local log is written to PostgreSQL: no batch was written for "
+                 "log.drain_on_stop_s = {} s. The batches in the writers' hands finish or are given up, and the records "
+                 "not written are written at the next start. backlog_bytes={}",
                  std::chrono::duration_cast<std::chrono::seconds>(options_.drain_on_stop).count(),
                  log_.stats().backlog_bytes);
   };

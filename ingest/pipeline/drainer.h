@@ -27,8 +27,9 @@ namespace crm::ingest {
 
 struct drainer_options {
   sinks::postgres::pool_options pool;  // its retry policy is set to for ever: the log holds the data
-  // After stop(): how long the backlog keeps being written. Then failing batches are given up (their records
-  // stay in the log, the checkpoint before them) and no new batch starts (log.drain_on_stop_s).
+  // After stop(): how long the drain goes on without a batch written (counted from the stop or the last batch
+  // written). Then failing batches are given up (their records stay in the log, the checkpoint before them) and
+  // no new batch starts (log.drain_on_stop_s).
   std::chrono::milliseconds drain_on_stop{std::chrono::seconds(30)};
 };
 
@@ -40,8 +41,9 @@ class drainer {
   drainer& operator=(const drainer&) = delete;
 
   void start();
-  // Writes everything already durable in the log, then stops (graceful shutdown); after drain_on_stop it
-  // leaves what is not written in the log for the next start (the database down, or a backlog too long).
+  // Writes everything already durable in the log, then stops (graceful shutdown); after drain_on_stop without
+  // a batch written (the database down, refusing, or not confirming) it leaves the rest in the log for the next
+  // start.
   void stop();
   // True while batches reach the primary (or nothing has failed yet).
   bool database_ready() const noexcept;
