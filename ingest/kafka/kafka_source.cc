@@ -140,6 +140,9 @@ struct kafka_source::impl {
   bool paused = false;
   bool assigned = false;   // between an assignment and its revocation: commits carry a current generation
   std::string failure;  // a batch failed for good: the source stops and run() throws
+  // A batch came back not written (given up at a stop, or failed): the offsets of the batches after it are not
+  // committed either, since each one covers its partitions' earlier messages, that batch's among them.
+  bool offsets_held = false;
   std::chrono::steady_clock::time_point lag_measured;
 
   // Messages in the assigned partitions not yet consumed, from librdkafka's cached watermarks (no
@@ -182,8 +185,11 @@ struct kafka_source::impl {
   void settle(pg::batch_completion& c) {
     batch_slot s = std::move(in_flight.front());
     in_flight.pop_front();
+    if (c.status != pg::batch_status::written) offsets_held = true;
     if (c.status == pg::batch_status::written) {
-      for (const auto& [k, off] : s.next) uncommitted[k] = off;
+      if (!offsets_held) {
+        for (const auto& [k, off] : s.next) uncommitted[k] = off;
+      }
       const auto& r = c.result;
       self.messages_ += s.messages;
       self.inserted_ += r.inserted();
@@ -489,7 +495,7 @@ struct kafka_source::impl {
     // then leave the group.
     pool->stop_retrying();
     finish_writes(true);
-    if (filling.messages > 0 && failure.empty()) {
+    if (filling.messages > 0 && failure.empty() && !offsets_held) {
       start_write();
       finish_writes(true);
     }
