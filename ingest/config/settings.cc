@@ -135,7 +135,8 @@ void add_before_webhooks(std::vector<setting>& out) {
         "serve, once told to stop (SIGTERM/SIGINT), writes the log's backlog into PostgreSQL; when no batch has been "
         "written for this long (the database down, refusing, or not confirming to its standbys), it exits anyway. "
         "What is left stays in the log (the checkpoint is before it) and is written at the next start, so nothing is "
-        "lost; keep it below the service manager's stop timeout (systemd TimeoutStopSec)."),
+        "lost; keep it below the service manager's stop timeout (systemd TimeoutStopSec), whose kill of a stop that "
+        "keeps writing loses nothing either."),
   });
   add(out, "normalize", {
     text("default_region", "US", "Region (ISO 3166 alpha-2) for phone numbers without a country code."),

@@ -141,7 +141,7 @@ void drainer::drain_main() {
   };
   std::uint64_t submitted = 0;
   // Stopping while every batch left is written but waits for standbys that do not confirm it (10 s after
-  // the stop): they stay in the log (its checkpoint is before them) and are written again, harmlessly, at
+  // the stop or the last batch written back): they stay in the log (its checkpoint is before them) and are written again, harmlessly, at
   // the next start.
   std::optional<std::chrono::steady_clock::time_point> stop_seen;
   // drain_on_stop after the stop without a batch written (the database down, refusing, or not confirming): no
@@ -168,8 +168,10 @@ void drainer::drain_main() {
     check_stop();
     if (!stop_seen) return false;
     const auto now = std::chrono::steady_clock::now();
+    // 10 s without a batch written back, like drain_on_stop: a batch that has just committed and waits for its
+    // (asynchronous) standbys is no reason to leave while the ones before it keep being confirmed.
     if (pool_->in_flight() == 0 || pool_->unconfirmed().batches != pool_->in_flight() ||
-        (!leaving && now - *stop_seen < std::chrono::seconds(10))) {
+        (!leaving && now - std::max(*stop_seen, last_written) < std::chrono::seconds(10))) {
       return false;
     }
     spdlog::warn("Stopping with written batches the standbys have not confirmed; they stay in the local log and are "
