@@ -225,8 +225,8 @@ struct kafka_source::impl {
         if (!wait || pool->in_flight() == 0) break;
         // Nothing is being written: what is in flight waits for its confirmation, or comes back in order behind
         // such a batch (given up at a stop, or written).
-        const bool only_unconfirmed = pool->committing() == 0;
-        if (only_unconfirmed && std::chrono::steady_clock::now() >= until) {
+        const bool nothing_being_written = pool->committing() == 0;
+        if (nothing_being_written && std::chrono::steady_clock::now() >= until) {
           spdlog::warn("Written batches are not confirmed by the standbys yet; their offsets stay uncommitted. "
                        "batches={}",
                        pool->in_flight());

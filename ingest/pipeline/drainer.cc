@@ -88,8 +88,9 @@ void drainer::complete(const pg::batch_completion& c) {
   // every batch after it stay in the log; their written parts are found by their event ids at the next start.
   const spool::log_position end = in_flight_ends_.front();
   in_flight_ends_.pop_front();
-  if (c.status == pg::batch_status::written) ++batches_;
-  if (c.status != pg::batch_status::written) {
+  if (c.status == pg::batch_status::written) {
+    ++batches_;
+  } else {
     checkpoint_held_ = true;
     spdlog::warn("A batch was not written before stopping; it stays in the local log. position={} error={}",
                  spool::to_string(end), c.error);
@@ -141,8 +142,8 @@ void drainer::drain_main() {
   };
   std::uint64_t submitted = 0;
   // Stopping while every batch left is written but waits for standbys that do not confirm it (10 s after
-  // the stop or the last batch written back): they stay in the log (its checkpoint is before them) and are written again, harmlessly, at
-  // the next start.
+  // the stop or the last batch written back): they stay in the log (its checkpoint is before them) and are
+  // written again, harmlessly, at the next start.
   std::optional<std::chrono::steady_clock::time_point> stop_seen;
   // drain_on_stop after the stop without a batch written (the database down, refusing, or not confirming): no
   // new batch starts, and the pool gives up the batches that fail instead of retrying them; the loop ends once
@@ -169,9 +170,10 @@ void drainer::drain_main() {
     if (!stop_seen) return false;
     const auto now = std::chrono::steady_clock::now();
     // 10 s without a batch written back, like drain_on_stop: a batch that has just committed and waits for its
-    // (asynchronous) standbys is no reason to leave while the ones before it keep being confirmed.
+    // (asynchronous) standbys is no reason to leave while the ones before it keep being confirmed. (Once
+    // leaving, the loop below leaves as soon as nothing is being written, these batches included.)
     if (pool_->in_flight() == 0 || pool_->unconfirmed().batches != pool_->in_flight() ||
-        (!leaving && now - std::max(*stop_seen, last_written) < std::chrono::seconds(10))) {
+        now - std::max(*stop_seen, last_written) < std::chrono::seconds(10)) {
       return false;
     }
     spdlog::warn("Stopping with written batches the standbys have not confirmed; they stay in the local log and are "
