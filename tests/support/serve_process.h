@@ -75,6 +75,17 @@ class serve_process {
     return status;
   }
 
+  // Sends `sig` and waits up to `limit` for the process to exit; returns the seconds waited (running() says
+  // whether it exited, status() how).
+  double signal_and_wait(int sig, std::chrono::seconds limit) {
+    const auto sent = std::chrono::steady_clock::now();
+    kill(pid_, sig);
+    while (running() && std::chrono::steady_clock::now() - sent < limit) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  }
+
   // True while the process has not exited (reaps it when it has).
   bool running() {
     if (pid_ <= 0) return false;

@@ -50,6 +50,13 @@ inline std::string fresh_database(const std::string& name, bool migrated = true)
   return dsn;
 }
 
+// Runs `sql` outside a transaction block (ALTER DATABASE, triggers a test adds, pg_terminate_backend).
+inline void execute(const std::string& dsn, const std::string& sql) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  tx.exec(sql);
+}
+
 // Polls the count `sql` every 100 ms until it is `want` or `limit` has passed (the writers commit
 // asynchronously); returns the last count.
 inline long long wait_for_count(const std::string& dsn, const std::string& sql, long long want,

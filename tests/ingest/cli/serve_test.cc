@@ -261,12 +261,7 @@ TEST(Serve, StopsWithinItsDrainLimitWhileTheDatabaseIsDownAndKeepsTheBacklogForT
     down.start();
     auto r = crm_test::http_request(down.port(), "POST", "/v1/events", sample(), ndjson);
     ASSERT_EQ(r.status, 200) << r.body;
-    const auto told = std::chrono::steady_clock::now();
-    kill(down.pid(), SIGTERM);
-    while (down.running() && std::chrono::steady_clock::now() - told < std::chrono::seconds(30)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - told).count();
+    const double took = down.signal_and_wait(SIGTERM, std::chrono::seconds(30));
     ASSERT_FALSE(down.running()) << "serve still running " << took << " s after SIGTERM:\n" << down.stderr_text();
     EXPECT_EQ(down.status(), 0) << down.stderr_text();
     EXPECT_GE(took, 1.5) << down.stderr_text();  // it did try for the configured time
@@ -290,11 +285,7 @@ TEST(Serve, StopsWithinItsDrainLimitWithAnUnconfirmedBatchAheadOfAFailingOne) {
   const std::string name = "t_serve_stop_unconfirmed";
   auto dsn = crm_test::fresh_database(name);
   const fs::path dir = scratch("stop-unconfirmed");
-  auto admin = [&](const std::string& sql) {
-    pqxx::connection c(crm_test::admin_dsn());
-    pqxx::nontransaction tx(c);
-    tx.exec(sql);
-  };
+  auto admin = [](const std::string& sql) { crm_test::execute(crm_test::admin_dsn(), sql); };
   {
     // A single PostgreSQL has no standby: with one required, every committed batch waits for its confirmation.
     setenv("CRM_INGEST_POSTGRES_CONFIRM_MIN_STANDBYS", "1", 1);
@@ -308,12 +299,7 @@ TEST(Serve, StopsWithinItsDrainLimitWithAnUnconfirmedBatchAheadOfAFailingOne) {
     admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "'");
     ASSERT_EQ(crm_test::http_request(srv.port(), "POST", "/v1/events", sample(), ndjson).status, 200);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the second batch is in the writer's hands
-    const auto told = std::chrono::steady_clock::now();
-    kill(srv.pid(), SIGTERM);
-    while (srv.running() && std::chrono::steady_clock::now() - told < std::chrono::seconds(30)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - told).count();
+    const double took = srv.signal_and_wait(SIGTERM, std::chrono::seconds(30));
     const bool still_running = srv.running();
     admin("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true");
     ASSERT_FALSE(still_running) << "serve still running " << took << " s after SIGTERM:\n" << srv.stderr_text();
@@ -341,17 +327,15 @@ TEST(Serve, StopsWithinItsDrainLimitWithAnUnconfirmedBatchAheadOfAFailingOne) {
 // batches of the drainer's 256-record reads: the drain after the stop outlasts the 2 s limit, each batch within it.
 TEST(Serve, AStopWritesTheWholeBacklogWhileBatchesKeepBeingWritten) {
   auto dsn = crm_test::fresh_database("t_serve_stop_progress");
-  pqxx::connection c(dsn);
-  {
-    pqxx::nontransaction tx(c);
-    tx.exec("CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN PERFORM pg_sleep(0.8); RETURN NULL; END $$");
-    tx.exec("CREATE TRIGGER slow_batch AFTER INSERT ON ingest_batches FOR EACH STATEMENT EXECUTE FUNCTION slow_batch()");
-  }
+  crm_test::execute(dsn, "CREATE FUNCTION slow_batch() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN PERFORM pg_sleep(0.8); RETURN NULL; END $$");
+  crm_test::execute(dsn, "CREATE TRIGGER slow_batch AFTER INSERT ON ingest_batches FOR EACH STATEMENT "
+                         "EXECUTE FUNCTION slow_batch()");
   crm_test::serve_process srv(dsn, scratch("stop-progress"), "drain_on_stop_s = 2\n");
   srv.start();
   const int posts = 1200;
   {
+    pqxx::connection c(dsn);
     pqxx::work hold(c);
     hold.exec("LOCK TABLE ingest_batches IN ACCESS EXCLUSIVE MODE");
     for (int i = 0; i < posts; ++i) {
@@ -359,12 +343,7 @@ TEST(Serve, AStopWritesTheWholeBacklogWhileBatchesKeepBeingWritten) {
     }
     hold.commit();
   }
-  const auto told = std::chrono::steady_clock::now();
-  kill(srv.pid(), SIGTERM);
-  while (srv.running() && std::chrono::steady_clock::now() - told < std::chrono::seconds(60)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - told).count();
+  const double took = srv.signal_and_wait(SIGTERM, std::chrono::seconds(60));
   ASSERT_FALSE(srv.running()) << srv.stderr_text();
   EXPECT_EQ(srv.status(), 0) << srv.stderr_text();
   EXPECT_GT(took, 2.0) << "the drain after the stop did not outlast the limit: the test proves nothing";

@@ -216,11 +216,7 @@ TEST_F(KafkaSource, AStopWithAnUnconfirmedBatchAheadOfAFailingOneEnds) {
   auto o = source_options(kafka_, dsn_, "g-stop-unconfirmed");
   o.write.confirm.min_standbys = 1;
   const std::string db = "kafka_AStopWithAnUnconfirmedBatchAheadOfAFailingOneEnds";
-  auto admin = [&](const std::string& sql) {
-    pqxx::connection c(crm_test::admin_dsn());
-    pqxx::nontransaction tx(c);
-    tx.exec(sql);
-  };
+  auto admin = [](const std::string& sql) { crm_test::execute(crm_test::admin_dsn(), sql); };
   running_source src(o);
   ASSERT_TRUE(wait_until([&] { return rows(dsn_) == first.events; })) << "committed, only not confirmed";
   admin("ALTER DATABASE \"" + db + "\" ALLOW_CONNECTIONS false");
@@ -258,14 +254,10 @@ TEST_F(KafkaSource, AStopWithAnUnconfirmedBatchAheadOfAFailingOneEnds) {
 // unwritten rows for good. After the first batch not written, no later offset is committed: the next run reads
 // them again, and stores what was missing.
 TEST_F(KafkaSource, AStopNeverCommitsOffsetsPastABatchThatWasNotWritten) {
-  {
-    pqxx::connection c(dsn_);
-    pqxx::nontransaction tx(c);
-    tx.exec("CREATE FUNCTION poisoned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'held back by "
-            "the test' USING ERRCODE = '40001'; END $$");
-    tx.exec("CREATE TRIGGER poisoned BEFORE INSERT ON communications FOR EACH ROW "
-            "WHEN (NEW.provider_message_id = 'kafka-msg-5') EXECUTE FUNCTION poisoned()");
-  }
+  crm_test::execute(dsn_, "CREATE FUNCTION poisoned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+                          "'held back by the test' USING ERRCODE = '40001'; END $$");
+  crm_test::execute(dsn_, "CREATE TRIGGER poisoned BEFORE INSERT ON communications FOR EACH ROW "
+                          "WHEN (NEW.provider_message_id = 'kafka-msg-5') EXECUTE FUNCTION poisoned()");
   crm_test::test_producer producer(kafka_.bootstrap());
   auto sent = produce_mix(producer, 1200);
   auto o = source_options(kafka_, dsn_, "g-held");
@@ -278,11 +270,7 @@ TEST_F(KafkaSource, AStopNeverCommitsOffsetsPastABatchThatWasNotWritten) {
     std::this_thread::sleep_for(2s);
     src.stop();
   }
-  {
-    pqxx::connection c(dsn_);
-    pqxx::nontransaction tx(c);
-    tx.exec("DROP TRIGGER poisoned ON communications");
-  }
+  crm_test::execute(dsn_, "DROP TRIGGER poisoned ON communications");
   ASSERT_LT(rows(dsn_), sent.events) << "the poisoned event was stored: the test proves nothing";
   running_source again(source_options(kafka_, dsn_, "g-held"));
   EXPECT_TRUE(wait_until([&] { return rows(dsn_) == sent.events; }, 30s)) << "rows lost: their offsets were committed";
