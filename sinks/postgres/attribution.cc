@@ -18,7 +18,7 @@ std::string touchpoint_backlog(bool maintain) {
 
 std::string ab_message_counts(bool maintain) {
   return maintain ? ", crm_ab_messages AS (INSERT INTO ab_test_message_counts AS m (ab_test_id, variant, status, events)"
-                    " SELECT ab_test_id, variant, status, count(*) FROM ins"
+                    " SELECT ab_test_id, variant, status, sum(n)::bigint FROM tally"
                     " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL"
                     " GROUP BY ab_test_id, variant, status ORDER BY ab_test_id, variant, status"
                     " ON CONFLICT (ab_test_id, variant, status) DO UPDATE SET events = m.events + EXCLUDED.events)"

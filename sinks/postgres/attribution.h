@@ -23,9 +23,9 @@ inline constexpr const char* attribution_models[] = {"first_touch", "last_touch"
 // stage (sinks/postgres/analytics_stage.h); the statement's $1 is then the batch id. Off: "1" and "".
 std::string touchpoint_returning(bool maintain);
 std::string touchpoint_backlog(bool maintain);
-// For the communication insert, whose RETURNING list includes status, ab_test_id and variant: a CTE (with its
-// leading comma) bumping ab_test_message_counts by the A/B-tagged rows really inserted, in one sorted
-// statement (a pure counter: it stays in the batch transaction). Off: "".
+// For the communication insert (communication_insert.h), whose `tally` CTE counts the rows really inserted by
+// status, ab_test_id and variant (its column n): a CTE (with its leading comma) bumping ab_test_message_counts by
+// the A/B-tagged ones, in one sorted statement (a pure counter: it stays in the batch transaction). Off: "".
 std::string ab_message_counts(bool maintain);
 
 struct recompute_options {

@@ -216,8 +216,9 @@ bool to_valid_utf8(std::string_view s, std::string& clean) {
   return lossy;
 }
 
-void copy_encoder::append(const transform::communication& c) {
-  begin_row(23);
+void copy_encoder::append(const transform::communication& c, communication_layout layout) {
+  const bool staging = layout == communication_layout::staging;
+  begin_row(staging ? 23 : 22);
   uuid(c.event_id);
   timestamp(c.occurred_at);
   timestamp(c.received_at);
@@ -240,7 +241,7 @@ void copy_encoder::append(const transform::communication& c) {
   text(c.tenant_id);
   text(c.lead_ref);
   text(c.campaign_ref);
-  boolean(c.occurred_at_is_receipt_time);  // staging only: see the writer's insert
+  if (staging) boolean(c.occurred_at_is_receipt_time);  // see the writer's insert
 }
 
 void copy_encoder::append(const transform::touchpoint& t) {

@@ -1,4 +1,5 @@
-// Encodes canonical records as PostgreSQL binary COPY tuples for the session's staging tables.
+// Encodes canonical records as PostgreSQL binary COPY tuples for the session's staging tables (and
+// communications for the communications table itself).
 // Binary COPY spares the server from parsing UUIDs, timestamps and numbers, and needs no escaping.
 // Pure and allocation-free per row apart from growing the output buffer, which callers reuse.
 #pragma once
@@ -21,9 +22,13 @@ extern const char* const communication_stage_definition;
 extern const char* const touchpoint_stage_definition;
 extern const char* const rejection_stage_definition;
 
+// A communication row for the staging table (with occurred_at_is_receipt_time) or for the table itself
+// (communication_columns only: the writer's direct COPY, sinks/postgres/communication_insert.h).
+enum class communication_layout { staging, table };
+
 class copy_encoder {
  public:
-  void append(const transform::communication& c);
+  void append(const transform::communication& c, communication_layout layout = communication_layout::staging);
   void append(const transform::touchpoint& t);
   void append(const transform::rejection& r);
 

@@ -1,13 +1,13 @@
 #include "sinks/postgres/writer.h"
 
 #include "sinks/postgres/attribution.h"
+#include "sinks/postgres/communication_insert.h"
 #include "sinks/postgres/row_json.h"
 
 #include <algorithm>
 #include <cstring>
 #include <thread>
 
-#include <libpq-fe.h>
 #include <spdlog/spdlog.h>
 
 namespace crm::sinks::postgres {
@@ -17,47 +17,6 @@ namespace {
 constexpr const char* stage_communications = "crm_stage_communications";
 constexpr const char* stage_touchpoints = "crm_stage_touchpoints";
 constexpr const char* stage_rejections = "crm_stage_rejections";
-
-// libpqxx 6.4 offers no public way to send pre-encoded COPY data; its large-object class exposes the
-// transaction's libpq connection to subclasses, which is all we need.
-struct raw_connection_access : pqxx::largeobject {
-  static PGconn* of(const pqxx::dbtransaction& tx) { return pqxx::largeobject::raw_connection(tx); }
-};
-
-[[noreturn]] void throw_from_result(PGconn* conn, PGresult* res, const std::string& query) {
-  std::string msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-  const char* state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : nullptr;
-  std::string sqlstate = state ? state : "";
-  if (res) PQclear(res);
-  if (PQstatus(conn) == CONNECTION_BAD) throw pqxx::broken_connection(msg);
-  throw pqxx::sql_error(msg, query, sqlstate.empty() ? nullptr : sqlstate.c_str());
-}
-
-// Runs a binary `COPY table FROM STDIN` inside `tx` and streams `rows` in large messages.
-void copy_into(pqxx::dbtransaction& tx, const char* table, const std::string& rows) {
-  PGconn* conn = raw_connection_access::of(tx);
-  const std::string query = std::string("COPY ") + table + " FROM STDIN (FORMAT binary)";
-  PGresult* res = PQexec(conn, query.c_str());
-  if (!res || PQresultStatus(res) != PGRES_COPY_IN) throw_from_result(conn, res, query);
-  PQclear(res);
-  constexpr std::size_t piece = 1 << 20;
-  for (std::size_t pos = 0; pos < rows.size(); pos += piece) {
-    int n = static_cast<int>(std::min(piece, rows.size() - pos));
-    if (PQputCopyData(conn, rows.data() + pos, n) != 1) throw_from_result(conn, nullptr, query);
-  }
-  if (PQputCopyEnd(conn, nullptr) != 1) throw_from_result(conn, nullptr, query);
-  bool failed = false;
-  PGresult* bad = nullptr;
-  while ((res = PQgetResult(conn)) != nullptr) {
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && !failed) {
-      failed = true;
-      bad = res;
-      continue;
-    }
-    PQclear(res);
-  }
-  if (failed) throw_from_result(conn, bad, query);
-}
 
 std::string month_start(std::int32_t month) {
   char buf[32];
@@ -139,35 +98,18 @@ void writer::prepare_session() {
                                      std::pair{stage_rejections, rejection_stage_definition}}) {
       tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + table + " (" + definition + ") ON COMMIT DELETE ROWS");
     }
+    // Direct COPY into communications (communication_insert.h) is refused for a role Row Level Security
+    // applies to; such a session stages every row.
+    direct_copy_ = !tx.exec("SELECT row_security_active('communications')")[0][0].as<bool>();
   }
   // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
-  // unique index, and metric rows are locked in key order too. encode() writes the staging rows
-  // sorted by key, and a scan of a fresh temporary table returns them in insertion order (temporary
-  // tables live in local buffers: no synchronized or parallel scans), so no ORDER BY is needed.
+  // unique index, and metric rows are locked in key order too. encode() writes the staging rows (and the
+  // rows copied directly) sorted by key, and a scan of a fresh temporary table returns them in insertion
+  // order (temporary tables live in local buffers: no synchronized or parallel scans), so no ORDER BY is needed.
   // The communications statement bumps the counters other writers bump too (communication_metrics,
   // ab_test_message_counts): commit_once() runs it last, so those row locks are held only from it to COMMIT.
   conn->prepare("crm_insert_communications",
-                std::string("WITH ins AS (INSERT INTO communications (") + communication_columns + ") SELECT " +
-                    communication_columns + " FROM " + stage_communications + " s" +
-                    // No event time from the source (occurred_at = receipt): a retry of the same event has a
-                    // later occurred_at, so look for the event_id near it, not for the exact key.
-                    " WHERE NOT s.occurred_at_is_receipt_time OR NOT EXISTS (SELECT 1 FROM communications c"
-                    " WHERE c.event_id = s.event_id AND c.occurred_at >= s.occurred_at - interval '7 days'"
-                    " AND c.occurred_at <= s.occurred_at + interval '1 day')"
-                    " ON CONFLICT DO NOTHING"
-                    " RETURNING occurred_at, campaign_id, campaign_ref, channel, status, ab_test_id, variant),"
-                    " agg AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, campaign_id, channel, status,"
-                    " min(campaign_ref) AS campaign_ref, count(*) AS n FROM ins GROUP BY 1, 2, 3, 4)" +
-                    // PostgreSQL runs the data-modifying CTEs last to first: communication_metrics rows are locked
-                    // before ab_test_message_counts rows, in the order earlier releases used too.
-                    ab_message_counts(options_.maintain_analytics) +
-                    ", bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count,"
-                    " campaign_ref)"
-                    " SELECT day, campaign_id, channel, status, n, campaign_ref FROM agg"
-                    " ORDER BY day, campaign_id, channel, status"
-                    " ON CONFLICT ON CONSTRAINT communication_metrics_key"
-                    " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)"
-                    " SELECT count(*) FROM ins");
+                communications_insert_statement(stage_communications, options_.maintain_analytics));
   conn->prepare("crm_insert_touchpoints",
                 std::string("WITH ins AS (INSERT INTO customer_touchpoints (") + touchpoint_columns + ") SELECT " +
                     touchpoint_columns + " FROM " + stage_touchpoints +
@@ -222,6 +164,9 @@ void writer::ensure_month_partitions(const view& v) {
 
 void writer::encode(const view& v, batch_result& counts) {
   comm_rows_.clear();
+  comm_direct_.clear();
+  comm_keep_.clear();
+  comm_all_staged_ = false;
   touch_rows_.clear();
   reject_rows_.clear();
   counts.communications_in = v.communications.size();
@@ -252,7 +197,12 @@ void writer::encode(const view& v, batch_result& counts) {
         continue;
       }
     }
-    comm_rows_.append(c);
+    comm_keep_.push_back(order_[i]);
+    if (c.occurred_at_is_receipt_time) {
+      comm_rows_.append(c);
+    } else {
+      comm_direct_.append(c, communication_layout::table);
+    }
   }
   sorted(v.touchpoints, [](const transform::touchpoint& t) -> const transform::uuid& { return t.touchpoint_id; });
   for (std::size_t i = 0; i < order_.size(); ++i) {
@@ -267,6 +217,12 @@ void writer::encode(const view& v, batch_result& counts) {
     touch_rows_.append(t);
   }
   for (const auto& r : v.rejections) reject_rows_.append(r);
+}
+
+void writer::stage_all_communications(const view& v) {
+  comm_rows_.clear();
+  for (auto i : comm_keep_) comm_rows_.append(v.communications[i]);
+  comm_all_staged_ = true;
 }
 
 batch_result writer::commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id) {
@@ -287,9 +243,21 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
     copy_into(tx, stage_rejections, reject_rows_.finish());
     r.rejected_inserted = tx.exec_prepared("crm_insert_rejections")[0][0].as<std::uint64_t>();
   }
-  if (!comm_rows_.empty()) {
-    copy_into(tx, stage_communications, comm_rows_.finish());
-    r.communications_inserted = tx.exec_prepared("crm_insert_communications")[0][0].as<std::uint64_t>();
+  if (!comm_keep_.empty()) {
+    std::uint64_t copied = 0;
+    tally_.clear();
+    if (!comm_direct_.empty() && !comm_all_staged_) {
+      if (direct_copy_) {
+        copied = copy_communications(tx, v);
+      } else {
+        stage_all_communications(v);
+      }
+    }
+    if (!comm_rows_.empty()) copy_into(tx, stage_communications, comm_rows_.finish());
+    const auto p = tally_.params();
+    r.communications_inserted =
+        copied + tx.exec_prepared("crm_insert_communications", p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])[0][0]
+                     .as<std::uint64_t>();
   }
   tx.exec_prepared("crm_ledger", id, info.source, info.position,
                    static_cast<std::int64_t>(v.communications.size()), static_cast<std::int64_t>(r.communications_inserted),
@@ -298,6 +266,62 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   tx.commit();
   r.transactions = 1;
   return r;
+}
+
+std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v) {
+  direct_idx_.clear();
+  for (auto i : comm_keep_) {
+    if (!v.communications[i].occurred_at_is_receipt_time) direct_idx_.push_back(i);
+  }
+  copy_encoder* rows = &comm_direct_;
+  bool probed = false;
+  for (;;) {
+    if (probe_first_ && !probed) {
+      // Rows stored already (a replay, a redelivery, a provider's retry) are left out of the COPY.
+      probed = true;
+      const auto stored = stored_already(tx, v.communications, direct_idx_);
+      if (stored.empty()) {
+        probe_first_ = false;  // a clean part: the next one is copied without asking first
+      } else {
+        std::size_t kept = 0;
+        for (std::size_t k = 0, s = 0; k < direct_idx_.size(); ++k) {
+          if (s < stored.size() && stored[s] == k) {
+            ++s;
+            continue;
+          }
+          direct_idx_[kept++] = direct_idx_[k];
+        }
+        direct_idx_.resize(kept);
+        comm_probed_.clear();
+        for (auto i : direct_idx_) comm_probed_.append(v.communications[i], communication_layout::table);
+        rows = &comm_probed_;
+        if (direct_idx_.empty()) return 0;
+      }
+    }
+    tx.exec("SAVEPOINT crm_direct_copy");
+    std::uint64_t copied = 0;
+    bool conflict = false;
+    try {
+      copied = copy_into(tx, communications_copy_target(), rows->finish());
+    } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() != "23505") throw;
+      conflict = true;  // unique_violation: a row is stored already
+    }
+    if (!conflict && copied == rows->rows()) {
+      tx.exec("RELEASE SAVEPOINT crm_direct_copy");
+      for (auto i : direct_idx_) tally_.add(v.communications[i]);
+      return copied;
+    }
+    tx.exec("ROLLBACK TO SAVEPOINT crm_direct_copy");
+    if (conflict && !probed) {
+      probe_first_ = true;  // ask first, from now on, until a part comes without stored rows
+      continue;
+    }
+    // Stored by another session since the probe, or a row a trigger of the database skipped: the staging
+    // path, whose ON CONFLICT and RETURNING say exactly what was inserted.
+    stage_all_communications(v);
+    return 0;
+  }
 }
 
 bool writer::settle_from_ledger(const transform::uuid& batch_id, batch_result& out) {
@@ -356,88 +380,6 @@ transform::uuid writer::random_id() {
   id[6] = static_cast<std::uint8_t>((id[6] & 0x0F) | 0x40);  // version 4
   id[8] = static_cast<std::uint8_t>((id[8] & 0x3F) | 0x80);  // RFC 4122 variant
   return id;
-}
-
-transform::uuid derived_batch_id(const transform::uuid& parent, std::uint8_t branch) noexcept {
-  auto mix = [](std::uint64_t x) {  // splitmix64's finalizer
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-  };
-  std::uint64_t a, b;
-  std::memcpy(&a, parent.data(), 8);
-  std::memcpy(&b, parent.data() + 8, 8);
-  const std::uint64_t x = mix(a ^ mix(b + branch * 0x9E3779B97F4A7C15ULL));
-  const std::uint64_t y = mix(b ^ mix(x + branch));
-  transform::uuid id;
-  std::memcpy(id.data(), &x, 8);
-  std::memcpy(id.data() + 8, &y, 8);
-  id[6] = static_cast<std::uint8_t>((id[6] & 0x0F) | 0x40);
-  id[8] = static_cast<std::uint8_t>((id[8] & 0x3F) | 0x80);
-  return id;
-}
-
-std::size_t writer_for(const transform::uuid& id, std::size_t writers) noexcept {
-  if (writers <= 1) return 0;
-  std::uint64_t a, b;
-  std::memcpy(&a, id.data(), 8);
-  std::memcpy(&b, id.data() + 8, 8);
-  // Every bit of the id must reach the result: client-supplied UUIDs (v1, v7) have low-entropy leading
-  // bytes, and sequential ones differ only in their last bytes. A multiplication alone carries bits only
-  // upwards (ids differing in their last bytes all went to one writer of two), so the halves are combined
-  // and then finished with splitmix64's mixer, whose shifts carry them down again.
-  std::uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL) ^ (b >> 32);
-  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
-  h ^= h >> 31;
-  return static_cast<std::size_t>(h % writers);
-}
-
-namespace {
-
-// Stable counting sort of `records` by writer; returns the start offset of each writer's run.
-template <typename Record, typename KeyOf>
-std::vector<std::size_t> group_by_writer(std::vector<Record>& records, std::size_t writers, KeyOf key_of) {
-  std::vector<std::size_t> start(writers + 1, 0);
-  if (writers <= 1 || records.empty()) {
-    std::fill(start.begin() + 1, start.end(), records.size());
-    return start;
-  }
-  std::vector<std::uint32_t> bucket(records.size());
-  for (std::size_t i = 0; i < records.size(); ++i) {
-    bucket[i] = static_cast<std::uint32_t>(writer_for(key_of(records[i]), writers));
-    ++start[bucket[i] + 1];
-  }
-  for (std::size_t w = 0; w < writers; ++w) start[w + 1] += start[w];
-  // The grouped copy goes into a buffer this thread keeps (the source thread's, one per pool), and the batch's
-  // old buffer becomes the next call's: a fresh multi-megabyte vector per batch cost a page fault per 4 kB.
-  thread_local std::vector<Record> sorted;
-  sorted.resize(records.size());
-  std::vector<std::size_t> next(start.begin(), start.end() - 1);
-  for (std::size_t i = 0; i < records.size(); ++i) sorted[next[bucket[i]]++] = records[i];
-  records.swap(sorted);
-  return start;
-}
-
-}  // namespace
-
-std::vector<batch_view> partition_by_key(transform::event_batch& batch, std::size_t writers, std::size_t rejections_to) {
-  writers = std::max<std::size_t>(1, writers);
-  auto cs = group_by_writer(batch.communications, writers, [](const transform::communication& c) -> const auto& {
-    return c.event_id;
-  });
-  auto ts = group_by_writer(batch.touchpoints, writers, [](const transform::touchpoint& t) -> const auto& {
-    return t.touchpoint_id;
-  });
-  std::vector<batch_view> out(writers);
-  for (std::size_t w = 0; w < writers; ++w) {
-    out[w].communications = std::span<const transform::communication>(batch.communications).subspan(cs[w], cs[w + 1] - cs[w]);
-    out[w].touchpoints = std::span<const transform::touchpoint>(batch.touchpoints).subspan(ts[w], ts[w + 1] - ts[w]);
-  }
-  out[rejections_to % writers].rejections = batch.rejections;
-  return out;
 }
 
 batch_result writer::write_view(const view& v, const batch_info& info, const transform::uuid& batch_id, bool rewrite,

@@ -20,6 +20,7 @@
 
 #include <pqxx/pqxx>
 
+#include "sinks/postgres/communication_insert.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/copy_encoder.h"
 #include "sinks/postgres/replication_status.h"
@@ -162,6 +163,10 @@ class writer {
   void prepare_session();
   void ensure_month_partitions(const view& v);
   void encode(const view& v, batch_result& counts);
+  // The part's communications with an event time that are not stored yet, COPYed into the table inside a
+  // savepoint; returns the rows copied, or 0 having staged every communication instead (communication_insert.h).
+  std::uint64_t copy_communications(pqxx::dbtransaction& tx, const view& v);
+  void stage_all_communications(const view& v);
   void drop_connection() noexcept;
   bool cancelled() const noexcept;
   void sleep_unless_cancelled(std::chrono::milliseconds delay) const;
@@ -172,6 +177,14 @@ class writer {
   std::unordered_set<std::int32_t> known_months_;
   // Reused across batches and retries.
   copy_encoder comm_rows_, touch_rows_, reject_rows_;
+  // The part's communications with an event time, for the direct COPY; comm_rows_ then holds the others.
+  copy_encoder comm_direct_, comm_probed_;  // comm_probed_: without the rows a probe found stored
+  std::vector<std::uint32_t> direct_idx_;    // the rows of the direct COPY being tried
+  bool probe_first_ = false;                 // the last parts had stored rows: probe before the COPY
+  std::vector<std::uint32_t> comm_keep_;  // the communications written, after de-duplication, in key order
+  bool comm_all_staged_ = false;          // comm_rows_ holds all of them (no direct COPY for this part)
+  metric_tally tally_;
+  bool direct_copy_ = false;  // the session may COPY into communications
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;
   std::atomic<bool> reachable_{true};

@@ -1,0 +1,70 @@
+// The communications part of a batch transaction (writer.cc runs it; this holds its statement and its
+// pieces).
+//
+// Rows with an event time go straight into `communications` by binary COPY when the session may COPY into it
+// (Row Level Security does not apply to its role: the owner, or a role with BYPASSRLS). PostgreSQL batches heap
+// and index inserts only for COPY; `INSERT … SELECT` from a staging table inserts row by row, at about twice the
+// cost. The COPY runs inside a savepoint: a unique violation (a row stored already: a replay, a provider's retry)
+// rolls it back and the whole part takes the staging path, `INSERT … ON CONFLICT DO NOTHING`, exactly as when
+// the direct path is not available. Rows whose time is the receipt time always take the staging path: a retry of
+// one has a later time, so its duplicate is found by a window search, not by the key.
+//
+// The metric upkeep of the rows copied directly is tallied here on the writer's thread and applied by the staging
+// statement, together with the rows it inserts itself: one statement locks the metric rows, in key order, as
+// before (so two writers cannot deadlock on them).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "transform/canonical/canonical_event.h"
+
+namespace crm::sinks::postgres {
+
+// The insert of the staged communications (`stage`: the session's staging table) with ON CONFLICT DO NOTHING,
+// bumping communication_metrics (and, with `maintain_analytics`, ab_test_message_counts) by the rows it inserted
+// plus the tally of rows copied directly ($1..$8: metric_tally::params()). Returns the number of rows it inserted.
+std::string communications_insert_statement(const char* stage, bool maintain_analytics);
+
+// The target of the direct COPY: the table and its column list.
+std::string communications_copy_target();
+
+// Counts of rows per metric key (UTC day, campaign, channel, status, and the A/B test and variant), for the
+// statement above. Thread ownership: the writer's.
+class metric_tally {
+ public:
+  void clear() noexcept { groups_.clear(); }
+  bool empty() const noexcept { return groups_.empty(); }
+  void add(const transform::communication& c);
+  // $1..$8: days since 1970-01-01, campaign_id, campaign_ref, channel, status, ab_test_id, variant, rows — as
+  // PostgreSQL array literals (NULL for an absent campaign, reference, test or variant).
+  std::array<std::string, 8> params() const;
+
+ private:
+  struct group {
+    std::int32_t day = 0;
+    std::int64_t campaign_id = 0;
+    std::string campaign_ref, channel, status, ab_test_id, variant;
+    std::uint64_t rows = 0;
+  };
+  std::unordered_map<std::string, group> groups_;
+  std::string key_;
+};
+
+// The positions in `rows` (indices into `all`) of the communications stored already (the same event_id and
+// occurred_at), in ascending order: one index probe per row, parameters sent in binary.
+std::vector<std::size_t> stored_already(pqxx::dbtransaction& tx, std::span<const transform::communication> all,
+                                        const std::vector<std::uint32_t>& rows);
+
+// Runs `COPY target FROM STDIN (FORMAT binary)` inside `tx` and streams `rows` (copy_encoder's output) in large
+// messages. Returns the number of rows the server stored; throws pqxx::sql_error (with its SQLSTATE) or
+// pqxx::broken_connection.
+std::uint64_t copy_into(pqxx::dbtransaction& tx, const std::string& target, const std::string& rows);
+
+}  // namespace crm::sinks::postgres

@@ -1,0 +1,170 @@
+// The communications part of the batch transaction (sinks/postgres/communication_insert.h) against a real
+// PostgreSQL: rows with an event time COPYed straight into the table, the metric upkeep of those rows, rows stored
+// already left out, and the staging path for a role Row Level Security applies to.
+//
+// Which path stored a row shows in its xmin: the direct COPY runs inside a savepoint, so its rows carry the
+// subtransaction's id, while rows the staging statement inserted carry the transaction's own id, the one the
+// ledger row of the batch carries too.
+#include "sinks/postgres/writer.h"
+
+#include <gtest/gtest.h>
+
+#include "support/event_ids.h"
+#include "support/test_db.h"
+
+namespace pg = crm::sinks::postgres;
+namespace tf = crm::transform;
+
+namespace {
+
+using crm_test::id_of;
+using crm_test::nov_2026;
+constexpr tf::timestamp_us day = crm_test::day_us;
+constexpr tf::timestamp_us hour = 3600LL * 1000000;
+
+// References and A/B names that an array literal must quote: quotes, backslashes, commas, braces, spaces, the
+// word NULL, and non-ASCII text.
+const char* const refs[] = {"C-\"quoted\"", "C\\back\\slash", "C,comma", "{C}", "NULL", "Kampagne Größe"};
+const char* const variants[] = {"A", "b \"2\"", "c\\d", "NULL"};
+
+tf::communication comm(std::uint64_t n, tf::timestamp_us at) {
+  tf::communication c;
+  c.event_id = id_of(n);
+  c.occurred_at = at;
+  c.received_at = nov_2026 + 30 * day;
+  c.channel_ = n % 5 ? tf::channel::email : tf::channel::sms;
+  c.status = n % 3 ? tf::comm_status::delivered : tf::comm_status::opened;
+  c.provider = "test";
+  c.email = "lead@example.com";
+  c.phone = "+4915112345678";
+  switch (n % 4) {
+    case 0: break;  // no campaign
+    case 1: c.campaign_id = 7; break;
+    default:  // a campaign the CRM names: the derived key is negative
+      c.campaign_ref = refs[n % 6];
+      c.campaign_id = -1 - static_cast<std::int64_t>(n % 6);
+  }
+  if (n % 7 < 4) {
+    c.ab_test_id = n % 2 ? "subject \"line\"" : "t,1";
+    c.variant = variants[n % 4];
+  }
+  return c;
+}
+
+// What the metric tables must hold: a recount from the stored rows, compared both ways.
+void expect_metrics_equal_recount(const std::string& dsn) {
+  const char* metrics =
+      "SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics"
+      " WHERE event_count <> 0";
+  const char* recount =
+      "SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*), min(campaign_ref)"
+      " FROM communications GROUP BY 1, 2, 3, 4";
+  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + metrics + " EXCEPT " + recount + ") a"), 0);
+  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + recount + " EXCEPT " + metrics + ") a"), 0);
+  const char* ab = "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts WHERE events <> 0";
+  const char* ab_recount =
+      "SELECT ab_test_id, variant, status, count(*) FROM communications"
+      " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3";
+  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + ab + " EXCEPT " + ab_recount + ") a"), 0);
+  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + ab_recount + " EXCEPT " + ab + ") a"), 0);
+}
+
+// Rows of the batch at `position` that the staging statement inserted (see the file's comment).
+long long staged_rows(const std::string& dsn, const std::string& position) {
+  return crm_test::count(dsn, "SELECT count(*) FROM communications WHERE xmin = (SELECT xmin FROM ingest_batches"
+                              " WHERE source_position = '" + position + "')");
+}
+
+pg::writer_options opts(const std::string& dsn) {
+  pg::writer_options o;
+  o.dsn = dsn;
+  o.retry = pg::retry_policy::for_at_most(std::chrono::seconds(20));
+  o.backoff_base = std::chrono::milliseconds(20);
+  return o;
+}
+
+TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetrics) {
+  auto dsn = crm_test::fresh_database("t_comm_direct");
+  tf::event_batch b;
+  for (std::uint64_t i = 0; i < 600; ++i) b.communications.push_back(comm(i, nov_2026 + (i % 9) * 5 * hour));
+  for (std::uint64_t i = 600; i < 640; ++i) {  // no event time from the source: the window search
+    b.communications.push_back(comm(i, nov_2026 + (i % 3) * day));
+    b.communications.back().occurred_at_is_receipt_time = true;
+  }
+  pg::writer w(opts(dsn));
+  auto r = w.write(b, {"test", "mixed"});
+  EXPECT_EQ(r.communications_inserted, 640u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 640);
+  EXPECT_EQ(staged_rows(dsn, "mixed"), 40) << "the rows with an event time were not copied directly";
+  expect_metrics_equal_recount(dsn);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 640);
+  // Every reference and variant came through its array literal as it was written.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT campaign_ref) FROM communication_metrics"), 6);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communication_metrics WHERE campaign_ref = 'NULL'"),
+            crm_test::count(dsn, "SELECT count(DISTINCT ((occurred_at AT TIME ZONE 'UTC')::date, channel, status))"
+                                 " FROM communications WHERE campaign_ref = 'NULL'"));
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communication_metrics WHERE campaign_ref = 'Kampagne Größe'"),
+            crm_test::count(dsn, "SELECT count(DISTINCT ((occurred_at AT TIME ZONE 'UTC')::date, channel, status))"
+                                 " FROM communications WHERE campaign_ref = 'Kampagne Größe'"));
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT variant) FROM ab_test_message_counts"), 4);
+}
+
+TEST(CommunicationInsert, RowsStoredAlreadyAreLeftOutAndCountedAsDuplicates) {
+  auto dsn = crm_test::fresh_database("t_comm_direct_stored");
+  pg::writer w(opts(dsn));
+  tf::event_batch first;
+  for (std::uint64_t i = 0; i < 300; i += 2) first.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
+  EXPECT_EQ(w.write(first, {"test", "first"}).communications_inserted, 150u);
+
+  // Every second event stored already, spread over the batch's key order: the first COPY meets a stored row.
+  tf::event_batch second;
+  for (std::uint64_t i = 0; i < 300; ++i) second.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
+  auto r = w.write(second, {"test", "second"});
+  EXPECT_EQ(r.communications_inserted, 150u);
+  EXPECT_EQ(r.duplicates(), 150u);
+  EXPECT_EQ(staged_rows(dsn, "second"), 0) << "the new rows were not copied directly";
+
+  // Probing first now: a part with no stored rows is copied, and one stored whole inserts nothing.
+  tf::event_batch fresh;
+  for (std::uint64_t i = 300; i < 400; ++i) fresh.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
+  EXPECT_EQ(w.write(fresh, {"test", "fresh"}).communications_inserted, 100u);
+  EXPECT_EQ(staged_rows(dsn, "fresh"), 0);
+  EXPECT_EQ(w.write(fresh, {"test", "again"}).communications_inserted, 0u);
+  EXPECT_EQ(w.write(second, {"test", "again 2"}).communications_inserted, 0u);
+
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 400);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM (SELECT event_id, occurred_at FROM communications"
+                                 " GROUP BY 1, 2 HAVING count(*) > 1) d"),
+            0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 400);
+  expect_metrics_equal_recount(dsn);
+  // The ledger says what each batch inserted.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(communications_inserted) FROM ingest_batches"), 400);
+}
+
+TEST(CommunicationInsert, ARoleRowLevelSecurityAppliesToStagesEveryRowAndOneThatBypassesItCopies) {
+  auto dsn = crm_test::fresh_database("t_comm_direct_roles");
+  crm_test::execute(crm_test::admin_dsn(),
+                    "DO $$ BEGIN"
+                    " IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 't_direct_rls') THEN"
+                    "  CREATE ROLE t_direct_rls LOGIN IN ROLE crm_ingest_writer; END IF;"
+                    " IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 't_direct_bypass') THEN"
+                    "  CREATE ROLE t_direct_bypass LOGIN BYPASSRLS IN ROLE crm_ingest_writer; END IF; END $$");
+  auto as = [&](const std::string& user) {
+    const auto scheme = dsn.find("://") + 3;
+    return dsn.substr(0, scheme) + user + dsn.substr(dsn.find('@'));
+  };
+  tf::event_batch b1, b2;
+  for (std::uint64_t i = 0; i < 200; ++i) (i < 100 ? b1 : b2).communications.push_back(comm(i, nov_2026 + i * hour));
+  pg::writer limited(opts(as("t_direct_rls")));
+  EXPECT_EQ(limited.write(b1, {"test", "limited"}).communications_inserted, 100u);
+  EXPECT_EQ(staged_rows(dsn, "limited"), 100);
+  pg::writer bypassing(opts(as("t_direct_bypass")));
+  EXPECT_EQ(bypassing.write(b2, {"test", "bypassing"}).communications_inserted, 100u);
+  EXPECT_EQ(staged_rows(dsn, "bypassing"), 0);
+  EXPECT_EQ(bypassing.write(b1, {"test", "bypassing again"}).communications_inserted, 0u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 200);
+  expect_metrics_equal_recount(dsn);
+}
+
+}  // namespace
