@@ -56,13 +56,16 @@ done
 # Least privilege (schemas/0003_security.sql): the bootstrap creates the NOLOGIN roles crm_ingest_writer and
 # crm_ingest_analytics, the owner CRM_INGEST_OWNER_USER (owns the database; runs `crm-ingest migrate` and
 # `partitions retain`) and CRM_INGEST_DB_USER, the login role `serve` connects as, granted crm_ingest_writer
-# only. The same name for both keeps the single-role layout (serve as owner: Row Level Security and the
-# writer's limits do not apply to it), with a warning.
+# only, with BYPASSRLS: the writer's policies admit every row of the three tables Row Level Security guards, so
+# it changes nothing serve may read or insert, and PostgreSQL refuses COPY into those tables to a role the
+# policies apply to (the writer then stages every row: sinks/postgres/communication_insert.h). The same name
+# for both keeps the single-role layout (serve as owner: Row Level Security and the writer's limits do not
+# apply to it), with a warning.
 if [ "$CRM_INGEST_DB_USER" = "$CRM_INGEST_OWNER_USER" ]; then
   echo "render-configs: warning: CRM_INGEST_DB_USER = CRM_INGEST_OWNER_USER ($CRM_INGEST_DB_USER): serve will run as the table owner, not as crm_ingest_writer" >&2
   CRM_INGEST_SERVE_ROLE_SQL=""
 else
-  CRM_INGEST_SERVE_ROLE_SQL=" -c \"CREATE ROLE $CRM_INGEST_DB_USER LOGIN PASSWORD '$CRM_INGEST_DB_PASSWORD' IN ROLE crm_ingest_writer\""
+  CRM_INGEST_SERVE_ROLE_SQL=" -c \"CREATE ROLE $CRM_INGEST_DB_USER LOGIN BYPASSRLS PASSWORD '$CRM_INGEST_DB_PASSWORD' IN ROLE crm_ingest_writer\""
 fi
 for v in PATRONI_TTL PATRONI_LOOP_WAIT PATRONI_RETRY_TIMEOUT HAPROXY_PRIMARY_PORT HAPROXY_REPLICA_PORT HAPROXY_STATS_PORT; do
   [[ ${!v} =~ ^[0-9]+$ ]] || fail "$v must be a number (got '${!v}')"

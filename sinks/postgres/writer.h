@@ -1,6 +1,8 @@
 // PostgreSQL batch writer: one event_batch -> ONE transaction that COPYs into session-local staging
 // tables, inserts with ON CONFLICT DO NOTHING, bumps communication_metrics from the rows really
-// inserted, writes the ledger row, and commits. Replaying a batch inserts nothing and counts nothing.
+// inserted, writes the ledger row, and commits. Communications with an event time are COPYed straight into
+// their table instead when the session may (communication_insert.h), rows stored already left out. Replaying a
+// batch inserts nothing and counts nothing.
 //
 // Thread ownership: a writer and its connection belong to one thread. write() blocks that thread
 // while the database is unreachable (capped, jittered backoff), which is how backpressure reaches the

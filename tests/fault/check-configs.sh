@@ -47,7 +47,7 @@ boot() { /usr/bin/python3 -c 'import shlex, sys, yaml; print("\n".join(shlex.spl
 prod_boot=$(boot "$work/production/crm-db-1/patroni.yml")
 for want in "CREATE ROLE crm_ingest_writer NOLOGIN" "CREATE ROLE crm_ingest_analytics NOLOGIN" \
             "CREATE ROLE crm_ingest_owner LOGIN PASSWORD 'change-me'" \
-            "CREATE ROLE crm_ingest LOGIN PASSWORD 'change-me' IN ROLE crm_ingest_writer" "CREATE DATABASE crm OWNER crm_ingest_owner"; do
+            "CREATE ROLE crm_ingest LOGIN BYPASSRLS PASSWORD 'change-me' IN ROLE crm_ingest_writer" "CREATE DATABASE crm OWNER crm_ingest_owner"; do
   grep -qxF -- "$want" <<<"$prod_boot" || { echo "FAIL production post_bootstrap lacks: $want"; failed=1; }
 done
 local_boot=$(boot "$work/local/conf/node1/patroni.yml")
