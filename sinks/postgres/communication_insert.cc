@@ -151,6 +151,17 @@ std::array<std::string, 8> metric_tally::params() const {
   return p;
 }
 
+std::uint64_t recent_keys::fingerprint(const transform::uuid& id, transform::timestamp_us at) noexcept {
+  std::uint64_t a, b;
+  std::memcpy(&a, id.data(), 8);
+  std::memcpy(&b, id.data() + 8, 8);
+  std::uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL) ^ (static_cast<std::uint64_t>(at) * 0xC2B2AE3D27D4EB4FULL);
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;  // splitmix64's finalizer
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+  h ^= h >> 31;
+  return h | 1;  // never 0, the empty slot
+}
+
 std::vector<std::size_t> stored_already(pqxx::dbtransaction& tx, std::span<const transform::communication> all,
                                         const std::vector<std::uint32_t>& rows) {
   // One-dimensional arrays in PostgreSQL's binary format (array_recv): dimensions, flags, element type,

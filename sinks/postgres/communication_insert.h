@@ -57,6 +57,27 @@ class metric_tally {
   std::string key_;
 };
 
+// Fingerprints of the (event_id, occurred_at) keys a writer sent lately, in a fixed table (8 MiB; a newer key
+// overwrites an older one in its slot). Only a hint of which rows to probe before a COPY: a key it forgot, or
+// one it remembers that is not stored (a batch rolled back, lost in a failover), costs time, never a row.
+// Thread ownership: the writer's.
+class recent_keys {
+ public:
+  recent_keys() : slots_(std::size_t{1} << 20, 0) {}
+  bool seen(const transform::uuid& id, transform::timestamp_us at) const noexcept {
+    const auto f = fingerprint(id, at);
+    return slots_[f & (slots_.size() - 1)] == f;
+  }
+  void add(const transform::uuid& id, transform::timestamp_us at) noexcept {
+    const auto f = fingerprint(id, at);
+    slots_[f & (slots_.size() - 1)] = f;
+  }
+
+ private:
+  static std::uint64_t fingerprint(const transform::uuid& id, transform::timestamp_us at) noexcept;
+  std::vector<std::uint64_t> slots_;
+};
+
 // The positions in `rows` (indices into `all`) of the communications stored already (the same event_id and
 // occurred_at), in ascending order: one index probe per row, parameters sent in binary.
 std::vector<std::size_t> stored_already(pqxx::dbtransaction& tx, std::span<const transform::communication> all,

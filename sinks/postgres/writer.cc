@@ -274,30 +274,43 @@ std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v
     if (!v.communications[i].occurred_at_is_receipt_time) direct_idx_.push_back(i);
   }
   copy_encoder* rows = &comm_direct_;
-  bool probed = false;
+  // Rows stored already (a replay, a redelivery, a provider's retry) are left out of the COPY: the rows of
+  // `ask` (a subsequence of direct_idx_) that a probe finds stored are dropped from it.
+  auto leave_out_stored = [&](const std::vector<std::uint32_t>& ask) {
+    const auto stored = stored_already(tx, v.communications, ask);
+    if (stored.empty()) return false;
+    std::size_t kept = 0;
+    for (std::size_t k = 0, s = 0; k < direct_idx_.size(); ++k) {
+      if (s < stored.size() && ask[stored[s]] == direct_idx_[k]) {
+        ++s;
+        continue;
+      }
+      direct_idx_[kept++] = direct_idx_[k];
+    }
+    direct_idx_.resize(kept);
+    comm_probed_.clear();
+    for (auto i : direct_idx_) comm_probed_.append(v.communications[i], communication_layout::table);
+    rows = &comm_probed_;
+    return true;
+  };
+  bool probed = false;  // all of direct_idx_
+  if (!probe_first_) {
+    // Only the rows whose keys this writer sent lately, the likely duplicates (a hint: the unique index decides).
+    ask_idx_.clear();
+    for (auto i : direct_idx_) {
+      if (recent_.seen(v.communications[i].event_id, v.communications[i].occurred_at)) ask_idx_.push_back(i);
+    }
+    if (!ask_idx_.empty()) leave_out_stored(ask_idx_);
+  }
+  for (auto i : direct_idx_) recent_.add(v.communications[i].event_id, v.communications[i].occurred_at);
   for (;;) {
     if (probe_first_ && !probed) {
-      // Rows stored already (a replay, a redelivery, a provider's retry) are left out of the COPY.
       probed = true;
-      const auto stored = stored_already(tx, v.communications, direct_idx_);
-      if (stored.empty()) {
-        probe_first_ = false;  // a clean part: the next one is copied without asking first
-      } else {
-        std::size_t kept = 0;
-        for (std::size_t k = 0, s = 0; k < direct_idx_.size(); ++k) {
-          if (s < stored.size() && stored[s] == k) {
-            ++s;
-            continue;
-          }
-          direct_idx_[kept++] = direct_idx_[k];
-        }
-        direct_idx_.resize(kept);
-        comm_probed_.clear();
-        for (auto i : direct_idx_) comm_probed_.append(v.communications[i], communication_layout::table);
-        rows = &comm_probed_;
-        if (direct_idx_.empty()) return 0;
-      }
+      // A clean part: the next one is copied without asking first.
+      ask_idx_ = direct_idx_;
+      if (!leave_out_stored(ask_idx_)) probe_first_ = false;
     }
+    if (direct_idx_.empty()) return 0;
     tx.exec("SAVEPOINT crm_direct_copy");
     std::uint64_t copied = 0;
     bool conflict = false;

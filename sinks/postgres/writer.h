@@ -183,6 +183,8 @@ class writer {
   copy_encoder comm_direct_, comm_probed_;  // comm_probed_: without the rows a probe found stored
   std::vector<std::uint32_t> direct_idx_;    // the rows of the direct COPY being tried
   bool probe_first_ = false;                 // the last parts had stored rows: probe before the COPY
+  std::vector<std::uint32_t> ask_idx_;       // the rows probed first: keys recent_ has seen
+  recent_keys recent_;                       // keys of the communications this writer copied lately
   std::vector<std::uint32_t> comm_keep_;  // the communications written, after de-duplication, in key order
   bool comm_all_staged_ = false;          // comm_rows_ holds all of them (no direct COPY for this part)
   metric_tally tally_;
