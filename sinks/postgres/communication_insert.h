@@ -1,13 +1,16 @@
 // The communications part of a batch transaction (writer.cc runs it; this holds its statement and its
 // pieces).
 //
-// Rows with an event time go straight into `communications` by binary COPY when the session may COPY into it
-// (Row Level Security does not apply to its role: the owner, or a role with BYPASSRLS). PostgreSQL batches heap
-// and index inserts only for COPY; `INSERT … SELECT` from a staging table inserts row by row, at about twice the
-// cost. The COPY runs inside a savepoint: a unique violation (a row stored already: a replay, a provider's retry)
-// rolls it back and the whole part takes the staging path, `INSERT … ON CONFLICT DO NOTHING`, exactly as when
-// the direct path is not available. Rows whose time is the receipt time always take the staging path: a retry of
-// one has a later time, so its duplicate is found by a window search, not by the key.
+// A part's rows go straight into `communications` by binary COPY when the session may COPY into it (Row Level
+// Security does not apply to its role: the owner, or a role with BYPASSRLS; and the table has no triggers of the
+// database's own). PostgreSQL batches heap and index inserts only for COPY; `INSERT … SELECT` from a staging table
+// inserts row by row, at about twice the cost. The rows whose keys the writer sent lately (recent_keys) are probed
+// first and those stored already left out. The COPY runs inside a savepoint: a unique violation (a row stored by
+// another session: a replay, a redelivery) rolls it back, a probe of all rows finds the stored ones, and the rest
+// is COPYed; the writer then probes first until four parts in a row come clean. A second failure stages the part:
+// `INSERT … ON CONFLICT DO NOTHING`, exactly as when the direct path is not available. A part with a row whose time
+// is the receipt time is staged whole: a retry of one has a later time, so its duplicate is found by a window
+// search, not by the key, and that search must not see the part's own rows.
 //
 // The metric upkeep of the rows copied directly is tallied here on the writer's thread and applied by the staging
 // statement, together with the rows it inserts itself: one statement locks the metric rows, in key order, as

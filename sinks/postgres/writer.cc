@@ -99,13 +99,20 @@ void writer::prepare_session() {
       tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + table + " (" + definition + ") ON COMMIT DELETE ROWS");
     }
     // Direct COPY into communications (communication_insert.h) is refused for a role Row Level Security
-    // applies to; such a session stages every row.
-    direct_copy_ = !tx.exec("SELECT row_security_active('communications')")[0][0].as<bool>();
+    // applies to, and a trigger of the database's could change or skip the rows the writer counts: such a
+    // session stages every row. (No table yet, before `migrate`: staging too, and the batch fails as before.)
+    direct_copy_ = tx.exec("SELECT CASE WHEN to_regclass('communications') IS NULL THEN false"
+                           " ELSE NOT row_security_active(to_regclass('communications')) AND NOT EXISTS ("
+                           "  SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN ("
+                           "   SELECT to_regclass('communications') UNION ALL"
+                           "   SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('communications'))) END")[0][0]
+                       .as<bool>();
   }
   // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
-  // unique index, and metric rows are locked in key order too. encode() writes the staging rows (and the
-  // rows copied directly) sorted by key, and a scan of a fresh temporary table returns them in insertion
-  // order (temporary tables live in local buffers: no synchronized or parallel scans), so no ORDER BY is needed.
+  // unique index, and metric rows are locked in key order too. encode() writes the staging rows sorted by key
+  // (communications by month, then key: see encode()), and a scan of a fresh temporary table returns them in
+  // insertion order (temporary tables live in local buffers: no synchronized or parallel scans), so no ORDER BY
+  // is needed.
   // The communications statement bumps the counters other writers bump too (communication_metrics,
   // ab_test_message_counts): commit_once() runs it last, so those row locks are held only from it to COMMIT.
   conn->prepare("crm_insert_communications",
@@ -173,6 +180,7 @@ void writer::encode(const view& v, batch_result& counts) {
   counts.touchpoints_in = v.touchpoints.size();
   counts.rejected_in = v.rejections.size();
 
+  bool has_receipt_time = false;
   // De-duplicate within the batch (first occurrence wins) and write in key order.
   auto sorted = [&](auto span, auto key_of) {
     order_.resize(span.size());
@@ -198,11 +206,24 @@ void writer::encode(const view& v, batch_result& counts) {
       }
     }
     comm_keep_.push_back(order_[i]);
-    if (c.occurred_at_is_receipt_time) {
-      comm_rows_.append(c);
-    } else {
-      comm_direct_.append(c, communication_layout::table);
-    }
+    has_receipt_time |= c.occurred_at_is_receipt_time;
+  }
+  // Communications go in by month, then key, on both paths: a COPY into the partitioned table fills one buffer
+  // per partition and inserts them in the order it met the partitions, so only this order is the same on both,
+  // and every writer (of any process) takes the unique index's entries in one global order.
+  month_order_.resize(comm_keep_.size());
+  for (std::size_t k = 0; k < comm_keep_.size(); ++k) {
+    month_order_[k] = {month_index(v.communications[comm_keep_[k]].occurred_at), comm_keep_[k]};
+  }
+  std::stable_sort(month_order_.begin(), month_order_.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (std::size_t k = 0; k < comm_keep_.size(); ++k) comm_keep_[k] = month_order_[k].second;
+  if (has_receipt_time) {
+    // Rows without an event time are looked for near their time, which must not see the part's own rows
+    // copied a moment before: a part with one stages all of its rows, in one statement.
+    stage_all_communications(v);
+  } else {
+    for (auto i : comm_keep_) comm_direct_.append(v.communications[i], communication_layout::table);
   }
   sorted(v.touchpoints, [](const transform::touchpoint& t) -> const transform::uuid& { return t.touchpoint_id; });
   for (std::size_t i = 0; i < order_.size(); ++i) {
@@ -269,10 +290,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
 }
 
 std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v) {
-  direct_idx_.clear();
-  for (auto i : comm_keep_) {
-    if (!v.communications[i].occurred_at_is_receipt_time) direct_idx_.push_back(i);
-  }
+  direct_idx_.assign(comm_keep_.begin(), comm_keep_.end());
   copy_encoder* rows = &comm_direct_;
   // Rows stored already (a replay, a redelivery, a provider's retry) are left out of the COPY: the rows of
   // `ask` (a subsequence of direct_idx_) that a probe finds stored are dropped from it.
@@ -308,7 +326,9 @@ std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v
       probed = true;
       // A clean part: the next one is copied without asking first.
       ask_idx_ = direct_idx_;
-      if (!leave_out_stored(ask_idx_)) probe_first_ = false;
+      // Four clean parts in a row: the next ones are copied without asking first.
+      clean_probes_ = leave_out_stored(ask_idx_) ? 0 : clean_probes_ + 1;
+      if (clean_probes_ >= 4) probe_first_ = false;
     }
     if (direct_idx_.empty()) return 0;
     tx.exec("SAVEPOINT crm_direct_copy");
@@ -317,8 +337,13 @@ std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v
     try {
       copied = copy_into(tx, communications_copy_target(), rows->finish());
     } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() != "23505") throw;
-      conflict = true;  // unique_violation: a row is stored already
+      if (e.sqlstate() == "0A000") {
+        direct_copy_ = false;  // feature_not_supported: Row Level Security applies to the role since the session began
+      } else if (e.sqlstate() == "23505") {
+        conflict = true;  // unique_violation: a row is stored already
+      } else {
+        throw;
+      }
     }
     if (!conflict && copied == rows->rows()) {
       tx.exec("RELEASE SAVEPOINT crm_direct_copy");
@@ -327,11 +352,12 @@ std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v
     }
     tx.exec("ROLLBACK TO SAVEPOINT crm_direct_copy");
     if (conflict && !probed) {
-      probe_first_ = true;  // ask first, from now on, until a part comes without stored rows
+      probe_first_ = true;  // ask first, from now on, until parts come without stored rows
+      clean_probes_ = 0;
       continue;
     }
-    // Stored by another session since the probe, or a row a trigger of the database skipped: the staging
-    // path, whose ON CONFLICT and RETURNING say exactly what was inserted.
+    // Stored by another session since the probe, a row a trigger of the database skipped, or COPY refused: the
+    // staging path, whose ON CONFLICT and RETURNING say exactly what was inserted.
     stage_all_communications(v);
     return 0;
   }

@@ -165,8 +165,8 @@ class writer {
   void prepare_session();
   void ensure_month_partitions(const view& v);
   void encode(const view& v, batch_result& counts);
-  // The part's communications with an event time that are not stored yet, COPYed into the table inside a
-  // savepoint; returns the rows copied, or 0 having staged every communication instead (communication_insert.h).
+  // The part's communications that are not stored yet, COPYed into the table inside a savepoint; returns the
+  // rows copied, or 0 having staged every communication instead (communication_insert.h).
   std::uint64_t copy_communications(pqxx::dbtransaction& tx, const view& v);
   void stage_all_communications(const view& v);
   void drop_connection() noexcept;
@@ -179,13 +179,15 @@ class writer {
   std::unordered_set<std::int32_t> known_months_;
   // Reused across batches and retries.
   copy_encoder comm_rows_, touch_rows_, reject_rows_;
-  // The part's communications with an event time, for the direct COPY; comm_rows_ then holds the others.
+  // The part's communications for the direct COPY (none when a row has no event time: all staged).
   copy_encoder comm_direct_, comm_probed_;  // comm_probed_: without the rows a probe found stored
   std::vector<std::uint32_t> direct_idx_;    // the rows of the direct COPY being tried
   bool probe_first_ = false;                 // the last parts had stored rows: probe before the COPY
+  int clean_probes_ = 0;                     // parts in a row whose probe found nothing stored
+  std::vector<std::pair<std::int32_t, std::uint32_t>> month_order_;  // (month, row) for encode()'s order
   std::vector<std::uint32_t> ask_idx_;       // the rows probed first: keys recent_ has seen
   recent_keys recent_;                       // keys of the communications this writer copied lately
-  std::vector<std::uint32_t> comm_keep_;  // the communications written, after de-duplication, in key order
+  std::vector<std::uint32_t> comm_keep_;  // the communications written, after de-duplication, by month and key
   bool comm_all_staged_ = false;          // comm_rows_ holds all of them (no direct COPY for this part)
   metric_tally tally_;
   bool direct_copy_ = false;  // the session may COPY into communications

@@ -7,6 +7,9 @@
 // ledger row of the batch carries too.
 #include "sinks/postgres/writer.h"
 
+#include <atomic>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "support/event_ids.h"
@@ -85,19 +88,24 @@ pg::writer_options opts(const std::string& dsn) {
 
 TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetrics) {
   auto dsn = crm_test::fresh_database("t_comm_direct");
-  tf::event_batch b;
-  for (std::uint64_t i = 0; i < 600; ++i) b.communications.push_back(comm(i, nov_2026 + (i % 9) * 5 * hour));
+  tf::event_batch b, receipt;
+  // Across a month's end (the COPY fills one buffer per partition).
+  for (std::uint64_t i = 0; i < 600; ++i) b.communications.push_back(comm(i, nov_2026 - day + (i % 9) * 5 * hour));
   for (std::uint64_t i = 600; i < 640; ++i) {  // no event time from the source: the window search
-    b.communications.push_back(comm(i, nov_2026 + (i % 3) * day));
-    b.communications.back().occurred_at_is_receipt_time = true;
+    receipt.communications.push_back(comm(i, nov_2026 + (i % 3) * day));
+    receipt.communications.back().occurred_at_is_receipt_time = true;
   }
   pg::writer w(opts(dsn));
-  auto r = w.write(b, {"test", "mixed"});
-  EXPECT_EQ(r.communications_inserted, 640u);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 640);
-  EXPECT_EQ(staged_rows(dsn, "mixed"), 40) << "the rows with an event time were not copied directly";
+  auto r = w.write(b, {"test", "timed"});
+  EXPECT_EQ(r.communications_inserted, 600u);
+  EXPECT_EQ(staged_rows(dsn, "timed"), 0) << "the rows with an event time were not copied directly";
+  // A part with a row without an event time is staged whole.
+  receipt.communications.push_back(comm(700, nov_2026 + 2 * day));
+  EXPECT_EQ(w.write(receipt, {"test", "receipt"}).communications_inserted, 41u);
+  EXPECT_EQ(staged_rows(dsn, "receipt"), 41);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 641);
   expect_metrics_equal_recount(dsn);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 640);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 641);
   // Every reference and variant came through its array literal as it was written.
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT campaign_ref) FROM communication_metrics"), 6);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communication_metrics WHERE campaign_ref = 'NULL'"),
@@ -151,6 +159,84 @@ TEST(CommunicationInsert, RowsStoredAlreadyAreLeftOutAndCountedAsDuplicates) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(communications_inserted) FROM ingest_batches"), 450);
 }
 
+// A retry without an event time (E at its receipt, R) and the event with its own time (E at T, R < T < R + 1 day)
+// in one part: both are stored, as the staging statement alone decided before the direct COPY existed (the
+// window search must not see the part's own rows).
+TEST(CommunicationInsert, APartWithARowWithoutAnEventTimeIsDecidedInOneStatement) {
+  auto dsn = crm_test::fresh_database("t_comm_direct_window");
+  tf::event_batch b;
+  b.communications.push_back(comm(1, nov_2026 + 5 * hour));
+  b.communications.back().occurred_at_is_receipt_time = true;
+  b.communications.push_back(comm(1, nov_2026 + 9 * hour));
+  b.communications.push_back(comm(2, nov_2026 + 9 * hour));
+  pg::writer w(opts(dsn));
+  EXPECT_EQ(w.write(b, {"test", "window"}).communications_inserted, 3u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 3);
+  expect_metrics_equal_recount(dsn);
+}
+
+// A trigger of the database's that changes rows: the metrics count what was stored (the staging statement's
+// RETURNING), not what was sent.
+TEST(CommunicationInsert, ATriggerOnTheTableSendsEveryRowThroughTheStagingStatement) {
+  auto dsn = crm_test::fresh_database("t_comm_direct_trigger");
+  crm_test::execute(dsn, "CREATE FUNCTION t_relabel() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                         " IF NEW.status = 'opened' THEN NEW.status := 'clicked'; END IF; RETURN NEW; END $$;"
+                         " CREATE TRIGGER t_relabel BEFORE INSERT ON communications FOR EACH ROW EXECUTE FUNCTION t_relabel()");
+  tf::event_batch b;
+  for (std::uint64_t i = 0; i < 90; ++i) b.communications.push_back(comm(i, nov_2026 + i * hour));
+  pg::writer w(opts(dsn));
+  EXPECT_EQ(w.write(b, {"test", "trigger"}).communications_inserted, 90u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE status = 'opened'"), 0);
+  expect_metrics_equal_recount(dsn);
+}
+
+// Two writers of different processes with overlapping parts across a month's end, one of them held up by a third
+// session's uncommitted row. In key order, a COPY inserts the December rows of its buffer before the November
+// ones while the staging statement or another COPY goes key by key: the two writers deadlocked and one batch was
+// replayed. By month, then key, every writer takes the index entries in one order, and both write at once.
+TEST(CommunicationInsert, WritersOfOverlappingPartsAcrossAMonthsEndDoNotDeadlock) {
+  auto dsn = crm_test::fresh_database("t_comm_direct_order");
+  const tf::timestamp_us dec = nov_2026 + 30 * day;
+  tf::event_batch a, b;
+  for (auto [n, at] : {std::pair{1, dec + day}, {2, nov_2026 + 4 * day}, {3, nov_2026 + 4 * day}, {4, dec + 4 * day},
+                       {5, nov_2026 + 5 * day}}) {
+    a.communications.push_back(comm(static_cast<std::uint64_t>(n), at));
+  }
+  b.communications.push_back(comm(3, nov_2026 + 4 * day));
+  b.communications.push_back(comm(4, dec + 4 * day));
+  pg::writer wa(opts(dsn)), wb(opts(dsn));
+  wa.connect();
+  wb.connect();
+  auto waiting = [&] {
+    return crm_test::count(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND wait_event_type = 'Lock'");
+  };
+  auto until = [](auto done) {
+    for (int i = 0; i < 100 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  };
+  pqxx::connection holder_conn(dsn);
+  pqxx::work holder(holder_conn);  // event 2, uncommitted: writer A waits for it
+  holder.exec("INSERT INTO communications (event_id, occurred_at, received_at, channel, status) VALUES ('" +
+              tf::to_string(id_of(2)) + "', '2026-11-05 00:00:00+00', now(), 'email', 'sent')");
+  pg::batch_result ra, rb;
+  std::atomic<bool> b_done{false};
+  std::thread ta([&] { ra = wa.write(a, {"test", "A"}); });
+  until([&] { return waiting() >= 1; });
+  std::thread tb([&] {
+    rb = wb.write(b, {"test", "B"});
+    b_done = true;
+  });
+  until([&] { return b_done.load() || waiting() >= 2; });
+  holder.abort();
+  ta.join();
+  tb.join();
+  EXPECT_EQ(ra.attempts, 1u) << "writer A's batch was replayed (a deadlock)";
+  EXPECT_EQ(rb.attempts, 1u) << "writer B's batch was replayed (a deadlock)";
+  EXPECT_EQ(ra.communications_inserted + rb.communications_inserted, 5u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 5);
+  expect_metrics_equal_recount(dsn);
+}
+
 TEST(CommunicationInsert, ARoleRowLevelSecurityAppliesToStagesEveryRowAndOneThatBypassesItCopies) {
   auto dsn = crm_test::fresh_database("t_comm_direct_roles");
   crm_test::execute(crm_test::admin_dsn(),
@@ -158,7 +244,9 @@ TEST(CommunicationInsert, ARoleRowLevelSecurityAppliesToStagesEveryRowAndOneThat
                     " IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 't_direct_rls') THEN"
                     "  CREATE ROLE t_direct_rls LOGIN IN ROLE crm_ingest_writer; END IF;"
                     " IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 't_direct_bypass') THEN"
-                    "  CREATE ROLE t_direct_bypass LOGIN BYPASSRLS IN ROLE crm_ingest_writer; END IF; END $$");
+                    "  CREATE ROLE t_direct_bypass LOGIN BYPASSRLS IN ROLE crm_ingest_writer; END IF;"
+                    // Whatever an interrupted run left.
+                    " ALTER ROLE t_direct_rls NOBYPASSRLS; ALTER ROLE t_direct_bypass BYPASSRLS; END $$");
   auto as = [&](const std::string& user) {
     const auto scheme = dsn.find("://") + 3;
     return dsn.substr(0, scheme) + user + dsn.substr(dsn.find('@'));
@@ -172,7 +260,15 @@ TEST(CommunicationInsert, ARoleRowLevelSecurityAppliesToStagesEveryRowAndOneThat
   EXPECT_EQ(bypassing.write(b2, {"test", "bypassing"}).communications_inserted, 100u);
   EXPECT_EQ(staged_rows(dsn, "bypassing"), 0);
   EXPECT_EQ(bypassing.write(b1, {"test", "bypassing again"}).communications_inserted, 0u);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 200);
+  // Row Level Security applies to the role from now on, in the middle of the writer's session: COPY is refused
+  // (0A000), and the part is staged instead of failing.
+  crm_test::execute(crm_test::admin_dsn(), "ALTER ROLE t_direct_bypass NOBYPASSRLS");
+  tf::event_batch b3;
+  for (std::uint64_t i = 200; i < 250; ++i) b3.communications.push_back(comm(i, nov_2026 + i * hour));
+  EXPECT_EQ(bypassing.write(b3, {"test", "no longer bypassing"}).communications_inserted, 50u);
+  EXPECT_EQ(staged_rows(dsn, "no longer bypassing"), 50);
+  crm_test::execute(crm_test::admin_dsn(), "ALTER ROLE t_direct_bypass BYPASSRLS");
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 250);
   expect_metrics_equal_recount(dsn);
 }
 
