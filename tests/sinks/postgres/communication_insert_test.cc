@@ -14,6 +14,7 @@
 
 #include "support/event_ids.h"
 #include "support/test_db.h"
+#include "writer_options.h"
 
 namespace pg = crm::sinks::postgres;
 namespace tf = crm::transform;
@@ -78,12 +79,18 @@ long long staged_rows(const std::string& dsn, const std::string& position) {
                               " WHERE source_position = '" + position + "')");
 }
 
-pg::writer_options opts(const std::string& dsn) {
-  pg::writer_options o;
-  o.dsn = dsn;
-  o.retry = pg::retry_policy::for_at_most(std::chrono::seconds(20));
-  o.backoff_base = std::chrono::milliseconds(20);
-  return o;
+using crm_test::writer_options_for;
+auto opts = writer_options_for;
+
+// Writes `b` as one batch with a writer of its own; it must insert `inserted` rows, and the metrics must equal a
+// recount of the stored rows.
+void write_expecting(const std::string& dsn, const tf::event_batch& b, const std::string& position,
+                     std::uint64_t inserted) {
+  pg::writer w(opts(dsn));
+  EXPECT_EQ(w.write(b, {"test", position}).communications_inserted, inserted);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(communications_inserted) FROM ingest_batches"),
+            static_cast<long long>(inserted));
+  expect_metrics_equal_recount(dsn);
 }
 
 TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetrics) {
@@ -169,10 +176,8 @@ TEST(CommunicationInsert, APartWithARowWithoutAnEventTimeIsDecidedInOneStatement
   b.communications.back().occurred_at_is_receipt_time = true;
   b.communications.push_back(comm(1, nov_2026 + 9 * hour));
   b.communications.push_back(comm(2, nov_2026 + 9 * hour));
-  pg::writer w(opts(dsn));
-  EXPECT_EQ(w.write(b, {"test", "window"}).communications_inserted, 3u);
+  write_expecting(dsn, b, "window", 3);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 3);
-  expect_metrics_equal_recount(dsn);
 }
 
 // A trigger of the database's that changes rows: the metrics count what was stored (the staging statement's
@@ -184,10 +189,8 @@ TEST(CommunicationInsert, ATriggerOnTheTableSendsEveryRowThroughTheStagingStatem
                          " CREATE TRIGGER t_relabel BEFORE INSERT ON communications FOR EACH ROW EXECUTE FUNCTION t_relabel()");
   tf::event_batch b;
   for (std::uint64_t i = 0; i < 90; ++i) b.communications.push_back(comm(i, nov_2026 + i * hour));
-  pg::writer w(opts(dsn));
-  EXPECT_EQ(w.write(b, {"test", "trigger"}).communications_inserted, 90u);
+  write_expecting(dsn, b, "trigger", 90);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE status = 'opened'"), 0);
-  expect_metrics_equal_recount(dsn);
 }
 
 // Two writers of different processes with overlapping parts across a month's end, one of them held up by a third

@@ -7,6 +7,7 @@
 
 #include "support/event_ids.h"
 #include "support/test_db.h"
+#include "writer_options.h"
 
 namespace pg = crm::sinks::postgres;
 namespace tf = crm::transform;
@@ -61,13 +62,7 @@ void expect_metrics_equal_recount(const std::string& dsn) {
   EXPECT_EQ(crm_test::count(dsn, recount_missing_sql), 0);
 }
 
-pg::writer_options opts(const std::string& dsn) {
-  pg::writer_options o;
-  o.dsn = dsn;
-  o.retry = pg::retry_policy::for_at_most(std::chrono::seconds(20));
-  o.backoff_base = std::chrono::milliseconds(20);
-  return o;
-}
+auto opts = crm_test::writer_options_for;
 
 TEST(PostgresWriter, WritesOnceAndReplayIsANoOp) {
   auto dsn = crm_test::fresh_database("t_writer_replay");
