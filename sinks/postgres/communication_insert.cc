@@ -151,6 +151,15 @@ std::array<std::string, 8> metric_tally::params() const {
   return p;
 }
 
+bool may_copy_communications(pqxx::dbtransaction& tx) {
+  if (tx.exec("SELECT to_regclass('communications') IS NOT NULL")[0][0].as<bool>() == false) return false;
+  tx.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE");  // what the COPY takes anyway
+  return tx
+      .exec("SELECT NOT row_security_active('communications') AND NOT EXISTS (SELECT 1 FROM pg_trigger"
+            " WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM pg_partition_tree('communications')))")[0][0]
+      .as<bool>();
+}
+
 std::uint64_t recent_keys::fingerprint(const transform::uuid& id, transform::timestamp_us at) noexcept {
   std::uint64_t a, b;
   std::memcpy(&a, id.data(), 8);

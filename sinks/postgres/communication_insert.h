@@ -81,6 +81,13 @@ class recent_keys {
   std::vector<std::uint64_t> slots_;
 };
 
+// Whether `tx` may COPY into communications now: the table exists, Row Level Security does not apply to the role
+// (PostgreSQL refuses COPY then), and neither it nor any of its partitions has a trigger of the database's (the
+// writer's tally would count the rows sent, not the rows stored). Asked in every batch transaction, after the
+// table's ROW EXCLUSIVE lock, which a CREATE TRIGGER on the table waits for; a trigger created on a partition in
+// the moment between the question and the COPY is not seen.
+bool may_copy_communications(pqxx::dbtransaction& tx);
+
 // The positions in `rows` (indices into `all`) of the communications stored already (the same event_id and
 // occurred_at), in ascending order: one index probe per row, parameters sent in binary.
 std::vector<std::size_t> stored_already(pqxx::dbtransaction& tx, std::span<const transform::communication> all,

@@ -98,15 +98,6 @@ void writer::prepare_session() {
                                      std::pair{stage_rejections, rejection_stage_definition}}) {
       tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + table + " (" + definition + ") ON COMMIT DELETE ROWS");
     }
-    // Direct COPY into communications (communication_insert.h) is refused for a role Row Level Security
-    // applies to, and a trigger of the database's could change or skip the rows the writer counts: such a
-    // session stages every row. (No table yet, before `migrate`: staging too, and the batch fails as before.)
-    direct_copy_ = tx.exec("SELECT CASE WHEN to_regclass('communications') IS NULL THEN false"
-                           " ELSE NOT row_security_active(to_regclass('communications')) AND NOT EXISTS ("
-                           "  SELECT 1 FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN ("
-                           "   SELECT to_regclass('communications') UNION ALL"
-                           "   SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('communications'))) END")[0][0]
-                       .as<bool>();
   }
   // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
   // unique index, and metric rows are locked in key order too. encode() writes the staging rows sorted by key
@@ -268,7 +259,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
     std::uint64_t copied = 0;
     tally_.clear();
     if (!comm_direct_.empty() && !comm_all_staged_) {
-      if (direct_copy_) {
+      if (may_copy_communications(tx)) {
         copied = copy_communications(tx, v);
       } else {
         stage_all_communications(v);
@@ -292,6 +283,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
 std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v) {
   direct_idx_.assign(comm_keep_.begin(), comm_keep_.end());
   copy_encoder* rows = &comm_direct_;
+  writer_observer* obs = options_.observer.get();
   // Rows stored already (a replay, a redelivery, a provider's retry) are left out of the COPY: the rows of
   // `ask` (a subsequence of direct_idx_) that a probe finds stored are dropped from it.
   auto leave_out_stored = [&](const std::vector<std::uint32_t>& ask) {
@@ -318,14 +310,17 @@ std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v
     for (auto i : direct_idx_) {
       if (recent_.seen(v.communications[i].event_id, v.communications[i].occurred_at)) ask_idx_.push_back(i);
     }
-    if (!ask_idx_.empty()) leave_out_stored(ask_idx_);
+    if (!ask_idx_.empty()) {
+      if (obs) obs->communications_probed(ask_idx_.size());
+      leave_out_stored(ask_idx_);
+    }
   }
   for (auto i : direct_idx_) recent_.add(v.communications[i].event_id, v.communications[i].occurred_at);
   for (;;) {
     if (probe_first_ && !probed) {
       probed = true;
-      // A clean part: the next one is copied without asking first.
       ask_idx_ = direct_idx_;
+      if (obs) obs->communications_probed(ask_idx_.size());
       // Four clean parts in a row: the next ones are copied without asking first.
       clean_probes_ = leave_out_stored(ask_idx_) ? 0 : clean_probes_ + 1;
       if (clean_probes_ >= 4) probe_first_ = false;
@@ -333,19 +328,20 @@ std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v
     if (direct_idx_.empty()) return 0;
     tx.exec("SAVEPOINT crm_direct_copy");
     std::uint64_t copied = 0;
-    bool conflict = false;
+    bool conflict = false, refused = false;
     try {
       copied = copy_into(tx, communications_copy_target(), rows->finish());
     } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() == "0A000") {
-        direct_copy_ = false;  // feature_not_supported: Row Level Security applies to the role since the session began
-      } else if (e.sqlstate() == "23505") {
+      if (e.sqlstate() == "23505") {
         conflict = true;  // unique_violation: a row is stored already
+        if (obs) obs->copy_met_stored_row();
+      } else if (e.sqlstate() == "0A000") {
+        refused = true;  // feature_not_supported: Row Level Security came to apply to the role since the check
       } else {
         throw;
       }
     }
-    if (!conflict && copied == rows->rows()) {
+    if (!conflict && !refused && copied == rows->rows()) {
       tx.exec("RELEASE SAVEPOINT crm_direct_copy");
       for (auto i : direct_idx_) tally_.add(v.communications[i]);
       return copied;

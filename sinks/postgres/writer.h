@@ -190,7 +190,6 @@ class writer {
   std::vector<std::uint32_t> comm_keep_;  // the communications written, after de-duplication, by month and key
   bool comm_all_staged_ = false;          // comm_rows_ holds all of them (no direct COPY for this part)
   metric_tally tally_;
-  bool direct_copy_ = false;  // the session may COPY into communications
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;
   std::atomic<bool> reachable_{true};

@@ -8,6 +8,7 @@
 #include "sinks/postgres/writer.h"
 
 #include <atomic>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -124,46 +125,71 @@ TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetri
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT variant) FROM ab_test_message_counts"), 4);
 }
 
+// What the writer reports of its probes and of COPYs that met a stored row.
+struct probe_counter : pg::writer_observer {
+  std::size_t probes = 0, probed_rows = 0, conflicts = 0;
+  void communications_probed(std::size_t rows) override {
+    ++probes;
+    probed_rows += rows;
+  }
+  void copy_met_stored_row() override { ++conflicts; }
+};
+
 TEST(CommunicationInsert, RowsStoredAlreadyAreLeftOutAndCountedAsDuplicates) {
   auto dsn = crm_test::fresh_database("t_comm_direct_stored");
-  pg::writer w(opts(dsn));
-  tf::event_batch first;
-  for (std::uint64_t i = 0; i < 300; i += 2) first.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
+  auto seen = std::make_shared<probe_counter>();
+  auto o = opts(dsn);
+  o.observer = seen;
+  pg::writer w(o);
+  auto events = [](std::uint64_t from, std::uint64_t to, std::uint64_t step = 1) {
+    tf::event_batch b;
+    for (std::uint64_t i = from; i < to; i += step) b.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
+    return b;
+  };
+  const auto first = events(0, 300, 2);
   {
     // Stored by another writer (another process, or before a restart): `w` has no hint of them.
     pg::writer other(opts(dsn));
     EXPECT_EQ(other.write(first, {"test", "first"}).communications_inserted, 150u);
   }
 
-  // Every second event stored already, spread over the batch's key order: the first COPY meets a stored row.
-  tf::event_batch second;
-  for (std::uint64_t i = 0; i < 300; ++i) second.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
+  // Every second event stored already, spread over the batch's key order: the COPY meets a stored row, is rolled
+  // back, the part is probed whole, and the 150 others are copied.
+  const auto second = events(0, 300);
   auto r = w.write(second, {"test", "second"});
   EXPECT_EQ(r.communications_inserted, 150u);
   EXPECT_EQ(r.duplicates(), 150u);
   EXPECT_EQ(staged_rows(dsn, "second"), 0) << "the new rows were not copied directly";
+  EXPECT_EQ(seen->conflicts, 1u);
+  EXPECT_EQ(seen->probed_rows, 300u);
 
-  // Probing first now: a part with no stored rows is copied, and one stored whole inserts nothing.
-  tf::event_batch fresh;
-  for (std::uint64_t i = 300; i < 400; ++i) fresh.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
-  EXPECT_EQ(w.write(fresh, {"test", "fresh"}).communications_inserted, 100u);
-  EXPECT_EQ(staged_rows(dsn, "fresh"), 0);
-  EXPECT_EQ(w.write(fresh, {"test", "again"}).communications_inserted, 0u);
-  EXPECT_EQ(w.write(second, {"test", "again 2"}).communications_inserted, 0u);
-  // Keys this writer sent are probed before the COPY (a hint); new rows among them are still copied.
-  tf::event_batch mixed;
-  for (std::uint64_t i = 350; i < 450; ++i) mixed.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
-  EXPECT_EQ(w.write(mixed, {"test", "mixed"}).communications_inserted, 50u);
+  // From now on every part is probed before its COPY, until four in a row come clean.
+  for (std::uint64_t k = 0; k < 4; ++k) {
+    EXPECT_EQ(w.write(events(300 + 25 * k, 325 + 25 * k), {"test", "clean " + std::to_string(k)}).communications_inserted,
+              25u);
+  }
+  EXPECT_EQ(seen->probes, 5u);
+  EXPECT_EQ(seen->probed_rows, 400u);
+  EXPECT_EQ(w.write(events(400, 425), {"test", "clean 4"}).communications_inserted, 25u);
+  EXPECT_EQ(seen->probes, 5u) << "a fifth clean part was still probed";
+
+  // Keys this writer sent are probed before the COPY (a hint), without a failed COPY first; new rows among them are
+  // copied, and a part it sent before inserts nothing.
+  EXPECT_EQ(w.write(events(375, 475), {"test", "mixed"}).communications_inserted, 50u);
   EXPECT_EQ(staged_rows(dsn, "mixed"), 0);
+  EXPECT_EQ(seen->probed_rows, 450u);
+  EXPECT_EQ(w.write(first, {"test", "again"}).communications_inserted, 0u);
+  EXPECT_EQ(w.write(second, {"test", "again 2"}).communications_inserted, 0u);
+  EXPECT_EQ(seen->conflicts, 1u) << "a COPY met a row the writer had sent itself";
 
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 450);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 475);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM (SELECT event_id, occurred_at FROM communications"
                                  " GROUP BY 1, 2 HAVING count(*) > 1) d"),
             0);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 450);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 475);
   expect_metrics_equal_recount(dsn);
   // The ledger says what each batch inserted.
-  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(communications_inserted) FROM ingest_batches"), 450);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(communications_inserted) FROM ingest_batches"), 475);
 }
 
 // A retry without an event time (E at its receipt, R) and the event with its own time (E at T, R < T < R + 1 day)
@@ -180,17 +206,31 @@ TEST(CommunicationInsert, APartWithARowWithoutAnEventTimeIsDecidedInOneStatement
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 3);
 }
 
-// A trigger of the database's that changes rows: the metrics count what was stored (the staging statement's
-// RETURNING), not what was sent.
+// A trigger of the database's that changes rows, created while the writer is connected: the metrics count what was
+// stored (the staging statement's RETURNING), not what was sent.
 TEST(CommunicationInsert, ATriggerOnTheTableSendsEveryRowThroughTheStagingStatement) {
   auto dsn = crm_test::fresh_database("t_comm_direct_trigger");
+  pg::writer w(opts(dsn));
+  tf::event_batch before, after;
+  for (std::uint64_t i = 0; i < 90; ++i) (i < 45 ? before : after).communications.push_back(comm(i, nov_2026 + i * hour));
+  EXPECT_EQ(w.write(before, {"test", "before"}).communications_inserted, 45u);
+  EXPECT_EQ(staged_rows(dsn, "before"), 0);
   crm_test::execute(dsn, "CREATE FUNCTION t_relabel() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
                          " IF NEW.status = 'opened' THEN NEW.status := 'clicked'; END IF; RETURN NEW; END $$;"
                          " CREATE TRIGGER t_relabel BEFORE INSERT ON communications FOR EACH ROW EXECUTE FUNCTION t_relabel()");
-  tf::event_batch b;
-  for (std::uint64_t i = 0; i < 90; ++i) b.communications.push_back(comm(i, nov_2026 + i * hour));
-  write_expecting(dsn, b, "trigger", 90);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE status = 'opened'"), 0);
+  EXPECT_EQ(w.write(after, {"test", "after"}).communications_inserted, 45u);
+  EXPECT_EQ(staged_rows(dsn, "after"), 45);
+  // A third of each batch was sent as opened: the second batch's are stored as clicked.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE status = 'opened'"), 15);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE status = 'clicked'"), 15);
+  expect_metrics_equal_recount(dsn);
+}
+
+// The writer connects to a database `migrate` has not run on yet (a start-up check that reaches the server first).
+TEST(CommunicationInsert, AWriterConnectsBeforeTheSchemaExists) {
+  auto dsn = crm_test::fresh_database("t_comm_direct_unmigrated", /*migrated=*/false);
+  pg::writer w(opts(dsn));
+  EXPECT_NO_THROW(w.connect());
 }
 
 // Two writers of different processes with overlapping parts across a month's end, one of them held up by a third
