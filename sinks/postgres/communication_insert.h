@@ -43,7 +43,6 @@ std::string communications_copy_target();
 class metric_tally {
  public:
   void clear() noexcept { groups_.clear(); }
-  bool empty() const noexcept { return groups_.empty(); }
   void add(const transform::communication& c);
   // $1..$8: days since 1970-01-01, campaign_id, campaign_ref, channel, status, ab_test_id, variant, rows — as
   // PostgreSQL array literals (NULL for an absent campaign, reference, test or variant).

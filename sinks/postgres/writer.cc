@@ -164,7 +164,6 @@ void writer::encode(const view& v, batch_result& counts) {
   comm_rows_.clear();
   comm_direct_.clear();
   comm_keep_.clear();
-  comm_all_staged_ = false;
   touch_rows_.clear();
   reject_rows_.clear();
   counts.communications_in = v.communications.size();
@@ -234,7 +233,6 @@ void writer::encode(const view& v, batch_result& counts) {
 void writer::stage_all_communications(const view& v) {
   comm_rows_.clear();
   for (auto i : comm_keep_) comm_rows_.append(v.communications[i]);
-  comm_all_staged_ = true;
 }
 
 batch_result writer::commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id) {
@@ -258,7 +256,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   if (!comm_keep_.empty()) {
     std::uint64_t copied = 0;
     tally_.clear();
-    if (!comm_direct_.empty() && !comm_all_staged_) {
+    if (comm_rows_.empty()) {  // not staged (by encode(), or by an earlier attempt's fallback): try the COPY
       if (may_copy_communications(tx)) {
         copied = copy_communications(tx, v);
       } else {

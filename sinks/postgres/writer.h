@@ -179,7 +179,8 @@ class writer {
   std::unordered_set<std::int32_t> known_months_;
   // Reused across batches and retries.
   copy_encoder comm_rows_, touch_rows_, reject_rows_;
-  // The part's communications for the direct COPY (none when a row has no event time: all staged).
+  // The part's communications for the direct COPY; comm_rows_ holds either none of them or, once the part is
+  // staged (a row without an event time, or a fallback), all of them.
   copy_encoder comm_direct_, comm_probed_;  // comm_probed_: without the rows a probe found stored
   std::vector<std::uint32_t> direct_idx_;    // the rows of the direct COPY being tried
   bool probe_first_ = false;                 // the last parts had stored rows: probe before the COPY
@@ -188,7 +189,6 @@ class writer {
   std::vector<std::uint32_t> ask_idx_;       // the rows probed first: keys recent_ has seen
   recent_keys recent_;                       // keys of the communications this writer copied lately
   std::vector<std::uint32_t> comm_keep_;  // the communications written, after de-duplication, by month and key
-  bool comm_all_staged_ = false;          // comm_rows_ holds all of them (no direct COPY for this part)
   metric_tally tally_;
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;
