@@ -27,16 +27,6 @@ struct raw_connection_access : pqxx::largeobject {
   throw pqxx::sql_error(msg, query, sqlstate.empty() ? nullptr : sqlstate.c_str());
 }
 
-template <typename T>
-void put_be(std::string& out, T v) {
-  char b[sizeof(T)];
-  for (std::size_t i = sizeof(T); i-- > 0;) {
-    b[i] = static_cast<char>(v);
-    v = static_cast<T>(v >> 8);
-  }
-  out.append(b, sizeof(T));
-}
-
 // Days since 1970-01-01 of a UTC timestamp: `(occurred_at AT TIME ZONE 'UTC')::date`.
 std::int32_t utc_day(transform::timestamp_us us) noexcept {
   constexpr std::int64_t day_us = 86400LL * 1000000;
@@ -173,32 +163,21 @@ std::uint64_t recent_keys::fingerprint(const transform::uuid& id, transform::tim
 
 std::vector<std::size_t> stored_already(pqxx::dbtransaction& tx, std::span<const transform::communication> all,
                                         const std::vector<std::uint32_t>& rows) {
-  // One-dimensional arrays in PostgreSQL's binary format (array_recv): dimensions, flags, element type,
-  // length and lower bound, then each element as length and bytes.
-  auto array_header = [&](std::string& out, std::uint32_t element_type, std::uint32_t element_size) {
-    out.clear();
-    out.reserve(20 + rows.size() * (4 + element_size));
-    for (std::uint32_t v : {1u, 0u, element_type, static_cast<std::uint32_t>(rows.size()), 1u}) put_be(out, v);
-  };
   constexpr std::uint32_t uuid_oid = 2950, timestamptz_oid = 1184;
-  constexpr std::int64_t pg_epoch_offset_us = 946684800LL * 1000000;  // timestamps count from 2000-01-01
-  std::string ids, times;
-  array_header(ids, uuid_oid, 16);
-  array_header(times, timestamptz_oid, 8);
+  copy_encoder ids, times;  // binary arrays: the elements are COPY fields
+  ids.array_header(uuid_oid, static_cast<std::uint32_t>(rows.size()));
+  times.array_header(timestamptz_oid, static_cast<std::uint32_t>(rows.size()));
   for (auto i : rows) {
-    const auto& c = all[i];
-    put_be(ids, std::uint32_t{16});
-    ids.append(reinterpret_cast<const char*>(c.event_id.data()), 16);
-    put_be(times, std::uint32_t{8});
-    put_be(times, static_cast<std::uint64_t>(c.occurred_at - pg_epoch_offset_us));
+    ids.uuid(all[i].event_id);
+    times.timestamp(all[i].occurred_at);
   }
   // LATERAL … LIMIT 1: a nested loop of index probes (with run-time partition pruning) whatever the estimates.
   const std::string query =
       "SELECT u.i FROM unnest($1::uuid[], $2::timestamptz[]) WITH ORDINALITY AS u(event_id, occurred_at, i),"
       " LATERAL (SELECT 1 FROM communications c WHERE c.event_id = u.event_id AND c.occurred_at = u.occurred_at"
       " LIMIT 1) x ORDER BY u.i";
-  const char* values[2] = {ids.data(), times.data()};
-  const int lengths[2] = {static_cast<int>(ids.size()), static_cast<int>(times.size())};
+  const char* values[2] = {ids.buffer().data(), times.buffer().data()};
+  const int lengths[2] = {static_cast<int>(ids.buffer().size()), static_cast<int>(times.buffer().size())};
   const int formats[2] = {1, 1};
   PGconn* conn = raw_connection_access::of(tx);
   PGresult* res = PQexecParams(conn, query.c_str(), 2, nullptr, values, lengths, formats, 0);

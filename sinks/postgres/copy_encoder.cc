@@ -198,6 +198,14 @@ void copy_encoder::uuid(const transform::uuid& u) {
   out_.append(reinterpret_cast<const char*>(u.data()), 16);
 }
 
+void copy_encoder::array_header(std::uint32_t element_oid, std::uint32_t count) {
+  put32(1);  // dimensions
+  put32(0);  // flags: no NULLs
+  put32(element_oid);
+  put32(count);
+  put32(1);  // lower bound
+}
+
 bool to_valid_utf8(std::string_view s, std::string& clean) {
   clean.clear();
   clean.reserve(s.size());

@@ -54,6 +54,10 @@ class copy_encoder {
   void boolean(bool v);
   void timestamp(transform::timestamp_us us);
   void uuid(const transform::uuid& u);
+  // The header of a one-dimensional array without NULLs in PostgreSQL's binary format (array_recv): `count`
+  // elements of type `element_oid` follow, each written by the field encoders above (length, then bytes), so the
+  // buffer is a binary query parameter (the writer's probe, communication_insert.cc).
+  void array_header(std::uint32_t element_oid, std::uint32_t count);
   const std::string& buffer() const noexcept { return out_; }
 
  private:
