@@ -1,24 +1,19 @@
 // The batch ids and the split of a batch among writers (declared in writer.h).
 #include "sinks/postgres/writer.h"
 
+#include "sinks/postgres/mix64.h"
+
 #include <algorithm>
 #include <cstring>
 
 namespace crm::sinks::postgres {
 
 transform::uuid derived_batch_id(const transform::uuid& parent, std::uint8_t branch) noexcept {
-  auto mix = [](std::uint64_t x) {  // splitmix64's finalizer
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ULL;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBULL;
-    return x ^ (x >> 31);
-  };
   std::uint64_t a, b;
   std::memcpy(&a, parent.data(), 8);
   std::memcpy(&b, parent.data() + 8, 8);
-  const std::uint64_t x = mix(a ^ mix(b + branch * 0x9E3779B97F4A7C15ULL));
-  const std::uint64_t y = mix(b ^ mix(x + branch));
+  const std::uint64_t x = mix64(a ^ mix64(b + branch * 0x9E3779B97F4A7C15ULL));
+  const std::uint64_t y = mix64(b ^ mix64(x + branch));
   transform::uuid id;
   std::memcpy(id.data(), &x, 8);
   std::memcpy(id.data() + 8, &y, 8);
@@ -36,11 +31,7 @@ std::size_t writer_for(const transform::uuid& id, std::size_t writers) noexcept 
   // bytes, and sequential ones differ only in their last bytes. A multiplication alone carries bits only
   // upwards (ids differing in their last bytes all went to one writer of two), so the halves are combined
   // and then finished with splitmix64's mixer, whose shifts carry them down again.
-  std::uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL) ^ (b >> 32);
-  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
-  h ^= h >> 31;
-  return static_cast<std::size_t>(h % writers);
+  return static_cast<std::size_t>(mix64(a ^ (b * 0x9E3779B97F4A7C15ULL) ^ (b >> 32)) % writers);
 }
 
 namespace {

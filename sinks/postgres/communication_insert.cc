@@ -2,6 +2,7 @@
 
 #include "sinks/postgres/attribution.h"
 #include "sinks/postgres/copy_encoder.h"
+#include "sinks/postgres/mix64.h"
 
 #include <algorithm>
 #include <cstring>
@@ -154,11 +155,8 @@ std::uint64_t recent_keys::fingerprint(const transform::uuid& id, transform::tim
   std::uint64_t a, b;
   std::memcpy(&a, id.data(), 8);
   std::memcpy(&b, id.data() + 8, 8);
-  std::uint64_t h = a ^ (b * 0x9E3779B97F4A7C15ULL) ^ (static_cast<std::uint64_t>(at) * 0xC2B2AE3D27D4EB4FULL);
-  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;  // splitmix64's finalizer
-  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
-  h ^= h >> 31;
-  return h | 1;  // never 0, the empty slot
+  return mix64(a ^ (b * 0x9E3779B97F4A7C15ULL) ^ (static_cast<std::uint64_t>(at) * 0xC2B2AE3D27D4EB4FULL)) |
+         1;  // never 0, the empty slot
 }
 
 std::vector<std::size_t> stored_already(pqxx::dbtransaction& tx, std::span<const transform::communication> all,
