@@ -58,7 +58,7 @@ done
 # `partitions retain`) and CRM_INGEST_DB_USER, the login role `serve` connects as, granted crm_ingest_writer
 # only, with BYPASSRLS: the writer's policies admit every row of the three tables Row Level Security guards, so
 # it changes nothing serve may read or insert, and PostgreSQL refuses COPY into those tables to a role the
-# policies apply to (the writer then stages every row: sinks/postgres/communication_insert.h). The same name
+# policies apply to (the writer then stages every row: sinks/postgres/direct_copy.h). The same name
 # for both keeps the single-role layout (serve as owner: Row Level Security and the writer's limits do not
 # apply to it), with a warning.
 if [ "$CRM_INGEST_DB_USER" = "$CRM_INGEST_OWNER_USER" ]; then

@@ -1,5 +1,8 @@
 #include "sinks/postgres/attribution.h"
 
+#include "sinks/postgres/copy_encoder.h"
+#include "sinks/postgres/direct_copy.h"
+
 namespace crm::sinks::postgres {
 
 std::string touchpoint_returning(bool maintain) {
@@ -14,6 +17,33 @@ std::string touchpoint_backlog(bool maintain) {
                     " array_agg(tenant_id)"
                     " FROM ins HAVING count(*) > 0)"
                   : "";
+}
+
+std::string touchpoint_backlog_insert() {
+  return "INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at, lead_id, anonymous_id,"
+         " touch_type, ab_test_id, variant, tenant_id)"
+         " VALUES ($1::uuid, $2::integer, $3::uuid[], $4::timestamptz[], $5::bigint[], $6::text[], $7::text[],"
+         " $8::text[], $9::text[], $10::text[])";
+}
+
+std::array<std::string, 8> touchpoint_backlog_arrays(std::span<const transform::touchpoint> all,
+                                                     std::span<const std::uint32_t> rows) {
+  std::array<std::string, 8> p;
+  for (auto& s : p) s.push_back('{');
+  char at[32];
+  for (auto i : rows) {
+    const auto& t = all[i];
+    append_array_text(p[0], transform::to_string(t.touchpoint_id));
+    append_array_text(p[1], std::string_view(at, format_timestamp(t.occurred_at, at)));
+    append_array_number(p[2], t.lead_id, true);
+    append_array_text(p[3], t.anonymous_id);
+    append_array_text(p[4], transform::to_string(t.type));
+    append_array_text(p[5], t.ab_test_id);
+    append_array_text(p[6], t.variant);
+    append_array_text(p[7], t.tenant_id);
+  }
+  for (auto& s : p) s.push_back('}');
+  return p;
 }
 
 std::string ab_message_counts(bool maintain) {

@@ -7,10 +7,15 @@
 // Thread ownership: like the writer, everything here runs on the thread that owns the connection.
 #pragma once
 
+#include <array>
+#include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include <pqxx/pqxx>
+
+#include "transform/canonical/canonical_event.h"
 
 namespace crm::sinks::postgres {
 
@@ -23,6 +28,12 @@ inline constexpr const char* attribution_models[] = {"first_touch", "last_touch"
 // stage (sinks/postgres/analytics_stage.h); the statement's $1 is then the batch id. Off: "1" and "".
 std::string touchpoint_returning(bool maintain);
 std::string touchpoint_backlog(bool maintain);
+// The same backlog row for the touchpoints a batch COPYed straight into customer_touchpoints (direct_copy.h):
+// the statement ($1 the batch id, $2 the count, $3..$10 the columns as arrays) and its arrays, of the rows `rows`
+// (indices into `all`), with the values the table stores (empty text and a zero lead as NULL).
+std::string touchpoint_backlog_insert();
+std::array<std::string, 8> touchpoint_backlog_arrays(std::span<const transform::touchpoint> all,
+                                                     std::span<const std::uint32_t> rows);
 // For the communication insert (communication_insert.h), whose `tally` CTE counts the rows really inserted by
 // status, ab_test_id and variant (its column n): a CTE (with its leading comma) bumping ab_test_message_counts by
 // the A/B-tagged ones, in one sorted statement (a pure counter: it stays in the batch transaction). Off: "".

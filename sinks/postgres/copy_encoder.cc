@@ -2,6 +2,10 @@
 
 #include "transform/text/utf8.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace crm::sinks::postgres {
@@ -183,6 +187,80 @@ void copy_encoder::float8(double v) {
   put64(bits);
 }
 
+void copy_encoder::numeric_from_float8(double v) {
+  // numeric_recv's layout: ndigits, weight (of the first base-10000 digit), sign, dscale (decimal digits after
+  // the point), then the base-10000 digits. float8_numeric formats with "%.*g", DBL_DIG (15) and parses that.
+  constexpr std::uint16_t positive = 0x0000, negative = 0x4000, nan = 0xC000, pinf = 0xD000, ninf = 0xF000;
+  auto special = [&](std::uint16_t sign) {
+    put32(8);
+    put16(0);
+    put16(0);
+    put16(sign);
+    put16(0);
+  };
+  if (std::isnan(v)) return special(nan);
+  if (std::isinf(v)) return special(v > 0 ? pinf : ninf);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.15g", v);
+  const char* p = buf;
+  const bool neg = *p == '-';
+  if (neg) ++p;
+  std::string digits;  // the mantissa's digits, without the point
+  int point = -1;      // digits before the point
+  for (; *p && *p != 'e'; ++p) {
+    if (*p == '.') {
+      point = static_cast<int>(digits.size());
+    } else {
+      digits.push_back(*p);
+    }
+  }
+  if (point < 0) point = static_cast<int>(digits.size());
+  if (*p == 'e') point += std::atoi(p + 1);
+  // Leading and trailing zeros carry nothing (the point moves with the leading ones).
+  std::size_t lead = 0;
+  while (lead < digits.size() && digits[lead] == '0') ++lead;
+  digits.erase(0, lead);
+  point -= static_cast<int>(lead);
+  while (!digits.empty() && digits.back() == '0') digits.pop_back();
+  const int dscale = std::max(0, static_cast<int>(digits.size()) - point);
+  if (digits.empty()) {  // zero
+    put32(8);
+    put16(0);
+    put16(0);
+    put16(positive);
+    put16(0);
+    return;
+  }
+  // Align on base-10000 groups around the point: `point` digits (possibly more than the mantissa has, or
+  // negative: zeros after the point) before it.
+  const int int_groups = point > 0 ? (point + 3) / 4 : 0;
+  const int first_group = point > 0 ? 0 : -((-point) / 4) - 1;  // weight of the first group holding a digit
+  const int weight_top = point > 0 ? int_groups - 1 : first_group;
+  // Position of the mantissa's first digit counted from the top group's first digit.
+  const int offset = point > 0 ? int_groups * 4 - point : (-point) % 4;
+  const int total = offset + static_cast<int>(digits.size());
+  const int groups = (total + 3) / 4;
+  std::int16_t out[32];
+  for (int g = 0; g < groups; ++g) {
+    int d = 0;
+    for (int j = 0; j < 4; ++j) {
+      const int at = g * 4 + j - offset;
+      d = d * 10 + (at >= 0 && at < static_cast<int>(digits.size()) ? digits[static_cast<std::size_t>(at)] - '0' : 0);
+    }
+    out[g] = static_cast<std::int16_t>(d);
+  }
+  // Trim zero groups at either end (the weight follows the leading ones).
+  int from = 0, to = groups;
+  while (from < to && out[from] == 0) ++from;
+  while (to > from && out[to - 1] == 0) --to;
+  put32(static_cast<std::uint32_t>(8 + 2 * (to - from)));
+  put16(static_cast<std::uint16_t>(to - from));
+  put16(static_cast<std::uint16_t>(weight_top - from));
+  put16(neg ? negative : positive);
+  put16(static_cast<std::uint16_t>(dscale));
+  for (int g = from; g < to; ++g) put16(static_cast<std::uint16_t>(out[g]));
+}
+
 void copy_encoder::boolean(bool v) {
   put32(1);
   out_.push_back(v ? '\1' : '\0');
@@ -252,7 +330,7 @@ void copy_encoder::append(const transform::communication& c, communication_layou
   if (staging) boolean(c.occurred_at_is_receipt_time);  // see the writer's insert
 }
 
-void copy_encoder::append(const transform::touchpoint& t) {
+void copy_encoder::append(const transform::touchpoint& t, touchpoint_layout layout) {
   begin_row(29);
   uuid(t.touchpoint_id);
   timestamp(t.occurred_at);
@@ -275,10 +353,12 @@ void copy_encoder::append(const transform::touchpoint& t) {
   id(t.campaign_id);
   boolean(t.is_conversion);
   text(t.conversion_type);
-  if (t.has_conversion_value) {
+  if (!t.has_conversion_value) {
+    null();
+  } else if (layout == touchpoint_layout::staging) {
     float8(t.conversion_value);
   } else {
-    null();
+    numeric_from_float8(t.conversion_value);
   }
   text(t.currency);
   text(t.ab_test_id);

@@ -1,5 +1,5 @@
-// Encodes canonical records as PostgreSQL binary COPY tuples for the session's staging tables (and
-// communications for the communications table itself).
+// Encodes canonical records as PostgreSQL binary COPY tuples for the session's staging tables (and for
+// communications and customer_touchpoints themselves).
 // Binary COPY spares the server from parsing UUIDs, timestamps and numbers, and needs no escaping.
 // Pure and allocation-free per row apart from growing the output buffer, which callers reuse.
 #pragma once
@@ -23,13 +23,16 @@ extern const char* const touchpoint_stage_definition;
 extern const char* const rejection_stage_definition;
 
 // A communication row for the staging table (with occurred_at_is_receipt_time) or for the table itself
-// (communication_columns only: the writer's direct COPY, sinks/postgres/communication_insert.h).
+// (communication_columns only: the writer's direct COPY, sinks/postgres/direct_copy.h).
 enum class communication_layout { staging, table };
+// A touchpoint row for the staging table (conversion_value as float8, which the insert casts) or for the table
+// itself (conversion_value as numeric, the value the cast would make: numeric_from_float8 below).
+enum class touchpoint_layout { staging, table };
 
 class copy_encoder {
  public:
   void append(const transform::communication& c, communication_layout layout = communication_layout::staging);
-  void append(const transform::touchpoint& t);
+  void append(const transform::touchpoint& t, touchpoint_layout layout = touchpoint_layout::staging);
   void append(const transform::rejection& r);
 
   // The complete COPY stream (header, tuples, trailer) or empty when no row was appended.
@@ -51,6 +54,9 @@ class copy_encoder {
   void int8(std::int64_t v);
   void id(std::int64_t v) { v == 0 ? null() : int8(v); }  // 0 -> NULL
   void float8(double v);
+  // A float8 as the numeric PostgreSQL's float8-to-numeric cast makes of it (the shortest of %.15g's digits);
+  // a numeric(p,s) column rounds and range-checks it on receipt exactly as it does the cast's result.
+  void numeric_from_float8(double v);
   void boolean(bool v);
   void timestamp(transform::timestamp_us us);
   void uuid(const transform::uuid& u);

@@ -113,6 +113,7 @@ void writer::prepare_session() {
                     touchpoint_columns + " FROM " + stage_touchpoints +
                     " ON CONFLICT DO NOTHING RETURNING " + touchpoint_returning(options_.maintain_analytics) + ")" +
                     touchpoint_backlog(options_.maintain_analytics) + " SELECT count(*) FROM ins");
+  if (options_.maintain_analytics) conn->prepare("crm_touchpoint_backlog", touchpoint_backlog_insert());
   conn->prepare("crm_insert_rejections",
                 // The id is the dead letter's source and bytes, and its tenant when it has one: two tenants'
                 // identical bad bodies (a provider's test payload) are two dead letters, each theirs.
@@ -160,11 +161,23 @@ void writer::ensure_month_partitions(const view& v) {
   for (const auto& t : v.touchpoints) need(t.occurred_at);
 }
 
+// Rows go in by month, then key, on both paths: a COPY into a partitioned table fills one buffer per partition
+// and inserts them in the order it met the partitions, so only this order is the same on both, and every writer
+// (of any process) takes the unique index's entries in one global order. `keep` is in key order.
+template <class Record>
+void writer::order_by_month(std::vector<std::uint32_t>& keep, std::span<const Record> rows) {
+  month_order_.resize(keep.size());
+  for (std::size_t k = 0; k < keep.size(); ++k) month_order_[k] = {month_index(rows[keep[k]].occurred_at), keep[k]};
+  std::stable_sort(month_order_.begin(), month_order_.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (std::size_t k = 0; k < keep.size(); ++k) keep[k] = month_order_[k].second;
+}
+
 void writer::encode(const view& v, batch_result& counts) {
   comm_rows_.clear();
-  comm_direct_.clear();
   comm_keep_.clear();
   touch_rows_.clear();
+  touch_keep_.clear();
   reject_rows_.clear();
   counts.communications_in = v.communications.size();
   counts.touchpoints_in = v.touchpoints.size();
@@ -198,22 +211,16 @@ void writer::encode(const view& v, batch_result& counts) {
     comm_keep_.push_back(order_[i]);
     has_receipt_time |= c.occurred_at_is_receipt_time;
   }
-  // Communications go in by month, then key, on both paths: a COPY into the partitioned table fills one buffer
-  // per partition and inserts them in the order it met the partitions, so only this order is the same on both,
-  // and every writer (of any process) takes the unique index's entries in one global order.
-  month_order_.resize(comm_keep_.size());
-  for (std::size_t k = 0; k < comm_keep_.size(); ++k) {
-    month_order_[k] = {month_index(v.communications[comm_keep_[k]].occurred_at), comm_keep_[k]};
-  }
-  std::stable_sort(month_order_.begin(), month_order_.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
-  for (std::size_t k = 0; k < comm_keep_.size(); ++k) comm_keep_[k] = month_order_[k].second;
+  order_by_month(comm_keep_, v.communications);
+  comm_keys_.clear();
+  for (auto i : comm_keep_) comm_keys_.push_back({v.communications[i].event_id, v.communications[i].occurred_at});
+  comm_copy_.rows().clear();
   if (has_receipt_time) {
     // Rows without an event time are looked for near their time, which must not see the part's own rows
     // copied a moment before: a part with one stages all of its rows, in one statement.
     stage_all_communications(v);
   } else {
-    for (auto i : comm_keep_) comm_direct_.append(v.communications[i], communication_layout::table);
+    for (auto i : comm_keep_) comm_copy_.rows().append(v.communications[i], communication_layout::table);
   }
   sorted(v.touchpoints, [](const transform::touchpoint& t) -> const transform::uuid& { return t.touchpoint_id; });
   for (std::size_t i = 0; i < order_.size(); ++i) {
@@ -225,7 +232,14 @@ void writer::encode(const view& v, batch_result& counts) {
         continue;
       }
     }
-    touch_rows_.append(t);
+    touch_keep_.push_back(order_[i]);
+  }
+  order_by_month(touch_keep_, v.touchpoints);
+  touch_keys_.clear();
+  touch_copy_.rows().clear();
+  for (auto i : touch_keep_) {
+    touch_keys_.push_back({v.touchpoints[i].touchpoint_id, v.touchpoints[i].occurred_at});
+    touch_copy_.rows().append(v.touchpoints[i], touchpoint_layout::table);
   }
   for (const auto& r : v.rejections) reject_rows_.append(r);
 }
@@ -233,6 +247,20 @@ void writer::encode(const view& v, batch_result& counts) {
 void writer::stage_all_communications(const view& v) {
   comm_rows_.clear();
   for (auto i : comm_keep_) comm_rows_.append(v.communications[i]);
+}
+
+void writer::stage_all_touchpoints(const view& v) {
+  touch_rows_.clear();
+  for (auto i : touch_keep_) touch_rows_.append(v.touchpoints[i]);
+}
+
+template <class Record, class Layout>
+bool writer::copy_part(pqxx::dbtransaction& tx, direct_copy& c, std::span<const Record> rows,
+                       const std::vector<std::uint32_t>& keep, const std::vector<row_key>& keys, Layout layout,
+                       std::uint64_t& copied) {
+  return may_copy_into(tx, c.table()) &&
+         c.copy(tx, keys, recent_, options_.observer.get(),
+                [&](std::uint32_t k, copy_encoder& out) { out.append(rows[keep[k]], layout); }, copied);
 }
 
 batch_result writer::commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id) {
@@ -243,11 +271,28 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   pqxx::work tx(*conn_);
   // Touchpoints (with the batch's analytics_backlog row: sinks/postgres/analytics_stage.h) and dead letters
   // first; communications last, since their statement bumps rows other writers bump too.
-  if (!touch_rows_.empty()) {
-    copy_into(tx, stage_touchpoints, touch_rows_.finish());
-    auto res = options_.maintain_analytics ? tx.exec_prepared("crm_insert_touchpoints", id)
-                                           : tx.exec_prepared("crm_insert_touchpoints");
-    r.touchpoints_inserted = res[0][0].as<std::uint64_t>();
+  if (!touch_keep_.empty()) {
+    std::uint64_t copied = 0;
+    // Not staged (by an earlier attempt's fallback): try the COPY.
+    if (touch_rows_.empty() &&
+        !copy_part(tx, touch_copy_, v.touchpoints, touch_keep_, touch_keys_, touchpoint_layout::table, copied)) {
+      stage_all_touchpoints(v);
+    }
+    if (!touch_rows_.empty()) {
+      copy_into(tx, stage_touchpoints, touch_rows_.finish());
+      auto res = options_.maintain_analytics ? tx.exec_prepared("crm_insert_touchpoints", id)
+                                             : tx.exec_prepared("crm_insert_touchpoints");
+      r.touchpoints_inserted = res[0][0].as<std::uint64_t>();
+    } else {
+      r.touchpoints_inserted = copied;
+      if (options_.maintain_analytics && copied > 0) {
+        touch_copied_.clear();
+        for (auto k : touch_copy_.copied()) touch_copied_.push_back(touch_keep_[k]);
+        const auto a = touchpoint_backlog_arrays(v.touchpoints, touch_copied_);
+        tx.exec_prepared("crm_touchpoint_backlog", id, static_cast<std::int64_t>(copied), a[0], a[1], a[2], a[3],
+                         a[4], a[5], a[6], a[7]);
+      }
+    }
   }
   if (!reject_rows_.empty()) {
     copy_into(tx, stage_rejections, reject_rows_.finish());
@@ -256,9 +301,10 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   if (!comm_keep_.empty()) {
     std::uint64_t copied = 0;
     tally_.clear();
-    if (comm_rows_.empty()) {  // not staged (by encode(), or by an earlier attempt's fallback): try the COPY
-      if (may_copy_communications(tx)) {
-        copied = copy_communications(tx, v);
+    // Not staged (by encode(), or by an earlier attempt's fallback): try the COPY.
+    if (comm_rows_.empty()) {
+      if (copy_part(tx, comm_copy_, v.communications, comm_keep_, comm_keys_, communication_layout::table, copied)) {
+        for (auto k : comm_copy_.copied()) tally_.add(v.communications[comm_keep_[k]]);
       } else {
         stage_all_communications(v);
       }
@@ -276,85 +322,6 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   tx.commit();
   r.transactions = 1;
   return r;
-}
-
-std::uint64_t writer::copy_communications(pqxx::dbtransaction& tx, const view& v) {
-  direct_idx_.assign(comm_keep_.begin(), comm_keep_.end());
-  copy_encoder* rows = &comm_direct_;
-  writer_observer* obs = options_.observer.get();
-  // Rows stored already (a replay, a redelivery, a provider's retry) are left out of the COPY: the rows of
-  // `ask` (a subsequence of direct_idx_) that a probe finds stored are dropped from it.
-  auto leave_out_stored = [&](const std::vector<std::uint32_t>& ask) {
-    const auto stored = stored_already(tx, v.communications, ask);
-    if (stored.empty()) return false;
-    std::size_t kept = 0;
-    for (std::size_t k = 0, s = 0; k < direct_idx_.size(); ++k) {
-      if (s < stored.size() && ask[stored[s]] == direct_idx_[k]) {
-        ++s;
-        continue;
-      }
-      direct_idx_[kept++] = direct_idx_[k];
-    }
-    direct_idx_.resize(kept);
-    comm_probed_.clear();
-    for (auto i : direct_idx_) comm_probed_.append(v.communications[i], communication_layout::table);
-    rows = &comm_probed_;
-    return true;
-  };
-  bool probed = false;  // all of direct_idx_
-  if (!probe_first_) {
-    // Only the rows whose keys this writer sent lately, the likely duplicates (a hint: the unique index decides).
-    ask_idx_.clear();
-    for (auto i : direct_idx_) {
-      if (recent_.seen(v.communications[i].event_id, v.communications[i].occurred_at)) ask_idx_.push_back(i);
-    }
-    if (!ask_idx_.empty()) {
-      if (obs) obs->communications_probed(ask_idx_.size());
-      leave_out_stored(ask_idx_);
-    }
-  }
-  for (auto i : direct_idx_) recent_.add(v.communications[i].event_id, v.communications[i].occurred_at);
-  for (;;) {
-    if (probe_first_ && !probed) {
-      probed = true;
-      ask_idx_ = direct_idx_;
-      if (obs) obs->communications_probed(ask_idx_.size());
-      // Four clean parts in a row: the next ones are copied without asking first.
-      clean_probes_ = leave_out_stored(ask_idx_) ? 0 : clean_probes_ + 1;
-      if (clean_probes_ >= 4) probe_first_ = false;
-    }
-    if (direct_idx_.empty()) return 0;
-    tx.exec("SAVEPOINT crm_direct_copy");
-    std::uint64_t copied = 0;
-    bool conflict = false, refused = false;
-    try {
-      copied = copy_into(tx, communications_copy_target(), rows->finish());
-    } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() == "23505") {
-        conflict = true;  // unique_violation: a row is stored already
-        if (obs) obs->copy_met_stored_row();
-      } else if (e.sqlstate() == "0A000") {
-        refused = true;  // feature_not_supported: Row Level Security came to apply to the role since the check
-      } else {
-        throw;
-      }
-    }
-    if (!conflict && !refused && copied == rows->rows()) {
-      tx.exec("RELEASE SAVEPOINT crm_direct_copy");
-      for (auto i : direct_idx_) tally_.add(v.communications[i]);
-      return copied;
-    }
-    tx.exec("ROLLBACK TO SAVEPOINT crm_direct_copy");
-    if (conflict && !probed) {
-      probe_first_ = true;  // ask first, from now on, until parts come without stored rows
-      clean_probes_ = 0;
-      continue;
-    }
-    // Stored by another session since the probe, a row a trigger of the database skipped, or COPY refused: the
-    // staging path, whose ON CONFLICT and RETURNING say exactly what was inserted.
-    stage_all_communications(v);
-    return 0;
-  }
 }
 
 bool writer::settle_from_ledger(const transform::uuid& batch_id, batch_result& out) {

@@ -1,7 +1,7 @@
 // PostgreSQL batch writer: one event_batch -> ONE transaction that COPYs into session-local staging
 // tables, inserts with ON CONFLICT DO NOTHING, bumps communication_metrics from the rows really
-// inserted, writes the ledger row, and commits. Communications with an event time are COPYed straight into
-// their table instead when the session may (communication_insert.h), rows stored already left out. Replaying a
+// inserted, writes the ledger row, and commits. Communications with an event time and touchpoints are COPYed
+// straight into their tables instead when the session may (direct_copy.h), rows stored already left out. Replaying a
 // batch inserts nothing and counts nothing.
 //
 // Thread ownership: a writer and its connection belong to one thread. write() blocks that thread
@@ -25,6 +25,7 @@
 #include "sinks/postgres/communication_insert.h"
 #include "sinks/postgres/connection.h"
 #include "sinks/postgres/copy_encoder.h"
+#include "sinks/postgres/direct_copy.h"
 #include "sinks/postgres/replication_status.h"
 #include "sinks/postgres/retry_policy.h"
 #include "sinks/postgres/writer_observer.h"
@@ -165,10 +166,16 @@ class writer {
   void prepare_session();
   void ensure_month_partitions(const view& v);
   void encode(const view& v, batch_result& counts);
-  // The part's communications that are not stored yet, COPYed into the table inside a savepoint; returns the
-  // rows copied, or 0 having staged every communication instead (communication_insert.h).
-  std::uint64_t copy_communications(pqxx::dbtransaction& tx, const view& v);
+  // The part's rows of one table (`keep`, their `keys`) that are not stored yet, COPYed into it inside a savepoint
+  // (direct_copy.h): true with `copied` rows stored (`c.copied()`), false when the part is to be staged.
+  template <class Record, class Layout>
+  bool copy_part(pqxx::dbtransaction& tx, direct_copy& c, std::span<const Record> rows,
+                 const std::vector<std::uint32_t>& keep, const std::vector<row_key>& keys, Layout layout,
+                 std::uint64_t& copied);
   void stage_all_communications(const view& v);
+  void stage_all_touchpoints(const view& v);
+  template <class Record>
+  void order_by_month(std::vector<std::uint32_t>& keep, std::span<const Record> rows);
   void drop_connection() noexcept;
   bool cancelled() const noexcept;
   void sleep_unless_cancelled(std::chrono::milliseconds delay) const;
@@ -179,16 +186,16 @@ class writer {
   std::unordered_set<std::int32_t> known_months_;
   // Reused across batches and retries.
   copy_encoder comm_rows_, touch_rows_, reject_rows_;
-  // The part's communications for the direct COPY; comm_rows_ holds either none of them or, once the part is
-  // staged (a row without an event time, or a fallback), all of them.
-  copy_encoder comm_direct_, comm_probed_;  // comm_probed_: without the rows a probe found stored
-  std::vector<std::uint32_t> direct_idx_;    // the rows of the direct COPY being tried
-  bool probe_first_ = false;                 // the last parts had stored rows: probe before the COPY
-  int clean_probes_ = 0;                     // parts in a row whose probe found nothing stored
+  // The part's rows for the direct COPY (direct_copy.h); comm_rows_ (touch_rows_) holds either none of them or,
+  // once the part is staged (a communication without an event time, or a fallback), all of them.
+  direct_copy comm_copy_{"communications", "event_id", communications_copy_target()};
+  direct_copy touch_copy_{"customer_touchpoints", "touchpoint_id", touchpoints_copy_target()};
   std::vector<std::pair<std::int32_t, std::uint32_t>> month_order_;  // (month, row) for encode()'s order
-  std::vector<std::uint32_t> ask_idx_;       // the rows probed first: keys recent_ has seen
-  recent_keys recent_;                       // keys of the communications this writer copied lately
-  std::vector<std::uint32_t> comm_keep_;  // the communications written, after de-duplication, by month and key
+  recent_keys recent_;  // keys of the rows this writer copied lately (both tables: the ids differ)
+  // The rows written, after de-duplication, by month and key, and their keys.
+  std::vector<std::uint32_t> comm_keep_, touch_keep_;
+  std::vector<row_key> comm_keys_, touch_keys_;
+  std::vector<std::uint32_t> touch_copied_;  // the touchpoints a direct COPY stored, for the backlog row
   metric_tally tally_;
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;

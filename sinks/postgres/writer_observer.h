@@ -56,10 +56,11 @@ class writer_observer {
   // The writers a batch is split among: at start-up, and whenever the count the pool settles on changes
   // when it adapts it (writer_count.h).
   virtual void writers_in_use(int /*writers*/) {}
-  // The direct COPY of a part's communications (communication_insert.h): `rows` probed for stored keys before it,
-  // and a COPY that met a row stored already (rolled back, then the part probed whole).
-  virtual void communications_probed(std::size_t /*rows*/) {}
-  virtual void copy_met_stored_row() {}
+  // The direct COPY of a part's rows into `table` (direct_copy.h: communications, customer_touchpoints): `rows`
+  // probed for stored keys before it, and a COPY that met a row stored already (rolled back, then the part probed
+  // whole).
+  virtual void rows_probed(const char* /*table*/, std::size_t /*rows*/) {}
+  virtual void copy_met_stored_row(const char* /*table*/) {}
 
   // The analytics stage (sinks/postgres/analytics_stage.h), from its own thread:
   // One stage transaction applied `batches` backlog rows holding `touchpoints` touchpoints in `seconds`;

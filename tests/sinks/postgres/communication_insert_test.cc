@@ -15,6 +15,7 @@
 
 #include "support/event_ids.h"
 #include "support/test_db.h"
+#include "direct_copy_checks.h"
 #include "writer_options.h"
 
 namespace pg = crm::sinks::postgres;
@@ -64,20 +65,17 @@ void expect_metrics_equal_recount(const std::string& dsn) {
   const char* recount =
       "SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*), min(campaign_ref)"
       " FROM communications GROUP BY 1, 2, 3, 4";
-  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + metrics + " EXCEPT " + recount + ") a"), 0);
-  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + recount + " EXCEPT " + metrics + ") a"), 0);
+  crm_test::expect_same_rows(dsn, metrics, recount);
   const char* ab = "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts WHERE events <> 0";
   const char* ab_recount =
       "SELECT ab_test_id, variant, status, count(*) FROM communications"
       " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3";
-  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + ab + " EXCEPT " + ab_recount + ") a"), 0);
-  EXPECT_EQ(crm_test::count(dsn, std::string("SELECT count(*) FROM (") + ab_recount + " EXCEPT " + ab + ") a"), 0);
+  crm_test::expect_same_rows(dsn, ab, ab_recount);
 }
 
 // Rows of the batch at `position` that the staging statement inserted (see the file's comment).
 long long staged_rows(const std::string& dsn, const std::string& position) {
-  return crm_test::count(dsn, "SELECT count(*) FROM communications WHERE xmin = (SELECT xmin FROM ingest_batches"
-                              " WHERE source_position = '" + position + "')");
+  return crm_test::staged_rows(dsn, "communications", position);
 }
 
 using crm_test::writer_options_for;
@@ -125,19 +123,9 @@ TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetri
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT variant) FROM ab_test_message_counts"), 4);
 }
 
-// What the writer reports of its probes and of COPYs that met a stored row.
-struct probe_counter : pg::writer_observer {
-  std::size_t probes = 0, probed_rows = 0, conflicts = 0;
-  void communications_probed(std::size_t rows) override {
-    ++probes;
-    probed_rows += rows;
-  }
-  void copy_met_stored_row() override { ++conflicts; }
-};
-
 TEST(CommunicationInsert, RowsStoredAlreadyAreLeftOutAndCountedAsDuplicates) {
   auto dsn = crm_test::fresh_database("t_comm_direct_stored");
-  auto seen = std::make_shared<probe_counter>();
+  auto seen = std::make_shared<crm_test::probe_counter>("communications");
   auto o = opts(dsn);
   o.observer = seen;
   pg::writer w(o);
