@@ -83,7 +83,7 @@ void metric_tally::add(const transform::communication& c) {
 
 std::array<std::string, 8> metric_tally::params() const {
   std::array<std::string, 8> p;
-  for (auto& s : p) s = "{";
+  for (auto& s : p) s.push_back('{');
   for (const auto& [key, g] : groups_) {
     append_array_number(p[0], g.day, false);
     append_array_number(p[1], g.campaign_id, true);

@@ -53,12 +53,13 @@ void append_array_number(std::string& out, std::int64_t v, bool zero_is_null) {
 }
 
 bool may_copy_into(pqxx::dbtransaction& tx, const char* table) {
-  const std::string t = tx.quote(table);
-  if (tx.exec("SELECT to_regclass(" + t + ") IS NOT NULL")[0][0].as<bool>() == false) return false;
+  // The table's name as a parameter ($1::regclass), its identifier only in the LOCK.
+  if (tx.exec_params("SELECT to_regclass($1) IS NOT NULL", table)[0][0].as<bool>() == false) return false;
   tx.exec(std::string("LOCK TABLE ONLY ") + table + " IN ROW EXCLUSIVE MODE");  // what the COPY takes anyway
   return tx
-      .exec("SELECT NOT row_security_active(" + t + ") AND NOT EXISTS (SELECT 1 FROM pg_trigger"
-            " WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM pg_partition_tree(" + t + ")))")[0][0]
+      .exec_params("SELECT NOT row_security_active($1::regclass) AND NOT EXISTS (SELECT 1 FROM pg_trigger"
+                   " WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM pg_partition_tree($1::regclass)))",
+                   table)[0][0]
       .as<bool>();
 }
 
