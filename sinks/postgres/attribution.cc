@@ -30,7 +30,7 @@ std::array<std::string, 8> touchpoint_backlog_arrays(std::span<const transform::
                                                      std::span<const std::uint32_t> rows) {
   std::array<std::string, 8> p;
   for (auto& s : p) s.push_back('{');
-  char at[32];
+  char at[40];
   for (auto i : rows) {
     const auto& t = all[i];
     append_array_text(p[0], transform::to_string(t.touchpoint_id));

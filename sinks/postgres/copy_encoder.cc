@@ -75,12 +75,14 @@ std::size_t format_timestamp(transform::timestamp_us us, char* out) noexcept {
   std::int64_t y;
   unsigned m, d;
   civil_from_days(days, y, m, d);
-  // Years are within 0000..9999 by the normalizer's range check.
-  unsigned yy = static_cast<unsigned>(y);
-  out[0] = static_cast<char>('0' + yy / 1000 % 10);
-  out[1] = static_cast<char>('0' + yy / 100 % 10);
-  out[2] = static_cast<char>('0' + yy / 10 % 10);
-  out[3] = static_cast<char>('0' + yy % 10);
+  // Four digits, more past 9999 (timestamptz reaches 294276; canonical input stops at the normalizer's range
+  // check, records of the `normalized` Kafka format only at the column's). Years before 1 are not written: the
+  // database refuses them before anything is formatted.
+  unsigned yy = static_cast<unsigned>(std::max<std::int64_t>(y, 0));
+  int digits = 4;
+  for (unsigned v = yy / 10000; v > 0; v /= 10) ++digits;
+  for (int i = digits - 1; i >= 0; --i, yy /= 10) out[i] = static_cast<char>('0' + yy % 10);
+  out += digits - 4;  // the rest as in a four-digit year
   out[4] = '-';
   put2(out + 5, m);
   out[7] = '-';
@@ -98,7 +100,7 @@ std::size_t format_timestamp(transform::timestamp_us us, char* out) noexcept {
     f /= 10;
   }
   std::memcpy(out + 26, "+00", 3);
-  return 29;
+  return static_cast<std::size_t>(29 + digits - 4);
 }
 
 std::int32_t month_index(transform::timestamp_us us) noexcept {

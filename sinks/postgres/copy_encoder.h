@@ -80,7 +80,8 @@ class copy_encoder {
 // Returns true when something had to be replaced.
 bool to_valid_utf8(std::string_view s, std::string& out);
 
-// "YYYY-MM-DD HH:MM:SS.ffffff+00"; `out` must hold 32 bytes; returns the length written.
+// "YYYY-MM-DD HH:MM:SS.ffffff+00" (a year past 9999 with all its digits); `out` must hold 40 bytes; returns the
+// length written.
 std::size_t format_timestamp(transform::timestamp_us us, char* out) noexcept;
 
 // Month index (year * 12 + month - 1) of a timestamp, UTC.

@@ -58,7 +58,9 @@ bool may_copy_into(pqxx::dbtransaction& tx, const char* table) {
   tx.exec(std::string("LOCK TABLE ONLY ") + table + " IN ROW EXCLUSIVE MODE");  // what the COPY takes anyway
   return tx
       .exec_params("SELECT NOT row_security_active($1::regclass) AND NOT EXISTS (SELECT 1 FROM pg_trigger"
-                   " WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM pg_partition_tree($1::regclass)))",
+                   " WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM pg_partition_tree($1::regclass)))"
+                   " AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_type = '3'"
+                   " AND ev_class IN (SELECT relid FROM pg_partition_tree($1::regclass)))",
                    table)[0][0]
       .as<bool>();
 }

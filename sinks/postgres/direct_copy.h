@@ -57,7 +57,8 @@ class recent_keys {
 
 // Whether `tx` may COPY into `table` now: the table exists, Row Level Security does not apply to the role
 // (PostgreSQL refuses COPY then), and neither it nor any of its partitions has a trigger of the database's (the
-// writer's upkeep would count the rows sent, not the rows stored). Asked in every batch transaction, after the
+// writer's upkeep would count the rows sent, not the rows stored) or an INSERT rule (COPY ignores rules; the
+// staging statement's ON CONFLICT refuses them, as it did before the direct path). Asked in every batch transaction, after the
 // table's ROW EXCLUSIVE lock, which a CREATE TRIGGER on the table waits for; a trigger created on a partition in
 // the moment between the question and the COPY is not seen.
 bool may_copy_into(pqxx::dbtransaction& tx, const char* table);

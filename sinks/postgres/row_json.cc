@@ -49,10 +49,10 @@ class json_object {
     out_.append(std::to_string(v));
   }
   void time(std::string_view key, transform::timestamp_us us) {
-    char buf[32];
+    char buf[40];
     std::size_t n = format_timestamp(us, buf);
     std::string iso(buf, n - 3);  // drop "+00"
-    iso[10] = 'T';
+    iso[n - 3 - 16] = 'T';  // between the date and HH:MM:SS.ffffff
     iso += 'Z';
     str(key, iso);
   }

@@ -201,6 +201,13 @@ TEST(TouchpointInsert, TouchpointsAreCopiedIntoTheTableWithTheirBacklogRow) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT a) FROM analytics_backlog, unnest(variant) a"), 5);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM analytics_backlog, unnest(tenant_id) a WHERE a = 'tenant \\ a'"),
             crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints WHERE tenant_id = 'tenant \\ a'"));
+  // A year past 9999 (the `normalized` Kafka format is checked only against the column's range): its backlog
+  // time is the stored one.
+  tf::event_batch far;
+  far.touchpoints.push_back(touch(500, 317278807200LL * 1000000 + 1));  // 12024-03-01 10:00:00.000001
+  EXPECT_EQ(w.write(far, {"test", "far"}).touchpoints_inserted, 1u);
+  EXPECT_EQ(staged_touchpoints(dsn, "far"), 0);
+  expect_backlog_equals_table(dsn);
   // Without analytics: no backlog row.
   auto o = opts(dsn);
   o.maintain_analytics = false;
@@ -209,7 +216,22 @@ TEST(TouchpointInsert, TouchpointsAreCopiedIntoTheTableWithTheirBacklogRow) {
   for (std::uint64_t i = 400; i < 450; ++i) more.touchpoints.push_back(touch(i, nov_2026 + i * hour));
   EXPECT_EQ(plain.write(more, {"test", "plain"}).touchpoints_inserted, 50u);
   EXPECT_EQ(staged_touchpoints(dsn, "plain"), 0);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM analytics_backlog"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM analytics_backlog"), 2);
+}
+
+// An INSERT rule on the table: COPY would ignore it, so the batch takes the staging statement, whose ON CONFLICT
+// PostgreSQL refuses on a table with rules — the batch is refused, as before the direct path, instead of
+// stored past the rule.
+TEST(TouchpointInsert, AnInsertRuleIsNeverBypassed) {
+  auto dsn = crm_test::fresh_database("t_touch_rule");
+  crm_test::execute(dsn, "CREATE TABLE t_seen (touchpoint_id uuid);"
+                         " CREATE RULE t_also AS ON INSERT TO customer_touchpoints"
+                         " DO ALSO INSERT INTO t_seen VALUES (NEW.touchpoint_id)");
+  tf::event_batch b;
+  for (std::uint64_t i = 0; i < 10; ++i) b.touchpoints.push_back(touch(i, nov_2026 + i * hour));
+  pg::writer w(opts(dsn));
+  EXPECT_THROW(w.write(b, {"test", "ruled"}), pg::write_error);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 0);
 }
 
 TEST(TouchpointInsert, TouchpointsStoredAlreadyAreLeftOutOfTheCopyAndTheBacklog) {
