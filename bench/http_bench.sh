@@ -11,7 +11,11 @@
 #
 #   bench/http_bench.sh [--build DIR] [--events-rates 250,500,1000,2000] [--twilio-rates 2000,5000,10000,20000]
 #                       [--duration S] [--connections N] [--io-threads N] [--writers N] [--load-threads N]
-#                       [--drain-wait S] [--verify-ids] [--dsn ADMIN_DSN] [--keep] [--seed N]
+#                       [--drain-wait S] [--verify-ids] [--dsn ADMIN_DSN] [--keep] [--seed N] [--log-dir DIR]
+#
+# --log-dir puts serve's local log in a fresh directory under DIR instead of the work directory under /tmp: a
+# deployment keeps the log on another disk than PostgreSQL's data (README), and the edge's median latency is
+# mostly the log's fdatasync waiting behind PostgreSQL's writes when they share one (a tmpfs shows the bound).
 #
 # --verify-ids also loads each step's ack log (every acknowledged id) into PostgreSQL and counts the ids
 # missing from the tables, instead of comparing counts only. Both programs share this box's CPUs: the
@@ -28,8 +32,9 @@ source "$root/bench/lib.sh"
 export PGOPTIONS="-c client_min_messages=warning"
 build=$root/build events_rates=250,500,1000,2000 twilio_rates=2000,5000,10000,20000
 duration=10 connections=512 io_threads=2 writers=2 load_threads=1 drain_wait=300 verify_ids=0 admin_dsn="" keep=0 seed=""
+log_dir=""
 bench_options --build --events-rates --twilio-rates --duration --connections --io-threads --writers --load-threads \
-  --drain-wait --verify-ids! --dsn=admin_dsn --keep! --seed -- "$@"
+  --drain-wait --verify-ids! --dsn=admin_dsn --keep! --seed --log-dir -- "$@"
 bench_tools ingest/crm-ingest bench/http_load
 load=$build/bench/http_load
 command -v psql >/dev/null || { echo "psql not found (apt-get install postgresql-client-15)" >&2; exit 1; }
@@ -39,12 +44,20 @@ bench_start http-bench
 dsn=$(db bench_http)
 recreate bench_http
 
-serve_config "$work/serve.toml" "$dsn" "$writers" "$io_threads" "$work/log"
+# serve's local log: in the work directory (on the disk PostgreSQL writes to, unless /tmp is elsewhere), or in a
+# fresh directory under --log-dir (a deployment keeps it on another disk than PostgreSQL's data: README).
+log=$work/log
+if [ -n "$log_dir" ]; then
+  mkdir -p "$log_dir"
+  log=$(mktemp -d "$log_dir/crm-http-bench-log.XXXXXX")
+  bench_dirs+=("$log")
+fi
+serve_config "$work/serve.toml" "$dsn" "$writers" "$io_threads" "$log"
 "$exe" --log-level warn serve --config "$work/serve.toml" >"$work/serve.out" 2>"$work/serve.log" &
 serve_pid=$!
 bench_pids+=("$serve_pid")
 serve_port
-echo "crm-ingest serve on 127.0.0.1:$port (io_threads=$io_threads writers=$writers), PostgreSQL $dsn" >&2
+echo "crm-ingest serve on 127.0.0.1:$port (io_threads=$io_threads writers=$writers, local log $log), PostgreSQL $dsn" >&2
 
 json_field() {  # json_field FILE key -> the number after "key": (first match)
   grep -o "\"$2\":[0-9.]*" "$1" | head -n1 | cut -d: -f2

@@ -56,6 +56,7 @@ serve_port() {
 # unless --dsn named one ($admin_dsn), and an exit trap that stops $bench_pids (TERM, KILL after 10 s), stops
 # that server and removes the directory (kept with bench_keep=1).
 bench_pids=()
+bench_dirs=()  # more scratch directories of the run, removed with the work directory
 bench_start() {
   # The private PostgreSQL is reached as its superuser, which the commands that write refuse unless allowed.
   export CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true
@@ -76,7 +77,11 @@ bench_cleanup() {
   done
   wait 2>/dev/null || true
   [ -n "${pgdir:-}" ] && bash "$root/deploy/local-postgres.sh" stop "$pgdir" >/dev/null 2>&1 || true
-  if [ "${bench_keep:-0}" = 1 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
+  if [ "${bench_keep:-0}" = 1 ]; then
+    echo "work directory kept: $work ${bench_dirs[*]}" >&2
+  else
+    rm -rf "$work" "${bench_dirs[@]}"
+  fi
 }
 
 # db NAME: the DSN of database NAME on the benchmark's server. recreate NAME: that database, empty and migrated.
