@@ -227,43 +227,14 @@ TEST(CommunicationInsert, AWriterConnectsBeforeTheSchemaExists) {
 // replayed. By month, then key, every writer takes the index entries in one order, and both write at once.
 TEST(CommunicationInsert, WritersOfOverlappingPartsAcrossAMonthsEndDoNotDeadlock) {
   auto dsn = crm_test::fresh_database("t_comm_direct_order");
-  const tf::timestamp_us dec = nov_2026 + 30 * day;
-  tf::event_batch a, b;
-  for (auto [n, at] : {std::pair{1, dec + day}, {2, nov_2026 + 4 * day}, {3, nov_2026 + 4 * day}, {4, dec + 4 * day},
-                       {5, nov_2026 + 5 * day}}) {
-    a.communications.push_back(comm(static_cast<std::uint64_t>(n), at));
-  }
-  b.communications.push_back(comm(3, nov_2026 + 4 * day));
-  b.communications.push_back(comm(4, dec + 4 * day));
-  pg::writer wa(opts(dsn)), wb(opts(dsn));
-  wa.connect();
-  wb.connect();
-  auto waiting = [&] {
-    return crm_test::count(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                " AND wait_event_type = 'Lock'");
-  };
-  auto until = [](auto done) {
-    for (int i = 0; i < 100 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  };
-  pqxx::connection holder_conn(dsn);
-  pqxx::work holder(holder_conn);  // event 2, uncommitted: writer A waits for it
-  holder.exec("INSERT INTO communications (event_id, occurred_at, received_at, channel, status) VALUES ('" +
-              tf::to_string(id_of(2)) + "', '2026-11-05 00:00:00+00', now(), 'email', 'sent')");
-  pg::batch_result ra, rb;
-  std::atomic<bool> b_done{false};
-  std::thread ta([&] { ra = wa.write(a, {"test", "A"}); });
-  until([&] { return waiting() >= 1; });
-  std::thread tb([&] {
-    rb = wb.write(b, {"test", "B"});
-    b_done = true;
-  });
-  until([&] { return b_done.load() || waiting() >= 2; });
-  holder.abort();
-  ta.join();
-  tb.join();
-  EXPECT_EQ(ra.attempts, 1u) << "writer A's batch was replayed (a deadlock)";
-  EXPECT_EQ(rb.attempts, 1u) << "writer B's batch was replayed (a deadlock)";
-  EXPECT_EQ(ra.communications_inserted + rb.communications_inserted, 5u);
+  const auto [a, b] = crm_test::overlapping_batches(
+      [](tf::event_batch& batch, std::uint64_t n, tf::timestamp_us at) { batch.communications.push_back(comm(n, at)); });
+  // Event 2, uncommitted: writer A waits for it.
+  EXPECT_EQ(crm_test::expect_writers_do_not_deadlock(
+                dsn, a, b,
+                "INSERT INTO communications (event_id, occurred_at, received_at, channel, status) VALUES ('" +
+                    tf::to_string(id_of(2)) + "', '2026-11-05 00:00:00+00', now(), 'email', 'sent')"),
+            5u);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 5);
   expect_metrics_equal_recount(dsn);
 }

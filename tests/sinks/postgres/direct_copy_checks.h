@@ -1,15 +1,21 @@
 // What the direct COPY's tests (communication_insert_test.cc, touchpoint_insert_test.cc) look at: which path
-// stored a batch's rows, and what the writer reports of its probes.
+// stored a batch's rows, what the writer reports of its probes, and two writers that must not deadlock.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include <gtest/gtest.h>
 
+#include "sinks/postgres/writer.h"
 #include "sinks/postgres/writer_observer.h"
+#include "support/event_ids.h"
 #include "support/test_db.h"
+#include "writer_options.h"
 
 namespace crm_test {
 
@@ -42,5 +48,56 @@ struct probe_counter : crm::sinks::postgres::writer_observer {
     if (table == t) ++conflicts;
   }
 };
+
+// The batches of two writers with overlapping parts across November's end: A holds records 1 to 5, B records 3
+// and 4; 1 and 4 are in December, 2 at 2026-11-05 00:00 UTC. `add(batch, n, at)` appends record n at time `at`.
+template <class Add>
+std::pair<crm::transform::event_batch, crm::transform::event_batch> overlapping_batches(Add add) {
+  using crm::transform::timestamp_us;
+  const timestamp_us dec = nov_2026 + 30 * day_us;
+  crm::transform::event_batch a, b;
+  for (auto [n, at] : {std::pair<std::uint64_t, timestamp_us>{1, dec + day_us}, {2, nov_2026 + 4 * day_us},
+                       {3, nov_2026 + 4 * day_us}, {4, dec + 4 * day_us}, {5, nov_2026 + 5 * day_us}}) {
+    add(a, n, at);
+    if (n == 3 || n == 4) add(b, n, at);
+  }
+  return {std::move(a), std::move(b)};
+}
+
+// Writers A and B (two processes' writers) write `a` and `b` at once while a third session holds `hold` (an
+// uncommitted insert of a row A must wait for) until both wait or B is done; then the hold is rolled back. Both
+// batches must be written in one attempt each (a deadlock replays one). Returns the events both inserted.
+inline std::uint64_t expect_writers_do_not_deadlock(const std::string& dsn, const crm::transform::event_batch& a,
+                                                    const crm::transform::event_batch& b, const std::string& hold) {
+  namespace pg = crm::sinks::postgres;
+  pg::writer wa(writer_options_for(dsn)), wb(writer_options_for(dsn));
+  wa.connect();
+  wb.connect();
+  auto waiting = [&] {
+    return count(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                      " AND wait_event_type = 'Lock'");
+  };
+  auto until = [](auto done) {
+    for (int i = 0; i < 100 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  };
+  pqxx::connection holder_conn(dsn);
+  pqxx::work holder(holder_conn);
+  holder.exec(hold);
+  pg::batch_result ra, rb;
+  std::atomic<bool> b_done{false};
+  std::thread ta([&] { ra = wa.write(a, {"test", "A"}); });
+  until([&] { return waiting() >= 1; });
+  std::thread tb([&] {
+    rb = wb.write(b, {"test", "B"});
+    b_done = true;
+  });
+  until([&] { return b_done.load() || waiting() >= 2; });
+  holder.abort();
+  ta.join();
+  tb.join();
+  EXPECT_EQ(ra.attempts, 1u) << "writer A's batch was replayed (a deadlock)";
+  EXPECT_EQ(rb.attempts, 1u) << "writer B's batch was replayed (a deadlock)";
+  return ra.events_inserted() + rb.events_inserted();
+}
 
 }  // namespace crm_test

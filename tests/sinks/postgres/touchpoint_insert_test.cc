@@ -234,6 +234,23 @@ TEST(TouchpointInsert, AnInsertRuleIsNeverBypassed) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 0);
 }
 
+// Two writers of different processes with overlapping parts across a month's end, one held up by a third session's
+// uncommitted row (communication_insert_test.cc has the same for communications): touchpoints go in by month, then
+// key, too, so neither batch is replayed.
+TEST(TouchpointInsert, WritersOfOverlappingPartsAcrossAMonthsEndDoNotDeadlock) {
+  auto dsn = crm_test::fresh_database("t_touch_order");
+  const auto [a, b] = crm_test::overlapping_batches(
+      [](tf::event_batch& batch, std::uint64_t n, tf::timestamp_us at) { batch.touchpoints.push_back(touch(n, at)); });
+  const auto& held = a.touchpoints[1];  // touchpoint 2, uncommitted: writer A waits for it
+  EXPECT_EQ(crm_test::expect_writers_do_not_deadlock(
+                dsn, a, b,
+                "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type,"
+                " channel_group) VALUES ('" + tf::to_string(held.touchpoint_id) +
+                    "', '2026-11-05 00:00:00+00', now(), 1, 'page_view', 'Direct')"),
+            5u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 5);
+}
+
 TEST(TouchpointInsert, TouchpointsStoredAlreadyAreLeftOutOfTheCopyAndTheBacklog) {
   auto dsn = crm_test::fresh_database("t_touch_stored");
   tf::event_batch every_other, all;
