@@ -193,15 +193,15 @@ void copy_encoder::numeric_from_float8(double v) {
   // numeric_recv's layout: ndigits, weight (of the first base-10000 digit), sign, dscale (decimal digits after
   // the point), then the base-10000 digits. float8_numeric formats with "%.*g", DBL_DIG (15) and parses that.
   constexpr std::uint16_t positive = 0x0000, negative = 0x4000, nan = 0xC000, pinf = 0xD000, ninf = 0xF000;
-  auto special = [&](std::uint16_t sign) {
+  auto without_digits = [&](std::uint16_t sign) {  // zero, NaN, the infinities
     put32(8);
     put16(0);
     put16(0);
     put16(sign);
     put16(0);
   };
-  if (std::isnan(v)) return special(nan);
-  if (std::isinf(v)) return special(v > 0 ? pinf : ninf);
+  if (std::isnan(v)) return without_digits(nan);
+  if (std::isinf(v)) return without_digits(v > 0 ? pinf : ninf);
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.15g", v);
   const char* p = buf;
@@ -225,42 +225,26 @@ void copy_encoder::numeric_from_float8(double v) {
   point -= static_cast<int>(lead);
   while (!digits.empty() && digits.back() == '0') digits.pop_back();
   const int dscale = std::max(0, static_cast<int>(digits.size()) - point);
-  if (digits.empty()) {  // zero
-    put32(8);
-    put16(0);
-    put16(0);
-    put16(positive);
-    put16(0);
-    return;
-  }
-  // Align on base-10000 groups around the point: `point` digits (possibly more than the mantissa has, or
-  // negative: zeros after the point) before it.
-  const int int_groups = point > 0 ? (point + 3) / 4 : 0;
-  const int first_group = point > 0 ? 0 : -((-point) / 4) - 1;  // weight of the first group holding a digit
-  const int weight_top = point > 0 ? int_groups - 1 : first_group;
-  // Position of the mantissa's first digit counted from the top group's first digit.
-  const int offset = point > 0 ? int_groups * 4 - point : (-point) % 4;
-  const int total = offset + static_cast<int>(digits.size());
-  const int groups = (total + 3) / 4;
-  std::int16_t out[32];
-  for (int g = 0; g < groups; ++g) {
-    int d = 0;
-    for (int j = 0; j < 4; ++j) {
-      const int at = g * 4 + j - offset;
-      d = d * 10 + (at >= 0 && at < static_cast<int>(digits.size()) ? digits[static_cast<std::size_t>(at)] - '0' : 0);
-    }
-    out[g] = static_cast<std::int16_t>(d);
-  }
-  // Trim zero groups at either end (the weight follows the leading ones).
-  int from = 0, to = groups;
-  while (from < to && out[from] == 0) ++from;
-  while (to > from && out[to - 1] == 0) --to;
-  put32(static_cast<std::uint32_t>(8 + 2 * (to - from)));
-  put16(static_cast<std::uint16_t>(to - from));
-  put16(static_cast<std::uint16_t>(weight_top - from));
+  if (digits.empty()) return without_digits(positive);  // zero
+  // Base-10000 groups aligned on the point: `point` decimal digits before it (more than the mantissa has, or
+  // negative: zeros after it). The first group holds the first digit, the last the last one (neither is 0), so no
+  // group at either end is zero.
+  const int weight = point > 0 ? (point + 3) / 4 - 1 : -((-point) / 4) - 1;  // of the first group
+  const int offset = point > 0 ? (point + 3) / 4 * 4 - point : (-point) % 4;  // zeros before the first digit in it
+  const int size = static_cast<int>(digits.size());
+  const int groups = (offset + size + 3) / 4;
+  put32(static_cast<std::uint32_t>(8 + 2 * groups));
+  put16(static_cast<std::uint16_t>(groups));
+  put16(static_cast<std::uint16_t>(weight));
   put16(neg ? negative : positive);
   put16(static_cast<std::uint16_t>(dscale));
-  for (int g = from; g < to; ++g) put16(static_cast<std::uint16_t>(out[g]));
+  for (int g = 0; g < groups; ++g) {
+    int d = 0;
+    for (int at = g * 4 - offset; at < g * 4 - offset + 4; ++at) {
+      d = d * 10 + (at >= 0 && at < size ? digits[static_cast<std::size_t>(at)] - '0' : 0);
+    }
+    put16(static_cast<std::uint16_t>(d));
+  }
 }
 
 void copy_encoder::boolean(bool v) {
