@@ -19,6 +19,7 @@
 
 #include "bench/synthetic_events.h"
 #include "ingest/cli/analytics_tables.h"
+#include "sinks/postgres/migrations.h"
 #include "support/http_client.h"
 #include "support/run_command.h"
 #include "support/scratch.h"
@@ -144,6 +145,54 @@ TEST(Attribution, LateTouchpointReattributesItsConversion) {
   ASSERT_EQ(report.status, 0) << report.out;
   EXPECT_NE(report.out.find(R"("campaign_id":7)"), std::string::npos) << report.out;
   EXPECT_NE(report.out.find(R"("revenue":100)"), std::string::npos) << report.out;
+}
+
+// The late-data probe takes only the touchpoints before the latest credited conversion (schemas/0013's
+// attribution_watermark). A conversion credited by a recompute, or by the stage before the upgrade that brought
+// the bound, counts as well: a late touchpoint still re-attributes it.
+TEST(Attribution, ALateTouchpointFindsConversionsCreditedByARecomputeOrBeforeTheUpgrade) {
+  auto dir = crm_test::scratch("late-recomputed");
+  {
+    std::ofstream g(dir / "late.ndjson");
+    g << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000002","occurred_at":"2026-10-10T00:00:00Z","lead_id":5,"touch_type":"ad_click","utm_source":"google","utm_medium":"cpc","utm_campaign":"fall","campaign_id":7})"
+      << "\n";
+  }
+  // Stored without the stage (no backlog row), credited by the recompute.
+  auto store_and_recompute = [](pqxx::connection& c) {
+    pqxx::work tx(c);
+    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type,"
+            " channel_group, conversion_value, currency, is_conversion) VALUES"
+            " ('00000000-0000-4000-8000-000000000001', '2026-10-15 00:00+00', now(), 5, 'conversion', 'Direct', 100,"
+            "  'USD', true)");
+    tx.exec("SELECT crm_analytics_recompute()");
+    tx.commit();
+  };
+  auto recomputed = crm_test::fresh_database("t_attr_late_recomputed");
+  {
+    pqxx::connection c(recomputed);
+    store_and_recompute(c);
+  }
+  auto upgraded = crm_test::fresh_database("t_attr_late_upgraded", false);
+  {
+    const auto all = crm::sinks::postgres::embedded_migrations();
+    std::vector<crm::sinks::postgres::migration> before;
+    for (const auto& m : all) {
+      if (m.version < 13) before.push_back(m);
+    }
+    pqxx::connection c(upgraded);
+    crm::sinks::postgres::migrate(c, before, {3, 3});
+    store_and_recompute(c);
+    crm::sinks::postgres::migrate(c, all, {3, 3});
+  }
+  for (const auto& [dsn, what] : {std::pair{recomputed, "credited by a recompute"},
+                                  std::pair{upgraded, "credited before the upgrade"}}) {
+    EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE touchpoint_id IS NULL"), 6) << what;
+    import(dsn, dir / "late.ndjson", 1, 10);
+    EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE touchpoint_id IS NULL"), 0) << what;
+    EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE campaign_id = 7 AND credit = 1"), 6)
+        << what;
+    expect_invariants(dsn);
+  }
 }
 
 TEST(Attribution, AbTestReportAndSwitchedOffMaintenance) {
