@@ -75,6 +75,10 @@ migrate_result migrate(pqxx::connection& conn, const std::vector<migration>& mig
   migrate_result result;
   {
     pqxx::work tx(conn);
+    // Whatever the role's or the database's default: a migration's statements must see what committed before
+    // each of them (the ledger after the lock below; 0013's bound after the analytics stage's lock), not a
+    // snapshot from the transaction's first statement.
+    tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
     tx.exec(lock_sql);
     tx.exec(create_ledger_sql);
     auto applied = read_applied(tx);

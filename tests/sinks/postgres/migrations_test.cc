@@ -1,5 +1,11 @@
 #include "sinks/postgres/migrations.h"
 
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include "support/test_db.h"
@@ -76,6 +82,63 @@ TEST(Migrations, ConcurrentMigratorsApplyOnce) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failed, 0);
   EXPECT_EQ(applied, static_cast<int>(pg::embedded_migrations().size()));
+}
+
+// Migrations run READ COMMITTED whatever the database's default. 0013 sets attribution_watermark from the
+// conversions committed before it got the analytics stage's lock: a stage run that credits a conversion while the
+// migration waits for that lock must be seen, which a snapshot taken at the migration's first statement
+// (REPEATABLE READ) misses — the bound stayed NULL and a late touchpoint never re-attributed the conversion.
+TEST(Migrations, RunReadCommittedWhateverTheDatabaseDefault) {
+  auto dsn = crm_test::fresh_database("t_migrate_isolation", false);
+  const auto all = pg::embedded_migrations();
+  std::vector<pg::migration> before;
+  for (const auto& m : all) {
+    if (m.version < 13) before.push_back(m);
+  }
+  {
+    pqxx::connection c(dsn);
+    pg::migrate(c, before, {1, 1});
+    pqxx::nontransaction n(c);
+    n.exec("ALTER DATABASE " + c.quote_name(c.dbname()) + " SET default_transaction_isolation = 'repeatable read'");
+  }
+  // A stage run in progress: it holds the lock and credits a conversion while the migration waits for the lock.
+  pqxx::connection stage(dsn);
+  pqxx::work tx(stage);
+  tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
+  tx.exec("SELECT pg_advisory_xact_lock(hashtext('crm_analytics'), 0)");
+  std::string migrate_error;
+  std::thread migrator([&] {
+    try {
+      pqxx::connection c(dsn);
+      pg::migrate(c, all, {1, 1});
+    } catch (const std::exception& e) {
+      migrate_error = e.what();
+    }
+  });
+  pqxx::connection watch(dsn);
+  bool waiting = false;
+  for (int i = 0; i < 400 && !waiting; ++i) {
+    pqxx::nontransaction w(watch);
+    waiting = w.exec("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                     " AND wait_event_type = 'Lock' AND wait_event = 'advisory'")[0][0]
+                  .as<int>() > 0;
+    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type,"
+          " channel_group, conversion_value, currency, is_conversion) VALUES"
+          " ('00000000-0000-4000-8000-000000000001', date_trunc('second', now()) - interval '1 hour', now(), 5,"
+          "  'conversion', 'Direct', 100, 'USD', true)");
+  tx.exec("SELECT crm_analytics_recompute()");
+  tx.commit();
+  migrator.join();
+  ASSERT_TRUE(waiting) << "the migration never waited for the analytics stage's lock";
+  ASSERT_EQ(migrate_error, "");
+  pqxx::connection c(dsn);
+  pqxx::work check(c);
+  EXPECT_EQ(check.exec("SELECT count(*) FROM attribution_credits")[0][0].as<int>(), 6);
+  EXPECT_TRUE(check.exec("SELECT (SELECT credited_until FROM attribution_watermark)"
+                         " = (SELECT occurred_at FROM customer_touchpoints)")[0][0]
+                  .as<bool>(false));
 }
 
 }  // namespace
