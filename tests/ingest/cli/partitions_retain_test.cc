@@ -161,8 +161,20 @@ TEST(PartitionsRetain, WaitsForATableLockHeldBySomeoneElseThenProceeds) {
   pqxx::connection holder(dsn);
   pqxx::work tx(holder);
   tx.exec("LOCK TABLE communications IN ACCESS SHARE MODE");
+  // Released once the run has waited for it longer than its lock timeout (the detach timed out at least once),
+  // however long the command took to get there on a busy machine.
   std::thread release([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(700));
+    pqxx::connection watch(dsn);
+    for (int i = 0; i < 600; ++i) {
+      pqxx::nontransaction w(watch);
+      if (w.exec("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                 " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")[0][0]
+              .as<int>() > 0) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
     tx.commit();
   });
   auto r = retain(dsn, "--keep 13mo --lock-timeout-ms 200");
