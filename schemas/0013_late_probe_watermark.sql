@@ -44,28 +44,24 @@ $$;
 
 DO $do$
 DECLARE
-    edit text[];
-    def text;
+    refresh_def text := pg_get_functiondef('crm_attribution_refresh()'::regprocedure);
+    apply_def text := pg_get_functiondef('crm_analytics_apply_batch()'::regprocedure);
+    -- crm_attribution_refresh: the bound rises with the conversions it credited.
+    replace_call text := $o$    PERFORM crm_attribution_replace();
+$o$;
+    -- crm_analytics_apply_batch: the late-data probe's touchpoints.
+    probe_rows text := $o$              WHERE touch_type NOT IN ('conversion', 'experiment_exposure', 'identify') OFFSET 0) n
+$o$;
 BEGIN
-    FOREACH edit SLICE 1 IN ARRAY ARRAY[
-        ['crm_attribution_refresh()',
-         $o$    PERFORM crm_attribution_replace();
-$o$,
-         $n$    PERFORM crm_attribution_replace();
-    UPDATE attribution_watermark
+    IF array_length(string_to_array(refresh_def, replace_call), 1) <> 2
+       OR array_length(string_to_array(apply_def, probe_rows), 1) <> 2 THEN
+        RAISE EXCEPTION 'migration 0013: crm_attribution_refresh() or crm_analytics_apply_batch() is not as 0012 left it';
+    END IF;
+    EXECUTE replace(refresh_def, replace_call, replace_call || $n$    UPDATE attribution_watermark
     SET credited_until = greatest(credited_until, (SELECT max(occurred_at) FROM crm_attr_todo));
-$n$],
-        ['crm_analytics_apply_batch()',
-         $o$              WHERE touch_type NOT IN ('conversion', 'experiment_exposure', 'identify') OFFSET 0) n
-$o$,
-         $n$              WHERE touch_type NOT IN ('conversion', 'experiment_exposure', 'identify')
+$n$);
+    EXECUTE replace(apply_def, probe_rows, $n$              WHERE touch_type NOT IN ('conversion', 'experiment_exposure', 'identify')
                 AND occurred_at < (SELECT w.credited_until FROM attribution_watermark w) OFFSET 0) n
-$n$]] LOOP
-        def := pg_get_functiondef(edit[1]::regprocedure);
-        IF array_length(string_to_array(def, edit[2]), 1) <> 2 THEN
-            RAISE EXCEPTION 'migration 0013: % does not hold exactly one copy of: %', edit[1], edit[2];
-        END IF;
-        EXECUTE replace(def, edit[2], edit[3]);
-    END LOOP;
+$n$);
 END
 $do$;

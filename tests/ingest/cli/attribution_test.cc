@@ -19,7 +19,6 @@
 
 #include "bench/synthetic_events.h"
 #include "ingest/cli/analytics_tables.h"
-#include "sinks/postgres/migrations.h"
 #include "support/http_client.h"
 #include "support/run_command.h"
 #include "support/scratch.h"
@@ -174,15 +173,10 @@ TEST(Attribution, ALateTouchpointFindsConversionsCreditedByARecomputeOrBeforeThe
   }
   auto upgraded = crm_test::fresh_database("t_attr_late_upgraded", false);
   {
-    const auto all = crm::sinks::postgres::embedded_migrations();
-    std::vector<crm::sinks::postgres::migration> before;
-    for (const auto& m : all) {
-      if (m.version < 13) before.push_back(m);
-    }
     pqxx::connection c(upgraded);
-    crm::sinks::postgres::migrate(c, before, {3, 3});
+    crm::sinks::postgres::migrate(c, migrations_before(13), {3, 3});
     store_and_recompute(c);
-    crm::sinks::postgres::migrate(c, all, {3, 3});
+    crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
   }
   for (const auto& [dsn, what] : {std::pair{recomputed, "credited by a recompute"},
                                   std::pair{upgraded, "credited before the upgrade"}}) {

@@ -327,14 +327,9 @@ TEST(Identity, ALinkInOneTenantReattributesTheOtherTenantsVisitor) {
 // stage continues from what a recompute gives (the visitor's page view joins the lead's earlier conversion).
 TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
   auto dsn = crm_test::fresh_database("t_ident_upgrade", false);
-  const auto all = crm::sinks::postgres::embedded_migrations();
-  std::vector<crm::sinks::postgres::migration> before;
-  for (const auto& m : all) {
-    if (m.version < 8) before.push_back(m);
-  }
   {
     pqxx::connection c(dsn);
-    crm::sinks::postgres::migrate(c, before, {3, 3});
+    crm::sinks::postgres::migrate(c, migrations_before(8), {3, 3});
     pqxx::work tx(c);
     tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
             " touch_type, channel_group, utm_source, conversion_value, currency, is_conversion) VALUES"
@@ -350,7 +345,7 @@ TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE model = 'linear'"), 1);
   {
     pqxx::connection c(dsn);
-    crm::sinks::postgres::migrate(c, all, {3, 3});
+    crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
   }
   EXPECT_EQ(text(dsn, "SELECT lead_id || '/' || claims FROM identity_links WHERE anonymous_id = 'a1'"), "7/1");
   EXPECT_EQ(text(dsn, "SELECT string_agg(utm_source || '/' || trim_scale(credit) || '/' || stitched, ','"
