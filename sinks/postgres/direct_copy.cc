@@ -57,10 +57,12 @@ bool may_copy_into(pqxx::dbtransaction& tx, const char* table) {
   if (tx.exec_params("SELECT to_regclass($1) IS NOT NULL", table)[0][0].as<bool>() == false) return false;
   tx.exec(std::string("LOCK TABLE ONLY ") + table + " IN ROW EXCLUSIVE MODE");  // what the COPY takes anyway
   return tx
-      .exec_params("SELECT NOT row_security_active($1::regclass) AND NOT EXISTS (SELECT 1 FROM pg_trigger"
-                   " WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM pg_partition_tree($1::regclass)))"
+      .exec_params("WITH tree AS MATERIALIZED (SELECT relid FROM pg_partition_tree($1::regclass))"
+                   " SELECT NOT row_security_active($1::regclass)"
+                   " AND NOT EXISTS (SELECT 1 FROM pg_trigger"
+                   " WHERE NOT tgisinternal AND tgrelid IN (SELECT relid FROM tree))"
                    " AND NOT EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_type = '3'"
-                   " AND ev_class IN (SELECT relid FROM pg_partition_tree($1::regclass)))",
+                   " AND ev_class IN (SELECT relid FROM tree))",
                    table)[0][0]
       .as<bool>();
 }
