@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <pqxx/pqxx>
 
@@ -48,6 +49,15 @@ inline std::string fresh_database(const std::string& name, bool migrated = true)
     crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
   }
   return dsn;
+}
+
+// The embedded migrations older than `version`: a database as an earlier release left it.
+inline std::vector<crm::sinks::postgres::migration> migrations_before(int version) {
+  std::vector<crm::sinks::postgres::migration> out;
+  for (const auto& m : crm::sinks::postgres::embedded_migrations()) {
+    if (m.version < version) out.push_back(m);
+  }
+  return out;
 }
 
 // Runs `sql` outside a transaction block (ALTER DATABASE, triggers a test adds, pg_terminate_backend).

@@ -14,7 +14,6 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
-#include "sinks/postgres/migrations.h"
 #include "support/run_command.h"
 #include "support/test_db.h"
 
@@ -137,15 +136,6 @@ inline void expect_invariants(const std::string& dsn) {
       " FROM ab_test_units GROUP BY 1, 2";
   EXPECT_EQ(crm_test::count(dsn, fmt::format("SELECT count(*) FROM (({}) EXCEPT ({})) x", stats, stats_sum)), 0);
   EXPECT_EQ(crm_test::count(dsn, fmt::format("SELECT count(*) FROM (({}) EXCEPT ({})) x", stats_sum, stats)), 0);
-}
-
-// The embedded migrations older than `version`: a database as an earlier release left it.
-inline std::vector<crm::sinks::postgres::migration> migrations_before(int version) {
-  std::vector<crm::sinks::postgres::migration> out;
-  for (const auto& m : crm::sinks::postgres::embedded_migrations()) {
-    if (m.version < version) out.push_back(m);
-  }
-  return out;
 }
 
 // A fresh database `name` with `file` imported into it.

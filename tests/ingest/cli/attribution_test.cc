@@ -174,7 +174,7 @@ TEST(Attribution, ALateTouchpointFindsConversionsCreditedByARecomputeOrBeforeThe
   auto upgraded = crm_test::fresh_database("t_attr_late_upgraded", false);
   {
     pqxx::connection c(upgraded);
-    crm::sinks::postgres::migrate(c, migrations_before(13), {3, 3});
+    crm::sinks::postgres::migrate(c, crm_test::migrations_before(13), {3, 3});
     store_and_recompute(c);
     crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
   }

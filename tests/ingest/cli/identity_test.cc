@@ -329,7 +329,7 @@ TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
   auto dsn = crm_test::fresh_database("t_ident_upgrade", false);
   {
     pqxx::connection c(dsn);
-    crm::sinks::postgres::migrate(c, migrations_before(8), {3, 3});
+    crm::sinks::postgres::migrate(c, crm_test::migrations_before(8), {3, 3});
     pqxx::work tx(c);
     tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
             " touch_type, channel_group, utm_source, conversion_value, currency, is_conversion) VALUES"

@@ -164,16 +164,10 @@ TEST(PartitionsRetain, WaitsForATableLockHeldBySomeoneElseThenProceeds) {
   // Released once the run has waited for it longer than its lock timeout (the detach timed out at least once),
   // however long the command took to get there on a busy machine.
   std::thread release([&] {
-    pqxx::connection watch(dsn);
-    for (int i = 0; i < 600; ++i) {
-      pqxx::nontransaction w(watch);
-      if (w.exec("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                 " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")[0][0]
-              .as<int>() > 0) {
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    crm_test::wait_for_count(dsn,
+                             "SELECT (count(*) > 0)::int FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND wait_event_type = 'Lock'",
+                             1, std::chrono::seconds(30));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     tx.commit();
   });

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -90,14 +89,9 @@ TEST(Migrations, ConcurrentMigratorsApplyOnce) {
 // (REPEATABLE READ) misses — the bound stayed NULL and a late touchpoint never re-attributed the conversion.
 TEST(Migrations, RunReadCommittedWhateverTheDatabaseDefault) {
   auto dsn = crm_test::fresh_database("t_migrate_isolation", false);
-  const auto all = pg::embedded_migrations();
-  std::vector<pg::migration> before;
-  for (const auto& m : all) {
-    if (m.version < 13) before.push_back(m);
-  }
   {
     pqxx::connection c(dsn);
-    pg::migrate(c, before, {1, 1});
+    pg::migrate(c, crm_test::migrations_before(13), {1, 1});
     pqxx::nontransaction n(c);
     n.exec("ALTER DATABASE " + c.quote_name(c.dbname()) + " SET default_transaction_isolation = 'repeatable read'");
   }
@@ -110,20 +104,16 @@ TEST(Migrations, RunReadCommittedWhateverTheDatabaseDefault) {
   std::thread migrator([&] {
     try {
       pqxx::connection c(dsn);
-      pg::migrate(c, all, {1, 1});
+      pg::migrate(c, pg::embedded_migrations(), {1, 1});
     } catch (const std::exception& e) {
       migrate_error = e.what();
     }
   });
-  pqxx::connection watch(dsn);
-  bool waiting = false;
-  for (int i = 0; i < 400 && !waiting; ++i) {
-    pqxx::nontransaction w(watch);
-    waiting = w.exec("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                     " AND wait_event_type = 'Lock' AND wait_event = 'advisory'")[0][0]
-                  .as<int>() > 0;
-    if (!waiting) std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
+  const bool waiting =
+      crm_test::wait_for_count(dsn,
+                               "SELECT (count(*) > 0)::int FROM pg_stat_activity WHERE datname = current_database()"
+                               " AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+                               1, std::chrono::seconds(10)) == 1;
   tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, touch_type,"
           " channel_group, conversion_value, currency, is_conversion) VALUES"
           " ('00000000-0000-4000-8000-000000000001', date_trunc('second', now()) - interval '1 hour', now(), 5,"
