@@ -4,6 +4,7 @@
 
 #include "ingest/http/server_impl.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -33,6 +34,7 @@ class budget_lease {
     held_ += n;
     return true;
   }
+  bool fits(std::uint64_t n) const noexcept { return budget_.fits(n); }
 
  private:
   body_budget& budget_;
@@ -43,11 +45,15 @@ class budget_lease {
 // it throw, and a chunked body's trailer fields are never read as header fields. (Beast 1.74's
 // request_parser merges trailers into the header and throws std::length_error for a field of 64 KiB or
 // more, out of the read and out of io_context::run.) Trailer fields are counted against the header
-// limit and discarded; a request with more is refused (431). Chunked bodies take their budget chunk by
-// chunk (a declared Content-Length is taken by the session before the body is read).
+// limit and discarded; a request with more is refused (431). The body buffer takes the budget for its
+// capacity as it grows with the bytes that arrive (doubling, up to the declared length or the body limit);
+// a chunk-size line takes nothing, and one larger than what the budget has free is refused at once.
 class request_reader final : public bhttp::basic_parser<true> {
  public:
-  request_reader(std::size_t header_limit, body_budget& budget) : field_limit_(header_limit), lease_(budget) {}
+  request_reader(std::size_t header_limit, std::uint64_t body_limit, body_budget& budget)
+      : field_limit_(header_limit), body_limit_(body_limit), lease_(budget) {
+    this->body_limit(body_limit);
+  }
 
   const bhttp::request_header<>& head() const noexcept { return head_; }
   const std::string& body() const noexcept { return body_; }
@@ -95,20 +101,17 @@ class request_reader final : public bhttp::basic_parser<true> {
 
   void on_header_impl(beast::error_code&) override { in_trailer_ = true; }
 
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code& ec) override {
-    if (length) {
-      try {
-        body_.reserve(static_cast<std::size_t>(*length));  // within the body limit and the budget taken
-      } catch (const std::exception&) {
-        ec = bhttp::error::body_limit;
-      }
-    }
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, beast::error_code&) override {
+    if (length) body_limit_ = std::min(body_limit_, *length);  // the buffer never grows past the declared length
   }
 
   std::size_t on_body_impl(beast::string_view data, beast::error_code& ec) override { return append(data, ec); }
 
   void on_chunk_header_impl(std::uint64_t size, beast::string_view, beast::error_code& ec) override {
-    if (size > 0 && !reserve(size)) ec = bhttp::error::body_limit;
+    if (size > 0 && body_.size() + size > buffer_taken_ && !lease_.fits(body_.size() + size - buffer_taken_)) {
+      over_budget_ = true;
+      ec = bhttp::error::body_limit;
+    }
   }
 
   std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, beast::error_code& ec) override {
@@ -117,19 +120,41 @@ class request_reader final : public bhttp::basic_parser<true> {
 
   void on_finish_impl(beast::error_code&) override {}
 
+  // The buffer's capacity is what the budget holds for it: grown (doubling, at least 16 KiB, at most the
+  // declared length or the body limit) before the bytes are copied in, with the budget taken first.
   std::size_t append(beast::string_view data, beast::error_code& ec) {
-    try {
-      body_.append(data.data(), data.size());
-    } catch (const std::exception&) {
-      ec = bhttp::error::body_limit;
-      return 0;
+    const std::uint64_t need = body_.size() + data.size();
+    if (need > buffer_taken_) {
+      const std::uint64_t want = std::max({need, 2 * buffer_taken_, std::uint64_t{16} << 10});
+      const std::uint64_t capacity = std::max(need, std::min(want, body_limit_));
+      if (!reserve(capacity - buffer_taken_)) {
+        ec = bhttp::error::body_limit;
+        return 0;
+      }
+      buffer_taken_ = capacity;
+      try {
+        body_.reserve(static_cast<std::size_t>(capacity));
+      } catch (const std::exception&) {
+        ec = bhttp::error::body_limit;
+        return 0;
+      }
+      if (body_.capacity() > buffer_taken_) {  // the library may round a reservation up: that counts too
+        if (!reserve(body_.capacity() - buffer_taken_)) {
+          ec = bhttp::error::body_limit;
+          return 0;
+        }
+        buffer_taken_ = body_.capacity();
+      }
     }
+    body_.append(data.data(), data.size());  // within the capacity reserved: does not allocate
     return data.size();
   }
 
   bhttp::request_header<> head_;
   std::string body_;
   std::size_t field_limit_;
+  std::uint64_t body_limit_;        // the most the body buffer may hold: the body limit, or the declared length
+  std::uint64_t buffer_taken_ = 0;  // the budget taken for the body buffer (its capacity)
   budget_lease lease_;
   std::size_t trailer_bytes_ = 0;
   bool in_trailer_ = false;

@@ -28,8 +28,10 @@ using tcp = boost::asio::ip::tcp;
 namespace ssl = boost::asio::ssl;
 
 // Request body bytes held by all connections together (server_options::body_budget_bytes). A request
-// takes its share when its size becomes known (the Content-Length at once; a chunk as its size line
-// arrives; a decoded body as it is inflated) and gives all of it back when its response is written.
+// takes its share as its bytes arrive (its body buffer as it grows; a decoded body as it is inflated), never
+// for bytes only announced (a Content-Length, a chunk-size line: a client that sends heads and no bodies
+// holds nothing), and gives all of it back when its response is written. An announced size that does not
+// fit what is free at that moment is refused at once, before its bytes are read.
 class body_budget {
  public:
   body_budget(std::size_t limit, std::atomic<std::uint64_t>& gauge) : limit_(limit), used_(gauge) {}
@@ -41,6 +43,8 @@ class body_budget {
     return true;
   }
   void give(std::uint64_t n) noexcept { used_.fetch_sub(n, std::memory_order_relaxed); }
+  // Whether `n` more bytes would fit now (takes nothing).
+  bool fits(std::uint64_t n) const noexcept { return n <= limit_ && used_.load(std::memory_order_relaxed) <= limit_ - n; }
 
  private:
   const std::uint64_t limit_;

@@ -106,8 +106,7 @@ class session final : public session_base, public std::enable_shared_from_this<s
     decoded_.clear();
     decoded_.shrink_to_fit();
     parser_.reset();  // the previous request's budget back before the next takes any
-    parser_.emplace(header_limit_bytes, srv_.budget);
-    parser_->body_limit(srv_.opt.body_limit_bytes);
+    parser_.emplace(header_limit_bytes, srv_.opt.body_limit_bytes, srv_.budget);
     parser_->header_limit(header_limit_bytes);
     if (requests_ > 0 && buffer_.size() == 0) {
       // A kept-alive connection may idle between requests; once the next request's first byte is in, its
@@ -209,7 +208,9 @@ class session final : public session_base, public std::enable_shared_from_this<s
       srv_.stats.refused_before_body++;
       return refuse(std::move(*refused));
     }
-    if (length && *length > 0 && !parser_->reserve(*length)) return over_budget();
+    // The body takes the budget as its bytes arrive (request_reader); one that could not fit now is refused
+    // before it is read.
+    if (length && *length > 0 && !srv_.budget.fits(*length)) return over_budget();
 
     const bool body_follows = parser_->chunked() || (length && *length > 0);
     if (expect_continue && body_follows && !parser_->is_done()) {

@@ -215,15 +215,20 @@ TEST(ServeHostile, InFlightBodiesShareOneBudget) {
   const std::string line = event("budget") + "\n";
   std::string body;
   while (body.size() + line.size() <= 60000) body += line;
+  // Two bodies sent but for their last byte hold what arrived (a body takes the budget as its bytes come).
   crm_test::http_connection a(srv.port()), b(srv.port());
-  a.send_raw(post_head("", body.size()) + body.substr(0, 100));
-  b.send_raw(post_head("", body.size()) + body.substr(0, 100));
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  a.send_raw(post_head("", body.size()) + body.substr(0, body.size() - 1));
+  b.send_raw(post_head("", body.size()) + body.substr(0, body.size() - 1));
+  std::string metrics;
+  crm_test::wait_until([&] {
+    metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+    return metrics.find("crm_ingest_http_body_bytes_in_flight 1") != std::string::npos;  // both: >= 100000
+  }, std::chrono::seconds(10), std::chrono::milliseconds(50));
   // A third declared body does not fit: refused at once.
   auto over = send_plain(srv.port(), post_head("", body.size()));
   EXPECT_EQ(over.status, 503) << over.body;
   EXPECT_EQ(over.headers["retry-after"], "1");
-  // Chunked bodies take the budget as their chunks come.
+  // Nor does a chunk announced larger than what is free.
   {
     crm_test::http_connection c(srv.port());
     c.send_raw("POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head + "Transfer-Encoding: chunked\r\n\r\n");
@@ -233,21 +238,52 @@ TEST(ServeHostile, InFlightBodiesShareOneBudget) {
     EXPECT_EQ(c.read_reply().status, 503);
   }
   // The held bodies complete; their budget is given back and the next request fits.
-  a.send_raw(body.substr(100));
-  b.send_raw(body.substr(100));
+  a.send_raw(body.substr(body.size() - 1));
+  b.send_raw(body.substr(body.size() - 1));
   EXPECT_EQ(a.read_reply().status, 200);
   EXPECT_EQ(b.read_reply().status, 200);
   auto after = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
   EXPECT_EQ(after.status, 200) << after.body;
   // A body's bytes are released once its response is written, on the server's thread: the scrape may come
   // first, so poll until the budget is back to 0.
-  std::string metrics;
   crm_test::wait_until([&] {
     metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
     return metrics.find("crm_ingest_http_body_bytes_in_flight 0") != std::string::npos;
   }, std::chrono::seconds(10), std::chrono::milliseconds(100));
   EXPECT_NE(metrics.find("crm_ingest_http_body_budget_refusals_total 2"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("crm_ingest_http_body_bytes_in_flight 0"), std::string::npos) << metrics;
+  EXPECT_TRUE(srv.running());
+}
+
+// From a review: a body took its whole declared length (or chunk size) from the budget before any of its
+// bytes arrived, so a few clients sending only heads (on a webhook route whose signature covers the body,
+// nothing is checked before the body) held the budget until their request timeout: every other client got
+// 503 for 30 s. A body now holds only what arrived (its buffer as it grows); a head or a chunk-size line
+// holds nothing.
+TEST(ServeHostile, HeadsWithoutTheirBodiesHoldNoBudget) {
+  hostile_serve srv("budget-heads", "[webhooks.segment]\nshared_secret = \"hostile-budget\"\n",
+                    "body_limit_bytes = 65536\nbody_budget_bytes = 131072\n");
+  const std::string line = event("heads") + "\n";
+  std::string body;
+  while (body.size() + line.size() <= 60000) body += line;
+  std::vector<std::unique_ptr<crm_test::http_connection>> idle;
+  for (int i = 0; i < 6; ++i) {  // 6 x 65536 declared: three times the budget
+    idle.push_back(std::make_unique<crm_test::http_connection>(srv.port()));
+    idle.back()->send_raw(post_head("", 65536, "/v1/webhooks/segment"));
+  }
+  for (int i = 0; i < 6; ++i) {  // and as many chunked bodies that announce a chunk and send none of it
+    idle.push_back(std::make_unique<crm_test::http_connection>(srv.port()));
+    idle.back()->send_raw("POST /v1/events HTTP/1.1\r\nHost: x\r\n" + ndjson_head +
+                          "Transfer-Encoding: chunked\r\n\r\nfff0\r\n");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("crm_ingest_http_body_bytes_in_flight 0"), std::string::npos) << metrics;
+  for (int i = 0; i < 2; ++i) {  // two bodies of 60000 bytes at once would not have fit beside them
+    auto ok = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
+    EXPECT_EQ(ok.status, 200) << ok.body;
+  }
+  EXPECT_EQ(wait_for(srv.dsn, "SELECT count(*) FROM communications", 1), 1);  // one event id, sent twice
   EXPECT_TRUE(srv.running());
 }
 
