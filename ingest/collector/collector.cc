@@ -53,13 +53,13 @@ std::string excerpt(std::string_view s, std::size_t max = 64) {
   return out;
 }
 
-// The field a rejection reason names ("status: ..." -> "status"), a bounded label for metrics.
+// The field a rejection reason names ("status: ..." -> "status"), a label for metrics: only a canonical
+// field's name (or malformed_json), never a key the client chose, so the label set is bounded.
 std::string_view reason_field(std::string_view reason) {
   auto colon = reason.find(':');
   auto field = colon == std::string_view::npos ? reason : reason.substr(0, colon);
   if (field.rfind("malformed JSON", 0) == 0) return "malformed_json";
-  if (field.size() > 40 || field.find(' ') != std::string_view::npos) return "other";
-  return field;
+  return transform::is_canonical_field(field) ? field : "other";
 }
 
 }  // namespace

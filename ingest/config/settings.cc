@@ -75,9 +75,9 @@ void add_before_webhooks(std::vector<setting>& out) {
         "Open connections beyond this are refused at accept. serve lowers it (with a warning) when RLIMIT_NOFILE "
         "cannot hold it plus the descriptors serve needs besides."),
     integer("body_budget_bytes", "268435456", 1 * KiB, 64 * GiB,
-        "Request body bytes all connections together may hold at once (declared Content-Length, chunks received, "
-        "decoded Content-Encoding), whatever the number of connections; a request beyond it gets 503 with "
-        "Retry-After. At least http.body_limit_bytes."),
+        "Request body bytes all connections together may hold at once (bytes received, decoded Content-Encoding; "
+        "a declared length or chunk size takes nothing until its bytes arrive), whatever the number of "
+        "connections; a request beyond it gets 503 with Retry-After. At least http.body_limit_bytes."),
     integer("max_rejections_per_request", "1000", 1, 10000000,
         "Most records of one request that may be rejected (dead-lettered); beyond it the request is refused whole "
         "(400 with the reasons of the first ones) and nothing of it is stored."),

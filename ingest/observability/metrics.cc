@@ -40,7 +40,7 @@ metrics::metrics()
       http_requests_(BuildCounter().Name("crm_ingest_http_requests_total").Help("HTTP requests by endpoint and status code").Register(*registry_)),
       http_duration_(BuildHistogram().Name("crm_ingest_http_request_duration_seconds").Help("Time from a request's last byte to its response, by endpoint").Register(*registry_)),
       events_accepted_(BuildCounter().Name("crm_ingest_events_accepted_total").Help("Events made durable, by source").Register(*registry_)),
-      events_rejected_(BuildCounter().Name("crm_ingest_events_rejected_total").Help("Records dead-lettered, by the field whose rule they broke").Register(*registry_)),
+      events_rejected_(BuildCounter().Name("crm_ingest_events_rejected_total").Help("Records dead-lettered, by the canonical field whose rule they broke (malformed_json; other: any other reason)").Register(*registry_)),
       signature_failures_(BuildCounter().Name("crm_ingest_webhook_signature_failures_total").Help("Webhook requests refused with 401, by provider and reason").Register(*registry_)),
       http_server_(std::make_unique<http_server_export>(*registry_)) {}
 

@@ -69,6 +69,10 @@ class normalizer {
   std::unique_ptr<impl> impl_;
 };
 
+// Whether `name` is a field of the canonical format ("status", "utm_source", ...): a bounded set, e.g. for
+// metric labels that name the field a rejection broke.
+bool is_canonical_field(std::string_view name) noexcept;
+
 // Current wall-clock time in microseconds since the epoch.
 timestamp_us now_us() noexcept;
 

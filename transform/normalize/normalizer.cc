@@ -97,6 +97,10 @@ normalize_outcome normalizer::append(const touchpoint_fields& fields, std::strin
   return impl_->append(fields, normalize_outcome::touchpoint, raw, source, received_at, out);
 }
 
+bool is_canonical_field(std::string_view name) noexcept {
+  return detail::canonical_fields::find_field(name) != detail::canonical_field::none;
+}
+
 timestamp_us now_us() noexcept {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())

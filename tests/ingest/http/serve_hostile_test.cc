@@ -376,6 +376,28 @@ TEST(ServeHostile, DeadLettersPerRequestAreCapped) {
 }
 
 
+// From a review: the rejection counter's reason label was the field a reason names, also a key the client
+// made up ("zz1: contains a number out of PostgreSQL's numeric range"), so each request could add series
+// to /metrics for ever. Only canonical field names (and malformed_json) are labels; the rest is "other".
+TEST(ServeHostile, RejectionReasonsMakeABoundedSetOfLabels) {
+  hostile_serve srv("reason-labels");
+  std::string body;
+  for (int i = 0; i < 40; ++i) {
+    body += R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"email","status":"sent",)"
+            R"("email":"a@b.co","zzlabel)" + std::to_string(i) + R"(":1e999999})" "\n";
+  }
+  body += R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"pigeon","status":"sent"})" "\n";
+  body += event("labels-good") + "\n";
+  auto r = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(wait_for(srv.dsn, "SELECT count(*) FROM rejected_events", 41), 41);  // every one kept
+  auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  EXPECT_EQ(metrics.find("zzlabel"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("crm_ingest_events_rejected_total{reason=\"other\"} 40"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("crm_ingest_events_rejected_total{reason=\"channel\"} 1"), std::string::npos) << metrics;
+}
+
+
 // Beyond the probe's list: other shapes an attacker (or a broken client) sends, each answered as RFC 9112
 // says or cut off, none leaving anything behind; the process serves throughout.
 TEST(ServeHostile, AttackerShapesAreAnsweredOrCutOffAndTheServerStaysHealthy) {
