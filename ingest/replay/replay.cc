@@ -65,20 +65,23 @@ std::vector<std::string> all_ids(const std::vector<passed_letter>& passed) {
   return ids;
 }
 
-// The dead letters whose every event is stored (after a write in which the database refused some).
+// The dead letters whose every event is stored, each under its own key (after a write in which the database
+// refused some: the same id may be stored for another event, e.g. a provider id in another month).
 std::vector<std::string> stored_ids(pqxx::connection& conn, const transform::event_batch& batch,
                                     const std::vector<passed_letter>& passed) {
-  std::vector<std::string> communication_ids, touchpoint_ids;
-  for (const auto& c : batch.communications) communication_ids.push_back(transform::to_string(c.event_id));
-  for (const auto& t : batch.touchpoints) touchpoint_ids.push_back(transform::to_string(t.touchpoint_id));
-  const std::set<std::string> stored = pg::stored_event_ids(conn, communication_ids, touchpoint_ids);
+  std::vector<pg::row_key> communications, touchpoints;
+  std::vector<bool> receipt;
+  for (const auto& c : batch.communications) {
+    communications.push_back({c.event_id, c.occurred_at});
+    receipt.push_back(c.occurred_at_is_receipt_time);
+  }
+  for (const auto& t : batch.touchpoints) touchpoints.push_back({t.touchpoint_id, t.occurred_at});
+  const pg::stored_flags stored = pg::stored_events(conn, communications, receipt, touchpoints);
   std::vector<std::string> ids;
   for (const auto& p : passed) {
     bool all = true;
-    for (std::size_t i = p.communications_from; all && i < p.communications_to; ++i) {
-      all = stored.count(communication_ids[i]) != 0;
-    }
-    for (std::size_t i = p.touchpoints_from; all && i < p.touchpoints_to; ++i) all = stored.count(touchpoint_ids[i]) != 0;
+    for (std::size_t i = p.communications_from; all && i < p.communications_to; ++i) all = stored.communications[i];
+    for (std::size_t i = p.touchpoints_from; all && i < p.touchpoints_to; ++i) all = stored.touchpoints[i];
     if (all) ids.push_back(p.rejection_id);
   }
   return ids;

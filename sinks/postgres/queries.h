@@ -8,11 +8,13 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include <pqxx/pqxx>
 
+#include "sinks/postgres/direct_copy.h"
 #include "transform/stats/ab_stats.h"
 
 namespace crm::sinks::postgres {
@@ -46,9 +48,14 @@ void settle_dead_letters(pqxx::connection& conn, const std::vector<std::string>&
 // Deletes the not yet replayed dead letters whose source starts with `source_prefix` (those the writer made of
 // rows the database refused during one replay page) and returns their reasons.
 std::vector<std::string> drop_dead_letters_from(pqxx::connection& conn, const std::string& source_prefix);
-// Of the given event ids (uuid text), those stored in communications / customer_touchpoints.
-std::set<std::string> stored_event_ids(pqxx::connection& conn, const std::vector<std::string>& communication_ids,
-                                       const std::vector<std::string>& touchpoint_ids);
+// Which of the given events are stored: flags in the order given. A row counts only with the event's own key,
+// (id, occurred_at) — the same id in another month is another event — or, for a communication whose time is
+// its receipt (receipt[i]), with its id from 7 days before to 1 day after, as the writer's insert judges a retry.
+struct stored_flags {
+  std::vector<bool> communications, touchpoints;
+};
+stored_flags stored_events(pqxx::connection& conn, std::span<const row_key> communications,
+                           const std::vector<bool>& receipt, std::span<const row_key> touchpoints);
 
 // ---- reports
 struct attribution_row {

@@ -139,6 +139,27 @@ TEST(RejectedReplay, ARowTheDatabaseRefusesIsReportedAndItsDeadLetterKept) {
   EXPECT_EQ(rows(dsn, "communications"), 1);
 }
 
+// From a review: whether a refused page's dead letters were stored was judged by event id alone, and an id
+// derived from a provider's event id is the same for that provider event in another month: the October one,
+// refused, was marked replayed because its November twin was stored (with --delete it was gone for good). A
+// dead letter is settled only when a row with its own key (id, occurred_at) exists.
+TEST(RejectedReplay, ADeadLetterIsSettledOnlyByItsOwnEventNotAnotherWithItsId) {
+  auto dsn = crm_test::fresh_database("t_replay_same_id");
+  exec(dsn, "ALTER TABLE communications ADD CONSTRAINT test_refuses_october "
+            "CHECK (occurred_at >= '2026-11-01' OR provider_event_id IS DISTINCT FROM 'pe-twin')");
+  auto twin = [](const std::string& at) {
+    return R"({"kind":"communication","occurred_at":")" + at +
+           R"(","channel":"email","status":"delivered","provider":"sendgrid","provider_event_id":"pe-twin","email":"a@b.co"})";
+  };
+  add_rejection(dsn, "import:/data/twins.ndjson:1", "email: rule of an older release", twin("2026-10-05T10:00:00Z"));
+  add_rejection(dsn, "import:/data/twins.ndjson:2", "email: rule of an older release", twin("2026-11-05T10:00:00Z"));
+  crm_test::command_result r;
+  ASSERT_NO_FATAL_FAILURE(replay_reports(dsn, "", "1 refused by the database", r));
+  EXPECT_EQ(rows(dsn, "communications"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL AND source = 'import:/data/twins.ndjson:1'"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NOT NULL AND source = 'import:/data/twins.ndjson:2'"), 1);
+}
+
 // A dead letter's tenant is the tenant of the events it becomes (they were stored without one).
 TEST(RejectedReplay, ReplayedEventsKeepTheDeadLettersTenant) {
   auto dsn = crm_test::fresh_database("t_replay_tenant");
