@@ -4,6 +4,8 @@
 #include <initializer_list>
 #include <utility>
 
+#include <simdjson.h>
+
 #include "sinks/postgres/copy_encoder.h"
 #include "transform/text/json_text.h"
 
@@ -33,6 +35,15 @@ class json_object {
     if (value.empty()) return;
     key_(key);
     out_.append(value);
+  }
+  // The record's metadata: as the object it is, so that a replay reads it back as metadata; as text
+  // (metadata_text) when it is not a JSON object, which is then what the database refused.
+  void metadata(std::string_view text) {
+    if (text.empty()) return;
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    if (!parser.parse(text.data(), text.size()).get(root) && root.is_object()) return raw("metadata", text);
+    str("metadata_text", text);
   }
   void str(std::string_view key, std::string_view value) {
     if (value.empty()) return;
@@ -82,9 +93,8 @@ std::string to_canonical_json(const transform::communication& c) {
   o.str({{"provider", c.provider}, {"provider_message_id", c.provider_message_id},
          {"provider_event_id", c.provider_event_id}, {"email", c.email}, {"phone", c.phone},
          {"ab_test_id", c.ab_test_id}, {"variant", c.variant}, {"url", c.url}, {"error_code", c.error_code},
-         {"error_reason", c.error_reason}, {"tenant_id", c.tenant_id}});
-  // metadata is kept as text: it may be exactly what the database refused.
-  o.str("metadata_text", c.metadata);
+         {"error_reason", c.error_reason}});
+  o.metadata(c.metadata);  // the tenant is the dead letter's (rejection::tenant_id), not a field of the record
   return o.done();
 }
 
@@ -102,8 +112,8 @@ std::string to_canonical_json(const transform::touchpoint& t) {
     auto r = std::to_chars(buf, buf + sizeof buf, t.conversion_value);
     o.raw("conversion_value", std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
   }
-  o.str({{"currency", t.currency}, {"ab_test_id", t.ab_test_id}, {"variant", t.variant}, {"tenant_id", t.tenant_id}});
-  o.str("metadata_text", t.metadata);
+  o.str({{"currency", t.currency}, {"ab_test_id", t.ab_test_id}, {"variant", t.variant}});
+  o.metadata(t.metadata);
   return o.done();
 }
 

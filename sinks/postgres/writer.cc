@@ -503,6 +503,7 @@ batch_result writer::write_split(const view& v, const batch_info& info, const fa
     std::string source = info.source + " " + info.position;
     transform::rejection rej;
     rej.received_at = nc == 1 ? v.communications[0].received_at : v.touchpoints[0].received_at;
+    rej.tenant_id = nc == 1 ? v.communications[0].tenant_id : v.touchpoints[0].tenant_id;
     rej.source = source;
     rej.reason = reason;
     rej.raw = raw;

@@ -180,6 +180,28 @@ TEST(PostgresWriter, RowsTheDatabaseRefusesAreDeadLetteredAndTheRestCommitted) {
   expect_metrics_equal_recount(dsn);
 }
 
+// From a review: a refused row's dead letter carried its metadata as a string ("metadata_text", a field the
+// canonical reader does not know, so a replay stored {"metadata_text": "..."}) and its tenant in the body
+// (where a replay reads it as metadata) instead of the dead letter's tenant: the replayed row lost both. The
+// metadata is an object again when it is one (kept as text only when it is what the database refused), and
+// the tenant is the dead letter's.
+TEST(PostgresWriter, ARefusedRowsDeadLetterKeepsItsMetadataObjectAndTenant) {
+  auto dsn = crm_test::fresh_database("t_writer_refused_row");
+  tf::event_batch b;
+  for (std::uint64_t i = 0; i < 4; ++i) b.communications.push_back(comm(i, nov_2026, 3, tf::comm_status::sent));
+  b.communications[1].lead_id = -5;  // the CHECK refuses it (23514)
+  b.communications[1].metadata = R"({"k":"v","custom":[1,2]})";
+  b.communications[1].tenant_id = "tenant-x";
+  b.communications[2].metadata = "{not json";  // jsonb refuses it (22P02)
+  pg::writer w(opts(dsn));
+  EXPECT_EQ(w.write(b, {"test", "refused-row"}).refused_by_database, 2u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = 'tenant-x' AND "
+                                 "raw::jsonb -> 'metadata' = '{\"k\":\"v\",\"custom\":[1,2]}'::jsonb AND "
+                                 "NOT raw::jsonb ? 'tenant_id' AND NOT raw::jsonb ? 'metadata_text'"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id IS NULL AND "
+                                 "raw::jsonb ->> 'metadata_text' = '{not json'"), 1);
+}
+
 TEST(PostgresWriter, ReconnectsAfterItsBackendIsKilled) {
   auto dsn = crm_test::fresh_database("t_writer_reconnect");
   pg::writer w(opts(dsn));
