@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ingest/import/file_source.h"
+#include "transform/text/utf8.h"
 
 namespace crm::ingest {
 
@@ -90,7 +91,10 @@ void reader_main(const import_options& opt, shared_state& st) {
     st.records_read += batch->record_count();
     while (!failed && pool.full()) settle_next();
     if (failed) return false;
-    pool.submit(std::move(batch), {"import:" + path, "lines " + std::to_string(first_line) + "-" + std::to_string(last_line)}, 0);
+    pool.submit(std::move(batch),
+                {"import:" + transform::detail::escape_invalid_utf8(path),
+                 "lines " + std::to_string(first_line) + "-" + std::to_string(last_line)},
+                0);
     batch.reset();
     return true;
   };
@@ -107,7 +111,9 @@ void reader_main(const import_options& opt, shared_state& st) {
       continue;
     }
     transform::record_splitter splitter(opt.format, opt.normalize.max_record_bytes);
-    const std::string_view name = path == "-" ? std::string_view("stdin") : std::string_view(path);
+    // The name the ledger and the dead letters carry (text in PostgreSQL: a name that is not UTF-8 is escaped).
+    const std::string shown = path == "-" ? std::string("stdin") : transform::detail::escape_invalid_utf8(path);
+    const std::string_view name = shown;
     bool stopped = false;
     auto on_record = [&](const transform::split_record& rec) {
       if (stopped || !take_batch()) {

@@ -45,4 +45,23 @@ std::size_t invalid_utf8_offset(std::string_view s) noexcept {
   return std::string_view::npos;
 }
 
+std::string escape_invalid_utf8(std::string_view s) {
+  if (invalid_utf8_offset(s) == std::string_view::npos) return std::string(s);
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  while (!s.empty()) {
+    std::size_t n = static_cast<unsigned char>(s[0]) < 0x80 ? 1 : utf8_sequence_length(s);
+    if (n == 0) {
+      const auto b = static_cast<unsigned char>(s[0]);
+      out.append("\\x").push_back(hex[b >> 4]);
+      out.push_back(hex[b & 15]);
+      n = 1;
+    } else {
+      out.append(s.substr(0, n));
+    }
+    s.remove_prefix(n);
+  }
+  return out;
+}
+
 }  // namespace crm::transform::detail

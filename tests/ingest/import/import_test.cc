@@ -145,6 +145,20 @@ TEST(Import, EveryInvalidLineIsDeadLetteredWithFileLineAndReason) {
   EXPECT_NE(reason_of(29).find("kind"), std::string::npos);
 }
 
+// From a review: a file name that is not UTF-8 went raw into the ledger's source and the dead letters'
+// "file:line", PostgreSQL refused the text (22021) and the whole import failed (exit 3, nothing stored). The
+// name is kept with its bad bytes written as \xNN.
+TEST(Import, AFileNameThatIsNotUtf8IsKeptEscaped) {
+  auto dsn = crm_test::fresh_database("t_import_bad_name");
+  const fs::path file = scratch("import-bad-name") / "ok\xffname.ndjson";
+  std::ofstream(file) << R"({"kind":"communication","occurred_at":"2026-11-02T09:00:00Z","channel":"email","status":"sent","email":"a@b.co","provider_message_id":"bad-name-1"})"
+                      << "\n" << R"({"kind":"communication","channel":"fax"})" << "\n";
+  auto r = run("import --no-progress --dsn '" + dsn + "' " + crm_test::shell_quote(file.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications WHERE provider_message_id = 'bad-name-1'"), 1);
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE '%ok\\\\xFFname.ndjson:2'"), 1);
+}
+
 TEST(Import, GzipAndJsonArrayInput) {
   auto dsn = crm_test::fresh_database("t_import_gz_array");
   auto dir = scratch("gz");
