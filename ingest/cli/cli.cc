@@ -43,6 +43,14 @@ void setup_logging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
+// --default-region: a region libphonenumber reads national numbers in, as normalize.default_region must be.
+const CLI::Validator phone_region(
+    [](std::string& v) -> std::string {
+      return transform::is_phone_region(v) ? "" : "must be a region of phone numbering, two upper-case letters (ISO "
+                                                  "3166, e.g. US, GB), got \"" + v + "\"";
+    },
+    "REGION");
+
 std::string human_duration(double s) {
   if (s < 0) s = 0;
   auto t = static_cast<long>(s + 0.5);
@@ -260,7 +268,8 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(-1, 64));
   import_cmd->add_option("--default-region", imp.opt.normalize.default_region,
                          "Region for phone numbers without a country code (ISO 3166 alpha-2)")
-      ->default_val("US");
+      ->default_val("US")
+      ->check(phone_region);
   import_cmd->add_option("--max-record-bytes", imp.opt.normalize.max_record_bytes,
                          "Largest accepted JSON object; bigger ones are rejected")
       ->default_val(1 << 20)
@@ -340,7 +349,8 @@ int run(int argc, char** argv) {
   replay_cmd->add_option("--limit", replay_opt.limit, "Examine at most this many rows (0 = all)")->default_val(0);
   replay_cmd->add_option("--default-region", replay_opt.normalize.default_region,
                          "Region for phone numbers without a country code (ISO 3166 alpha-2)")
-      ->default_val("US");
+      ->default_val("US")
+      ->check(phone_region);
   replay_cmd->add_flag("--delete", replay_opt.remove, "Delete replayed rows instead of setting replayed_at");
   replay_cmd->add_flag("--dry-run", replay_opt.dry_run, "Count what would pass; write nothing");
   replay_cmd->callback([&] {

@@ -15,6 +15,7 @@
 #include "ingest/config/sources.h"
 #include "ingest/kafka/kafka_source.h"
 #include "ingest/webhooks/schemes.h"
+#include "transform/normalize/normalize.h"
 #include "transform/providers/registry.h"
 
 namespace crm::ingest::config {
@@ -330,10 +331,9 @@ std::string validate(const setting& s, const std::string& text, const std::strin
   if (s.section == "http" && s.key == "listen" && text.rfind(':') == std::string::npos) {
     return where + ": http.listen must be host:port, got \"" + text + "\"";
   }
-  if (s.section == "normalize" && s.key == "default_region" &&
-      (text.size() != 2 || !std::isupper(static_cast<unsigned char>(text[0])) ||
-       !std::isupper(static_cast<unsigned char>(text[1])))) {
-    return where + ": normalize.default_region must be two upper-case letters (ISO 3166), got \"" + text + "\"";
+  if (s.section == "normalize" && s.key == "default_region" && !transform::is_phone_region(text)) {
+    return where + ": normalize.default_region must be a region of phone numbering, two upper-case letters (ISO " +
+           "3166, e.g. US, GB), got \"" + text + "\"";
   }
   if (s.section == "webhooks.resend" && s.key == "secret" && !text.empty() && text.rfind("whsec_", 0) != 0) {
     return where + ": webhooks.resend.secret must start with whsec_";

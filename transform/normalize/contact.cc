@@ -164,3 +164,11 @@ phone_error phone_normalizer::normalize(std::string_view in, text_arena& arena, 
 }
 
 }  // namespace crm::transform::detail
+
+namespace crm::transform {
+
+bool is_phone_region(std::string_view region) {
+  return region.size() == 2 && detail::phone_util().GetCountryCodeForRegion(std::string(region)) != 0;
+}
+
+}  // namespace crm::transform

@@ -73,6 +73,10 @@ class normalizer {
 // metric labels that name the field a rejection broke.
 bool is_canonical_field(std::string_view name) noexcept;
 
+// Whether libphonenumber knows `region` as a region to read national numbers in: an ISO 3166 alpha-2 code in
+// upper case ("GB"; not "gb", "ZZ" or "XX") — what normalize_options::default_region must be.
+bool is_phone_region(std::string_view region);
+
 // Current wall-clock time in microseconds since the epoch.
 timestamp_us now_us() noexcept;
 

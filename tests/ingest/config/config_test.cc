@@ -68,6 +68,27 @@ TEST(Config, EveryMistakeIsReportedAtOnceWithAdvice) {
   }
 }
 
+// From a review: "ZZ" or "XX" passed the two-upper-case-letters check and then every national number was
+// dead-lettered ("invalid country code"); import and rejected replay did not check --default-region at all
+// (tests/ingest/import). The region must be one libphonenumber reads numbers in.
+TEST(Config, TheDefaultRegionIsOneOfPhoneNumbering) {
+  for (const char* bad : {"gb", "XX", "ZZ", "ZZZ", ""}) {
+    try {
+      cfg::settings::parse(std::string("[normalize]\ndefault_region = \"") + bad + "\"\n", "r.toml", no_env);
+      ADD_FAILURE() << "accepted default_region " << bad;
+    } catch (const cfg::config_error& e) {
+      ASSERT_EQ(e.problems().size(), 1u) << bad;
+      EXPECT_NE(e.problems()[0].find("normalize.default_region must be a region of phone numbering"), std::string::npos)
+          << e.problems()[0];
+    }
+  }
+  for (const char* good : {"US", "GB", "DE", "BR"}) {
+    EXPECT_EQ(cfg::settings::parse(std::string("[normalize]\ndefault_region = \"") + good + "\"\n", "r.toml", no_env)
+                  .str("normalize", "default_region"),
+              good);
+  }
+}
+
 TEST(Config, SyntaxErrorsCarryLineAndColumn) {
   try {
     cfg::settings::parse("[http\nlisten = 1\n", "broken.toml", no_env);

@@ -159,6 +159,19 @@ TEST(Import, AFileNameThatIsNotUtf8IsKeptEscaped) {
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE '%ok\\\\xFFname.ndjson:2'"), 1);
 }
 
+// From a review: import and rejected replay took any --default-region ("gb", "XX", "") and then dead-lettered
+// every national number. They refuse it before connecting, as config check refuses the setting.
+TEST(Import, AnUnknownDefaultRegionIsRefusedBeforeAnythingIsRead) {
+  for (const char* command : {"import --no-progress", "rejected replay"}) {
+    for (const char* region : {"gb", "XX", "''"}) {
+      const std::string file = std::string(command).rfind("import", 0) == 0 ? " " + sample() : "";
+      auto r = run(std::string(command) + " --default-region " + region + " --dsn postgresql://127.0.0.1:1/x" + file);
+      EXPECT_EQ(r.exit_code, 2) << command << " " << region << ": " << r.output;
+      EXPECT_NE(r.output.find("--default-region: must be a region of phone numbering"), std::string::npos) << r.output;
+    }
+  }
+}
+
 TEST(Import, GzipAndJsonArrayInput) {
   auto dsn = crm_test::fresh_database("t_import_gz_array");
   auto dir = scratch("gz");
