@@ -129,6 +129,44 @@ TEST(PartitionsRetain, ARunThatDiedAfterTheDetachIsFinishedByTheNext) {
   EXPECT_EQ(check.out, "25\n");
 }
 
+// From a review: an event of a month past retention that arrived while its partition was detached (an archive
+// that failed) went to the DEFAULT partition, as designed; once the detached table was dropped, creating that
+// month's partition failed (23514: the DEFAULT held a row of it), so every later event of the month was
+// dead-lettered and `partitions ensure` / `migrate --months-back` failed for every month (exit 3). Since 0014 such
+// a month stays in the DEFAULT partition (reported by retain): its events are stored, and the other months'
+// partitions are made.
+TEST(PartitionsRetain, AMonthWhoseRowsAreInTheDefaultPartitionStaysThereAndBlocksNothing) {
+  const auto [dsn, old_comm] = prepared_database("t_retain_late_month");
+  exec(dsn, "ALTER TABLE communications DETACH PARTITION " + old_comm);
+  exec(dsn,
+       "INSERT INTO communications (event_id, occurred_at, received_at, channel, status, email) "
+       "VALUES (gen_random_uuid(), date_trunc('month', now()) - interval '16 months' + interval '2 days', now(), "
+       "'email', 'sent', 'late@example.com')");
+  exec(dsn, "DROP TABLE " + old_comm);
+  exec(dsn, "DROP TABLE " + month_name(dsn, "communications", 1));  // a month to make again
+  auto ensure = crm_test::run_command(exe + " --log-level warn partitions ensure --months-back 20 --months-ahead 3 "
+                                      "--dsn " + crm_test::shell_quote(dsn) + " 2>&1");
+  EXPECT_EQ(ensure.status, 0) << ensure.out;
+  EXPECT_TRUE(table_exists(dsn, month_name(dsn, "communications", 1)));
+  EXPECT_FALSE(table_exists(dsn, old_comm));
+  // A later event of that month is stored (in the DEFAULT partition), not refused.
+  const auto file = scratch("late-month") / "late.ndjson";
+  std::string at;
+  {
+    pqxx::connection c(dsn);
+    pqxx::nontransaction tx(c);
+    at = tx.exec("SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '16 months' + "
+                 "interval '3 days', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")[0][0].as<std::string>();
+  }
+  std::ofstream(file) << R"({"kind":"communication","occurred_at":")" + at +
+                             R"(","channel":"email","status":"sent","email":"later@example.com"})" "\n";
+  auto r = crm_test::run_command(exe + " --log-level warn import --no-progress --allow-superuser --dsn " +
+                                 crm_test::shell_quote(dsn) + " " + file.string() + " 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_default WHERE email = 'later@example.com'"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+}
+
 TEST(PartitionsRetain, AConcurrentRunDoesNothingAndTheDefaultPartitionIsNeverTouched) {
   const auto [dsn, old_comm] = prepared_database("t_retain_lock");
   pqxx::connection holder(dsn);
