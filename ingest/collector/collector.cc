@@ -416,8 +416,13 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
   std::string error;
   const transform::providers::webhook_input in{req.body, req.content_type, req.query, source.input_source,
                                                transform::now_us(), key};
-  if (!transform::providers::registry[source.provider].normalize(norm, in, batch, error)) {
-    return respond(error_response(400, excerpt(error, 256)));
+  const auto& provider = transform::providers::registry[source.provider];
+  if (!provider.normalize(norm, in, batch, error)) {
+    // An authenticated body its adapter cannot read as a whole (a payload shape it does not know, malformed
+    // JSON): kept whole as a dead letter (replay takes it once the adapter reads it), answered 200 so that the
+    // provider does not retry what would fail the same way; as consume does with such a message.
+    batch.clear();
+    norm.reject(req.body, {source.input_source, 0}, in.received_at, std::string(provider.name) + ": " + error, batch);
   }
   if (batch.record_count() == 0) {
     return respond(json_response(200, "{\"accepted\":0,\"rejected\":0}"));  // e.g. a test ping

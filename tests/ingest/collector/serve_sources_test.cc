@@ -286,4 +286,28 @@ TEST(ServeSources, AKeyDeclaredAsABodyPathReplacesTheProvidersOwnId) {
   EXPECT_EQ(srv.stop(SIGTERM), 0);
 }
 
+// From a review: a signed webhook body its provider's adapter cannot read as a whole (a Segment batch payload,
+// malformed JSON) was answered 400 and kept nowhere; once the provider stopped retrying, the event was gone.
+// It is dead-lettered whole (its raw body, the adapter's reason, the source's tenant) and answered 200, as
+// consume does with such a message; a body that fails its signature is still refused and kept nowhere.
+TEST(ServeSources, ASignedBodyTheAdapterCannotReadIsDeadLettered) {
+  auto dsn = crm_test::fresh_database("t_serve_sources_unreadable");
+  auto dir = crm_test::scratch("sources-unreadable");
+  crm_test::serve_process srv(dsn, dir, segment_source("acme-segment", "acme", "\"acme-secret\""));
+  srv.start();
+  const std::string batch = R"({"batch":[{"type":"track","event":"Email Delivered"}],"sentAt":"2026-11-02T09:00:00Z"})";
+  const std::string broken = R"({"type":"track","event":)";
+  for (const auto& body : {batch, broken}) {
+    auto r = post_segment(srv.port(), "acme-segment", body, "acme-secret");
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.body.find("\"rejected\":1"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(post_segment(srv.port(), "acme-segment", broken + " ", "wrong-secret").status, 401);
+  EXPECT_EQ(settled(dsn, "SELECT count(*) FROM rejected_events", 2), 2);
+  pqxx::connection c(dsn);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = 'acme' AND "
+                                 "reason LIKE 'segment: %' AND raw IN (" + c.quote(batch) + ", " + c.quote(broken) + ")"),
+            2);
+}
+
 }  // namespace
