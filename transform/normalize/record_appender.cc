@@ -229,7 +229,8 @@ bool record_appender::append(const touchpoint_fields& f, timestamp_us received_a
   t.received_at = received_at;
   t.is_conversion = t.type == touch_type::conversion;
   t.has_conversion_value = f.has_conversion_value;
-  t.conversion_value = f.has_conversion_value ? f.conversion_value : 0;
+  // -0 (also what -1e-400 reads as) is the value 0: one id and one stored value for both spellings.
+  t.conversion_value = f.has_conversion_value && f.conversion_value != 0 ? f.conversion_value : 0;
   t.anonymous_id = arena.copy(f.anonymous_id);
   t.message_id = arena.copy(f.message_id);
   t.landing_url = arena.copy(f.landing_url);

@@ -1,5 +1,6 @@
 #include "transform/normalize/normalize.h"
 
+#include <cmath>
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
@@ -176,6 +177,23 @@ TEST(DerivedIds, DeterministicAndSensitive) {
   // A given event_id wins.
   const result d = run(comm(R"(,"event_id":"2ed6657d-e927-568b-95e1-2665a8aea6a2","provider_message_id":"SM1")"));
   EXPECT_EQ(to_string(d.comm().event_id), "2ed6657d-e927-568b-95e1-2665a8aea6a2");
+}
+
+// From a review: "conversion_value":-0 (or -1e-400, read as -0) and 0 are the same value but gave two ids, so one
+// conversion was stored and credited twice.
+TEST(DerivedIds, MinusZeroIsTheValueZero) {
+  auto conversion = [](const std::string& value) {
+    return R"({"kind":"touchpoint","occurred_at":"2024-05-01T10:00:00Z","touch_type":"conversion","lead_id":7,)"
+           R"("conversion_value":)" + value + "}";
+  };
+  const result zero = run(conversion("0"));
+  ASSERT_EQ(zero.outcome, normalize_outcome::touchpoint) << zero.reason();
+  for (const char* v : {"-0", "-0.0", "-1e-400", "0.0"}) {
+    const result r = run(conversion(v));
+    ASSERT_EQ(r.outcome, normalize_outcome::touchpoint) << v << ": " << r.reason();
+    EXPECT_EQ(r.touch().touchpoint_id, zero.touch().touchpoint_id) << v;
+    EXPECT_FALSE(std::signbit(r.touch().conversion_value)) << v;
+  }
 }
 
 TEST(DerivedIds, TouchpointFromMessageId) {
