@@ -37,6 +37,26 @@ struct ab_args {
   ab::sequential_options sequential;
 };
 
+// Text for a terminal: the tables show what clients sent (campaign names, variants), and a control character
+// there would be a terminal's command (ESC sequences retitle, clear or re-colour it). C0 controls but tab and
+// newline, DEL and the C1 controls are written as \xNN / \u00NN.
+std::string terminal_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if ((b < 0x20 && b != '\n' && b != '\t') || b == 0x7F) {
+      out += fmt::format("\\x{:02X}", b);
+    } else if (b == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
+      out += fmt::format("\\u{:04X}", static_cast<unsigned char>(s[++i]));
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
 std::string json_str(const std::string& s) {
   std::string out;
   transform::append_json_string(out, s);
@@ -132,8 +152,8 @@ int run_attribution(attribution_args& a) {
                            a.by == "campaign" ? "utm_campaign" : a.by == "source" ? "utm_medium" : "", "conversions",
                            "revenue (" + currency + ")");
   for (const auto& row : rows) {
-    std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", row.model, text(row.first), text(row.second),
-                             row.conversions, row.revenue);
+    std::cout << terminal_text(fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", row.model, text(row.first),
+                                           text(row.second), row.conversions, row.revenue));
   }
   return 0;
 }
@@ -179,7 +199,7 @@ int run_ab(ab_args& a) {
     out.append("}\n");
     std::cout << out;
   } else {
-    std::cout << ab::to_table(r);
+    std::cout << terminal_text(ab::to_table(r));
     if (!msg.empty()) {
       std::cout << fmt::format("\n{:<16} {:>10} {:>10} {:>10}\n", "messages", "delivered", "opened", "clicked");
       for (const auto& [variant, counts] : msg) {
@@ -187,8 +207,8 @@ int run_ab(ab_args& a) {
           auto it = counts.find(s);
           return it == counts.end() ? 0LL : it->second;
         };
-        std::cout << fmt::format("{:<16} {:>10} {:>10} {:>10}\n", variant, get("delivered"), get("opened"),
-                                 get("clicked"));
+        std::cout << terminal_text(fmt::format("{:<16} {:>10} {:>10} {:>10}\n", variant, get("delivered"),
+                                               get("opened"), get("clicked")));
       }
     }
   }

@@ -146,6 +146,35 @@ TEST(Attribution, LateTouchpointReattributesItsConversion) {
   EXPECT_NE(report.out.find(R"("revenue":100)"), std::string::npos) << report.out;
 }
 
+// From a review: the text reports printed what clients sent (utm values, variants) as it was, so an escape
+// sequence in a campaign name retitled, cleared or re-coloured the operator's terminal. Control characters are
+// written as \xNN / \u00NN in the tables (the JSON escapes them anyway).
+TEST(Attribution, TextReportsDoNotPassControlCharactersToTheTerminal) {
+  auto dir = crm_test::scratch("report-controls");
+  {
+    std::ofstream f(dir / "events.ndjson");
+    f << R"({"kind":"touchpoint","occurred_at":"2026-10-10T00:00:00Z","lead_id":9,"touch_type":"ad_click","utm_source":"g\u001b]0;PWNED\u0007","utm_medium":"cpc\u001b[2J\u009b"})"
+      << "\n"
+      << R"({"kind":"touchpoint","occurred_at":"2026-10-11T00:00:00Z","lead_id":9,"touch_type":"experiment_exposure","ab_test_id":"t-esc","variant":"A\u001b[31m"})"
+      << "\n"
+      << R"({"kind":"touchpoint","occurred_at":"2026-10-15T00:00:00Z","lead_id":9,"touch_type":"conversion","conversion_value":5})"
+      << "\n";
+  }
+  auto dsn = imported("t_attr_report_controls", dir / "events.ndjson", 1, 10);
+  auto r = run("report attribution --by source --model last_touch --dsn '" + dsn + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("g\\x1B]0;PWNED\\x07"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpc\\x1B[2J\\u009B"), std::string::npos) << r.out;
+  auto t = run("report ab-test --test t-esc --dsn '" + dsn + "'");
+  ASSERT_EQ(t.status, 0) << t.out;
+  EXPECT_NE(t.out.find("A\\x1B[31m"), std::string::npos) << t.out;
+  for (const auto* out : {&r.out, &t.out}) {
+    EXPECT_EQ(out->find('\x1b'), std::string::npos);
+    EXPECT_EQ(out->find('\x07'), std::string::npos);
+    EXPECT_EQ(out->find("\xc2\x9b"), std::string::npos);
+  }
+}
+
 // The late-data probe takes only the touchpoints before the latest credited conversion (schemas/0013's
 // attribution_watermark). A conversion credited by a recompute, or by the stage before the upgrade that brought
 // the bound, counts as well: a late touchpoint still re-attributes it.
