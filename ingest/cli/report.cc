@@ -132,7 +132,10 @@ int run_attribution(attribution_args& a) {
       first = false;
       out.append("{\"model\":" + json_str(row.model));
       if (a.by == "campaign") {
-        out.append(",\"campaign_id\":" + (row.first ? *row.first : std::string("null")));
+        // A CRM's integer id as a number; a text reference (or a key no reference was found for) as a string.
+        const bool integer = row.first && !row.first->empty() &&
+                             row.first->find_first_not_of("0123456789") == std::string::npos;
+        out.append(",\"campaign_id\":" + (!row.first ? std::string("null") : integer ? *row.first : json_str(*row.first)));
         out.append(",\"utm_campaign\":" + json_or_null(row.second));
       } else if (a.by == "source") {
         out.append(",\"utm_source\":" + json_or_null(row.first));

@@ -119,7 +119,7 @@ std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std:
                                               const std::string& from, const std::string& to) {
   std::string first, second;
   // A campaign the CRM keys by text shows its reference (schemas/0006_crm_refs.sql): as registered in
-  // campaigns, else as its communications carried it.
+  // campaigns, else as its communications carried it, else as its touchpoints did (below).
   if (by == "campaign") {
     first = "CASE WHEN campaign_id < 0 THEN coalesce((SELECT c.campaign_ref FROM campaigns c"
             " WHERE c.campaign_id = d.campaign_id), (SELECT m.campaign_ref FROM communication_metrics m"
@@ -166,6 +166,30 @@ std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std:
   std::vector<attribution_row> out;
   for (const auto& row : rows) {
     out.push_back({row[0].as<std::string>(), opt(row[1]), opt(row[2]), text(row[3]), text(row[4]), text(row[5])});
+  }
+  if (by == "campaign") {
+    // A campaign only touchpoints named (the usual case for attribution) is neither registered nor in the
+    // communications' metrics: its reference from the touchpoints, in one pass for all of them (no index has
+    // campaign_id; only run when such a campaign is in the report).
+    std::string keys;
+    for (const auto& r : out) {
+      if (r.first && r.first->size() > 1 && (*r.first)[0] == '-' &&
+          r.first->find_first_not_of("0123456789", 1) == std::string::npos) {
+        keys.append(keys.empty() ? "{" : ",").append(*r.first);
+      }
+    }
+    if (!keys.empty()) {
+      std::map<std::string, std::string> refs;
+      for (const auto& row : tx.exec_params("SELECT DISTINCT ON (campaign_id) campaign_id::text, campaign_ref"
+                                            " FROM customer_touchpoints WHERE campaign_id = ANY($1::bigint[])"
+                                            " AND campaign_ref IS NOT NULL",
+                                            keys + "}")) {
+        refs.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+      }
+      for (auto& r : out) {
+        if (auto it = r.first ? refs.find(*r.first) : refs.end(); it != refs.end()) r.first = it->second;
+      }
+    }
   }
   return out;
 }

@@ -175,6 +175,38 @@ TEST(Attribution, TextReportsDoNotPassControlCharactersToTheTerminal) {
   }
 }
 
+// From a review: a campaign keyed by text that only touchpoints named showed as its derived key (a negative
+// number beyond 2^53 in the JSON), and once registered in campaigns its reference went into the JSON unquoted
+// ("campaign_id":C-42, not JSON). The reference is found on the touchpoints too, and is a JSON string.
+TEST(Attribution, ACampaignReferenceIsShownAsTextAndTheJsonStaysJson) {
+  auto dir = crm_test::scratch("report-campaign-ref");
+  {
+    std::ofstream f(dir / "events.ndjson");
+    f << R"({"kind":"touchpoint","occurred_at":"2026-10-10T00:00:00Z","lead_id":9,"touch_type":"ad_click","campaign_id":"C-42","utm_campaign":"fall"})"
+      << "\n"
+      << R"({"kind":"touchpoint","occurred_at":"2026-10-11T00:00:00Z","lead_id":9,"touch_type":"ad_click","campaign_id":77,"utm_campaign":"fall"})"
+      << "\n"
+      << R"({"kind":"touchpoint","occurred_at":"2026-10-15T00:00:00Z","lead_id":9,"touch_type":"conversion","conversion_value":5})"
+      << "\n";
+  }
+  auto dsn = imported("t_attr_report_campaign_ref", dir / "events.ndjson", 1, 10);
+  const std::string cmd = "report attribution --by campaign --model linear --format json --dsn '" + dsn + "'";
+  for (int registered = 0; registered < 2; ++registered) {
+    auto r = run(cmd);
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find(R"("campaign_id":"C-42")"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(R"("campaign_id":77,)"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(R"("campaign_id":C)"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(R"("campaign_id":-)"), std::string::npos) << r.out;
+    if (registered == 0) {
+      pqxx::connection c(dsn);
+      pqxx::work tx(c);
+      tx.exec("INSERT INTO campaigns (campaign_id, campaign_ref, name) VALUES (crm_ref_key('campaign', 'C-42'), 'C-42', 'Fall')");
+      tx.commit();
+    }
+  }
+}
+
 // The late-data probe takes only the touchpoints before the latest credited conversion (schemas/0013's
 // attribution_watermark). A conversion credited by a recompute, or by the stage before the upgrade that brought
 // the bound, counts as well: a late touchpoint still re-attributes it.
