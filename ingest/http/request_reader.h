@@ -46,7 +46,8 @@ class budget_lease {
 // request_parser merges trailers into the header and throws std::length_error for a field of 64 KiB or
 // more, out of the read and out of io_context::run.) Trailer fields are counted against the header
 // limit and discarded; a request with more is refused (431). The body buffer takes the budget for its
-// capacity as it grows with the bytes that arrive (doubling, up to the declared length or the body limit);
+// capacity as it grows with the bytes that arrive (doubling from 4 KiB, up to the declared length or the body
+// limit; while it grows, the old buffer is freed only after the copy);
 // a chunk-size line takes nothing, and one larger than what the budget has free is refused at once.
 class request_reader final : public bhttp::basic_parser<true> {
  public:
@@ -120,12 +121,14 @@ class request_reader final : public bhttp::basic_parser<true> {
 
   void on_finish_impl(beast::error_code&) override {}
 
-  // The buffer's capacity is what the budget holds for it: grown (doubling, at least 16 KiB, at most the
-  // declared length or the body limit) before the bytes are copied in, with the budget taken first.
+  // The buffer's capacity is what the budget holds for it: grown (doubling, at least 4 KiB, at most the
+  // declared length or the body limit) before the bytes are copied in, with the budget taken first. It grows
+  // into a new string reserved exactly (libstdc++ rounds a reserve() of an allocated string below twice its
+  // capacity up to twice: a body capped at its declared length would hold up to twice that).
   std::size_t append(beast::string_view data, beast::error_code& ec) {
     const std::uint64_t need = body_.size() + data.size();
     if (need > buffer_taken_) {
-      const std::uint64_t want = std::max({need, 2 * buffer_taken_, std::uint64_t{16} << 10});
+      const std::uint64_t want = std::max({need, 2 * buffer_taken_, std::uint64_t{4} << 10});
       const std::uint64_t capacity = std::max(need, std::min(want, body_limit_));
       if (!reserve(capacity - buffer_taken_)) {
         ec = bhttp::error::body_limit;
@@ -133,12 +136,15 @@ class request_reader final : public bhttp::basic_parser<true> {
       }
       buffer_taken_ = capacity;
       try {
-        body_.reserve(static_cast<std::size_t>(capacity));
+        std::string grown;
+        grown.reserve(static_cast<std::size_t>(capacity));
+        grown.append(body_);
+        body_.swap(grown);
       } catch (const std::exception&) {
         ec = bhttp::error::body_limit;
         return 0;
       }
-      if (body_.capacity() > buffer_taken_) {  // the library may round a reservation up: that counts too
+      if (body_.capacity() > buffer_taken_) {  // never above what was asked, but if the library rounds: it counts
         if (!reserve(body_.capacity() - buffer_taken_)) {
           ec = bhttp::error::body_limit;
           return 0;
