@@ -418,9 +418,12 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
                                                transform::now_us(), key};
   const auto& provider = transform::providers::registry[source.provider];
   if (!provider.normalize(norm, in, batch, error)) {
-    // An authenticated body its adapter cannot read as a whole (a payload shape it does not know, malformed
-    // JSON): kept whole as a dead letter (replay takes it once the adapter reads it), answered 200 so that the
-    // provider does not retry what would fail the same way; as consume does with such a message.
+    // A body its adapter cannot read as a whole (a payload shape it does not know, malformed JSON). Signed (its
+    // signature verified above): kept whole as a dead letter (replay takes it once the adapter reads it),
+    // answered 200 so that the provider does not retry what would fail the same way, as consume does with such
+    // a message. Unsigned (a source that allows it) or empty: 400 and nothing kept, as before, so that an
+    // anonymous client cannot fill the dead letters with whatever it posts.
+    if (!source.verify || req.body.empty()) return respond(error_response(400, excerpt(error, 256)));
     batch.clear();
     norm.reject(req.body, {source.input_source, 0}, in.received_at, std::string(provider.name) + ": " + error, batch);
   }

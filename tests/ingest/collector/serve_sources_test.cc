@@ -289,7 +289,8 @@ TEST(ServeSources, AKeyDeclaredAsABodyPathReplacesTheProvidersOwnId) {
 // From a review: a signed webhook body its provider's adapter cannot read as a whole (a Segment batch payload,
 // malformed JSON) was answered 400 and kept nowhere; once the provider stopped retrying, the event was gone.
 // It is dead-lettered whole (its raw body, the adapter's reason, the source's tenant) and answered 200, as
-// consume does with such a message; a body that fails its signature is still refused and kept nowhere.
+// consume does with such a message; a body that fails its signature is still refused and kept nowhere, and so
+// is one of a source that takes unsigned requests (an anonymous client must not fill the dead letters).
 TEST(ServeSources, ASignedBodyTheAdapterCannotReadIsDeadLettered) {
   auto dsn = crm_test::fresh_database("t_serve_sources_unreadable");
   auto dir = crm_test::scratch("sources-unreadable");
@@ -303,6 +304,11 @@ TEST(ServeSources, ASignedBodyTheAdapterCannotReadIsDeadLettered) {
     EXPECT_NE(r.body.find("\"rejected\":1"), std::string::npos) << r.body;
   }
   EXPECT_EQ(post_segment(srv.port(), "acme-segment", broken + " ", "wrong-secret").status, 401);
+  EXPECT_EQ(post_segment(srv.port(), "acme-segment", "", "acme-secret").status, 400);  // nothing to keep
+  crm_test::serve_process open(dsn, dir / "open", "\n[webhooks.segment]\nallow_unsigned = true\n");
+  open.start();
+  EXPECT_EQ(crm_test::http_request(open.port(), "POST", "/v1/webhooks/segment", broken,
+                                   {{"Content-Type", "application/json"}}).status, 400);
   EXPECT_EQ(settled(dsn, "SELECT count(*) FROM rejected_events", 2), 2);
   pqxx::connection c(dsn);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE tenant_id = 'acme' AND "
