@@ -37,15 +37,15 @@ struct ab_args {
   ab::sequential_options sequential;
 };
 
-// Text for a terminal: the tables show what clients sent (campaign names, variants), and a control character
-// there would be a terminal's command (ESC sequences retitle, clear or re-colour it). C0 controls but tab and
-// newline, DEL and the C1 controls are written as \xNN / \u00NN.
+// A field of a text table: the tables show what clients sent (campaign names, variants), and a control
+// character there would be a terminal's command (ESC sequences retitle, clear or re-colour it) or a forged row
+// (a newline). C0 controls (newline and tab too), DEL and the C1 controls are written as \xNN / \u00NN.
 std::string terminal_text(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (std::size_t i = 0; i < s.size(); ++i) {
     const auto b = static_cast<unsigned char>(s[i]);
-    if ((b < 0x20 && b != '\n' && b != '\t') || b == 0x7F) {
+    if (b < 0x20 || b == 0x7F) {
       out += fmt::format("\\x{:02X}", b);
     } else if (b == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
                static_cast<unsigned char>(s[i + 1]) <= 0x9F) {
@@ -155,8 +155,8 @@ int run_attribution(attribution_args& a) {
                            a.by == "campaign" ? "utm_campaign" : a.by == "source" ? "utm_medium" : "", "conversions",
                            "revenue (" + currency + ")");
   for (const auto& row : rows) {
-    std::cout << terminal_text(fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", row.model, text(row.first),
-                                           text(row.second), row.conversions, row.revenue));
+    std::cout << fmt::format("{:<16} {:<24} {:<24} {:>18} {:>20}\n", row.model, terminal_text(text(row.first)),
+                             terminal_text(text(row.second)), row.conversions, row.revenue);
   }
   return 0;
 }
@@ -202,7 +202,15 @@ int run_ab(ab_args& a) {
     out.append("}\n");
     std::cout << out;
   } else {
-    std::cout << terminal_text(ab::to_table(r));
+    // The names in the table are the data's: each written safe for a terminal before the table is laid out.
+    r.test_id = terminal_text(r.test_id);
+    r.control = terminal_text(r.control);
+    for (auto& v : r.variants) v.variant = terminal_text(v.variant);
+    for (auto& c : r.comparisons) {
+      c.variant = terminal_text(c.variant);
+      c.control = terminal_text(c.control);
+    }
+    std::cout << ab::to_table(r);
     if (!msg.empty()) {
       std::cout << fmt::format("\n{:<16} {:>10} {:>10} {:>10}\n", "messages", "delivered", "opened", "clicked");
       for (const auto& [variant, counts] : msg) {
@@ -210,8 +218,8 @@ int run_ab(ab_args& a) {
           auto it = counts.find(s);
           return it == counts.end() ? 0LL : it->second;
         };
-        std::cout << terminal_text(fmt::format("{:<16} {:>10} {:>10} {:>10}\n", variant, get("delivered"),
-                                               get("opened"), get("clicked")));
+        std::cout << fmt::format("{:<16} {:>10} {:>10} {:>10}\n", terminal_text(variant), get("delivered"),
+                                 get("opened"), get("clicked"));
       }
     }
   }

@@ -15,8 +15,9 @@ std::size_t utf8_sequence_length(std::string_view s) noexcept;
 // Offset of the first byte that does not start a well-formed sequence; npos when `s` is valid UTF-8.
 std::size_t invalid_utf8_offset(std::string_view s) noexcept;
 
-// `s` with each byte that does not start a well-formed sequence written as \xNN: valid UTF-8 that still tells
-// the bytes apart (a file name for the ledger and the dead letters, which PostgreSQL stores as text).
+// `s` with each byte that does not start a well-formed sequence written as \xNN: valid UTF-8 for a name that
+// PostgreSQL stores as text (a file name in the ledger and the dead letters). For people, not a reversible
+// encoding: a name holding the text \xFF reads the same as one holding the byte.
 std::string escape_invalid_utf8(std::string_view s);
 
 }  // namespace crm::transform::detail

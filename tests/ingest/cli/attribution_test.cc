@@ -153,7 +153,7 @@ TEST(Attribution, TextReportsDoNotPassControlCharactersToTheTerminal) {
   auto dir = crm_test::scratch("report-controls");
   {
     std::ofstream f(dir / "events.ndjson");
-    f << R"({"kind":"touchpoint","occurred_at":"2026-10-10T00:00:00Z","lead_id":9,"touch_type":"ad_click","utm_source":"g\u001b]0;PWNED\u0007","utm_medium":"cpc\u001b[2J\u009b"})"
+    f << R"({"kind":"touchpoint","occurred_at":"2026-10-10T00:00:00Z","lead_id":9,"touch_type":"ad_click","utm_source":"g\u001b]0;PWNED\u0007","utm_medium":"cpc\u001b[2J\u009b\nlinear fake-row"})"
       << "\n"
       << R"({"kind":"touchpoint","occurred_at":"2026-10-11T00:00:00Z","lead_id":9,"touch_type":"experiment_exposure","ab_test_id":"t-esc","variant":"A\u001b[31m"})"
       << "\n"
@@ -164,7 +164,7 @@ TEST(Attribution, TextReportsDoNotPassControlCharactersToTheTerminal) {
   auto r = run("report attribution --by source --model last_touch --dsn '" + dsn + "'");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("g\\x1B]0;PWNED\\x07"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("cpc\\x1B[2J\\u009B"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpc\\x1B[2J\\u009B\\x0Alinear fake-row"), std::string::npos) << r.out;
   auto t = run("report ab-test --test t-esc --dsn '" + dsn + "'");
   ASSERT_EQ(t.status, 0) << t.out;
   EXPECT_NE(t.out.find("A\\x1B[31m"), std::string::npos) << t.out;
