@@ -6,6 +6,30 @@ namespace {
 
 const char* or_null(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
 
+// A campaign only touchpoints named (the usual case for attribution) is neither registered nor in the
+// communications' metrics: the rows that still show its derived key (a negative integer) get its reference
+// from the touchpoints, in one pass for all of them (no index has campaign_id; only run when there is one).
+void name_touchpoint_campaigns(pqxx::dbtransaction& tx, std::vector<attribution_row>& rows) {
+  std::string keys;
+  for (const auto& r : rows) {
+    if (r.first && r.first->size() > 1 && (*r.first)[0] == '-' &&
+        r.first->find_first_not_of("0123456789", 1) == std::string::npos) {
+      keys.append(keys.empty() ? "{" : ",").append(*r.first);
+    }
+  }
+  if (keys.empty()) return;
+  std::map<std::string, std::string> refs;
+  for (const auto& row : tx.exec_params("SELECT DISTINCT ON (campaign_id) campaign_id::text, campaign_ref"
+                                        " FROM customer_touchpoints WHERE campaign_id = ANY($1::bigint[])"
+                                        " AND campaign_ref IS NOT NULL",
+                                        keys + "}")) {
+    refs.emplace(row[0].as<std::string>(), row[1].as<std::string>());
+  }
+  for (auto& r : rows) {
+    if (auto it = r.first ? refs.find(*r.first) : refs.end(); it != refs.end()) r.first = it->second;
+  }
+}
+
 }  // namespace
 
 partition_catalog read_partition_catalog(pqxx::connection& conn) {
@@ -167,36 +191,13 @@ std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std:
   for (const auto& row : rows) {
     out.push_back({row[0].as<std::string>(), opt(row[1]), opt(row[2]), text(row[3]), text(row[4]), text(row[5])});
   }
-  if (by == "campaign") {
-    // A campaign only touchpoints named (the usual case for attribution) is neither registered nor in the
-    // communications' metrics: its reference from the touchpoints, in one pass for all of them (no index has
-    // campaign_id; only run when such a campaign is in the report).
-    std::string keys;
-    for (const auto& r : out) {
-      if (r.first && r.first->size() > 1 && (*r.first)[0] == '-' &&
-          r.first->find_first_not_of("0123456789", 1) == std::string::npos) {
-        keys.append(keys.empty() ? "{" : ",").append(*r.first);
-      }
-    }
-    if (!keys.empty()) {
-      std::map<std::string, std::string> refs;
-      for (const auto& row : tx.exec_params("SELECT DISTINCT ON (campaign_id) campaign_id::text, campaign_ref"
-                                            " FROM customer_touchpoints WHERE campaign_id = ANY($1::bigint[])"
-                                            " AND campaign_ref IS NOT NULL",
-                                            keys + "}")) {
-        refs.emplace(row[0].as<std::string>(), row[1].as<std::string>());
-      }
-      for (auto& r : out) {
-        if (auto it = r.first ? refs.find(*r.first) : refs.end(); it != refs.end()) r.first = it->second;
-      }
-    }
-  }
+  if (by == "campaign") name_touchpoint_campaigns(tx, out);
   return out;
 }
 
 identity_summary read_identity_summary(pqxx::connection& conn) {
   pqxx::read_transaction tx(conn);
-  auto row = tx.exec(
+  const pqxx::row row = tx.exec(
       "SELECT (SELECT count(*) FROM (SELECT DISTINCT tenant, anonymous_id FROM identity_claims) v),"
       " (SELECT count(*) FROM (SELECT 1 FROM identity_claims GROUP BY tenant, anonymous_id HAVING count(*) > 1) v),"
       " (SELECT count(*) FROM (SELECT DISTINCT conversion_id, conversion_occurred_at FROM attribution_credits"
