@@ -22,14 +22,18 @@ std::string communications_copy_target() {
   return std::string("communications (") + communication_columns + ")";
 }
 
+std::string receipt_retry_match(const std::string& row, const std::string& id, const std::string& at) {
+  return row + ".event_id = " + id + " AND " + row + ".occurred_at >= " + at + " - interval '7 days' AND " + row +
+         ".occurred_at <= " + at + " + interval '1 day'";
+}
+
 std::string communications_insert_statement(const char* stage, bool maintain_analytics) {
   return std::string("WITH ins AS (INSERT INTO communications (") + communication_columns + ") SELECT " +
          communication_columns + " FROM " + stage + " s" +
          // No event time from the source (occurred_at = receipt): a retry of the same event has a
          // later occurred_at, so look for the event_id near it, not for the exact key.
-         " WHERE NOT s.occurred_at_is_receipt_time OR NOT EXISTS (SELECT 1 FROM communications c"
-         " WHERE c.event_id = s.event_id AND c.occurred_at >= s.occurred_at - interval '7 days'"
-         " AND c.occurred_at <= s.occurred_at + interval '1 day')"
+         " WHERE NOT s.occurred_at_is_receipt_time OR NOT EXISTS (SELECT 1 FROM communications c WHERE " +
+         receipt_retry_match("c", "s.event_id", "s.occurred_at") + ")"
          " ON CONFLICT DO NOTHING"
          " RETURNING occurred_at, campaign_id, campaign_ref, channel, status, ab_test_id, variant),"
          // The rows this statement inserted, one by one, and those the batch copied directly, counted by key.

@@ -29,6 +29,11 @@ namespace crm::sinks::postgres {
 // plus the tally of rows copied directly ($1..$8: metric_tally::params()). Returns the number of rows it inserted.
 std::string communications_insert_statement(const char* stage, bool maintain_analytics);
 
+// The rule that finds the stored copy of a communication whose time is its receipt (a provider's retry of it
+// has a later time): the SQL condition on the communications row `row` for the event id `id` received at `at`
+// (SQL expressions). The staging insert uses it to skip a retry; rejected replay to find the event stored.
+std::string receipt_retry_match(const std::string& row, const std::string& id, const std::string& at);
+
 // The target of the direct COPY: the table and its column list.
 std::string communications_copy_target();
 

@@ -1,5 +1,7 @@
 #include "sinks/postgres/queries.h"
 
+#include "sinks/postgres/communication_insert.h"
+
 namespace crm::sinks::postgres {
 
 namespace {
@@ -100,41 +102,26 @@ std::vector<std::string> drop_dead_letters_from(pqxx::connection& conn, const st
 
 stored_flags stored_events(pqxx::connection& conn, std::span<const row_key> communications,
                            const std::vector<bool>& receipt, std::span<const row_key> touchpoints) {
-  // Arrays as text: uuids we formatted, times as microseconds since the epoch (bigint), made exact in SQL.
-  auto arrays = [](std::span<const row_key> keys, std::string& ids, std::string& times) {
-    ids = "{";
-    times = "{";
-    for (std::size_t i = 0; i < keys.size(); ++i) {
-      ids.append(i ? "," : "").append(transform::to_string(keys[i].id));
-      times.append(i ? "," : "").append(std::to_string(keys[i].at));
-    }
-    ids += "}";
-    times += "}";
-  };
-  std::string flags = "{";
-  for (std::size_t i = 0; i < communications.size(); ++i) flags.append(i ? "," : "").append(receipt.at(i) ? "t" : "f");
-  flags += "}";
-  std::string c_ids, c_times, t_ids, t_times;
-  arrays(communications, c_ids, c_times);
-  arrays(touchpoints, t_ids, t_times);
-  constexpr const char* at = "(timestamptz 'epoch' + (u.us / 1000000) * interval '1 second'"
-                             " + (u.us % 1000000) * interval '1 microsecond')";
-  pqxx::read_transaction tx(conn);
   stored_flags out{std::vector<bool>(communications.size()), std::vector<bool>(touchpoints.size())};
-  for (const auto& row : tx.exec_params(
-           std::string("SELECT u.i FROM unnest($1::uuid[], $2::bigint[], $3::boolean[]) WITH ORDINALITY AS u(id, us, receipt, i)"
-                       " WHERE EXISTS (SELECT 1 FROM communications c WHERE c.event_id = u.id AND (c.occurred_at = ") +
-               at + " OR (u.receipt AND c.occurred_at >= " + at + " - interval '7 days' AND c.occurred_at <= " + at +
-               " + interval '1 day')))",
-           c_ids, c_times, flags)) {
-    out.communications.at(row[0].as<std::size_t>() - 1) = true;
+  pqxx::read_transaction tx(conn);
+  for (std::size_t i : stored_already(tx, "customer_touchpoints", "touchpoint_id", touchpoints)) out.touchpoints[i] = true;
+  // Communications: the key, or the writer's retry window for one whose time is its receipt. Arrays as text:
+  // uuids we formatted, times as microseconds since the epoch (bigint), made exact in SQL.
+  std::string ids = "{", times = "{", flags = "{";
+  for (std::size_t i = 0; i < communications.size(); ++i) {
+    ids.append(i ? "," : "").append(transform::to_string(communications[i].id));
+    times.append(i ? "," : "").append(std::to_string(communications[i].at));
+    flags.append(i ? "," : "").append(receipt.at(i) ? "t" : "f");
   }
+  const std::string at = "(timestamptz 'epoch' + (u.us / 1000000) * interval '1 second'"
+                         " + (u.us % 1000000) * interval '1 microsecond')";
   for (const auto& row : tx.exec_params(
-           std::string("SELECT u.i FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS u(id, us, i)"
-                       " WHERE EXISTS (SELECT 1 FROM customer_touchpoints t WHERE t.touchpoint_id = u.id"
-                       " AND t.occurred_at = ") + at + ")",
-           t_ids, t_times)) {
-    out.touchpoints.at(row[0].as<std::size_t>() - 1) = true;
+           "SELECT u.i FROM unnest($1::uuid[], $2::bigint[], $3::boolean[]) WITH ORDINALITY AS u(id, us, receipt, i)"
+           " WHERE EXISTS (SELECT 1 FROM communications c WHERE c.event_id = u.id AND c.occurred_at = " + at + ")"
+           " OR (u.receipt AND EXISTS (SELECT 1 FROM communications c WHERE " +
+               receipt_retry_match("c", "u.id", at) + "))",
+           ids + "}", times + "}", flags + "}")) {
+    out.communications.at(row[0].as<std::size_t>() - 1) = true;
   }
   return out;
 }
