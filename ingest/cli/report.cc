@@ -10,6 +10,7 @@
 #include <pqxx/pqxx>
 
 #include "ingest/cli/database_target.h"
+#include "ingest/cli/exit_codes.h"
 #include "sinks/postgres/analytics_stage.h"
 #include "sinks/postgres/attribution.h"
 #include "sinks/postgres/exchange_rates.h"
@@ -165,6 +166,11 @@ int run_ab(ab_args& a) {
   pqxx::connection conn(a.db.resolve(true));
   const auto fresh = say_freshness(conn);
   auto data = pg::read_ab_test(conn, a.test);
+  if (!data.problem.empty()) {
+    std::cerr << "error: ab_tests row " << terminal_text(a.test) << ": " << terminal_text(data.problem)
+              << " (fix the row; after changing its conversion_window, run report attribution --recompute)\n";
+    return exit_usage;
+  }
   std::vector<ab::variant_counts> variants;
   std::map<std::string, ab::variant_counts> by_name;
   for (const auto& v : data.variants) by_name[v].variant = v;
@@ -273,7 +279,9 @@ void add_report_commands(CLI::App& app, int& exit_code) {
   auto abt = std::make_shared<ab_args>();
   auto* ab_cmd = report->add_subcommand(
       "ab-test", "Per-variant units, conversions, revenue, lift, z-test, Welch t-test, probability to beat control, "
-                 "always-valid p-value and confidence sequence, CUPED and sample-ratio mismatch of one A/B test");
+                 "always-valid p-value and confidence sequence, CUPED and sample-ratio mismatch of one A/B test. Exit codes: 0 "
+                 "done, 1 no such test, 2 usage or an ab_tests row that describes no computable test (the reason is "
+                 "printed), 3 the database refused or is unreachable");
   abt->db.add_options(*ab_cmd, false);
   ab_cmd->add_option("--test", abt->test, "The ab_test_id")->required();
   ab_cmd->add_option("--format", abt->format, "Output format")

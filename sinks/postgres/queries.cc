@@ -195,9 +195,15 @@ identity_summary read_identity_summary(pqxx::connection& conn) {
 ab_test_data read_ab_test(pqxx::connection& conn, const std::string& ab_test_id) {
   ab_test_data d;
   pqxx::read_transaction tx(conn);
-  auto test = tx.exec_params("SELECT control_variant FROM ab_tests WHERE ab_test_id = $1", ab_test_id);
+  // The row's problem, if any, by the function its CHECK constraint calls (schemas/0015): rows stored before that
+  // constraint are not checked by it.
+  auto test = tx.exec_params(
+      "SELECT control_variant, crm_ab_test_problem(variants, variant_weights, control_variant, conversion_window)"
+      " FROM ab_tests WHERE ab_test_id = $1",
+      ab_test_id);
   if (!test.empty()) {
     d.configured = true;
+    if (!test[0][1].is_null()) d.problem = test[0][1].as<std::string>();
     // One row per configured variant (unnest pads the shorter array with NULLs).
     auto vs = tx.exec_params("SELECT unnest(variants), unnest(variant_weights) FROM ab_tests WHERE ab_test_id = $1",
                              ab_test_id);

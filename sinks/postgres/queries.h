@@ -81,6 +81,7 @@ identity_summary read_identity_summary(pqxx::connection& conn);
 struct ab_test_data {
   bool configured = false;  // an ab_tests row exists
   std::string control;      // its control_variant (empty = none)
+  std::string problem;      // why the row describes no computable test (crm_ab_test_problem); empty = none
   std::vector<std::string> variants;      // configured, in order
   std::map<std::string, double> weights;  // configured weights (empty = equal)
   std::vector<transform::ab::variant_counts> stats;                      // ab_test_variant_stats
