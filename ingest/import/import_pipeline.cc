@@ -153,6 +153,20 @@ void reader_main(const import_options& opt, shared_state& st) {
                     path, e.what());
       ++st.summary.files_failed;
       st.summary.errors.push_back(e.what());
+      // What was read of the record the error cut short is kept as a dead letter saying so, not dropped with the
+      // read buffer (nor normalized: whether more of it followed is unknown).
+      if (!stopped && !failed) {
+        try {
+          const std::string why = std::string("cut short by an error reading the file (") + e.what() + ")";
+          splitter.finish([&](const transform::split_record& rec) {
+            std::string reason = why;
+            if (!rec.error.empty()) reason.append(": ").append(rec.error);
+            on_record(transform::split_record{rec.text, rec.line, reason});
+          });
+        } catch (const std::exception& e2) {
+          spdlog::error("The last record read of a file could not be kept. file={} error={}", path, e2.what());
+        }
+      }
     }
     // Batches never span files: the ledger's position names one file.
     if (!stopped && !flush(path)) stopped = true;

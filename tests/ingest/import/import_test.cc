@@ -1,4 +1,5 @@
 // `crm-ingest import` end to end, as an operator runs it, against a real PostgreSQL.
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -214,6 +215,46 @@ TEST(Import, TruncatedGzipIsAnError) {
   auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + path);
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("cannot read"), std::string::npos) << r.out;
+}
+
+// The records before the cut are stored, and the one the cut falls in is a dead letter with what was read of it:
+// nothing of what could be read is dropped.
+TEST(Import, TheRecordATruncatedGzipCutsIsDeadLettered) {
+  auto dsn = crm_test::fresh_database("t_import_truncated_gz_tail");
+  auto dir = scratch("truncgz2");
+  auto path = (dir / "cut.ndjson.gz").string();
+  gzFile gz = gzopen(path.c_str(), "wb");
+  gzsetparams(gz, 0, Z_DEFAULT_STRATEGY);  // stored blocks: the cut falls where the test puts it
+  std::string body;
+  for (int i = 0; i < 3000; ++i) {
+    body += R"({"kind":"communication","occurred_at":"2026-03-01T10:00:00Z","channel":"sms","direction":"outbound",)"
+            R"("status":"sent","provider":"twilio","provider_event_id":"cut-)" +
+            std::to_string(i) + R"(","campaign_id":9})" + "\n";
+  }
+  gzwrite(gz, body.data(), static_cast<unsigned>(body.size()));
+  gzclose(gz);
+  fs::resize_file(path, fs::file_size(path) / 2);
+  // What zlib gives of the cut file: complete lines, then part of one.
+  std::string read;
+  gz = gzopen(path.c_str(), "rb");
+  char buf[65536];
+  for (int n; (n = gzread(gz, buf, sizeof buf)) > 0;) read.append(buf, static_cast<std::size_t>(n));
+  gzclose(gz);
+  const auto complete = static_cast<long long>(std::count(read.begin(), read.end(), '\n'));
+  const std::string tail = read.substr(read.rfind('\n') + 1);
+  ASSERT_GT(complete, 100);
+  ASSERT_FALSE(tail.empty()) << "the cut fell between two records; the test needs it inside one";
+
+  auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + path);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 9"), complete);
+  ASSERT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), 1);
+  pqxx::connection c(dsn);
+  pqxx::read_transaction tx(c);
+  auto row = tx.exec("SELECT raw, reason FROM rejected_events")[0];
+  EXPECT_EQ(row[0].as<std::string>(), tail);
+  EXPECT_NE(row[1].as<std::string>().find("cut short by an error reading the file (cannot read "), std::string::npos)
+      << row[1].as<std::string>();
 }
 
 TEST(Import, UnreachableDatabaseExitsWithDatabaseError) {
