@@ -134,12 +134,15 @@ bool read_status_event(json_walker& w, od::value v, std::size_t index, value_sta
   workspace& ws = w.ws();
   begin_event(ws);
   const char* start = w.location_of(v);
-  scalar id, status, timestamp, recipient, callback_data, error_code, error_title, error_message, error_details;
+  scalar id, status, timestamp, recipient, participant, callback_data, error_code, error_title, error_message,
+      error_details;
   const bool ok = w.members(v, "statuses[]", [&](std::string_view key, std::string_view raw_key, od::value x) {
     if (key == "id") return w.take(key, x, id);
     if (key == "status") return w.take(key, x, status);
     if (key == "timestamp") return w.take(key, x, timestamp);
     if (key == "recipient_id") return w.take(key, x, recipient);
+    // A message to a group: Meta reports each participant's status separately, with the group as recipient_id.
+    if (key == "recipient_participant_id") return w.keep(key, raw_key, x, &participant);
     if (key == "biz_opaque_callback_data") return w.keep(key, raw_key, x, &callback_data);
     if (key == "errors") {
       // The first error is the event's error; its details go to metadata.
@@ -169,10 +172,21 @@ bool read_status_event(json_walker& w, od::value v, std::size_t index, value_sta
   read_status(ws, "status", status, whatsapp_statuses, f.status);
   epoch_time(ws, "timestamp", timestamp, f.occurred_at);
   f.provider_message_id = string_field(ws, "id", id, true, "a string (wamid)");
-  take_phone(ws, recipient, f);
-  // The idempotency key: a wamid reports each status once.
+  const bool to_group = participant.is_string() || participant.is_number();
+  if (to_group) {
+    // The participant is the contact; the group's id stays in the metadata.
+    take_phone(ws, participant, f);
+    if (recipient.is_string() || recipient.is_number()) {
+      ws.metadata.append(",\"group_id\":");
+      append_json_string(ws.metadata, recipient.text);
+    }
+  } else {
+    take_phone(ws, recipient, f);
+  }
+  // The idempotency key: a wamid reports each status once (to a group: once per participant).
   if (id.is_string() && status.is_string()) {
     ws.event_key.assign(id.text).append(":").append(status.text);
+    if (to_group) ws.event_key.append(":").append(participant.text);
     f.provider_event_id = ws.scratch.copy(ws.event_key);
   }
   if (error_code.is_number() || error_code.is_string()) f.error_code = error_code.text;

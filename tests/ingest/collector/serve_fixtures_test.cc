@@ -171,6 +171,11 @@ std::vector<comm_row> expected_communications() {
       wa("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=", "received", "replied", "2025-06-08T20:59:43.000000Z"),
       wa(wa_del, "delivered", "delivered", "2025-06-18T16:22:53.000000Z"),
       wa(wa_del, "read", "opened", "2025-06-18T16:25:01.000000Z"),
+      // Read in a group: one event per participant, each the participant's.
+      comm_row{"whatsapp", wa_del + ":read:16505551234", wa_del, "opened", "whatsapp", "outbound",
+               "2025-06-18T16:25:01.000000Z", "", "+16505551234", "", "", "", "", "", ""},
+      comm_row{"whatsapp", wa_del + ":read:16505551235", wa_del, "opened", "whatsapp", "outbound",
+               "2025-06-18T16:25:01.000000Z", "", "+16505551235", "", "", "", "", "", ""},
       wa("wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI0QUQ2MjA4NEYyRkExNjMyREUA", "failed", "failed", "2025-06-28T20:34:48.000000Z", "131049"),
       wa("wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=", "sent", "sent", "2025-06-15T23:27:53.000000Z"),
       // Mailgun
@@ -270,7 +275,7 @@ const char* metrics_from_rows =
 
 TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   const auto requests = fixture_requests();
-  ASSERT_EQ(requests.size(), 59u) << "a fixture was added or removed: update the expectations below";
+  ASSERT_EQ(requests.size(), 60u) << "a fixture was added or removed: update the expectations below";
   const auto dsn = crm_test::fresh_database("t_serve_fixtures");
   // The fixtures are posted unsigned (their signatures are checked in signatures_test): every provider opts in.
   std::string unsigned_ok;
@@ -281,12 +286,12 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   srv.start();
 
   const long long posted = post_all(srv.port(), requests);
-  // 62 communications (the repeated ids included), 8 touchpoints. The three derived payloads carry the CRM's
+  // 64 communications (the repeated ids included), 8 touchpoints. The three derived payloads carry the CRM's
   // text ids ("L-1001", "C-42"): stored with them as references, not rejected. Segment's documented identify
   // and page examples share one messageId and timestamp (Segment's id of a call): the identify, posted first,
   // is stored (identity stitching: two claims, anonymousId and userId) and the page is the same call to us, a
   // duplicate.
-  EXPECT_EQ(posted, 70);
+  EXPECT_EQ(posted, 72);
   // Every acknowledged record is committed once the ledger has counted it.
   ASSERT_EQ(wait_for(dsn, ledger_records, posted), posted) << srv.stderr_text();
   const auto expected = expected_communications();

@@ -102,6 +102,16 @@ void add_messaging_cases(std::vector<fixture_case>& cases) {
            {message("whatsapp", "opened", wamid_delivered, "read", "2025-06-18T16:25:01Z", wa_phone,
                     {R"("display_phone_number":"15550783881")"})});
   {
+    // To a group: one event per participant, the participant's phone, the group's id in the metadata.
+    std::vector<comm_expect> reads;
+    for (const char* participant : {"16505551234", "16505551235"}) {
+      reads.push_back(message("whatsapp", "opened", wamid_delivered, std::string("read:") + participant,
+                              "2025-06-18T16:25:01Z", std::string("+") + participant,
+                              {R"("group_id":"120363400000000001")", R"("recipient_type":"group")"}));
+    }
+    whatsapp("status-group-read.derived.json", reads);
+  }
+  {
     comm_expect e = message("whatsapp", "failed", wamid_failed, "failed", "2025-06-28T20:34:48Z", wa_phone,
                             {R"("error_details":"In order to maintain a healthy ecosystem engagement, the message failed to be delivered.")"});
     e.error_code = "131049";
