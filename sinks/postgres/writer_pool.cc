@@ -252,7 +252,9 @@ batch_status writer_pool::write_part(slot& s, const part& p, batch_result& r, st
       return batch_status::abandoned;
     }
     try {
-      r = s.w.write(p.view, p.info, p.id, p.rewrite, cp);
+      // After a refusal, parts of the batch's split may have committed: the next attempt looks each
+      // transaction's ledger id up first (a committed part is not written, nor refused as a duplicate, again).
+      r = s.w.write(p.view, p.info, p.id, p.rewrite || refused_before, cp);
       return batch_status::written;
     } catch (const write_cancelled& e) {
       error = e.what();

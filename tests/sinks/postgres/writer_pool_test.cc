@@ -203,6 +203,42 @@ TEST(WriterPool, ForEverKeepsTryingUntilTheSourceStopsRetrying) {
   }
 }
 
+// From a review: a batch refused for good in the middle of its split (here the dead letter of its one bad row,
+// refused once with insufficient_privilege) is retried by the pool, and the parts of the split that had committed
+// met their own ledger ids: 23505 on ingest_batches_pkey, taken for a data error, so their stored events were
+// dead-lettered as "refused" too. A retry after a refusal looks each part's ledger id up first.
+TEST(WriterPool, ARetryAfterARefusalDoesNotWriteTheCommittedPartsAgain) {
+  auto dsn = crm_test::fresh_database("t_pool_retry_split");
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    tx.exec("CREATE SEQUENCE refuse_once");
+    tx.exec("CREATE FUNCTION refuse_first_dead_letter() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF nextval('refuse_once') = 1 THEN RAISE EXCEPTION 'not now' USING ERRCODE = '42501'; END IF;"
+            " RETURN NEW; END $$");
+    tx.exec("CREATE TRIGGER refuse_first BEFORE INSERT ON rejected_events FOR EACH ROW"
+            " EXECUTE FUNCTION refuse_first_dead_letter()");
+    tx.commit();
+  }
+  auto obs = std::make_shared<recording_observer>();
+  auto o = options(dsn, 1, obs);
+  o.writer.retry = pg::retry_policy::for_ever();  // refusals are retried after refusal_pause
+  pg::writer_pool pool(o);
+  auto b = batch_of(0, 20);
+  b->communications[13].lead_id = -5;  // the CHECK refuses it (23514): the batch is split
+  pool.submit(b, {"pool test", "split then refused"}, 1);
+  auto c = pool.next(20s);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
+  EXPECT_GE(obs->refused.load(), 1) << "the first attempt was refused";
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 19);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE reason LIKE '%(23514)%'"), 1);
+  EXPECT_EQ(c->result.inserted(), 19u);
+  EXPECT_EQ(c->result.rejected(), 1u);
+  EXPECT_EQ(c->result.duplicates(), 0u);
+}
+
 TEST(WriterPool, AbandonSkipsWhatIsQueued) {
   auto dsn = crm_test::fresh_database("t_pool_abandon");
   pg::writer_pool pool(options(dsn, 1));
