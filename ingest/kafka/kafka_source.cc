@@ -378,7 +378,7 @@ struct kafka_source::impl {
       std::string why;
       if (auto ec = transform::append_decoded_event_batch(value, *s.batch)) {
         norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), *s.batch);
-      } else if (!transform::check_columns(*s.batch, communications, touchpoints, why)) {
+      } else if (!transform::check_columns(*s.batch, communications, touchpoints, rejections, why)) {
         // Whoever produced it, a value the database refuses must not reach the writer (it would split its
         // batch): the whole message is dead-lettered with the first such value named.
         s.batch->communications.resize(communications);

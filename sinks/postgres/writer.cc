@@ -495,7 +495,24 @@ batch_result writer::write_split(const view& v, const batch_info& info, const fa
   if (n <= 1) {
     // One record the database refuses: keep it as a rejection with the database's reason.
     if (nr == 1) {
-      throw write_error("the database refused a dead-letter record (" + why.reason + "): " + why.message);
+      // A dead letter the database refuses (its texts are stored whatever they hold; its received_at can be out
+      // of range when it was decoded from elsewhere): kept once more, received now, the refusal in its reason.
+      // Refused again: the writer cannot keep it, and says so.
+      constexpr std::string_view again = " (refused dead letter)";
+      if (info.position.size() >= again.size() && info.position.ends_with(again)) {
+        throw write_error("the database refused a dead-letter record (" + why.reason + "): " + why.message);
+      }
+      transform::rejection rej = v.rejections[0];
+      std::string reason = "the database refused this dead letter (" + why.reason + "): " + why.message;
+      while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+      reason.append("; received_at is when it was refused; its reason was: ").append(rej.reason);
+      rej.reason = reason;
+      rej.received_at = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+      batch_info sub{info.source, info.position + std::string(again)};
+      return write_view(view{{}, {}, std::span<const transform::rejection>(&rej, 1)}, sub,
+                        derived_batch_id(batch_id, 4), rewrite, out);  // one dead letter in, one kept
     }
     std::string raw = nc == 1 ? to_canonical_json(v.communications[0]) : to_canonical_json(v.touchpoints[0]);
     std::string reason = "database refused the row (" + why.reason + "): " + why.message;

@@ -137,13 +137,18 @@ bool check_columns(const touchpoint& t, std::string& reason) {
   return check_texts(t, touchpoint_texts, touchpoint_max_bytes, reason);
 }
 
+bool check_columns(const rejection& r, std::string& reason) { return check_time("received_at", r.received_at, reason); }
+
 bool check_columns(const event_batch& batch, std::size_t communications_from, std::size_t touchpoints_from,
-                   std::string& reason) {
+                   std::size_t rejections_from, std::string& reason) {
   for (std::size_t i = communications_from; i < batch.communications.size(); ++i) {
     if (!check_columns(batch.communications[i], reason)) return false;
   }
   for (std::size_t i = touchpoints_from; i < batch.touchpoints.size(); ++i) {
     if (!check_columns(batch.touchpoints[i], reason)) return false;
+  }
+  for (std::size_t i = rejections_from; i < batch.rejections.size(); ++i) {
+    if (!check_columns(batch.rejections[i], reason)) return false;
   }
   return true;
 }

@@ -39,10 +39,12 @@ inline constexpr timestamp_us min_storable_timestamp = -211813488000000000LL - 9
 // quoted) when `reason` is empty on entry.
 [[nodiscard]] bool check_columns(const communication& c, std::string& reason);
 [[nodiscard]] bool check_columns(const touchpoint& t, std::string& reason);
+// A dead letter: its received_at (its texts are stored whatever they hold: sinks/postgres/copy_encoder.h).
+[[nodiscard]] bool check_columns(const rejection& r, std::string& reason);
 
-// The records of `batch` from index `communications_from` / `touchpoints_from` on (what one input added,
-// e.g. a decoded Kafka message): the first that does not fit its columns, as above.
+// The records of `batch` from index `communications_from` / `touchpoints_from` / `rejections_from` on (what one
+// input added, e.g. a decoded Kafka message): the first that does not fit its columns, as above.
 [[nodiscard]] bool check_columns(const event_batch& batch, std::size_t communications_from,
-                                 std::size_t touchpoints_from, std::string& reason);
+                                 std::size_t touchpoints_from, std::size_t rejections_from, std::string& reason);
 
 }  // namespace crm::transform

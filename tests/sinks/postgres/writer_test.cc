@@ -202,6 +202,41 @@ TEST(PostgresWriter, ARefusedRowsDeadLetterKeepsItsMetadataObjectAndTenant) {
                                  "raw::jsonb ->> 'metadata_text' = '{not json'"), 1);
 }
 
+// From a review: a dead letter the database refuses (decoded from a Kafka log message with a received_at before
+// timestamptz's range) threw out of the writer, and the pool retried the batch for ever: `write` stalled on one
+// message, every restart too. It is kept once more, received now, the refusal and its first reason in its
+// reason; the rest of the batch is committed.
+TEST(PostgresWriter, ADeadLetterTheDatabaseRefusesIsKeptReceivedNow) {
+  auto dsn = crm_test::fresh_database("t_writer_refused_dead_letter");
+  tf::event_batch b;
+  for (std::uint64_t i = 0; i < 6; ++i) b.communications.push_back(comm(i, nov_2026, 3, tf::comm_status::sent));
+  tf::rejection bad;
+  bad.received_at = -1'000'000'000'000'000'000LL;  // 22008: before 4714 BC
+  bad.source = "log/0:17";
+  bad.reason = "status: unknown";
+  bad.raw = R"({"status":"?"})";
+  b.rejections.push_back(bad);
+  tf::rejection fine = bad;
+  fine.received_at = nov_2026;
+  fine.raw = R"({"status":"??"})";
+  b.rejections.push_back(fine);
+  pg::writer w(opts(dsn));
+  const auto r = w.write(b, {"test", "refused-dead-letter"});
+  EXPECT_EQ(r.communications_inserted, 6u);
+  EXPECT_EQ(r.rejected(), 2u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 6);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE raw = '{\"status\":\"?\"}'"
+                                 " AND received_at > now() - interval '1 hour' AND source = 'log/0:17'"
+                                 " AND reason LIKE 'the database refused this dead letter (22008)%'"
+                                 " AND reason LIKE '%its reason was: status: unknown'"),
+            1);
+  // Written again (a replay of the same batch): nothing more.
+  w.write(b, {"test", "refused-dead-letter"});
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
+  expect_metrics_equal_recount(dsn);
+}
+
 TEST(PostgresWriter, ReconnectsAfterItsBackendIsKilled) {
   auto dsn = crm_test::fresh_database("t_writer_reconnect");
   pg::writer w(opts(dsn));

@@ -170,12 +170,12 @@ TEST(ColumnDomains, DecodedRecordsAreCheckedToo) {
   t.anonymous_id = "a1";
   b.touchpoints.push_back(t);
   std::string reason;
-  EXPECT_TRUE(check_columns(b, 0, 0, reason)) << reason;
+  EXPECT_TRUE(check_columns(b, 0, 0, 0, reason)) << reason;
   t.has_conversion_value = true;
   t.conversion_value = 1e15;
   b.touchpoints.push_back(t);
-  EXPECT_TRUE(check_columns(b, 0, 2, reason)) << "only the records from the given index on";
-  EXPECT_FALSE(check_columns(b, 0, 1, reason));
+  EXPECT_TRUE(check_columns(b, 0, 2, 0, reason)) << "only the records from the given index on";
+  EXPECT_FALSE(check_columns(b, 0, 1, 0, reason));
   EXPECT_EQ(reason, "conversion_value: expected a number >= 0 within numeric(20,6), got 1e+15");
   communication c;
   c.occurred_at = may_first_10h;
@@ -184,8 +184,23 @@ TEST(ColumnDomains, DecodedRecordsAreCheckedToo) {
   c.tenant_id = std::string_view("t\0", 2);
   b.communications.push_back(c);
   reason.clear();
-  EXPECT_FALSE(check_columns(b, 0, 2, reason));
+  EXPECT_FALSE(check_columns(b, 0, 2, 0, reason));
   EXPECT_EQ(reason.rfind("tenant_id: ", 0), 0u) << reason;
+  // A dead letter's received_at: a value outside timestamptz stalled `write` (the database refused the dead
+  // letter, and a refused dead letter was retried for ever).
+  b.communications.clear();
+  b.touchpoints.resize(1);
+  rejection r;
+  r.received_at = received;
+  r.raw = "{}";
+  b.rejections.push_back(r);
+  reason.clear();
+  EXPECT_TRUE(check_columns(b, 0, 0, 0, reason)) << reason;
+  r.received_at = -1'000'000'000'000'000'000LL;
+  b.rejections.push_back(r);
+  EXPECT_TRUE(check_columns(b, 0, 0, 2, reason)) << "only the records from the given index on";
+  EXPECT_FALSE(check_columns(b, 0, 0, 1, reason));
+  EXPECT_EQ(reason.rfind("received_at: -1000000000000000000 microseconds since 1970 is before", 0), 0u) << reason;
 }
 
 }  // namespace
