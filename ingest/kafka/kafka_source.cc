@@ -223,6 +223,9 @@ struct kafka_source::impl {
       auto c = wait ? pool->next(std::chrono::milliseconds(100)) : pool->poll();
       if (!c) {
         if (!wait || pool->in_flight() == 0) break;
+        // Asked to stop while waiting (a revocation inside librdkafka's callback, whatever the database does): a
+        // batch still being retried is given up, its offsets stay uncommitted, so the wait ends.
+        if (self.stopping_) pool->stop_retrying();
         // Nothing is being written: what is in flight waits for its confirmation, or comes back in order behind
         // such a batch (given up at a stop, or written).
         const bool nothing_being_written = pool->committing() == 0;

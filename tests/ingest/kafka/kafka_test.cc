@@ -278,6 +278,40 @@ TEST_F(KafkaSource, AStopNeverCommitsOffsetsPastABatchThatWasNotWritten) {
   expect_exactly_once(dsn_, sent.events);
 }
 
+// From a review: a member losing its partitions (another joined the group) waits in librdkafka's rebalance
+// callback for its writes; with one of them retried for ever (the database refusing it) a stop was never seen
+// there, and the member stayed until the database accepted the batch. A stop gives the batch up (its offsets
+// uncommitted: the partitions' next owner reads it again) and ends the wait.
+TEST_F(KafkaSource, AStopEndsARevocationWaitingForABatchRetriedForEver) {
+  crm_test::execute(dsn_, "CREATE FUNCTION refused() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
+                          "'refused by the test' USING ERRCODE = '42501'; END $$");
+  crm_test::execute(dsn_, "CREATE TRIGGER refused BEFORE INSERT ON communications FOR EACH ROW "
+                          "WHEN (NEW.provider_message_id = 'kafka-msg-5') EXECUTE FUNCTION refused()");
+  crm_test::test_producer producer(kafka_.bootstrap());
+  auto sent = produce_mix(producer, 600);
+  auto o = source_options(kafka_, dsn_, "g-revoke");
+  o.write.writer.retry = crm::sinks::postgres::retry_policy::for_ever();  // refusals retried after a pause
+  auto a = std::make_unique<running_source>(o);
+  ASSERT_TRUE(wait_until([&] { return (*a)->stats().lag == 0 && rows(dsn_) > 0; }, 30s));
+  // Another member joins: the first is revoked while its refused batch is being retried.
+  running_source b(source_options(kafka_, dsn_, "g-revoke"));
+  std::this_thread::sleep_for(3s);
+  const auto started = std::chrono::steady_clock::now();
+  auto stopped = std::async(std::launch::async, [&] { a->stop(); });
+  const bool in_time = stopped.wait_for(20s) == std::future_status::ready;
+  EXPECT_TRUE(in_time) << "the stop did not end the revocation's wait";
+  crm_test::execute(dsn_, "DROP TRIGGER refused ON communications");
+  stopped.wait();
+  if (in_time) {
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
+  }
+  a.reset();
+  // The other member takes every partition and stores what the first gave up.
+  EXPECT_TRUE(wait_until([&] { return rows(dsn_) == sent.events; }, 60s)) << rows(dsn_);
+  b.stop();
+  expect_exactly_once(dsn_, sent.events);
+}
+
 TEST_F(KafkaSource, TwoWritersInOneGroupSplitThePartitionsAndWriteEachEventOnce) {
   crm_test::test_producer producer(kafka_.bootstrap());
   running_source a(source_options(kafka_, dsn_, "g-two")), b(source_options(kafka_, dsn_, "g-two"));
