@@ -108,6 +108,9 @@ bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& 
   if (message_id.is_string() && time->is_string()) {
     ws.event_key.assign(record_type.text).append(":").append(message_id.text).append(":").append(f.email).append(":");
     ws.event_key.append(time->text);
+    // A reactivation and a suppression can share all of those (the same change undone): the reactivation's key
+    // says so (a suppression's key is what it always was).
+    if (f.status == comm_status::resubscribed) ws.event_key.append(":resubscribed");
     f.provider_event_id = ws.event_key;
   }
   d.emit(ids, f);

@@ -203,6 +203,8 @@ std::vector<comm_row> expected_communications() {
       pm_john("SpamComplaint", pm0, "spam"),
       email("postmark", "SubscriptionChange:" + pm + ":bounced-address@wildbit.com:2020-02-01T10:53:34.416071Z", pm,
             "unsubscribed", "2020-02-01T10:53:34.416071Z", "bounced-address@wildbit.com"),
+      email("postmark", "SubscriptionChange:" + pm + ":bounced-address@wildbit.com:2020-02-01T10:53:34.416071Z:resubscribed",
+            pm, "resubscribed", "2020-02-01T10:53:34.416071Z", "bounced-address@wildbit.com"),
       // Resend
       email("resend", rs + ":email.bounced:2026-11-22T23:41:12.126Z", rs, "bounced", "2026-11-22T23:41:12.126000Z",
             "delivered@resend.dev", "Suppressed"),
@@ -275,7 +277,7 @@ const char* metrics_from_rows =
 
 TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   const auto requests = fixture_requests();
-  ASSERT_EQ(requests.size(), 60u) << "a fixture was added or removed: update the expectations below";
+  ASSERT_EQ(requests.size(), 61u) << "a fixture was added or removed: update the expectations below";
   const auto dsn = crm_test::fresh_database("t_serve_fixtures");
   // The fixtures are posted unsigned (their signatures are checked in signatures_test): every provider opts in.
   std::string unsigned_ok;
@@ -286,12 +288,12 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   srv.start();
 
   const long long posted = post_all(srv.port(), requests);
-  // 64 communications (the repeated ids included), 8 touchpoints. The three derived payloads carry the CRM's
+  // 65 communications (the repeated ids included), 8 touchpoints. The three derived payloads carry the CRM's
   // text ids ("L-1001", "C-42"): stored with them as references, not rejected. Segment's documented identify
   // and page examples share one messageId and timestamp (Segment's id of a call): the identify, posted first,
   // is stored (identity stitching: two claims, anonymousId and userId) and the page is the same call to us, a
   // duplicate.
-  EXPECT_EQ(posted, 72);
+  EXPECT_EQ(posted, 73);
   // Every acknowledged record is committed once the ledger has counted it.
   ASSERT_EQ(wait_for(dsn, ledger_records, posted), posted) << srv.stderr_text();
   const auto expected = expected_communications();

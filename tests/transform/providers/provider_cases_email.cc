@@ -210,6 +210,9 @@ void add_email_cases(std::vector<fixture_case>& cases) {
            {pm("unsubscribed", "SubscriptionChange", pm_msg, "bounced-address@wildbit.com",
                "2020-02-01T10:53:34.416071Z", "2020-02-01T10:53:34.416071Z",
                {R"("SuppressionReason":"HardBounce")", R"("Origin":"Recipient")"})});
+  postmark("subscription-change-resubscribe.derived.json",  // SuppressSending: false; the key says so
+           {pm("resubscribed", "SubscriptionChange", pm_msg, "bounced-address@wildbit.com",
+               "2020-02-01T10:53:34.416071Z:resubscribed", "2020-02-01T10:53:34.416071Z", {R"("Origin":"Recipient")"})});
 
   // --- Resend (Svix) ------------------------------------------------------------------------------------
   {
