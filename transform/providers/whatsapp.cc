@@ -339,12 +339,26 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
       return w.members(entry, "entry[]", [&](std::string_view k, std::string_view, od::value x) {
         if (k != "changes") return true;
         return w.elements(x, "changes", [&](std::size_t, od::value change) {
+          const char* start = w.location_of(change);
+          const std::size_t first_index = next_index;
+          scalar field;
           const bool read_ok = w.members(change, "changes[]", [&](std::string_view ck, std::string_view, od::value y) {
+            if (ck == "field") return w.take(ck, y, field);
             if (ck != "value") return true;
             return read_value(w, y, next_index, state);
           });
-          if (read_ok) emit(norm, in, ws, state, out);
-          return read_ok;
+          if (!read_ok) return false;
+          if (next_index == first_index) {
+            // Neither a status nor a message (a field this adapter does not map: user_preferences, history,
+            // smb_message_echoes, account and template notices; or a value-level error): kept as a dead letter
+            // naming the field, not acknowledged and dropped.
+            std::string reason("a WhatsApp change of field ");
+            transform::detail::append_quoted(reason, field.is_string() ? field.text : std::string_view("?"));
+            reason.append(" holds no status and no message: not mapped to an event");
+            norm.reject(w.raw_since(start), event_source(ws, in.source, next_index++), in.received_at, reason, out);
+          }
+          emit(norm, in, ws, state, out);
+          return true;
         });
       });
     });

@@ -277,7 +277,7 @@ const char* metrics_from_rows =
 
 TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   const auto requests = fixture_requests();
-  ASSERT_EQ(requests.size(), 61u) << "a fixture was added or removed: update the expectations below";
+  ASSERT_EQ(requests.size(), 63u) << "a fixture was added or removed: update the expectations below";
   const auto dsn = crm_test::fresh_database("t_serve_fixtures");
   // The fixtures are posted unsigned (their signatures are checked in signatures_test): every provider opts in.
   std::string unsigned_ok;
@@ -292,8 +292,9 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   // text ids ("L-1001", "C-42"): stored with them as references, not rejected. Segment's documented identify
   // and page examples share one messageId and timestamp (Segment's id of a call): the identify, posted first,
   // is stored (identity stitching: two claims, anonymousId and userId) and the page is the same call to us, a
-  // duplicate.
-  EXPECT_EQ(posted, 73);
+  // duplicate. The two WhatsApp changes with neither a status nor a message (a value-level error, a
+  // user_preferences change) are a dead letter each.
+  EXPECT_EQ(posted, 75);
   // Every acknowledged record is committed once the ledger has counted it.
   ASSERT_EQ(wait_for(dsn, ledger_records, posted), posted) << srv.stderr_text();
   const auto expected = expected_communications();
@@ -350,8 +351,11 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
     EXPECT_EQ(rows, want);
   }
   // The derived payloads' text ids, kept as references (the Mailgun and WhatsApp ones repeat the event of
-  // delivered.json / docs-status-sent-marketing.json, posted after them: the first stored stays).
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+  // delivered.json / docs-status-sent-marketing.json, posted after them: the first stored stays). The only dead
+  // letters: the two WhatsApp changes no event is mapped from.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE reason LIKE 'a WhatsApp change of field %'"),
+            2);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints WHERE lead_ref = 'L-1001'"
                                  " AND lead_id = crm_ref_key('lead', 'L-1001')"),
             1);
@@ -364,7 +368,7 @@ TEST(ServeFixtures, EveryPayloadIsStoredAsDocumentedAndARetryChangesNothing) {
   ASSERT_EQ(wait_for(dsn, ledger_records, 2 * posted), 2 * posted);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), static_cast<long long>(expected.size()));
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 7);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 2);
   EXPECT_EQ(metrics_text(dsn), metrics_before);
   EXPECT_EQ(crm_test::count(dsn, metrics_from_rows), 0) << metrics_text(dsn);
   // That includes the payloads without an event time (Twilio without RawDlrDoneDate, the Segment e-mail
