@@ -438,6 +438,10 @@ int run(int argc, char** argv) {
   check_cmd->callback([&] {
     try {
       auto cfg = config::settings::load(config_file);
+      // What serve builds from the settings (its callers' credentials, every webhook source's check) and what it
+      // warns about, as it would at start.
+      const auto warnings = check_serve_settings(cfg);
+      for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
       std::cout << "configuration is valid; effective settings:\n" << cfg.describe();
     } catch (const config::config_error& e) {
       std::cerr << e.what() << "\n";

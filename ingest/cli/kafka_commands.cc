@@ -94,6 +94,7 @@ int run_write(const kafka_args& args) { return run_source(args, true); }
 int run_serve_kafka(const serve_args& args) {
   auto cfg = config::settings::load(args.config_file);
   set_log_format(cfg.str("logging", "format"));
+  (void)check_serve_settings(cfg);  // a mistake in [auth] or a webhook source: exit 2 before anything starts
   runtime::signal_waiter signals(/*reload=*/true);
   const auto kopt = config::kafka_sink_options_from(cfg);
   metrics m;  // no writers here: no crm_ingest_writer_* series (the database is the writers' concern)

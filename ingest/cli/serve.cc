@@ -76,17 +76,40 @@ std::size_t file_descriptor_bound(std::size_t max_connections, std::size_t write
   return effective;
 }
 
-// A provider endpoint without its secret refuses every request unless the operator opted in; say so loudly
-// when one did.
-void warn_unsigned_webhooks(const config::settings& cfg) {
-  for (const auto& p : unsigned_webhooks(cfg)) {
-    spdlog::warn("POST /v1/webhooks/{} accepts UNSIGNED requests (allow_unsigned = true, no secret): anyone who "
-                 "reaches the listener can write its events. Configure its secret instead.", p);
+// What serve warns about at start and on every reload: an open /v1/events; a provider endpoint without its secret
+// (which refuses every request unless the operator opted in); sources that risk one another's events.
+std::vector<std::string> serve_warnings(const config::settings& cfg, bool events_open) {
+  std::vector<std::string> out;
+  if (events_open) {
+    out.push_back("POST /v1/events is OPEN: anyone who reaches the listener can write events. Configure [auth] "
+                  "jwt_secret, jwt_public_key_file, jwks_file or api_keys (or auth.required = true).");
   }
-  for (const auto& risk : source_risks(cfg)) spdlog::warn("Webhook source risk: {}.", risk);
+  for (const auto& p : unsigned_webhooks(cfg)) {
+    out.push_back("POST /v1/webhooks/" + p + " accepts UNSIGNED requests (allow_unsigned = true, no secret): anyone "
+                  "who reaches the listener can write its events. Configure its secret instead.");
+  }
+  for (const auto& risk : source_risks(cfg)) out.push_back("Webhook source risk: " + risk + ".");
+  return out;
+}
+
+void log_warnings(const config::settings& cfg, bool events_open) {
+  for (const auto& w : serve_warnings(cfg, events_open)) spdlog::warn("{}", w);
 }
 
 }  // namespace
+
+std::vector<std::string> check_serve_settings(const config::settings& cfg) {
+  try {
+    const auth::authenticator callers(auth::options_from_settings(cfg));
+    (void)build_sources(cfg);
+    return serve_warnings(cfg, !callers.enabled());
+  } catch (const config::config_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    // Keys that cannot be read or used, a secret that is not what its scheme takes: a configuration mistake.
+    throw config::config_error({e.what()});
+  }
+}
 
 void run_http_front(const serve_args& args, const config::settings& cfg, runtime::signal_waiter& signals, batch_sink& sink,
                     metrics& m, std::function<bool()> ready, const std::function<void()>& wait_idle,
@@ -99,13 +122,9 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
   copt.protect_metrics = cfg.boolean("auth", "protect_metrics");
   copt.address_limit = auth::address_limiter(cfg);
   copt.credential_limit = auth::credential_limiter(cfg);
-  if (!copt.auth->enabled()) {
-    spdlog::warn("POST /v1/events is OPEN: anyone who reaches the listener can write events. Configure "
-                 "[auth] jwt_secret, jwt_public_key_file, jwks_file or api_keys (or auth.required = true).");
-  }
   collector coll(copt, sink, m, std::move(ready));
   coll.set_sources(build_sources(cfg));
-  warn_unsigned_webhooks(cfg);
+  log_warnings(cfg, !copt.auth->enabled());
   spdlog::info("Webhook sources. sources={}", changed_sources(nullptr, *coll.sources()));
 
   http::server_options sopt;
@@ -157,7 +176,7 @@ void run_http_front(const serve_args& args, const config::settings& cfg, runtime
           auto fresh_sources = build_sources(fresh, before.get());
           const auto changed = changed_sources(before.get(), *fresh_sources);
           coll.set_sources(std::move(fresh_sources));
-          warn_unsigned_webhooks(fresh);
+          log_warnings(fresh, !fresh_auth->enabled());
           coll.set_authenticator(std::move(fresh_auth));
           set_log_format(fresh.str("logging", "format"));
           m.config_reloads.Increment();
@@ -181,8 +200,9 @@ int run_serve(const serve_args& args) {
   if (args.log == "kafka") return run_serve_kafka(args);
   auto cfg = config::settings::load(args.config_file);
   set_log_format(cfg.str("logging", "format"));
-  // Callers' credentials first: a mistake there stops the start before anything else happens.
-  (void)auth::authenticator(auth::options_from_settings(cfg));
+  // Callers' credentials and the webhook sources' checks first: a mistake there stops the start (exit 2) before
+  // anything else happens.
+  (void)check_serve_settings(cfg);
 
   // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
   runtime::signal_waiter signals(/*reload=*/true);

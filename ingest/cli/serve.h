@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "ingest/collector/collector.h"
@@ -19,6 +20,12 @@ struct serve_args {
 };
 
 int run_serve(const serve_args& args);
+
+// What serve builds from its settings before it listens, built once without listening: the callers'
+// credentials ([auth]) and every webhook source's check. Throws config::config_error naming the mistake (what
+// serve would refuse at start); returns the warnings serve logs at start (an open /v1/events, unsigned sources,
+// source risks). `config check` runs it; so does serve, before anything else.
+std::vector<std::string> check_serve_settings(const config::settings& cfg);
 
 // The HTTP front both serve modes share (the local log and --log kafka): the collector with the callers'
 // credentials, rate limits and webhook tenants, the provider endpoints with their secrets, the server (TLS
