@@ -277,11 +277,12 @@ void add_report_commands(CLI::App& app, int& exit_code) {
   });
 
   auto abt = std::make_shared<ab_args>();
-  auto* ab_cmd = report->add_subcommand(
-      "ab-test", "Per-variant units, conversions, revenue, lift, z-test, Welch t-test, probability to beat control, "
-                 "always-valid p-value and confidence sequence, CUPED and sample-ratio mismatch of one A/B test. Exit codes: 0 "
-                 "done, 1 no such test, 2 usage or an ab_tests row that describes no computable test (the reason is "
-                 "printed), 3 the database refused or is unreachable");
+  constexpr const char* ab_help =
+      "Per-variant units, conversions, revenue, lift, z-test, Welch t-test, probability to beat control, always-valid "
+      "p-value and confidence sequence, CUPED and sample-ratio mismatch of one A/B test. Exit codes: 0 done, 1 no such "
+      "test, 2 usage or an ab_tests row that describes no computable test (the reason is printed), 3 the database "
+      "refused or is unreachable";
+  auto* ab_cmd = report->add_subcommand("ab-test", ab_help);
   abt->db.add_options(*ab_cmd, false);
   ab_cmd->add_option("--test", abt->test, "The ab_test_id")->required();
   ab_cmd->add_option("--format", abt->format, "Output format")

@@ -220,20 +220,18 @@ TEST(Import, TruncatedGzipIsAnError) {
 // The records before the cut are stored, and the one the cut falls in is a dead letter with what was read of it:
 // nothing of what could be read is dropped.
 TEST(Import, TheRecordATruncatedGzipCutsIsDeadLettered) {
-  auto dsn = crm_test::fresh_database("t_import_truncated_gz_tail");
-  auto dir = scratch("truncgz2");
-  auto path = (dir / "cut.ndjson.gz").string();
-  gzFile gz = gzopen(path.c_str(), "wb");
-  gzsetparams(gz, 0, Z_DEFAULT_STRATEGY);  // stored blocks: the cut falls where the test puts it
+  const auto path = (scratch("truncgz2") / "cut.ndjson.gz").string();
   std::string body;
   for (int i = 0; i < 3000; ++i) {
     body += R"({"kind":"communication","occurred_at":"2026-03-01T10:00:00Z","channel":"sms","direction":"outbound",)"
             R"("status":"sent","provider":"twilio","provider_event_id":"cut-)" +
             std::to_string(i) + R"(","campaign_id":9})" + "\n";
   }
+  gzFile gz = gzopen(path.c_str(), "wb0");  // stored blocks: the cut falls where the test puts it
   gzwrite(gz, body.data(), static_cast<unsigned>(body.size()));
   gzclose(gz);
   fs::resize_file(path, fs::file_size(path) / 2);
+  const auto dsn = crm_test::fresh_database("t_import_truncated_gz_tail");
   // What zlib gives of the cut file: complete lines, then part of one.
   std::string read;
   gz = gzopen(path.c_str(), "rb");

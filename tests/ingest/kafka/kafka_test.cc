@@ -72,6 +72,17 @@ produced produce_mix(crm_test::test_producer& p, int n, int first = 0) {
   return out;
 }
 
+// The database refuses the insert of event kafka-msg-5 with `sqlstate`, through trigger `name`, until it is dropped;
+// the sequence `name` counts the refusals (nextval outlives the rollback).
+void refuse_event_5(const std::string& dsn, const std::string& name, const std::string& sqlstate) {
+  crm_test::execute(dsn, "CREATE SEQUENCE " + name);
+  crm_test::execute(dsn, "CREATE FUNCTION " + name + "() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM nextval('" +
+                             name + "'); RAISE EXCEPTION 'refused by the test' USING ERRCODE = '" + sqlstate +
+                             "'; END $$");
+  crm_test::execute(dsn, "CREATE TRIGGER " + name + " BEFORE INSERT ON communications FOR EACH ROW WHEN "
+                         "(NEW.provider_message_id = 'kafka-msg-5') EXECUTE FUNCTION " + name + "()");
+}
+
 long long rows(const std::string& dsn) { return crm_test::count(dsn, "SELECT count(*) FROM communications"); }
 
 void expect_exactly_once(const std::string& dsn, int events) {
@@ -254,10 +265,7 @@ TEST_F(KafkaSource, AStopWithAnUnconfirmedBatchAheadOfAFailingOneEnds) {
 // unwritten rows for good. After the first batch not written, no later offset is committed: the next run reads
 // them again, and stores what was missing.
 TEST_F(KafkaSource, AStopNeverCommitsOffsetsPastABatchThatWasNotWritten) {
-  crm_test::execute(dsn_, "CREATE FUNCTION poisoned() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION "
-                          "'held back by the test' USING ERRCODE = '40001'; END $$");
-  crm_test::execute(dsn_, "CREATE TRIGGER poisoned BEFORE INSERT ON communications FOR EACH ROW "
-                          "WHEN (NEW.provider_message_id = 'kafka-msg-5') EXECUTE FUNCTION poisoned()");
+  refuse_event_5(dsn_, "poisoned", "40001");
   crm_test::test_producer producer(kafka_.bootstrap());
   auto sent = produce_mix(producer, 1200);
   auto o = source_options(kafka_, dsn_, "g-held");
@@ -283,11 +291,7 @@ TEST_F(KafkaSource, AStopNeverCommitsOffsetsPastABatchThatWasNotWritten) {
 // there, and the member stayed until the database accepted the batch. A stop gives the batch up (its offsets
 // uncommitted: the partitions' next owner reads it again) and ends the wait.
 TEST_F(KafkaSource, AStopEndsARevocationWaitingForABatchRetriedForEver) {
-  crm_test::execute(dsn_, "CREATE SEQUENCE refusals");  // counts the refusals: nextval outlives the rollback
-  crm_test::execute(dsn_, "CREATE FUNCTION refused() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM "
-                          "nextval('refusals'); RAISE EXCEPTION 'refused by the test' USING ERRCODE = '42501'; END $$");
-  crm_test::execute(dsn_, "CREATE TRIGGER refused BEFORE INSERT ON communications FOR EACH ROW "
-                          "WHEN (NEW.provider_message_id = 'kafka-msg-5') EXECUTE FUNCTION refused()");
+  refuse_event_5(dsn_, "refused", "42501");
   crm_test::test_producer producer(kafka_.bootstrap());
   auto sent = produce_mix(producer, 600);
   auto o = source_options(kafka_, dsn_, "g-revoke");
@@ -295,7 +299,7 @@ TEST_F(KafkaSource, AStopEndsARevocationWaitingForABatchRetriedForEver) {
   auto a = std::make_unique<running_source>(o);
   // The batch with the refused event is being retried (with one writer, whatever is queued behind it waits).
   ASSERT_TRUE(wait_until(
-      [&] { return crm_test::count(dsn_, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refusals") > 0; },
+      [&] { return crm_test::count(dsn_, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM refused") > 0; },
       30s));
   ASSERT_LT(rows(dsn_), sent.events);
   // Another member joins: the first is revoked while its refused batch is being retried.
