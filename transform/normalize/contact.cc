@@ -57,7 +57,11 @@ std::string_view describe(email_error e) noexcept {
 }
 
 email_error normalize_email(std::string_view in, text_arena& arena, std::string_view& out) {
-  const std::string_view s = trim(in);
+  std::string_view s = trim(in);
+  // A name-addr ("Jane Doe <jane@example.com>", as Resend's `to` and mail headers write it): the address.
+  if (!s.empty() && s.back() == '>') {
+    if (const auto open = s.rfind('<'); open != std::string_view::npos) s = trim(s.substr(open + 1, s.size() - open - 2));
+  }
   if (s.empty()) return email_error::empty;
   std::size_t at = std::string_view::npos;
   for (std::size_t i = 0; i < s.size(); ++i) {

@@ -17,8 +17,9 @@ enum class email_error : std::uint8_t { none, empty, whitespace_or_control, at_c
 // Describes an email_error for a rejection reason ("must contain exactly one '@'").
 std::string_view describe(email_error e) noexcept;
 
-// Trims ASCII whitespace, lower-cases ASCII letters, and checks: exactly one '@', non-empty local and domain
-// parts, no whitespace or control characters inside. On success `out` is a view into `arena`.
+// Trims ASCII whitespace, takes the address of a name-addr ("Name <addr>"), lower-cases ASCII letters, and checks:
+// exactly one '@', non-empty local and domain parts, no whitespace or control characters inside. On success `out`
+// is a view into `arena`.
 [[nodiscard]] email_error normalize_email(std::string_view in, text_arena& arena, std::string_view& out);
 
 enum class phone_error : std::uint8_t { none, not_a_number, invalid_country_code, too_short, too_long, invalid };

@@ -35,7 +35,13 @@ INSTANTIATE_TEST_SUITE_P(
                       email_case{"foo@", nullptr, email_error::empty_domain},
                       email_case{"foo bar@example.com", nullptr, email_error::whitespace_or_control},
                       email_case{"foo@exa\tmple.com", nullptr, email_error::whitespace_or_control},
-                      email_case{"foo@example.com\x7f", nullptr, email_error::whitespace_or_control}));
+                      email_case{"foo@example.com\x7f", nullptr, email_error::whitespace_or_control},
+                      // A name-addr (Resend's "to"): its address. From a review: it was refused for its space.
+                      email_case{"Recipient <To@Example.org>", "to@example.org", email_error::none},
+                      email_case{"\"Doe, Jane\" < jane@example.com >", "jane@example.com", email_error::none},
+                      email_case{"Nobody <>", nullptr, email_error::empty},
+                      email_case{"Two <a@b.c> <d@e.f>", "d@e.f", email_error::none},
+                      email_case{"Bad <x y@z.c>", nullptr, email_error::whitespace_or_control}));
 
 struct phone_case {
   const char* in;
