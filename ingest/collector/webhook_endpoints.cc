@@ -155,8 +155,23 @@ std::shared_ptr<const webhook_source_set> build_sources(const config::settings& 
     auto s = std::make_shared<const webhook_source>(builtin(cfg, i, public_base, previous));
     (*out)[s->name] = std::move(s);
   }
-  // A [[sources]] named after a provider replaces its built-in source.
-  for (const auto& d : cfg.sources()) (*out)[d.name] = std::make_shared<const webhook_source>(declared(d, public_base, previous));
+  // A [[sources]] named after a provider replaces its built-in source; not an unsigned one replacing a built-in
+  // source whose secret is set (the secret would be ignored without a word: "a secret, once set, always wins").
+  for (const auto& d : cfg.sources()) {
+    const std::size_t i = tp::provider_index(d.name);
+    if (i < tp::registry.size() && d.secrets.empty() && d.allow_unsigned) {
+      const wh::scheme& scheme = wh::schemes()[i];
+      for (const wh::scheme_setting& setting : scheme.settings) {
+        if (setting.key.empty() || !setting.signing) continue;
+        if (!cfg.str("webhooks." + std::string(scheme.provider), setting.key).empty()) {
+          throw std::invalid_argument("source " + d.name + " (" + d.origin + ") would replace [webhooks." + d.name +
+                                      "], whose " + std::string(setting.key) + " is set, with an unsigned endpoint: "
+                                      "give the source its secrets, or another name");
+        }
+      }
+    }
+    (*out)[d.name] = std::make_shared<const webhook_source>(declared(d, public_base, previous));
+  }
   return out;
 }
 

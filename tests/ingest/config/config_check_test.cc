@@ -33,6 +33,15 @@ TEST(ConfigCheck, RefusesWhatServeWouldRefuseAndServeSaysItIsTheConfiguration) {
   EXPECT_EQ(r.status, 2) << r.out;
   expect_has(r.out, "/nonexistent/jwt.pem");
 
+  // From the same review: a [[sources]] named after a provider, unsigned, replaced the built-in endpoint whose
+  // secret was set, and the secret was ignored without a word.
+  const auto dropped_secret = config_file(
+      "dropped-secret", "[webhooks.standard]\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n\n[[sources]]\n"
+                        "name = \"standard\"\nprovider = \"standard\"\nallow_unsigned = true\n");
+  r = run("config check " + dropped_secret);
+  EXPECT_EQ(r.status, 2) << r.out;
+  expect_has(r.out, "would replace [webhooks.standard], whose secret is set, with an unsigned endpoint");
+
   const auto bad_secret = config_file("bad-secret", "[webhooks.standard]\nsecret = \"my secret!\"\n");
   r = run("config check " + bad_secret);
   EXPECT_EQ(r.status, 2) << r.out;
