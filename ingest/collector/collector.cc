@@ -5,6 +5,7 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include "ingest/webhooks/schemes.h"
 #include "transform/providers/registry.h"
 
 #include "transform/text/json_copy.h"
@@ -387,13 +388,21 @@ std::string_view collector::idempotency_key(const http::request& req, const webh
 }
 
 void collector::handle_webhook(const http::request& req, http::respond_fn& respond, const webhook_source& source) {
+  std::function<void()> forget_accepted;
   if (source.verify && !source.head_only) {
     auto v = source.verify(req);
     if (!v.ok()) {
       metrics_.signature_failure(source.name, v.reason).Increment();
+      if (v.error == webhooks::verify_error::replayed_token) {
+        // Mailgun: this signature was accepted once and its event handed on (a request answered 503 has its
+        // token forgotten, below): a retry of what is kept, or the signature reused on another body. Nothing
+        // is stored; 200 so that the sender stops.
+        return respond(json_response(200, "{\"accepted\":0,\"rejected\":0,\"replayed\":true}"));
+      }
       // The body is not stored: an unauthenticated body never reaches the log.
       return respond(error_response(401, "signature verification failed: " + std::string(v.reason)));
     }
+    forget_accepted = webhooks::take_forget_accepted();
   }
   thread_local std::string key_storage;
   key_storage.clear();
@@ -431,7 +440,7 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
     return respond(json_response(200, "{\"accepted\":0,\"rejected\":0}"));  // e.g. a test ping
   }
   stamp_tenant(batch, source.tenant);  // the source outlives submit(), which encodes the batch before returning
-  submit(req, batch, respond, source.endpoint, 200);
+  submit(req, batch, respond, source.endpoint, 200, std::move(forget_accepted));
 }
 
 void collector::handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond,
@@ -457,7 +466,7 @@ std::optional<http::response> collector::too_many_rejections(const transform::ev
 }
 
 void collector::submit(const http::request&, transform::event_batch& batch, http::respond_fn& respond,
-                       std::string_view endpoint, int status_on_success) {
+                       std::string_view endpoint, int status_on_success, std::function<void()> on_unavailable) {
   // One body must not write an unbounded number of dead letters: beyond the cap nothing is kept at all.
   if (auto refused = too_many_rejections(batch)) return respond(std::move(*refused));
   // The response body is built now, while the batch is at hand.
@@ -481,7 +490,9 @@ void collector::submit(const http::request&, transform::event_batch& batch, http
   metrics_.log_append_queue.Set(static_cast<double>(sink_.queued()));
   // The sink encodes what it keeps before submit() returns: the batch is this I/O thread's, reused.
   sink_.submit(batch, [this, respond = std::move(respond), body = std::move(body), status_on_success,
-                                    accepted, &accepted_counter](sink_status s) mutable {
+                                    accepted, &accepted_counter,
+                                    on_unavailable = std::move(on_unavailable)](sink_status s) mutable {
+    if (s != sink_status::durable && on_unavailable) on_unavailable();
     switch (s) {
       case sink_status::durable:
         accepted_counter.Increment(static_cast<double>(accepted));

@@ -109,8 +109,9 @@ class collector final : public http::handler {
   // webhook's).
   static void stamp_tenant(transform::event_batch& batch, std::string_view tenant);
   void handle_whatsapp_handshake(const http::request& req, http::respond_fn& respond, const webhook_source& source);
+  // `on_unavailable`: called when the answer is a 503 (the log full or failing), before it is sent.
   void submit(const http::request& req, transform::event_batch& batch, http::respond_fn& respond,
-              std::string_view endpoint, int status_on_success);
+              std::string_view endpoint, int status_on_success, std::function<void()> on_unavailable = {});
   transform::normalizer& thread_normalizer();
 
   collector_options options_;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <memory>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 #include "transform/providers/providers.h"
@@ -12,6 +13,8 @@ namespace crm::ingest::webhooks {
 namespace {
 
 namespace tp = crm::transform::providers;
+
+thread_local std::function<void()> forget_accepted;  // see take_forget_accepted()
 
 unix_seconds now_s() { return std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now()); }
 
@@ -93,14 +96,22 @@ request_check meta_source(const source_keys& k) {
 request_check mailgun_source(const source_keys& k) {
   mailgun_options options;
   if (k.tolerance) options.tolerance = *k.tolerance;
-  return shared(std::make_shared<const mailgun_verifier>(list_of(k.secrets), options),
-                [](const mailgun_verifier& v, const signed_request& r) -> verify_result {
-                  tp::mailgun_signature_fields f;
-                  if (!tp::extract_mailgun_signature(r.body, f)) {
-                    return {verify_error::malformed_input, "body is not a JSON object with a signature"};
-                  }
-                  return v.verify(mailgun_signature{f.timestamp, f.token, f.signature, {}}, now_s());
-                });
+  auto verifier = std::make_shared<const mailgun_verifier>(list_of(k.secrets), options);
+  return [verifier](const signed_request& r) -> verify_result {
+    forget_accepted = nullptr;
+    tp::mailgun_signature_fields f;
+    if (!tp::extract_mailgun_signature(r.body, f)) {
+      return {verify_error::malformed_input, "body is not a JSON object with a signature"};
+    }
+    const verify_result v = verifier->verify(mailgun_signature{f.timestamp, f.token, f.signature, {}}, now_s());
+    if (v.ok()) {
+      try {
+        forget_accepted = [verifier, token = std::string(f.token)] { verifier->forget(token); };
+      } catch (...) {  // std::bad_alloc: the token stays remembered (a retry within the tolerance is refused)
+      }
+    }
+    return v;
+  };
 }
 
 
@@ -178,6 +189,8 @@ constexpr bool keyed_like_the_registry() {
 static_assert(keyed_like_the_registry(), "one scheme per provider of transform/providers/registry.h, in its order");
 
 }  // namespace
+
+std::function<void()> take_forget_accepted() noexcept { return std::exchange(forget_accepted, nullptr); }
 
 const std::array<scheme, scheme_count>& schemes() { return table; }
 

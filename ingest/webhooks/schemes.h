@@ -26,6 +26,11 @@ struct signed_request {
 
 using request_check = std::function<verify_result(const signed_request&)>;
 
+// A check that remembers what it accepted (Mailgun's replay cache) leaves, on the calling thread, how to forget
+// it: the caller takes it right after a check that passed (empty for the other schemes) and calls it when it
+// answers 5xx, so that the provider's retry with the same signature is not refused as a replay.
+std::function<void()> take_forget_accepted() noexcept;
+
 struct scheme_setting {
   std::string_view key;  // empty: no setting
   std::string_view description;

@@ -1,6 +1,7 @@
 // The webhook source set: built from the configuration, rebuilt and swapped by SIGHUP while the I/O threads
 // verify concurrently (serve's reload path, held here as the collector holds it).
 #include "ingest/collector/webhook_endpoints.h"
+#include "ingest/webhooks/schemes.h"
 
 #include <atomic>
 #include <chrono>
@@ -177,6 +178,32 @@ TEST(WebhookSources, AnUnchangedSourceKeepsItsVerifierAndItsReplayCache) {
   // A changed tolerance builds a new verifier (with an empty cache).
   EXPECT_EQ(sources.reload(parse(mailgun + "tolerance_seconds = 600\n")), "acme,mg");
   EXPECT_TRUE(sources.verify("mg", req).ok());
+}
+
+// From a review: a Mailgun request answered 503 (the local log full) had its token remembered, and the retry with
+// the same signature was refused as a replay (401) and lost. A check that passed leaves how to forget its token;
+// the collector calls it when it answers 503 (and answers a replayed token 200, nothing stored).
+TEST(WebhookSources, AMailgunTokenAcceptedButNotKeptCanBeForgotten) {
+  const std::string key = "mg-key";
+  const auto now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                      std::chrono::system_clock::now().time_since_epoch()).count());
+  const std::string body = R"({"signature":{"timestamp":")" + now + R"(","token":"tok-2","signature":")" +
+                           crm_test::hmac_hex(EVP_sha256(), key, now + "tok-2") + R"("},"event-data":{}})";
+  wh::header_list headers;
+  crm::ingest::http::request req;
+  req.body = body;
+  req.headers = &headers;
+  sources_holder sources(parse("[[sources]]\nname = \"mg\"\nprovider = \"mailgun\"\nsecrets = [\"" + key + "\"]\n"));
+  EXPECT_FALSE(wh::take_forget_accepted()) << "nothing accepted yet on this thread";
+  ASSERT_TRUE(sources.verify("mg", req).ok());
+  auto forget = wh::take_forget_accepted();
+  ASSERT_TRUE(forget);
+  EXPECT_FALSE(wh::take_forget_accepted()) << "taken once";
+  forget();  // the request was answered 503
+  EXPECT_TRUE(sources.verify("mg", req).ok()) << "the retry with the same signature passes";
+  (void)wh::take_forget_accepted();  // this time the event was kept
+  EXPECT_EQ(sources.verify("mg", req).error, wh::verify_error::replayed_token);
+  EXPECT_FALSE(wh::take_forget_accepted()) << "a refused check leaves nothing to forget";
 }
 
 TEST(WebhookSources, PostmarkPairsAnyOfWhichPasses) {
