@@ -1,8 +1,8 @@
 // Meta WhatsApp Cloud API webhooks: {"object":"whatsapp_business_account","entry":[{"changes":[{"value":{
-// "metadata", "contacts", "statuses"[], "messages"[]}}]}]}. Every status and every incoming message is
-// one event, indexed in document order across the body. The events of one `value` are emitted when the
-// value closes, so that its metadata (our phone number) and contacts (profile names) apply whatever the
-// member order.
+// "metadata", "contacts", "statuses"[], "messages"[], "user_preferences"[]}}]}]}. Every status, incoming message
+// and marketing preference is one event, indexed in document order across the body. The events of one `value` are
+// emitted when the value closes, so that its metadata (our phone number) and contacts (profile names) apply
+// whatever the member order. A change with no event in it is one dead letter.
 #include <array>
 #include <utility>
 #include <vector>
@@ -232,8 +232,45 @@ bool read_message_event(json_walker& w, od::value v, std::size_t index, value_st
   return true;
 }
 
+// A user's marketing-message preference (field user_preferences): "stop" -> unsubscribed, "resume" ->
+// resubscribed, an inbound event of the user's number; its key the preference's user, category, value and time.
+constexpr status_words preference_values = "stop=unsubscribed|resume=resubscribed";
+
+bool read_preference_event(json_walker& w, od::value v, std::size_t index, value_state& state) {
+  workspace& ws = w.ws();
+  begin_event(ws);
+  const char* start = w.location_of(v);
+  scalar wa_id, value, category, timestamp;
+  const bool ok = w.members(v, "user_preferences[]", [&](std::string_view key, std::string_view raw_key, od::value x) {
+    if (key == "wa_id") return w.take(key, x, wa_id);
+    if (key == "value") return w.take(key, x, value);
+    if (key == "timestamp") return w.take(key, x, timestamp);
+    if (key == "category") return w.keep(key, raw_key, x, &category);
+    return w.keep(key, raw_key, x);  // detail, ...
+  });
+  if (!ok) return false;
+
+  pending_event p = new_event(w, start, index);
+  communication_fields& f = p.f;
+  f.direction_ = direction::inbound;
+  read_status(ws, "value", value, preference_values, f.status);
+  epoch_time(ws, "timestamp", timestamp, f.occurred_at);
+  take_phone(ws, wa_id, f);
+  if (wa_id.present && value.is_string() && timestamp.present) {
+    ws.event_key.assign("user_preferences:").append(wa_id.text).append(":").append(category.text).append(":");
+    ws.event_key.append(value.text).append(":").append(timestamp.text);
+    f.provider_event_id = ws.scratch.copy(ws.event_key);
+  }
+  keep_event(ws, p, state);
+  return true;
+}
+
 bool read_value(json_walker& w, od::value v, std::size_t& next_index, value_state& state) {
   return w.members(v, "value", [&](std::string_view key, std::string_view, od::value x) {
+    if (key == "user_preferences") {
+      return w.elements(x, "user_preferences",
+                        [&](std::size_t, od::value u) { return read_preference_event(w, u, next_index++, state); });
+    }
     if (key == "statuses") {
       return w.elements(x, "statuses", [&](std::size_t, od::value s) { return read_status_event(w, s, next_index++, state); });
     }
@@ -349,12 +386,12 @@ bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& 
           });
           if (!read_ok) return false;
           if (next_index == first_index) {
-            // Neither a status nor a message (a field this adapter does not map: user_preferences, history,
+            // Neither a status, a message nor a preference (a field this adapter does not map: history,
             // smb_message_echoes, account and template notices; or a value-level error): kept as a dead letter
             // naming the field, not acknowledged and dropped.
             std::string reason("a WhatsApp change of field ");
             transform::detail::append_quoted(reason, field.is_string() ? field.text : std::string_view("?"));
-            reason.append(" holds no status and no message: not mapped to an event");
+            reason.append(" holds no status, message or user preference: not mapped to an event");
             norm.reject(w.raw_since(start), event_source(ws, in.source, next_index++), in.received_at, reason, out);
           }
           emit(norm, in, ws, state, out);

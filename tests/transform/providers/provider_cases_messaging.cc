@@ -101,17 +101,23 @@ void add_messaging_cases(std::vector<fixture_case>& cases) {
   whatsapp("status-read.derived.json",  // read
            {message("whatsapp", "opened", wamid_delivered, "read", "2025-06-18T16:25:01Z", wa_phone,
                     {R"("display_phone_number":"15550783881")"})});
-  // A change with neither a status nor a message is kept as a dead letter naming its field (it was acknowledged
-  // and dropped): a value-level error, a field this adapter does not map.
+  // A change with no event in it is kept as a dead letter naming its field (it was acknowledged and dropped): a
+  // value-level error, a field this adapter does not map.
   whatsapp("docs-value-errors.json", {},
            {{std::string(src) + ":0",
-             R"(a WhatsApp change of field "messages" holds no status and no message: not mapped to an event)",
+             R"(a WhatsApp change of field "messages" holds no status, message or user preference: not mapped to an event)",
              R"({
           "value": {)"}});
-  whatsapp("docs-user-preferences.json", {},
-           {{std::string(src) + ":0",
-             R"(a WhatsApp change of field "user_preferences" holds no status and no message: not mapped to an event)",
-             "{"}});
+  {
+    // A user's marketing preference: "resume" -> resubscribed ("stop" -> unsubscribed), inbound, the user's number.
+    comm_expect e = comm("resubscribed", "", "user_preferences:16505551234:marketing_messages:resume:1731705721",
+                         "2024-11-15T21:22:01Z",
+                         {R"("category":"marketing_messages")", R"("detail":"User requested to resume marketing messages")"});
+    e.channel = "whatsapp";
+    e.direction = "inbound";
+    e.phone = wa_phone;
+    whatsapp("docs-user-preferences.json", {e});
+  }
   {
     // To a group: one event per participant, the participant's phone, the group's id in the metadata.
     std::vector<comm_expect> reads;
