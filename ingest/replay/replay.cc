@@ -34,6 +34,10 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
       // A provider that posts an array of events: a dead letter holds one element.
       if (p->body == tp::body_format::json_array) body.assign("[").append(raw).append("]");
       else body.assign(raw);
+      // WhatsApp: a dead letter holds one status, message or preference object out of its body.
+      if (p->name == "whatsapp") {
+        if (std::string one = tp::whatsapp_body_of_event(raw); !one.empty()) body = std::move(one);
+      }
       const bool form = !raw.empty() && raw.front() != '{' && raw.front() != '[';
       std::string endpoint(webhook_prefix);
       endpoint.append(name);

@@ -34,6 +34,11 @@ using provider_fn = bool (*)(normalizer& norm, const webhook_input& in, event_ba
 bool normalize_sendgrid(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
 bool normalize_twilio(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
 bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
+// A WhatsApp webhook body holding the one event `raw` (a status, an incoming message or a user preference object:
+// what a per-event dead letter keeps), for normalize_whatsapp: `rejected replay` re-reads such a dead letter with
+// it. Empty when `raw` is not such an object (a whole body already, or not JSON). The value's metadata and contacts
+// are not in the dead letter, so the event comes back without phone_number_id, display_phone_number, profile_name.
+std::string whatsapp_body_of_event(std::string_view raw);
 bool normalize_mailgun(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
 bool normalize_postmark(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);
 bool normalize_resend(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);

@@ -351,6 +351,30 @@ void emit(normalizer& norm, const webhook_input& in, workspace& ws, value_state&
 
 }  // namespace
 
+std::string whatsapp_body_of_event(std::string_view raw) {
+  thread_local simdjson::ondemand::parser parser;
+  const simdjson::padded_string text(raw);
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object object;
+  if (parser.iterate(text).get(doc) || doc.get_object().get(object)) return {};
+  std::string_view array, field = "messages";
+  for (auto member : object) {
+    std::string_view key;
+    if (member.unescaped_key().get(key)) return {};
+    if (key == "object" || key == "entry") return {};  // a whole body
+    if (key == "status" || key == "recipient_id") array = "statuses";
+    if (key == "from" && array.empty()) array = "messages";
+    if (key == "wa_id" && array.empty()) {
+      array = "user_preferences";
+      field = "user_preferences";
+    }
+  }
+  if (array.empty()) return {};
+  std::string body = R"({"object":"whatsapp_business_account","entry":[{"changes":[{"field":")";
+  body.append(field).append(R"(","value":{")").append(array).append("\":[").append(raw).append("]}}]}]}");
+  return body;
+}
+
 bool normalize_whatsapp(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error) {
   provider_document d(norm, in, out, error);
   workspace& ws = d.ws;

@@ -177,4 +177,28 @@ TEST(RejectedReplay, ReplayedEventsKeepTheDeadLettersTenant) {
   EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL AND tenant_id = 'tenant-a'"), 1);
 }
 
+// From a review: a WhatsApp dead letter holds the one status (or message) object its body had, which the adapter
+// refused as a body: "not replayable" whatever the rules. Replay puts it back in a body of its own.
+TEST(RejectedReplay, AWhatsAppEventsDeadLetterIsReplayed) {
+  auto dsn = crm_test::fresh_database("t_replay_whatsapp");
+  // A participant's status of a group message, refused before group statuses were read (the group id as phone).
+  add_rejection(dsn, "POST /v1/webhooks/whatsapp:0", "phone: \"+120363400000000001\" is not a valid phone number",
+                R"({"id":"wamid.REPLAY1","recipient_id":"120363400000000001","recipient_type":"group",)"
+                R"("recipient_participant_id":"16505551234","status":"read","timestamp":"1750263901"})",
+                "2026-11-02T09:16:00Z", "tenant-w");
+  add_rejection(dsn, "POST /v1/webhooks/whatsapp:1", "an older rule",
+                R"({"from":"16505551234","id":"wamid.REPLAY2","timestamp":"1750263902","type":"text",)"
+                R"("text":{"body":"hi"}})");
+  add_rejection(dsn, "POST /v1/webhooks/whatsapp:2", "an older rule",
+                R"({"wa_id":"16505551234","category":"marketing_messages","value":"stop","timestamp":1750263903})");
+  crm_test::command_result r;
+  replay_reports(dsn, "", "3 now pass (3 events inserted, 0 already stored), 0 still failing, 0 not replayable", r);
+  EXPECT_EQ(rows(dsn, "communications WHERE provider_message_id = 'wamid.REPLAY1' AND status = 'opened' AND "
+                      "direction = 'outbound' AND phone = '+16505551234' AND tenant_id = 'tenant-w'"), 1);
+  EXPECT_EQ(rows(dsn, "communications WHERE provider_message_id = 'wamid.REPLAY2' AND status = 'replied' AND "
+                      "direction = 'inbound'"), 1);
+  EXPECT_EQ(rows(dsn, "communications WHERE status = 'unsubscribed' AND direction = 'inbound'"), 1);
+  EXPECT_EQ(rows(dsn, "rejected_events WHERE replayed_at IS NULL"), 0);
+}
+
 }  // namespace
