@@ -158,17 +158,26 @@ TEST(WebhookSources, DeclaredSourcesSitBesideTheBuiltInOnesAndAnyOfTheirSecretsP
   EXPECT_EQ(sources.get()->count("beta"), 0u);
 }
 
-TEST(WebhookSources, AnUnchangedSourceKeepsItsVerifierAndItsReplayCache) {
-  const std::string key = "mg-key";
-  const auto now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                      std::chrono::system_clock::now().time_since_epoch()).count());
-  const std::string body = R"({"signature":{"timestamp":")" + now + R"(","token":"tok-1","signature":")" +
-                           crm_test::hmac_hex(EVP_sha256(), key, now + "tok-1") + R"("},"event-data":{}})";
+// A Mailgun request signed now with `key` and `token` (the signature is in the body).
+struct mailgun_request {
+  mailgun_request(const std::string& key, const std::string& token) {
+    const auto now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                        std::chrono::system_clock::now().time_since_epoch()).count());
+    body = R"({"signature":{"timestamp":")" + now + R"(","token":")" + token + R"(","signature":")" +
+           crm_test::hmac_hex(EVP_sha256(), key, now + token) + R"("},"event-data":{}})";
+    req.body = body;
+    req.headers = &headers;
+  }
+  std::string body;
   wh::header_list headers;
   crm::ingest::http::request req;
-  req.body = body;
-  req.headers = &headers;
-  const std::string mailgun = "[[sources]]\nname = \"mg\"\nprovider = \"mailgun\"\nsecrets = [\"" + key + "\"]\n";
+};
+
+const std::string mailgun = "[[sources]]\nname = \"mg\"\nprovider = \"mailgun\"\nsecrets = [\"mg-key\"]\n";
+
+TEST(WebhookSources, AnUnchangedSourceKeepsItsVerifierAndItsReplayCache) {
+  const mailgun_request signed_now("mg-key", "tok-1");
+  const auto& req = signed_now.req;
   sources_holder sources(parse(mailgun));
   EXPECT_TRUE(sources.verify("mg", req).ok());
   EXPECT_EQ(sources.verify("mg", req).error, wh::verify_error::replayed_token);
@@ -184,16 +193,9 @@ TEST(WebhookSources, AnUnchangedSourceKeepsItsVerifierAndItsReplayCache) {
 // the same signature was refused as a replay (401) and lost. A check that passed leaves how to forget its token;
 // the collector calls it when it answers 503 (and answers a replayed token 200, nothing stored).
 TEST(WebhookSources, AMailgunTokenAcceptedButNotKeptCanBeForgotten) {
-  const std::string key = "mg-key";
-  const auto now = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                      std::chrono::system_clock::now().time_since_epoch()).count());
-  const std::string body = R"({"signature":{"timestamp":")" + now + R"(","token":"tok-2","signature":")" +
-                           crm_test::hmac_hex(EVP_sha256(), key, now + "tok-2") + R"("},"event-data":{}})";
-  wh::header_list headers;
-  crm::ingest::http::request req;
-  req.body = body;
-  req.headers = &headers;
-  sources_holder sources(parse("[[sources]]\nname = \"mg\"\nprovider = \"mailgun\"\nsecrets = [\"" + key + "\"]\n"));
+  const mailgun_request signed_now("mg-key", "tok-2");
+  const auto& req = signed_now.req;
+  sources_holder sources(parse(mailgun));
   EXPECT_FALSE(wh::take_forget_accepted()) << "nothing accepted yet on this thread";
   ASSERT_TRUE(sources.verify("mg", req).ok());
   auto forget = wh::take_forget_accepted();
