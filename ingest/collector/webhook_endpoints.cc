@@ -6,6 +6,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "transform/providers/registry.h"
@@ -74,6 +75,17 @@ bool reuse(webhook_source& s, const webhook_source_set* previous) {
   return true;
 }
 
+// The values of the signing settings of [webhooks.<provider>] (in the scheme's order), each with its key.
+std::vector<std::pair<std::string_view, std::string>> signing_values(const config::settings& cfg,
+                                                                     const wh::scheme& scheme) {
+  const std::string section = "webhooks." + std::string(scheme.provider);
+  std::vector<std::pair<std::string_view, std::string>> out;
+  for (const wh::scheme_setting& setting : scheme.settings) {
+    if (!setting.key.empty() && setting.signing) out.emplace_back(setting.key, cfg.str(section, setting.key));
+  }
+  return out;
+}
+
 // The source [webhooks.<provider>] defines (fingerprint: its secrets, the public URL when the scheme signs it,
 // and the opt-in to unsigned requests, joined with a separator no secret contains).
 webhook_source builtin(const config::settings& cfg, std::size_t i, const std::string& public_base,
@@ -86,11 +98,10 @@ webhook_source builtin(const config::settings& cfg, std::size_t i, const std::st
   std::vector<std::string> values;
   bool configured = false;
   s.fingerprint = "builtin\x1f";
-  for (const wh::scheme_setting& setting : scheme.settings) {
-    if (setting.key.empty() || !setting.signing) continue;
-    values.push_back(cfg.str(section, setting.key));
-    configured = configured || !values.back().empty();
-    s.fingerprint.append(values.back()).push_back('\x1f');
+  for (auto& [key, value] : signing_values(cfg, scheme)) {
+    configured = configured || !value.empty();
+    s.fingerprint.append(value).push_back('\x1f');
+    values.push_back(std::move(value));
   }
   if (scheme.signs_public_url) s.fingerprint.append(public_base).push_back('\x1f');
   const bool open = allows_unsigned(cfg, scheme.provider);
@@ -160,12 +171,10 @@ std::shared_ptr<const webhook_source_set> build_sources(const config::settings& 
   for (const auto& d : cfg.sources()) {
     const std::size_t i = tp::provider_index(d.name);
     if (i < tp::registry.size() && d.secrets.empty() && d.allow_unsigned) {
-      const wh::scheme& scheme = wh::schemes()[i];
-      for (const wh::scheme_setting& setting : scheme.settings) {
-        if (setting.key.empty() || !setting.signing) continue;
-        if (!cfg.str("webhooks." + std::string(scheme.provider), setting.key).empty()) {
+      for (const auto& [key, value] : signing_values(cfg, wh::schemes()[i])) {
+        if (!value.empty()) {
           throw std::invalid_argument("source " + d.name + " (" + d.origin + ") would replace [webhooks." + d.name +
-                                      "], whose " + std::string(setting.key) + " is set, with an unsigned endpoint: "
+                                      "], whose " + std::string(key) + " is set, with an unsigned endpoint: "
                                       "give the source its secrets, or another name");
         }
       }

@@ -30,6 +30,13 @@ bool same_key(const transform::uuid& a, transform::timestamp_us ta, const transf
   return ta == tb && a == b;
 }
 
+// "<what> (<reason>): <the server's words>", without the trailing newline the server ends them with.
+std::string refusal_text(std::string_view what, const failure& why) {
+  std::string text = std::string(what) + " (" + why.reason + "): " + why.message;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  return text;
+}
+
 }  // namespace
 
 batch_result& batch_result::operator+=(const batch_result& o) noexcept {
@@ -499,12 +506,11 @@ batch_result writer::write_split(const view& v, const batch_info& info, const fa
       // of range when it was decoded from elsewhere): kept once more, received now, the refusal in its reason.
       // Refused again: the writer cannot keep it, and says so.
       constexpr std::string_view again = " (refused dead letter)";
-      if (info.position.size() >= again.size() && info.position.ends_with(again)) {
+      if (info.position.ends_with(again)) {
         throw write_error("the database refused a dead-letter record (" + why.reason + "): " + why.message);
       }
       transform::rejection rej = v.rejections[0];
-      std::string reason = "the database refused this dead letter (" + why.reason + "): " + why.message;
-      while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+      std::string reason = refusal_text("the database refused this dead letter", why);
       reason.append("; received_at is when it was refused; its reason was: ").append(rej.reason);
       rej.reason = reason;
       rej.received_at = std::chrono::duration_cast<std::chrono::microseconds>(
@@ -515,8 +521,7 @@ batch_result writer::write_split(const view& v, const batch_info& info, const fa
                         derived_batch_id(batch_id, 4), rewrite, out);  // one dead letter in, one kept
     }
     std::string raw = nc == 1 ? to_canonical_json(v.communications[0]) : to_canonical_json(v.touchpoints[0]);
-    std::string reason = "database refused the row (" + why.reason + "): " + why.message;
-    while (!reason.empty() && (reason.back() == '\n' || reason.back() == ' ')) reason.pop_back();
+    std::string reason = refusal_text("database refused the row", why);
     std::string source = info.source + " " + info.position;
     transform::rejection rej;
     rej.received_at = nc == 1 ? v.communications[0].received_at : v.touchpoints[0].received_at;

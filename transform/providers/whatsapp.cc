@@ -357,19 +357,18 @@ std::string whatsapp_body_of_event(std::string_view raw) {
   simdjson::ondemand::document doc;
   simdjson::ondemand::object object;
   if (parser.iterate(text).get(doc) || doc.get_object().get(object)) return {};
-  std::string_view array, field = "messages";
+  std::string_view array;
   for (auto member : object) {
     std::string_view key;
     if (member.unescaped_key().get(key)) return {};
     if (key == "object" || key == "entry") return {};  // a whole body
     if (key == "status" || key == "recipient_id") array = "statuses";
     if (key == "from" && array.empty()) array = "messages";
-    if (key == "wa_id" && array.empty()) {
-      array = "user_preferences";
-      field = "user_preferences";
-    }
+    if (key == "wa_id" && array.empty()) array = "user_preferences";
   }
   if (array.empty()) return {};
+  // Statuses and messages come in changes of field "messages"; preferences in their own.
+  const std::string_view field = array == "user_preferences" ? array : std::string_view("messages");
   std::string body = R"({"object":"whatsapp_business_account","entry":[{"changes":[{"field":")";
   body.append(field).append(R"(","value":{")").append(array).append("\":[").append(raw).append("]}}]}]}");
   return body;
