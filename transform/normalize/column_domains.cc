@@ -95,6 +95,39 @@ bool check_time(std::string_view field, timestamp_us t, std::string& reason) {
   return false;
 }
 
+// A decoded record's metadata: what jsonb takes, as the normalizer makes it — one JSON object and nothing after
+// it, by the validating copier's rules (no \u0000, nesting, numbers within numeric's range). Empty = NULL.
+bool check_metadata(std::string_view metadata, std::string& reason) {
+  if (metadata.empty()) return true;
+  struct scratch {
+    simdjson::ondemand::parser parser;
+    detail::padded_buffer buffer;
+    detail::json_copier copier;
+    std::string copy;
+  };
+  thread_local scratch s;
+  const std::string_view text = s.buffer.load(metadata);
+  simdjson::ondemand::document doc;
+  simdjson::ondemand::object object;
+  detail::copy_error e = detail::copy_error::malformed;
+  if (!s.parser.iterate(s.buffer.data(), text.size(), s.buffer.capacity()).get(doc) &&
+      !doc.get_object().get(object)) {
+    s.copy.clear();
+    e = s.copier.copy_members(object, s.copy, 1, false);
+    const char* trailing = nullptr;  // a location after the object: content follows it
+    if (e == detail::copy_error::none && !doc.current_location().get(trailing)) e = detail::copy_error::malformed;
+  }
+  if (e == detail::copy_error::none) return true;
+  if (begin_reason(reason, "metadata")) {
+    if (e == detail::copy_error::malformed) {
+      reason.append("is not one JSON object that jsonb accepts");
+    } else {
+      detail::append_copy_rule(reason, e);
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 bool conversion_value_storable(double value) noexcept {
@@ -141,11 +174,14 @@ bool check_columns(const rejection& r, std::string& reason) { return check_time(
 
 bool check_columns(const event_batch& batch, std::size_t communications_from, std::size_t touchpoints_from,
                    std::size_t rejections_from, std::string& reason) {
+  // The metadata too: the appender's records carry the copier's output, a decoded record whatever it was sent.
   for (std::size_t i = communications_from; i < batch.communications.size(); ++i) {
-    if (!check_columns(batch.communications[i], reason)) return false;
+    const communication& c = batch.communications[i];
+    if (!check_columns(c, reason) || !check_metadata(c.metadata, reason)) return false;
   }
   for (std::size_t i = touchpoints_from; i < batch.touchpoints.size(); ++i) {
-    if (!check_columns(batch.touchpoints[i], reason)) return false;
+    const touchpoint& t = batch.touchpoints[i];
+    if (!check_columns(t, reason) || !check_metadata(t.metadata, reason)) return false;
   }
   for (std::size_t i = rejections_from; i < batch.rejections.size(); ++i) {
     if (!check_columns(batch.rejections[i], reason)) return false;

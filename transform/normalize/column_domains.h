@@ -43,7 +43,8 @@ inline constexpr timestamp_us min_storable_timestamp = -211813488000000000LL - 9
 [[nodiscard]] bool check_columns(const rejection& r, std::string& reason);
 
 // The records of `batch` from index `communications_from` / `touchpoints_from` / `rejections_from` on (what one
-// input added, e.g. a decoded Kafka message): the first that does not fit its columns, as above.
+// input added, e.g. a decoded Kafka message): the first that does not fit its columns, as above, its metadata
+// included (one JSON object that jsonb accepts: the appender's records hold the copier's output already).
 [[nodiscard]] bool check_columns(const event_batch& batch, std::size_t communications_from,
                                  std::size_t touchpoints_from, std::size_t rejections_from, std::string& reason);
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 
 #include "tests/transform/normalize/normalize_test_support.h"
 #include "transform/normalize/column_domains.h"
@@ -201,6 +202,51 @@ TEST(ColumnDomains, DecodedRecordsAreCheckedToo) {
   EXPECT_TRUE(check_columns(b, 0, 0, 2, reason)) << "only the records from the given index on";
   EXPECT_FALSE(check_columns(b, 0, 0, 1, reason));
   EXPECT_EQ(reason.rfind("received_at: -1000000000000000000 microseconds since 1970 is before", 0), 0u) << reason;
+}
+
+// A decoded record's metadata is what jsonb takes: a producer's bad metadata made the database refuse the row,
+// and the writer split its batch ~9 times to find it.
+TEST(ColumnDomains, DecodedMetadataIsOneJsonObjectJsonbAccepts) {
+  event_batch b;
+  communication c;
+  c.occurred_at = may_first_10h;
+  c.received_at = received;
+  c.provider = "generic";
+  for (const char* good : {"", R"({})", R"({"a":[1,{"b":null}],"c":"\u00e9"})", " {\"a\":1} "}) {
+    c.metadata = good;
+    b.communications.assign(1, c);
+    std::string reason;
+    EXPECT_TRUE(check_columns(b, 0, 0, 0, reason)) << good << ": " << reason;
+  }
+  const std::pair<const char*, const char*> bad[] = {
+      {"not json", "metadata: is not one JSON object that jsonb accepts"},
+      {R"([1,2])", "metadata: is not one JSON object that jsonb accepts"},
+      {R"({"a":1} {"b":2})", "metadata: is not one JSON object that jsonb accepts"},
+      {R"({"a":1)", "metadata: is not one JSON object that jsonb accepts"},
+      {R"({"a":"\ud800"})", "metadata: is not one JSON object that jsonb accepts"},  // a lone surrogate
+      {"{\"a\":\"\xff\"}", R"(metadata: "{\"a\":\"\xff\"}" is not valid UTF-8)"},  // the texts' rule first
+      {R"({"a":"x\u0000y"})", "metadata: contains \\u0000, which PostgreSQL does not accept"},
+      {R"({"a":1e999999})", "metadata: contains a number out of PostgreSQL's numeric range"},
+  };
+  for (const auto& [text, expected] : bad) {
+    c.metadata = text;
+    b.communications.assign(1, c);
+    std::string reason;
+    EXPECT_FALSE(check_columns(b, 0, 0, 0, reason)) << text;
+    EXPECT_EQ(reason, expected) << text;
+  }
+  // Touchpoints too, and a nesting deeper than the copier's bound.
+  touchpoint t;
+  t.occurred_at = may_first_10h;
+  t.received_at = received;
+  t.anonymous_id = "a1";
+  const std::string deep = R"({"a":)" + std::string(40, '[') + std::string(40, ']') + "}";
+  t.metadata = deep;
+  b.communications.clear();
+  b.touchpoints.assign(1, t);
+  std::string reason;
+  EXPECT_FALSE(check_columns(b, 0, 0, 0, reason));
+  EXPECT_EQ(reason.rfind("metadata: nested deeper", 0), 0u) << reason;
 }
 
 }  // namespace
