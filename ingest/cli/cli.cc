@@ -1,5 +1,6 @@
 #include "ingest/cli/cli.h"
 
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 
@@ -18,6 +19,8 @@
 #include "ingest/cli/serve.h"
 #include "ingest/config/settings.h"
 #include "ingest/runtime/embedded_postgres.h"
+#include "ingest/runtime/signals.h"
+#include "transform/text/json_text.h"
 #include "ingest/import/import_pipeline.h"
 #include "ingest/observability/logging.h"
 #include "ingest/replay/replay.h"
@@ -108,6 +111,16 @@ int run_import_command(import_args& a) {
   so.wait = a.opt.write.writer.retry;
   pg::start_database(so);
 
+  // SIGTERM/SIGINT: stop reading, write what was read and wait for it as at the end; a second one exits at once.
+  std::atomic<bool> stop{false};
+  runtime::signal_waiter signals(/*reload=*/false, /*second_stop_exits=*/true);
+  signals.start([&stop](int sig) {
+    spdlog::warn("{}: the import stops after the records read so far are written (a second signal stops it now).",
+                 runtime::signal_name(sig));
+    stop = true;
+  });
+  a.opt.stop = &stop;
+
   auto failover = std::make_shared<ingest::writer_failover_stats>();
   a.opt.write.writer.observer = failover;
   const bool tty = !a.no_progress && isatty(STDERR_FILENO);
@@ -136,15 +149,17 @@ int run_import_command(import_args& a) {
 
   const double rate = s.seconds > 0 ? static_cast<double>(s.records_read) / s.seconds : 0;
   if (a.summary == "json") {
+    std::string resume_after;  // the file's name as the ledger has it (valid UTF-8)
+    transform::append_json_string(resume_after, s.resume_after);
     std::cout << fmt::format(
         "{{\"read\":{},\"inserted\":{},\"duplicates\":{},\"rejected\":{},\"batches\":{},\"seconds\":{:.3f},"
         "\"records_per_second\":{:.0f},\"files_failed\":{},\"database_failed\":{},\"confirm_waited_batches\":{},"
         "\"confirm_wait_max_seconds\":{:.3f},\"final_confirm_seconds\":{:.3f},\"confirm_timed_out\":{},"
-        "\"analytics_current\":{},\"analytics_wait_seconds\":{:.3f}}}\n",
+        "\"analytics_current\":{},\"analytics_wait_seconds\":{:.3f},\"interrupted\":{},\"resume_after\":{}}}\n",
         s.records_read, s.inserted, s.duplicates, s.rejected, s.batches, s.seconds, rate, s.files_failed,
         s.database_failed ? "true" : "false", s.batches_confirm_waited, s.confirm_wait_max_seconds,
         s.final_confirm_seconds, s.confirm_timed_out ? "true" : "false", s.analytics_current ? "true" : "false",
-        s.analytics_wait_seconds);
+        s.analytics_wait_seconds, s.interrupted ? "true" : "false", resume_after);
   } else {
     std::cout << fmt::format(
         "read {} records in {:.2f} s ({:.0f}/s): {} inserted, {} duplicates, {} rejected, {} batches\n",
@@ -166,6 +181,14 @@ int run_import_command(import_args& a) {
                              a.confirm_timeout);
     for (const auto& u : s.unconfirmed) std::cerr << "  " << u << "\n";
     return exit_unconfirmed;
+  }
+  if (s.interrupted) {
+    std::cerr << fmt::format("interrupted by {}: {}; run the same import again to go on (what is stored counts as "
+                             "duplicates)\n",
+                             runtime::signal_name(signals.received()),
+                             s.resume_after.empty() ? std::string("no record was read")
+                                                    : "every record up to " + s.resume_after + " is written (stored, a duplicate or dead-lettered)");
+    return 128 + signals.received();
   }
   if (s.files_failed) return exit_input;
   return exit_ok;

@@ -99,8 +99,13 @@ void reader_main(const import_options& opt, shared_state& st) {
     return true;
   };
 
+  auto interrupted = [&] { return opt.stop != nullptr && opt.stop->load(std::memory_order_relaxed); };
   for (const auto& path : opt.files) {
     if (failed) break;
+    if (interrupted()) {
+      st.summary.interrupted = true;
+      break;
+    }
     std::unique_ptr<file_source> src;
     try {
       src = std::make_unique<file_source>(path);
@@ -128,6 +133,7 @@ void reader_main(const import_options& opt, shared_state& st) {
       }
       if (first_line == 0) first_line = rec.line;
       last_line = rec.line;
+      st.summary.resume_after.assign(name).append(":").append(std::to_string(rec.line));
       if (opt.write.batch.reached(*batch)) {
         if (!flush(path)) stopped = true;
       }
@@ -139,6 +145,11 @@ void reader_main(const import_options& opt, shared_state& st) {
         if (n == 0) break;
         splitter.feed(std::string_view(chunk.data(), n), on_record);
         if (stopped || failed) break;
+        if (interrupted()) {
+          // The splitter's partial record stays unread (finish() would take it for a whole one).
+          st.summary.interrupted = true;
+          break;
+        }
         // A slow pipe must not hold events back for long. (A regular file never keeps the reader waiting: its
         // batches fill up, however slowly the box runs.)
         if (src->size() == 0 && batch && batch->record_count() > 0 &&
@@ -146,7 +157,7 @@ void reader_main(const import_options& opt, shared_state& st) {
           if (!flush(path)) stopped = true;
         }
       }
-      if (!stopped && !failed) splitter.finish(on_record);
+      if (!stopped && !failed && !st.summary.interrupted) splitter.finish(on_record);
     } catch (const std::exception& e) {
       spdlog::error("A file could not be read to its end; the records before the error are imported. file={} "
                     "error={}",
@@ -172,7 +183,7 @@ void reader_main(const import_options& opt, shared_state& st) {
     if (!stopped && !flush(path)) stopped = true;
     st.bytes_done += src->size() ? src->size() : src->consumed();
     st.current_file_consumed = 0;
-    if (stopped) break;
+    if (stopped || st.summary.interrupted) break;
   }
   batch.reset();
   // The end: every batch written and confirmed (or --confirm-timeout), and how long the cluster took.

@@ -9,6 +9,7 @@
 // stops the import (abandoning what is queued), which then exits non-zero.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -39,6 +40,9 @@ struct import_options {
   // sinks/postgres/confirmation.md) before it stops and names the batches that may need a re-run;
   // 0 = for ever.
   std::chrono::seconds confirm_timeout{300};
+  // Set by the caller (a stop signal) to end the import early: no more records are read (the record being read
+  // is left to a re-run), what was read is written and waited for as at the end. Null = never.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 struct import_progress {
@@ -69,6 +73,10 @@ struct import_summary {
   bool analytics_current = true;
   double analytics_wait_seconds = 0;
   double seconds = 0;
+  // options.stop ended the import: `resume_after` names the last record read ("file:line"; empty when none was),
+  // everything before it is stored; a re-run of the same files continues (what is stored counts as duplicates).
+  bool interrupted = false;
+  std::string resume_after;
   std::vector<std::string> errors;  // one sentence per failure
   sinks::postgres::batch_result totals;
 

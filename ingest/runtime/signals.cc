@@ -2,9 +2,12 @@
 
 #include <pthread.h>
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace crm::ingest::runtime {
 
-signal_waiter::signal_waiter(bool reload) {
+signal_waiter::signal_waiter(bool reload, bool second_stop_exits) : second_stop_exits_(second_stop_exits) {
   sigemptyset(&signals_);
   sigaddset(&signals_, SIGTERM);
   sigaddset(&signals_, SIGINT);
@@ -23,9 +26,13 @@ void signal_waiter::start(std::function<void(int)> on_stop, std::function<void()
         if (on_reload) on_reload();
         continue;
       }
+      if (received_.load() != 0) {  // the second stop signal (second_stop_exits_)
+        std::fprintf(stderr, "crm-ingest: a second %s: stopping now\n", signal_name(sig));
+        std::_Exit(128 + sig);
+      }
       received_ = sig;
       if (on_stop) on_stop(sig);
-      return;
+      if (!second_stop_exits_) return;
     }
   });
 }
@@ -33,7 +40,9 @@ void signal_waiter::start(std::function<void(int)> on_stop, std::function<void()
 void signal_waiter::close() {
   if (!thread_.joinable()) return;
   closing_ = true;
-  if (received_.load() == 0) pthread_kill(thread_.native_handle(), SIGTERM);
+  // The thread still waits unless it returned after a stop signal (it never does with second_stop_exits_);
+  // it sees closing_ before it would take this signal for a stop.
+  if (received_.load() == 0 || second_stop_exits_) pthread_kill(thread_.native_handle(), SIGTERM);
   thread_.join();
 }
 

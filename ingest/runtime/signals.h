@@ -17,7 +17,9 @@ namespace crm::ingest::runtime {
 class signal_waiter {
  public:
   // `reload`: SIGHUP is taken too (and given to on_reload); otherwise it keeps its default action.
-  explicit signal_waiter(bool reload = false);
+  // `second_stop_exits`: after on_stop, a second stop signal ends the process at once (exit 128 + signal), for a
+  // command whose orderly stop may wait long (import: the batches in flight, the database's retry policy).
+  explicit signal_waiter(bool reload = false, bool second_stop_exits = false);
   ~signal_waiter() { close(); }
   signal_waiter(const signal_waiter&) = delete;
   signal_waiter& operator=(const signal_waiter&) = delete;
@@ -31,6 +33,7 @@ class signal_waiter {
  private:
   sigset_t signals_;
   std::thread thread_;
+  bool second_stop_exits_ = false;
   std::atomic<bool> closing_{false};
   std::atomic<int> received_{0};
 };

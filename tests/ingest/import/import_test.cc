@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -15,6 +16,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include "support/child_process.h"
 #include "support/run_command.h"
 #include "support/scratch.h"
 #include "support/test_db.h"
@@ -385,3 +387,54 @@ TEST(Import, ValuesTheDatabaseRefusesAreDeadLetteredWithoutSplittingBatches) {
 }
 
 }  // namespace
+
+// SIGTERM (a supervisor's stop, Ctrl-C's SIGINT alike) ends an import in order: it stops reading, writes what it
+// read and says up to which record everything is written, exit 128 + the signal; the same import run again
+// completes the file with nothing stored twice. Before, the signal killed it where it stood (exit 143, no word of
+// how far it got).
+TEST(Import, AStopSignalEndsTheImportInOrderAndARerunCompletesIt) {
+  auto dsn = crm_test::fresh_database("t_import_sigterm");
+  auto dir = scratch("sigterm");
+  auto path = (dir / "gen.ndjson").string();
+  auto gen = crm_test::run_command(std::string(GEN_EVENTS_EXE) +
+                                   " --count 300000 --seed 11 --duplicates 0.02 --invalid 0.01 2>&1 > " + path);
+  ASSERT_EQ(gen.status, 0) << gen.out;
+  auto unique_pos = gen.out.find("records, ");
+  ASSERT_NE(unique_pos, std::string::npos) << gen.out;
+  const long long unique = std::stoll(gen.out.substr(unique_pos + 9));
+  const auto stored = [&] {
+    return q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints");
+  };
+  {
+    crm_test::child imp({CRM_INGEST_EXE, "import", "--no-progress", "--allow-superuser", "--batch-rows", "2000",
+                         "--dsn", dsn, path},
+                        dir / "out1", dir / "err1");
+    // Stopped mid-file, once batches commit (a signal before the reading starts ends the process as before).
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (q(dsn, "SELECT count(*) FROM ingest_batches") < 3 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_TRUE(imp.running()) << "the import ended before it was stopped";
+    imp.signal(SIGTERM);
+    const auto code = imp.wait_for(std::chrono::seconds(120));
+    const std::string err = crm_test::read_file(dir / "err1");
+    ASSERT_TRUE(code.has_value()) << err;
+    EXPECT_EQ(*code, 128 + SIGTERM) << err;
+    const std::string said = "interrupted by SIGTERM: every record up to " + path + ":";
+    const auto at = err.find(said);
+    ASSERT_NE(at, std::string::npos) << err;
+    const long long line = std::stoll(err.substr(at + said.size()));
+    EXPECT_LT(stored(), unique) << "stopped before the file's end";
+    // Everything up to that line is in the ledger, nothing after it.
+    EXPECT_EQ(q(dsn, "SELECT max(substring(source_position from '^lines [0-9]+-([0-9]+)')::bigint) FROM ingest_batches"), line)
+        << err;
+    EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE substring(source from ':([0-9]+)$')::bigint > " +
+                         std::to_string(line)),
+              0);
+  }
+  auto rerun = run_ingest("import --no-progress --batch-rows 2000 --summary json --dsn '" + dsn + "' " + path);
+  ASSERT_EQ(rerun.status, 0) << rerun.out;
+  EXPECT_NE(rerun.out.find("\"interrupted\":false,\"resume_after\":\"" + path + ":"), std::string::npos) << rerun.out;
+  EXPECT_EQ(stored(), unique);
+  EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
+}
