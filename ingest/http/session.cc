@@ -253,10 +253,13 @@ class session final : public session_base, public std::enable_shared_from_this<s
     }
     if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
       srv_.stats.bad_requests++;
-      return reply_and_close(431, parser_ && parser_->trailer_too_large()
-                                      ? "the chunked body's trailer exceeds " + std::to_string(header_limit_bytes) +
-                                            " bytes"
-                                      : "the request header exceeds " + std::to_string(header_limit_bytes) + " bytes");
+      std::string why = "the request header exceeds " + std::to_string(header_limit_bytes) + " bytes";
+      if (parser_ && parser_->trailer_too_large()) {
+        why = "the chunked body's trailer exceeds " + std::to_string(header_limit_bytes) + " bytes";
+      } else if (parser_ && parser_->too_many_fields()) {
+        why = "the request header has more than " + std::to_string(header_field_limit) + " fields";
+      }
+      return reply_and_close(431, why);
     }
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
       srv_.stats.bad_requests++;

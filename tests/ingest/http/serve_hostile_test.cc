@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -288,6 +289,50 @@ TEST(ServeHostile, HeadsWithoutTheirBodiesHoldNoBudget) {
 }
 
 
+// The server's resident memory in bytes (VmRSS).
+long long resident_bytes(pid_t pid) {
+  std::istringstream in(crm_test::read_file("/proc/" + std::to_string(pid) + "/status"));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
+}
+
+// A head of 16,000 empty fields fits in 64 KiB but held ~1.3 MB per connection until the body came (each field is
+// an allocation of its own, counted by no budget): 1,000 such connections took 1.3 GB. More than 128 fields is
+// 431 now, and the connection is closed.
+TEST(ServeHostile, AHeadOfManyTinyFieldsIsRefused) {
+  hostile_serve srv("many-fields", "[webhooks.segment]\nshared_secret = \"hostile-fields\"\n");
+  std::string fields;
+  for (int i = 0; i < 16000; ++i) fields += "a:\r\n";
+  const std::string bomb = post_head(fields, 100, "/v1/webhooks/segment");
+  ASSERT_LT(bomb.size(), 64u * 1024);
+  auto r = send_plain(srv.port(), bomb);
+  EXPECT_EQ(r.status, 431) << r.body;
+  EXPECT_NE(r.body.find("more than 128 fields"), std::string::npos) << r.body;
+  const long long before = resident_bytes(srv.pid());
+  std::vector<std::unique_ptr<crm_test::http_connection>> held;
+  for (int i = 0; i < 200; ++i) {  // heads sent, bodies never: 260 MB before
+    held.push_back(std::make_unique<crm_test::http_connection>(srv.port()));
+    try {
+      held.back()->send_raw(bomb);
+    } catch (const std::exception&) {
+      // refused and closed while the head was still being sent
+    }
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const long long grown = resident_bytes(srv.pid()) - before;
+  EXPECT_LT(grown, 40ll << 20) << "resident memory grew by " << grown << " bytes";
+  // 128 fields are fine.
+  std::string many;
+  for (int i = 0; i < 120; ++i) many += "X-F" + std::to_string(i) + ": v\r\n";
+  const std::string ok_body = event("many-fields") + "\n";
+  auto ok = send_plain(srv.port(), post_head(many, ok_body.size()) + ok_body);
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  EXPECT_TRUE(srv.running());
+}
+
 // zlib's formats: 16 + 15 = gzip, 15 = zlib ("deflate" in HTTP), -15 = raw deflate.
 std::string compress(const std::string& in, int window_bits) {
   z_stream zs{};
@@ -441,11 +486,13 @@ TEST(ServeHostile, AttackerShapesAreAnsweredOrCutOffAndTheServerStaysHealthy) {
   EXPECT_EQ(status_of(post + "Transfer-Encoding: chunked\r\n\r\n100000\r\n"), 413);
   EXPECT_EQ(status_of(post + "Transfer-Encoding: chunked\r\n\r\n1;" + std::string(100000, 'e') + "\r\nx\r\n0\r\n\r\n"),
             431);
-  // Header bombs: many small fields within 64 KiB are fine; beyond it 431. A NUL or a space before the colon: 400.
+  // Header bombs: up to 128 fields are fine, more is 431 (each field is an allocation: AHeadOfManyTinyFieldsIsRefused),
+  // as is a header beyond 64 KiB. A NUL or a space before the colon: 400.
   std::string fields;
-  for (int i = 0; i < 4000; ++i) fields += "X-" + std::to_string(i) + ": v\r\n";
+  for (int i = 0; i < 127; ++i) fields += "X-" + std::to_string(i) + ": v\r\n";
   EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + "\r\n"), 200);
   EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + fields + "\r\n"), 431);
+  EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'v') + "\r\n\r\n"), 431);
   EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a" + std::string(1, '\0') + "b\r\n\r\n"), 400);
   EXPECT_EQ(status_of("GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n"), 400);
   // obs-fold (RFC 9112 5.2: refused or replaced by a space), bare LF, HTTP/2's preface, other versions, odd targets.
