@@ -115,6 +115,38 @@ TEST(Attribution, AnyOrderAnyBatchingAnyWritersGivesTheRecomputedTables) {
   expect_replay_and_recompute_change_nothing(da, a, c, dir / "shuffled.ndjson");
 }
 
+// The windows are computed in UTC whoever calls the analytics: a recompute (or `rates import`) from a session in
+// Europe/Berlin took 30 days for 719 hours across the daylight-saving change and moved a conversion 29 days 23.5 h
+// after its ad click to Direct (its A/B unit unconverted); the stage gave it back on its next touch of the lead.
+TEST(Attribution, TheWindowsAreTheSameWhateverTheCallersTimeZone) {
+  auto dir = crm_test::scratch("time-zone");
+  std::ofstream(dir / "tz.ndjson")
+      << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000001","occurred_at":"2026-03-01T12:30:00Z","touch_type":"ad_click","lead_id":101,"utm_source":"google","utm_medium":"cpc","utm_campaign":"spring","campaign_id":5})"
+         "\n"
+      << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000002","occurred_at":"2026-03-31T12:00:00Z","touch_type":"conversion","lead_id":101,"conversion_value":100})"
+         "\n"
+      << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000003","occurred_at":"2026-03-01T12:30:00Z","touch_type":"experiment_exposure","lead_id":102,"ab_test_id":"tz","variant":"A"})"
+         "\n"
+      << R"({"kind":"touchpoint","touchpoint_id":"00000000-0000-4000-8000-000000000004","occurred_at":"2026-03-31T12:00:00Z","touch_type":"conversion","lead_id":102,"conversion_value":40})"
+         "\n";
+  auto dsn = crm_test::fresh_database("t_attr_time_zone");
+  auto r = run("import --no-progress --dsn '" + dsn + "' " + (dir / "tz.ndjson").string());
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto stored = dump(dsn);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE model = 'linear' AND utm_campaign = "
+                                 "'spring' AND credit = 1"),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ab_test_units WHERE ab_test_id = 'tz' AND converted"), 1);
+  for (const char* zone : {"Europe/Berlin", "America/New_York"}) {
+    auto again = crm_test::run_command(std::string("PGTZ=") + zone +
+                                       " CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true " CRM_INGEST_EXE
+                                       " --log-level warn report attribution --recompute --dsn '" +
+                                       dsn + "' 2>&1");
+    ASSERT_EQ(again.status, 0) << again.out;
+    expect_same(stored, dump(dsn), std::string("imported vs recomputed from a session in ") + zone);
+  }
+}
+
 TEST(Attribution, LateTouchpointReattributesItsConversion) {
   auto dir = crm_test::scratch("late");
   {
