@@ -434,7 +434,8 @@ void collector::handle_webhook(const http::request& req, http::respond_fn& respo
     // anonymous client cannot fill the dead letters with whatever it posts.
     if (!source.verify || req.body.empty()) return respond(error_response(400, excerpt(error, 256)));
     batch.clear();
-    norm.reject(req.body, {source.input_source, 0}, in.received_at, std::string(provider.name) + ": " + error, batch);
+    norm.reject_whole(req.body, {source.input_source, 0}, in.received_at, std::string(provider.name) + ": " + error,
+                      batch);
   }
   if (batch.record_count() == 0) {
     return respond(json_response(200, "{\"accepted\":0,\"rejected\":0}"));  // e.g. a test ping

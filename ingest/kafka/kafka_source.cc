@@ -369,9 +369,9 @@ struct kafka_source::impl {
     const std::string_view value(m->payload ? static_cast<const char*>(m->payload) : "", m->payload ? m->len : 0);
     auto f = formats.find(std::string_view(topic));
     if (value.empty()) {
-      norm.reject(value, src, now, "kafka: the message has no value", *s.batch);
+      norm.reject_whole(value, src, now, "kafka: the message has no value", *s.batch);
     } else if (f == formats.end()) {
-      norm.reject(value, src, now, "kafka: a message from a topic with no configured format", *s.batch);
+      norm.reject_whole(value, src, now, "kafka: a message from a topic with no configured format", *s.batch);
     } else if (f->second.canonical) {
       norm.normalize(value, src, now, *s.batch);
     } else if (f->second.normalized) {
@@ -380,15 +380,17 @@ struct kafka_source::impl {
       const std::size_t rejections = s.batch->rejections.size();
       std::string why;
       if (auto ec = transform::append_decoded_event_batch(value, *s.batch)) {
-        norm.reject(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(), *s.batch);
+        norm.reject_whole(value, src, now, "kafka: the message is not a normalized event batch: " + ec.message(),
+                          *s.batch);
       } else if (!transform::check_columns(*s.batch, communications, touchpoints, rejections, why)) {
         // Whoever produced it, a value the database refuses must not reach the writer (it would split its
         // batch): the whole message is dead-lettered with the first such value named.
         s.batch->communications.resize(communications);
         s.batch->touchpoints.resize(touchpoints);
         s.batch->rejections.resize(rejections);
-        norm.reject(value, src, now, "kafka: the normalized event batch carries a value the database refuses: " + why,
-                    *s.batch);
+        norm.reject_whole(value, src, now,
+                          "kafka: the normalized event batch carries a value the database refuses: " + why,
+                          *s.batch);
       }
     } else {
       std::string content_type(f->second.provider->default_content_type());
@@ -402,7 +404,7 @@ struct kafka_source::impl {
       tp::webhook_input in{value, content_type, {}, source_text, now, {}};
       std::string error;
       if (!f->second.provider->normalize(norm, in, *s.batch, error)) {
-        norm.reject(value, src, now, std::string(f->second.provider->name) + ": " + error, *s.batch);
+        norm.reject_whole(value, src, now, std::string(f->second.provider->name) + ": " + error, *s.batch);
       }
     }
     const partition_key key{topic, m->partition};

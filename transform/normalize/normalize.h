@@ -48,9 +48,14 @@ class normalizer {
   normalize_outcome normalize(std::string_view text, source_ref source, timestamp_us received_at,
                               event_batch& out, std::string_view fallback_key = {});
 
-  // Records a rejection found before parsing (e.g. by the record splitter).
+  // Records a rejection found before parsing (e.g. by the record splitter). Its raw text is kept up to
+  // max_record_bytes (a record's text cannot be longer unless it was refused for that).
   void reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
               event_batch& out);
+  // The same for a whole input that is not one record (a webhook body, a Kafka message): kept whole, however long
+  // (its transport bounds it: http.body_limit_bytes, the broker's message size), so that a replay has all of it.
+  void reject_whole(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
+                    event_batch& out);
 
   // Provider adapters: appends exactly one record built from fields already read from a provider's
   // payload, through the same validator as normalize() (e-mail/phone normalization, occurred_at bounds,

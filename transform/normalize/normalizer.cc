@@ -34,17 +34,17 @@ struct normalizer::impl {
                            timestamp_us received_at, event_batch& out) {
     reason.clear();
     if (appender.append(f, received_at, out, reason)) return kind;
-    reject(raw, source, received_at, reason, out);
+    reject(raw, source, received_at, reason, out, options.max_record_bytes);
     return normalize_outcome::rejected;
   }
 
   void reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason_text,
-              event_batch& out) {
+              event_batch& out, std::size_t max_raw_bytes) {
     rejection r;
     r.received_at = received_at;
     r.source = render_source(source, out.text);
     r.reason = out.text.copy(reason_text);
-    r.raw = out.text.copy(raw.substr(0, options.max_record_bytes));
+    r.raw = out.text.copy(raw.substr(0, max_raw_bytes));
     out.rejections.push_back(r);
   }
 
@@ -78,13 +78,18 @@ normalize_outcome normalizer::normalize(std::string_view text, source_ref source
       return m.append(m.touchpoint, normalize_outcome::touchpoint, text, source, received_at, out);
     case normalize_outcome::rejected: break;
   }
-  m.reject(text, source, received_at, m.reason, out);
+  m.reject(text, source, received_at, m.reason, out, options_.max_record_bytes);
   return normalize_outcome::rejected;
 }
 
 void normalizer::reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
                         event_batch& out) {
-  impl_->reject(raw, source, received_at, reason, out);
+  impl_->reject(raw, source, received_at, reason, out, options_.max_record_bytes);
+}
+
+void normalizer::reject_whole(std::string_view raw, source_ref source, timestamp_us received_at,
+                              std::string_view reason, event_batch& out) {
+  impl_->reject(raw, source, received_at, reason, out, raw.size());
 }
 
 normalize_outcome normalizer::append(const communication_fields& fields, std::string_view raw, source_ref source,
