@@ -179,6 +179,14 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     }
   }
   string_field(ws, "messageId", message_id);
+  // A touchpoint's id is derived from its time (a communication's need not be: see below), so one stamped with
+  // our receive time would be stored again by each retry of the call. Segment always sets a time; a call with
+  // none is dead-lettered instead (its conversion counted twice before).
+  const auto touchpoint_needs_time = [&] {
+    if (receipt_time && begin_rule(ws, "timestamp")) {
+      ws.reason.append("a touchpoint needs its time: none of timestamp, originalTimestamp, receivedAt, sentAt is set");
+    }
+  };
 
   crm_ids ids;
   ids.offer("lead_id", props.lead_id, "properties.lead_id", 2);
@@ -196,6 +204,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     const std::string_view user = user_id.is_number() ? user_id.text : text_of(user_id);
     if (!user.empty()) crm_ids::offer_to(ids.lead_id, user, user_id.is_number(), "userId", 0);
     if (ids.lead_id.priority < 0) return true;
+    touchpoint_needs_time();
     const scalar& visitor = kind == "alias" && previous_id.present ? previous_id : anonymous_id;
     const std::string_view visitors[] = {visitor.is_number() ? visitor.text : text_of(visitor), user};
     std::size_t index = 0;
@@ -233,6 +242,7 @@ bool normalize_segment(normalizer& norm, const webhook_input& in, event_batch& o
     return true;
   }
 
+  touchpoint_needs_time();
   touchpoint_fields t;
   t.occurred_at = occurred;
   t.message_id = text_of(message_id);

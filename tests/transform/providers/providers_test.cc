@@ -418,7 +418,8 @@ TEST(Mapping, SegmentConversionIdentifyAndUnknownType) {
   EXPECT_EQ(search.batch.touchpoints[0].msclkid, "M 1");  // from context.page.search when the URL has no query
   EXPECT_EQ(search.batch.touchpoints[0].utm_source, "bing");
   EXPECT_EQ(to_string(search.batch.touchpoints[0].group), "Paid Search");
-  const run_result identify = run(normalize_segment, R"({"type":"identify","userId":"u1","traits":{"email":"a@b.co"}})");
+  const run_result identify = run(normalize_segment, R"({"type":"identify","userId":"u1","traits":{"email":"a@b.co"},
+      "timestamp":"2024-05-01T10:00:00Z"})");
   EXPECT_TRUE(identify.ok);
   // userId alone: claimed for the lead it names (its track/page calls use it as the visitor key).
   ASSERT_EQ(identify.batch.touchpoints.size(), 1u);
@@ -427,6 +428,17 @@ TEST(Mapping, SegmentConversionIdentifyAndUnknownType) {
   const run_result nothing = run(normalize_segment, R"({"type":"identify","anonymousId":"a1","traits":{"email":"a@b.co"}})");
   EXPECT_TRUE(nothing.ok);
   EXPECT_EQ(nothing.batch.record_count(), 0u);  // no lead: nothing to link
+  // A touchpoint with no time at all would be stamped with the receive time, its id with it: each retry of the call
+  // was stored again (a conversion counted twice). Dead-lettered; an e-mail event keeps its receipt-time rule.
+  for (const char* timeless : {R"({"type":"identify","userId":"u1","messageId":"m-2"})",
+                               R"({"type":"track","event":"Order Completed","messageId":"m-3","userId":"501",
+                                   "properties":{"revenue":42,"lead_id":501}})"}) {
+    const run_result r = run(normalize_segment, timeless);
+    EXPECT_EQ(r.batch.touchpoints.size(), 0u) << timeless;
+    ASSERT_EQ(r.batch.rejections.size(), 1u) << timeless;
+    EXPECT_EQ(r.batch.rejections[0].reason, "timestamp: a touchpoint needs its time: none of timestamp, "
+                                            "originalTimestamp, receivedAt, sentAt is set");
+  }
   const run_result alien = run(normalize_segment, R"({"type":"teleport","anonymousId":"a"})");
   ASSERT_EQ(alien.batch.rejections.size(), 1u);
   EXPECT_EQ(alien.batch.rejections[0].reason, R"(type: "teleport" is not one of track|page|screen|identify|group|alias)");
