@@ -119,8 +119,10 @@ int run_attribution(attribution_args& a) {
   say_freshness(conn);
   const auto ids = pg::read_identity_summary(conn);
   std::cerr << fmt::format("identity: {} conversions attributed through stitching; {} visitors linked to a lead, {} "
-                           "of them claimed by more than one lead (the first link won)\n",
-                           ids.stitched_conversions, ids.linked_visitors, ids.contested_visitors);
+                           "of them claimed by more than one lead (the first link won); {} visitors claimed by a lead "
+                           "in all (linked once they have anonymous touchpoints)\n",
+                           ids.stitched_conversions, ids.linked_visitors, ids.contested_visitors,
+                           ids.claimed_visitors);
   const std::string currency = say_currency(conn, a.from, a.to);
   const auto rows = pg::read_attribution(conn, a.by, a.model, a.from, a.to);
   auto text = [](const std::optional<std::string>& v) { return v ? *v : std::string(); };

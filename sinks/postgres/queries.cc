@@ -185,11 +185,11 @@ std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std:
 identity_summary read_identity_summary(pqxx::connection& conn) {
   pqxx::read_transaction tx(conn);
   const pqxx::row row = tx.exec(
-      "SELECT (SELECT count(*) FROM (SELECT DISTINCT tenant, anonymous_id FROM identity_claims) v),"
-      " (SELECT count(*) FROM (SELECT 1 FROM identity_claims GROUP BY tenant, anonymous_id HAVING count(*) > 1) v),"
+      "SELECT (SELECT count(*) FROM identity_links), (SELECT count(*) FROM identity_links WHERE claims > 1),"
       " (SELECT count(*) FROM (SELECT DISTINCT conversion_id, conversion_occurred_at FROM attribution_credits"
-      " WHERE stitched) s)")[0];
-  return {row[0].as<long long>(), row[1].as<long long>(), row[2].as<long long>()};
+      " WHERE stitched) s),"
+      " (SELECT count(*) FROM (SELECT DISTINCT tenant, anonymous_id FROM identity_claims) v)")[0];
+  return {row[0].as<long long>(), row[1].as<long long>(), row[2].as<long long>(), row[3].as<long long>()};
 }
 
 ab_test_data read_ab_test(pqxx::connection& conn, const std::string& ab_test_id) {

@@ -71,10 +71,11 @@ struct attribution_row {
 std::vector<attribution_row> read_attribution(pqxx::connection& conn, const std::string& by, const std::string& model,
                                               const std::string& from, const std::string& to);
 
-// Identity stitching (schemas/0008_identity.sql): visitors linked to a lead, those claimed by more than one
-// lead (the first link won), and conversions whose credits came through a link.
+// Identity stitching (schemas/0008_identity.sql): visitors linked to a lead (identity_links: a claimed visitor with
+// anonymous touchpoints), those of them claimed by more than one lead (the first link won), every visitor a lead
+// claimed (identity_claims, linked or not), and conversions whose credits came through a link.
 struct identity_summary {
-  long long linked_visitors = 0, contested_visitors = 0, stitched_conversions = 0;
+  long long linked_visitors = 0, contested_visitors = 0, stitched_conversions = 0, claimed_visitors = 0;
 };
 identity_summary read_identity_summary(pqxx::connection& conn);
 

@@ -354,6 +354,25 @@ TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
   expect_recompute_agrees(dsn, "after the upgrade");
 }
 
+// The report's "visitors linked" are the links (visitors with anonymous touchpoints, whose paths a claim changes),
+// not every claimed visitor: a device two leads submitted forms from, with no anonymous touchpoint, was reported
+// "1 visitors linked to a lead, 1 of them claimed by more than one lead" with nothing linked.
+TEST(Identity, TheReportCountsLinksApartFromClaims) {
+  auto dir = crm_test::scratch("identity-report");
+  {
+    std::ofstream f(dir / "claims.ndjson");
+    f << tp(1, "2026-09-01T10:00:00Z", R"("anonymous_id":"dev-1","lead_id":700,"touch_type":"form_submit")")
+      << tp(2, "2026-09-01T11:00:00Z", R"("anonymous_id":"dev-1","lead_id":701,"touch_type":"form_submit")");
+  }
+  auto dsn = imported("t_ident_report", dir / "claims.ndjson", 1, 10);
+  auto r = run("report attribution --dsn '" + dsn + "'");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("0 visitors linked to a lead, 0 of them claimed by more than one lead (the first link won); 1 "
+                       "visitors claimed by a lead in all"),
+            std::string::npos)
+      << r.out;
+}
+
 // An identify event without both ids is refused with its reason and kept as a dead letter.
 TEST(Identity, IdentifyWithoutBothIdsIsDeadLettered) {
   auto dir = crm_test::scratch("identity-bad");
