@@ -332,6 +332,12 @@ void record_splitter::split_array(std::string_view data, sink& out) {
       }
 
       case state::array_closed:
+        if (c == '[') {  // another array: concatenated exports (`cat a.json b.json`) are read whole
+          state_ = state::array_element;
+          comma_pending_ = false;
+          ++i;
+          break;
+        }
         start_junk(split_reason::after_close, state::trailing_junk);
         start = i;
         break;

@@ -117,6 +117,9 @@ const std::vector<framing_case>& framing_cases() {
        {{"{\"a\":1}", 1, ""}, {"12", 1, not_object}, {"", 1, unterminated}}},
       {"content after ]", "[{\"a\":1}]\n x y\n", input_format::auto_detect, 1 << 20,
        {{"{\"a\":1}", 1, ""}, {"x y", 2, after_close}}},
+      // Concatenated arrays (`cat a.json b.json`): the second one's records were one dead letter cut to the limit.
+      {"concatenated arrays", "[{\"a\":1}]\n[{\"b\":2},\n{\"c\":3}] [] [{\"d\":4}] x", input_format::json_array,
+       1 << 20, {{"{\"a\":1}", 1, ""}, {"{\"b\":2}", 2, ""}, {"{\"c\":3}", 3, ""}, {"{\"d\":4}", 3, ""}, {"x", 3, after_close}}},
       {"array oversized element", "[{\"a\":\"0123456789abcdef\"},\n{\"b\":1}]", input_format::auto_detect, 16,
        {{"{\"a\":\"0123456789", 1, "record exceeds 16 bytes"}, {"{\"b\":1}", 2, ""}}},
       {"array element of exactly the limit", "[{\"a\":\"01234567\"}]", input_format::auto_detect, 16,
@@ -153,12 +156,12 @@ TEST_P(Framing, AnyChunking) {
   EXPECT_EQ(split(in, every_byte, c.format, c.max), c.expected) << c.name << ", 1-byte chunks";
 }
 
-INSTANTIATE_TEST_SUITE_P(Splitter, Framing, ::testing::Range<std::size_t>(0, 25),
+INSTANTIATE_TEST_SUITE_P(Splitter, Framing, ::testing::Range<std::size_t>(0, 26),
                          [](const ::testing::TestParamInfo<std::size_t>& info) {
                            return test_support::test_name(framing_cases()[info.param].name);
                          });
 
-TEST(Splitter, CaseCountMatches) { EXPECT_EQ(framing_cases().size(), 25u); }
+TEST(Splitter, CaseCountMatches) { EXPECT_EQ(framing_cases().size(), 26u); }
 
 TEST(Splitter, DetectsTheFormat) {
   record_splitter a;
