@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -116,8 +117,15 @@ void reader_main(const import_options& opt, shared_state& st) {
       continue;
     }
     transform::record_splitter splitter(opt.format, opt.normalize.max_record_bytes);
-    // The name the ledger and the dead letters carry (text in PostgreSQL: a name that is not UTF-8 is escaped).
-    const std::string shown = path == "-" ? std::string("stdin") : transform::detail::escape_invalid_utf8(path);
+    // The name the dead letters carry (text in PostgreSQL: a name that is not UTF-8 is escaped): the file's
+    // absolute path, so that a dead letter's id (of its source and text) is the same however the file is named
+    // (`in/f.ndjson`, `./in/f.ndjson`): imported again, its dead letters are not stored twice.
+    std::string shown = "stdin";
+    if (path != "-") {
+      std::error_code no_path;
+      const std::filesystem::path absolute = std::filesystem::weakly_canonical(path, no_path);
+      shown = transform::detail::escape_invalid_utf8(no_path ? path : absolute.string());
+    }
     const std::string_view name = shown;
     bool stopped = false;
     auto on_record = [&](const transform::split_record& rec) {

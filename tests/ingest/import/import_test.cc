@@ -438,3 +438,16 @@ TEST(Import, AStopSignalEndsTheImportInOrderAndARerunCompletesIt) {
   EXPECT_EQ(stored(), unique);
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
 }
+
+// A dead letter's id is of its source ("file:line") and text: the same file named another way (`./`, `//`) stored
+// its dead letters again on each import. The source is the file's absolute path now.
+TEST(Import, TheSameFileNamedAnotherWayStoresItsDeadLettersOnce) {
+  auto dsn = crm_test::fresh_database("t_import_spelling");
+  const std::string dir = fs::path(sample()).parent_path().string();
+  for (const std::string& name : {sample(), dir + "/./events.ndjson", dir + "//events.ndjson"}) {
+    auto r = run_ingest("import --no-progress --dsn '" + dsn + "' " + name);
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), 8) << name;
+  }
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE " + crm_test::shell_quote(sample() + ":%")), 8);
+}
