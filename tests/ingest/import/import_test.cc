@@ -271,16 +271,25 @@ TEST(Import, UnmigratedDatabaseIsRefusedWithAdvice) {
   EXPECT_NE(r.out.find("crm-ingest migrate"), std::string::npos) << r.out;
 }
 
+// gen_events ARGS into DIR/gen.ndjson: its path and the number of unique events in it (as gen_events counts them).
+struct generated_file {
+  std::string path;
+  long long unique = 0;
+};
+generated_file generate(const fs::path& dir, const std::string& args) {
+  generated_file g{(dir / "gen.ndjson").string()};
+  auto gen = crm_test::run_command(std::string(GEN_EVENTS_EXE) + " " + args + " 2>&1 > " + g.path);
+  EXPECT_EQ(gen.status, 0) << gen.out;
+  auto unique_pos = gen.out.find("records, ");
+  EXPECT_NE(unique_pos, std::string::npos) << gen.out;
+  if (gen.status == 0 && unique_pos != std::string::npos) g.unique = std::stoll(gen.out.substr(unique_pos + 9));
+  return g;
+}
+
 TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
   auto dsn = crm_test::fresh_database("t_import_generated");
-  auto dir = scratch("gen");
-  auto path = (dir / "gen.ndjson").string();
-  auto gen = crm_test::run_command(std::string(GEN_EVENTS_EXE) +
-                                   " --count 60000 --seed 7 --duplicates 0.05 --invalid 0.02 2>&1 > " + path);
-  ASSERT_EQ(gen.status, 0) << gen.out;
-  auto unique_pos = gen.out.find("records, ");
-  ASSERT_NE(unique_pos, std::string::npos) << gen.out;
-  long long unique = std::stoll(gen.out.substr(unique_pos + 9));
+  const auto [path, unique] = generate(scratch("gen"), "--count 60000 --seed 7 --duplicates 0.05 --invalid 0.02");
+  ASSERT_GT(unique, 0);
   auto r = run_ingest("import --no-progress --writers 2 --batch-rows 5000 --summary json --dsn '" + dsn + "' " + path);
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"),
@@ -395,13 +404,8 @@ TEST(Import, ValuesTheDatabaseRefusesAreDeadLetteredWithoutSplittingBatches) {
 TEST(Import, AStopSignalEndsTheImportInOrderAndARerunCompletesIt) {
   auto dsn = crm_test::fresh_database("t_import_sigterm");
   auto dir = scratch("sigterm");
-  auto path = (dir / "gen.ndjson").string();
-  auto gen = crm_test::run_command(std::string(GEN_EVENTS_EXE) +
-                                   " --count 300000 --seed 11 --duplicates 0.02 --invalid 0.01 2>&1 > " + path);
-  ASSERT_EQ(gen.status, 0) << gen.out;
-  auto unique_pos = gen.out.find("records, ");
-  ASSERT_NE(unique_pos, std::string::npos) << gen.out;
-  const long long unique = std::stoll(gen.out.substr(unique_pos + 9));
+  const auto [path, unique] = generate(dir, "--count 300000 --seed 11 --duplicates 0.02 --invalid 0.01");
+  ASSERT_GT(unique, 0);
   const auto stored = [&] {
     return q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints");
   };

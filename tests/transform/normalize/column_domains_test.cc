@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "tests/transform/normalize/normalize_test_support.h"
@@ -161,14 +162,25 @@ TEST(ColumnDomains, OccurredAtInsideTimestamptzWhateverTheOptions) {
   }
 }
 
+// A decoded touchpoint or communication (as a normalized event batch from Kafka holds them) that fits.
+template <class Record>
+Record decoded() {
+  Record r;
+  r.occurred_at = may_first_10h;
+  r.received_at = received;
+  if constexpr (std::is_same_v<Record, touchpoint>) {
+    r.anonymous_id = "a1";
+  } else {
+    r.provider = "generic";
+  }
+  return r;
+}
+
 // Records that did not come through the appender (a normalized event batch decoded from Kafka) are checked
 // with the same domains.
 TEST(ColumnDomains, DecodedRecordsAreCheckedToo) {
   event_batch b;
-  touchpoint t;
-  t.occurred_at = may_first_10h;
-  t.received_at = received;
-  t.anonymous_id = "a1";
+  touchpoint t = decoded<touchpoint>();
   b.touchpoints.push_back(t);
   std::string reason;
   EXPECT_TRUE(check_columns(b, 0, 0, 0, reason)) << reason;
@@ -178,10 +190,7 @@ TEST(ColumnDomains, DecodedRecordsAreCheckedToo) {
   EXPECT_TRUE(check_columns(b, 0, 2, 0, reason)) << "only the records from the given index on";
   EXPECT_FALSE(check_columns(b, 0, 1, 0, reason));
   EXPECT_EQ(reason, "conversion_value: expected a number >= 0 within numeric(20,6), got 1e+15");
-  communication c;
-  c.occurred_at = may_first_10h;
-  c.received_at = received;
-  c.provider = "generic";
+  communication c = decoded<communication>();
   c.tenant_id = std::string_view("t\0", 2);
   b.communications.push_back(c);
   reason.clear();
@@ -208,10 +217,7 @@ TEST(ColumnDomains, DecodedRecordsAreCheckedToo) {
 // and the writer split its batch ~9 times to find it.
 TEST(ColumnDomains, DecodedMetadataIsOneJsonObjectJsonbAccepts) {
   event_batch b;
-  communication c;
-  c.occurred_at = may_first_10h;
-  c.received_at = received;
-  c.provider = "generic";
+  communication c = decoded<communication>();
   for (const char* good : {"", R"({})", R"({"a":[1,{"b":null}],"c":"\u00e9"})", " {\"a\":1} "}) {
     c.metadata = good;
     b.communications.assign(1, c);
@@ -236,10 +242,7 @@ TEST(ColumnDomains, DecodedMetadataIsOneJsonObjectJsonbAccepts) {
     EXPECT_EQ(reason, expected) << text;
   }
   // Touchpoints too, and a nesting deeper than the copier's bound.
-  touchpoint t;
-  t.occurred_at = may_first_10h;
-  t.received_at = received;
-  t.anonymous_id = "a1";
+  touchpoint t = decoded<touchpoint>();
   const std::string deep = R"({"a":)" + std::string(40, '[') + std::string(40, ']') + "}";
   t.metadata = deep;
   b.communications.clear();
