@@ -127,6 +127,8 @@ void reader_main(const import_options& opt, shared_state& st) {
       shown = transform::detail::escape_invalid_utf8(no_path ? path : absolute.string());
     }
     const std::string_view name = shown;
+    // The progress line's total holds the regular files named on the command line: only they count towards it.
+    const std::uint64_t counted_size = path == "-" ? 0 : src->size();
     bool stopped = false;
     auto on_record = [&](const transform::split_record& rec) {
       if (stopped || !take_batch()) {
@@ -149,7 +151,7 @@ void reader_main(const import_options& opt, shared_state& st) {
     try {
       for (;;) {
         std::size_t n = src->read(chunk.data(), chunk.size());
-        st.current_file_consumed = src->consumed();
+        st.current_file_consumed = counted_size ? src->consumed() : 0;
         if (n == 0) break;
         splitter.feed(std::string_view(chunk.data(), n), on_record);
         if (stopped || failed) break;
@@ -189,7 +191,7 @@ void reader_main(const import_options& opt, shared_state& st) {
     }
     // Batches never span files: the ledger's position names one file.
     if (!stopped && !flush(path)) stopped = true;
-    st.bytes_done += src->size() ? src->size() : src->consumed();
+    st.bytes_done += counted_size;
     st.current_file_consumed = 0;
     if (stopped || st.summary.interrupted) break;
   }
