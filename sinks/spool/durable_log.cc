@@ -69,15 +69,18 @@ void durable_log::recover() {
   dir_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd_ < 0) throw_io("open the spool directory", dir, errno);
 
-  // Two writers on one directory would interleave frames; the lock dies with the process.
+  // Two writers on one directory would interleave frames; the locks die with the process. The directory itself is
+  // locked: a lock file alone can be deleted (by hand, a cleanup job) and a second process then locked a new one
+  // and appended beside the first. The lock file is still taken, for a process of an earlier version.
   lock_fd_ = ::openat(dir_fd_, format::lock_file_name.data(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd_ < 0) throw_io("create the lock file in", dir, errno);
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+  for (const int fd : {dir_fd_, lock_fd_}) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) continue;
     if (errno == EWOULDBLOCK) {
       throw_open_error("The spool directory " + dir.string() + " is already open in another durable_log "
                        "(this process or another one); only one may own it.");
     }
-    throw_io("lock", dir / format::lock_file_name, errno);
+    throw_io("lock", fd == dir_fd_ ? dir : dir / format::lock_file_name, errno);
   }
 
   bool has_checkpoint = false;
@@ -115,6 +118,15 @@ void durable_log::recover() {
     const auto first_live = std::lower_bound(ids.begin(), ids.end(), checkpoint.segment);
     consumed.assign(ids.begin(), first_live);
     ids.erase(ids.begin(), first_live);
+    // The log always keeps the segment it appends to, which is never before the checkpoint's: none from the
+    // checkpoint's on means they were deleted, or the checkpoint is not this log's. Every segment would be taken
+    // for consumed and deleted.
+    if (ids.empty() && !consumed.empty()) {
+      throw_open_error("The spool checkpoint (" + to_string(checkpoint) + ") names segment " +
+                       std::to_string(checkpoint.segment) + " but there is no segment from it on (the newest is " +
+                       segment_path(consumed.back()).string() + "): the checkpoint is not this directory's or its "
+                       "segments were removed. Refusing to delete the older ones as consumed.");
+    }
     // The checkpoint's own segment may be gone only if the checkpoint was at its very end.
     if (!ids.empty() && ids.front() > checkpoint.segment + 1) {
       throw_open_error("The spool segment " + segment_path(checkpoint.segment + 1).string() +

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,38 @@ inline durable_log_options small_options(const std::filesystem::path& dir, std::
   o.segment_bytes = segment;
   o.max_bytes = max;
   return o;
+}
+
+// Files of a log made by hand: damage, checkpoints.
+inline fs::path segment_file(const fs::path& dir, std::uint64_t id) { return dir / format::segment_file_name(id); }
+
+inline void overwrite(const fs::path& file, std::uint64_t offset, std::string_view bytes) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f) << file;
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline void append_bytes(const fs::path& file, std::string_view bytes) {
+  std::ofstream f(file, std::ios::app | std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline void flip_byte(const fs::path& file, std::uint64_t offset) {
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5a);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+}
+
+// A checkpoint file at `at`, as the log writes one.
+inline void write_checkpoint(const fs::path& dir, log_position at) {
+  char bytes[format::checkpoint_size];
+  format::encode_checkpoint(at.segment, at.offset, bytes);
+  append_bytes(dir / format::checkpoint_file_name, {bytes, sizeof bytes});
 }
 
 }  // namespace crm::sinks::spool::test

@@ -37,30 +37,6 @@ durable_log_options options_for(const fs::path& dir, std::uint64_t segment = 409
   return small_options(dir, segment, 64 << 20);
 }
 
-fs::path segment_file(const fs::path& dir, std::uint64_t id) { return dir / format::segment_file_name(id); }
-
-void overwrite(const fs::path& file, std::uint64_t offset, std::string_view bytes) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  ASSERT_TRUE(f) << file;
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-void append_bytes(const fs::path& file, std::string_view bytes) {
-  std::ofstream f(file, std::ios::app | std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-void flip_byte(const fs::path& file, std::uint64_t offset) {
-  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(static_cast<std::streamoff>(offset));
-  char c = 0;
-  f.read(&c, 1);
-  c = static_cast<char>(c ^ 0x5a);
-  f.seekp(static_cast<std::streamoff>(offset));
-  f.write(&c, 1);
-}
-
 // Growing sizes: 12 records fill four 4 KiB segments.
 std::string payload_for(int i) {
   return "record-" + std::to_string(i) + std::string(static_cast<std::size_t>(200 + 137 * i), static_cast<char>('a' + i % 26));
@@ -82,13 +58,6 @@ std::vector<stored> write_records(const fs::path& dir, int count, std::uint64_t 
   auto log = durable_log::open(options_for(dir, segment));
   EXPECT_TRUE(append_records(*log, count));
   return read_all(*log, log->checkpointed());
-}
-
-// A checkpoint file at `at`, as the log writes one.
-void write_checkpoint(const fs::path& dir, log_position at) {
-  char bytes[format::checkpoint_size];
-  format::encode_checkpoint(at.segment, at.offset, bytes);
-  append_bytes(dir / format::checkpoint_file_name, {bytes, sizeof bytes});
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -295,6 +264,12 @@ INSTANTIATE_TEST_SUITE_P(
                        write_checkpoint(d, {r.back().next.segment, r.back().next.offset + 100});
                      },
                      "past the end"},
+        // A checkpoint naming a segment after every one there: the segments were taken for consumed and deleted.
+        refusal_case{"checkpoint_after_every_segment",
+                     [](const fs::path& d, const std::vector<stored>& r) {
+                       write_checkpoint(d, {r.back().position.segment + 6, segment_header_size});
+                     },
+                     "no segment from it on"},
         refusal_case{"segment_after_the_checkpoint_missing",
                      [](const fs::path& d, const std::vector<stored>& r) {
                        write_checkpoint(d, {1, r[0].next.offset});
