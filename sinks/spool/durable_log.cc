@@ -324,6 +324,24 @@ durable_log::scan_result durable_log::scan_segment(std::uint64_t id, bool is_las
                      " (" + problem + "). Only the last segment can have a torn tail, so this damages records "
                      "that were acknowledged. Refusing to skip them; inspect the file before moving it aside.");
   }
+  if (!problem.empty()) {
+    // A crash tears only the end of the last group commit, whose appends were never acknowledged. Intact records
+    // after the bad frame say it is damage (a flipped byte, a file cut or edited by hand), and cutting there would
+    // drop acknowledged records after it.
+    for (std::uint64_t at = offset + 1; at + frame_header_size <= file_size; ++at) {
+      const auto header = format::decode_frame_header(view(at, frame_header_size));
+      if (header.length == 0 || header.length > file_size - at - frame_header_size) continue;
+      const char* p = view(at, frame_header_size + header.length);
+      if (format::frame_crc({p + frame_header_size, header.length}) != header.crc) continue;
+      close_fd(fd);
+      throw_open_error("The spool segment " + path.string() + " is damaged at offset " + std::to_string(offset) +
+                       " (" + problem + ") but an intact record follows at offset " + std::to_string(at) +
+                       ": not a torn tail (a crash tears only the end). Refusing to cut records that were "
+                       "acknowledged; inspect the file. Only if the machine lost power while writing its last "
+                       "records (never acknowledged) cut them by hand: truncate -s " + std::to_string(offset) + " " +
+                       path.string());
+    }
+  }
   // The caller cuts a torn tail once it knows it will not refuse to open for another reason.
   result.size = offset;
   result.file_size = file_size;

@@ -264,6 +264,16 @@ INSTANTIATE_TEST_SUITE_P(
                        write_checkpoint(d, {r.back().next.segment, r.back().next.offset + 100});
                      },
                      "past the end"},
+        // Damage in the last segment with intact records after it is not a torn tail: cut there, it dropped them.
+        refusal_case{"payload_flipped_before_the_last_segments_last_record",
+                     [](const fs::path& d, const std::vector<stored>& r) {
+                       const auto last = segment_file(d, r.back().position.segment);
+                       char frame[frame_header_size];
+                       format::encode_frame_header("one more", frame);
+                       append_bytes(last, std::string(frame, sizeof frame) + "one more");
+                       flip_byte(last, r.back().position.offset + frame_header_size + 4);
+                     },
+                     "an intact record follows"},
         // A checkpoint naming a segment after every one there: the segments were taken for consumed and deleted.
         refusal_case{"checkpoint_after_every_segment",
                      [](const fs::path& d, const std::vector<stored>& r) {
