@@ -273,11 +273,13 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
   if (req.path == "/healthz") return counted(json_response(200, "{\"status\":\"ok\"}"));
   if (req.path == "/readyz") {
     bool db = database_ready_ ? database_ready_() : true;
-    bool log_ok = !sink_.above_high_water();
-    std::string body = std::string("{\"ready\":") + (db && log_ok ? "true" : "false") +
-                       ",\"database\":" + (db ? "true" : "false") + ",\"log_below_high_water\":" +
-                       (log_ok ? "true" : "false") + "}";
-    return counted(json_response(db && log_ok ? 200 : 503, std::move(body)));
+    bool below = !sink_.above_high_water();
+    bool failed = sink_.failed();  // a write error stopped the local log: every append is refused until a restart
+    bool ready = db && below && !failed;
+    std::string body = std::string("{\"ready\":") + (ready ? "true" : "false") + ",\"database\":" +
+                       (db ? "true" : "false") + ",\"log_below_high_water\":" + (below ? "true" : "false") +
+                       ",\"log_failed\":" + (failed ? "true" : "false") + "}";
+    return counted(json_response(ready ? 200 : 503, std::move(body)));
   }
   if (req.path == "/metrics") return counted(http::response{200, "text/plain; version=0.0.4", metrics_.serialize(), {}});
   if (req.path == "/v1/events") return handle_events(req, counted, endpoint, admitted->tenant);
@@ -504,8 +506,11 @@ void collector::submit(const http::request&, transform::event_batch& batch, http
         r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
         return respond(std::move(r));
       }
-      case sink_status::failed:
-        return respond(error_response(503, "the local log cannot store the request; retry later"));
+      case sink_status::failed: {
+        auto r = error_response(503, "the local log cannot store the request; retry later");
+        r.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+        return respond(std::move(r));
+      }
     }
   });
 }

@@ -29,6 +29,7 @@ class spool_sink final : public batch_sink {
 
   void submit(const transform::event_batch& batch, std::function<void(sink_status)> done) override;
   bool above_high_water() const override { return log_.above_high_water(); }
+  bool failed() const override { return log_.stats().failed; }
   std::size_t queued() const override { return in_flight_.load(std::memory_order_relaxed); }
 
  private:

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <sys/types.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,6 +38,9 @@ class serve_process {
 
   ~serve_process() { stop(SIGKILL); }
 
+  // The largest file the process may write (RLIMIT_FSIZE), from the next start(); 0 = no limit.
+  void limit_file_size(rlim_t bytes) { file_size_limit_ = bytes; }
+
   void start() {
     std::string out = (dir_ / "stdout.txt").string(), err = (dir_ / "stderr.txt").string();
     std::remove(out.c_str());
@@ -44,6 +48,11 @@ class serve_process {
     if (pid_ == 0) {
       std::freopen(out.c_str(), "w", stdout);
       std::freopen(err.c_str(), "a", stderr);
+      if (file_size_limit_ > 0) {  // writes past it fail with EFBIG (SIGXFSZ ignored), as on a full disk
+        std::signal(SIGXFSZ, SIG_IGN);
+        const rlimit limit{file_size_limit_, file_size_limit_};
+        setrlimit(RLIMIT_FSIZE, &limit);
+      }
       execl(CRM_INGEST_EXE, CRM_INGEST_EXE, "serve", "--config", config_.c_str(), nullptr);
       _exit(127);
     }
@@ -112,6 +121,7 @@ class serve_process {
   std::filesystem::path dir_;
   std::string config_;
   int status_ = -1;
+  rlim_t file_size_limit_ = 0;
   pid_t pid_ = -1;
   unsigned short port_ = 0;
 };

@@ -243,3 +243,28 @@ TEST(ServeHostile, TlsRenegotiationIsRefused) {
 }
 
 }  // namespace
+
+// From a review: after a write error (a full disk) the local log takes nothing until a restart, but /readyz said
+// ready (a load balancer kept sending) and the 503s had no Retry-After. A file size limit makes the log's writes
+// fail as a full disk does.
+TEST(ServeHostile, AFailedLocalLogMakesServeUnreadyAndItsRefusalsSayWhenToRetry) {
+  auto dsn = crm_test::fresh_database("t_hostile_log_failed");
+  auto dir = scratch("log-failed");
+  crm_test::serve_process srv(dsn, dir);
+  srv.limit_file_size(256 << 10);
+  srv.start();
+  crm_test::http_reply refused{};
+  for (int i = 0; i < 200 && refused.status != 503; ++i) {  // ~20 KB a request
+    std::string body;
+    for (int k = 0; k < 100; ++k) body += event("r" + std::to_string(i) + "-" + std::to_string(k)) + "\n";
+    refused = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
+    ASSERT_TRUE(refused.status == 200 || refused.status == 503) << refused.status << " " << refused.body;
+  }
+  ASSERT_EQ(refused.status, 503) << "the log never failed";
+  EXPECT_NE(refused.body.find("the local log cannot store the request"), std::string::npos) << refused.body;
+  EXPECT_EQ(refused.headers.count("retry-after"), 1u) << refused.body;
+  auto ready = crm_test::http_request(srv.port(), "GET", "/readyz");
+  EXPECT_EQ(ready.status, 503) << ready.body;
+  EXPECT_NE(ready.body.find("\"log_failed\":true"), std::string::npos) << ready.body;
+  EXPECT_TRUE(srv.running());
+}
