@@ -48,6 +48,8 @@ bool drainer::fill(transform::event_batch& batch, spool::log_position& pos, std:
   const auto& limits = options_.pool.batch;
   while (!limits.reached(batch)) {
     if (auto ec = log_.read(pos, 256, 4 << 20, rb)) {
+      // What was read before the damage is written first (its checkpoint then stops at the damage).
+      if (batch.record_count() > 0) break;
       spdlog::error("The local log could not be read; retrying. position={} error={}", spool::to_string(pos),
                     ec.message());
       std::this_thread::sleep_for(std::chrono::seconds(1));

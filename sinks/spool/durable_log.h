@@ -160,7 +160,8 @@ class durable_log {
   // Drainer thread. Durable records starting at `from` (a position from checkpointed(), a
   // read_batch's next() or a record's next), at most `max_records` and about `max_bytes` of frames,
   // from one segment. Returns at least one record when any is durable, even one larger than
-  // max_bytes. Empty with no error when there is nothing new yet. CRCs are checked again.
+  // max_bytes. Empty with no error when there is nothing new yet. CRCs are checked again: a damaged record
+  // ends the batch after the intact ones before it, and is corrupt_record when it is the first.
   [[nodiscard]] std::error_code read(log_position from, std::size_t max_records, std::size_t max_bytes,
                                      read_batch& out);
 

@@ -93,10 +93,11 @@ std::error_code durable_log::read(log_position from, std::size_t max_records, st
   while (out.records_.size() < max_records && want - off >= frame_header_size) {
     const auto header = format::decode_frame_header(out.buffer_.get() + off);
     const std::uint64_t frame = frame_header_size + header.length;
-    // Durable data always ends on a frame boundary.
+    // Durable data always ends on a frame boundary. Damage after intact records: those are returned first (the
+    // caller writes them and its next read, from the damage, fails), so that a bad record stops the reader there
+    // rather than holding back everything read before it.
     if (start + off + frame > limit) {
-      out.records_.clear();
-      out.payload_bytes_ = 0;
+      if (!out.records_.empty()) break;
       return log_errc::corrupt_record;
     }
     if (off + frame > want) {
@@ -111,10 +112,9 @@ std::error_code durable_log::read(log_position from, std::size_t max_records, st
     }
     const std::string_view payload(out.buffer_.get() + off + frame_header_size, header.length);
     if (format::frame_crc(payload) != header.crc) {
+      if (!out.records_.empty()) break;
       spdlog::error("A spool record failed its CRC check on read. path={} offset={}", segment_path(segment).string(),
                     start + off);
-      out.records_.clear();
-      out.payload_bytes_ = 0;
       return log_errc::corrupt_record;
     }
     log_record& r = out.records_.emplace_back();

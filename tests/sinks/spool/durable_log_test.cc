@@ -391,6 +391,24 @@ TEST(DurableLog, OnlyOneLogMayOwnADirectory) {
   EXPECT_NO_THROW(durable_log::open(small_options(dir.path())));
 }
 
+// A record damaged on disk while the log runs: the ones before it are still read (the drainer writes them and
+// its checkpoint stops at the damage); read from the damage, it is corrupt_record. Before, the damage made the
+// whole read fail, and the drain stalled on every record before it too.
+TEST(DurableLog, ARecordDamagedOnDiskEndsTheReadAfterTheIntactOnes) {
+  temp_dir dir;
+  auto log = durable_log::open(small_options(dir.path()));
+  ASSERT_TRUE(append_copies(*log, "intact record payload", 5));
+  const auto written = read_all(*log, log->checkpointed());
+  ASSERT_EQ(written.size(), 5u);
+  flip_byte(segment_file(dir.path(), written[3].position.segment), written[3].position.offset + frame_header_size + 2);
+  read_batch batch;
+  ASSERT_FALSE(log->read(log->checkpointed(), 10, 1 << 20, batch));
+  ASSERT_EQ(batch.size(), 3u);
+  EXPECT_EQ(batch.next(), written[3].position);
+  EXPECT_EQ(log->read(batch.next(), 10, 1 << 20, batch), log_errc::corrupt_record);
+  EXPECT_TRUE(batch.empty());
+}
+
 TEST(DurableLog, StatsCountWhatHappened) {
   temp_dir dir;
   auto log = durable_log::open(small_options(dir.path()));
