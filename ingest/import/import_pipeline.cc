@@ -152,14 +152,15 @@ void reader_main(const import_options& opt, shared_state& st) {
       for (;;) {
         std::size_t n = src->read(chunk.data(), chunk.size());
         st.current_file_consumed = counted_size ? src->consumed() : 0;
-        if (n == 0) break;
-        splitter.feed(std::string_view(chunk.data(), n), on_record);
-        if (stopped || failed) break;
+        // A stop: what was read before it is written; a chunk that came after it (a pipe's read may wait long) and
+        // the splitter's partial record stay unread (finish() would take a partial record for a whole one).
         if (interrupted()) {
-          // The splitter's partial record stays unread (finish() would take it for a whole one).
           st.summary.interrupted = true;
           break;
         }
+        if (n == 0) break;
+        splitter.feed(std::string_view(chunk.data(), n), on_record);
+        if (stopped || failed) break;
         // A slow pipe must not hold events back for long. (A regular file never keeps the reader waiting: its
         // batches fill up, however slowly the box runs.)
         if (src->size() == 0 && batch && batch->record_count() > 0 &&

@@ -327,10 +327,21 @@ durable_log::scan_result durable_log::scan_segment(std::uint64_t id, bool is_las
   if (!problem.empty()) {
     // A crash tears only the end of the last group commit, whose appends were never acknowledged. Intact records
     // after the bad frame say it is damage (a flipped byte, a file cut or edited by hand), and cutting there would
-    // drop acknowledged records after it.
+    // drop acknowledged records after it. The search is bounded: every byte after the bad frame is a candidate
+    // start, and junk (random blocks after a power loss) reads as lengths that would each be checked in full, so
+    // at most four times the rest of the file is checked; beyond that the tail is cut as before, with a warning.
+    const std::uint64_t rest = file_size - offset;
+    std::uint64_t budget = 4 * rest + (1u << 20);
     for (std::uint64_t at = offset + 1; at + frame_header_size <= file_size; ++at) {
       const auto header = format::decode_frame_header(view(at, frame_header_size));
       if (header.length == 0 || header.length > file_size - at - frame_header_size) continue;
+      if (header.length > budget) {
+        spdlog::warn("The spool could not tell a torn tail from damage within its bound; cutting it as a torn tail. "
+                     "path={} offset={} bytes_after={}",
+                     path.string(), offset, rest);
+        break;
+      }
+      budget -= header.length;
       const char* p = view(at, frame_header_size + header.length);
       if (format::frame_crc({p + frame_header_size, header.length}) != header.crc) continue;
       close_fd(fd);

@@ -16,6 +16,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <sys/stat.h>
+
 #include "support/child_process.h"
 #include "support/run_command.h"
 #include "support/scratch.h"
@@ -454,4 +456,40 @@ TEST(Import, TheSameFileNamedAnotherWayStoresItsDeadLettersOnce) {
     EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events"), 8) << name;
   }
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE " + crm_test::shell_quote(sample() + ":%")), 8);
+}
+
+// Reading a pipe (here a FIFO), a stop waits for the pipe's next bytes; those came after it and are not read
+// (they were imported: "read 8 records" after a stop at 5).
+TEST(Import, BytesAPipeDeliversAfterAStopAreNotRead) {
+  auto dsn = crm_test::fresh_database("t_import_sigterm_pipe");
+  auto dir = scratch("sigterm-pipe");
+  const auto fifo = dir / "events.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto [path, unique] = generate(dir, "--count 8 --seed 5 --duplicates 0 --invalid 0");
+  ASSERT_EQ(unique, 8);
+  std::vector<std::string> lines;
+  {
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) lines.push_back(line + "\n");
+  }
+  crm_test::child imp({CRM_INGEST_EXE, "import", "--no-progress", "--allow-superuser", "--dsn", dsn, fifo.string()},
+                      dir / "out", dir / "err");
+  std::ofstream pipe(fifo);  // opens once the import opens its end
+  for (int i = 0; i < 5; ++i) pipe << lines[static_cast<std::size_t>(i)];
+  pipe.flush();
+  // The five are written (a pipe's batch goes after the linger), then the stop.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (q(dsn, "SELECT count(*) FROM ingest_batches") < 1 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  imp.signal(SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (std::size_t i = 5; i < lines.size(); ++i) pipe << lines[i];
+  pipe.close();
+  const auto code = imp.wait_for(std::chrono::seconds(60));
+  const std::string err = crm_test::read_file(dir / "err");
+  ASSERT_TRUE(code.has_value()) << err;
+  EXPECT_EQ(*code, 128 + SIGTERM) << err;
+  EXPECT_NE(err.find("every record up to " + fifo.string() + ":5 is written"), std::string::npos) << err;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"), 5);
 }

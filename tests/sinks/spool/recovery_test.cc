@@ -133,6 +133,16 @@ INSTANTIATE_TEST_SUITE_P(
                     overwrite(f, r.back().position.offset, {big, 4});
                     return records_before_last(r);
                   }},
+        // Junk whose every byte reads as a frame length that fits (2 MiB): the search for an intact frame after
+        // the damage is bounded (it checked each candidate in full: hours for a few MiB of such junk).
+        tail_case{"junk_of_plausible_lengths_after_a_bad_frame",
+                  [](const fs::path& f, const std::vector<stored>& r) {
+                    flip_byte(f, r.back().position.offset + frame_header_size + 1);
+                    std::string junk;
+                    while (junk.size() < (4u << 20)) junk.append("\x00\x00\x20\x00", 4);
+                    append_bytes(f, junk);
+                    return records_before_last(r);
+                  }},
         tail_case{"garbage_after_the_last_record",
                   [](const fs::path& f, const std::vector<stored>& r) {
                     append_bytes(f, std::string_view("\x13\x00\x00\x00garbage garbage garbage", 27));
