@@ -39,7 +39,7 @@ confirmer::~confirmer() {
 
 verdict confirmer::committed(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes,
                              const replication_status& at_commit) {
-  const verdict v = confirmation_at_commit(at_commit, options_.policy);
+  const verdict v = confirmation_at_commit(at_commit, policy_for(at_commit));
   if (v == verdict::confirmed) return v;
   {
     std::lock_guard lock(mu_);
@@ -98,7 +98,7 @@ void confirmer::run() {
     pqxx::nontransaction tx(*conn_);
     const auto s = read_replication_status(tx);
     session_timeline_ = s.timeline;
-    spdlog::info("Batches are released once they are safe on the cluster. {}", describe(s, options_.policy));
+    spdlog::info("Batches are released once they are safe on the cluster. {}", describe(s, policy_for(s)));
     if (s.hidden > 0 && options_.policy.wait_for_standbys) {
       spdlog::error("The role sees standbys but not their positions (pg_stat_replication.flush_lsn is NULL), so no "
                     "batch can be confirmed: GRANT pg_read_all_stats TO crm_ingest_writer "
@@ -162,9 +162,10 @@ bool confirmer::round(std::vector<std::uint64_t>& confirmed, std::vector<std::ui
   pqxx::nontransaction tx(*conn_);
   auto s = read_replication_status(tx);
   if (s.in_recovery) throw not_primary("the confirmer's session is on a server in recovery");
+  const confirm_policy policy = policy_for(s);
   if (s.timeline != session_timeline_) {
     session_timeline_ = s.timeline;
-    spdlog::info("Confirming batches against a primary. {}", describe(s, options_.policy));
+    spdlog::info("Confirming batches against a primary. {}", describe(s, policy));
     if (options_.on_primary) options_.on_primary(s);
   }
   // Parts committed elsewhere: another (older) timeline, or unknown.
@@ -220,7 +221,7 @@ bool confirmer::round(std::vector<std::uint64_t>& confirmed, std::vector<std::ui
   std::lock_guard lock(mu_);
   bool blind = false;
   for (auto it = parts_.begin(); it != parts_.end();) {
-    const verdict v = it->second.timeline == s.timeline ? confirmation_of(s, options_.policy, it->second.lsn)
+    const verdict v = it->second.timeline == s.timeline ? confirmation_of(s, policy, it->second.lsn)
                                                          : verdict::waiting;
     blind = blind || v == verdict::blind;
     if (v == verdict::confirmed) {

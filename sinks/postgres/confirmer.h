@@ -72,6 +72,10 @@ class confirmer : boost::noncopyable {  // owns a thread
   // primary is unknown, so it is looked up in the ledger of the primary the confirmer reaches next.
   void committed_blind(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes);
 
+  // The policy a status is judged by: the configured one, `auto` remembering a replicated cluster
+  // (replication_memory). Any thread.
+  confirm_policy policy_for(const replication_status& s) noexcept { return memory_.policy_for(s, options_.policy); }
+
   unconfirmed_stats stats() const;
   // The parts still waiting, oldest first.
   std::vector<std::uint64_t> waiting() const;
@@ -93,6 +97,7 @@ class confirmer : boost::noncopyable {  // owns a thread
   bool round(std::vector<std::uint64_t>& confirmed, std::vector<std::uint64_t>& missing);
 
   confirmer_options options_;
+  replication_memory memory_;  // shared by the writers' threads and the confirmer's (atomic)
   mutable std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
   std::map<std::uint64_t, pending> parts_;  // guarded by mu_

@@ -68,6 +68,11 @@ lsn_t lsn_or_zero(const pqxx::field& f) {
   return parse_lsn(f.c_str()).value_or(0);
 }
 
+// A standby (seen or hidden), a physical slot or a synchronous standby configured: the cluster has replicas.
+bool shows_replicas(const replication_status& s) noexcept {
+  return s.slots > 0 || s.standbys > 0 || s.hidden > 0 || !s.synchronous_standby_names.empty();
+}
+
 bool commit_waits_for_standby(const replication_status& s) noexcept {
   return s.synchronous_commit == "on" || s.synchronous_commit == "remote_write" ||
          s.synchronous_commit == "remote_apply";
@@ -99,7 +104,14 @@ replication_status read_replication_status(pqxx::transaction_base& tx) {
 
 int required_standbys(const replication_status& s, const confirm_policy& p) noexcept {
   if (p.min_standbys >= 0) return p.min_standbys;
-  return s.slots > 0 || s.standbys > 0 || s.hidden > 0 ? 1 : 0;
+  return shows_replicas(s) ? 1 : 0;
+}
+
+confirm_policy replication_memory::policy_for(const replication_status& s, confirm_policy p) noexcept {
+  if (p.min_standbys >= 0) return p;
+  if (!s.in_recovery && shows_replicas(s)) replicated_.store(true, std::memory_order_relaxed);
+  if (replicated_.load(std::memory_order_relaxed)) p.min_standbys = 1;
+  return p;
 }
 
 replication_mode mode_of(const replication_status& s, const confirm_policy& p) noexcept {

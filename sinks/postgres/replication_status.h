@@ -3,9 +3,11 @@
 // whose numbers it compares; the verdicts are pure functions of it, so they are tested on tables of
 // statuses without a cluster.
 //
-// Thread ownership: none here. The status belongs to whoever read it; the functions are pure.
+// Thread ownership: the status belongs to whoever read it and the functions are pure; replication_memory is shared
+// by a write path's threads (see there).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -42,8 +44,26 @@ struct confirm_policy {
   // false: the primary's COMMIT is enough (postgres.confirm = commit, positions released at COMMIT).
   bool wait_for_standbys = true;
   // How many standbys must have flushed a commit under asynchronous replication; -1 = auto: 1 when the
-  // primary has a physical replication slot or a standby, else 0 (a single PostgreSQL).
+  // primary has a physical replication slot, a standby or synchronous_standby_names, else 0 (a single
+  // PostgreSQL); replication_memory keeps it at 1 once a write path has seen any of them.
   int min_standbys = -1;
+};
+
+// confirm_min_standbys = auto, remembered: once a write path has seen the cluster replicated (a standby, seen or
+// hidden, a physical replication slot, a synchronous_standby_names), a status showing none of them (a primary right
+// after a failover whose other members are down, before Patroni made their slots) still requires one standby,
+// instead of confirming every commit with no copy anywhere. Set once, never cleared (a cluster whose replicas are
+// removed for good needs confirm_min_standbys = 0 or a restart).
+// Thread ownership: one per write path (its confirmer's), used by every writer thread (confirmer::committed) and by
+// the confirmer's thread: the flag is atomic.
+class replication_memory {
+ public:
+  // The policy to judge `s` by: `p` with `auto` resolved to 1 standby once a replicated cluster was seen (in `s`
+  // or before).
+  confirm_policy policy_for(const replication_status& s, confirm_policy p) noexcept;
+
+ private:
+  std::atomic<bool> replicated_{false};
 };
 
 enum class replication_mode {

@@ -323,9 +323,11 @@ void writer_pool::work(slot& s) {
     if (cp.status && !cp.status->in_recovery) {
       // The replication mode, logged at the first commit and whenever it changes (a failover: a new timeline;
       // Patroni dropping to asynchronous replication, or back).
-      const auto mode = mode_of(*cp.status, options_.confirm);
+      // (A status is read only for the confirmer.)
+      const confirm_policy policy = confirmer_ ? confirmer_->policy_for(*cp.status) : options_.confirm;
+      const auto mode = mode_of(*cp.status, policy);
       if (cp.status->timeline != seen_timeline_ || mode != seen_mode_) {
-        spdlog::info("Replication of the primary the batches commit on: {}", describe(*cp.status, options_.confirm));
+        spdlog::info("Replication of the primary the batches commit on: {}", describe(*cp.status, policy));
         seen_timeline_ = cp.status->timeline;
         seen_mode_ = mode;
         if (obs) obs->replication_mode(to_string(mode));

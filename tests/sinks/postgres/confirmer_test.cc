@@ -130,6 +130,27 @@ TEST_F(Confirmer, PartsWaitWhileTheRequiredStandbysAreMissing) {
   EXPECT_TRUE(r.wait_for({}, {}, 0ms));
 }
 
+// confirm_min_standbys = auto remembers a replicated cluster: once a commit's status showed a standby and a slot, a
+// later status showing neither (a primary right after a failover whose other members are down: this server) still
+// requires a standby; the part waits instead of being confirmed with no copy anywhere.
+TEST_F(Confirmer, AutoKeepsRequiringAStandbyOnceTheClusterWasSeenReplicated) {
+  reports r;
+  pg::confirmer c(options_for(dsn_, r));  // auto
+  pqxx::connection conn(dsn_);
+  auto replicated = commit_ledger_row(conn, id_of(50));
+  replicated.standbys = 1;
+  replicated.slots = 1;
+  replicated.all_flushed = replicated.insert_lsn;  // its standby has it
+  EXPECT_EQ(c.committed(9, {id_of(50)}, 10, replicated), pg::verdict::confirmed);
+  const auto alone = commit_ledger_row(conn, id_of(51));  // the real server: no standby, no slot
+  ASSERT_EQ(alone.standbys + alone.slots, 0);
+  EXPECT_EQ(c.committed(10, {id_of(51)}, 10, alone), pg::verdict::waiting)
+      << "a replicated cluster's commit confirmed with no standby to copy it";
+  EXPECT_FALSE(c.wait_idle(300ms)) << "the confirmer's own reading of this server confirmed it";
+  EXPECT_TRUE(r.wait_for({}, {}, 0ms));
+  EXPECT_EQ(c.waiting(), std::vector<std::uint64_t>{10});
+}
+
 // A part committed on a newer timeline than the server the confirmer reaches (an isolated old primary
 // still answering) is never confirmed there.
 TEST_F(Confirmer, AnOlderPrimaryNeverConfirmsACommitOfANewerTimeline) {

@@ -105,9 +105,26 @@ TEST(Confirmation, RequiredStandbysAutoIsOneForAReplicatedCluster) {
   EXPECT_EQ(pg::required_standbys(status(0, 0, 0, 1), {}), 1);
   EXPECT_EQ(pg::required_standbys(status(2, 0, 0, 0), {}), 1);  // standbys without slots
   EXPECT_EQ(pg::required_standbys(status(2, 0, 0, 2), {true, 2}), 2);
+  auto configured_sync = status(0, 0, 0, 0);
+  configured_sync.synchronous_standby_names = "node2";  // a synchronous standby expected, none attached now
+  EXPECT_EQ(pg::required_standbys(configured_sync, {}), 1);
   EXPECT_EQ(pg::describe(status(2, 0, 0, 2), {}),
             "replication=asynchronous timeline=1 standbys=2 synchronous=0 slots=2 synchronous_standby_names='' "
             "synchronous_commit=on required_standbys=1");
+}
+
+// What `auto` remembers (replication_memory): a write path that saw standbys or slots keeps requiring one when a
+// later status shows none (right after a failover whose other members are down); one that never saw any (a single
+// PostgreSQL) requires none; a number is never overridden.
+TEST(Confirmation, AutoRemembersAReplicatedCluster) {
+  pg::replication_memory single;
+  EXPECT_EQ(pg::required_standbys(status(0, 0, 0, 0), single.policy_for(status(0, 0, 0, 0), {})), 0);
+  pg::replication_memory m;
+  EXPECT_EQ(pg::required_standbys(status(2, 0, 0, 2), m.policy_for(status(2, 0, 0, 2), {})), 1);
+  const auto alone = status(0, 0, 0, 0);
+  EXPECT_EQ(pg::required_standbys(alone, m.policy_for(alone, {})), 1);
+  EXPECT_EQ(pg::confirmation_of(alone, m.policy_for(alone, {}), 1000), verdict::waiting);
+  EXPECT_EQ(pg::required_standbys(alone, m.policy_for(alone, {true, 0})), 0) << "the operator's number wins";
 }
 
 class SinglePostgres : public ::testing::Test {
