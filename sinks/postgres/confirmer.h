@@ -6,10 +6,11 @@
 // returned (replication_status.h). A commit that is safe at once (a single PostgreSQL, a synchronous
 // standby) is never stored. The others wait here; the confirmer's thread, with a session of its own to
 // the primary, reads the status every `interval` while any wait and confirms the parts whose position the
-// standbys have flushed. A part committed on another primary (another timeline, or a commit whose status
-// could not be read because the connection broke after COMMIT) counts for nothing on the current one: its
-// batch ids are looked up in the current primary's ledger; present, it waits for this primary's standbys
-// from this primary's current position; missing, it goes back to the write path.
+// standbys have flushed. A part committed on another primary (another identity: another timeline, or another
+// server on the same timeline; or a commit whose status could not be read because the connection broke after
+// COMMIT) counts for nothing on the current one: its batch ids are looked up in the current primary's ledger;
+// present, it waits for this primary's standbys from this primary's current position; missing, it goes back to
+// the write path.
 //
 // Threads: one confirmer thread owns the status session and calls on_confirmed / on_missing / on_primary
 // (never under the confirmer's lock; the write path's handlers must be thread-safe). committed(),
@@ -87,7 +88,7 @@ class confirmer : boost::noncopyable {  // owns a thread
     std::vector<transform::uuid> ids;
     std::size_t bytes = 0;
     lsn_t lsn = 0;
-    std::uint32_t timeline = 0;  // 0: unknown (look it up)
+    primary_identity primary;  // {0, 0}: unknown (look it up)
     std::chrono::steady_clock::time_point committed;
   };
 
@@ -105,7 +106,7 @@ class confirmer : boost::noncopyable {  // owns a thread
   bool stop_ = false;
   // Owned by the confirmer thread.
   std::unique_ptr<pqxx::connection> conn_;
-  std::uint32_t session_timeline_ = 0;
+  primary_identity session_primary_;
   std::thread thread_;
 };
 

@@ -60,7 +60,8 @@ SELECT pg_is_in_recovery(),
           FROM v WHERE sync_state = 'sync')::text,
        (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical'),
        current_setting('synchronous_standby_names'),
-       current_setting('synchronous_commit')
+       current_setting('synchronous_commit'),
+       (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint
 )";
 
 lsn_t lsn_or_zero(const pqxx::field& f) {
@@ -99,6 +100,7 @@ replication_status read_replication_status(pqxx::transaction_base& tx) {
   s.slots = row[8].as<int>();
   s.synchronous_standby_names = row[9].c_str();
   s.synchronous_commit = row[10].c_str();
+  s.started_us = row[11].as<std::int64_t>();
   return s;
 }
 

@@ -23,10 +23,22 @@ using lsn_t = std::uint64_t;
 std::optional<lsn_t> parse_lsn(std::string_view text) noexcept;
 std::string format_lsn(lsn_t lsn);
 
+// Which primary's WAL a position belongs to: positions are compared only within one. The timeline alone is not
+// enough: two servers can be promoted to the same timeline number from the same parent with different histories
+// (one while the other was down, then the other after the first died). They are different postmasters, so their
+// start times differ; a primary that restarted (crash recovery) counts as another one too, which only costs a
+// ledger lookup.
+struct primary_identity {
+  std::uint32_t timeline = 0;   // the primary's WAL timeline (0: unknown)
+  std::int64_t started_us = 0;  // pg_postmaster_start_time(), microseconds since the epoch
+  bool operator==(const primary_identity&) const = default;
+};
+
 struct replication_status {
   bool in_recovery = false;  // not a primary (a demoted one, or a replica): nothing below is meaningful
   lsn_t insert_lsn = 0;      // pg_current_wal_insert_lsn(): at or after the end of every commit made so far
   std::uint32_t timeline = 0;  // the primary's WAL timeline: a promotion always starts a new one
+  std::int64_t started_us = 0;  // the postmaster's start (primary_identity)
   // Physical standbys (not logical WAL senders) in state streaming or catchup.
   int standbys = 0;
   int synchronous = 0;  // of them, sync_state = 'sync'
@@ -37,6 +49,11 @@ struct replication_status {
   int slots = 0;                         // physical replication slots (a replicated cluster has them)
   std::string synchronous_standby_names;
   std::string synchronous_commit;        // this session's
+
+  // Unknown ({0, 0}) on a server in recovery.
+  primary_identity identity() const noexcept {
+    return in_recovery ? primary_identity{} : primary_identity{timeline, started_us};
+  }
 };
 
 // postgres.confirm and postgres.confirm_min_standbys.

@@ -321,14 +321,14 @@ void writer_pool::work(slot& s) {
     // A committed part is safe at once (synchronous standby, single PostgreSQL) or waits for the
     // confirmer (under the pool's lock: the confirmer's callbacks take it too, so none can come first).
     if (cp.status && !cp.status->in_recovery) {
-      // The replication mode, logged at the first commit and whenever it changes (a failover: a new timeline;
+      // The replication mode, logged at the first commit and whenever it changes (a failover: a new primary;
       // Patroni dropping to asynchronous replication, or back).
       // (A status is read only for the confirmer.)
       const confirm_policy policy = confirmer_ ? confirmer_->policy_for(*cp.status) : options_.confirm;
       const auto mode = mode_of(*cp.status, policy);
-      if (cp.status->timeline != seen_timeline_ || mode != seen_mode_) {
+      if (cp.status->identity() != seen_primary_ || mode != seen_mode_) {
         spdlog::info("Replication of the primary the batches commit on: {}", describe(*cp.status, policy));
-        seen_timeline_ = cp.status->timeline;
+        seen_primary_ = cp.status->identity();
         seen_mode_ = mode;
         if (obs) obs->replication_mode(to_string(mode));
       }

@@ -130,6 +130,24 @@ TEST_F(Confirmer, PartsWaitWhileTheRequiredStandbysAreMissing) {
   EXPECT_TRUE(r.wait_for({}, {}, 0ms));
 }
 
+// Two servers can be promoted to the same timeline number from the same parent, with different histories (one while
+// the other was down, then the other once the first died). A part committed on the other one (same timeline, another
+// postmaster) is looked up in this primary's ledger instead of being confirmed by this primary's positions: missing
+// here, it goes back to be written again; present, it is confirmed.
+TEST_F(Confirmer, APartOfAnotherServerOnTheSameTimelineIsLookedUpInTheLedger) {
+  reports r;
+  pg::confirmer c(options_for(dsn_, r, {true, 0}));
+  pqxx::connection conn(dsn_);
+  auto elsewhere = commit_ledger_row(conn, id_of(60));  // id 60 is here too; id 61 never was
+  elsewhere.started_us -= 1000000;                      // the other server of this timeline
+  elsewhere.standbys = 1;
+  elsewhere.all_flushed = 0;  // its standby had not flushed them: not confirmed at commit
+  EXPECT_EQ(c.committed(11, {id_of(60)}, 10, elsewhere), pg::verdict::waiting);
+  EXPECT_EQ(c.committed(12, {id_of(61)}, 10, elsewhere), pg::verdict::waiting);
+  EXPECT_TRUE(r.wait_for({11}, {12}, 10s)) << "confirmed " << r.confirmed.size() << " missing " << r.missing.size();
+  EXPECT_TRUE(c.wait_idle(1s));
+}
+
 // confirm_min_standbys = auto remembers a replicated cluster: once a commit's status showed a standby and a slot, a
 // later status showing neither (a primary right after a failover whose other members are down: this server) still
 // requires a standby; the part waits instead of being confirmed with no copy anywhere.

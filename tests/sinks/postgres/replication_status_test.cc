@@ -156,6 +156,9 @@ TEST_F(SinglePostgres, ConfirmsACommitAtOnce) {
   // The position is where the WAL is: a later read is not behind it.
   const auto again = pg::read_replication_status(tx);
   EXPECT_GE(again.insert_lsn, s.insert_lsn);
+  // The primary's identity: its timeline and its postmaster's start, the same for every reading of one server.
+  EXPECT_GT(s.started_us, 0);
+  EXPECT_TRUE(again.identity() == s.identity());
 }
 
 // schemas/0004_confirmation.sql: the writer role may read the standbys' positions (the test server's
