@@ -38,8 +38,8 @@ confirmer::~confirmer() {
 }
 
 verdict confirmer::committed(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes,
-                             const replication_status& at_commit) {
-  const verdict v = confirmation_at_commit(at_commit, policy_for(at_commit));
+                             const replication_status& at_commit, bool waited) {
+  const verdict v = confirmation_at_commit(at_commit, policy_for(at_commit), waited);
   if (v == verdict::confirmed) return v;
   {
     std::lock_guard lock(mu_);

@@ -65,10 +65,11 @@ class confirmer : boost::noncopyable {  // owns a thread
   ~confirmer();
 
   // A writer committed `part` (the ledger ids of its transactions) and read `at_commit` on the same session
-  // right after COMMIT returned. Returns confirmation_at_commit(): `confirmed` means safe now, and the part
-  // is not kept (no on_confirmed follows); otherwise the part waits for on_confirmed or on_missing.
+  // right after COMMIT returned; `waited`: as commit_point::waited. Returns confirmation_at_commit(): `confirmed`
+  // means safe now, and the part is not kept (no on_confirmed follows); otherwise the part waits for on_confirmed
+  // or on_missing.
   verdict committed(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes,
-                    const replication_status& at_commit);
+                    const replication_status& at_commit, bool waited);
   // The COMMIT returned but the status could not be read (the connection broke right after): the part's
   // primary is unknown, so it is looked up in the ledger of the primary the confirmer reaches next.
   void committed_blind(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes);

@@ -134,9 +134,9 @@ verdict confirmation_of(const replication_status& s, const confirm_policy& p, ls
   return s.all_flushed >= lsn ? verdict::confirmed : verdict::waiting;
 }
 
-verdict confirmation_at_commit(const replication_status& s, const confirm_policy& p) noexcept {
+verdict confirmation_at_commit(const replication_status& s, const confirm_policy& p, bool waited) noexcept {
   if (!p.wait_for_standbys) return verdict::confirmed;
-  if (!s.in_recovery && s.synchronous > 0 && commit_waits_for_standby(s)) return verdict::confirmed;
+  if (waited && !s.in_recovery && s.synchronous > 0 && commit_waits_for_standby(s)) return verdict::confirmed;
   return confirmation_of(s, p, s.insert_lsn);
 }
 

@@ -109,9 +109,12 @@ replication_mode mode_of(const replication_status& s, const confirm_policy& p) n
 verdict confirmation_of(const replication_status& s, const confirm_policy& p, lsn_t lsn) noexcept;
 
 // The commit this session has just made (read right after its COMMIT returned; its position is
-// s.insert_lsn). With a synchronous standby and a synchronous_commit that waits for it, the COMMIT itself
-// was the confirmation: nothing is compared and nothing waits a second time.
-verdict confirmation_at_commit(const replication_status& s, const confirm_policy& p) noexcept;
+// s.insert_lsn). `waited`: the COMMIT was this session's own and returned without a notice, so it did wait for
+// the synchronous standbys (a wait cut short by a cancel or statement_timeout returns success with a WARNING; a
+// terminated one leaves the commit in doubt, settled from the ledger: not `waited`). With `waited`, a synchronous
+// standby and a synchronous_commit that waits for it, the COMMIT itself was the confirmation: nothing waits a
+// second time. Otherwise positions decide (confirmation_of), as for any commit.
+verdict confirmation_at_commit(const replication_status& s, const confirm_policy& p, bool waited) noexcept;
 
 // One line for the logs: "replication=asynchronous timeline=9 standbys=2 synchronous=0 slots=2 ...".
 std::string describe(const replication_status& s, const confirm_policy& p);

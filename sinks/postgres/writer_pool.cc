@@ -334,7 +334,7 @@ void writer_pool::work(slot& s) {
       }
     }
     if (st == batch_status::written && confirmer_ && !abandoned_.load()) {
-      const verdict v = cp.status ? confirmer_->committed(part_key(p), cp.batch_ids, b.bytes, *cp.status)
+      const verdict v = cp.status ? confirmer_->committed(part_key(p), cp.batch_ids, b.bytes, *cp.status, cp.waited)
                                   : (confirmer_->committed_blind(part_key(p), cp.batch_ids, b.bytes), verdict::waiting);
       if (v != verdict::confirmed) ++b.unconfirmed;
     }

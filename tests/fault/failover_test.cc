@@ -107,7 +107,7 @@ TEST_F(Failover, ReplicationStatusInSynchronousMode) {
     const auto s = commit_and_read_status(c);
     EXPECT_EQ(s.standbys, 0) << pg::describe(s, {});
     EXPECT_EQ(s.hidden, 2) << pg::describe(s, {});
-    EXPECT_EQ(pg::confirmation_at_commit(s, {}), pg::verdict::blind) << pg::describe(s, {});
+    EXPECT_EQ(pg::confirmation_at_commit(s, {}, true), pg::verdict::blind) << pg::describe(s, {});
   }
   pqxx::connection c(status_reader_dsn(dsns_, db_name_, true));
   const auto s = commit_and_read_status(c);
@@ -118,7 +118,7 @@ TEST_F(Failover, ReplicationStatusInSynchronousMode) {
   EXPECT_EQ(s.slots, 2);  // Patroni's use_slots
   EXPECT_FALSE(s.synchronous_standby_names.empty());
   EXPECT_EQ(pg::mode_of(s, {}), pg::replication_mode::synchronous);
-  EXPECT_EQ(pg::confirmation_at_commit(s, {}), pg::verdict::confirmed) << pg::describe(s, {});
+  EXPECT_EQ(pg::confirmation_at_commit(s, {}, true), pg::verdict::confirmed) << pg::describe(s, {});
   EXPECT_TRUE(s.sync_flushed.has_value());
 }
 
@@ -137,6 +137,52 @@ TEST_F(Failover, TheWritePathConfirmsAtCommitInSynchronousMode) {
   }
   EXPECT_EQ(obs->last_mode(), "synchronous");
   EXPECT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 1000);
+}
+
+// Synchronous replication, a COMMIT whose wait for the synchronous standby is cut short by pg_cancel_backend (the
+// leader's WAL senders frozen, so it waits) returns success with a WARNING, the rows on the primary alone although a
+// standby is listed synchronous. The batch is not released until the synchronous standby's flushed position shows it
+// (once the senders thaw). (Neither statement_timeout, which PostgreSQL disarms before the commit, nor
+// pg_terminate_backend cut it short here: the terminated backend drops the writer's temporary tables on its way out,
+// a commit that waits for the standby too, so the writer sees its connection close only once the standby has all.)
+TEST_F(Failover, ACommitWhoseSyncWaitIsCutShortWaitsForTheStandby) {
+  namespace pg = crm::sinks::postgres;
+  auto obs = std::make_shared<confirm_observer>();
+  pg::writer_pool pool(write_path(dsn_, obs));
+  pool.submit(events_batch(1000, 100), {"fault test", "before"}, 1);
+  auto c = pool.next(30s);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->confirm_seconds, 0);
+  cluster("freeze-senders");
+  struct thaw {  // before the write path is destroyed: its writers may wait for the standby
+    ~thaw() { cluster("thaw-senders"); }
+  } thaw_at_end;
+  pool.submit(events_batch(1001, 100), {"fault test", "cancelled"}, 2);
+  // Until its rows are visible (a COMMIT waiting for the standby is not) and the writers have nothing to commit.
+  long long cancelled = 0;
+  for (int i = 0; i < 300 && (q(owner_dsn_, "SELECT count(*) FROM communications") < 200 || pool.committing() > 0); ++i) {
+    cancelled += q(dsns_.admin, fmt::format("SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+                                            " WHERE datname = '{}' AND application_name = 'crm-ingest writer'"
+                                            " AND wait_event = 'SyncRep'",
+                                            db_name_));
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 200);
+  ASSERT_EQ(pool.committing(), 0u);
+  EXPECT_GE(cancelled, 1);
+  EXPECT_FALSE(pool.next(1500ms)) << "released after pg_cancel_backend, although only the primary has it";
+  EXPECT_EQ(pool.unconfirmed().batches, 1u);
+  cluster("thaw-senders");
+  c = pool.next(30s);
+  ASSERT_TRUE(c) << "not confirmed once the standby had it";
+  EXPECT_EQ(c->token, 2u);
+  EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
+  EXPECT_GT(c->confirm_seconds, 1.0);
+  record(fmt::format("synchronous replication: a COMMIT cut short in its wait for the standby ({} cancelled) was "
+                     "released {:.2f} s after it, once the standby had it",
+                     cancelled, c->confirm_seconds));
+  EXPECT_EQ(q(owner_dsn_, "SELECT count(DISTINCT event_id) FROM communications"), 200);
+  EXPECT_EQ(q(owner_dsn_, "SELECT coalesce(sum(communications_inserted), 0) FROM ingest_batches"), 200);
 }
 
 TEST_F(Failover, SwitchoverUnderLoad) {
