@@ -414,6 +414,73 @@ TEST_F(AsyncFailover, TheWritePathRewritesWhatThePromotedReplicaLacks) {
                      obs->rewritten.load(), now_s() - crashed_at, old_leader));
 }
 
+// Two servers promoted to the same timeline number from the same parent, with different histories: a replica is
+// stopped, the leader's host crashes and the other replica is promoted (timeline N+1); a batch commits there with no
+// standby left to confirm it; that primary crashes too, and the stopped replica, started again, is promoted to
+// timeline N+1 as well, without the batch. Once its WAL is past the lost primary's position, that position must not
+// confirm the batch: it is looked up in the new primary's ledger, found missing and written again.
+TEST_F(AsyncFailover, SameTimelineTwiceRewritesWhatTheFirstHad) {
+  namespace pg = crm::sinks::postgres;
+  const std::string timeline_sql = "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
+  const std::string lsn_sql = "SELECT pg_current_wal_lsn() - '0/0'";
+  const auto writable = [&] {  // HAProxy routes to the promoted leader, which accepts writes
+    for (int i = 0; i < 160; ++i) {
+      try {
+        if (q(dsns_.admin, "SELECT count(*) WHERE NOT pg_is_in_recovery()") == 1) return true;
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(250ms);
+    }
+    return false;
+  };
+  auto obs = std::make_shared<confirm_observer>();
+  pg::writer_pool pool(write_path(dsn_, obs));
+  pool.submit(events_batch(1100, 100), {"fault test", "before"}, 1);
+  ASSERT_TRUE(pool.next(30s));
+  const std::string first = leader_now();
+  std::vector<std::string> replicas;
+  for (std::string n : {"node1", "node2", "node3"}) {
+    if (n != first) replicas.push_back(n);
+  }
+  ASSERT_EQ(replicas.size(), 2u) << first;
+  const std::string stopped = replicas[0], second = replicas[1];
+  cluster("stop-node " + stopped);
+  cluster("crash " + first);
+  ASSERT_TRUE(wait_for_leader(second, 40s) && writable()) << "not promoted: " << second;
+  const long long timeline = q(dsns_.admin, timeline_sql);
+  pool.submit(events_batch(1101, 100), {"fault test", "on the second primary"}, 2);
+  for (int i = 0; i < 600 && pool.committing() > 0; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(pool.committing(), 0u);
+  EXPECT_FALSE(pool.next(1s)) << "confirmed with no standby";
+  ASSERT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 200);
+  const long long lost_at = q(dsns_.admin, lsn_sql);
+  cluster("crash " + second);
+  cluster("start-node " + stopped);
+  ASSERT_TRUE(wait_for_leader(stopped, 60s) && writable()) << "not promoted: " << stopped;
+  ASSERT_EQ(q(dsns_.admin, timeline_sql), timeline) << "not promoted to the same timeline number";
+  cluster("start-node " + first);  // rewound, it streams from the new primary: a standby to confirm with
+  {
+    pqxx::connection admin(dsns_.admin);
+    pqxx::nontransaction tx(admin);
+    for (int i = 0; i < 10 && q(dsns_.admin, lsn_sql) <= lost_at; ++i) tx.exec("SELECT txid_current(), pg_switch_wal()");
+  }
+  record(fmt::format("same timeline twice: {} promoted to timeline {}, lost with it at {} MB; {} promoted to it too",
+                     second, timeline, lost_at >> 20, stopped));
+  auto c = pool.next(120s);
+  ASSERT_TRUE(c) << "never completed";
+  EXPECT_EQ(c->token, 2u);
+  EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
+  EXPECT_GE(obs->rewritten.load(), 1) << "confirmed by the other server's positions";
+  EXPECT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 200);
+  EXPECT_EQ(q(owner_dsn_, "SELECT count(DISTINCT event_id) FROM communications"), 200);
+  // The crashed second primary's timeline N+1 is not this one's: pg_rewind cannot tell, so it is cloned again.
+  cluster("start-node " + second);
+  for (int i = 0, st = 1; i < 12 && st != 0; ++i) {
+    std::this_thread::sleep_for(5s);  // until its Patroni has joined the cluster
+    run(fmt::format("bash {} reinit {} {} 2>&1", CRM_CLUSTER_SH, CRM_CLUSTER_DIR, second), &st);
+  }
+}
+
 // Asynchronous replication, Patroni's default: the same crash, repeated (CRM_FAULT_ASYNC_ROUNDS, default
 // 2): every round promotes a replica without the old primary's last moments; a write path that
 // releases positions at COMMIT loses events in every such round.
