@@ -110,7 +110,7 @@ verdict confirmation_of(const replication_status& s, const confirm_policy& p, ls
 
 // The commit this session has just made (read right after its COMMIT returned; its position is
 // s.insert_lsn). `waited`: the COMMIT was this session's own and returned without a notice, so it did wait for
-// the synchronous standbys (a wait cut short by a cancel or statement_timeout returns success with a WARNING; a
+// the synchronous standbys (a wait cut short by pg_cancel_backend returns success with a WARNING; a
 // terminated one leaves the commit in doubt, settled from the ledger: not `waited`). With `waited`, a synchronous
 // standby and a synchronous_commit that waits for it, the COMMIT itself was the confirmation: nothing waits a
 // second time. Otherwise positions decide (confirmation_of), as for any commit.

@@ -67,7 +67,7 @@ struct commit_point {
   // Every transaction of the part was committed by a COMMIT of this session that returned without a notice, so
   // a synchronous standby seen after it is one the COMMIT waited for (confirmation_at_commit). False when one was
   // settled from the ledger (in doubt) or its COMMIT said something (a wait for the synchronous standbys cut short
-  // by a cancel or statement_timeout returns success with a WARNING).
+  // by pg_cancel_backend returns success with a WARNING).
   bool waited = true;
   // The writer's session its transactions committed on (0: more than one).
   std::uint64_t session = 0;
