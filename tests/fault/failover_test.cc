@@ -200,7 +200,9 @@ TEST_F(Failover, KillNineOfLeaderPostgresAndPatroniUnderLoad) { crash_of_lagging
 
 // Synchronous mode, the synchronous standby crashes first: Patroni names the other replica synchronous
 // (or, with none left to name, drops to asynchronous replication, as non-strict synchronous_mode does);
-// then the leader's host crashes under load.
+// then the leader's host crashes under load. The promoted replica is then alone: no batch committed on it is safe,
+// and none is released (confirm_min_standbys = auto remembers the cluster had replicas) until the crashed standby's
+// host is back, started again 5 s after the crash.
 TEST_F(Failover, SyncStandbyKilledThenLeaderKilledUnderLoad) {
   auto sync_standby = [] {
     int st = 0;
@@ -229,6 +231,8 @@ TEST_F(Failover, SyncStandbyKilledThenLeaderKilledUnderLoad) {
     }
     std::this_thread::sleep_for(1s);  // load under the new replication state
     crash = crash_lagging_leader(fault_at);
+    std::this_thread::sleep_for(5s);
+    cluster("start-node " + standby);
   });
   record(fmt::format("sync standby crashed, then the leader: crashed standby {}; Patroni dropped it after {:.1f} s, "
                      "synchronous standby then: {}; {}; crashed leader {}; {} after {:.1f} s",
