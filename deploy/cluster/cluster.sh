@@ -27,6 +27,8 @@
 #                                      until `failover` crashes the leader, or thaw-senders DIR)
 #   cluster.sh start-node DIR NODE     (re)start one node's Patroni (it rejoins, pg_rewind if needed)
 #   cluster.sh stop-node DIR NODE      stop one node's Patroni (and its PostgreSQL)
+#   cluster.sh reinit DIR NODE         a running replica's data wiped and cloned again from the leader (patronictl
+#                                      reinit --wait): for a node whose history diverged where pg_rewind cannot see it
 #   cluster.sh db-stop DIR             the whole database down: every node's Patroni and PostgreSQL
 #                                      (replicas first, the leader last; etcd and HAProxy stay up)
 #   cluster.sh db-start DIR            start every node again (the old leader, holding the newest WAL,
@@ -40,7 +42,7 @@
 # daemon's pid is kept in DIR/pids and processes are stopped by those pids only. Logs: DIR/logs.
 set -euo pipefail
 
-usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 2 ] || usage
 cmd=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -462,6 +464,10 @@ case "$cmd" in
   thaw-senders) load_inventory; thaw_senders ;;
   start-node) [ $# -eq 3 ] || usage; load_inventory; start_node "$3" ;;
   stop-node) [ $# -eq 3 ] || usage; load_inventory; stop_node "$3" ;;
+  reinit)
+    [ $# -eq 3 ] || usage; load_inventory; node_index "$3" >/dev/null
+    as_user "$python" /usr/bin/patronictl -c "$conf/$NODE1_NAME/patroni.yml" reinit "$CLUSTER_NAME" "$3" --force --wait
+    ;;
   heal)
     load_inventory
     resume_receivers

@@ -285,8 +285,9 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"standbys", "commit"}));
   import_cmd->add_option("--confirm-min-standbys", imp.confirm_min_standbys,
                          "Under asynchronous replication, how many standbys must have flushed a batch (besides every "
-                         "standby that is streaming); -1 = 1 when the primary has a physical replication slot or a "
-                         "standby, else 0 (postgres.confirm_min_standbys)")
+                         "standby that is streaming); -1 = 1 when the primary has a physical replication slot, a "
+                         "standby or synchronous_standby_names, or showed one since the start, else 0 "
+                         "(postgres.confirm_min_standbys)")
       ->default_val(-1)
       ->check(CLI::Range(-1, 64));
   import_cmd->add_option("--default-region", imp.opt.normalize.default_region,

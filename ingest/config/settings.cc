@@ -115,7 +115,8 @@ void add_before_webhooks(std::vector<setting>& out) {
         "primary's COMMIT returns (a crash of the primary can then lose what no standby had yet)."),
     integer("confirm_min_standbys", "-1", -1, 64,
         "Under asynchronous replication, how many standbys must have flushed a batch (besides every standby that "
-        "is streaming); -1 = 1 when the primary has a physical replication slot or a standby, else 0."),
+        "is streaming); -1 = 1 when the primary has a physical replication slot, a standby or "
+        "synchronous_standby_names, or showed one since the start, else 0."),
     integer("max_unconfirmed_mb", "256", 1, 65536,
         "Batches committed and waiting for the standbys may hold this much memory; beyond it the source stops "
         "reading (serve keeps accepting into its log) until they are confirmed."),

@@ -38,14 +38,14 @@ confirmer::~confirmer() {
 }
 
 verdict confirmer::committed(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes,
-                             const replication_status& at_commit) {
-  const verdict v = confirmation_at_commit(at_commit, options_.policy);
+                             const replication_status& at_commit, bool waited) {
+  const verdict v = confirmation_at_commit(at_commit, policy_for(at_commit), waited);
   if (v == verdict::confirmed) return v;
   {
     std::lock_guard lock(mu_);
-    const std::uint32_t timeline = at_commit.in_recovery ? 0 : at_commit.timeline;
-    newest_timeline_ = std::max(newest_timeline_, timeline);
-    parts_[part] = pending{std::move(batch_ids), bytes, at_commit.insert_lsn, timeline, std::chrono::steady_clock::now()};
+    const primary_identity primary = at_commit.identity();
+    newest_timeline_ = std::max(newest_timeline_, primary.timeline);
+    parts_[part] = pending{std::move(batch_ids), bytes, at_commit.insert_lsn, primary, std::chrono::steady_clock::now()};
   }
   cv_.notify_all();
   return v;
@@ -54,7 +54,7 @@ verdict confirmer::committed(std::uint64_t part, std::vector<transform::uuid> ba
 void confirmer::committed_blind(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes) {
   {
     std::lock_guard lock(mu_);
-    parts_[part] = pending{std::move(batch_ids), bytes, 0, 0, std::chrono::steady_clock::now()};
+    parts_[part] = pending{std::move(batch_ids), bytes, 0, {}, std::chrono::steady_clock::now()};
   }
   cv_.notify_all();
 }
@@ -97,8 +97,8 @@ void confirmer::run() {
     conn_ = connect_primary(options_.dsn, options_.application_name);
     pqxx::nontransaction tx(*conn_);
     const auto s = read_replication_status(tx);
-    session_timeline_ = s.timeline;
-    spdlog::info("Batches are released once they are safe on the cluster. {}", describe(s, options_.policy));
+    session_primary_ = s.identity();
+    spdlog::info("Batches are released once they are safe on the cluster. {}", describe(s, policy_for(s)));
     if (s.hidden > 0 && options_.policy.wait_for_standbys) {
       spdlog::error("The role sees standbys but not their positions (pg_stat_replication.flush_lsn is NULL), so no "
                     "batch can be confirmed: GRANT pg_read_all_stats TO crm_ingest_writer "
@@ -131,7 +131,7 @@ void confirmer::run() {
       // Any failure (the primary went away, a failover, a stale old primary): a new session, later. The parts
       // stay; the next primary decides about them.
       conn_.reset();
-      session_timeline_ = 0;
+      session_primary_ = {};
       const auto now = std::chrono::steady_clock::now();
       if (now - last_complaint > std::chrono::seconds(10)) {
         last_complaint = now;
@@ -162,12 +162,15 @@ bool confirmer::round(std::vector<std::uint64_t>& confirmed, std::vector<std::ui
   pqxx::nontransaction tx(*conn_);
   auto s = read_replication_status(tx);
   if (s.in_recovery) throw not_primary("the confirmer's session is on a server in recovery");
-  if (s.timeline != session_timeline_) {
-    session_timeline_ = s.timeline;
-    spdlog::info("Confirming batches against a primary. {}", describe(s, options_.policy));
+  const confirm_policy policy = policy_for(s);
+  const primary_identity primary = s.identity();
+  if (primary != session_primary_) {
+    session_primary_ = primary;
+    spdlog::info("Confirming batches against a primary. {}", describe(s, policy));
     if (options_.on_primary) options_.on_primary(s);
   }
-  // Parts committed elsewhere: another (older) timeline, or unknown.
+  // Parts committed elsewhere: on another (older) timeline, on another server promoted to this timeline number (its
+  // history is not this one's), or unknown.
   std::vector<std::pair<std::uint64_t, std::vector<transform::uuid>>> foreign;
   {
     std::lock_guard lock(mu_);
@@ -176,7 +179,7 @@ bool confirmer::round(std::vector<std::uint64_t>& confirmed, std::vector<std::ui
                           ", newer than this session's " + std::to_string(s.timeline));
     }
     for (const auto& [k, p] : parts_) {
-      if (p.timeline != s.timeline) foreign.emplace_back(k, p.ids);
+      if (p.primary != primary) foreign.emplace_back(k, p.ids);
     }
   }
   if (!foreign.empty()) {
@@ -203,7 +206,7 @@ bool confirmer::round(std::vector<std::uint64_t>& confirmed, std::vector<std::ui
         const bool all_there = std::all_of(list.begin(), list.end(),
                                            [&](const transform::uuid& id) { return present.count(transform::to_string(id)) > 0; });
         if (all_there) {
-          it->second.timeline = s.timeline;
+          it->second.primary = primary;
           it->second.lsn = now;
           ++found;
         } else {
@@ -220,7 +223,7 @@ bool confirmer::round(std::vector<std::uint64_t>& confirmed, std::vector<std::ui
   std::lock_guard lock(mu_);
   bool blind = false;
   for (auto it = parts_.begin(); it != parts_.end();) {
-    const verdict v = it->second.timeline == s.timeline ? confirmation_of(s, options_.policy, it->second.lsn)
+    const verdict v = it->second.primary == primary ? confirmation_of(s, policy, it->second.lsn)
                                                          : verdict::waiting;
     blind = blind || v == verdict::blind;
     if (v == verdict::confirmed) {

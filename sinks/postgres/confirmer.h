@@ -6,10 +6,11 @@
 // returned (replication_status.h). A commit that is safe at once (a single PostgreSQL, a synchronous
 // standby) is never stored. The others wait here; the confirmer's thread, with a session of its own to
 // the primary, reads the status every `interval` while any wait and confirms the parts whose position the
-// standbys have flushed. A part committed on another primary (another timeline, or a commit whose status
-// could not be read because the connection broke after COMMIT) counts for nothing on the current one: its
-// batch ids are looked up in the current primary's ledger; present, it waits for this primary's standbys
-// from this primary's current position; missing, it goes back to the write path.
+// standbys have flushed. A part committed on another primary (another identity: another timeline, or another
+// server on the same timeline; or a commit whose status could not be read because the connection broke after
+// COMMIT) counts for nothing on the current one: its batch ids are looked up in the current primary's ledger;
+// present, it waits for this primary's standbys from this primary's current position; missing, it goes back to
+// the write path.
 //
 // Threads: one confirmer thread owns the status session and calls on_confirmed / on_missing / on_primary
 // (never under the confirmer's lock; the write path's handlers must be thread-safe). committed(),
@@ -64,13 +65,18 @@ class confirmer : boost::noncopyable {  // owns a thread
   ~confirmer();
 
   // A writer committed `part` (the ledger ids of its transactions) and read `at_commit` on the same session
-  // right after COMMIT returned. Returns confirmation_at_commit(): `confirmed` means safe now, and the part
-  // is not kept (no on_confirmed follows); otherwise the part waits for on_confirmed or on_missing.
+  // right after COMMIT returned; `waited`: as commit_point::waited. Returns confirmation_at_commit(): `confirmed`
+  // means safe now, and the part is not kept (no on_confirmed follows); otherwise the part waits for on_confirmed
+  // or on_missing.
   verdict committed(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes,
-                    const replication_status& at_commit);
+                    const replication_status& at_commit, bool waited);
   // The COMMIT returned but the status could not be read (the connection broke right after): the part's
   // primary is unknown, so it is looked up in the ledger of the primary the confirmer reaches next.
   void committed_blind(std::uint64_t part, std::vector<transform::uuid> batch_ids, std::size_t bytes);
+
+  // The policy a status is judged by: the configured one, `auto` remembering a replicated cluster
+  // (replication_memory). Any thread.
+  confirm_policy policy_for(const replication_status& s) noexcept { return memory_.policy_for(s, options_.policy); }
 
   unconfirmed_stats stats() const;
   // The parts still waiting, oldest first.
@@ -83,7 +89,7 @@ class confirmer : boost::noncopyable {  // owns a thread
     std::vector<transform::uuid> ids;
     std::size_t bytes = 0;
     lsn_t lsn = 0;
-    std::uint32_t timeline = 0;  // 0: unknown (look it up)
+    primary_identity primary;  // {0, 0}: unknown (look it up)
     std::chrono::steady_clock::time_point committed;
   };
 
@@ -93,6 +99,7 @@ class confirmer : boost::noncopyable {  // owns a thread
   bool round(std::vector<std::uint64_t>& confirmed, std::vector<std::uint64_t>& missing);
 
   confirmer_options options_;
+  replication_memory memory_;  // shared by the writers' threads and the confirmer's (atomic)
   mutable std::mutex mu_;
   std::condition_variable cv_, idle_cv_;
   std::map<std::uint64_t, pending> parts_;  // guarded by mu_
@@ -100,7 +107,7 @@ class confirmer : boost::noncopyable {  // owns a thread
   bool stop_ = false;
   // Owned by the confirmer thread.
   std::unique_ptr<pqxx::connection> conn_;
-  std::uint32_t session_timeline_ = 0;
+  primary_identity session_primary_;
   std::thread thread_;
 };
 

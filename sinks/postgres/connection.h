@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <random>
@@ -38,6 +39,22 @@ class not_primary : public pqxx::broken_connection {
 
 // Opens a connection and checks that the session is on a writable primary (pg_is_in_recovery()).
 std::unique_ptr<pqxx::connection> connect_primary(const std::string& dsn, std::string_view application_name);
+
+// Counts the notices (NOTICE, WARNING...) the server sends on one connection, such as the WARNING of a COMMIT whose
+// wait for the synchronous standbys was cut short. Registered with the connection while it lives: destroy it first.
+// Thread ownership: the connection's thread (libpq calls it while that thread reads a result).
+class notice_counter : public pqxx::errorhandler {
+ public:
+  explicit notice_counter(pqxx::connection_base& c) : pqxx::errorhandler(c) {}
+  bool operator()(const char[]) noexcept override {
+    ++count_;
+    return true;
+  }
+  std::uint64_t count() const noexcept { return count_; }
+
+ private:
+  std::uint64_t count_ = 0;
+};
 
 // Capped, jittered exponential backoff: min(cap, base * 2^n) * U(0.5, 1].
 class backoff {

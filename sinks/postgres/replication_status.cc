@@ -60,12 +60,18 @@ SELECT pg_is_in_recovery(),
           FROM v WHERE sync_state = 'sync')::text,
        (SELECT count(*) FROM pg_replication_slots WHERE slot_type = 'physical'),
        current_setting('synchronous_standby_names'),
-       current_setting('synchronous_commit')
+       current_setting('synchronous_commit'),
+       (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint
 )";
 
 lsn_t lsn_or_zero(const pqxx::field& f) {
   if (f.is_null()) return 0;
   return parse_lsn(f.c_str()).value_or(0);
+}
+
+// A standby (seen or hidden), a physical slot or a synchronous standby configured: the cluster has replicas.
+bool shows_replicas(const replication_status& s) noexcept {
+  return s.slots > 0 || s.standbys > 0 || s.hidden > 0 || !s.synchronous_standby_names.empty();
 }
 
 bool commit_waits_for_standby(const replication_status& s) noexcept {
@@ -94,12 +100,20 @@ replication_status read_replication_status(pqxx::transaction_base& tx) {
   s.slots = row[8].as<int>();
   s.synchronous_standby_names = row[9].c_str();
   s.synchronous_commit = row[10].c_str();
+  s.started_us = row[11].as<std::int64_t>();
   return s;
 }
 
 int required_standbys(const replication_status& s, const confirm_policy& p) noexcept {
   if (p.min_standbys >= 0) return p.min_standbys;
-  return s.slots > 0 || s.standbys > 0 || s.hidden > 0 ? 1 : 0;
+  return shows_replicas(s) ? 1 : 0;
+}
+
+confirm_policy replication_memory::policy_for(const replication_status& s, confirm_policy p) noexcept {
+  if (p.min_standbys >= 0) return p;
+  if (!s.in_recovery && shows_replicas(s)) replicated_.store(true, std::memory_order_relaxed);
+  if (replicated_.load(std::memory_order_relaxed)) p.min_standbys = 1;
+  return p;
 }
 
 replication_mode mode_of(const replication_status& s, const confirm_policy& p) noexcept {
@@ -120,9 +134,9 @@ verdict confirmation_of(const replication_status& s, const confirm_policy& p, ls
   return s.all_flushed >= lsn ? verdict::confirmed : verdict::waiting;
 }
 
-verdict confirmation_at_commit(const replication_status& s, const confirm_policy& p) noexcept {
+verdict confirmation_at_commit(const replication_status& s, const confirm_policy& p, bool waited) noexcept {
   if (!p.wait_for_standbys) return verdict::confirmed;
-  if (!s.in_recovery && s.synchronous > 0 && commit_waits_for_standby(s)) return verdict::confirmed;
+  if (waited && !s.in_recovery && s.synchronous > 0 && commit_waits_for_standby(s)) return verdict::confirmed;
   return confirmation_of(s, p, s.insert_lsn);
 }
 

@@ -74,6 +74,7 @@ void writer::sleep_unless_cancelled(std::chrono::milliseconds delay) const {
 
 void writer::drop_connection() noexcept {
   try {
+    notices_.reset();
     conn_.reset();
   } catch (...) {
   }
@@ -142,6 +143,8 @@ void writer::prepare_session() {
                 "SELECT communications_in, communications_inserted, touchpoints_in, touchpoints_inserted, rejected"
                 " FROM ingest_batches WHERE batch_id = $1");
   conn_ = std::move(conn);
+  notices_ = std::make_unique<notice_counter>(*conn_);
+  ++session_;
   known_months_.clear();
   if (reconnecting_) {
     reconnecting_ = false;
@@ -326,7 +329,12 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
                    static_cast<std::int64_t>(v.communications.size()), static_cast<std::int64_t>(r.communications_inserted),
                    static_cast<std::int64_t>(v.touchpoints.size()), static_cast<std::int64_t>(r.touchpoints_inserted),
                    static_cast<std::int64_t>(v.rejections.size()));
+  const std::uint64_t notices = notices_->count();
+  commit_warned_ = false;
   tx.commit();
+  // A COMMIT is silent unless its wait for the synchronous standbys was cut short ("canceling wait for synchronous
+  // replication", in the server's language): it committed on the primary alone, maybe.
+  commit_warned_ = notices_->count() != notices;
   r.transactions = 1;
   return r;
 }
@@ -341,6 +349,25 @@ bool writer::settle_from_ledger(const transform::uuid& batch_id, batch_result& o
   out.transactions = 1;
   out.settled_from_ledger = 1;
   return true;
+}
+
+// A transaction of the part committed (or was found committed) on the current session: its id, whether its COMMIT
+// proves it waited for the synchronous standbys, and the session (a part whose transactions committed on several
+// sessions has no one session whose status speaks for all of them).
+void writer::note_commit(commit_point* out, const transform::uuid& id, bool waited, const batch_info& info) {
+  if (!waited && commit_warned_ && options_.read_status_after_commit) {
+    spdlog::warn("A COMMIT returned with a notice (its wait for the synchronous standbys may have been cut short); the "
+                 "batch is confirmed once the standbys' positions show it. batch_id={} source={} position={}",
+                 transform::to_string(id), info.source, info.position);
+  }
+  if (!out) return;
+  if (out->batch_ids.empty()) {
+    out->session = session_;
+  } else if (out->session != session_) {
+    out->session = 0;
+  }
+  out->batch_ids.push_back(id);
+  out->waited = out->waited && waited;
 }
 
 batch_result writer::write(const transform::event_batch& batch, const batch_info& info) {
@@ -365,6 +392,7 @@ batch_result writer::write(const batch_view& v, const batch_info& info, const tr
       // Only on the session that committed (or settled the commit from its ledger): a new session could
       // reach another primary, whose position says nothing about this commit.
       if (!conn_) throw std::runtime_error("the session that committed is gone");
+      if (out.session != session_) throw std::runtime_error("the part's transactions committed on more than one session");
       pqxx::nontransaction tx(*conn_);
       out.status = read_replication_status(tx);
     } catch (const std::exception& e) {
@@ -411,7 +439,8 @@ batch_result writer::write_view(const view& v, const batch_info& info, const tra
             spdlog::warn("An in-doubt commit was found committed in the ledger; not replaying. batch_id={} source={}",
                          transform::to_string(batch_id), info.source);
           }
-          if (out) out->batch_ids.push_back(batch_id);
+          commit_warned_ = false;
+          note_commit(out, batch_id, false, info);  // settled from the ledger: its COMMIT may not have waited
           counts.communications_inserted = r.communications_inserted;
           counts.touchpoints_inserted = r.touchpoints_inserted;
           counts.settled_from_ledger = 1;
@@ -438,7 +467,7 @@ batch_result writer::write_view(const view& v, const batch_info& info, const tra
         last_in_doubt = false;
       }
       r = commit_once(v, info, batch_id);
-      if (out) out->batch_ids.push_back(batch_id);
+      note_commit(out, batch_id, !commit_warned_, info);
       reachable_ = true;
       counts.communications_inserted = r.communications_inserted;
       counts.touchpoints_inserted = r.touchpoints_inserted;

@@ -61,8 +61,16 @@ struct commit_point {
   // The ledger ids of the part's transactions: its own, or those derived from it when a data error split it.
   std::vector<transform::uuid> batch_ids;
   // Read on the writer's session right after the last COMMIT; nullopt when not asked for, or when it could
-  // not be read (the connection broke right after COMMIT returned: the part's primary is unknown).
+  // not be read (the connection broke right after COMMIT returned, or the part's transactions committed on more
+  // than one session: the part's primary is unknown).
   std::optional<replication_status> status;
+  // Every transaction of the part was committed by a COMMIT of this session that returned without a notice, so
+  // a synchronous standby seen after it is one the COMMIT waited for (confirmation_at_commit). False when one was
+  // settled from the ledger (in doubt) or its COMMIT said something (a wait for the synchronous standbys cut short
+  // by pg_cancel_backend returns success with a WARNING).
+  bool waited = true;
+  // The writer's session its transactions committed on (0: more than one).
+  std::uint64_t session = 0;
 };
 
 // Where a batch came from; recorded in the ledger.
@@ -163,6 +171,7 @@ class writer {
   transform::uuid random_id();
   batch_result commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id);
   bool settle_from_ledger(const transform::uuid& batch_id, batch_result& out);
+  void note_commit(commit_point* out, const transform::uuid& id, bool waited, const batch_info& info);
   void prepare_session();
   void ensure_month_partitions(const view& v);
   void encode(const view& v, batch_result& counts);
@@ -182,6 +191,9 @@ class writer {
 
   writer_options options_;
   std::unique_ptr<pqxx::connection> conn_;
+  std::unique_ptr<notice_counter> notices_;  // conn_'s, destroyed before it
+  std::uint64_t session_ = 0;                // counts the sessions prepare_session() opened
+  bool commit_warned_ = false;               // the last COMMIT came with a notice
   backoff backoff_;
   std::unordered_set<std::int32_t> known_months_;
   // Reused across batches and retries.

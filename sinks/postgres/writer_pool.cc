@@ -321,18 +321,20 @@ void writer_pool::work(slot& s) {
     // A committed part is safe at once (synchronous standby, single PostgreSQL) or waits for the
     // confirmer (under the pool's lock: the confirmer's callbacks take it too, so none can come first).
     if (cp.status && !cp.status->in_recovery) {
-      // The replication mode, logged at the first commit and whenever it changes (a failover: a new timeline;
+      // The replication mode, logged at the first commit and whenever it changes (a failover: a new primary;
       // Patroni dropping to asynchronous replication, or back).
-      const auto mode = mode_of(*cp.status, options_.confirm);
-      if (cp.status->timeline != seen_timeline_ || mode != seen_mode_) {
-        spdlog::info("Replication of the primary the batches commit on: {}", describe(*cp.status, options_.confirm));
-        seen_timeline_ = cp.status->timeline;
+      // (A status is read only for the confirmer.)
+      const confirm_policy policy = confirmer_ ? confirmer_->policy_for(*cp.status) : options_.confirm;
+      const auto mode = mode_of(*cp.status, policy);
+      if (cp.status->identity() != seen_primary_ || mode != seen_mode_) {
+        spdlog::info("Replication of the primary the batches commit on: {}", describe(*cp.status, policy));
+        seen_primary_ = cp.status->identity();
         seen_mode_ = mode;
         if (obs) obs->replication_mode(to_string(mode));
       }
     }
     if (st == batch_status::written && confirmer_ && !abandoned_.load()) {
-      const verdict v = cp.status ? confirmer_->committed(part_key(p), cp.batch_ids, b.bytes, *cp.status)
+      const verdict v = cp.status ? confirmer_->committed(part_key(p), cp.batch_ids, b.bytes, *cp.status, cp.waited)
                                   : (confirmer_->committed_blind(part_key(p), cp.batch_ids, b.bytes), verdict::waiting);
       if (v != verdict::confirmed) ++b.unconfirmed;
     }

@@ -221,7 +221,7 @@ class writer_pool : boost::noncopyable {  // owns a thread
   std::uint64_t front_sequence_ = 0;  // sequence of pending_.front()
   std::size_t committing_ = 0;          // batches with parts not yet committed
   std::size_t unconfirmed_bytes_ = 0;   // of batches committed and waiting for the cluster
-  std::uint32_t seen_timeline_ = 0;     // the replication mode last logged
+  primary_identity seen_primary_;       // the primary and replication mode last logged
   replication_mode seen_mode_ = replication_mode::standalone;
   bool closing_ = false;
   std::optional<writer_count> count_;  // when the pool adapts its writer count

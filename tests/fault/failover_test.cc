@@ -107,7 +107,7 @@ TEST_F(Failover, ReplicationStatusInSynchronousMode) {
     const auto s = commit_and_read_status(c);
     EXPECT_EQ(s.standbys, 0) << pg::describe(s, {});
     EXPECT_EQ(s.hidden, 2) << pg::describe(s, {});
-    EXPECT_EQ(pg::confirmation_at_commit(s, {}), pg::verdict::blind) << pg::describe(s, {});
+    EXPECT_EQ(pg::confirmation_at_commit(s, {}, true), pg::verdict::blind) << pg::describe(s, {});
   }
   pqxx::connection c(status_reader_dsn(dsns_, db_name_, true));
   const auto s = commit_and_read_status(c);
@@ -118,7 +118,7 @@ TEST_F(Failover, ReplicationStatusInSynchronousMode) {
   EXPECT_EQ(s.slots, 2);  // Patroni's use_slots
   EXPECT_FALSE(s.synchronous_standby_names.empty());
   EXPECT_EQ(pg::mode_of(s, {}), pg::replication_mode::synchronous);
-  EXPECT_EQ(pg::confirmation_at_commit(s, {}), pg::verdict::confirmed) << pg::describe(s, {});
+  EXPECT_EQ(pg::confirmation_at_commit(s, {}, true), pg::verdict::confirmed) << pg::describe(s, {});
   EXPECT_TRUE(s.sync_flushed.has_value());
 }
 
@@ -139,6 +139,52 @@ TEST_F(Failover, TheWritePathConfirmsAtCommitInSynchronousMode) {
   EXPECT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 1000);
 }
 
+// Synchronous replication, a COMMIT whose wait for the synchronous standby is cut short by pg_cancel_backend (the
+// leader's WAL senders frozen, so it waits) returns success with a WARNING, the rows on the primary alone although a
+// standby is listed synchronous. The batch is not released until the synchronous standby's flushed position shows it
+// (once the senders thaw). (Neither statement_timeout, which PostgreSQL disarms before the commit, nor
+// pg_terminate_backend cut it short here: the terminated backend drops the writer's temporary tables on its way out,
+// a commit that waits for the standby too, so the writer sees its connection close only once the standby has all.)
+TEST_F(Failover, ACommitWhoseSyncWaitIsCutShortWaitsForTheStandby) {
+  namespace pg = crm::sinks::postgres;
+  auto obs = std::make_shared<confirm_observer>();
+  pg::writer_pool pool(write_path(dsn_, obs));
+  pool.submit(events_batch(1000, 100), {"fault test", "before"}, 1);
+  auto c = pool.next(30s);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->confirm_seconds, 0);
+  cluster("freeze-senders");
+  struct thaw {  // before the write path is destroyed: its writers may wait for the standby
+    ~thaw() { cluster("thaw-senders"); }
+  } thaw_at_end;
+  pool.submit(events_batch(1001, 100), {"fault test", "cancelled"}, 2);
+  // Until its rows are visible (a COMMIT waiting for the standby is not) and the writers have nothing to commit.
+  long long cancelled = 0;
+  for (int i = 0; i < 300 && (q(owner_dsn_, "SELECT count(*) FROM communications") < 200 || pool.committing() > 0); ++i) {
+    cancelled += q(dsns_.admin, fmt::format("SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+                                            " WHERE datname = '{}' AND application_name = 'crm-ingest writer'"
+                                            " AND wait_event = 'SyncRep'",
+                                            db_name_));
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 200);
+  ASSERT_EQ(pool.committing(), 0u);
+  EXPECT_GE(cancelled, 1);
+  EXPECT_FALSE(pool.next(1500ms)) << "released after pg_cancel_backend, although only the primary has it";
+  EXPECT_EQ(pool.unconfirmed().batches, 1u);
+  cluster("thaw-senders");
+  c = pool.next(30s);
+  ASSERT_TRUE(c) << "not confirmed once the standby had it";
+  EXPECT_EQ(c->token, 2u);
+  EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
+  EXPECT_GT(c->confirm_seconds, 1.0);
+  record(fmt::format("synchronous replication: a COMMIT cut short in its wait for the standby ({} cancelled) was "
+                     "released {:.2f} s after it, once the standby had it",
+                     cancelled, c->confirm_seconds));
+  EXPECT_EQ(q(owner_dsn_, "SELECT count(DISTINCT event_id) FROM communications"), 200);
+  EXPECT_EQ(q(owner_dsn_, "SELECT coalesce(sum(communications_inserted), 0) FROM ingest_batches"), 200);
+}
+
 TEST_F(Failover, SwitchoverUnderLoad) {
   scenario_options o;
   // Long enough that the load still runs when Patroni changes the leader on a busy machine (seen 9 s after the
@@ -154,7 +200,9 @@ TEST_F(Failover, KillNineOfLeaderPostgresAndPatroniUnderLoad) { crash_of_lagging
 
 // Synchronous mode, the synchronous standby crashes first: Patroni names the other replica synchronous
 // (or, with none left to name, drops to asynchronous replication, as non-strict synchronous_mode does);
-// then the leader's host crashes under load.
+// then the leader's host crashes under load. The promoted replica is then alone: no batch committed on it is safe,
+// and none is released (confirm_min_standbys = auto remembers the cluster had replicas) until the crashed standby's
+// host is back, started again 5 s after the crash.
 TEST_F(Failover, SyncStandbyKilledThenLeaderKilledUnderLoad) {
   auto sync_standby = [] {
     int st = 0;
@@ -183,6 +231,8 @@ TEST_F(Failover, SyncStandbyKilledThenLeaderKilledUnderLoad) {
     }
     std::this_thread::sleep_for(1s);  // load under the new replication state
     crash = crash_lagging_leader(fault_at);
+    std::this_thread::sleep_for(5s);
+    cluster("start-node " + standby);
   });
   record(fmt::format("sync standby crashed, then the leader: crashed standby {}; Patroni dropped it after {:.1f} s, "
                      "synchronous standby then: {}; {}; crashed leader {}; {} after {:.1f} s",
@@ -366,6 +416,73 @@ TEST_F(AsyncFailover, TheWritePathRewritesWhatThePromotedReplicaLacks) {
   record(fmt::format("async replication: the write path wrote again {} part(s) the promoted replica lacked; the batch "
                      "completed {:.1f} s after the crash of {}",
                      obs->rewritten.load(), now_s() - crashed_at, old_leader));
+}
+
+// Two servers promoted to the same timeline number from the same parent, with different histories: a replica is
+// stopped, the leader's host crashes and the other replica is promoted (timeline N+1); a batch commits there with no
+// standby left to confirm it; that primary crashes too, and the stopped replica, started again, is promoted to
+// timeline N+1 as well, without the batch. Once its WAL is past the lost primary's position, that position must not
+// confirm the batch: it is looked up in the new primary's ledger, found missing and written again.
+TEST_F(AsyncFailover, SameTimelineTwiceRewritesWhatTheFirstHad) {
+  namespace pg = crm::sinks::postgres;
+  const std::string timeline_sql = "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
+  const std::string lsn_sql = "SELECT pg_current_wal_lsn() - '0/0'";
+  const auto writable = [&] {  // HAProxy routes to the promoted leader, which accepts writes
+    for (int i = 0; i < 160; ++i) {
+      try {
+        if (q(dsns_.admin, "SELECT count(*) WHERE NOT pg_is_in_recovery()") == 1) return true;
+      } catch (const std::exception&) {
+      }
+      std::this_thread::sleep_for(250ms);
+    }
+    return false;
+  };
+  auto obs = std::make_shared<confirm_observer>();
+  pg::writer_pool pool(write_path(dsn_, obs));
+  pool.submit(events_batch(1100, 100), {"fault test", "before"}, 1);
+  ASSERT_TRUE(pool.next(30s));
+  const std::string first = leader_now();
+  std::vector<std::string> replicas;
+  for (std::string n : {"node1", "node2", "node3"}) {
+    if (n != first) replicas.push_back(n);
+  }
+  ASSERT_EQ(replicas.size(), 2u) << first;
+  const std::string stopped = replicas[0], second = replicas[1];
+  cluster("stop-node " + stopped);
+  cluster("crash " + first);
+  ASSERT_TRUE(wait_for_leader(second, 40s) && writable()) << "not promoted: " << second;
+  const long long timeline = q(dsns_.admin, timeline_sql);
+  pool.submit(events_batch(1101, 100), {"fault test", "on the second primary"}, 2);
+  for (int i = 0; i < 600 && pool.committing() > 0; ++i) std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(pool.committing(), 0u);
+  EXPECT_FALSE(pool.next(1s)) << "confirmed with no standby";
+  ASSERT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 200);
+  const long long lost_at = q(dsns_.admin, lsn_sql);
+  cluster("crash " + second);
+  cluster("start-node " + stopped);
+  ASSERT_TRUE(wait_for_leader(stopped, 60s) && writable()) << "not promoted: " << stopped;
+  ASSERT_EQ(q(dsns_.admin, timeline_sql), timeline) << "not promoted to the same timeline number";
+  cluster("start-node " + first);  // rewound, it streams from the new primary: a standby to confirm with
+  {
+    pqxx::connection admin(dsns_.admin);
+    pqxx::nontransaction tx(admin);
+    for (int i = 0; i < 10 && q(dsns_.admin, lsn_sql) <= lost_at; ++i) tx.exec("SELECT txid_current(), pg_switch_wal()");
+  }
+  record(fmt::format("same timeline twice: {} promoted to timeline {}, lost with it at {} MB; {} promoted to it too",
+                     second, timeline, lost_at >> 20, stopped));
+  auto c = pool.next(120s);
+  ASSERT_TRUE(c) << "never completed";
+  EXPECT_EQ(c->token, 2u);
+  EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
+  EXPECT_GE(obs->rewritten.load(), 1) << "confirmed by the other server's positions";
+  EXPECT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 200);
+  EXPECT_EQ(q(owner_dsn_, "SELECT count(DISTINCT event_id) FROM communications"), 200);
+  // The crashed second primary's timeline N+1 is not this one's: pg_rewind cannot tell, so it is cloned again.
+  cluster("start-node " + second);
+  for (int i = 0, st = 1; i < 12 && st != 0; ++i) {
+    std::this_thread::sleep_for(5s);  // until its Patroni has joined the cluster
+    run(fmt::format("bash {} reinit {} {} 2>&1", CRM_CLUSTER_SH, CRM_CLUSTER_DIR, second), &st);
+  }
 }
 
 // Asynchronous replication, Patroni's default: the same crash, repeated (CRM_FAULT_ASYNC_ROUNDS, default

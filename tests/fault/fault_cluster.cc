@@ -46,6 +46,19 @@ std::string cluster(const std::string& command) {
   return run(fmt::format("bash {} {} {}{} 2>&1", CRM_CLUSTER_SH, verb, CRM_CLUSTER_DIR, args));
 }
 
+std::string leader_now() {
+  int st = 0;
+  return trim(run(fmt::format("bash {} leader {} 2>/dev/null", CRM_CLUSTER_SH, CRM_CLUSTER_DIR), &st));
+}
+
+bool wait_for_leader(const std::string& node, std::chrono::seconds timeout) {
+  for (const auto end = std::chrono::steady_clock::now() + timeout; std::chrono::steady_clock::now() < end;) {
+    if (leader_now() == node) return true;
+    std::this_thread::sleep_for(250ms);
+  }
+  return leader_now() == node;
+}
+
 cluster_dsns read_dsns() {
   cluster_dsns d;
   std::istringstream in(run(fmt::format("bash {} dsn {}", CRM_CLUSTER_SH, CRM_CLUSTER_DIR)));

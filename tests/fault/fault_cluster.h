@@ -66,6 +66,10 @@ std::string last_line(const std::string& text);
 // its output (stdout and stderr).
 std::string cluster(const std::string& command);
 
+// The current leader's node name (empty: none), and waiting up to `timeout` for `node` to be it (true when it is).
+std::string leader_now();
+bool wait_for_leader(const std::string& node, std::chrono::seconds timeout);
+
 struct cluster_dsns {
   std::string primary, replica, admin;
 };

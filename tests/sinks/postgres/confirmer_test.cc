@@ -89,7 +89,7 @@ TEST_F(Confirmer, ASinglePostgresConfirmsAtCommitAndKeepsNothing) {
   pg::confirmer c(options_for(dsn_, r));
   pqxx::connection conn(dsn_);
   const auto s = commit_ledger_row(conn, id_of(1));
-  EXPECT_EQ(c.committed(1, {id_of(1)}, 100, s), pg::verdict::confirmed);
+  EXPECT_EQ(c.committed(1, {id_of(1)}, 100, s, true), pg::verdict::confirmed);
   EXPECT_EQ(c.stats().parts, 0u);
   EXPECT_TRUE(c.wait_idle(0ms));
   std::this_thread::sleep_for(50ms);
@@ -120,7 +120,7 @@ TEST_F(Confirmer, PartsWaitWhileTheRequiredStandbysAreMissing) {
   pg::confirmer c(options_for(dsn_, r, {true, 1}));
   pqxx::connection conn(dsn_);
   const auto s = commit_ledger_row(conn, id_of(30));
-  EXPECT_EQ(c.committed(7, {id_of(30)}, 1234, s), pg::verdict::waiting);
+  EXPECT_EQ(c.committed(7, {id_of(30)}, 1234, s, true), pg::verdict::waiting);
   EXPECT_FALSE(c.wait_idle(300ms));
   const auto st = c.stats();
   EXPECT_EQ(st.parts, 1u);
@@ -128,6 +128,45 @@ TEST_F(Confirmer, PartsWaitWhileTheRequiredStandbysAreMissing) {
   EXPECT_GE(st.oldest_seconds, 0.3);
   EXPECT_EQ(c.waiting(), std::vector<std::uint64_t>{7});
   EXPECT_TRUE(r.wait_for({}, {}, 0ms));
+}
+
+// Two servers can be promoted to the same timeline number from the same parent, with different histories (one while
+// the other was down, then the other once the first died). A part committed on the other one (same timeline, another
+// postmaster) is looked up in this primary's ledger instead of being confirmed by this primary's positions: missing
+// here, it goes back to be written again; present, it is confirmed.
+TEST_F(Confirmer, APartOfAnotherServerOnTheSameTimelineIsLookedUpInTheLedger) {
+  reports r;
+  pg::confirmer c(options_for(dsn_, r, {true, 0}));
+  pqxx::connection conn(dsn_);
+  auto elsewhere = commit_ledger_row(conn, id_of(60));  // id 60 is here too; id 61 never was
+  elsewhere.started_us -= 1000000;                      // the other server of this timeline
+  elsewhere.standbys = 1;
+  elsewhere.all_flushed = 0;  // its standby had not flushed them: not confirmed at commit
+  EXPECT_EQ(c.committed(11, {id_of(60)}, 10, elsewhere, true), pg::verdict::waiting);
+  EXPECT_EQ(c.committed(12, {id_of(61)}, 10, elsewhere, true), pg::verdict::waiting);
+  EXPECT_TRUE(r.wait_for({11}, {12}, 10s)) << "confirmed " << r.confirmed.size() << " missing " << r.missing.size();
+  EXPECT_TRUE(c.wait_idle(1s));
+}
+
+// confirm_min_standbys = auto remembers a replicated cluster: once a commit's status showed a standby and a slot, a
+// later status showing neither (a primary right after a failover whose other members are down: this server) still
+// requires a standby; the part waits instead of being confirmed with no copy anywhere.
+TEST_F(Confirmer, AutoKeepsRequiringAStandbyOnceTheClusterWasSeenReplicated) {
+  reports r;
+  pg::confirmer c(options_for(dsn_, r));  // auto
+  pqxx::connection conn(dsn_);
+  auto replicated = commit_ledger_row(conn, id_of(50));
+  replicated.standbys = 1;
+  replicated.slots = 1;
+  replicated.all_flushed = replicated.insert_lsn;  // its standby has it
+  EXPECT_EQ(c.committed(9, {id_of(50)}, 10, replicated, true), pg::verdict::confirmed);
+  const auto alone = commit_ledger_row(conn, id_of(51));  // the real server: no standby, no slot
+  ASSERT_EQ(alone.standbys + alone.slots, 0);
+  EXPECT_EQ(c.committed(10, {id_of(51)}, 10, alone, true), pg::verdict::waiting)
+      << "a replicated cluster's commit confirmed with no standby to copy it";
+  EXPECT_FALSE(c.wait_idle(300ms)) << "the confirmer's own reading of this server confirmed it";
+  EXPECT_TRUE(r.wait_for({}, {}, 0ms));
+  EXPECT_EQ(c.waiting(), std::vector<std::uint64_t>{10});
 }
 
 // A part committed on a newer timeline than the server the confirmer reaches (an isolated old primary
@@ -140,7 +179,7 @@ TEST_F(Confirmer, AnOlderPrimaryNeverConfirmsACommitOfANewerTimeline) {
   s.timeline += 1;
   s.standbys = 1;
   s.all_flushed = 0;  // the newer primary's standby had not flushed it: not confirmed at commit
-  EXPECT_EQ(c.committed(8, {id_of(40)}, 10, s), pg::verdict::waiting);
+  EXPECT_EQ(c.committed(8, {id_of(40)}, 10, s, true), pg::verdict::waiting);
   std::this_thread::sleep_for(500ms);
   EXPECT_TRUE(r.wait_for({}, {}, 0ms));
   EXPECT_EQ(c.stats().parts, 1u);

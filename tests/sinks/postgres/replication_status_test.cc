@@ -46,7 +46,7 @@ struct verdict_case {
   pg::confirm_policy p;
   pg::lsn_t lsn;
   verdict later;      // confirmation_of(s, p, lsn)
-  verdict at_commit;  // confirmation_at_commit(s, p), the commit at s.insert_lsn (1000)
+  verdict at_commit;  // confirmation_at_commit(s, p, true), the commit at s.insert_lsn (1000), which waited
   pg::replication_mode mode;
 };
 
@@ -95,9 +95,23 @@ TEST(Confirmation, VerdictsOverPrimaryStatuses) {
   };
   for (const auto& c : cases) {
     EXPECT_EQ(pg::to_string(pg::confirmation_of(c.s, c.p, c.lsn)), pg::to_string(c.later)) << c.what;
-    EXPECT_EQ(pg::to_string(pg::confirmation_at_commit(c.s, c.p)), pg::to_string(c.at_commit)) << c.what;
+    EXPECT_EQ(pg::to_string(pg::confirmation_at_commit(c.s, c.p, true)), pg::to_string(c.at_commit)) << c.what;
     EXPECT_EQ(pg::to_string(pg::mode_of(c.s, c.p)), pg::to_string(c.mode)) << c.what;
   }
+}
+
+// A COMMIT whose wait for the synchronous standby was cut short (cancel, statement_timeout: success with a WARNING)
+// or that was settled from the ledger (in doubt) proves nothing by a standby being synchronous: the synchronous
+// standby's flushed position decides, as for any commit.
+TEST(Confirmation, ACommitThatMayNotHaveWaitedIsJudgedByPositions) {
+  const pg::confirm_policy standbys{};
+  const auto behind = status(2, 1, 400, 2, 500);  // the synchronous standby has not flushed 1000
+  EXPECT_EQ(pg::confirmation_at_commit(behind, standbys, true), verdict::confirmed);
+  EXPECT_EQ(pg::confirmation_at_commit(behind, standbys, false), verdict::waiting);
+  const auto has_it = status(2, 1, 400, 2, 1000);
+  EXPECT_EQ(pg::confirmation_at_commit(has_it, standbys, false), verdict::confirmed);
+  EXPECT_EQ(pg::confirmation_at_commit(status(2, 0, 1000, 2), standbys, false), verdict::confirmed);
+  EXPECT_EQ(pg::confirmation_at_commit(behind, {false, -1}, false), verdict::confirmed) << "confirm = commit";
 }
 
 TEST(Confirmation, RequiredStandbysAutoIsOneForAReplicatedCluster) {
@@ -105,9 +119,26 @@ TEST(Confirmation, RequiredStandbysAutoIsOneForAReplicatedCluster) {
   EXPECT_EQ(pg::required_standbys(status(0, 0, 0, 1), {}), 1);
   EXPECT_EQ(pg::required_standbys(status(2, 0, 0, 0), {}), 1);  // standbys without slots
   EXPECT_EQ(pg::required_standbys(status(2, 0, 0, 2), {true, 2}), 2);
+  auto configured_sync = status(0, 0, 0, 0);
+  configured_sync.synchronous_standby_names = "node2";  // a synchronous standby expected, none attached now
+  EXPECT_EQ(pg::required_standbys(configured_sync, {}), 1);
   EXPECT_EQ(pg::describe(status(2, 0, 0, 2), {}),
             "replication=asynchronous timeline=1 standbys=2 synchronous=0 slots=2 synchronous_standby_names='' "
             "synchronous_commit=on required_standbys=1");
+}
+
+// What `auto` remembers (replication_memory): a write path that saw standbys or slots keeps requiring one when a
+// later status shows none (right after a failover whose other members are down); one that never saw any (a single
+// PostgreSQL) requires none; a number is never overridden.
+TEST(Confirmation, AutoRemembersAReplicatedCluster) {
+  pg::replication_memory single;
+  EXPECT_EQ(pg::required_standbys(status(0, 0, 0, 0), single.policy_for(status(0, 0, 0, 0), {})), 0);
+  pg::replication_memory m;
+  EXPECT_EQ(pg::required_standbys(status(2, 0, 0, 2), m.policy_for(status(2, 0, 0, 2), {})), 1);
+  const auto alone = status(0, 0, 0, 0);
+  EXPECT_EQ(pg::required_standbys(alone, m.policy_for(alone, {})), 1);
+  EXPECT_EQ(pg::confirmation_of(alone, m.policy_for(alone, {}), 1000), verdict::waiting);
+  EXPECT_EQ(pg::required_standbys(alone, m.policy_for(alone, {true, 0})), 0) << "the operator's number wins";
 }
 
 class SinglePostgres : public ::testing::Test {
@@ -135,10 +166,14 @@ TEST_F(SinglePostgres, ConfirmsACommitAtOnce) {
   EXPECT_EQ(s.hidden, 0);
   EXPECT_EQ(s.slots, 0);
   EXPECT_EQ(pg::mode_of(s, {}), pg::replication_mode::standalone) << pg::describe(s, {});
-  EXPECT_EQ(pg::confirmation_at_commit(s, {}), verdict::confirmed);
+  EXPECT_EQ(pg::confirmation_at_commit(s, {}, true), verdict::confirmed);
+  EXPECT_EQ(pg::confirmation_at_commit(s, {}, false), verdict::confirmed);
   // The position is where the WAL is: a later read is not behind it.
   const auto again = pg::read_replication_status(tx);
   EXPECT_GE(again.insert_lsn, s.insert_lsn);
+  // The primary's identity: its timeline and its postmaster's start, the same for every reading of one server.
+  EXPECT_GT(s.started_us, 0);
+  EXPECT_TRUE(again.identity() == s.identity());
 }
 
 // schemas/0004_confirmation.sql: the writer role may read the standbys' positions (the test server's

@@ -325,6 +325,9 @@ TEST(Writer, ARewrittenPartFoundInTheLedgerIsNotWrittenTwice) {
   EXPECT_EQ(r1.inserted(), 20u);
   EXPECT_EQ(r2.settled_from_ledger, 1u);
   EXPECT_EQ(first.batch_ids, again.batch_ids);
+  // Its own COMMIT, silent: it waited for any synchronous standby. Settled from the ledger: nothing says it did.
+  EXPECT_TRUE(first.waited);
+  EXPECT_FALSE(again.waited);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ingest_batches"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 20);
   EXPECT_EQ(crm_test::count(dsn, "SELECT coalesce(sum(event_count), 0) FROM communication_metrics"), 20);
