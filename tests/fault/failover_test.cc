@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <cstddef>
 #include <iostream>
 #include <memory>
@@ -51,6 +52,22 @@
 // and its checks: failover_fixture.h.
 namespace crm_fault {
 namespace {
+
+// Submits the batch of `seed` (100 events) as the first one, "before", and takes its completion.
+std::optional<crm::sinks::postgres::batch_completion> write_before(crm::sinks::postgres::writer_pool& pool,
+                                                                   std::uint32_t seed) {
+  pool.submit(events_batch(seed, 100), {"fault test", "before"}, 1);
+  return pool.next(std::chrono::seconds(30));
+}
+
+// The second batch came back written, a part of it written again: the primary the writers use now had lost it.
+void expect_second_batch_rewritten(const std::optional<crm::sinks::postgres::batch_completion>& c,
+                                   const confirm_observer& obs, const char* otherwise) {
+  ASSERT_TRUE(c) << "the batch never completed";
+  EXPECT_EQ(c->token, 2u);
+  EXPECT_EQ(c->status, crm::sinks::postgres::batch_status::written) << c->error;
+  EXPECT_GE(obs.rewritten.load(), 1) << otherwise;
+}
 
 // Landing on a replica (here: HAProxy's replica port) is a reason to reconnect, never a place to write:
 // the writer's pg_is_in_recovery() check and libpq's target_session_attrs=read-write both refuse it.
@@ -149,8 +166,7 @@ TEST_F(Failover, ACommitWhoseSyncWaitIsCutShortWaitsForTheStandby) {
   namespace pg = crm::sinks::postgres;
   auto obs = std::make_shared<confirm_observer>();
   pg::writer_pool pool(write_path(dsn_, obs));
-  pool.submit(events_batch(1000, 100), {"fault test", "before"}, 1);
-  auto c = pool.next(30s);
+  auto c = write_before(pool, 1000);
   ASSERT_TRUE(c);
   EXPECT_EQ(c->confirm_seconds, 0);
   cluster("freeze-senders");
@@ -350,9 +366,7 @@ TEST_F(AsyncFailover, TheWritePathHoldsABatchWhileTheStandbysLag) {
   namespace pg = crm::sinks::postgres;
   auto obs = std::make_shared<confirm_observer>();
   pg::writer_pool pool(write_path(dsn_, obs));
-  pool.submit(events_batch(950, 100), {"fault test", "before"}, 1);
-  auto c = pool.next(30s);
-  ASSERT_TRUE(c);
+  ASSERT_TRUE(write_before(pool, 950));
   EXPECT_EQ(obs->last_mode(), "asynchronous");
   cluster("pause-receivers");
   pool.submit(events_batch(951, 100), {"fault test", "while the standbys lag"}, 2);
@@ -363,7 +377,7 @@ TEST_F(AsyncFailover, TheWritePathHoldsABatchWhileTheStandbysLag) {
   EXPECT_FALSE(pool.next(1500ms)) << "released although no standby has it";
   EXPECT_EQ(pool.unconfirmed().batches, 1u);
   cluster("resume-receivers");
-  c = pool.next(30s);
+  auto c = pool.next(30s);
   ASSERT_TRUE(c);
   EXPECT_EQ(c->token, 2u);
   EXPECT_GT(c->confirm_seconds, 1.0);
@@ -404,10 +418,7 @@ TEST_F(AsyncFailover, TheWritePathRewritesWhatThePromotedReplicaLacks) {
   const std::string old_leader = last_line(cluster("failover"));
   const double crashed_at = now_s();
   auto c = pool.next(90s);
-  ASSERT_TRUE(c) << "the batch never completed";
-  EXPECT_EQ(c->token, 2u);
-  EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
-  EXPECT_GE(obs->rewritten.load(), 1) << "the promoted replica had the batch: the freeze did not work";
+  expect_second_batch_rewritten(c, *obs, "the promoted replica had the batch: the freeze did not work");
   EXPECT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 600);
   EXPECT_EQ(q(owner_dsn_, "SELECT count(DISTINCT event_id) FROM communications"), 600);
   EXPECT_EQ(q(owner_dsn_, "SELECT coalesce(sum(communications_inserted), 0) FROM ingest_batches"), 600);
@@ -471,10 +482,7 @@ TEST_F(AsyncFailover, SameTimelineTwiceRewritesWhatTheFirstHad) {
   record(fmt::format("same timeline twice: {} promoted to timeline {}, lost with it at {} MB; {} promoted to it too",
                      second, timeline, lost_at >> 20, stopped));
   auto c = pool.next(120s);
-  ASSERT_TRUE(c) << "never completed";
-  EXPECT_EQ(c->token, 2u);
-  EXPECT_EQ(c->status, pg::batch_status::written) << c->error;
-  EXPECT_GE(obs->rewritten.load(), 1) << "confirmed by the other server's positions";
+  expect_second_batch_rewritten(c, *obs, "confirmed by the other server's positions");
   EXPECT_EQ(q(owner_dsn_, "SELECT count(*) FROM communications"), 200);
   EXPECT_EQ(q(owner_dsn_, "SELECT count(DISTINCT event_id) FROM communications"), 200);
   // The crashed second primary's timeline N+1 is not this one's: pg_rewind cannot tell, so it is cloned again.
