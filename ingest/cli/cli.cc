@@ -186,8 +186,10 @@ int run_import_command(import_args& a) {
     std::cerr << fmt::format("interrupted by {}: {}; run the same import again to go on (what is stored counts as "
                              "duplicates)\n",
                              runtime::signal_name(signals.received()),
-                             s.resume_after.empty() ? std::string("no record was read")
-                                                    : "every record up to " + s.resume_after + " is written (stored, a duplicate or dead-lettered)");
+                             s.resume_after.empty()
+                                 ? std::string("no record was read")
+                                 : "every record up to " + s.resume_after +
+                                       " is written (stored, a duplicate or dead-lettered)");
     return 128 + signals.received();
   }
   if (s.files_failed) return exit_input;

@@ -100,13 +100,13 @@ void reader_main(const import_options& opt, shared_state& st) {
     return true;
   };
 
-  auto interrupted = [&] { return opt.stop != nullptr && opt.stop->load(std::memory_order_relaxed); };
+  // A stop (options.stop): noted in the summary the first time it is seen.
+  auto interrupted = [&] {
+    if (opt.stop != nullptr && opt.stop->load(std::memory_order_relaxed)) st.summary.interrupted = true;
+    return st.summary.interrupted;
+  };
   for (const auto& path : opt.files) {
-    if (failed) break;
-    if (interrupted()) {
-      st.summary.interrupted = true;
-      break;
-    }
+    if (failed || interrupted()) break;
     std::unique_ptr<file_source> src;
     try {
       src = std::make_unique<file_source>(path);
@@ -154,11 +154,7 @@ void reader_main(const import_options& opt, shared_state& st) {
         st.current_file_consumed = counted_size ? src->consumed() : 0;
         // A stop: what was read before it is written; a chunk that came after it (a pipe's read may wait long) and
         // the splitter's partial record stay unread (finish() would take a partial record for a whole one).
-        if (interrupted()) {
-          st.summary.interrupted = true;
-          break;
-        }
-        if (n == 0) break;
+        if (interrupted() || n == 0) break;
         splitter.feed(std::string_view(chunk.data(), n), on_record);
         if (stopped || failed) break;
         // A slow pipe must not hold events back for long. (A regular file never keeps the reader waiting: its

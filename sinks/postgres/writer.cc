@@ -335,6 +335,11 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   // A COMMIT is silent unless its wait for the synchronous standbys was cut short ("canceling wait for synchronous
   // replication", in the server's language): it committed on the primary alone, maybe.
   commit_warned_ = notices_->count() != notices;
+  if (commit_warned_ && options_.read_status_after_commit) {
+    spdlog::warn("A COMMIT returned with a notice (its wait for the synchronous standbys may have been cut short); the "
+                 "batch is confirmed once the standbys' positions show it. batch_id={} source={} position={}",
+                 id, info.source, info.position);
+  }
   r.transactions = 1;
   return r;
 }
@@ -354,12 +359,7 @@ bool writer::settle_from_ledger(const transform::uuid& batch_id, batch_result& o
 // A transaction of the part committed (or was found committed) on the current session: its id, whether its COMMIT
 // proves it waited for the synchronous standbys, and the session (a part whose transactions committed on several
 // sessions has no one session whose status speaks for all of them).
-void writer::note_commit(commit_point* out, const transform::uuid& id, bool waited, const batch_info& info) {
-  if (!waited && commit_warned_ && options_.read_status_after_commit) {
-    spdlog::warn("A COMMIT returned with a notice (its wait for the synchronous standbys may have been cut short); the "
-                 "batch is confirmed once the standbys' positions show it. batch_id={} source={} position={}",
-                 transform::to_string(id), info.source, info.position);
-  }
+void writer::note_commit(commit_point* out, const transform::uuid& id, bool waited) {
   if (!out) return;
   if (out->batch_ids.empty()) {
     out->session = session_;
@@ -439,8 +439,7 @@ batch_result writer::write_view(const view& v, const batch_info& info, const tra
             spdlog::warn("An in-doubt commit was found committed in the ledger; not replaying. batch_id={} source={}",
                          transform::to_string(batch_id), info.source);
           }
-          commit_warned_ = false;
-          note_commit(out, batch_id, false, info);  // settled from the ledger: its COMMIT may not have waited
+          note_commit(out, batch_id, false);  // settled from the ledger: its COMMIT may not have waited
           counts.communications_inserted = r.communications_inserted;
           counts.touchpoints_inserted = r.touchpoints_inserted;
           counts.settled_from_ledger = 1;
@@ -467,7 +466,7 @@ batch_result writer::write_view(const view& v, const batch_info& info, const tra
         last_in_doubt = false;
       }
       r = commit_once(v, info, batch_id);
-      note_commit(out, batch_id, !commit_warned_, info);
+      note_commit(out, batch_id, !commit_warned_);
       reachable_ = true;
       counts.communications_inserted = r.communications_inserted;
       counts.touchpoints_inserted = r.touchpoints_inserted;

@@ -171,7 +171,7 @@ class writer {
   transform::uuid random_id();
   batch_result commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id);
   bool settle_from_ledger(const transform::uuid& batch_id, batch_result& out);
-  void note_commit(commit_point* out, const transform::uuid& id, bool waited, const batch_info& info);
+  void note_commit(commit_point* out, const transform::uuid& id, bool waited);
   void prepare_session();
   void ensure_month_partitions(const view& v);
   void encode(const view& v, batch_result& counts);
