@@ -29,6 +29,13 @@ namespace crm::sinks::postgres {
 // plus the tally of rows copied directly ($1..$8: metric_tally::params()). Returns the number of rows it inserted.
 std::string communications_insert_statement(const char* stage, bool maintain_analytics);
 
+// Locks (for the transaction) the event ids of the staged rows whose time is their receipt, in one order, so that
+// the window search of the insert that follows (a separate statement: it sees what committed meanwhile) finds a
+// copy another writer is committing: two writers of the same callback and its retry, each missing the other's
+// uncommitted row (its key differs: another receipt time), stored it twice. A transaction advisory lock per id
+// hash (a collision only makes two events wait for each other).
+std::string receipt_time_locks_statement(const char* stage);
+
 // The rule that finds the stored copy of a communication whose time is its receipt (a provider's retry of it
 // has a later time): the SQL condition on the communications row `row` for the event id `id` received at `at`
 // (SQL expressions). The staging insert uses it to skip a retry; rejected replay to find the event stored.

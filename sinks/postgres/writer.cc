@@ -116,6 +116,7 @@ void writer::prepare_session() {
   // ab_test_message_counts): commit_once() runs it last, so those row locks are held only from it to COMMIT.
   conn->prepare("crm_insert_communications",
                 communications_insert_statement(stage_communications, options_.maintain_analytics));
+  conn->prepare("crm_lock_receipt_events", receipt_time_locks_statement(stage_communications));
   conn->prepare("crm_insert_touchpoints",
                 std::string("WITH ins AS (INSERT INTO customer_touchpoints (") + touchpoint_columns + ") SELECT " +
                     touchpoint_columns + " FROM " + stage_touchpoints +
@@ -193,7 +194,7 @@ void writer::encode(const view& v, batch_result& counts) {
   counts.touchpoints_in = v.touchpoints.size();
   counts.rejected_in = v.rejections.size();
 
-  bool has_receipt_time = false;
+  comm_receipt_time_ = false;
   // De-duplicate within the batch (first occurrence wins) and write in key order.
   auto sorted = [&](auto span, auto key_of) {
     order_.resize(span.size());
@@ -219,13 +220,13 @@ void writer::encode(const view& v, batch_result& counts) {
       }
     }
     comm_keep_.push_back(order_[i]);
-    has_receipt_time |= c.occurred_at_is_receipt_time;
+    comm_receipt_time_ |= c.occurred_at_is_receipt_time;
   }
   order_by_month(comm_keep_, v.communications);
   comm_keys_.clear();
   for (auto i : comm_keep_) comm_keys_.push_back({v.communications[i].event_id, v.communications[i].occurred_at});
   comm_copy_.rows().clear();
-  if (has_receipt_time) {
+  if (comm_receipt_time_) {
     // Rows without an event time are looked for near their time, which must not see the part's own rows
     // copied a moment before: a part with one stages all of its rows, in one statement.
     stage_all_communications(v);
@@ -319,7 +320,10 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
         stage_all_communications(v);
       }
     }
-    if (!comm_rows_.empty()) copy_into(tx, stage_communications, comm_rows_.finish());
+    if (!comm_rows_.empty()) {
+      copy_into(tx, stage_communications, comm_rows_.finish());
+      if (comm_receipt_time_) tx.exec_prepared("crm_lock_receipt_events");
+    }
     const auto p = tally_.params();
     r.communications_inserted =
         copied + tx.exec_prepared("crm_insert_communications", p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])[0][0]

@@ -198,6 +198,8 @@ class writer {
   std::unordered_set<std::int32_t> known_months_;
   // Reused across batches and retries.
   copy_encoder comm_rows_, touch_rows_, reject_rows_;
+  // The part has a row whose time is its receipt (staged whole, its ids locked before the insert).
+  bool comm_receipt_time_ = false;
   // The part's rows for the direct COPY (direct_copy.h); comm_rows_ (touch_rows_) holds either none of them or,
   // once the part is staged (a communication without an event time, or a fallback), all of them.
   direct_copy comm_copy_{"communications", "event_id", communications_copy_target()};

@@ -239,6 +239,25 @@ TEST(CommunicationInsert, WritersOfOverlappingPartsAcrossAMonthsEndDoNotDeadlock
   expect_metrics_equal_recount(dsn);
 }
 
+// The same event without an event time, written by two writers at once (two serve processes behind one load
+// balancer, each receiving the provider's callback and its retry): each part's window search ran before the other
+// committed and missed its row, whose key differs (another receipt time), so both were stored. Writer A holds its
+// uncommitted copy (a third session's lock on the ledger holds it before its COMMIT) while writer B writes the
+// retry; the event must be stored once.
+TEST(CommunicationInsert, TwoWritersOfOneEventWithoutAnEventTimeStoreItOnce) {
+  auto dsn = crm_test::fresh_database("t_comm_receipt_race");
+  tf::event_batch a, b;
+  a.communications.push_back(comm(1, nov_2026 + 5 * hour));
+  b.communications.push_back(comm(1, nov_2026 + 5 * hour + 1500));  // the retry, received 1.5 ms later
+  for (auto* batch : {&a, &b}) batch->communications.back().occurred_at_is_receipt_time = true;
+  b.communications.push_back(comm(2, nov_2026 + 6 * hour));
+  EXPECT_EQ(crm_test::expect_writers_do_not_deadlock(dsn, a, b, "LOCK TABLE ingest_batches IN SHARE MODE"), 2u);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE event_id = '" + tf::to_string(id_of(1)) +
+                                     "'"),
+            1);
+  expect_metrics_equal_recount(dsn);
+}
+
 TEST(CommunicationInsert, ARoleRowLevelSecurityAppliesToStagesEveryRowAndOneThatBypassesItCopies) {
   auto dsn = crm_test::fresh_database("t_comm_direct_roles");
   crm_test::execute(crm_test::admin_dsn(),
