@@ -28,10 +28,11 @@ std::string receipt_retry_match(const std::string& row, const std::string& id, c
 }
 
 std::string receipt_time_locks_statement(const char* stage) {
-  // The ids in hash order, locked in that order (the aggregate reads the sorted subquery row by row).
-  return std::string("SELECT count(pg_advisory_xact_lock(hashtext('crm_receipt_time_event'), h)) FROM (SELECT DISTINCT"
-                     " hashtext(event_id::text) AS h FROM ") +
-         stage + " WHERE occurred_at_is_receipt_time ORDER BY h OFFSET 0) ids";
+  // The ids' buckets in order, locked in that order (the aggregate reads the sorted subquery row by row).
+  return std::string("SELECT count(pg_advisory_xact_lock(hashtext('crm_receipt_time_event'), b)) FROM (SELECT DISTINCT"
+                     " hashtext(event_id::text) & ") +
+         std::to_string(receipt_time_lock_buckets - 1) + " AS b FROM " + stage +
+         " WHERE occurred_at_is_receipt_time ORDER BY b OFFSET 0) ids";
 }
 
 std::string communications_insert_statement(const char* stage, bool maintain_analytics) {

@@ -32,8 +32,12 @@ std::string communications_insert_statement(const char* stage, bool maintain_ana
 // Locks (for the transaction) the event ids of the staged rows whose time is their receipt, in one order, so that
 // the window search of the insert that follows (a separate statement: it sees what committed meanwhile) finds a
 // copy another writer is committing: two writers of the same callback and its retry, each missing the other's
-// uncommitted row (its key differs: another receipt time), stored it twice. A transaction advisory lock per id
-// hash (a collision only makes two events wait for each other).
+// uncommitted row (its key differs: another receipt time), stored it twice. One transaction advisory lock per
+// bucket of id hashes, at most receipt_time_lock_buckets per transaction: a lock per id took 20,000 entries of the
+// server's lock table for a full batch ("out of shared memory", and the batch was retried for ever). Two writers
+// with such parts at once mostly share a bucket, so the second one's insert waits for the first one's COMMIT: their
+// parts without an event time are written one after the other.
+inline constexpr int receipt_time_lock_buckets = 64;
 std::string receipt_time_locks_statement(const char* stage);
 
 // The rule that finds the stored copy of a communication whose time is its receipt (a provider's retry of it

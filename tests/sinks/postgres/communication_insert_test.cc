@@ -258,6 +258,19 @@ TEST(CommunicationInsert, TwoWritersOfOneEventWithoutAnEventTimeStoreItOnce) {
   expect_metrics_equal_recount(dsn);
 }
 
+// A full batch of events without an event time (batch_rows' default, 20,000 callbacks): the locks on their ids fit
+// PostgreSQL's lock table (one per id needed 20,000 entries, more than the server holds: "out of shared memory",
+// and the batch would have been retried for ever).
+TEST(CommunicationInsert, AFullBatchOfEventsWithoutAnEventTimeIsWritten) {
+  auto dsn = crm_test::fresh_database("t_comm_receipt_many");
+  tf::event_batch b;
+  for (std::uint64_t i = 0; i < 20000; ++i) {
+    b.communications.push_back(comm(i, nov_2026 + i * 1000));
+    b.communications.back().occurred_at_is_receipt_time = true;
+  }
+  write_expecting(dsn, b, "many", 20000);
+}
+
 TEST(CommunicationInsert, ARoleRowLevelSecurityAppliesToStagesEveryRowAndOneThatBypassesItCopies) {
   auto dsn = crm_test::fresh_database("t_comm_direct_roles");
   crm_test::execute(crm_test::admin_dsn(),
