@@ -115,19 +115,18 @@ batch_result writer::write_retained(const view& v, const batch_info& info, const
     else ++old_events;
   }
   part.rejections.assign(v.rejections.begin(), v.rejections.end());
-  for (auto i : comm_keep_) {
-    if (old(v.communications[i])) part.rejections.push_back(refused_event(v.communications[i], info, reason, part.text));
-  }
-  for (auto i : touch_keep_) {
-    if (old(v.touchpoints[i])) part.rejections.push_back(refused_event(v.touchpoints[i], info, reason, part.text));
-  }
+  auto refuse = [&](const auto& e) {
+    if (old(e)) part.rejections.push_back(refused_event(e, info, reason, part.text));
+  };
+  for (auto i : comm_keep_) refuse(v.communications[i]);
+  for (auto i : touch_keep_) refuse(v.touchpoints[i]);
   const std::uint64_t refused = part.rejections.size() - v.rejections.size();
   spdlog::warn("Events older than the retention cutoff were refused and dead-lettered; writing the rest of the batch. "
                "source={} position={} cutoff={} refused={}",
                info.source, info.position, why.day, refused);
-  batch_result r = write_view(view{part.communications, part.touchpoints, part.rejections},
-                              batch_info{info.source, info.position + " (retention cutoff)"}, derived_batch_id(batch_id, 5),
-                              rewrite, out);
+  batch_result r =
+      write_view(view{part.communications, part.touchpoints, part.rejections},
+                 batch_info{info.source, info.position + " (retention cutoff)"}, derived_batch_id(batch_id, 5), rewrite, out);
   r.communications_in = v.communications.size();
   r.touchpoints_in = v.touchpoints.size();
   r.rejected_in = v.rejections.size();

@@ -253,7 +253,9 @@ TEST(PartitionsRetain, EventsOfADroppedMonthThatArriveAgainAreDeadLetteredNotSto
   const auto mixed = scratch("retain-again") / "mixed.ndjson";
   {
     std::ofstream out(mixed);
-    for (int i = 1; i <= 5; ++i) out << communication_line(300 + i, month_time(dsn, 0, std::to_string(i) + " minutes"), 8, "t-new");
+    for (int i = 1; i <= 5; ++i) {
+      out << communication_line(300 + i, month_time(dsn, 0, std::to_string(i) + " minutes"), 8, "t-new");
+    }
     out << communication_line(11, month_time(dsn, 14, "1 day"), 7, "t-old");
   }
   r = import(dsn, mixed);
@@ -264,8 +266,8 @@ TEST(PartitionsRetain, EventsOfADroppedMonthThatArriveAgainAreDeadLetteredNotSto
   EXPECT_EQ(crm_test::count(dsn, refused_by_cutoff), 15);
 
   // Replaying the dead letters refuses them again and keeps them as they were, once each.
-  r = crm_test::run_command(exe + " --log-level warn rejected replay --allow-superuser --dsn " + crm_test::shell_quote(dsn) +
-                            " 2>&1");
+  r = crm_test::run_command(exe + " --log-level warn rejected replay --allow-superuser --dsn " +
+                            crm_test::shell_quote(dsn) + " 2>&1");
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("refused 15: older than the retention cutoff"), std::string::npos) << r.out;
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 7"), 0);
