@@ -327,7 +327,8 @@ int run(int argc, char** argv) {
   auto* retain_cmd = parts_cmd->add_subcommand(
       "retain",
       "Detach the monthly partitions older than --keep, archive each with pg_dump (verified) when --archive is "
-      "given, then drop it. One run at a time (advisory lock); a run that died is finished by the next. The DEFAULT "
+      "given, then drop it. One run at a time (advisory lock); a run that died is finished by the next. The cutoff is "
+      "recorded with the detach: events older than it are refused (dead-lettered) from then on. The DEFAULT "
       "partitions are never modified, only reported");
   retain_db.add_options(*retain_cmd, false);
   retain_cmd->add_option("--keep", retain_keep, "How much to keep: the current month and the months before, e.g. 13mo or 2y")
@@ -355,6 +356,9 @@ int run(int argc, char** argv) {
     for (const auto& n : r.dropped) std::cout << "dropped " << n << "\n";
     std::cout << "cutoff " << r.cutoff << ": " << r.dropped.size() << " partitions dropped (" << r.rows_dropped
               << " rows), " << r.default_rows_before_cutoff << " rows before the cutoff in the DEFAULT partitions (kept)\n";
+    if (!r.recorded_cutoff.empty()) {
+      std::cout << "retention cutoff " << r.recorded_cutoff << ": events older than it are refused (dead-lettered)\n";
+    }
   });
 
   // rejected

@@ -185,6 +185,12 @@ retention_result retain_partitions(const retention_options& o) {
     std::string child, parent, from, to;
   };
   std::vector<candidate> to_detach;
+  // The cutoff the writers refuse older events by (schemas/0017_retention_cutoff.sql): raised, never lowered.
+  const std::string record_cutoff =
+      "INSERT INTO retention_cutoff (cutoff, keep_months) VALUES (" + sql_literal(conn, res.cutoff) + "::date, " +
+      std::to_string(o.keep_months) +
+      ") ON CONFLICT (one) DO UPDATE SET cutoff = EXCLUDED.cutoff, keep_months = EXCLUDED.keep_months, set_at = now()"
+      " WHERE retention_cutoff.cutoff < EXCLUDED.cutoff";
   {
     pqxx::nontransaction tx(conn);
     auto r = tx.exec(
@@ -205,12 +211,16 @@ retention_result retain_partitions(const retention_options& o) {
       continue;
     }
     std::string comment = std::string(comment_prefix) + c.parent + " [" + c.from + ", " + c.to + ")";
+    // The cutoff in the detach's own transaction: no moment when a month is gone and its events are not refused.
     exec_with_lock_retries(conn, o,
                            {"ALTER TABLE " + conn.quote_name(c.parent) + " DETACH PARTITION " + conn.quote_name(c.child),
-                            "COMMENT ON TABLE " + conn.quote_name(c.child) + " IS " + sql_literal(conn, comment)});
+                            "COMMENT ON TABLE " + conn.quote_name(c.child) + " IS " + sql_literal(conn, comment),
+                            record_cutoff});
     spdlog::info("Detached a partition before the retention cutoff. partition={} cutoff={}", c.child, res.cutoff);
     res.detached.push_back(c.child);
   }
+  // Nothing detached (or months dropped by a run older than the cutoff's record): the run's cutoff stands all the same.
+  if (!o.dry_run && res.detached.empty()) exec_with_lock_retries(conn, o, {record_cutoff});
 
   // 3. Archive (optionally) and drop every table this or an earlier run detached.
   std::vector<detached_table> detached;
@@ -293,6 +303,8 @@ retention_result retain_partitions(const retention_options& o) {
           "cutoff={} advice=create_the_month_partitions_and_move_them_or_delete_them_deliberately",
           res.default_rows_before_cutoff, res.cutoff);
     }
+    res.recorded_cutoff = tx.exec("SELECT coalesce(to_char(max(cutoff), 'YYYY-MM-DD'), '') FROM retention_cutoff")[0][0]
+                              .as<std::string>();
     tx.exec("SELECT pg_advisory_unlock(hashtext('crm_partitions_retain'))");
   }
   return res;

@@ -10,6 +10,9 @@
 //   died after the detach finds it and finishes it (archive, verify, drop); an archive is written to
 //   NAME.dump.partial and renamed only once verified, so a half-written file is never taken for a good
 //   one; a detach left pending by DETACH ... CONCURRENTLY is finalized.
+// - the run's cutoff is recorded (retention_cutoff, schemas/0017) in the same transaction as each detach, and once
+//   more when nothing was detached; it is raised, never lowered. The writers refuse (dead-letter) every event older
+//   than it, so a month dropped is never stored again;
 // - the DEFAULT partitions are never modified: rows they hold before the cutoff are counted and
 //   reported (they need an operator's decision), not deleted.
 // Runs on the calling thread; takes each lock with a short lock_timeout and retries, so the writers
@@ -36,6 +39,9 @@ struct retention_options {
 struct retention_result {
   bool lock_busy = false;       // another run holds the lock; nothing was done
   std::string cutoff;           // YYYY-MM-DD: partitions ending on or before it go
+  // YYYY-MM-DD: the cutoff in force once the run is over (retention_cutoff, recorded by this run or an earlier one
+  // with a longer --keep); the writers refuse events older than it. Empty: none (a dry run records nothing).
+  std::string recorded_cutoff;
   std::vector<std::string> detached;   // by this run
   std::vector<std::string> archived;   // file paths, verified
   std::vector<std::string> dropped;

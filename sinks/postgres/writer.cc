@@ -2,7 +2,6 @@
 
 #include "sinks/postgres/attribution.h"
 #include "sinks/postgres/communication_insert.h"
-#include "sinks/postgres/row_json.h"
 
 #include <algorithm>
 #include <cstring>
@@ -28,13 +27,6 @@ std::string month_start(std::int32_t month) {
 bool same_key(const transform::uuid& a, transform::timestamp_us ta, const transform::uuid& b,
               transform::timestamp_us tb) {
   return ta == tb && a == b;
-}
-
-// "<what> (<reason>): <the server's words>", without the trailing newline the server ends them with.
-std::string refusal_text(std::string_view what, const failure& why) {
-  std::string text = std::string(what) + " (" + why.reason + "): " + why.message;
-  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  return text;
 }
 
 }  // namespace
@@ -136,6 +128,10 @@ void writer::prepare_session() {
                     " tenant_id"
                     " FROM s ORDER BY rejection_id ON CONFLICT (rejection_id) DO NOTHING RETURNING 1)"
                     " SELECT count(*) FROM ins");
+  // The retention cutoff, read after the locks on both parents (schemas/0017_retention_cutoff.sql).
+  conn->prepare("crm_retention_cutoff",
+                "SELECT (extract(epoch FROM d::timestamp AT TIME ZONE 'UTC') * 1000000)::bigint,"
+                " to_char(d, 'YYYY-MM-DD') FROM crm_retention_cutoff_for_write() d");
   conn->prepare("crm_ledger",
                 "INSERT INTO ingest_batches (batch_id, source, source_position, communications_in,"
                 " communications_inserted, touchpoints_in, touchpoints_inserted, rejected)"
@@ -280,6 +276,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   batch_result r;
   const std::string id = transform::to_string(batch_id);
   pqxx::work tx(*conn_);
+  check_retention_cutoff(tx, v);
   // Touchpoints (with the batch's analytics_backlog row: sinks/postgres/analytics_stage.h) and dead letters
   // first; communications last, since their statement bumps rows other writers bump too.
   if (!touch_keep_.empty()) {
@@ -346,6 +343,19 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   }
   r.transactions = 1;
   return r;
+}
+
+// First in the batch transaction: the parents' locks, then the cutoff a retain run recorded (one that has detached a
+// partition and not committed yet is waited for). An event older than it makes the transaction stop here.
+void writer::check_retention_cutoff(pqxx::dbtransaction& tx, const view& v) {
+  const auto row = tx.exec_prepared("crm_retention_cutoff")[0];
+  if (row[0].is_null()) return;
+  const auto cutoff = row[0].as<transform::timestamp_us>();
+  auto old = [cutoff](const auto& e) { return e.occurred_at < cutoff; };
+  if (std::any_of(v.communications.begin(), v.communications.end(), old) ||
+      std::any_of(v.touchpoints.begin(), v.touchpoints.end(), old)) {
+    throw retention_refusal(cutoff, row[1].as<std::string>());
+  }
 }
 
 bool writer::settle_from_ledger(const transform::uuid& batch_id, batch_result& out) {
@@ -480,6 +490,9 @@ batch_result writer::write_view(const view& v, const batch_info& info, const tra
       backoff_.reset();
       if (obs) obs->batch_committed();
       return counts;
+    } catch (const retention_refusal& e) {
+      reachable_ = true;
+      return write_retained(v, info, e, batch_id, rewrite, out);
     } catch (const std::exception& e) {
       failure f = classify(e);
       switch (f.kind) {
@@ -525,66 +538,6 @@ batch_result writer::write_view(const view& v, const batch_info& info, const tra
       }
     }
   }
-}
-
-batch_result writer::write_split(const view& v, const batch_info& info, const failure& why, const transform::uuid& batch_id,
-                                 bool rewrite, commit_point* out) {
-  const std::size_t nc = v.communications.size(), nt = v.touchpoints.size(), nr = v.rejections.size();
-  const std::size_t n = nc + nt + nr;
-  if (n <= 1) {
-    // One record the database refuses: keep it as a rejection with the database's reason.
-    if (nr == 1) {
-      // A dead letter the database refuses (its texts are stored whatever they hold; its received_at can be out
-      // of range when it was decoded from elsewhere): kept once more, received now, the refusal in its reason.
-      // Refused again: the writer cannot keep it, and says so.
-      constexpr std::string_view again = " (refused dead letter)";
-      if (info.position.ends_with(again)) {
-        throw write_error("the database refused a dead-letter record (" + why.reason + "): " + why.message);
-      }
-      transform::rejection rej = v.rejections[0];
-      std::string reason = refusal_text("the database refused this dead letter", why);
-      reason.append("; received_at is when it was refused; its reason was: ").append(rej.reason);
-      rej.reason = reason;
-      rej.received_at = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-      batch_info sub{info.source, info.position + std::string(again)};
-      return write_view(view{{}, {}, std::span<const transform::rejection>(&rej, 1)}, sub,
-                        derived_batch_id(batch_id, 4), rewrite, out);  // one dead letter in, one kept
-    }
-    std::string raw = nc == 1 ? to_canonical_json(v.communications[0]) : to_canonical_json(v.touchpoints[0]);
-    std::string reason = refusal_text("database refused the row", why);
-    std::string source = info.source + " " + info.position;
-    transform::rejection rej;
-    rej.received_at = nc == 1 ? v.communications[0].received_at : v.touchpoints[0].received_at;
-    rej.tenant_id = nc == 1 ? v.communications[0].tenant_id : v.touchpoints[0].tenant_id;
-    rej.source = source;
-    rej.reason = reason;
-    rej.raw = raw;
-    batch_info sub{info.source, info.position + " (refused row)"};
-    auto r = write_view(view{{}, {}, std::span<const transform::rejection>(&rej, 1)}, sub, derived_batch_id(batch_id, 3),
-                        rewrite, out);
-    r.communications_in = nc;
-    r.touchpoints_in = nt;
-    r.rejected_in = 0;
-    r.refused_by_database = 1;
-    return r;
-  }
-  // Halve in record order: communications, then touchpoints, then rejections.
-  const std::size_t mid = n / 2;
-  auto take = [](auto span, std::size_t from, std::size_t to) {
-    from = std::min(from, span.size());
-    to = std::min(to, span.size());
-    return span.subspan(from, to - from);
-  };
-  view a{take(v.communications, 0, mid), take(v.touchpoints, 0, mid > nc ? mid - nc : 0),
-         take(v.rejections, 0, mid > nc + nt ? mid - nc - nt : 0)};
-  view b{take(v.communications, mid, nc), take(v.touchpoints, mid > nc ? mid - nc : 0, nt),
-         take(v.rejections, mid > nc + nt ? mid - nc - nt : 0, nr)};
-  batch_result r = write_view(a, batch_info{info.source, info.position + " (part 1)"}, derived_batch_id(batch_id, 1),
-                              rewrite, out);
-  r += write_view(b, batch_info{info.source, info.position + " (part 2)"}, derived_batch_id(batch_id, 2), rewrite, out);
-  return r;
 }
 
 }  // namespace crm::sinks::postgres

@@ -140,6 +140,15 @@ class write_cancelled : public write_error {
   using write_error::write_error;
 };
 
+// Thrown inside a batch transaction that holds events older than the retention cutoff (schemas/0017): the writer
+// writes the batch again without them, each dead-lettered with the cutoff in its reason (write_retained).
+class retention_refusal : public std::runtime_error {
+ public:
+  retention_refusal(transform::timestamp_us cutoff_us, std::string cutoff_day);
+  transform::timestamp_us cutoff;  // microseconds since the epoch: events before it are refused
+  std::string day;                 // YYYY-MM-DD
+};
+
 class writer {
  public:
   explicit writer(writer_options options);
@@ -168,6 +177,9 @@ class writer {
                           commit_point* out);
   batch_result write_split(const view& v, const batch_info& info, const failure& why, const transform::uuid& batch_id,
                            bool rewrite, commit_point* out);
+  batch_result write_retained(const view& v, const batch_info& info, const retention_refusal& why,
+                              const transform::uuid& batch_id, bool rewrite, commit_point* out);
+  void check_retention_cutoff(pqxx::dbtransaction& tx, const view& v);
   transform::uuid random_id();
   batch_result commit_once(const view& v, const batch_info& info, const transform::uuid& batch_id);
   bool settle_from_ledger(const transform::uuid& batch_id, batch_result& out);

@@ -1,9 +1,10 @@
 // `crm-ingest partitions retain` against a real PostgreSQL: old monthly partitions are detached, archived
 // with pg_dump (restorable), dropped; reruns are no-ops; a run that died mid-way is finished by the next;
 // a concurrent run does nothing; the DEFAULT partitions are never touched.
+#include <cstdio>
 #include <filesystem>
-#include <thread>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -31,6 +32,21 @@ std::string month_name(const std::string& dsn, const std::string& parent, int mo
                         "make_interval(months => $2), 'YYYY_MM')",
                         parent, months_ago)[0][0]
       .as<std::string>();
+}
+
+// A time `offset` into the month `months_ago` months before the current one, as the importer reads it (UTC).
+std::string month_time(const std::string& dsn, int months_ago, const std::string& offset) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  return tx.exec_params("SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => $1) + "
+                        "$2::interval, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+                        months_ago, offset)[0][0]
+      .as<std::string>();
+}
+
+crm_test::command_result import(const std::string& dsn, const fs::path& file, const std::string& args = "") {
+  return crm_test::run_command(exe + " --log-level warn import --no-progress --allow-superuser --dsn " +
+                               crm_test::shell_quote(dsn) + " " + args + " " + file.string() + " 2>&1");
 }
 
 void exec(const std::string& dsn, const std::string& sql) {
@@ -151,20 +167,143 @@ TEST(PartitionsRetain, AMonthWhoseRowsAreInTheDefaultPartitionStaysThereAndBlock
   EXPECT_FALSE(table_exists(dsn, old_comm));
   // A later event of that month is stored (in the DEFAULT partition), not refused.
   const auto file = scratch("late-month") / "late.ndjson";
-  std::string at;
-  {
-    pqxx::connection c(dsn);
-    pqxx::nontransaction tx(c);
-    at = tx.exec("SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '16 months' + "
-                 "interval '3 days', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")[0][0].as<std::string>();
-  }
-  std::ofstream(file) << R"({"kind":"communication","occurred_at":")" + at +
+  std::ofstream(file) << R"({"kind":"communication","occurred_at":")" + month_time(dsn, 16, "3 days") +
                              R"(","channel":"email","status":"sent","email":"later@example.com"})" "\n";
-  auto r = crm_test::run_command(exe + " --log-level warn import --no-progress --allow-superuser --dsn " +
-                                 crm_test::shell_quote(dsn) + " " + file.string() + " 2>&1");
+  auto r = import(dsn, file);
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_default WHERE email = 'later@example.com'"), 1);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+}
+
+std::string test_id(int n) {
+  char b[40];
+  std::snprintf(b, sizeof b, "00000000-0000-4000-8000-%012d", n);
+  return b;
+}
+
+std::string communication_line(int id, const std::string& at, int campaign, const std::string& ab_test) {
+  return R"({"kind":"communication","event_id":")" + test_id(id) + R"(","occurred_at":")" + at +
+         R"(","channel":"email","status":"delivered","email":"e)" + std::to_string(id) +
+         R"(@example.com","campaign_id":)" + std::to_string(campaign) + R"(,"ab_test_id":")" + ab_test +
+         R"(","variant":"A"})" "\n";
+}
+
+std::string touchpoint_line(int id, const std::string& at) {
+  return R"({"kind":"touchpoint","touchpoint_id":")" + test_id(id) + R"(","occurred_at":")" + at +
+         R"(","touch_type":"page_view","anonymous_id":"v)" + std::to_string(id) + R"("})" "\n";
+}
+
+const std::string refused_by_cutoff =
+    "SELECT count(*) FROM rejected_events WHERE reason LIKE 'older than the retention cutoff ' || "
+    "to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - interval '12 months', 'YYYY-MM-DD') || "
+    "' set by partitions retain%'";
+
+// The product never stores an event twice. Events of a month `partitions retain` dropped that arrived again (a file
+// imported again, a provider's replay, a Kafka re-consume) were stored again (the writer made the month's partition
+// anew) and counted again in communication_metrics and ab_test_message_counts, which outlive the rows. The run now
+// records its cutoff and every write path refuses older events (dead letters with the cutoff in their reason); the
+// other records of their batches are stored, once.
+TEST(PartitionsRetain, EventsOfADroppedMonthThatArriveAgainAreDeadLetteredNotStoredTwice) {
+  const auto dsn = crm_test::fresh_database("t_retain_again");
+  exec(dsn, "SELECT crm_ensure_partitions(20, 3)");
+  const auto old_comm = month_name(dsn, "communications", 16);
+  const auto old_touch = month_name(dsn, "customer_touchpoints", 16);
+  // 10 communications (campaign 7, A/B test t-old) and 4 touchpoints 16 months back, 3 communications last month
+  // (campaign 8), interleaved: with 4 records a batch, every batch holds both.
+  const auto file = scratch("retain-again") / "events.ndjson";
+  {
+    std::ofstream out(file);
+    for (int i = 1; i <= 10; ++i) {
+      out << communication_line(i, month_time(dsn, 16, std::to_string(i) + " hours"), 7, "t-old");
+      if (i <= 4) out << touchpoint_line(100 + i, month_time(dsn, 16, std::to_string(i) + " hours"));
+      if (i <= 3) out << communication_line(200 + i, month_time(dsn, 1, std::to_string(i) + " hours"), 8, "t-new");
+    }
+  }
+  const std::string metrics = "SELECT coalesce(sum(event_count), 0) FROM communication_metrics WHERE campaign_id = ";
+  const std::string ab = "SELECT coalesce(sum(events), 0) FROM ab_test_message_counts WHERE ab_test_id = ";
+  auto r = import(dsn, file, "--batch-rows 4");
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_EQ(crm_test::count(dsn, "SELECT count(*) FROM " + old_comm), 10);
+  ASSERT_EQ(crm_test::count(dsn, metrics + "7"), 10);
+  ASSERT_EQ(crm_test::count(dsn, ab + "'t-old'"), 10);
+
+  // A dry run records nothing: the month's events are still duplicates, not refusals.
+  r = retain(dsn, "--keep 13mo --dry-run");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(r.out.find("retention cutoff"), std::string::npos) << r.out;
+  r = retain(dsn, "--keep 13mo");
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_FALSE(table_exists(dsn, old_comm));
+  EXPECT_NE(r.out.find("events older than it are refused"), std::string::npos) << r.out;
+
+  r = import(dsn, file, "--batch-rows 4");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 7"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 8"), 3);
+  EXPECT_FALSE(table_exists(dsn, old_comm)) << "the writer made the dropped month's partition again";
+  EXPECT_FALSE(table_exists(dsn, old_touch));
+  EXPECT_EQ(crm_test::count(dsn, metrics + "7"), 10);  // what the dropped month counted, once
+  EXPECT_EQ(crm_test::count(dsn, ab + "'t-old'"), 10);
+  EXPECT_EQ(crm_test::count(dsn, metrics + "8"), 3);
+  EXPECT_EQ(crm_test::count(dsn, refused_by_cutoff), 14);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 14);
+
+  // One batch: an old event beside five new ones. The new ones are stored once, the old one dead-lettered.
+  const auto mixed = scratch("retain-again") / "mixed.ndjson";
+  {
+    std::ofstream out(mixed);
+    for (int i = 1; i <= 5; ++i) {
+      out << communication_line(300 + i, month_time(dsn, 0, std::to_string(i) + " minutes"), 8, "t-new");
+    }
+    out << communication_line(11, month_time(dsn, 14, "1 day"), 7, "t-old");
+  }
+  r = import(dsn, mixed);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 8"), 8);
+  EXPECT_EQ(crm_test::count(dsn, metrics + "8"), 8);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 7"), 0);
+  EXPECT_EQ(crm_test::count(dsn, refused_by_cutoff), 15);
+
+  // Replaying the dead letters refuses them again and keeps them as they were, once each.
+  r = crm_test::run_command(exe + " --log-level warn rejected replay --allow-superuser --dsn " +
+                            crm_test::shell_quote(dsn) + " 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("refused 15: older than the retention cutoff"), std::string::npos) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 7"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events WHERE replayed_at IS NULL"), 15);
+  EXPECT_EQ(crm_test::count(dsn, refused_by_cutoff), 15);
+}
+
+// A writer's batch that meets a retain run between its detach and its commit waits for the run and refuses the event:
+// it does not go to the DEFAULT partition beside the detached table's copy of it.
+TEST(PartitionsRetain, AWriterWaitsForARetainRunThatHasDetachedAndRefusesItsMonth) {
+  const auto [dsn, old_comm] = prepared_database("t_retain_race");
+  const auto file = scratch("retain-race") / "event.ndjson";
+  std::ofstream(file) << communication_line(1, month_time(dsn, 16, "5 days"), 7, "t-old");
+  auto r = import(dsn, file);
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_EQ(crm_test::count(dsn, "SELECT count(*) FROM " + old_comm + " WHERE campaign_id = 7"), 1);
+
+  // The run's transaction, stopped after its detach and its cutoff.
+  pqxx::connection holder(dsn);
+  pqxx::work tx(holder);
+  tx.exec("ALTER TABLE communications DETACH PARTITION " + old_comm);
+  tx.exec("INSERT INTO retention_cutoff (cutoff, keep_months) "
+          "VALUES (date_trunc('month', now() AT TIME ZONE 'UTC') - interval '12 months', 13)");
+  std::thread release([&] {
+    crm_test::wait_for_count(dsn,
+                             "SELECT (count(*) > 0)::int FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND wait_event_type = 'Lock'",
+                             1, std::chrono::seconds(30));
+    tx.commit();
+  });
+  r = import(dsn, file);
+  release.join();
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE campaign_id = 7"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM " + old_comm + " WHERE campaign_id = 7"), 1);
+  EXPECT_EQ(crm_test::count(dsn, refused_by_cutoff), 1);
 }
 
 TEST(PartitionsRetain, AConcurrentRunDoesNothingAndTheDefaultPartitionIsNeverTouched) {
