@@ -112,14 +112,16 @@ int run_import_command(import_args& a) {
   pg::start_database(so);
 
   // SIGTERM/SIGINT: stop reading, write what was read and wait for it as at the end; a second one exits at once.
-  std::atomic<bool> stop{false};
+  // The stop also wakes a read waiting for a pipe's next bytes (stop_event's descriptor).
+  runtime::stop_event stop;
   runtime::signal_waiter signals(/*reload=*/false, /*second_stop_exits=*/true);
   signals.start([&stop](int sig) {
     spdlog::warn("{}: the import stops after the records read so far are written (a second signal stops it now).",
                  runtime::signal_name(sig));
-    stop = true;
+    stop.set();
   });
-  a.opt.stop = &stop;
+  a.opt.stop = &stop.flag();
+  a.opt.stop_fd = stop.fd();
 
   auto failover = std::make_shared<ingest::writer_failover_stats>();
   a.opt.write.writer.observer = failover;

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <mutex>
 #include <stop_token>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -14,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ingest/auth/auth_settings.h"
+#include "ingest/cli/exit_codes.h"
 #include "ingest/cli/kafka_commands.h"
 #include "ingest/collector/collector.h"
 #include "ingest/config/options.h"
@@ -95,6 +98,41 @@ std::vector<std::string> serve_warnings(const config::settings& cfg, bool events
 void log_warnings(const config::settings& cfg, bool events_open) {
   for (const auto& w : serve_warnings(cfg, events_open)) spdlog::warn("{}", w);
 }
+
+// A stop signal while serve starts (README "The collector"): nothing was acknowledged yet, so serve ends with 0,
+// as a stopped serve does. While it holds nothing (the embedded database's start, a connection attempt that may wait
+// for a TCP timeout) the process ends at once; from the local log's open on, the start-up steps look at requested()
+// and return in order (the log's recovery stops before it changes anything), and once serve runs, the server's
+// stop handler takes the signal (signal_waiter::start gives it a stop that came before).
+class startup_stop {
+ public:
+  explicit startup_stop(runtime::signal_waiter& signals) : signals_(signals) {
+    signals.start_early([this](int sig) {
+      std::lock_guard lock(mu_);
+      if (!holds_nothing_) return;  // the start-up steps see it
+      spdlog::info("Stopped during start-up, before the local log was opened: nothing was acknowledged. signal={}",
+                   runtime::signal_name(sig));
+      spdlog::default_logger()->flush();
+      std::_Exit(exit_ok);
+    });
+  }
+  // From here on serve holds something (the local log): a stop is left to the steps that look.
+  void holding() {
+    std::lock_guard lock(mu_);
+    holds_nothing_ = false;
+  }
+  bool requested() const noexcept { return signals_.received() != 0; }
+  int stopped(std::string_view where) const {
+    spdlog::info("Stopped during start-up ({}): nothing was acknowledged. signal={}", where,
+                 runtime::signal_name(signals_.received()));
+    return exit_ok;
+  }
+
+ private:
+  runtime::signal_waiter& signals_;
+  std::mutex mu_;
+  bool holds_nothing_ = true;
+};
 
 }  // namespace
 
@@ -204,8 +242,10 @@ int run_serve(const serve_args& args) {
   // anything else happens.
   (void)check_serve_settings(cfg);
 
-  // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask.
+  // Signals are taken by one thread with sigwait; every other thread inherits the blocked mask. The thread takes
+  // them from now on: a stop during start-up ends serve (startup_stop).
   runtime::signal_waiter signals(/*reload=*/true);
+  startup_stop starting(signals);
 
   // The database: configured, or the embedded private one (started and migrated here). Not reachable now:
   // serve anyway; the log keeps what arrives and the writers wait for it.
@@ -217,10 +257,19 @@ int run_serve(const serve_args& args) {
     spdlog::info("Using the embedded PostgreSQL. data_dir={} dsn={}", data_dir, dsn);
   }
   pg::start_database(config::startup_options_from(cfg, dsn, embedded, "serve"));
+  starting.holding();
+  if (starting.requested()) return starting.stopped("the database reached");
 
-  // The durable local log.
-  const auto log_opt = config::log_options_from(cfg, data_dir);
-  auto log = sinks::spool::durable_log::open(log_opt);  // throws open_error: exit code 4
+  // The durable local log; its recovery stops (changing nothing) on a stop signal.
+  auto log_opt = config::log_options_from(cfg, data_dir);
+  log_opt.stop_requested = [&starting] { return starting.requested(); };
+  std::unique_ptr<sinks::spool::durable_log> log;
+  try {
+    log = sinks::spool::durable_log::open(log_opt);  // throws open_error: exit code 4
+  } catch (const sinks::spool::open_stopped& e) {
+    return starting.stopped(e.what());
+  }
+  if (starting.requested()) return starting.stopped("the local log opened");
   metrics m;
   m.log_max_bytes.Set(static_cast<double>(log_opt.max_bytes));
   {

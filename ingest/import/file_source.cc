@@ -5,8 +5,10 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <string_view>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,12 +22,56 @@ bool opens_gzip_member(const z_stream& s) {
   return s.avail_in >= 2 && s.next_in[0] == 0x1f && s.next_in[1] == 0x8b;
 }
 
+// Formats import does not read, by their magic bytes: refused whole, instead of their bytes becoming dead letters
+// of garbage. bzip2's magic is followed by its block size, a digit 1-9.
+struct foreign_format {
+  std::string_view magic;
+  bool level_digit;
+  const char* what;    // after "compressed with" or as it stands
+  const char* undo;    // "decompress", "extract"
+  const char* command;  // writes the text to standard output
+};
+constexpr foreign_format foreign_formats[] = {
+    {"BZh", true, "compressed with bzip2", "decompress", "bzip2 -dc"},
+    {std::string_view("\xFD" "7zXZ\0", 6), false, "compressed with xz", "decompress", "xz -dc"},
+    {"\x28\xB5\x2F\xFD", false, "compressed with zstd", "decompress", "zstd -dc"},
+    {"PK\x03\x04", false, "a zip archive", "extract", "unzip -p"},
+};
+
+std::size_t signature_size(const foreign_format& f) { return f.magic.size() + (f.level_digit ? 1 : 0); }
+
+bool opens(const foreign_format& f, std::string_view head) {
+  return head.size() >= signature_size(f) && head.starts_with(f.magic) &&
+         (!f.level_digit || (head[f.magic.size()] >= '1' && head[f.magic.size()] <= '9'));
+}
+
+// `head` is shorter than a signature it begins: more bytes decide.
+bool may_open_foreign(std::string_view head) {
+  for (const auto& f : foreign_formats) {
+    if (head.size() < signature_size(f) && f.magic.starts_with(head.substr(0, std::min(head.size(), f.magic.size())))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string_view buffered(const z_stream& s) { return {reinterpret_cast<const char*>(s.next_in), s.avail_in}; }
+
 }  // namespace
 
-file_source::file_source(const std::string& path)
-    : path_(path), in_(new unsigned char[buffer_bytes]) {
-  fd_ = path == "-" ? dup(STDIN_FILENO) : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+file_source::file_source(const std::string& path, int stop_fd)
+    : path_(path), stop_fd_(stop_fd), in_(new unsigned char[buffer_bytes]) {
+  if (path == "-") {
+    fd_ = dup(STDIN_FILENO);
+  } else {
+    int flags = O_RDONLY | O_CLOEXEC;
+    // Opening a FIFO waits for its writer; with a stop it is opened at once and its reads wait (polled) instead.
+    struct stat named {};
+    if (stop_fd_ >= 0 && ::stat(path.c_str(), &named) == 0 && S_ISFIFO(named.st_mode)) flags |= O_NONBLOCK;
+    fd_ = ::open(path.c_str(), flags);
+  }
   if (fd_ < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  waits_ = stop_fd_ >= 0;  // until fstat says it is a regular file
   struct stat st {};
   if (fstat(fd_, &st) == 0) {
     if (S_ISDIR(st.st_mode)) {
@@ -33,6 +79,7 @@ file_source::file_source(const std::string& path)
       throw std::runtime_error("cannot read " + path + ": it is a directory");
     }
     if (S_ISREG(st.st_mode)) {
+      waits_ = false;
       size_ = static_cast<std::uint64_t>(st.st_size);
       // Standard input may be a file read in part already: positions are the file's offsets.
       const off_t at = ::lseek(fd_, 0, SEEK_CUR);
@@ -51,10 +98,22 @@ void file_source::fail(const std::string& what) const {
   throw std::runtime_error("cannot read " + path_ + ": " + what);
 }
 
+void file_source::wait_for_input() {
+  pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  for (;;) {
+    const int n = ::poll(p, 2, -1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(std::strerror(errno));
+    if (p[1].revents != 0) throw read_stopped();  // bytes that came with the stop are after it: not read
+    if (p[0].revents != 0) return;  // bytes, the writer's end (read says 0) or an error (read says which)
+  }
+}
+
 std::size_t file_source::read_fd(unsigned char* dst, std::size_t len) {
   while (!at_end_) {
+    if (waits_) wait_for_input();
     const ssize_t n = ::read(fd_, dst, len);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || (waits_ && errno == EAGAIN))) continue;
     if (n < 0) fail(std::strerror(errno));
     if (n == 0) break;
     taken_ += static_cast<std::uint64_t>(n);
@@ -76,8 +135,9 @@ std::size_t file_source::read(char* buf, std::size_t len) {
   if (!error_.empty()) throw std::runtime_error(error_);
   if (len == 0) return 0;
   if (state_ == state::undecided) {
-    while (stream_.avail_in < 2 && fill()) {
+    while ((stream_.avail_in < 2 || may_open_foreign(buffered(stream_))) && fill()) {
     }
+    refuse_foreign_format();
     if (opens_gzip_member(stream_)) {
       if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) fail("out of memory");
       inflating_ = true;
@@ -94,6 +154,17 @@ std::size_t file_source::read(char* buf, std::size_t len) {
   stream_.next_in += n;
   stream_.avail_in -= static_cast<uInt>(n);
   return n;
+}
+
+void file_source::refuse_foreign_format() {
+  for (const auto& f : foreign_formats) {
+    if (!opens(f, buffered(stream_))) continue;
+    const std::string how = std::string(f.command) + (path_ == "-" ? " FILE" : " " + path_) + " | crm-ingest import -";
+    throw refused_input("cannot read " + path_ + ": " +
+                        (path_ == "-" ? "standard input is " + std::string(f.what) + ": " + f.undo +
+                                            " it before the pipe: " + how
+                                      : std::string(f.what) + ": " + f.undo + " it first, or pipe it: " + how));
+  }
 }
 
 void file_source::start_member() {

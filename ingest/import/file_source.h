@@ -2,21 +2,41 @@
 // not by the file name; other input is passed through as it is. A gzip file may hold several members one
 // after the other (as `cat a.gz b.gz` makes): they are read as one stream. Whatever follows the last member
 // must be another member: anything else (plain text, a damaged header, padding) is a read error naming where
-// it starts, never dropped in silence. Owned by the reading thread.
+// it starts, never dropped in silence. Input in a format import does not read (bzip2, xz, zstd, a zip archive:
+// recognised by their magic bytes) is refused before anything of it is handed over (refused_input, naming the
+// format and how to decompress it). With a stop descriptor, reading a pipe, a FIFO or a terminal waits for its
+// bytes or the stop, whichever comes first (read_stopped). Owned by the reading thread.
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include <zlib.h>
 
 namespace crm::ingest {
 
+// The input is in a format import does not read (compressed other than with gzip, an archive): nothing of it was
+// handed over. The message names the file, the format and the command that decompresses it.
+class refused_input : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The stop descriptor turned readable while a read waited for a pipe's bytes: what is read so far is all there is.
+class read_stopped : public std::exception {
+ public:
+  const char* what() const noexcept override { return "stopped while waiting for input"; }
+};
+
 class file_source {
  public:
-  // Throws std::runtime_error with the OS's reason when the file cannot be opened.
-  explicit file_source(const std::string& path);
+  // Throws std::runtime_error with the OS's reason when the file cannot be opened. `stop_fd` (optional): a
+  // descriptor that turns readable with a stop (runtime::stop_event); a read from anything but a regular file
+  // then waits for the input or the stop (and a FIFO is opened without waiting for its writer).
+  explicit file_source(const std::string& path, int stop_fd = -1);
   ~file_source();
   file_source(const file_source&) = delete;
   file_source& operator=(const file_source&) = delete;
@@ -40,10 +60,14 @@ class file_source {
   void decode(uInt asked);  // inflates into stream_'s output until it is full, the input waits or ends
   void start_member();  // after a member: the next input must open another one
   std::size_t read_fd(unsigned char* dst, std::size_t len);  // one read(2); 0 at the end of the file
+  void wait_for_input();  // with a stop descriptor: until the input is readable; throws read_stopped
+  void refuse_foreign_format();  // throws refused_input when the buffered bytes open a format import does not read
   [[noreturn]] void fail(const std::string& what) const;
 
   std::string path_;
   int fd_ = -1;
+  int stop_fd_ = -1;
+  bool waits_ = false;  // not a regular file: reads wait for a writer (polled with the stop descriptor)
   std::uint64_t size_ = 0;
   std::uint64_t taken_ = 0;      // the file descriptor's offset: bytes before it and bytes read from it
   std::uint64_t member_at_ = 0;  // where the gzip member being read starts

@@ -109,7 +109,7 @@ void reader_main(const import_options& opt, shared_state& st) {
     if (failed || interrupted()) break;
     std::unique_ptr<file_source> src;
     try {
-      src = std::make_unique<file_source>(path);
+      src = std::make_unique<file_source>(path, opt.stop_fd);
     } catch (const std::exception& e) {
       spdlog::error("A file cannot be read; skipping it. file={} error={}", path, e.what());
       ++st.summary.files_failed;
@@ -165,10 +165,17 @@ void reader_main(const import_options& opt, shared_state& st) {
         }
       }
       if (!stopped && !failed && !st.summary.interrupted) splitter.finish(on_record);
+    } catch (const read_stopped&) {
+      // The stop came while a pipe delivered nothing: as a stop seen after a read (the partial record stays unread).
+      st.summary.interrupted = true;
     } catch (const std::exception& e) {
-      spdlog::error("A file could not be read to its end; the records before the error are imported. file={} "
-                    "error={}",
-                    path, e.what());
+      if (dynamic_cast<const refused_input*>(&e) != nullptr) {
+        spdlog::error("A file is in a format import does not read; skipping it. file={} error={}", path, e.what());
+      } else {
+        spdlog::error("A file could not be read to its end; the records before the error are imported. file={} "
+                      "error={}",
+                      path, e.what());
+      }
       ++st.summary.files_failed;
       st.summary.errors.push_back(e.what());
       // What was read of the record the error cut short is kept as a dead letter saying so, not dropped with the

@@ -43,6 +43,9 @@ struct import_options {
   // Set by the caller (a stop signal) to end the import early: no more records are read (the record being read
   // is left to a re-run), what was read is written and waited for as at the end. Null = never.
   const std::atomic<bool>* stop = nullptr;
+  // A descriptor that turns readable with that stop (runtime::stop_event), so that a read from a pipe that delivers
+  // nothing ends with it instead of waiting for the pipe's next bytes. -1 = none.
+  int stop_fd = -1;
 };
 
 struct import_progress {

@@ -158,6 +158,10 @@ void durable_log::recover() {
 
   scan_result last_scan;
   for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (options_.stop_requested && options_.stop_requested()) {
+      throw open_stopped("Stopped while checking the spool " + dir.string() + " (segment " +
+                         std::to_string(ids[i]) + "); nothing on disk was changed.");
+    }
     const bool is_last = i + 1 == ids.size();
     const bool holds_checkpoint = has_checkpoint && ids[i] == checkpoint.segment;
     // Records before the checkpoint are checked too: they tell where the frames are.

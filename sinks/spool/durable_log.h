@@ -59,6 +59,9 @@ struct durable_log_options {
   // fsync time) for the appenders it just released to come back, so that they share the next fsync
   // instead of splitting into two alternating half-size groups. Zero disables the wait.
   std::chrono::microseconds max_group_wait{1000};
+  // Asked before each segment open() checks (a large log takes a while): true ends open() with open_stopped
+  // before recovery has changed anything on disk (a stop signal while the command starts). Empty = never.
+  std::function<bool()> stop_requested;
 };
 
 // A place in the log: a byte offset inside a segment file. Record boundaries are the only positions
@@ -127,6 +130,13 @@ struct durable_log_stats {
 // Thrown by durable_log::open() only: bad options, an unusable directory, or damage that recovery
 // must not paper over. The message names the file, the offset and what a person can do about it.
 class open_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Thrown by durable_log::open() when options.stop_requested said so: the directory is as it was found (what
+// recovery would repair is repaired by the next open). Not an open_error: nothing is wrong with the log.
+class open_stopped : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };

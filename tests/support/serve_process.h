@@ -41,21 +41,10 @@ class serve_process {
   // The largest file the process may write (RLIMIT_FSIZE), from the next start(); 0 = no limit.
   void limit_file_size(rlim_t bytes) { file_size_limit_ = bytes; }
 
+  // Starts the process and waits for its port.
   void start() {
-    std::string out = (dir_ / "stdout.txt").string(), err = (dir_ / "stderr.txt").string();
-    std::remove(out.c_str());
-    pid_ = fork();
-    if (pid_ == 0) {
-      std::freopen(out.c_str(), "w", stdout);
-      std::freopen(err.c_str(), "a", stderr);
-      if (file_size_limit_ > 0) {  // writes past it fail with EFBIG (SIGXFSZ ignored), as on a full disk
-        std::signal(SIGXFSZ, SIG_IGN);
-        const rlimit limit{file_size_limit_, file_size_limit_};
-        setrlimit(RLIMIT_FSIZE, &limit);
-      }
-      execl(CRM_INGEST_EXE, CRM_INGEST_EXE, "serve", "--config", config_.c_str(), nullptr);
-      _exit(127);
-    }
+    launch();
+    const std::string out = (dir_ / "stdout.txt").string(), err = (dir_ / "stderr.txt").string();
     // Wait for the port line.
     for (int i = 0; i < 300; ++i) {
       std::ifstream in(out);
@@ -71,6 +60,24 @@ class serve_process {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     throw std::runtime_error("crm-ingest serve did not report its port within 15 s");
+  }
+
+  // Starts the process without waiting for anything (a test of its start-up).
+  void launch() {
+    std::string out = (dir_ / "stdout.txt").string(), err = (dir_ / "stderr.txt").string();
+    std::remove(out.c_str());
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::freopen(out.c_str(), "w", stdout);
+      std::freopen(err.c_str(), "a", stderr);
+      if (file_size_limit_ > 0) {  // writes past it fail with EFBIG (SIGXFSZ ignored), as on a full disk
+        std::signal(SIGXFSZ, SIG_IGN);
+        const rlimit limit{file_size_limit_, file_size_limit_};
+        setrlimit(RLIMIT_FSIZE, &limit);
+      }
+      execl(CRM_INGEST_EXE, CRM_INGEST_EXE, "serve", "--config", config_.c_str(), nullptr);
+      _exit(127);
+    }
   }
 
   // Sends `sig` and waits for the process; returns its exit status (-1 if it was not running).

@@ -8,6 +8,7 @@
 #include "support/http_client.h"
 #include "support/scratch.h"
 #include "support/serve_process.h"
+#include "support/silent_server.h"
 #include "support/test_db.h"
 #include "sinks/spool/durable_log.h"
 #include "transform/canonical/event_codec.h"
@@ -132,6 +133,25 @@ TEST(Serve, KeepAliveServesManyRequestsOnOneConnection) {
     ASSERT_EQ(r.status, 200) << r.body;
   }
   EXPECT_EQ(wait_for_count(dsn, "SELECT count(*) FROM communications", 50), 50);
+}
+
+// A stop while serve starts: its one connection attempt meets a database that takes the connection and never
+// answers (a hung server; no connect_timeout in the DSN, so libpq would wait for ever). The stop signals were blocked
+// until the start-up ended: a SIGTERM did nothing, and a systemd stop waited for its timeout and SIGKILLed. Nothing
+// was acknowledged yet: serve ends at once, with 0 as any stopped serve, and says so.
+TEST(Serve, AStopWhileItReachesTheDatabaseAtStartUpEndsItAtOnce) {
+  crm_test::silent_server db;
+  crm_test::serve_process srv("postgresql://crm@127.0.0.1:" + std::to_string(db.port()) + "/none?sslmode=disable",
+                              scratch("stop-at-start"));
+  srv.launch();
+  ASSERT_TRUE(db.wait_for_connection(std::chrono::seconds(15))) << srv.stderr_text();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inside its connection attempt
+  ASSERT_TRUE(srv.running()) << srv.stderr_text();
+  const double took = srv.signal_and_wait(SIGTERM, std::chrono::seconds(3));
+  ASSERT_FALSE(srv.running()) << "serve still running " << took << " s after SIGTERM:\n" << srv.stderr_text();
+  ASSERT_TRUE(WIFEXITED(srv.status())) << srv.status();
+  EXPECT_EQ(WEXITSTATUS(srv.status()), 0) << srv.stderr_text();
+  EXPECT_NE(srv.stderr_text().find("Stopped during start-up"), std::string::npos) << srv.stderr_text();
 }
 
 TEST(Serve, ReadyzReportsAnUnreachableDatabase) {

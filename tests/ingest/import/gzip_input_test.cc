@@ -1,7 +1,8 @@
 // Gzip input of `crm-ingest import`: several members one after the other are one stream; anything else after a
 // member fails the file (exit 1) with where it starts, after the records before it are stored. zlib's gzread,
 // which import used before, ignores what follows a member when it is not one ("trailing garbage"): the events
-// there were lost without a word (exit 0, "files_failed":0).
+// there were lost without a word (exit 0, "files_failed":0). Other compressed input (bzip2, xz, zstd) and zip
+// archives are refused by their magic bytes: their bytes became dead letters of garbage, the run exiting 0.
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -149,6 +150,73 @@ TEST(Import, PipedGzipIsReadMemberByMemberAndTrailingDataFailsIt) {
             std::string::npos)
       << failed.out;
   EXPECT_EQ(stored(dsn, "plain"), 0);
+}
+
+// Compressed input import does not read and zip archives: refused by their magic bytes, the file failed (exit 1,
+// files_failed) with the format and the command that decompresses it, nothing of it stored, the other files of the
+// run imported; through standard input the same.
+struct foreign_case {
+  const char* name;
+  std::string magic;
+  const char* what;
+  const char* undo;
+  const char* command;
+};
+
+void PrintTo(const foreign_case& c, std::ostream* os) { *os << c.name; }
+
+class ForeignInput : public ::testing::TestWithParam<foreign_case> {};
+
+TEST_P(ForeignInput, IsRefusedWithItsFormatAndNothingOfItIsStored) {
+  const auto& c = GetParam();
+  const auto dsn = crm_test::fresh_database(std::string("t_foreign_") + c.name);
+  // The magic, bytes as a compressor writes them, and lines that would be read if the file were taken for text.
+  const auto path = write_file(std::string("foreign-") + c.name, "events.ndjson",
+                               c.magic + std::string("\x01\x00\xff binary\n", 11) + events("inside", 3));
+  const auto good = write_file(std::string("foreign-good-") + c.name, "good.ndjson", events("good", 2));
+  const auto r = crm_test::run_ingest(import_args(dsn) + path + " " + good);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find(fmt::format("cannot read {0}: {1}: {2} it first, or pipe it: {3} {0} | crm-ingest import -",
+                                   path, c.what, c.undo, c.command)),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(R"("files_failed":1,)"), std::string::npos) << r.out;
+  EXPECT_EQ(stored(dsn, "inside"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+  EXPECT_EQ(stored(dsn, "good"), 2);
+
+  const auto piped = crm_test::run_command("CRM_INGEST_POSTGRES_ALLOW_SUPERUSER=true " + std::string(CRM_INGEST_EXE) +
+                                           " " + import_args(dsn) + "- < " + crm_test::shell_quote(path) + " 2>&1");
+  EXPECT_EQ(piped.status, 1) << piped.out;
+  EXPECT_NE(piped.out.find(fmt::format("cannot read -: standard input is {}: {} it before the pipe: {} FILE | "
+                                       "crm-ingest import -",
+                                       c.what, c.undo, c.command)),
+            std::string::npos)
+      << piped.out;
+  EXPECT_EQ(stored(dsn, "inside"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Import, ForeignInput,
+    ::testing::Values(foreign_case{"bzip2", "BZh9", "compressed with bzip2", "decompress", "bzip2 -dc"},
+                      foreign_case{"xz", std::string("\xFD" "7zXZ\0", 6), "compressed with xz", "decompress", "xz -dc"},
+                      foreign_case{"zstd", "\x28\xB5\x2F\xFD", "compressed with zstd", "decompress", "zstd -dc"},
+                      foreign_case{"zip", "PK\x03\x04", "a zip archive", "extract", "unzip -p"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Text is never taken for a format it only begins like: "BZh" without bzip2's block-size digit, or a short input
+// that is all of a magic's first bytes, is read as it is.
+TEST(FileSource, TextThatBeginsLikeAMagicIsReadAsItIs) {
+  for (const std::string& text : {std::string("BZh is not bzip2\n"), std::string("PK"), std::string("\xFD" "7z", 3)}) {
+    crm::ingest::file_source src(write_file("magic-prefix", "text.ndjson", text));
+    std::string got(64, '\0');
+    got.resize(src.read(got.data(), got.size()));
+    EXPECT_EQ(got, text);
+  }
+  crm::ingest::file_source bz(write_file("magic-bzip2", "events.bz2", "BZh91AY&SY"));
+  char buf[16];
+  EXPECT_THROW(bz.read(buf, sizeof buf), crm::ingest::refused_input);
 }
 
 // The progress line's figure: consumed() counts the compressed bytes taken, up to the file's size at the end, and

@@ -1,6 +1,7 @@
 // `crm-ingest import` end to end, as an operator runs it, against a real PostgreSQL.
 #include <algorithm>
 #include <array>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -458,38 +459,101 @@ TEST(Import, TheSameFileNamedAnotherWayStoresItsDeadLettersOnce) {
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM rejected_events WHERE source LIKE " + crm_test::shell_quote(sample() + ":%")), 8);
 }
 
-// Reading a pipe (here a FIFO), a stop waits for the pipe's next bytes; those came after it and are not read
-// (they were imported: "read 8 records" after a stop at 5).
+namespace {
+
+// A FIFO in `dir` and the lines of `count` generated events (for the tests of a stop while an import reads a pipe).
+struct fifo_input {
+  fs::path fifo;
+  std::vector<std::string> lines;
+};
+fifo_input make_fifo(const fs::path& dir, int count) {
+  fifo_input in{dir / "events.fifo", {}};
+  EXPECT_EQ(::mkfifo(in.fifo.c_str(), 0600), 0);
+  const auto [path, unique] = generate(dir, "--count " + std::to_string(count) + " --seed 5 --duplicates 0 --invalid 0");
+  EXPECT_EQ(unique, count);
+  std::ifstream file(path);
+  for (std::string line; std::getline(file, line);) in.lines.push_back(line + "\n");
+  return in;
+}
+
+crm_test::child import_fifo(const std::string& dsn, const fs::path& dir, const fifo_input& in) {
+  return crm_test::child({CRM_INGEST_EXE, "import", "--no-progress", "--allow-superuser", "--dsn", dsn, in.fifo.string()},
+                         dir / "out", dir / "err");
+}
+
+void wait_for_batches(const std::string& dsn, long long n) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (q(dsn, "SELECT count(*) FROM ingest_batches") < n && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+}  // namespace
+
+// Reading a pipe (here a FIFO), bytes the pipe delivers after a stop are not read (they were imported: "read 8
+// records" after a stop at 5). The import ends at the stop; the writer then meets a closed pipe (SIGPIPE ignored).
 TEST(Import, BytesAPipeDeliversAfterAStopAreNotRead) {
   auto dsn = crm_test::fresh_database("t_import_sigterm_pipe");
   auto dir = scratch("sigterm-pipe");
-  const auto fifo = dir / "events.fifo";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  const auto [path, unique] = generate(dir, "--count 8 --seed 5 --duplicates 0 --invalid 0");
-  ASSERT_EQ(unique, 8);
-  std::vector<std::string> lines;
-  {
-    std::ifstream in(path);
-    for (std::string line; std::getline(in, line);) lines.push_back(line + "\n");
-  }
-  crm_test::child imp({CRM_INGEST_EXE, "import", "--no-progress", "--allow-superuser", "--dsn", dsn, fifo.string()},
-                      dir / "out", dir / "err");
-  std::ofstream pipe(fifo);  // opens once the import opens its end
-  for (int i = 0; i < 5; ++i) pipe << lines[static_cast<std::size_t>(i)];
+  const auto in = make_fifo(dir, 8);
+  auto imp = import_fifo(dsn, dir, in);
+  std::ofstream pipe(in.fifo);  // opens once the import opens its end
+  for (int i = 0; i < 5; ++i) pipe << in.lines[static_cast<std::size_t>(i)];
   pipe.flush();
-  // The five are written (a pipe's batch goes after the linger), then the stop.
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (q(dsn, "SELECT count(*) FROM ingest_batches") < 1 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  wait_for_batches(dsn, 1);  // the five are written (a pipe's batch goes after the linger), then the stop
   imp.signal(SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  for (std::size_t i = 5; i < lines.size(); ++i) pipe << lines[i];
+  const auto sigpipe = std::signal(SIGPIPE, SIG_IGN);
+  for (std::size_t i = 5; i < in.lines.size(); ++i) pipe << in.lines[i];
   pipe.close();
+  std::signal(SIGPIPE, sigpipe);
   const auto code = imp.wait_for(std::chrono::seconds(60));
   const std::string err = crm_test::read_file(dir / "err");
   ASSERT_TRUE(code.has_value()) << err;
   EXPECT_EQ(*code, 128 + SIGTERM) << err;
-  EXPECT_NE(err.find("every record up to " + fifo.string() + ":5 is written"), std::string::npos) << err;
+  EXPECT_NE(err.find("every record up to " + in.fifo.string() + ":5 is written"), std::string::npos) << err;
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"), 5);
+}
+
+// A pipe that stays open and delivers nothing (a producer gone quiet): a stop ends the import at once, the records
+// before it written. The import waited for the pipe's next bytes, for ever when none came (a systemd stop then waited
+// for its timeout and killed it).
+TEST(Import, AStopEndsTheImportOfAnIdlePipeAtOnce) {
+  auto dsn = crm_test::fresh_database("t_import_sigterm_idle_pipe");
+  auto dir = scratch("sigterm-idle-pipe");
+  const auto in = make_fifo(dir, 8);
+  auto imp = import_fifo(dsn, dir, in);
+  std::ofstream pipe(in.fifo);
+  for (int i = 0; i < 5; ++i) pipe << in.lines[static_cast<std::size_t>(i)];
+  pipe.flush();  // and the pipe stays open, idle
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the import has read the five
+  imp.signal(SIGTERM);
+  const auto code = imp.wait_for(std::chrono::seconds(3));
+  const std::string err = crm_test::read_file(dir / "err");
+  ASSERT_TRUE(code.has_value()) << "the import still waits for the pipe 3 s after SIGTERM:\n" << err;
+  EXPECT_EQ(*code, 128 + SIGTERM) << err;
+  EXPECT_NE(err.find("every record up to " + in.fifo.string() + ":5 is written"), std::string::npos) << err;
+  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"), 5);
+}
+
+// A FIFO no writer has opened yet: the import waited in its open; a stop ends it at once, nothing read.
+TEST(Import, AStopEndsTheImportOfAFifoNoWriterOpened) {
+  auto dsn = crm_test::fresh_database("t_import_sigterm_no_writer");
+  auto dir = scratch("sigterm-no-writer");
+  const auto in = make_fifo(dir, 1);
+  auto imp = import_fifo(dsn, dir, in);
+  // The reader thread runs (the signal thread took over before it started): it is at the FIFO.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (crm_test::command_output("cat /proc/" + std::to_string(imp.pid()) + "/task/*/comm 2>/dev/null; true")
+                 .find("crm-import-read") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  imp.signal(SIGTERM);
+  const auto code = imp.wait_for(std::chrono::seconds(3));
+  const std::string err = crm_test::read_file(dir / "err");
+  ASSERT_TRUE(code.has_value()) << "the import still waits for a writer 3 s after SIGTERM:\n" << err;
+  EXPECT_EQ(*code, 128 + SIGTERM) << err;
+  EXPECT_NE(err.find("interrupted by SIGTERM: no record was read"), std::string::npos) << err;
 }

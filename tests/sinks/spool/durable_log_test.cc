@@ -439,6 +439,32 @@ TEST(DurableLog, StatsCountWhatHappened) {
   EXPECT_GT(log->stats().bytes_reserved, 0u) << "the bound still counts the undeleted active segment";
 }
 
+// A stop while a log is opened (serve's start-up, a large log to check): open() ends with open_stopped before it has
+// changed anything (here a torn tail stays as it was), the directory is free again, and the next open recovers it.
+TEST(DurableLog, AStopDuringOpenChangesNothingAndTheNextOpenRecovers) {
+  temp_dir dir;
+  {
+    auto log = durable_log::open(small_options(dir.path()));
+    ASSERT_TRUE(append_copies(*log, make_payload(400, 'c'), 24));  // three 4 KiB segments
+  }
+  const fs::path last = dir.path() / format::segment_file_name(3);
+  ASSERT_TRUE(fs::exists(last));
+  ASSERT_FALSE(fs::exists(dir.path() / format::segment_file_name(4)));
+  test::append_bytes(last, "torn");
+  const auto torn_size = fs::file_size(last);
+
+  auto o = small_options(dir.path());
+  int asked = 0;
+  o.stop_requested = [&asked] { return ++asked > 2; };  // the stop comes while the third segment is next
+  EXPECT_THROW(durable_log::open(o), open_stopped);
+  EXPECT_EQ(asked, 3);
+  EXPECT_EQ(fs::file_size(last), torn_size) << "nothing is repaired by a stopped open";
+
+  auto log = durable_log::open(small_options(dir.path()));
+  EXPECT_EQ(log->stats().torn_tails_cut, 1u);
+  EXPECT_EQ(read_all(*log, log->checkpointed()).size(), 24u);
+}
+
 struct bad_options_case {
   const char* name;
   void (*spoil)(durable_log_options& small);  // what is wrong with a valid small log's options
