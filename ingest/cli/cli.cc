@@ -54,6 +54,25 @@ const CLI::Validator phone_region(
     },
     "REGION");
 
+// --since / --until of `rejected replay`: refused before the database is reached (a usage error, exit 2).
+const CLI::Validator replay_time(
+    [](std::string& v) -> std::string {
+      try {
+        (void)utc_time_bound(v);
+        return "";
+      } catch (const std::invalid_argument& e) {
+        return e.what();
+      }
+    },
+    "TIME");
+
+// --max-record-bytes: the largest record the normalizer takes (import, rejected replay).
+void add_max_record_bytes(CLI::App& cmd, std::size_t& bytes) {
+  cmd.add_option("--max-record-bytes", bytes, "Largest accepted JSON object; bigger ones are rejected")
+      ->default_val(1 << 20)
+      ->check(CLI::Range(256, 64 << 20));
+}
+
 std::string human_duration(double s) {
   if (s < 0) s = 0;
   auto t = static_cast<long>(s + 0.5);
@@ -298,10 +317,7 @@ int run(int argc, char** argv) {
                          "Region for phone numbers without a country code (ISO 3166 alpha-2)")
       ->default_val("US")
       ->check(phone_region);
-  import_cmd->add_option("--max-record-bytes", imp.opt.normalize.max_record_bytes,
-                         "Largest accepted JSON object; bigger ones are rejected")
-      ->default_val(1 << 20)
-      ->check(CLI::Range(256, 64 << 20));
+  add_max_record_bytes(*import_cmd, imp.opt.normalize.max_record_bytes);
   import_cmd->add_flag("--no-progress", imp.no_progress, "Do not draw the progress line on a terminal");
   import_cmd->add_flag("--no-attribution", imp.no_attribution,
                        "Do not maintain the attribution and A/B-test tables while importing (they go stale until "
@@ -376,13 +392,18 @@ int run(int argc, char** argv) {
   replay_db.add_superuser_option(*replay_cmd);
   replay_cmd->add_option("--source", replay_opt.source_like, "Only rows whose source is LIKE this pattern, e.g. 'POST /v1/webhooks/sendgrid%'");
   replay_cmd->add_option("--reason", replay_opt.reason_like, "Only rows whose reason is LIKE this pattern, e.g. 'phone:%'");
-  replay_cmd->add_option("--since", replay_opt.since, "Only rows received at or after this time (e.g. 2026-11-01T00:00:00Z)");
-  replay_cmd->add_option("--until", replay_opt.until, "Only rows received before this time");
+  replay_cmd->add_option("--since", replay_opt.since,
+                         "Only rows received at or after this time (e.g. 2026-11-01T00:00:00Z; a date or a time "
+                         "without an offset is read in UTC)")
+      ->check(replay_time);
+  replay_cmd->add_option("--until", replay_opt.until, "Only rows received before this time (as --since)")
+      ->check(replay_time);
   replay_cmd->add_option("--limit", replay_opt.limit, "Examine at most this many rows (0 = all)")->default_val(0);
   replay_cmd->add_option("--default-region", replay_opt.normalize.default_region,
                          "Region for phone numbers without a country code (ISO 3166 alpha-2)")
       ->default_val("US")
       ->check(phone_region);
+  add_max_record_bytes(*replay_cmd, replay_opt.normalize.max_record_bytes);
   replay_cmd->add_flag("--delete", replay_opt.remove, "Delete replayed rows instead of setting replayed_at");
   replay_cmd->add_flag("--dry-run", replay_opt.dry_run, "Count what would pass; write nothing");
   replay_cmd->callback([&] {

@@ -9,6 +9,7 @@
 
 #include "sinks/postgres/queries.h"
 #include "sinks/postgres/writer_pool.h"
+#include "transform/text/timestamp.h"
 #include "transform/providers/registry.h"
 
 namespace crm::ingest {
@@ -21,8 +22,9 @@ namespace {
 constexpr std::string_view webhook_prefix = "POST /v1/webhooks/";
 
 // Re-normalizes one dead letter into `out`. Returns how many events it produced (0 = still failing, the
-// reason appended to `out.rejections`), or -1 when the record cannot be re-read on its own.
-int renormalize(transform::normalizer& norm, std::string_view source, std::string_view raw,
+// reason appended to `out.rejections`), or -1 when the record cannot be re-read on its own. `key`: the dead
+// letter's idempotency key, the one its event would have had (already indexed): the event gets the same id.
+int renormalize(transform::normalizer& norm, std::string_view source, std::string_view raw, std::string_view key,
                 transform::timestamp_us received_at, transform::event_batch& out) {
   const std::size_t events_before = out.communications.size() + out.touchpoints.size();
   const std::size_t rejections_before = out.rejections.size();
@@ -42,7 +44,7 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
       std::string endpoint(webhook_prefix);
       endpoint.append(name);
       tp::webhook_input in{body, form ? "application/x-www-form-urlencoded" : "application/json", "", endpoint,
-                           received_at, {}};
+                           received_at, key, true};
       std::string error;
       if (!p->normalize(norm, in, out, error)) return -1;
       const std::size_t produced = out.communications.size() + out.touchpoints.size() - events_before;
@@ -52,7 +54,7 @@ int renormalize(transform::normalizer& norm, std::string_view source, std::strin
     return -1;
   }
   transform::source_ref ref{source, 0};
-  auto outcome = norm.normalize(raw, ref, received_at, out);
+  auto outcome = norm.normalize(raw, ref, received_at, out, key);
   return outcome == transform::normalize_outcome::rejected ? 0 : 1;
 }
 
@@ -93,8 +95,25 @@ std::vector<std::string> stored_ids(pqxx::connection& conn, const transform::eve
 
 }  // namespace
 
+std::string utc_time_bound(std::string_view text) {
+  transform::timestamp_us t = 0;
+  const char* problem = transform::detail::parse_rfc3339(text, t);
+  if (problem != nullptr) {
+    // Without an offset (a bare date: its midnight): UTC, whatever the session's time zone.
+    std::string utc(text);
+    utc.append(text.size() == 10 ? "T00:00:00Z" : "Z");
+    if (transform::detail::parse_rfc3339(utc, t) != nullptr) {
+      throw std::invalid_argument("\"" + std::string(text) + "\" is not a time (" + problem +
+                                  "): use an RFC 3339 time such as 2026-11-01T00:00:00Z, or a date such as "
+                                  "2026-11-01 (read in UTC)");
+    }
+  }
+  char out[40];
+  return std::string(out, transform::detail::format_rfc3339(t, out));
+}
+
 replay_result replay_rejected(const replay_options& o) {
-  if (o.page_rows == 0) throw std::invalid_argument("page size must be at least 1");
+  if (o.page_rows == 0 || o.page_bytes == 0) throw std::invalid_argument("page size must be at least 1");
   replay_result res;
   pqxx::connection conn(o.dsn);
   pg::pool_options popt;
@@ -105,7 +124,8 @@ replay_result replay_rejected(const replay_options& o) {
   if (!o.dry_run) pool = std::make_unique<pg::writer_pool>(popt);
   transform::normalizer norm(o.normalize);
 
-  const pg::dead_letter_filter filter{o.source_like, o.reason_like, o.since, o.until};
+  auto bound = [](const std::string& t) { return t.empty() ? t : utc_time_bound(t); };
+  const pg::dead_letter_filter filter{o.source_like, o.reason_like, bound(o.since), bound(o.until)};
   // Tells this run's batches (and the dead letters the writer may make of them) from any other run's.
   const std::string run_id = std::to_string(transform::now_us());
 
@@ -116,8 +136,11 @@ replay_result replay_rejected(const replay_options& o) {
     long long want = static_cast<long long>(o.page_rows);
     if (o.limit > 0) want = std::min(want, o.limit - res.examined);
     if (want <= 0) break;
-    const auto rows = pg::read_dead_letters(conn, filter, after_id, want);
+    const auto rows = pg::read_dead_letters(conn, filter, after_id, want, o.page_bytes);
     if (rows.empty()) break;
+    ++res.pages;
+    std::size_t page_bytes = 0;
+    for (const auto& row : rows) page_bytes += row.raw.size();
 
     auto batch_ptr = std::make_shared<transform::event_batch>();
     transform::event_batch& batch = *batch_ptr;
@@ -126,7 +149,7 @@ replay_result replay_rejected(const replay_options& o) {
       ++res.examined;
       const std::size_t communications_before = batch.communications.size();
       const std::size_t touchpoints_before = batch.touchpoints.size();
-      int produced = renormalize(norm, row.source, row.raw, row.received_at_us, batch);
+      int produced = renormalize(norm, row.source, row.raw, row.idempotency_key, row.received_at_us, batch);
       if (produced > 0 && !row.tenant_id.empty()) {
         // The events keep the tenant of the credential or endpoint that brought the dead letter.
         const auto tenant = batch.text.copy(row.tenant_id);
@@ -186,7 +209,8 @@ replay_result replay_rejected(const replay_options& o) {
     res.replayed += settled;
     spdlog::info("Replayed a page of dead letters. page={} examined={} replayed={} still_failing={}", page,
                  res.examined, res.replayed, res.still_failing);
-    if (static_cast<long long>(rows.size()) < want) break;
+    // A page cut short by its bytes is not the end.
+    if (static_cast<long long>(rows.size()) < want && page_bytes < o.page_bytes) break;
   }
   // The attribution and A/B tables include the replayed events when the command returns.
   if (pool && res.inserted > 0 && !pool->catch_up_analytics(std::chrono::minutes(10))) {

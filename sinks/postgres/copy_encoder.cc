@@ -34,7 +34,7 @@ const char* const touchpoint_stage_definition =
     "campaign_id bigint, is_conversion boolean, conversion_type text, conversion_value float8, currency text, "
     "ab_test_id text, variant text, metadata jsonb, tenant_id text, lead_ref text, campaign_ref text";
 const char* const rejection_stage_definition =
-    "received_at timestamptz, source text, reason text, raw text, raw_bytes bytea, tenant_id text";
+    "received_at timestamptz, source text, reason text, raw text, raw_bytes bytea, tenant_id text, idempotency_key text";
 
 namespace {
 
@@ -356,7 +356,7 @@ void copy_encoder::append(const transform::touchpoint& t, touchpoint_layout layo
 }
 
 void copy_encoder::append(const transform::rejection& r) {
-  begin_row(6);
+  begin_row(7);
   timestamp(r.received_at);
   std::string clean;
   // Source and reason may quote file names or values that are not UTF-8.
@@ -375,6 +375,8 @@ void copy_encoder::append(const transform::rejection& r) {
   }
   to_valid_utf8(r.tenant_id, clean);
   text(clean);  // empty -> NULL: no tenant
+  to_valid_utf8(r.idempotency_key, clean);
+  text(clean);  // empty -> NULL: no key
 }
 
 }  // namespace crm::sinks::postgres

@@ -49,17 +49,22 @@ partition_catalog read_partition_catalog(pqxx::connection& conn) {
 }
 
 std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_letter_filter& f,
-                                           const std::string& after_id, long long limit) {
+                                           const std::string& after_id, long long limit, std::size_t max_bytes) {
   pqxx::read_transaction tx(conn);
+  // The raw the client keeps (raw_bytes when set, else raw) is sent once; a row is taken while the rows before it
+  // hold less than max_bytes (octet_length reads a stored value's size without decompressing it).
   auto rows = tx.exec_params(
-      "SELECT rejection_id::text, (extract(epoch FROM received_at) * 1000000)::bigint, source, reason, raw, raw_bytes,"
-      " tenant_id FROM rejected_events WHERE replayed_at IS NULL"
+      "SELECT rejection_id::text, (extract(epoch FROM received_at) * 1000000)::bigint, source, reason,"
+      " CASE WHEN raw_bytes IS NULL THEN raw END, raw_bytes, tenant_id, idempotency_key FROM"
+      " (SELECT *, sum(coalesce(octet_length(raw_bytes), octet_length(raw))) OVER (ORDER BY rejection_id) AS upto,"
+      " coalesce(octet_length(raw_bytes), octet_length(raw)) AS size FROM rejected_events WHERE replayed_at IS NULL"
       " AND ($1::text IS NULL OR source LIKE $1) AND ($2::text IS NULL OR reason LIKE $2)"
       " AND ($3::timestamptz IS NULL OR received_at >= $3::timestamptz)"
       " AND ($4::timestamptz IS NULL OR received_at < $4::timestamptz)"
       " AND ($5::uuid IS NULL OR rejection_id > $5::uuid)"
-      " ORDER BY rejection_id LIMIT $6",
-      or_null(f.source_like), or_null(f.reason_like), or_null(f.since), or_null(f.until), or_null(after_id), limit);
+      " ORDER BY rejection_id LIMIT $6) page WHERE upto - size < $7 ORDER BY rejection_id",
+      or_null(f.source_like), or_null(f.reason_like), or_null(f.since), or_null(f.until), or_null(after_id), limit,
+      static_cast<long long>(max_bytes));
   std::vector<dead_letter> out;
   out.reserve(rows.size());
   for (const auto& row : rows) {
@@ -70,6 +75,7 @@ std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_le
     d.reason = row[3].as<std::string>();
     d.raw = row[5].is_null() ? row[4].as<std::string>() : pqxx::binarystring(row[5]).str();
     if (!row[6].is_null()) d.tenant_id = row[6].as<std::string>();
+    if (!row[7].is_null()) d.idempotency_key = row[7].as<std::string>();
     out.push_back(std::move(d));
   }
   return out;

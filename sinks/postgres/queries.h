@@ -38,11 +38,14 @@ struct dead_letter {
   long long received_at_us = 0;
   std::string source, reason, raw;  // raw: raw_bytes when set, else raw
   std::string tenant_id;            // the tenant that brought it; empty = none (NULL)
+  std::string idempotency_key;      // the key its event would have had; empty = none (NULL)
 };
 // Not yet replayed dead letters matching `f` with rejection_id > `after_id` (empty = from the start), in
-// rejection_id order (keyset pagination: one pass over the primary key whatever the filters), at most `limit`.
+// rejection_id order (keyset pagination: one pass over the primary key whatever the filters), at most `limit`
+// rows, and no more after the rows read hold `max_bytes` of raw (at least one row, whatever its size). Fewer rows
+// than `limit` whose raw adds up to less than `max_bytes` is the end of the matching rows.
 std::vector<dead_letter> read_dead_letters(pqxx::connection& conn, const dead_letter_filter& f,
-                                           const std::string& after_id, long long limit);
+                                           const std::string& after_id, long long limit, std::size_t max_bytes);
 // Marks the dead letters replayed (replayed_at = now()), or deletes them, in one transaction.
 void settle_dead_letters(pqxx::connection& conn, const std::vector<std::string>& rejection_ids, bool remove);
 // Deletes the not yet replayed dead letters whose source starts with `source_prefix` (those the writer made of

@@ -116,16 +116,19 @@ void writer::prepare_session() {
                     touchpoint_backlog(options_.maintain_analytics) + " SELECT count(*) FROM ins");
   if (options_.maintain_analytics) conn->prepare("crm_touchpoint_backlog", touchpoint_backlog_insert());
   conn->prepare("crm_insert_rejections",
-                // The id is the dead letter's source and bytes, and its tenant when it has one: two tenants'
-                // identical bad bodies (a provider's test payload) are two dead letters, each theirs.
+                // The id is the dead letter's source and bytes, and its tenant and idempotency key when it has
+                // them: two tenants' identical bad bodies (a provider's test payload) are two dead letters, each
+                // theirs; so are two deliveries of one body under two keys (replay stores two events).
                 std::string("WITH s AS (SELECT md5(convert_to(source, 'UTF8') || '\\x1f'::bytea ||"
                             " coalesce(convert_to(tenant_id, 'UTF8') || '\\x1e'::bytea, ''::bytea) ||"
-                            " coalesce(raw_bytes, convert_to(raw, 'UTF8')))::uuid AS rejection_id, * FROM ") +
+                            " coalesce(raw_bytes, convert_to(raw, 'UTF8')) ||"
+                            " coalesce('\\x1d'::bytea || convert_to(idempotency_key, 'UTF8'), ''::bytea))::uuid"
+                            " AS rejection_id, * FROM ") +
                     stage_rejections +
                     "), ins AS (INSERT INTO rejected_events (rejection_id, received_at, source, reason, raw, raw_bytes,"
-                    " tenant_id)"
+                    " tenant_id, idempotency_key)"
                     " SELECT DISTINCT ON (rejection_id) rejection_id, received_at, source, reason, raw, raw_bytes,"
-                    " tenant_id"
+                    " tenant_id, idempotency_key"
                     " FROM s ORDER BY rejection_id ON CONFLICT (rejection_id) DO NOTHING RETURNING 1)"
                     " SELECT count(*) FROM ins");
   // The retention cutoff, read after the locks on both parents (schemas/0017_retention_cutoff.sql).

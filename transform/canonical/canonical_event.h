@@ -130,6 +130,10 @@ struct rejection {
   std::string_view reason;  // names the field and the rule
   std::string_view raw;     // the record's text as received (possibly not valid UTF-8)
   std::string_view tenant_id;  // the tenant of the credential or endpoint that brought it; empty = none
+  // The idempotency key the record's event would have had (a webhook source's declared key or the request's
+  // webhook-id, already scoped and indexed: `<source>:<key>[:<index>]`); empty = none. `rejected replay` gives
+  // it back, so the replayed event gets the id a redelivery of the request stored.
+  std::string_view idempotency_key{};
 };
 
 // A text field of a record kind and the name of its column.
@@ -167,7 +171,7 @@ inline constexpr text_field<touchpoint> touchpoint_texts[] = {
 };
 inline constexpr text_field<rejection> rejection_texts[] = {
     {"source", &rejection::source}, {"reason", &rejection::reason}, {"raw", &rejection::raw},
-    {"tenant_id", &rejection::tenant_id}};
+    {"tenant_id", &rejection::tenant_id}, {"idempotency_key", &rejection::idempotency_key}};
 
 // The unit that crosses thread boundaries. Owned by one thread at a time; moved, never shared.
 struct event_batch {

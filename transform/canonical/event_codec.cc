@@ -41,10 +41,16 @@ constexpr std::uint8_t flag_value_follows = 4;
 // The fewest bytes each record kind can take, to refuse counts the input cannot hold before reserving.
 constexpr std::size_t min_communication_bytes = 16 + 2 + 2 + 3 + communication_string_count;
 constexpr std::size_t min_touchpoint_bytes = 16 + 2 + 2 + 3 + touchpoint_string_count;
-constexpr std::size_t min_rejection_bytes = 1 + std::size(rejection_texts);
-// Version 1 had no tenant_id, the last of rejection_texts.
-constexpr std::size_t v1_rejection_strings = std::size(rejection_texts) - 1;
+// Versions 2 and 3 had no idempotency_key, the last of rejection_texts; version 1 neither tenant_id before it.
+constexpr std::size_t v3_rejection_strings = std::size(rejection_texts) - 1;
+constexpr std::size_t v1_rejection_strings = v3_rejection_strings - 1;
+static_assert(rejection_texts[v3_rejection_strings].member == &rejection::idempotency_key);
 static_assert(rejection_texts[v1_rejection_strings].member == &rejection::tenant_id);
+
+// The strings of a rejection in `version`.
+constexpr std::size_t rejection_strings_of(std::uint8_t version) noexcept {
+  return version == 1 ? v1_rejection_strings : version < 4 ? v3_rejection_strings : std::size(rejection_texts);
+}
 
 constexpr std::uint64_t zigzag(std::int64_t v) noexcept {
   return (static_cast<std::uint64_t>(v) << 1) ^ static_cast<std::uint64_t>(v >> 63);
@@ -221,14 +227,18 @@ std::size_t worst_case_size(const event_batch& batch) noexcept {
 void encode_event_batch(const event_batch& batch, std::string& out) {
   out.resize(worst_case_size(batch));
   writer w(out.data());
-  // A batch without references is written as version 2, which readers of the previous release take too
-  // (a rolling upgrade may upgrade collectors before `write` consumers, and a rollback reads the log back).
-  bool refs = false;
+  // A batch is written in the oldest version that holds it (without references 2, without a dead letter's
+  // idempotency key 3), which readers of earlier releases take too (a rolling upgrade may upgrade collectors
+  // before `write` consumers, and a rollback reads the log back).
+  bool refs = false, keys = false;
   for (const auto& c : batch.communications) refs = refs || !c.lead_ref.empty() || !c.campaign_ref.empty();
   for (const auto& t : batch.touchpoints) refs = refs || !t.lead_ref.empty() || !t.campaign_ref.empty();
-  const std::size_t skipped = refs ? 0 : v2_record_strings_missing;
+  for (const auto& r : batch.rejections) keys = keys || !r.idempotency_key.empty();
+  const std::uint8_t version = keys ? event_codec_version : refs ? 3 : 2;
+  const std::size_t skipped = version == 2 ? v2_record_strings_missing : 0;
+  const std::size_t rejection_strings = rejection_strings_of(version);
   w.bytes(magic, sizeof magic);
-  w.byte(refs ? event_codec_version : 2);
+  w.byte(version);
   w.byte(0);
   w.varint(batch.communications.size());
   w.varint(batch.touchpoints.size());
@@ -261,7 +271,7 @@ void encode_event_batch(const event_batch& batch, std::string& out) {
   for (const auto& r : batch.rejections) {
     w.svarint(delta(r.received_at, previous));
     previous = r.received_at;
-    for (const auto& field : rejection_texts) w.text(r.*field.member);
+    for (std::size_t f = 0; f < rejection_strings; ++f) w.text(r.*rejection_texts[f].member);
   }
   out.resize(static_cast<std::size_t>(w.position() - out.data()));
 }
@@ -294,8 +304,8 @@ std::error_code append_decoded_event_batch(std::string_view bytes, event_batch& 
   const std::size_t missing = version < 3 ? v2_record_strings_missing : 0;
   const std::size_t communication_strings = communication_string_count - missing;
   const std::size_t touchpoint_strings = touchpoint_string_count - missing;
-  const std::size_t rejection_strings = version == 1 ? v1_rejection_strings : std::size(rejection_texts);
-  const std::size_t rejection_bytes = version == 1 ? 1 + v1_rejection_strings : min_rejection_bytes;
+  const std::size_t rejection_strings = rejection_strings_of(version);
+  const std::size_t rejection_bytes = 1 + rejection_strings;
   if (!r.byte(flags)) return failed(r.error());
   if (flags != 0) return failed(codec_errc::unsupported_version);
 

@@ -6,7 +6,7 @@
 //
 // Pure functions, no shared state: call them from any thread on batches that thread owns.
 //
-// Format, version 3 (integers are LEB128 varints, signed ones zigzag-encoded):
+// Format, version 4 (integers are LEB128 varints, signed ones zigzag-encoded):
 //   "EB" version(1 byte) flags(1 byte, 0)  count_communications count_touchpoints count_rejections
 //   communication: id(16 bytes) occurred_at(delta from the previous communication's) received_at(delta
 //                  from its occurred_at) lead_id campaign_id channel direction(bit 7: occurred_at is the
@@ -15,10 +15,11 @@
 //   touchpoint:    id(16) times(as above) lead_id campaign_id type group(1 byte each) flags(1 byte:
 //                  1 is_conversion, 2 has_conversion_value, 4 conversion_value follows) [value: 8 bytes
 //                  IEEE-754 little-endian] then 20 strings (touchpoint_texts)
-//   rejection:     received_at(delta from the previous rejection's) source reason raw tenant_id
-// Versions 1 and 2 (still decoded, for logs and topics written before): without the last two strings of
-// communications and touchpoints (lead_ref, campaign_ref); version 1 also without the rejections' tenant_id.
-// A batch whose records carry no reference is still written as version 2, which the previous release reads.
+//   rejection:     received_at(delta from the previous rejection's) source reason raw tenant_id idempotency_key
+// Versions 1 to 3 (still decoded, for logs and topics written before): without the rejections' idempotency_key;
+// versions 1 and 2 also without the last two strings of communications and touchpoints (lead_ref, campaign_ref);
+// version 1 also without the rejections' tenant_id. A batch is written in the oldest version that holds it: with
+// no dead letter's key as version 3, with no reference either as version 2, which earlier releases read.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +44,7 @@ enum class codec_errc : int {
 const std::error_category& codec_category() noexcept;
 inline std::error_code make_error_code(codec_errc e) noexcept { return {static_cast<int>(e), codec_category()}; }
 
-inline constexpr std::uint8_t event_codec_version = 3;
+inline constexpr std::uint8_t event_codec_version = 4;
 
 // Replaces the content of `out` with the encoding of `batch` (its capacity is reused).
 void encode_event_batch(const event_batch& batch, std::string& out);

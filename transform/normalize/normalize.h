@@ -44,14 +44,16 @@ class normalizer {
   // Appends exactly one record to `out` and says which. `fallback_key`, when not empty, is the idempotency key
   // of a record that carries no id of its own (neither event_id nor provider_event_id; for a touchpoint neither
   // touchpoint_id nor message_id): it becomes its provider_event_id (message_id), from which its id is derived
-  // (a webhook's delivery id, so that a redelivery stores nothing twice).
+  // (a webhook's delivery id, so that a redelivery stores nothing twice). A rejection keeps it
+  // (rejection::idempotency_key), so that `rejected replay` derives the same id.
   normalize_outcome normalize(std::string_view text, source_ref source, timestamp_us received_at,
                               event_batch& out, std::string_view fallback_key = {});
 
   // Records a rejection found before parsing (e.g. by the record splitter). Its raw text is kept up to
   // max_record_bytes (a record's text cannot be longer unless it was refused for that).
+  // `idempotency_key`: the key the record's event would have had (rejection::idempotency_key).
   void reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
-              event_batch& out);
+              event_batch& out, std::string_view idempotency_key = {});
   // The same for a whole input that is not one record (a webhook body, a Kafka message): kept whole, however long
   // (its transport bounds it: http.body_limit_bytes, the broker's message size), so that a replay has all of it.
   void reject_whole(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
@@ -60,11 +62,12 @@ class normalizer {
   // Provider adapters: appends exactly one record built from fields already read from a provider's
   // payload, through the same validator as normalize() (e-mail/phone normalization, occurred_at bounds,
   // UTM and click ids from landing_url, channel group, currency, event_id/touchpoint_id). A broken rule
-  // appends a rejection of `raw` (the provider's event as received) instead.
+  // appends a rejection of `raw` (the provider's event as received) instead, which keeps `idempotency_key`
+  // (the source's declared key the fields carry, if any: rejection::idempotency_key).
   normalize_outcome append(const communication_fields& fields, std::string_view raw, source_ref source,
-                           timestamp_us received_at, event_batch& out);
+                           timestamp_us received_at, event_batch& out, std::string_view idempotency_key = {});
   normalize_outcome append(const touchpoint_fields& fields, std::string_view raw, source_ref source,
-                           timestamp_us received_at, event_batch& out);
+                           timestamp_us received_at, event_batch& out, std::string_view idempotency_key = {});
 
   const normalize_options& options() const noexcept { return options_; }
 

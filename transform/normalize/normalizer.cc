@@ -31,20 +31,21 @@ struct normalizer::impl {
   // Appends the record `f` describes, or the rejection of `raw` with the first broken rule.
   template <typename Fields>
   normalize_outcome append(const Fields& f, normalize_outcome kind, std::string_view raw, source_ref source,
-                           timestamp_us received_at, event_batch& out) {
+                           timestamp_us received_at, event_batch& out, std::string_view idempotency_key) {
     reason.clear();
     if (appender.append(f, received_at, out, reason)) return kind;
-    reject(raw, source, received_at, reason, out, options.max_record_bytes);
+    reject(raw, source, received_at, reason, out, options.max_record_bytes, idempotency_key);
     return normalize_outcome::rejected;
   }
 
   void reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason_text,
-              event_batch& out, std::size_t max_raw_bytes) {
+              event_batch& out, std::size_t max_raw_bytes, std::string_view idempotency_key = {}) {
     rejection r;
     r.received_at = received_at;
     r.source = render_source(source, out.text);
     r.reason = out.text.copy(reason_text);
     r.raw = out.text.copy(raw.substr(0, max_raw_bytes));
+    r.idempotency_key = out.text.copy(idempotency_key);
     out.rejections.push_back(r);
   }
 
@@ -70,21 +71,22 @@ normalize_outcome normalizer::normalize(std::string_view text, source_ref source
       if (!fallback_key.empty() && m.communication.event_id.empty() && m.communication.provider_event_id.empty()) {
         m.communication.provider_event_id = fallback_key;
       }
-      return m.append(m.communication, normalize_outcome::communication, text, source, received_at, out);
+      return m.append(m.communication, normalize_outcome::communication, text, source, received_at, out,
+                      fallback_key);
     case normalize_outcome::touchpoint:
       if (!fallback_key.empty() && m.touchpoint.touchpoint_id.empty() && m.touchpoint.message_id.empty()) {
         m.touchpoint.message_id = fallback_key;
       }
-      return m.append(m.touchpoint, normalize_outcome::touchpoint, text, source, received_at, out);
+      return m.append(m.touchpoint, normalize_outcome::touchpoint, text, source, received_at, out, fallback_key);
     case normalize_outcome::rejected: break;
   }
-  m.reject(text, source, received_at, m.reason, out, options_.max_record_bytes);
+  m.reject(text, source, received_at, m.reason, out, options_.max_record_bytes, fallback_key);
   return normalize_outcome::rejected;
 }
 
 void normalizer::reject(std::string_view raw, source_ref source, timestamp_us received_at, std::string_view reason,
-                        event_batch& out) {
-  impl_->reject(raw, source, received_at, reason, out, options_.max_record_bytes);
+                        event_batch& out, std::string_view idempotency_key) {
+  impl_->reject(raw, source, received_at, reason, out, options_.max_record_bytes, idempotency_key);
 }
 
 void normalizer::reject_whole(std::string_view raw, source_ref source, timestamp_us received_at,
@@ -93,13 +95,13 @@ void normalizer::reject_whole(std::string_view raw, source_ref source, timestamp
 }
 
 normalize_outcome normalizer::append(const communication_fields& fields, std::string_view raw, source_ref source,
-                                     timestamp_us received_at, event_batch& out) {
-  return impl_->append(fields, normalize_outcome::communication, raw, source, received_at, out);
+                                     timestamp_us received_at, event_batch& out, std::string_view idempotency_key) {
+  return impl_->append(fields, normalize_outcome::communication, raw, source, received_at, out, idempotency_key);
 }
 
 normalize_outcome normalizer::append(const touchpoint_fields& fields, std::string_view raw, source_ref source,
-                                     timestamp_us received_at, event_batch& out) {
-  return impl_->append(fields, normalize_outcome::touchpoint, raw, source, received_at, out);
+                                     timestamp_us received_at, event_batch& out, std::string_view idempotency_key) {
+  return impl_->append(fields, normalize_outcome::touchpoint, raw, source, received_at, out, idempotency_key);
 }
 
 bool is_canonical_field(std::string_view name) noexcept {

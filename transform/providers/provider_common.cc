@@ -337,6 +337,7 @@ std::string_view usable_text(workspace& ws, std::string_view text) {
 }
 
 std::string_view indexed_key(workspace& ws, const webhook_input& in, std::size_t index) {
+  if (in.key_is_indexed) return in.idempotency_key;
   const std::size_t at = transform::detail::skip_json_whitespace(in.body, 0);
   if (index == 0 && (at == std::string_view::npos || in.body[at] != '[')) return in.idempotency_key;
   ws.event_key.assign(in.idempotency_key).push_back(':');
@@ -354,12 +355,8 @@ namespace {
 
 // A source's declared idempotency key in place of the provider's own event id (providers.h, webhook_input):
 // `<key>` for the first event of an object body, `<key>:<index>` otherwise.
-void declared_key(workspace& ws, const webhook_input& in, std::size_t index, communication_fields& f) {
-  f.provider_event_id = indexed_key(ws, in, index);
-}
-void declared_key(workspace& ws, const webhook_input& in, std::size_t index, touchpoint_fields& f) {
-  f.message_id = indexed_key(ws, in, index);
-}
+void declared_key(std::string_view key, communication_fields& f) { f.provider_event_id = key; }
+void declared_key(std::string_view key, touchpoint_fields& f) { f.message_id = key; }
 
 template <typename Fields>
 void emit(normalizer& norm, const webhook_input& in, workspace& ws, const crm_ids& ids, Fields& f,
@@ -367,12 +364,14 @@ void emit(normalizer& norm, const webhook_input& in, workspace& ws, const crm_id
   resolve_ids(ws, ids, f);
   apply_ids(ids, f);
   const source_ref src = event_source(ws, in.source, index);
+  // A rejection keeps the key too, so that `rejected replay` gives the event the id a redelivery stores.
+  const std::string_view key = in.idempotency_key.empty() ? std::string_view{} : indexed_key(ws, in, index);
   if (!ws.reason.empty()) {
-    norm.reject(raw, src, in.received_at, ws.reason, out);
+    norm.reject(raw, src, in.received_at, ws.reason, out, key);
   } else {
     f.metadata = finish_metadata(ws);
-    if (!in.idempotency_key.empty()) declared_key(ws, in, index, f);
-    norm.append(f, raw, src, in.received_at, out);
+    if (!key.empty()) declared_key(key, f);
+    norm.append(f, raw, src, in.received_at, out, key);
   }
   end_event(ws);
 }

@@ -257,8 +257,8 @@ void offer_query(workspace& ws, crm_ids& ids, std::string_view query, std::strin
 std::string_view usable_text(workspace& ws, std::string_view text);
 
 // A source's declared idempotency key (webhook_input::idempotency_key) for the event at `index`: the key as
-// is for the first event of a body that is not a JSON array, else "<key>:<index>" (in ws.event_key: valid until
-// the next call).
+// is for the first event of a body that is not a JSON array (or one already indexed: key_is_indexed), else
+// "<key>:<index>" (in ws.event_key: valid until the next call).
 std::string_view indexed_key(workspace& ws, const webhook_input& in, std::size_t index);
 
 // Text of "<source>:<index>" in ws.source.

@@ -27,6 +27,9 @@ struct webhook_input {
   // each touchpoint): `<key>` for the first event of a body, `<key>:<index>` for the others and for every
   // element of a body that is a JSON array. standard: the key only of records that carry no id of their own.
   std::string_view idempotency_key;
+  // The key is already one event's (`rejected replay` gives back a dead letter's rejection::idempotency_key, in a
+  // body it rebuilt): used as is, never indexed.
+  bool key_is_indexed = false;
 };
 
 using provider_fn = bool (*)(normalizer& norm, const webhook_input& in, event_batch& out, std::string& error);

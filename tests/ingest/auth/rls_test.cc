@@ -133,6 +133,9 @@ TEST(WriterRole, CannotReadOrAlterOutsideItsGrant) {
             "");
   EXPECT_EQ(failure_as(dsn, w, "CREATE TEMP TABLE staging (x int)"), "");
   EXPECT_EQ(failure_as(dsn, w, "SELECT crm_execute_cached('crm_x', 'SELECT 1', 1)"), "");  // the analytics stage's
+  // `rejected replay` (run as a writer role) marks or deletes the dead letters it replayed (schemas/0018).
+  EXPECT_EQ(failure_as(dsn, w, "UPDATE rejected_events SET replayed_at = now()"), "");
+  EXPECT_EQ(failure_as(dsn, w, "DELETE FROM rejected_events"), "");
   // What it does not need is refused.
   for (const char* refused : {
            "SELECT * FROM crm_private_notes",
@@ -140,7 +143,7 @@ TEST(WriterRole, CannotReadOrAlterOutsideItsGrant) {
            "DELETE FROM communications",
            "TRUNCATE communications",
            "DELETE FROM ingest_batches",
-           "UPDATE rejected_events SET replayed_at = now()",
+           "UPDATE rejected_events SET raw = 'x', reason = 'y'",  // a dead letter's content stays as it came
            "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'x', 'y')",
            "INSERT INTO campaigns (campaign_id) VALUES (1)",
            "ALTER TABLE communications ADD COLUMN x int",

@@ -85,11 +85,15 @@ TEST(CopyEncoder, InvalidUtf8IsShownReplacedAndKeptExactly) {
   r.reason = "bad";
   r.raw = std::string_view("ok\xff", 3);
   e.append(r);
-  // raw_bytes: the exact 3 bytes, not NULL; then tenant_id: NULL (no tenant).
-  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 11), std::string("\0\0\0\3ok\xff\xff\xff\xff\xff", 11));
+  // raw_bytes: the exact 3 bytes, not NULL; then tenant_id and idempotency_key: NULL (none).
+  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 15),
+            std::string("\0\0\0\3ok\xff\xff\xff\xff\xff\xff\xff\xff\xff", 15));
   r.tenant_id = "acme";
   e.append(r);
-  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 8), std::string("\0\0\0\4acme", 8));
+  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 12), std::string("\0\0\0\4acme\xff\xff\xff\xff", 12));
+  r.idempotency_key = "acme-std:msg_77";
+  e.append(r);
+  EXPECT_EQ(e.buffer().substr(e.buffer().size() - 27), std::string("\0\0\0\4acme\0\0\0\x0f" "acme-std:msg_77", 27));
 }
 
 }  // namespace

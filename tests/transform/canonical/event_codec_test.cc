@@ -96,6 +96,7 @@ rejection full_rejection(event_batch& b, int n) {
   r.reason = text(b, "occurred_at: not a timestamp " + k);
   r.raw = text(b, std::string("{\"bad\":\xff\xfe\0", 10) + k);  // not UTF-8, with a NUL
   r.tenant_id = text(b, "tenant-" + k);
+  r.idempotency_key = text(b, "acme-std:msg_" + k);
   return r;
 }
 
@@ -166,6 +167,7 @@ void expect_same(const rejection& a, const rejection& b, std::size_t i) {
   EXPECT_EQ(a.reason, b.reason);
   EXPECT_EQ(a.raw, b.raw);
   EXPECT_EQ(a.tenant_id, b.tenant_id);
+  EXPECT_EQ(a.idempotency_key, b.idempotency_key);
 }
 
 void expect_same(const event_batch& a, const event_batch& b) {
@@ -547,6 +549,32 @@ TEST(EventCodec, Version2RecordsStillDecode) {
   EXPECT_EQ(out.communications[0].lead_id, -7);
   EXPECT_EQ(out.touchpoints[0].campaign_ref, "C-42");
   EXPECT_EQ(out.touchpoints[0].campaign_id, -9);
+}
+
+// From a review: a dead letter's idempotency key (what `rejected replay` needs to give its event the id a
+// redelivery stores) travels in version 4; a batch whose dead letters have none is still written as version 3
+// (or 2), and the dead letters of such a batch decode with no key.
+TEST(EventCodec, ADeadLettersIdempotencyKeyTravelsInVersion4) {
+  event_batch batch;
+  rejection& r = batch.rejections.emplace_back();
+  r.source = batch.text.copy("POST /v1/webhooks/standard:0");
+  r.raw = batch.text.copy("{}");
+  r.tenant_id = batch.text.copy("acme");
+  std::string old;
+  encode_event_batch(batch, old);
+  ASSERT_EQ(old[2], 2);
+  EXPECT_EQ(old.substr(old.size() - 5), "\x04" "acme");  // the tenant is the last string: no key follows
+  event_batch out;
+  ASSERT_FALSE(decode_event_batch(old, out));
+  EXPECT_TRUE(out.rejections[0].idempotency_key.empty());
+  EXPECT_EQ(out.rejections[0].tenant_id, "acme");
+  batch.rejections[0].idempotency_key = batch.text.copy("acme-std:msg_77");
+  std::string v4;
+  encode_event_batch(batch, v4);
+  ASSERT_EQ(v4[2], 4);
+  ASSERT_FALSE(decode_event_batch(v4, out));
+  EXPECT_EQ(out.rejections[0].idempotency_key, "acme-std:msg_77");
+  EXPECT_EQ(out.rejections[0].tenant_id, "acme");
 }
 
 }  // namespace crm::transform
