@@ -153,15 +153,17 @@ TEST(DurableLogFullDisk, ConcurrentAppendersAcrossAFailureLoseAndDuplicateNothin
         }
       });
     }
-    ASSERT_TRUE(wait_until([&] { return log->stats().failed; }));
+    const bool failed = wait_until([&] { return log->stats().failed; });
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     limit.lift();
-    ASSERT_TRUE(wait_until([&] {
+    const bool resumed = wait_until([&] {
       std::lock_guard lock(mu);
       return !log->stats().failed && acknowledged.size() > 200;
-    }));
+    });
     stop = true;
     for (auto& t : threads) t.join();
+    ASSERT_TRUE(failed) << "no write failed";
+    ASSERT_TRUE(resumed) << "the log never took records again";
   }
   EXPECT_GT(refused.load(), 0);
   EXPECT_GE(log->stats().write_recoveries, 1u);
