@@ -26,8 +26,8 @@ class batch_sink {
   virtual void submit(const transform::event_batch& batch, std::function<void(sink_status)> done) = 0;
   // Nearly full (readiness probes fail above it).
   virtual bool above_high_water() const = 0;
-  // Takes nothing more until the process is restarted (the local log after a write or fsync error: its
-  // recovery runs at open). Readiness probes fail.
+  // Takes nothing now (the local log after a write or fsync error, a full disk: until it has cut what the failed
+  // write left and can write again, which it checks every second). Readiness probes fail meanwhile.
   virtual bool failed() const { return false; }
   // Submitted and not yet durable or refused.
   virtual std::size_t queued() const = 0;

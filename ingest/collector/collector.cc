@@ -274,7 +274,7 @@ void collector::handle(const http::request& req, http::respond_fn respond) {
   if (req.path == "/readyz") {
     bool db = database_ready_ ? database_ready_() : true;
     bool below = !sink_.above_high_water();
-    bool failed = sink_.failed();  // a write error stopped the local log: every append is refused until a restart
+    bool failed = sink_.failed();  // a write error stopped the local log: appends are refused until it has room
     bool ready = db && below && !failed;
     std::string body = std::string("{\"ready\":") + (ready ? "true" : "false") + ",\"database\":" +
                        (db ? "true" : "false") + ",\"log_below_high_water\":" + (below ? "true" : "false") +

@@ -54,6 +54,10 @@ class metrics {
   prometheus::Gauge& log_fsync_max_seconds;
   prometheus::Counter& log_group_commits;
   prometheus::Counter& log_torn_tails_cut;
+  prometheus::Gauge& log_failed;  // 1 while a write error stops the log (it retries)
+  prometheus::Counter& log_write_failures;
+  prometheus::Counter& log_write_recoveries;
+  prometheus::Counter& log_checkpoints_in_place;
 
   // The PostgreSQL writers' series are the write path observer's (writer_metrics.h), registered
   // into registry() by the commands that write.

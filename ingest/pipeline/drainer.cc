@@ -121,6 +121,13 @@ void drainer::publish_log_stats() {
   metrics_.log_fsync_seconds_total.Increment(static_cast<double>(st.total_fsync_ns - last_fsync_ns_) / 1e9);
   metrics_.log_fsync_max_seconds.Set(static_cast<double>(st.max_fsync_ns) / 1e9);
   metrics_.log_group_commits.Increment(static_cast<double>(st.group_commits - last_group_commits_));
+  metrics_.log_failed.Set(st.failed ? 1 : 0);
+  metrics_.log_write_failures.Increment(static_cast<double>(st.write_failures - last_write_failures_));
+  metrics_.log_write_recoveries.Increment(static_cast<double>(st.write_recoveries - last_write_recoveries_));
+  metrics_.log_checkpoints_in_place.Increment(static_cast<double>(st.checkpoints_in_place - last_in_place_));
+  last_write_failures_ = st.write_failures;
+  last_write_recoveries_ = st.write_recoveries;
+  last_in_place_ = st.checkpoints_in_place;
   last_group_commits_ = st.group_commits;
   last_fsyncs_ = st.fsyncs;
   last_fsync_ns_ = st.total_fsync_ns;

@@ -70,6 +70,7 @@ class drainer {
   // Drain thread only: a batch was given up at the stop, so no later batch may move the checkpoint past it.
   bool checkpoint_held_ = false;
   std::uint64_t last_group_commits_ = 0, last_fsyncs_ = 0, last_fsync_ns_ = 0;  // drain thread only
+  std::uint64_t last_write_failures_ = 0, last_write_recoveries_ = 0, last_in_place_ = 0;  // drain thread only
 };
 
 }  // namespace crm::ingest

@@ -238,6 +238,7 @@ void durable_log::recover() {
   if (directory_changed && ::fsync(dir_fd_) != 0) throw_io("fsync", dir, errno);
 
   checkpoint_ = has_checkpoint ? checkpoint : log_position{segments_.front().id, segment_header_size};
+  prepare_checkpoint_spare(checkpoint_);
   tail_ = {active_segment_, active_size_};
   for (const auto& s : segments_) disk_bytes_ += s.durable_size;
   reserved_bytes_ = disk_bytes_;
@@ -246,6 +247,27 @@ void durable_log::recover() {
                "torn_tails_cut={}",
                dir.string(), segments_.size(), disk_bytes_, to_string(checkpoint_), counters_.records_recovered,
                counters_.torn_tails_cut);
+}
+
+// The checkpoint's spare file (see write_checkpoint_file), made while there is room so that a disk the log fills
+// later cannot stop checkpoints (which free it). Best effort: without it a checkpoint makes one, or writes in place.
+void durable_log::prepare_checkpoint_spare(log_position contents) {
+  const char* name = format::checkpoint_spare_file_name.data();
+  struct stat st {};
+  if (::fstatat(dir_fd_, name, &st, 0) == 0 && static_cast<std::uint64_t>(st.st_size) == format::checkpoint_size) {
+    return;
+  }
+  char bytes[format::checkpoint_size];
+  format::encode_checkpoint(contents.segment, contents.offset, bytes);
+  const int fd = ::openat(dir_fd_, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int error = fd < 0 ? errno : pwrite_full(fd, bytes, sizeof bytes, 0);
+  if (error == 0 && ::fdatasync(fd) != 0) error = errno;
+  if (fd >= 0) ::close(fd);
+  if (error == 0) return;
+  ::unlinkat(dir_fd_, name, 0);
+  spdlog::warn("The spool could not prepare its spare checkpoint file; checkpoints make one when there is room. "
+               "directory={} error={}",
+               options_.directory.string(), errno_text(error));
 }
 
 // Checks every frame of a segment. A bad frame in the last segment is a torn tail, reported for
@@ -380,6 +402,8 @@ int durable_log::create_segment(std::uint64_t id, group_outcome& timing) {
     timing.error = error;
     timing.failed_call = call;
     ::close(fd);
+    // It never held a record; if the unlink fails too, the flusher's retry (or the next open) removes it.
+    ::unlinkat(dir_fd_, name.c_str(), 0);
     return -1;
   };
   if (const int e = write_full(fd, header, sizeof header); e != 0) return fail("write segment header", e);

@@ -15,7 +15,9 @@
 //   While the flusher is busy in a write or fdatasync, new appends queue up and go into the next group
 //   (which waits up to max_group_wait for the appenders just released, see durable_log_options).
 //   When accepting the records would exceed max_bytes, append() returns log_full at once and queues
-//   nothing: the collector answers 503 + Retry-After.
+//   nothing: the collector answers 503 + Retry-After. After a failed write or fdatasync (a full disk) every
+//   append is refused with io_error until the flusher thread, every retry_interval, has cut what the failed
+//   write left after the durable end and written there successfully (see README.md, "I/O errors while running").
 // - One drainer thread calls read(), wait_for_data() and checkpoint(); checkpoint() deletes the
 //   sealed segments it frees, which is what makes room under the bound again.
 // - stats(), above_high_water(), checkpointed() and durable_end() may be called from any thread.
@@ -62,6 +64,9 @@ struct durable_log_options {
   // Asked before each segment open() checks (a large log takes a while): true ends open() with open_stopped
   // before recovery has changed anything on disk (a stop signal while the command starts). Empty = never.
   std::function<bool()> stop_requested;
+  // After a failed write or fdatasync (a full disk) the log refuses appends; its flusher thread checks this often
+  // whether it can take records again (cuts what the failed write left, then tries to write there).
+  std::chrono::milliseconds retry_interval{1000};
 };
 
 // A place in the log: a byte offset inside a segment file. Record boundaries are the only positions
@@ -124,7 +129,11 @@ struct durable_log_stats {
   std::uint64_t records_recovered = 0;  // at open: intact records after the checkpoint
   std::uint64_t checkpoints = 0;
   std::uint64_t segments_deleted = 0;
-  bool failed = false;  // an I/O error stopped the log; reopen to recover
+  std::uint64_t checkpoints_in_place = 0;  // written over the checkpoint file itself: no space for its spare
+  std::uint64_t write_failures = 0;   // failed writes or fdatasyncs that stopped the log (its appends got io_error)
+  std::uint64_t write_recoveries = 0;  // times the log took records again after such a failure
+  std::uint64_t failed_bytes_cut = 0;  // bytes the failed writes left after the durable end, cut before resuming
+  bool failed = false;  // a write error stopped the log; the flusher retries every retry_interval
 };
 
 // Thrown by durable_log::open() only: bad options, an unusable directory, or damage that recovery
@@ -154,7 +163,8 @@ class durable_log {
 
   // Appends the records in order, contiguously, and returns once they are fdatasync'ed. All or
   // nothing: log_full or record_too_large queue none of them. io_error means the records may or may
-  // not be on disk: treat them as not accepted (the sender retries; event ids make replays no-ops).
+  // not be on disk: treat them as not accepted (the sender retries; event ids make replays no-ops). While the
+  // log is stopped by a write error, io_error at once.
   append_result append(std::span<const std::string_view> records);
 
   // The same without blocking the caller. When the records are refused at once (log_full,
@@ -204,10 +214,16 @@ class durable_log {
     char header[8];
     std::string_view payload;  // the appender's memory: it is blocked until the record is durable
   };
+  // A synchronous append's outcome, set by the flusher under mutex_ (the appender waits on durable_cv_).
+  struct sync_waiter {
+    append_result result;
+    bool finished = false;
+  };
   struct completion {
-    append_callback done;
+    append_callback done;         // append_async: run by the flusher without the lock
+    sync_waiter* waiter = nullptr;  // append: set under the lock instead
     log_position end;
-    std::size_t records;
+    std::size_t records = 0;
   };
   struct roll {
     std::uint64_t sealed_id;
@@ -237,10 +253,20 @@ class durable_log {
   void recover();
   scan_result scan_segment(std::uint64_t id, bool is_last, std::uint64_t boundary);
   int create_segment(std::uint64_t id, group_outcome& timing);
-  // Checks and places the records; mutex_ held. Sets `ticket` and `end` when accepted.
-  std::error_code enqueue(std::span<const std::string_view> records,
-                          const std::array<char, 8>* headers, std::uint64_t& ticket, log_position& end);
+  // Checks and places the records; mutex_ held. Sets `end` when accepted (the caller queues the completion).
+  std::error_code enqueue(std::span<const std::string_view> records, const std::array<char, 8>* headers,
+                          log_position& end);
   void flusher_main();
+  // Flusher thread, mutex_ held: the outcome of the group that was just written (completed rolls and
+  // failures included), and the completions' results.
+  void settle_group(std::vector<roll>& rolls, const group_outcome& outcome, std::vector<completion>& completions);
+  void apply_rolls(const std::vector<roll>& rolls);
+  void count_fsyncs(const group_outcome& outcome);
+  // Flusher thread, without the lock: cuts what a failed write left after `durable` and tries writing there.
+  std::uint64_t repair(std::uint64_t durable, group_outcome& out);
+  // Drainer thread: writes the checkpoint file (through its spare, see README.md); 0 or errno of the failed call.
+  int write_checkpoint_file(log_position position, const char*& failed_call);
+  void prepare_checkpoint_spare(log_position contents);  // the spare checkpoint file, best effort
   void write_group(std::vector<pending_record>& group, std::vector<roll>& rolls, group_outcome& out);
   bool readable_after(log_position from) const;  // mutex_ held
   [[nodiscard]] std::error_code open_reader(std::uint64_t segment);
@@ -263,16 +289,16 @@ class durable_log {
   std::deque<segment_state> segments_;  // oldest first; the last one is the active segment
   log_position tail_;                   // where the next accepted record goes (queued ones included)
   log_position checkpoint_;
-  std::uint64_t accepted_records_ = 0;
-  std::uint64_t durable_records_ = 0;
   std::uint64_t pending_appends_ = 0;     // append() calls with records in pending_
   std::uint64_t gather_target_ = 0;       // appends worth waiting for before the next group starts
-  std::chrono::steady_clock::time_point gather_deadline_{};
+  using steady_time = std::chrono::steady_clock::time_point;
+  steady_time gather_deadline_{};
   std::chrono::nanoseconds fsync_average_{0};  // moving average of group fdatasync times
   std::uint64_t reserved_bytes_ = 0;
   std::uint64_t disk_bytes_ = 0;
   bool stopping_ = false;
-  bool failed_ = false;
+  bool failed_ = false;  // a write failed: appends are refused until the flusher's retry at retry_at_ succeeds
+  steady_time retry_at_{};
   durable_log_stats counters_;
   std::atomic<bool> above_high_water_{false};
 

@@ -17,7 +17,9 @@ bool durable_log::readable_after(log_position from) const {
 
 bool durable_log::wait_for_data(log_position from, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  durable_cv_.wait_for(lock, timeout, [&] { return readable_after(from) || failed_ || stopping_; });
+  // Not woken by a write error: the log goes on serving what is durable, and a drainer that waited for data
+  // while the log is stopped would only spin.
+  durable_cv_.wait_for(lock, timeout, [&] { return readable_after(from) || stopping_; });
   return readable_after(from);
 }
 
@@ -164,28 +166,12 @@ std::error_code durable_log::checkpoint(log_position position) {
   }
   if (auto ec = check_boundary(position, durable_size)) return ec;
 
-  char bytes[format::checkpoint_size];
-  format::encode_checkpoint(position.segment, position.offset, bytes);
-  const char* tmp = format::checkpoint_temp_file_name.data();
-  auto failed = [&](const char* what, int error) -> std::error_code {
+  const char* failed_call = nullptr;
+  if (const int e = write_checkpoint_file(position, failed_call); e != 0) {
     spdlog::error("The spool could not write its checkpoint; the previous one stays. step={} directory={} error={}",
-                  what, options_.directory.string(), errno_text(error));
+                  failed_call, options_.directory.string(), errno_text(e));
     return log_errc::io_error;
-  };
-  const int fd = ::openat(dir_fd_, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return failed("create", errno);
-  if (const int e = write_full(fd, bytes, sizeof bytes); e != 0) {
-    ::close(fd);
-    return failed("write", e);
   }
-  if (::fdatasync(fd) != 0) {
-    const int e = errno;
-    ::close(fd);
-    return failed("fdatasync", e);
-  }
-  ::close(fd);
-  if (::renameat(dir_fd_, tmp, dir_fd_, format::checkpoint_file_name.data()) != 0) return failed("rename", errno);
-  if (::fsync(dir_fd_) != 0) return failed("fsync directory", errno);
 
   // Durable now. Sealed segments wholly before the checkpoint are no longer needed.
   std::vector<std::uint64_t> doomed;
@@ -214,6 +200,66 @@ std::error_code durable_log::checkpoint(log_position position) {
     }
   }
   return {};
+}
+
+namespace {
+bool out_of_space(int error) { return error == ENOSPC || error == EDQUOT || error == EFBIG; }
+}  // namespace
+
+// The checkpoint goes into the spare file (`checkpoint.spare`, allocated beforehand: rewriting its 32 bytes needs
+// no free block), which is fdatasync'ed and then swapped with `checkpoint` in one rename (RENAME_EXCHANGE): the old
+// checkpoint becomes the next spare. So a full disk never stops the drainer from checkpointing, which is what
+// frees it. Without a spare (a log of an earlier version, or none could be made), one is created; where that
+// needs room that is not there, the 32 bytes are written over `checkpoint` itself and fdatasync'ed (a write
+// within one sector; a torn one fails its CRC and open() refuses it, see README.md).
+int durable_log::write_checkpoint_file(log_position position, const char*& failed_call) {
+  char bytes[format::checkpoint_size];
+  format::encode_checkpoint(position.segment, position.offset, bytes);
+  const char* spare = format::checkpoint_spare_file_name.data();
+  const char* live = format::checkpoint_file_name.data();
+  int error = 0;
+  auto step = [&](const char* call, bool ok) {
+    if (!ok && error == 0) {
+      error = errno;
+      failed_call = call;
+    }
+    return ok && error == 0;
+  };
+  int fd = ::openat(dir_fd_, spare, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (step("open the spare", fd >= 0)) {
+    const int e = pwrite_full(fd, bytes, sizeof bytes, 0);
+    errno = e;
+    if (step("write the spare", e == 0) && step("size the spare", ::ftruncate(fd, sizeof bytes) == 0) &&
+        step("fdatasync the spare", ::fdatasync(fd) == 0)) {
+      if (::renameat2(dir_fd_, spare, dir_fd_, live, RENAME_EXCHANGE) != 0) {
+        // No checkpoint yet, or a file system without exchange: the spare becomes the checkpoint.
+        step("rename the spare", (errno == ENOENT || errno == EINVAL || errno == ENOSYS || errno == ENOTSUP) &&
+                                     ::renameat(dir_fd_, spare, dir_fd_, live) == 0);
+        if (error == 0) prepare_checkpoint_spare(position);  // while there is room
+      }
+      if (step("fsync the directory", ::fsync(dir_fd_) == 0)) {
+        ::close(fd);
+        return 0;
+      }
+    }
+    ::close(fd);
+  }
+  if (!out_of_space(error)) return error;
+  // No room for a spare: it never became the checkpoint, and a half-written one is only a spare.
+  ::unlinkat(dir_fd_, spare, 0);
+  error = 0;
+  fd = ::openat(dir_fd_, live, O_WRONLY | O_CLOEXEC);
+  if (!step("open the checkpoint to write it in place", fd >= 0)) return error;
+  const int e = pwrite_full(fd, bytes, sizeof bytes, 0);
+  errno = e;
+  const bool ok = step("write the checkpoint in place", e == 0) && step("fdatasync the checkpoint", ::fdatasync(fd) == 0);
+  ::close(fd);
+  if (!ok) return error;
+  spdlog::warn("The spool wrote its checkpoint in place: no room for its spare file. directory={} checkpoint={}",
+               options_.directory.string(), to_string(position));
+  std::lock_guard lock(mutex_);
+  ++counters_.checkpoints_in_place;
+  return 0;
 }
 
 log_position durable_log::checkpointed() const {

@@ -50,6 +50,11 @@ int pwritev_full(int fd, iovec* iov, std::size_t count, std::uint64_t offset) {
   return 0;
 }
 
+int pwrite_full(int fd, const char* data, std::size_t n, std::uint64_t offset) {
+  iovec one{const_cast<char*>(data), n};
+  return pwritev_full(fd, &one, 1, offset);
+}
+
 int write_full(int fd, const char* data, std::size_t n) {
   while (n > 0) {
     const ssize_t w = ::write(fd, data, n);

@@ -16,6 +16,8 @@ std::string errno_text(int error);
 ssize_t pread_full(int fd, char* out, std::size_t n, std::uint64_t offset);
 // Writes every iovec at `offset`, resuming after short writes. Returns 0 or errno.
 int pwritev_full(int fd, iovec* iov, std::size_t count, std::uint64_t offset);
+// Writes all of `data` at `offset`. Returns 0 or errno.
+int pwrite_full(int fd, const char* data, std::size_t n, std::uint64_t offset);
 // Writes all of `data` at the file position. Returns 0 or errno.
 int write_full(int fd, const char* data, std::size_t n);
 void close_fd(int& fd) noexcept;

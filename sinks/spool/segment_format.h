@@ -6,7 +6,8 @@
 //     header  [0,8) magic "TCGSPOOL" [8,12) version [12,16) header size (32) [16,24) segment id
 //             [24,28) reserved, zero   [28,32) CRC-32 of bytes [0,28)
 //     frames  [0,4) payload length N   [4,8) CRC-32 of (length bytes, payload)   [8,8+N) payload
-//   checkpoint file  `checkpoint` (replaced atomically through `checkpoint.tmp`)
+//   checkpoint file  `checkpoint` (replaced atomically by swapping it with `checkpoint.spare`; earlier versions
+//                    renamed `checkpoint.tmp` over it)
 //             [0,8) magic "TCGSCKPT" [8,12) version [12,20) segment id [20,28) offset
 //             [28,32) CRC-32 of bytes [0,28)
 #pragma once
@@ -29,6 +30,9 @@ inline constexpr std::size_t checkpoint_size = 32;
 inline constexpr std::string_view checkpoint_file_name = "checkpoint";
 inline constexpr std::string_view checkpoint_temp_file_name = "checkpoint.tmp";
 inline constexpr std::string_view lock_file_name = "lock";
+// Allocated beforehand, rewritten in place and swapped with `checkpoint` (the old one becomes the spare), so
+// that checkpointing needs no free block; its contents are never read.
+inline constexpr std::string_view checkpoint_spare_file_name = "checkpoint.spare";
 
 inline void store_le32(char* out, std::uint32_t v) noexcept {
   for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(v >> (8 * i));

@@ -10,7 +10,7 @@ namespace crm::sinks::spool {
 enum class log_errc : int {
   log_full = 1,      // accepting the records would exceed max_bytes: refuse upstream (503 + Retry-After)
   record_too_large,  // a record cannot fit in one segment
-  io_error,          // a write or fsync failed: the log stopped accepting until it is reopened
+  io_error,          // a write or fsync failed: the log stopped accepting until it can write again
   closed,            // the log is shutting down
   corrupt_record,    // a record failed its CRC when read back
   invalid_position,  // before the checkpoint, past the durable end, or not at a record boundary

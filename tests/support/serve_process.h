@@ -40,6 +40,12 @@ class serve_process {
 
   // The largest file the process may write (RLIMIT_FSIZE), from the next start(); 0 = no limit.
   void limit_file_size(rlim_t bytes) { file_size_limit_ = bytes; }
+  // Lifts that limit from the running process (its hard limit is left as the test's): room again.
+  bool lift_file_size_limit() {
+    rlimit limit{};
+    getrlimit(RLIMIT_FSIZE, &limit);
+    return prlimit(pid_, RLIMIT_FSIZE, &limit, nullptr) == 0;
+  }
 
   // Starts the process and waits for its port.
   void start() {
@@ -72,7 +78,9 @@ class serve_process {
       std::freopen(err.c_str(), "a", stderr);
       if (file_size_limit_ > 0) {  // writes past it fail with EFBIG (SIGXFSZ ignored), as on a full disk
         std::signal(SIGXFSZ, SIG_IGN);
-        const rlimit limit{file_size_limit_, file_size_limit_};
+        rlimit limit{};  // the hard limit stays, so that lift_file_size_limit() can raise the soft one again
+        getrlimit(RLIMIT_FSIZE, &limit);
+        limit.rlim_cur = file_size_limit_;
         setrlimit(RLIMIT_FSIZE, &limit);
       }
       execl(CRM_INGEST_EXE, CRM_INGEST_EXE, "serve", "--config", config_.c_str(), nullptr);

@@ -244,9 +244,74 @@ TEST(ServeHostile, TlsRenegotiationIsRefused) {
 
 }  // namespace
 
-// From a review: after a write error (a full disk) the local log takes nothing until a restart, but /readyz said
-// ready (a load balancer kept sending) and the 503s had no Retry-After. A file size limit makes the log's writes
-// fail as a full disk does.
+namespace {
+// POSTs 100-event requests ("<prefix><i>-<k>") until one is refused; returns how many were acknowledged.
+int post_until_refused(crm_test::serve_process& srv, const std::string& prefix, crm_test::http_reply& refused) {
+  int acknowledged = 0;
+  for (int i = 0; i < 200 && refused.status != 503; ++i) {  // ~20 KB a request
+    std::string body;
+    for (int k = 0; k < 100; ++k) body += event(prefix + std::to_string(i) + "-" + std::to_string(k)) + "\n";
+    refused = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
+    EXPECT_TRUE(refused.status == 200 || refused.status == 503) << refused.status << " " << refused.body;
+    if (refused.status == 200) ++acknowledged;
+  }
+  return acknowledged;
+}
+
+// The metrics' text once it holds `line` (published every second), or the last one after 10 s.
+std::string wait_for_metric(unsigned short port, const std::string& line) {
+  std::string m;
+  for (int i = 0; i < 100; ++i) {
+    m = crm_test::http_request(port, "GET", "/metrics").body;
+    if (m.find("\n" + line + "\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return m;
+}
+}  // namespace
+
+// From a review: after a write error (a full disk) the local log refused everything until serve was restarted.
+// It now cuts what the failed write left and takes requests again once it can write; what was acknowledged
+// before is written to PostgreSQL exactly once.
+TEST(ServeHostile, AFailedLocalLogTakesRequestsAgainOnceThereIsRoom) {
+  auto dsn = crm_test::fresh_database("t_hostile_log_recovers");
+  auto dir = scratch("log-recovers");
+  crm_test::serve_process srv(dsn, dir);
+  srv.limit_file_size(256 << 10);
+  srv.start();
+  crm_test::http_reply refused{};
+  int acknowledged = post_until_refused(srv, "a", refused);
+  ASSERT_EQ(refused.status, 503) << "the log never failed";
+  EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/readyz").status, 503);
+  auto m = wait_for_metric(srv.port(), "crm_ingest_log_failed 1");
+  EXPECT_NE(m.find("\ncrm_ingest_log_failed 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("\ncrm_ingest_log_write_failures_total 1\n"), std::string::npos) << m;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a retry while there is still no room
+  EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/readyz").status, 503);
+
+  ASSERT_TRUE(srv.lift_file_size_limit());
+  crm_test::http_reply ready{};
+  for (int i = 0; i < 100 && ready.status != 200; ++i) {
+    ready = crm_test::http_request(srv.port(), "GET", "/readyz");
+    if (ready.status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(ready.status, 200) << "never ready again: " << ready.body;
+  EXPECT_NE(ready.body.find("\"log_failed\":false"), std::string::npos) << ready.body;
+  crm_test::http_reply after{};
+  const int more = post_until_refused(srv, "b", after);
+  EXPECT_EQ(more, 200) << after.status << " " << after.body;
+  m = wait_for_metric(srv.port(), "crm_ingest_log_failed 0");
+  EXPECT_NE(m.find("\ncrm_ingest_log_write_recoveries_total 1\n"), std::string::npos) << m;
+  const long long events = 100LL * (acknowledged + more);
+  EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", events), events);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT provider_message_id) FROM communications"), events);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
+  EXPECT_EQ(srv.stop(SIGTERM), 0);
+}
+
+// From a review: after a write error (a full disk) the local log takes nothing (until it has room again), but
+// /readyz said ready (a load balancer kept sending) and the 503s had no Retry-After. A file size limit makes the
+// log's writes fail as a full disk does.
 TEST(ServeHostile, AFailedLocalLogMakesServeUnreadyAndItsRefusalsSayWhenToRetry) {
   auto dsn = crm_test::fresh_database("t_hostile_log_failed");
   auto dir = scratch("log-failed");
@@ -254,12 +319,7 @@ TEST(ServeHostile, AFailedLocalLogMakesServeUnreadyAndItsRefusalsSayWhenToRetry)
   srv.limit_file_size(256 << 10);
   srv.start();
   crm_test::http_reply refused{};
-  for (int i = 0; i < 200 && refused.status != 503; ++i) {  // ~20 KB a request
-    std::string body;
-    for (int k = 0; k < 100; ++k) body += event("r" + std::to_string(i) + "-" + std::to_string(k)) + "\n";
-    refused = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
-    ASSERT_TRUE(refused.status == 200 || refused.status == 503) << refused.status << " " << refused.body;
-  }
+  post_until_refused(srv, "r", refused);
   ASSERT_EQ(refused.status, 503) << "the log never failed";
   EXPECT_NE(refused.body.find("the local log cannot store the request"), std::string::npos) << refused.body;
   EXPECT_EQ(refused.headers.count("retry-after"), 1u) << refused.body;
