@@ -71,7 +71,7 @@ file_source::file_source(const std::string& path, int stop_fd)
     fd_ = ::open(path.c_str(), flags);
   }
   if (fd_ < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
-  waits_ = stop_fd_ >= 0;  // until fstat says it is a regular file
+  waits_ = true;  // until fstat says it is a regular file
   struct stat st {};
   if (fstat(fd_, &st) == 0) {
     if (S_ISDIR(st.st_mode)) {
@@ -99,11 +99,17 @@ void file_source::fail(const std::string& what) const {
 }
 
 void file_source::wait_for_input() {
-  pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  pollfd p[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};  // poll skips a stop descriptor of -1
   for (;;) {
-    const int n = ::poll(p, 2, -1);
+    int timeout_ms = -1;
+    if (until_ != clock::time_point::max()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(until_ - clock::now()).count();
+      timeout_ms = static_cast<int>(std::clamp<decltype(left)>(left, 0, std::numeric_limits<int>::max()));
+    }
+    const int n = ::poll(p, 2, timeout_ms);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) fail(std::strerror(errno));
+    if (n == 0) throw read_idle();
     if (p[1].revents != 0) throw read_stopped();  // bytes that came with the stop are after it: not read
     if (p[0].revents != 0) return;  // bytes, the writer's end (read says 0) or an error (read says which)
   }
@@ -131,9 +137,10 @@ bool file_source::fill() {
   return n > 0;
 }
 
-std::size_t file_source::read(char* buf, std::size_t len) {
+std::size_t file_source::read(char* buf, std::size_t len, clock::time_point until) {
   if (!error_.empty()) throw std::runtime_error(error_);
   if (len == 0) return 0;
+  until_ = until;  // a read_idle leaves what is buffered (and the decoder) as it was: the next read goes on
   if (state_ == state::undecided) {
     while ((stream_.avail_in < 2 || may_open_foreign(buffered(stream_))) && fill()) {
     }
@@ -192,6 +199,8 @@ std::size_t file_source::read_gzip(char* buf, std::size_t len) {
   const uInt asked = stream_.avail_out;
   try {
     decode(asked);
+  } catch (const read_idle&) {
+    if (stream_.avail_out == asked) throw;  // what was decoded before the pipe went quiet is handed over
   } catch (const std::runtime_error& e) {
     // What was decoded before the error is handed over first; the error comes with the next read.
     error_ = e.what();

@@ -4,10 +4,11 @@
 // must be another member: anything else (plain text, a damaged header, padding) is a read error naming where
 // it starts, never dropped in silence. Input in a format import does not read (bzip2, xz, zstd, a zip archive:
 // recognised by their magic bytes) is refused before anything of it is handed over (refused_input, naming the
-// format and how to decompress it). With a stop descriptor, reading a pipe, a FIFO or a terminal waits for its
-// bytes or the stop, whichever comes first (read_stopped). Owned by the reading thread.
+// format and how to decompress it). Reading a pipe, a FIFO or a terminal waits for its bytes, the stop (with a stop
+// descriptor: read_stopped) or the read's deadline (read_idle), whichever comes first. Owned by the reading thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -31,11 +32,18 @@ class read_stopped : public std::exception {
   const char* what() const noexcept override { return "stopped while waiting for input"; }
 };
 
+// A pipe delivered nothing before the read's deadline: nothing was handed over and nothing is lost (the next read
+// goes on where this one was).
+class read_idle : public std::exception {
+ public:
+  const char* what() const noexcept override { return "no input before the deadline"; }
+};
+
 class file_source {
  public:
   // Throws std::runtime_error with the OS's reason when the file cannot be opened. `stop_fd` (optional): a
   // descriptor that turns readable with a stop (runtime::stop_event); a read from anything but a regular file
-  // then waits for the input or the stop (and a FIFO is opened without waiting for its writer).
+  // then waits for the input, the stop or its deadline (and a FIFO is opened without waiting for its writer).
   explicit file_source(const std::string& path, int stop_fd = -1);
   ~file_source();
   file_source(const file_source&) = delete;
@@ -43,8 +51,10 @@ class file_source {
 
   // Returns the number of bytes read, 0 at end of input; throws std::runtime_error on a read error
   // (including a corrupt or truncated gzip member and bytes after a member that are not a gzip member).
-  // May return fewer bytes than asked for before the end (what a pipe has delivered so far).
-  std::size_t read(char* buf, std::size_t len);
+  // May return fewer bytes than asked for before the end (what a pipe has delivered so far). Reading anything but a
+  // regular file, it throws read_idle when no byte came by `until` (a regular file's reads never wait for it).
+  using clock = std::chrono::steady_clock;
+  std::size_t read(char* buf, std::size_t len, clock::time_point until = clock::time_point::max());
 
   // Bytes of the underlying file consumed so far (compressed bytes for .gz) and the file's size
   // (0 when unknown, e.g. a pipe).
@@ -60,14 +70,15 @@ class file_source {
   void decode(uInt asked);  // inflates into stream_'s output until it is full, the input waits or ends
   void start_member();  // after a member: the next input must open another one
   std::size_t read_fd(unsigned char* dst, std::size_t len);  // one read(2); 0 at the end of the file
-  void wait_for_input();  // with a stop descriptor: until the input is readable; throws read_stopped
+  void wait_for_input();  // until the input is readable; throws read_stopped or read_idle (until_)
   void refuse_foreign_format();  // throws refused_input when the buffered bytes open a format import does not read
   [[noreturn]] void fail(const std::string& what) const;
 
   std::string path_;
   int fd_ = -1;
   int stop_fd_ = -1;
-  bool waits_ = false;  // not a regular file: reads wait for a writer (polled with the stop descriptor)
+  bool waits_ = false;  // not a regular file: reads wait for a writer (polled with the stop descriptor, until until_)
+  clock::time_point until_ = clock::time_point::max();  // the deadline of the read under way
   std::uint64_t size_ = 0;
   std::uint64_t taken_ = 0;      // the file descriptor's offset: bytes before it and bytes read from it
   std::uint64_t member_at_ = 0;  // where the gzip member being read starts

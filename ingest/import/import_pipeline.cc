@@ -150,7 +150,20 @@ void reader_main(const import_options& opt, shared_state& st) {
     };
     try {
       for (;;) {
-        std::size_t n = src->read(chunk.data(), chunk.size());
+        // A quiet pipe must not hold the batch's records back either: its read ends with the linger (read_idle).
+        auto until = file_source::clock::time_point::max();
+        if (batch && batch->record_count() > 0) until = batch_started + opt.write.batch.linger;
+        std::size_t n = 0;
+        try {
+          n = src->read(chunk.data(), chunk.size(), until);
+        } catch (const read_idle&) {
+          if (interrupted()) break;
+          if (!flush(path)) {
+            stopped = true;
+            break;
+          }
+          continue;
+        }
         st.current_file_consumed = counted_size ? src->consumed() : 0;
         // A stop: what was read before it is written; a chunk that came after it (a pipe's read may wait long) and
         // the splitter's partial record stay unread (finish() would take a partial record for a whole one).

@@ -3,6 +3,7 @@
 // which import used before, ignores what follows a member when it is not one ("trailing garbage"): the events
 // there were lost without a word (exit 0, "files_failed":0). Other compressed input (bzip2, xz, zstd) and zip
 // archives are refused by their magic bytes: their bytes became dead letters of garbage, the run exiting 0.
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -17,6 +18,8 @@
 #include "support/run_command.h"
 #include "support/scratch.h"
 #include "support/test_db.h"
+
+#include <unistd.h>
 
 namespace fs = std::filesystem;
 
@@ -252,6 +255,34 @@ TEST(FileSource, ConsumedCountsTheCompressedBytesReadAndStopsAtTrailingData) {
     EXPECT_EQ(text, plain);
     EXPECT_EQ(src.consumed(), plain.size());
   }
+}
+
+// A pipe that goes quiet: a read ends at its deadline (read_idle) with nothing lost, even in the middle of a gzip
+// member, and the next read goes on. A regular file's reads never end at a deadline.
+TEST(FileSource, AReadOfAQuietPipeEndsAtItsDeadlineAndTheNextGoesOn) {
+  using clock = crm::ingest::file_source::clock;
+  const std::string first = gzip(events("first", 3)), second = gzip(events("second", 3));
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  crm::ingest::file_source src("/proc/self/fd/" + std::to_string(fds[0]));
+  ::close(fds[0]);
+  const std::string sent = first + second.substr(0, 12);
+  ASSERT_EQ(::write(fds[1], sent.data(), sent.size()), static_cast<ssize_t>(sent.size()));
+  std::string text, buf(1 << 16, '\0');
+  text.append(buf.data(), src.read(buf.data(), buf.size(), clock::now() + std::chrono::milliseconds(100)));
+  EXPECT_EQ(text, events("first", 3));
+  const auto t0 = clock::now();
+  EXPECT_THROW(src.read(buf.data(), buf.size(), t0 + std::chrono::milliseconds(100)), crm::ingest::read_idle);
+  EXPECT_GE(clock::now() - t0, std::chrono::milliseconds(100));
+  EXPECT_LT(clock::now() - t0, std::chrono::seconds(2));
+  const std::string rest = second.substr(12);
+  ASSERT_EQ(::write(fds[1], rest.data(), rest.size()), static_cast<ssize_t>(rest.size()));
+  ::close(fds[1]);
+  text.clear();
+  for (std::size_t n; (n = src.read(buf.data(), buf.size(), clock::now())) > 0;) text.append(buf.data(), n);
+  EXPECT_EQ(text, events("second", 3));
+  crm::ingest::file_source file(write_file("deadline-file", "e.ndjson", events("file", 2)));
+  EXPECT_EQ(file.read(buf.data(), buf.size(), clock::now() - std::chrono::seconds(1)), events("file", 2).size());
 }
 
 }  // namespace

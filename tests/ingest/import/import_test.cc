@@ -34,6 +34,11 @@ std::string sample() { return std::string(CRM_SOURCE_DIR) + "/deploy/sample/even
 
 long long q(const std::string& dsn, const std::string& sql) { return crm_test::count(dsn, sql); }
 
+// The events stored (of both kinds), dead letters aside.
+long long stored_events(const std::string& dsn) {
+  return q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints");
+}
+
 // crm-ingest ARGS (as the private server's superuser): its exit code and its output (stdout and stderr).
 struct run_result {
   int exit_code;
@@ -295,10 +300,8 @@ TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
   ASSERT_GT(unique, 0);
   auto r = run_ingest("import --no-progress --writers 2 --batch-rows 5000 --summary json --dsn '" + dsn + "' " + path);
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"),
-            unique);
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints") +
-                q(dsn, "SELECT count(*) FROM rejected_events"),
+  EXPECT_EQ(stored_events(dsn), unique);
+  EXPECT_EQ(stored_events(dsn) + q(dsn, "SELECT count(*) FROM rejected_events"),
             q(dsn, "SELECT sum(communications_inserted + touchpoints_inserted) FROM ingest_batches") +
                 q(dsn, "SELECT count(*) FROM rejected_events"));
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
@@ -309,8 +312,7 @@ TEST(Import, GeneratedFileWithTwoWritersStoresEveryUniqueEventOnce) {
   auto again = run_ingest("import --no-progress --writers 2 --summary json --dsn '" + dsn + "' " + path);
   ASSERT_EQ(again.status, 0) << again.out;
   EXPECT_NE(again.out.find("\"inserted\":0,"), std::string::npos) << again.out;
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"),
-            unique);
+  EXPECT_EQ(stored_events(dsn), unique);
   EXPECT_EQ(q(dsn, metrics_recount_diff), 0);
 }
 
@@ -384,7 +386,7 @@ TEST(Import, ValuesTheDatabaseRefusesAreDeadLetteredWithoutSplittingBatches) {
   EXPECT_NE(r.output.find(fmt::format(R"("read":{},"inserted":{},"duplicates":0,"rejected":{})", total, good, bad)),
             std::string::npos)
       << r.output.substr(0, 4000);
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"), good);
+  EXPECT_EQ(stored_events(dsn), good);
   // Zero batch splits: every ledger row is a whole batch, and nothing was refused by the database.
   EXPECT_EQ(r.output.find("splitting it"), std::string::npos) << r.output.substr(0, 4000);
   EXPECT_EQ(q(dsn, "SELECT count(*) FROM ingest_batches WHERE source_position LIKE '%(part %' "
@@ -410,7 +412,7 @@ TEST(Import, AStopSignalEndsTheImportInOrderAndARerunCompletesIt) {
   const auto [path, unique] = generate(dir, "--count 300000 --seed 11 --duplicates 0.02 --invalid 0.01");
   ASSERT_GT(unique, 0);
   const auto stored = [&] {
-    return q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints");
+    return stored_events(dsn);
   };
   {
     crm_test::child imp({CRM_INGEST_EXE, "import", "--no-progress", "--allow-superuser", "--batch-rows", "2000",
@@ -481,9 +483,10 @@ crm_test::child import_fifo(const std::string& dsn, const fs::path& dir, const f
                          dir / "out", dir / "err");
 }
 
-void wait_for_batches(const std::string& dsn, long long n) {
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (q(dsn, "SELECT count(*) FROM ingest_batches") < n && std::chrono::steady_clock::now() < until) {
+// Waits until `n` events are stored or `limit` has passed.
+void wait_for_events(const std::string& dsn, long long n, std::chrono::milliseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (stored_events(dsn) < n && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -500,7 +503,9 @@ TEST(Import, BytesAPipeDeliversAfterAStopAreNotRead) {
   std::ofstream pipe(in.fifo);  // opens once the import opens its end
   for (int i = 0; i < 5; ++i) pipe << in.lines[static_cast<std::size_t>(i)];
   pipe.flush();
-  wait_for_batches(dsn, 1);  // the five are written (a pipe's batch goes after the linger), then the stop
+  // The five are written (a pipe's batch goes after the linger: it waited out the 60 s here), then the stop.
+  wait_for_events(dsn, 5, std::chrono::seconds(60));
+  ASSERT_EQ(stored_events(dsn), 5) << crm_test::read_file(dir / "err");
   imp.signal(SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const auto sigpipe = std::signal(SIGPIPE, SIG_IGN);
@@ -512,7 +517,7 @@ TEST(Import, BytesAPipeDeliversAfterAStopAreNotRead) {
   ASSERT_TRUE(code.has_value()) << err;
   EXPECT_EQ(*code, 128 + SIGTERM) << err;
   EXPECT_NE(err.find("every record up to " + in.fifo.string() + ":5 is written"), std::string::npos) << err;
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"), 5);
+  EXPECT_EQ(stored_events(dsn), 5);
 }
 
 // A pipe that stays open and delivers nothing (a producer gone quiet): a stop ends the import at once, the records
@@ -533,7 +538,7 @@ TEST(Import, AStopEndsTheImportOfAnIdlePipeAtOnce) {
   ASSERT_TRUE(code.has_value()) << "the import still waits for the pipe 3 s after SIGTERM:\n" << err;
   EXPECT_EQ(*code, 128 + SIGTERM) << err;
   EXPECT_NE(err.find("every record up to " + in.fifo.string() + ":5 is written"), std::string::npos) << err;
-  EXPECT_EQ(q(dsn, "SELECT count(*) FROM communications") + q(dsn, "SELECT count(*) FROM customer_touchpoints"), 5);
+  EXPECT_EQ(stored_events(dsn), 5);
 }
 
 // A FIFO no writer has opened yet: the import waited in its open; a stop ends it at once, nothing read.
@@ -556,4 +561,28 @@ TEST(Import, AStopEndsTheImportOfAFifoNoWriterOpened) {
   ASSERT_TRUE(code.has_value()) << "the import still waits for a writer 3 s after SIGTERM:\n" << err;
   EXPECT_EQ(*code, 128 + SIGTERM) << err;
   EXPECT_NE(err.find("interrupted by SIGTERM: no record was read"), std::string::npos) << err;
+}
+
+// A producer that goes quiet with the pipe open: the records it sent are written after the batch's linger (200 ms),
+// while the import still reads the pipe. They waited for the pipe's next bytes, its end or a stop.
+TEST(Import, RecordsOfAQuietPipeAreWrittenAfterTheLinger) {
+  auto dsn = crm_test::fresh_database("t_import_quiet_pipe");
+  auto dir = scratch("quiet-pipe");
+  const auto in = make_fifo(dir, 8);
+  auto imp = import_fifo(dsn, dir, in);
+  std::ofstream pipe(in.fifo);
+  for (int i = 0; i < 5; ++i) pipe << in.lines[static_cast<std::size_t>(i)];
+  pipe.flush();  // and the pipe stays open, idle
+  wait_for_events(dsn, 5, std::chrono::milliseconds(2200));
+  EXPECT_EQ(stored_events(dsn), 5) << "not written 2.2 s after the pipe went quiet";
+  ASSERT_TRUE(imp.running()) << crm_test::read_file(dir / "err");
+  for (std::size_t i = 5; i < in.lines.size(); ++i) pipe << in.lines[i];
+  pipe.close();
+  const auto code = imp.wait_for(std::chrono::seconds(60));
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0) << crm_test::read_file(dir / "err");
+  const std::string out = crm_test::read_file(dir / "out");
+  EXPECT_NE(out.find("read 8 records"), std::string::npos) << out;
+  EXPECT_NE(out.find(": 8 inserted, 0 duplicates, 0 rejected"), std::string::npos) << out;
+  EXPECT_EQ(stored_events(dsn), 8);
 }
