@@ -40,34 +40,26 @@ $$;
 
 DO $do$
 DECLARE
-    old_text text := $o$    IF to_regclass(part_name) IS NOT NULL THEN
+    check_ text := $o$    IF to_regclass(part_name) IS NOT NULL THEN
         RETURN false;
     END IF;
 $o$;
-    new_text text := $n$    IF to_regclass(part_name) IS NOT NULL THEN
-        RETURN false;
+    def text := pg_get_functiondef('crm_ensure_month_partition(regclass, date)'::regprocedure);
+    role_ text;
+BEGIN
+    -- The check must stand exactly once: after its first copy, no second one.
+    IF position(check_ IN def) = 0 OR position(check_ IN substr(def, position(check_ IN def) + 1)) > 0 THEN
+        RAISE EXCEPTION 'migration 0017: crm_ensure_month_partition() does not hold exactly one copy of its partition check';
     END IF;
-    IF (first_day + interval '1 month')::date <= (SELECT cutoff FROM retention_cutoff) THEN
+    EXECUTE replace(def, check_, check_ || $n$    IF (first_day + interval '1 month')::date <= (SELECT cutoff FROM retention_cutoff) THEN
         -- Wholly before the retention cutoff: its events are refused (see 0017).
         RETURN false;
     END IF;
-$n$;
-    def text := pg_get_functiondef('crm_ensure_month_partition(regclass, date)'::regprocedure);
-BEGIN
-    IF array_length(string_to_array(def, old_text), 1) <> 2 THEN
-        RAISE EXCEPTION 'migration 0017: crm_ensure_month_partition() does not hold exactly one copy of its partition check';
-    END IF;
-    EXECUTE replace(def, old_text, new_text);
+$n$);
+    FOREACH role_ IN ARRAY ARRAY['crm_ingest_writer', 'crm_ingest_analytics'] LOOP
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_) THEN
+            EXECUTE format('GRANT SELECT ON retention_cutoff TO %I', role_);
+        END IF;
+    END LOOP;
 END
 $do$;
-
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_writer') THEN
-        GRANT SELECT ON retention_cutoff TO crm_ingest_writer;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_analytics') THEN
-        GRANT SELECT ON retention_cutoff TO crm_ingest_analytics;
-    END IF;
-END
-$$;

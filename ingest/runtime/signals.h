@@ -8,6 +8,8 @@
 // the stop came during start-up); on_reload once per SIGHUP.
 #pragma once
 
+#include <boost/noncopyable.hpp>
+
 #include <atomic>
 #include <csignal>
 #include <functional>
@@ -57,12 +59,10 @@ const char* signal_name(int signal) noexcept;
 // A stop that a thread blocked in poll() can see: set() raises the flag and makes fd() readable (an eventfd),
 // so that a read from a pipe that delivers nothing waits for its bytes or the stop, whichever comes first.
 // set() is safe from any thread (a signal_waiter's handler); fd() stays readable once set.
-class stop_event {
+class stop_event : boost::noncopyable {
  public:
   stop_event();
   ~stop_event();
-  stop_event(const stop_event&) = delete;
-  stop_event& operator=(const stop_event&) = delete;
 
   void set() noexcept;
   bool is_set() const noexcept { return flag_.load(); }
