@@ -24,24 +24,24 @@ crm_test::command_result retain(const std::string& dsn, const std::string& args)
                                args + " 2>&1");
 }
 
-// Name of the monthly partition `months_ago` months before the current one, e.g. communications_2025_06.
-std::string month_name(const std::string& dsn, const std::string& parent, int months_ago) {
+// `expr` of `m`, the start of the month `months_ago` months before the current one (UTC), with `arg` as $2.
+std::string of_month(const std::string& dsn, int months_ago, const std::string& expr, const std::string& arg) {
   pqxx::connection c(dsn);
   pqxx::nontransaction tx(c);
-  return tx.exec_params("SELECT $1 || '_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - "
-                        "make_interval(months => $2), 'YYYY_MM')",
-                        parent, months_ago)[0][0]
+  return tx.exec_params("SELECT " + expr + " FROM (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') - "
+                        "make_interval(months => $1) AS m) t",
+                        months_ago, arg)[0][0]
       .as<std::string>();
+}
+
+// Name of the monthly partition `months_ago` months before the current one, e.g. communications_2025_06.
+std::string month_name(const std::string& dsn, const std::string& parent, int months_ago) {
+  return of_month(dsn, months_ago, "$2 || '_' || to_char(m, 'YYYY_MM')", parent);
 }
 
 // A time `offset` into the month `months_ago` months before the current one, as the importer reads it (UTC).
 std::string month_time(const std::string& dsn, int months_ago, const std::string& offset) {
-  pqxx::connection c(dsn);
-  pqxx::nontransaction tx(c);
-  return tx.exec_params("SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => $1) + "
-                        "$2::interval, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
-                        months_ago, offset)[0][0]
-      .as<std::string>();
+  return of_month(dsn, months_ago, "to_char(m + $2::interval, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')", offset);
 }
 
 crm_test::command_result import(const std::string& dsn, const fs::path& file, const std::string& args = "") {

@@ -258,6 +258,22 @@ int post_until_refused(crm_test::serve_process& srv, const std::string& prefix, 
   return acknowledged;
 }
 
+// serve on a fresh database with its log's files limited to 256 KiB (writes past it fail as on a full disk),
+// fed 100-event requests ("<prefix>...") until one is refused.
+struct serve_with_a_failed_log {
+  std::string dsn;
+  fs::path dir;
+  crm_test::serve_process srv;
+  crm_test::http_reply refused{};
+  int acknowledged = 0;
+  serve_with_a_failed_log(const std::string& database, const std::string& name, const std::string& prefix)
+      : dsn(crm_test::fresh_database(database)), dir(scratch(name)), srv(dsn, dir) {
+    srv.limit_file_size(256 << 10);
+    srv.start();
+    acknowledged = post_until_refused(srv, prefix, refused);
+  }
+};
+
 // The metrics' text once it holds `line` (published every second), or the last one after 10 s.
 std::string wait_for_metric(unsigned short port, const std::string& line) {
   std::string m;
@@ -274,14 +290,10 @@ std::string wait_for_metric(unsigned short port, const std::string& line) {
 // It now cuts what the failed write left and takes requests again once it can write; what was acknowledged
 // before is written to PostgreSQL exactly once.
 TEST(ServeHostile, AFailedLocalLogTakesRequestsAgainOnceThereIsRoom) {
-  auto dsn = crm_test::fresh_database("t_hostile_log_recovers");
-  auto dir = scratch("log-recovers");
-  crm_test::serve_process srv(dsn, dir);
-  srv.limit_file_size(256 << 10);
-  srv.start();
-  crm_test::http_reply refused{};
-  int acknowledged = post_until_refused(srv, "a", refused);
-  ASSERT_EQ(refused.status, 503) << "the log never failed";
+  serve_with_a_failed_log failed("t_hostile_log_recovers", "log-recovers", "a");
+  auto& dsn = failed.dsn;
+  auto& srv = failed.srv;
+  ASSERT_EQ(failed.refused.status, 503) << "the log never failed";
   EXPECT_EQ(crm_test::http_request(srv.port(), "GET", "/readyz").status, 503);
   auto m = wait_for_metric(srv.port(), "crm_ingest_log_failed 1");
   EXPECT_NE(m.find("\ncrm_ingest_log_failed 1\n"), std::string::npos) << m;
@@ -302,7 +314,7 @@ TEST(ServeHostile, AFailedLocalLogTakesRequestsAgainOnceThereIsRoom) {
   EXPECT_EQ(more, 200) << after.status << " " << after.body;
   m = wait_for_metric(srv.port(), "crm_ingest_log_failed 0");
   EXPECT_NE(m.find("\ncrm_ingest_log_write_recoveries_total 1\n"), std::string::npos) << m;
-  const long long events = 100LL * (acknowledged + more);
+  const long long events = 100LL * (failed.acknowledged + more);
   EXPECT_EQ(wait_for(dsn, "SELECT count(*) FROM communications", events), events);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT provider_message_id) FROM communications"), events);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM rejected_events"), 0);
@@ -313,18 +325,13 @@ TEST(ServeHostile, AFailedLocalLogTakesRequestsAgainOnceThereIsRoom) {
 // /readyz said ready (a load balancer kept sending) and the 503s had no Retry-After. A file size limit makes the
 // log's writes fail as a full disk does.
 TEST(ServeHostile, AFailedLocalLogMakesServeUnreadyAndItsRefusalsSayWhenToRetry) {
-  auto dsn = crm_test::fresh_database("t_hostile_log_failed");
-  auto dir = scratch("log-failed");
-  crm_test::serve_process srv(dsn, dir);
-  srv.limit_file_size(256 << 10);
-  srv.start();
-  crm_test::http_reply refused{};
-  post_until_refused(srv, "r", refused);
+  serve_with_a_failed_log failed("t_hostile_log_failed", "log-failed", "r");
+  const auto& refused = failed.refused;
   ASSERT_EQ(refused.status, 503) << "the log never failed";
   EXPECT_NE(refused.body.find("the local log cannot store the request"), std::string::npos) << refused.body;
   EXPECT_EQ(refused.headers.count("retry-after"), 1u) << refused.body;
-  auto ready = crm_test::http_request(srv.port(), "GET", "/readyz");
+  auto ready = crm_test::http_request(failed.srv.port(), "GET", "/readyz");
   EXPECT_EQ(ready.status, 503) << ready.body;
   EXPECT_NE(ready.body.find("\"log_failed\":true"), std::string::npos) << ready.body;
-  EXPECT_TRUE(srv.running());
+  EXPECT_TRUE(failed.srv.running());
 }

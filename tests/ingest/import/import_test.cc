@@ -478,9 +478,45 @@ fifo_input make_fifo(const fs::path& dir, int count) {
   return in;
 }
 
-crm_test::child import_fifo(const std::string& dsn, const fs::path& dir, const fifo_input& in) {
-  return crm_test::child({CRM_INGEST_EXE, "import", "--no-progress", "--allow-superuser", "--dsn", dsn, in.fifo.string()},
-                         dir / "out", dir / "err");
+// A fresh database, scratch(name), a FIFO there with the lines of `count` events, and an import reading it.
+struct fifo_import {
+  std::string dsn;
+  fs::path dir;
+  fifo_input in;
+  crm_test::child imp;
+};
+fifo_import start_fifo_import(const std::string& database, const std::string& name, int count) {
+  auto dsn = crm_test::fresh_database(database);
+  auto dir = scratch(name);
+  auto in = make_fifo(dir, count);
+  return {dsn, dir, in,
+          crm_test::child({CRM_INGEST_EXE, "import", "--no-progress", "--allow-superuser", "--dsn", dsn, in.fifo.string()},
+                          dir / "out", dir / "err")};
+}
+
+// Opens the FIFO (once the import opens its end) and writes its first five lines; the pipe stays open.
+std::ofstream send_five(const fifo_input& in) {
+  std::ofstream pipe(in.fifo);
+  for (std::size_t i = 0; i < 5; ++i) pipe << in.lines[i];
+  pipe.flush();
+  return pipe;
+}
+
+// Waits up to `limit` for an import sent SIGTERM to end, with 128 + SIGTERM (`late` says what it means when it does
+// not end); `err` is what it printed there.
+void expect_sigterm_exit(fifo_import& f, std::chrono::seconds limit, const std::string& late, std::string& err) {
+  const auto code = f.imp.wait_for(limit);
+  err = crm_test::read_file(f.dir / "err");
+  ASSERT_TRUE(code.has_value()) << late << err;
+  EXPECT_EQ(*code, 128 + SIGTERM) << err;
+}
+
+// ... and it says every record up to the fifth is written, and those five are stored.
+void expect_stopped_after_five(fifo_import& f, std::chrono::seconds limit, const std::string& late) {
+  std::string err;
+  ASSERT_NO_FATAL_FAILURE(expect_sigterm_exit(f, limit, late, err));
+  EXPECT_NE(err.find("every record up to " + f.in.fifo.string() + ":5 is written"), std::string::npos) << err;
+  EXPECT_EQ(stored_events(f.dsn), 5);
 }
 
 // Waits until `n` events are stored or `limit` has passed.
@@ -496,93 +532,64 @@ void wait_for_events(const std::string& dsn, long long n, std::chrono::milliseco
 // Reading a pipe (here a FIFO), bytes the pipe delivers after a stop are not read (they were imported: "read 8
 // records" after a stop at 5). The import ends at the stop; the writer then meets a closed pipe (SIGPIPE ignored).
 TEST(Import, BytesAPipeDeliversAfterAStopAreNotRead) {
-  auto dsn = crm_test::fresh_database("t_import_sigterm_pipe");
-  auto dir = scratch("sigterm-pipe");
-  const auto in = make_fifo(dir, 8);
-  auto imp = import_fifo(dsn, dir, in);
-  std::ofstream pipe(in.fifo);  // opens once the import opens its end
-  for (int i = 0; i < 5; ++i) pipe << in.lines[static_cast<std::size_t>(i)];
-  pipe.flush();
+  auto f = start_fifo_import("t_import_sigterm_pipe", "sigterm-pipe", 8);
+  auto pipe = send_five(f.in);
   // The five are written (a pipe's batch goes after the linger: it waited out the 60 s here), then the stop.
-  wait_for_events(dsn, 5, std::chrono::seconds(60));
-  ASSERT_EQ(stored_events(dsn), 5) << crm_test::read_file(dir / "err");
-  imp.signal(SIGTERM);
+  wait_for_events(f.dsn, 5, std::chrono::seconds(60));
+  ASSERT_EQ(stored_events(f.dsn), 5) << crm_test::read_file(f.dir / "err");
+  f.imp.signal(SIGTERM);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const auto sigpipe = std::signal(SIGPIPE, SIG_IGN);
-  for (std::size_t i = 5; i < in.lines.size(); ++i) pipe << in.lines[i];
+  for (std::size_t i = 5; i < f.in.lines.size(); ++i) pipe << f.in.lines[i];
   pipe.close();
   std::signal(SIGPIPE, sigpipe);
-  const auto code = imp.wait_for(std::chrono::seconds(60));
-  const std::string err = crm_test::read_file(dir / "err");
-  ASSERT_TRUE(code.has_value()) << err;
-  EXPECT_EQ(*code, 128 + SIGTERM) << err;
-  EXPECT_NE(err.find("every record up to " + in.fifo.string() + ":5 is written"), std::string::npos) << err;
-  EXPECT_EQ(stored_events(dsn), 5);
+  expect_stopped_after_five(f, std::chrono::seconds(60), "");
 }
 
 // A pipe that stays open and delivers nothing (a producer gone quiet): a stop ends the import at once, the records
 // before it written. The import waited for the pipe's next bytes, for ever when none came (a systemd stop then waited
 // for its timeout and killed it).
 TEST(Import, AStopEndsTheImportOfAnIdlePipeAtOnce) {
-  auto dsn = crm_test::fresh_database("t_import_sigterm_idle_pipe");
-  auto dir = scratch("sigterm-idle-pipe");
-  const auto in = make_fifo(dir, 8);
-  auto imp = import_fifo(dsn, dir, in);
-  std::ofstream pipe(in.fifo);
-  for (int i = 0; i < 5; ++i) pipe << in.lines[static_cast<std::size_t>(i)];
-  pipe.flush();  // and the pipe stays open, idle
+  auto f = start_fifo_import("t_import_sigterm_idle_pipe", "sigterm-idle-pipe", 8);
+  auto pipe = send_five(f.in);  // and the pipe stays open, idle
   std::this_thread::sleep_for(std::chrono::seconds(1));  // the import has read the five
-  imp.signal(SIGTERM);
-  const auto code = imp.wait_for(std::chrono::seconds(3));
-  const std::string err = crm_test::read_file(dir / "err");
-  ASSERT_TRUE(code.has_value()) << "the import still waits for the pipe 3 s after SIGTERM:\n" << err;
-  EXPECT_EQ(*code, 128 + SIGTERM) << err;
-  EXPECT_NE(err.find("every record up to " + in.fifo.string() + ":5 is written"), std::string::npos) << err;
-  EXPECT_EQ(stored_events(dsn), 5);
+  f.imp.signal(SIGTERM);
+  expect_stopped_after_five(f, std::chrono::seconds(3), "the import still waits for the pipe 3 s after SIGTERM:\n");
 }
 
 // A FIFO no writer has opened yet: the import waited in its open; a stop ends it at once, nothing read.
 TEST(Import, AStopEndsTheImportOfAFifoNoWriterOpened) {
-  auto dsn = crm_test::fresh_database("t_import_sigterm_no_writer");
-  auto dir = scratch("sigterm-no-writer");
-  const auto in = make_fifo(dir, 1);
-  auto imp = import_fifo(dsn, dir, in);
+  auto f = start_fifo_import("t_import_sigterm_no_writer", "sigterm-no-writer", 1);
   // The reader thread runs (the signal thread took over before it started): it is at the FIFO.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (crm_test::command_output("cat /proc/" + std::to_string(imp.pid()) + "/task/*/comm 2>/dev/null; true")
+  while (crm_test::command_output("cat /proc/" + std::to_string(f.imp.pid()) + "/task/*/comm 2>/dev/null; true")
                  .find("crm-import-read") == std::string::npos &&
          std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  imp.signal(SIGTERM);
-  const auto code = imp.wait_for(std::chrono::seconds(3));
-  const std::string err = crm_test::read_file(dir / "err");
-  ASSERT_TRUE(code.has_value()) << "the import still waits for a writer 3 s after SIGTERM:\n" << err;
-  EXPECT_EQ(*code, 128 + SIGTERM) << err;
+  f.imp.signal(SIGTERM);
+  std::string err;
+  ASSERT_NO_FATAL_FAILURE(
+      expect_sigterm_exit(f, std::chrono::seconds(3), "the import still waits for a writer 3 s after SIGTERM:\n", err));
   EXPECT_NE(err.find("interrupted by SIGTERM: no record was read"), std::string::npos) << err;
 }
 
 // A producer that goes quiet with the pipe open: the records it sent are written after the batch's linger (200 ms),
 // while the import still reads the pipe. They waited for the pipe's next bytes, its end or a stop.
 TEST(Import, RecordsOfAQuietPipeAreWrittenAfterTheLinger) {
-  auto dsn = crm_test::fresh_database("t_import_quiet_pipe");
-  auto dir = scratch("quiet-pipe");
-  const auto in = make_fifo(dir, 8);
-  auto imp = import_fifo(dsn, dir, in);
-  std::ofstream pipe(in.fifo);
-  for (int i = 0; i < 5; ++i) pipe << in.lines[static_cast<std::size_t>(i)];
-  pipe.flush();  // and the pipe stays open, idle
-  wait_for_events(dsn, 5, std::chrono::milliseconds(2200));
-  EXPECT_EQ(stored_events(dsn), 5) << "not written 2.2 s after the pipe went quiet";
-  ASSERT_TRUE(imp.running()) << crm_test::read_file(dir / "err");
-  for (std::size_t i = 5; i < in.lines.size(); ++i) pipe << in.lines[i];
+  auto f = start_fifo_import("t_import_quiet_pipe", "quiet-pipe", 8);
+  auto pipe = send_five(f.in);  // and the pipe stays open, idle
+  wait_for_events(f.dsn, 5, std::chrono::milliseconds(2200));
+  EXPECT_EQ(stored_events(f.dsn), 5) << "not written 2.2 s after the pipe went quiet";
+  ASSERT_TRUE(f.imp.running()) << crm_test::read_file(f.dir / "err");
+  for (std::size_t i = 5; i < f.in.lines.size(); ++i) pipe << f.in.lines[i];
   pipe.close();
-  const auto code = imp.wait_for(std::chrono::seconds(60));
+  const auto code = f.imp.wait_for(std::chrono::seconds(60));
   ASSERT_TRUE(code.has_value());
-  EXPECT_EQ(*code, 0) << crm_test::read_file(dir / "err");
-  const std::string out = crm_test::read_file(dir / "out");
+  EXPECT_EQ(*code, 0) << crm_test::read_file(f.dir / "err");
+  const std::string out = crm_test::read_file(f.dir / "out");
   EXPECT_NE(out.find("read 8 records"), std::string::npos) << out;
   EXPECT_NE(out.find(": 8 inserted, 0 duplicates, 0 rejected"), std::string::npos) << out;
-  EXPECT_EQ(stored_events(dsn), 8);
+  EXPECT_EQ(stored_events(f.dsn), 8);
 }
