@@ -354,6 +354,59 @@ TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
   expect_recompute_agrees(dsn, "after the upgrade");
 }
 
+// Since 0020 identity_claims is a view of the touchpoints carrying both ids: a database upgraded from the table
+// reads the same claims, and the stage elects a link again only for a claim that can change it — an earlier one,
+// or one of another lead — while a later claim of the linked lead changes nothing.
+TEST(Identity, ClaimsAreReadFromTheTouchpointsAndOnlyAClaimThatCanChangeALinkElectsIt) {
+  auto dsn = crm_test::fresh_database("t_ident_claims_view", false);
+  const std::string claims = "SELECT string_agg(tenant || '/' || anonymous_id || '/' || lead_id || '/' ||"
+                             " to_char(first_at AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY anonymous_id, lead_id)"
+                             " FROM identity_claims";
+  {
+    pqxx::connection c(dsn);
+    crm::sinks::postgres::migrate(c, crm_test::migrations_before(20), {3, 3});
+    pqxx::work tx(c);
+    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
+            " touch_type, channel_group) VALUES"
+            " ('00000000-0000-4000-8000-000000000001', '2026-09-01 07:00+00', now(), NULL, 'a1', 'page_view', 'Direct'),"
+            " ('00000000-0000-4000-8000-000000000002', '2026-09-01 08:00+00', now(), 7, 'a1', 'form_submit', 'Direct'),"
+            " ('00000000-0000-4000-8000-000000000003', '2026-09-01 09:00+00', now(), 7, 'a1', 'identify', 'Direct'),"
+            " ('00000000-0000-4000-8000-000000000004', '2026-09-01 10:00+00', now(), 9, 'a2', 'identify', 'Direct')");
+    tx.exec("SELECT crm_analytics_recompute()");
+    tx.commit();
+  }
+  const std::string before = text(dsn, claims);
+  EXPECT_EQ(before, "/a1/7/08:00,/a2/9/10:00");
+  {
+    pqxx::connection c(dsn);
+    crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
+  }
+  EXPECT_EQ(text(dsn, "SELECT relkind::text FROM pg_class WHERE relname = 'identity_claims'"), "v");
+  EXPECT_EQ(text(dsn, claims), before);
+  const std::string link = "SELECT lead_id || '/' || claims || '/' || to_char(linked_at AT TIME ZONE 'UTC', 'HH24:MI')"
+                           " FROM identity_links WHERE anonymous_id = 'a1'";
+  EXPECT_EQ(text(dsn, link), "7/1/08:00");
+
+  auto dir = crm_test::scratch("identity-claims-view");
+  auto step = [&](int n, const std::string& when, const std::string& fields) {
+    const auto file = dir / fmt::format("step{}.ndjson", n);
+    std::ofstream(file) << tp(n, when, fields);
+    import(dsn, file, 1, 10);
+  };
+  step(5, "2026-09-01T11:00:00Z", R"("anonymous_id":"a1","lead_id":7,"touch_type":"identify")");  // changes nothing
+  EXPECT_EQ(text(dsn, link), "7/1/08:00");
+  step(6, "2026-09-01T12:00:00Z", R"("anonymous_id":"a1","lead_id":8,"touch_type":"identify")");  // a second lead
+  EXPECT_EQ(text(dsn, link), "7/2/08:00");
+  step(7, "2026-09-01T06:00:00Z", R"("anonymous_id":"a1","lead_id":7,"touch_type":"identify")");  // earlier, same lead
+  EXPECT_EQ(text(dsn, link), "7/2/06:00");
+  step(8, "2026-09-01T05:00:00Z", R"("anonymous_id":"a1","lead_id":8,"touch_type":"identify")");  // earlier, other lead
+  EXPECT_EQ(text(dsn, link), "8/2/05:00");
+  step(9, "2026-09-01T13:00:00Z", R"("anonymous_id":"a2","touch_type":"page_view")");  // a2's first anonymous one
+  EXPECT_EQ(text(dsn, "SELECT lead_id FROM identity_links WHERE anonymous_id = 'a2'"), "9");
+  EXPECT_EQ(text(dsn, claims), "/a1/7/06:00,/a1/8/05:00,/a2/9/10:00");
+  expect_recompute_agrees(dsn, "after the claims of each step");
+}
+
 // The report's "visitors linked" are the links (visitors with anonymous touchpoints, whose paths a claim changes),
 // not every claimed visitor: a device two leads submitted forms from, with no anonymous touchpoint, was reported
 // "1 visitors linked to a lead, 1 of them claimed by more than one lead" with nothing linked.
