@@ -17,43 +17,32 @@
 -- `partitions retain` are gone with their touchpoints (a link elected from them stays until its visitor is elected
 -- again), as a recompute after the drop already had it.
 --
--- The functions are edited in place (their SET timezone = 'UTC' of 0016 and jit = off stay): each text below must
--- occur in the function's current definition exactly as often as said, or the migration stops.
+-- The functions are edited in place (their SET timezone = 'UTC' of 0016 and jit = off stay): each pattern below must
+-- match the function's current definition exactly as often as said, or the migration stops.
 -- Forward-only: never edit this file once released.
 
 CREATE INDEX customer_touchpoints_claim_idx ON customer_touchpoints (anonymous_id, occurred_at)
     WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL;
 
--- Replaces `times` copies of `old` in the definition of `fn` by `new`; stops the migration if it holds another
--- number of copies (the definition is not the one this migration was written against).
+-- Replaces the `times` matches of the regular expression `old` in the definition of `fn` by `new`; stops the
+-- migration if it holds another number of them (the definition is not the one this migration was written against).
 CREATE FUNCTION crm_edit_function(fn regprocedure, times int, old text, new text, migration text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     def text := pg_get_functiondef(fn);
-    found int := array_length(string_to_array(def, old), 1) - 1;
+    found int := (SELECT count(*) FROM regexp_matches(def, old, 'g'));
 BEGIN
     IF found IS DISTINCT FROM times THEN
-        RAISE EXCEPTION 'migration %: % holds % copies of "%", expected %', migration, fn, found, old, times;
+        RAISE EXCEPTION 'migration %: % holds % matches of "%", expected %', migration, fn, found, old, times;
     END IF;
-    EXECUTE replace(def, old, new);
+    EXECUTE regexp_replace(def, old, new, 'g');
 END
 $$;
 
-SELECT crm_edit_function('crm_identity_apply()', 1, $old$
-    -- Visitors with a new claim, or with an earlier claim of a lead that had claimed them already.
-    WITH claimed AS (
-        INSERT INTO identity_claims AS c (tenant, anonymous_id, lead_id, first_at, first_touchpoint_id)
-        SELECT DISTINCT ON (1, 2, 3) coalesce(tenant_id, ''), anonymous_id, lead_id, occurred_at, touchpoint_id
-        FROM crm_new_touchpoints
-        WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
-        ORDER BY 1, 2, 3, occurred_at, touchpoint_id
-        ON CONFLICT (tenant, anonymous_id, lead_id) DO UPDATE
-            SET first_at = EXCLUDED.first_at, first_touchpoint_id = EXCLUDED.first_touchpoint_id
-            WHERE (EXCLUDED.first_at, EXCLUDED.first_touchpoint_id) < (c.first_at, c.first_touchpoint_id)
-        RETURNING c.tenant, c.anonymous_id
-    )
-    INSERT INTO crm_identity_claimed SELECT DISTINCT tenant, anonymous_id FROM claimed;
-$old$, $new$
+SELECT crm_edit_function('crm_identity_apply()', 1,
+    -- from the comment above the claims' upsert to the end of the statement that follows it
+    '\n    -- Visitors with a new claim, or with an earlier claim of a lead that had claimed them already\..*?FROM claimed;\n',
+    $new$
     -- Visitors whose link a claim of this run can change (0020): unlinked ones, and linked ones claimed by another
     -- lead or earlier than their link's claim. Their claims are read from identity_claims (a view, 0020).
     INSERT INTO crm_identity_claimed
@@ -65,15 +54,12 @@ $old$, $new$
        OR (n.occurred_at, n.touchpoint_id) < (l.linked_at, l.link_touchpoint_id);
 $new$, '0020');
 
-SELECT crm_edit_function('crm_analytics_recompute()', 1, $old$ab_test_variant_stats, identity_claims,
-             identity_links;$old$, $new$ab_test_variant_stats, identity_links;$new$, '0020');
-SELECT crm_edit_function('crm_analytics_recompute()', 1, $old$
-    -- The identities in two statements: every lead's earliest claim, then each visitor's first.
-    INSERT INTO identity_claims (tenant, anonymous_id, lead_id, first_at, first_touchpoint_id)
-    SELECT DISTINCT ON (1, 2, 3) coalesce(tenant_id, ''), anonymous_id, lead_id, occurred_at, touchpoint_id
-    FROM customer_touchpoints WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
-    ORDER BY 1, 2, 3, occurred_at, touchpoint_id;
-$old$, $new$
+SELECT crm_edit_function('crm_analytics_recompute()', 1, 'ab_test_variant_stats, identity_claims,\s+identity_links;',
+                         'ab_test_variant_stats, identity_links;', '0020');
+SELECT crm_edit_function('crm_analytics_recompute()', 1,
+    -- the comment and the INSERT INTO identity_claims that follows it, up to its ORDER BY
+    '\n    -- The identities in two statements: every lead.s earliest claim, then each visitor.s first\.\n.*?touchpoint_id;\n',
+    $new$
     -- The links: each visitor's first claim (identity_claims: every lead's earliest, a view since 0020).
 $new$, '0020');
 
@@ -86,13 +72,13 @@ FROM customer_touchpoints
 WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
 ORDER BY coalesce(tenant_id, ''), anonymous_id, lead_id, occurred_at, touchpoint_id;
 
+-- Read by the stage (the writer's role) and by the reports, as the table was.
 DO $$
+DECLARE
+    r name;
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_writer') THEN
-        GRANT SELECT ON identity_claims TO crm_ingest_writer;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_analytics') THEN
-        GRANT SELECT ON identity_claims TO crm_ingest_analytics;
-    END IF;
+    FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN ('crm_ingest_writer', 'crm_ingest_analytics') LOOP
+        EXECUTE format('GRANT SELECT ON identity_claims TO %I', r);
+    END LOOP;
 END
 $$;

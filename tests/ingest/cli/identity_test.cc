@@ -323,30 +323,38 @@ TEST(Identity, ALinkInOneTenantReattributesTheOtherTenantsVisitor) {
   link_in_one_tenant("t_ident_tenants_mixed", false, true, true);
 }
 
+// A database migrated up to (not including) `version`, holding the rows `insert` adds, its tables recomputed.
+std::string database_before(const std::string& name, int version, const std::string& insert) {
+  auto dsn = crm_test::fresh_database(name, false);
+  pqxx::connection c(dsn);
+  crm::sinks::postgres::migrate(c, crm_test::migrations_before(version), {3, 3});
+  pqxx::work tx(c);
+  tx.exec(insert);
+  tx.exec("SELECT crm_analytics_recompute()");
+  tx.commit();
+  return dsn;
+}
+
+void migrate_to_latest(const std::string& dsn) {
+  pqxx::connection c(dsn);
+  crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
+}
+
 // A database with events from before identity stitching: the migration rebuilds the tables once, so the
 // stage continues from what a recompute gives (the visitor's page view joins the lead's earlier conversion).
 TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
-  auto dsn = crm_test::fresh_database("t_ident_upgrade", false);
-  {
-    pqxx::connection c(dsn);
-    crm::sinks::postgres::migrate(c, crm_test::migrations_before(8), {3, 3});
-    pqxx::work tx(c);
-    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
-            " touch_type, channel_group, utm_source, conversion_value, currency, is_conversion) VALUES"
-            " ('00000000-0000-4000-8000-000000000001', '2026-09-01 07:00+00', now(), NULL, 'a1', 'page_view',"
-            "  'Referral', 'bing', NULL, NULL, false),"
-            " ('00000000-0000-4000-8000-000000000002', '2026-09-01 08:00+00', now(), 7, 'a1', 'form_submit',"
-            "  'Referral', 'google', NULL, NULL, false),"
-            " ('00000000-0000-4000-8000-000000000003', '2026-09-01 12:00+00', now(), 7, NULL, 'conversion',"
-            "  'Direct', NULL, 100, 'USD', true)");
-    tx.exec("SELECT crm_analytics_recompute()");
-    tx.commit();
-  }
+  auto dsn = database_before(
+      "t_ident_upgrade", 8,
+      "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
+      " touch_type, channel_group, utm_source, conversion_value, currency, is_conversion) VALUES"
+      " ('00000000-0000-4000-8000-000000000001', '2026-09-01 07:00+00', now(), NULL, 'a1', 'page_view',"
+      "  'Referral', 'bing', NULL, NULL, false),"
+      " ('00000000-0000-4000-8000-000000000002', '2026-09-01 08:00+00', now(), 7, 'a1', 'form_submit',"
+      "  'Referral', 'google', NULL, NULL, false),"
+      " ('00000000-0000-4000-8000-000000000003', '2026-09-01 12:00+00', now(), 7, NULL, 'conversion',"
+      "  'Direct', NULL, 100, 'USD', true)");
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE model = 'linear'"), 1);
-  {
-    pqxx::connection c(dsn);
-    crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
-  }
+  migrate_to_latest(dsn);
   EXPECT_EQ(text(dsn, "SELECT lead_id || '/' || claims FROM identity_links WHERE anonymous_id = 'a1'"), "7/1");
   EXPECT_EQ(text(dsn, "SELECT string_agg(utm_source || '/' || trim_scale(credit) || '/' || stitched, ','"
                       " ORDER BY utm_source) FROM attribution_credits WHERE model = 'linear'"),
@@ -358,29 +366,22 @@ TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
 // reads the same claims, and the stage elects a link again only for a claim that can change it — an earlier one,
 // or one of another lead — while a later claim of the linked lead changes nothing.
 TEST(Identity, ClaimsAreReadFromTheTouchpointsAndOnlyAClaimThatCanChangeALinkElectsIt) {
-  auto dsn = crm_test::fresh_database("t_ident_claims_view", false);
   const std::string claims = "SELECT string_agg(tenant || '/' || anonymous_id || '/' || lead_id || '/' ||"
                              " to_char(first_at AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY anonymous_id, lead_id)"
                              " FROM identity_claims";
-  {
-    pqxx::connection c(dsn);
-    crm::sinks::postgres::migrate(c, crm_test::migrations_before(20), {3, 3});
-    pqxx::work tx(c);
-    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
-            " touch_type, channel_group) VALUES"
-            " ('00000000-0000-4000-8000-000000000001', '2026-09-01 07:00+00', now(), NULL, 'a1', 'page_view', 'Direct'),"
-            " ('00000000-0000-4000-8000-000000000002', '2026-09-01 08:00+00', now(), 7, 'a1', 'form_submit', 'Direct'),"
-            " ('00000000-0000-4000-8000-000000000003', '2026-09-01 09:00+00', now(), 7, 'a1', 'identify', 'Direct'),"
-            " ('00000000-0000-4000-8000-000000000004', '2026-09-01 10:00+00', now(), 9, 'a2', 'identify', 'Direct')");
-    tx.exec("SELECT crm_analytics_recompute()");
-    tx.commit();
-  }
+  // a1: anonymous at 07:00, claimed by lead 7 at 08:00 and 09:00 (linked); a2: claimed by lead 9, no link.
+  const auto dsn = database_before(
+      "t_ident_claims_view", 20,
+      "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
+      " touch_type, channel_group)"
+      " SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid,"
+      "        ('2026-09-01 ' || t || '+00')::timestamptz, now(), lead, anon, kind, 'Direct'"
+      " FROM (VALUES (1, '07:00', NULL::bigint, 'a1', 'page_view'), (2, '08:00', 7, 'a1', 'form_submit'),"
+      "              (3, '09:00', 7, 'a1', 'identify'), (4, '10:00', 9, 'a2', 'identify'))"
+      "      AS v(n, t, lead, anon, kind)");
   const std::string before = text(dsn, claims);
   EXPECT_EQ(before, "/a1/7/08:00,/a2/9/10:00");
-  {
-    pqxx::connection c(dsn);
-    crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
-  }
+  migrate_to_latest(dsn);
   EXPECT_EQ(text(dsn, "SELECT relkind::text FROM pg_class WHERE relname = 'identity_claims'"), "v");
   EXPECT_EQ(text(dsn, claims), before);
   const std::string link = "SELECT lead_id || '/' || claims || '/' || to_char(linked_at AT TIME ZONE 'UTC', 'HH24:MI')"
