@@ -1,24 +1,28 @@
--- Identity claims read from the touchpoints themselves instead of a table the analytics stage keeps.
+-- Identity claims kept only for linked visitors; every other claim is read from the touchpoints themselves.
 --
--- A claim (0008) is a touchpoint carrying both an anonymous_id and a lead_id; identity_claims held every lead's
--- earliest one per visitor, and the stage upserted a row for every such touchpoint: a random-key insert with a
--- conflict check, sorted, returned and de-duplicated again, a third of the stage's time on data where touchpoints
--- bring new device ids (~8 µs per claim, on the stage's one thread). The touchpoints are stored anyway: an index on
--- their claims (kept by the writers, in parallel, ~1-2 µs per row) gives the same answers, and identity_claims
--- becomes a view with the same columns and rows (each lead's earliest claim of each visitor, by occurred_at, then
--- touchpoint_id).
+-- A claim (0008) is a touchpoint carrying both an anonymous_id and a lead_id. identity_claims held every lead's
+-- earliest claim of every visitor, and the analytics stage upserted a row for every such touchpoint: a random-key
+-- insert with a conflict check, sorted, returned and de-duplicated again, a third of the stage's time on data where
+-- touchpoints bring new device ids (~8 µs per claim, on the stage's one thread). But a claim matters only for a
+-- visitor that also has anonymous-only touchpoints (the only one a link is made for); the touchpoints are stored
+-- anyway, and an index on their claims (kept by the writers, in parallel) finds a visitor's claims when needed.
 --
--- The stage now elects a visitor's link again only when a claim of the run can change it: the visitor has no link
--- yet (it is linked once it also has anonymous-only touchpoints, as before), or the claim names another lead than
--- the link's (the winner or the count of claiming leads may change), or it is earlier than the link's claim.
--- A claim repeating the linked lead later changes nothing and costs one probe of identity_links.
+-- - identity_claims becomes a view of the touchpoints (same columns, same rows: each lead's earliest claim of each
+--   visitor, by occurred_at, then touchpoint_id).
+-- - The table is renamed identity_link_claims and holds the claims of linked visitors only: the stage upserts the
+--   claims of a visitor that has a link, as before, and elects it again when they changed; a visitor's claims are
+--   copied from the touchpoints into it once, in the statement that links it. So electing a linked visitor still
+--   reads one row per claiming lead, never its whole history (a device many leads share, or a constant anonymous id).
+-- - A visitor without a link that is claimed in a run is checked for anonymous-only touchpoints as before (one scan
+--   per partition for all of them), and a visitor's first anonymous-only touchpoint asks the claim index whether it
+--   has a claim (one probe per partition for each such visitor of the run).
 -- Claims are read from every stored touchpoint, including those committed after the batches a run applies (their
--- own run re-elects the same link): the links are what a recompute gives, as before. Claims of months dropped by
--- `partitions retain` are gone with their touchpoints (a link elected from them stays until its visitor is elected
--- again), as a recompute after the drop already had it.
+-- own run finds the claim kept already): the links are what a recompute gives, as before.
 --
 -- The functions are edited in place (their SET timezone = 'UTC' of 0016 and jit = off stay): each pattern below must
 -- match the function's current definition exactly as often as said, or the migration stops.
+-- The index is built inside the migration's transaction: writers wait for it (on a large database, as long as an
+-- index build of the touchpoints' claims takes).
 -- Forward-only: never edit this file once released.
 
 CREATE INDEX customer_touchpoints_claim_idx ON customer_touchpoints (anonymous_id, occurred_at)
@@ -39,31 +43,80 @@ BEGIN
 END
 $$;
 
+-- The claims' upsert keeps the claims of linked visitors only; a visitor whose kept claims changed is elected again.
 SELECT crm_edit_function('crm_identity_apply()', 1,
-    -- from the comment above the claims' upsert to the end of the statement that follows it
-    '\n    -- Visitors with a new claim, or with an earlier claim of a lead that had claimed them already\..*?FROM claimed;\n',
-    $new$
-    -- Visitors whose link a claim of this run can change (0020): unlinked ones, and linked ones claimed by another
-    -- lead or earlier than their link's claim. Their claims are read from identity_claims (a view, 0020).
+    '-- Visitors with a new claim, or with an earlier claim of a lead that had claimed them already\.',
+    $new$-- Claims of linked visitors are kept (each lead's earliest); a visitor whose kept claims changed is elected again.$new$,
+    '0020');
+SELECT crm_edit_function('crm_identity_apply()', 1, 'INSERT INTO identity_claims AS c',
+                         'INSERT INTO identity_link_claims AS c', '0020');
+SELECT crm_edit_function('crm_identity_apply()', 1,
+    'FROM crm_new_touchpoints\n        WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL\n        ORDER BY',
+    $new$FROM crm_new_touchpoints n
+        WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
+          AND EXISTS (SELECT 1 FROM identity_links l
+                      WHERE l.tenant = coalesce(n.tenant_id, '') AND l.anonymous_id = n.anonymous_id)
+        ORDER BY$new$, '0020');
+SELECT crm_edit_function('crm_identity_apply()', 1, 'FROM claimed;\n', $new$FROM claimed;
+    -- Visitors without a link claimed now: linked below if they have anonymous-only touchpoints (0020).
     INSERT INTO crm_identity_claimed
-    SELECT DISTINCT n.tenant, n.anonymous_id
-    FROM (SELECT coalesce(tenant_id, '') AS tenant, anonymous_id, lead_id, occurred_at, touchpoint_id
-          FROM crm_new_touchpoints WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL) n
-    LEFT JOIN identity_links l ON l.tenant = n.tenant AND l.anonymous_id = n.anonymous_id
-    WHERE l.lead_id IS NULL OR l.lead_id <> n.lead_id
-       OR (n.occurred_at, n.touchpoint_id) < (l.linked_at, l.link_touchpoint_id);
+    SELECT DISTINCT coalesce(n.tenant_id, ''), n.anonymous_id FROM crm_new_touchpoints n
+    WHERE n.lead_id IS NOT NULL AND n.anonymous_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM identity_links l
+                      WHERE l.tenant = coalesce(n.tenant_id, '') AND l.anonymous_id = n.anonymous_id);
 $new$, '0020');
+-- The first anonymous-only touchpoint of a visitor without a link: its claims are asked of the claim index, once
+-- per visitor of the run (a subquery PostgreSQL keeps per row: a join would read every claim stored).
+SELECT crm_edit_function('crm_identity_apply()', 1,
+    'FROM \(SELECT coalesce\(tenant_id, ..\) AS tenant, anonymous_id FROM crm_new_touchpoints\n          WHERE lead_id IS NULL',
+    $new$FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM crm_new_touchpoints
+          WHERE lead_id IS NULL$new$, '0020');
+SELECT crm_edit_function('crm_identity_apply()', 1,
+    'AND EXISTS \(SELECT 1 FROM identity_claims c WHERE c.tenant = n.tenant AND c.anonymous_id = n.anonymous_id\);',
+    $new$AND EXISTS (SELECT 1 FROM customer_touchpoints c
+                  WHERE c.lead_id IS NOT NULL AND c.anonymous_id = n.anonymous_id AND coalesce(c.tenant_id, '') = n.tenant
+                  OFFSET 0);$new$, '0020');
+-- The election reads a linked visitor's kept claims, and the claims of a visitor it links now from the touchpoints.
+SELECT crm_edit_function('crm_identity_apply()', 1,
+    'count\(\*\) OVER \(\) AS claims FROM identity_claims c\n',
+    $new$count(*) OVER () AS claims
+            FROM (SELECT * FROM identity_link_claims k WHERE v.linked
+                  UNION ALL SELECT * FROM identity_claims k WHERE NOT v.linked) c
+$new$, '0020');
+-- The claims of a visitor linked now are kept from now on.
+SELECT crm_edit_function('crm_identity_apply()', 1,
+    '\n    \)\n    INSERT INTO crm_identity_changes ',
+    $new$
+    ), keep AS (
+        INSERT INTO identity_link_claims (tenant, anonymous_id, lead_id, first_at, first_touchpoint_id)
+        SELECT c.tenant, c.anonymous_id, c.lead_id, c.first_at, c.first_touchpoint_id
+        FROM elected e
+        CROSS JOIN LATERAL (SELECT * FROM identity_claims c  -- per visitor: OFFSET 0 keeps it from a join
+                            WHERE c.tenant = e.tenant AND c.anonymous_id = e.anonymous_id OFFSET 0) c
+        WHERE e.old_lead IS NULL
+        ON CONFLICT (tenant, anonymous_id, lead_id) DO NOTHING
+    )
+    INSERT INTO crm_identity_changes $new$, '0020');
 
-SELECT crm_edit_function('crm_analytics_recompute()', 1, 'ab_test_variant_stats, identity_claims,\s+identity_links;',
-                         'ab_test_variant_stats, identity_links;', '0020');
+SELECT crm_edit_function('crm_analytics_recompute()', 1, 'ab_test_variant_stats, identity_claims,',
+                         'ab_test_variant_stats, identity_link_claims,', '0020');
 SELECT crm_edit_function('crm_analytics_recompute()', 1,
     -- the comment and the INSERT INTO identity_claims that follows it, up to its ORDER BY
     '\n    -- The identities in two statements: every lead.s earliest claim, then each visitor.s first\.\n.*?touchpoint_id;\n',
     $new$
-    -- The links: each visitor's first claim (identity_claims: every lead's earliest, a view since 0020).
+    -- The links: each visitor's first claim (identity_claims: every lead's earliest, a view since 0020), then the
+    -- claims of the linked visitors, kept.
+$new$, '0020');
+SELECT crm_edit_function('crm_analytics_recompute()', 1,
+    'ORDER BY c.tenant, c.anonymous_id, c.first_at, c.first_touchpoint_id, c.lead_id;\n',
+    $new$ORDER BY c.tenant, c.anonymous_id, c.first_at, c.first_touchpoint_id, c.lead_id;
+    INSERT INTO identity_link_claims
+    SELECT c.* FROM identity_claims c JOIN identity_links l ON l.tenant = c.tenant AND l.anonymous_id = c.anonymous_id;
 $new$, '0020');
 
-DROP TABLE identity_claims;
+ALTER TABLE identity_claims RENAME TO identity_link_claims;
+DELETE FROM identity_link_claims c
+WHERE NOT EXISTS (SELECT 1 FROM identity_links l WHERE l.tenant = c.tenant AND l.anonymous_id = c.anonymous_id);
 CREATE VIEW identity_claims AS
 SELECT DISTINCT ON (coalesce(tenant_id, ''), anonymous_id, lead_id)
        coalesce(tenant_id, '') AS tenant, anonymous_id, lead_id, occurred_at AS first_at,

@@ -362,10 +362,11 @@ TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
   expect_recompute_agrees(dsn, "after the upgrade");
 }
 
-// Since 0020 identity_claims is a view of the touchpoints carrying both ids: a database upgraded from the table
-// reads the same claims, and the stage elects a link again only for a claim that can change it — an earlier one,
-// or one of another lead — while a later claim of the linked lead changes nothing.
-TEST(Identity, ClaimsAreReadFromTheTouchpointsAndOnlyAClaimThatCanChangeALinkElectsIt) {
+// Since 0020 identity_claims is a view of the touchpoints carrying both ids, and only linked visitors' claims are
+// kept (identity_link_claims): a database upgraded from the table reads the same claims and keeps those of its
+// linked visitors; a visitor linked later gets its claims kept then; a later claim of the linked lead changes
+// nothing, an earlier one or one of another lead elects the link again.
+TEST(Identity, OnlyLinkedVisitorsClaimsAreKeptAndOnlyAClaimThatCanChangeALinkElectsIt) {
   const std::string claims = "SELECT string_agg(tenant || '/' || anonymous_id || '/' || lead_id || '/' ||"
                              " to_char(first_at AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY anonymous_id, lead_id)"
                              " FROM identity_claims";
@@ -384,6 +385,10 @@ TEST(Identity, ClaimsAreReadFromTheTouchpointsAndOnlyAClaimThatCanChangeALinkEle
   migrate_to_latest(dsn);
   EXPECT_EQ(text(dsn, "SELECT relkind::text FROM pg_class WHERE relname = 'identity_claims'"), "v");
   EXPECT_EQ(text(dsn, claims), before);
+  const std::string kept = "SELECT string_agg(anonymous_id || '/' || lead_id || '/' ||"
+                           " to_char(first_at AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY anonymous_id, lead_id)"
+                           " FROM identity_link_claims";
+  EXPECT_EQ(text(dsn, kept), "a1/7/08:00");
   const std::string link = "SELECT lead_id || '/' || claims || '/' || to_char(linked_at AT TIME ZONE 'UTC', 'HH24:MI')"
                            " FROM identity_links WHERE anonymous_id = 'a1'";
   EXPECT_EQ(text(dsn, link), "7/1/08:00");
@@ -405,6 +410,7 @@ TEST(Identity, ClaimsAreReadFromTheTouchpointsAndOnlyAClaimThatCanChangeALinkEle
   step(9, "2026-09-01T13:00:00Z", R"("anonymous_id":"a2","touch_type":"page_view")");  // a2's first anonymous one
   EXPECT_EQ(text(dsn, "SELECT lead_id FROM identity_links WHERE anonymous_id = 'a2'"), "9");
   EXPECT_EQ(text(dsn, claims), "/a1/7/06:00,/a1/8/05:00,/a2/9/10:00");
+  EXPECT_EQ(text(dsn, kept), "a1/7/06:00,a1/8/05:00,a2/9/10:00");
   expect_recompute_agrees(dsn, "after the claims of each step");
 }
 

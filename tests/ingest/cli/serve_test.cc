@@ -247,10 +247,11 @@ TEST(Serve, EveryThreadIsNamedForItsStage) {
     for (const char* stage : stages) {
       if (names.count(stage) != 1) return false;
     }
-    return true;
+    return names.count("crm-ingest") == 1;
   };
   // Some start after the port is announced (the writers, the stage and the confirmer with the pool; the signal
-  // thread once the server listens): wait for every one of them.
+  // thread once the server listens): wait for every one of them, and for each new thread to have taken its name
+  // (a thread is "crm-ingest", its creator's name, until it names itself).
   while (std::chrono::steady_clock::now() - started < std::chrono::seconds(10)) {
     names.clear();
     for (const auto& task : fs::directory_iterator(fs::path("/proc") / std::to_string(srv.pid()) / "task")) {
