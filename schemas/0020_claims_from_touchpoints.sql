@@ -13,9 +13,11 @@
 --   claims of a visitor that has a link, as before, and elects it again when they changed; a visitor's claims are
 --   copied from the touchpoints into it once, in the statement that links it. So electing a linked visitor still
 --   reads one row per claiming lead, never its whole history (a device many leads share, or a constant anonymous id).
--- - A visitor without a link that is claimed in a run is checked for anonymous-only touchpoints as before (one scan
---   per partition for all of them), and a visitor's first anonymous-only touchpoint asks the claim index whether it
---   has a claim (one probe per partition for each such visitor of the run).
+-- - A visitor without a link that is claimed in a run is checked for anonymous-only touchpoints as before (one index
+--   descent per monthly partition for each such visitor of the run; before 0020, only for a new or earlier claim),
+--   and a visitor without a link whose anonymous-only touchpoints arrive in a run asks the claim index whether it
+--   was claimed (one descent per monthly partition for each such visitor of the run, where the table took one probe).
+--   That is the price: per visitor and run, not per claim, but multiplied by the months retained.
 -- Claims are read from every stored touchpoint, including those committed after the batches a run applies (their
 -- own run finds the claim kept already): the links are what a recompute gives, as before.
 --
@@ -24,6 +26,9 @@
 -- The index is built inside the migration's transaction: writers wait for it (on a large database, as long as an
 -- index build of the touchpoints' claims takes).
 -- Forward-only: never edit this file once released.
+
+-- No analytics stage runs while the tables and functions change under it.
+SELECT pg_advisory_xact_lock(hashtext('crm_analytics'), 0);
 
 CREATE INDEX customer_touchpoints_claim_idx ON customer_touchpoints (anonymous_id, occurred_at)
     WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL;
@@ -65,8 +70,8 @@ SELECT crm_edit_function('crm_identity_apply()', 1, 'FROM claimed;\n', $new$FROM
       AND NOT EXISTS (SELECT 1 FROM identity_links l
                       WHERE l.tenant = coalesce(n.tenant_id, '') AND l.anonymous_id = n.anonymous_id);
 $new$, '0020');
--- The first anonymous-only touchpoint of a visitor without a link: its claims are asked of the claim index, once
--- per visitor of the run (a subquery PostgreSQL keeps per row: a join would read every claim stored).
+-- Anonymous-only touchpoints of a visitor without a link: whether it was claimed is asked of the claim index, once
+-- per visitor of the run (a subquery PostgreSQL keeps per row: a join with the view would read every claim stored).
 SELECT crm_edit_function('crm_identity_apply()', 1,
     'FROM \(SELECT coalesce\(tenant_id, ..\) AS tenant, anonymous_id FROM crm_new_touchpoints\n          WHERE lead_id IS NULL',
     $new$FROM (SELECT DISTINCT coalesce(tenant_id, '') AS tenant, anonymous_id FROM crm_new_touchpoints
@@ -107,11 +112,16 @@ SELECT crm_edit_function('crm_analytics_recompute()', 1,
     -- The links: each visitor's first claim (identity_claims: every lead's earliest, a view since 0020), then the
     -- claims of the linked visitors, kept.
 $new$, '0020');
+-- The links and the kept claims of the linked visitors in one statement: one snapshot (a claim committed in between
+-- would be kept without its link being elected with it, and its own stage run would change nothing).
 SELECT crm_edit_function('crm_analytics_recompute()', 1,
-    'ORDER BY c.tenant, c.anonymous_id, c.first_at, c.first_touchpoint_id, c.lead_id;\n',
-    $new$ORDER BY c.tenant, c.anonymous_id, c.first_at, c.first_touchpoint_id, c.lead_id;
+    '(INSERT INTO identity_links \(tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims,\n.*?c\.first_touchpoint_id, c\.lead_id);\n',
+    $new$WITH links AS (
+    \1
+    RETURNING tenant, anonymous_id
+    )
     INSERT INTO identity_link_claims
-    SELECT c.* FROM identity_claims c JOIN identity_links l ON l.tenant = c.tenant AND l.anonymous_id = c.anonymous_id;
+    SELECT c.* FROM identity_claims c JOIN links l ON l.tenant = c.tenant AND l.anonymous_id = c.anonymous_id;
 $new$, '0020');
 
 ALTER TABLE identity_claims RENAME TO identity_link_claims;
@@ -125,13 +135,19 @@ FROM customer_touchpoints
 WHERE lead_id IS NOT NULL AND anonymous_id IS NOT NULL
 ORDER BY coalesce(tenant_id, ''), anonymous_id, lead_id, occurred_at, touchpoint_id;
 
--- Read by the stage (the writer's role) and by the reports, as the table was.
+-- The view is read by the stage (the writer's role) and by the reports; the kept claims are the stage's to write
+-- (the grants the table had, stated again for an administrator who re-runs the grants of the migrations).
 DO $$
 DECLARE
     r name;
 BEGIN
     FOR r IN SELECT rolname FROM pg_roles WHERE rolname IN ('crm_ingest_writer', 'crm_ingest_analytics') LOOP
-        EXECUTE format('GRANT SELECT ON identity_claims TO %I', r);
+        EXECUTE format('GRANT SELECT ON identity_claims, identity_link_claims TO %I', r);
     END LOOP;
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_ingest_writer') THEN
+        GRANT INSERT, UPDATE, DELETE ON identity_link_claims TO crm_ingest_writer;
+    END IF;
 END
 $$;
+
+DROP FUNCTION crm_edit_function(regprocedure, int, text, text, text);
