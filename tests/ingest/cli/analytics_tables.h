@@ -60,7 +60,6 @@ inline std::map<std::string, std::string> dump(const std::string& dsn) {
       {"identity_links", "SELECT tenant, anonymous_id, lead_id, linked_at, link_touchpoint_id, claims,"
                          " anonymous_touchpoints FROM identity_links"},
       {"identity_claims", "SELECT * FROM identity_claims"},
-      {"identity_link_claims", "SELECT * FROM identity_link_claims"},  // the linked visitors' claims (0020)
       {"ab_test_message_counts", "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts"},
   };
   std::map<std::string, std::string> out;

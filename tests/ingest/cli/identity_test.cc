@@ -323,95 +323,35 @@ TEST(Identity, ALinkInOneTenantReattributesTheOtherTenantsVisitor) {
   link_in_one_tenant("t_ident_tenants_mixed", false, true, true);
 }
 
-// A database migrated up to (not including) `version`, holding the rows `insert` adds, its tables recomputed.
-std::string database_before(const std::string& name, int version, const std::string& insert) {
-  auto dsn = crm_test::fresh_database(name, false);
-  pqxx::connection c(dsn);
-  crm::sinks::postgres::migrate(c, crm_test::migrations_before(version), {3, 3});
-  pqxx::work tx(c);
-  tx.exec(insert);
-  tx.exec("SELECT crm_analytics_recompute()");
-  tx.commit();
-  return dsn;
-}
-
-void migrate_to_latest(const std::string& dsn) {
-  pqxx::connection c(dsn);
-  crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
-}
-
 // A database with events from before identity stitching: the migration rebuilds the tables once, so the
 // stage continues from what a recompute gives (the visitor's page view joins the lead's earlier conversion).
 TEST(Identity, TheMigrationRebuildsTheTablesOfEarlierEvents) {
-  auto dsn = database_before(
-      "t_ident_upgrade", 8,
-      "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
-      " touch_type, channel_group, utm_source, conversion_value, currency, is_conversion) VALUES"
-      " ('00000000-0000-4000-8000-000000000001', '2026-09-01 07:00+00', now(), NULL, 'a1', 'page_view',"
-      "  'Referral', 'bing', NULL, NULL, false),"
-      " ('00000000-0000-4000-8000-000000000002', '2026-09-01 08:00+00', now(), 7, 'a1', 'form_submit',"
-      "  'Referral', 'google', NULL, NULL, false),"
-      " ('00000000-0000-4000-8000-000000000003', '2026-09-01 12:00+00', now(), 7, NULL, 'conversion',"
-      "  'Direct', NULL, 100, 'USD', true)");
+  auto dsn = crm_test::fresh_database("t_ident_upgrade", false);
+  {
+    pqxx::connection c(dsn);
+    crm::sinks::postgres::migrate(c, crm_test::migrations_before(8), {3, 3});
+    pqxx::work tx(c);
+    tx.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
+            " touch_type, channel_group, utm_source, conversion_value, currency, is_conversion) VALUES"
+            " ('00000000-0000-4000-8000-000000000001', '2026-09-01 07:00+00', now(), NULL, 'a1', 'page_view',"
+            "  'Referral', 'bing', NULL, NULL, false),"
+            " ('00000000-0000-4000-8000-000000000002', '2026-09-01 08:00+00', now(), 7, 'a1', 'form_submit',"
+            "  'Referral', 'google', NULL, NULL, false),"
+            " ('00000000-0000-4000-8000-000000000003', '2026-09-01 12:00+00', now(), 7, NULL, 'conversion',"
+            "  'Direct', NULL, 100, 'USD', true)");
+    tx.exec("SELECT crm_analytics_recompute()");
+    tx.commit();
+  }
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM attribution_credits WHERE model = 'linear'"), 1);
-  migrate_to_latest(dsn);
+  {
+    pqxx::connection c(dsn);
+    crm::sinks::postgres::migrate(c, crm::sinks::postgres::embedded_migrations(), {3, 3});
+  }
   EXPECT_EQ(text(dsn, "SELECT lead_id || '/' || claims FROM identity_links WHERE anonymous_id = 'a1'"), "7/1");
   EXPECT_EQ(text(dsn, "SELECT string_agg(utm_source || '/' || trim_scale(credit) || '/' || stitched, ','"
                       " ORDER BY utm_source) FROM attribution_credits WHERE model = 'linear'"),
             "bing/0.5/true,google/0.5/false");
   expect_recompute_agrees(dsn, "after the upgrade");
-}
-
-// Since 0020 identity_claims is a view of the touchpoints carrying both ids, and only linked visitors' claims are
-// kept (identity_link_claims): a database upgraded from the table reads the same claims and keeps those of its
-// linked visitors; a visitor linked later gets its claims kept then; a later claim of the linked lead changes
-// nothing, an earlier one or one of another lead elects the link again.
-TEST(Identity, OnlyLinkedVisitorsClaimsAreKeptAndOnlyAClaimThatCanChangeALinkElectsIt) {
-  const std::string claims = "SELECT string_agg(tenant || '/' || anonymous_id || '/' || lead_id || '/' ||"
-                             " to_char(first_at AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY anonymous_id, lead_id)"
-                             " FROM identity_claims";
-  // a1: anonymous at 07:00, claimed by lead 7 at 08:00 and 09:00 (linked); a2: claimed by lead 9, no link.
-  const auto dsn = database_before(
-      "t_ident_claims_view", 20,
-      "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, lead_id, anonymous_id,"
-      " touch_type, channel_group)"
-      " SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid,"
-      "        ('2026-09-01 ' || t || '+00')::timestamptz, now(), lead, anon, kind, 'Direct'"
-      " FROM (VALUES (1, '07:00', NULL::bigint, 'a1', 'page_view'), (2, '08:00', 7, 'a1', 'form_submit'),"
-      "              (3, '09:00', 7, 'a1', 'identify'), (4, '10:00', 9, 'a2', 'identify'))"
-      "      AS v(n, t, lead, anon, kind)");
-  const std::string before = text(dsn, claims);
-  EXPECT_EQ(before, "/a1/7/08:00,/a2/9/10:00");
-  migrate_to_latest(dsn);
-  EXPECT_EQ(text(dsn, "SELECT relkind::text FROM pg_class WHERE relname = 'identity_claims'"), "v");
-  EXPECT_EQ(text(dsn, claims), before);
-  const std::string kept = "SELECT string_agg(anonymous_id || '/' || lead_id || '/' ||"
-                           " to_char(first_at AT TIME ZONE 'UTC', 'HH24:MI'), ',' ORDER BY anonymous_id, lead_id)"
-                           " FROM identity_link_claims";
-  EXPECT_EQ(text(dsn, kept), "a1/7/08:00");
-  const std::string link = "SELECT lead_id || '/' || claims || '/' || to_char(linked_at AT TIME ZONE 'UTC', 'HH24:MI')"
-                           " FROM identity_links WHERE anonymous_id = 'a1'";
-  EXPECT_EQ(text(dsn, link), "7/1/08:00");
-
-  auto dir = crm_test::scratch("identity-claims-view");
-  auto step = [&](int n, const std::string& when, const std::string& fields) {
-    const auto file = dir / fmt::format("step{}.ndjson", n);
-    std::ofstream(file) << tp(n, when, fields);
-    import(dsn, file, 1, 10);
-  };
-  step(5, "2026-09-01T11:00:00Z", R"("anonymous_id":"a1","lead_id":7,"touch_type":"identify")");  // changes nothing
-  EXPECT_EQ(text(dsn, link), "7/1/08:00");
-  step(6, "2026-09-01T12:00:00Z", R"("anonymous_id":"a1","lead_id":8,"touch_type":"identify")");  // a second lead
-  EXPECT_EQ(text(dsn, link), "7/2/08:00");
-  step(7, "2026-09-01T06:00:00Z", R"("anonymous_id":"a1","lead_id":7,"touch_type":"identify")");  // earlier, same lead
-  EXPECT_EQ(text(dsn, link), "7/2/06:00");
-  step(8, "2026-09-01T05:00:00Z", R"("anonymous_id":"a1","lead_id":8,"touch_type":"identify")");  // earlier, other lead
-  EXPECT_EQ(text(dsn, link), "8/2/05:00");
-  step(9, "2026-09-01T13:00:00Z", R"("anonymous_id":"a2","touch_type":"page_view")");  // a2's first anonymous one
-  EXPECT_EQ(text(dsn, "SELECT lead_id FROM identity_links WHERE anonymous_id = 'a2'"), "9");
-  EXPECT_EQ(text(dsn, claims), "/a1/7/06:00,/a1/8/05:00,/a2/9/10:00");
-  EXPECT_EQ(text(dsn, kept), "a1/7/06:00,a1/8/05:00,a2/9/10:00");
-  expect_recompute_agrees(dsn, "after the claims of each step");
 }
 
 // The report's "visitors linked" are the links (visitors with anonymous touchpoints, whose paths a claim changes),
