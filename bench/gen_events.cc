@@ -4,7 +4,12 @@
 //
 //   gen_events --count 1000000 [--seed 1] [--touchpoints 0.3] [--duplicates 0.02] [--invalid 0.01]
 //              [--months 3] [--phones 0.3] [--campaigns-per-day 3] [--order time|random]
-//              [--conversions 0.02 --exposures 0.05]
+//              [--conversions 0.02 --exposures 0.05] [--visitors 80000 [--identified 0.2]]
+//
+// Touchpoints carry a lead and a new anonymous id each by default (every touchpoint a new visitor, claimed by its
+// lead: the worst case of the identity claims). --visitors N draws them from N visitors instead, each with one lead
+// that --identified of its touchpoints carry; the others are anonymous-only (web traffic before and beside a login:
+// the worst case of stitching and re-attribution). Measure an analytics change with both.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +43,8 @@ int main(int argc, char** argv) {
   int campaigns_per_day = 3;
   std::string order = "time";
   double conversion_share = -1, exposure_share = 0;
+  std::uint64_t visitors = 0;
+  double identified_share = 0.2;
   app.add_option("--count", count, "Records to write (including duplicates and invalid ones)");
   app.add_option("--seed", seed, "Seed; the same seed writes the same file");
   app.add_option("--touchpoints", touch_share, "Share of touchpoints")->check(CLI::Range(0.0, 1.0));
@@ -58,6 +65,12 @@ int main(int argc, char** argv) {
                  "unset = the six touch types alike")
       ->check(CLI::Range(0.0, 1.0));
   app.add_option("--exposures", exposure_share, "Share of touchpoints that are experiment exposures (with --conversions)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--visitors", visitors,
+                 "Draw touchpoints from this many visitors (anonymous ids), each with one lead; 0 = a new visitor with "
+                 "a lead on every touchpoint");
+  app.add_option("--identified", identified_share,
+                 "With --visitors: share of touchpoints carrying the visitor's lead (the rest are anonymous-only)")
       ->check(CLI::Range(0.0, 1.0));
   CLI11_PARSE(app, argc, argv);
   std::discrete_distribution<unsigned> status_of(std::begin(status_weights), std::end(status_weights));
@@ -111,9 +124,18 @@ int main(int argc, char** argv) {
         std::string extra;
         if (tt == "conversion") extra = fmt::format(R"(,"conversion_type":"purchase","conversion_value":{}.{:02},"currency":"USD")", rng() % 500, rng() % 100);
         if (tt == "experiment_exposure") extra = fmt::format(R"(,"ab_test_id":"test-{}","variant":"{}")", campaign % 5, (rng() & 1) ? "A" : "B");
+        std::string who;
+        if (visitors == 0) {
+          who = fmt::format(R"("lead_id":{},"anonymous_id":"anon-{:x}")", lead, rng() % 1000000);
+        } else {
+          const std::uint64_t v = rng() % visitors;
+          const std::uint64_t visitor_lead = 1 + (v * 2654435761ULL + seed) % 200000;  // one lead per visitor
+          who = u(rng) < identified_share ? fmt::format(R"("lead_id":{},"anonymous_id":"v-{}-{:x}")", visitor_lead, seed, v)
+                                          : fmt::format(R"("anonymous_id":"v-{}-{:x}")", seed, v);
+        }
         line = fmt::format(
-            R"({{"kind":"touchpoint","message_id":"tp-{}-{}","occurred_at":"{}","lead_id":{},"anonymous_id":"anon-{:x}","touch_type":"{}","landing_url":"https://shop.example.com/p/{}?utm_source={}&utm_medium={}&utm_campaign=c{}","referrer":"https://www.{}.com/","campaign_id":{}{}}})",
-            seed, i, iso8601(at), lead, rng() % 1000000, tt, i % 997, sources[k], mediums[k], campaign, sources[(k + 1) % std::size(sources)], campaign, extra);
+            R"({{"kind":"touchpoint","message_id":"tp-{}-{}","occurred_at":"{}",{},"touch_type":"{}","landing_url":"https://shop.example.com/p/{}?utm_source={}&utm_medium={}&utm_campaign=c{}","referrer":"https://www.{}.com/","campaign_id":{}{}}})",
+            seed, i, iso8601(at), who, tt, i % 997, sources[k], mediums[k], campaign, sources[(k + 1) % std::size(sources)], campaign, extra);
       } else {
         bool phone = u(rng) < phone_share;
         auto ch = phone ? channels[1 + rng() % 3] : std::string_view("email");
