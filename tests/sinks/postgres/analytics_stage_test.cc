@@ -234,4 +234,111 @@ TEST(AnalyticsStage, LinkedVisitorsAreReadThroughTheLeadsLinksWhateverTheStatist
   s.exec("ROLLBACK");
 }
 
+// For 0020's tests: a fresh database whose touchpoint partitions autovacuum leaves alone (their statistics are what
+// the test makes them), a batch's backlog row as a writer records it, and one stage run as the stage's role.
+std::string database_without_autovacuum(const std::string& name) {
+  auto dsn = crm_test::fresh_database(name);
+  crm_test::execute(dsn, "DO $$ DECLARE t regclass; BEGIN FOR t IN SELECT relid FROM pg_partition_tree("
+                         "'customer_touchpoints') WHERE isleaf LOOP "
+                         "EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = off)', t); END LOOP; END $$");
+  return dsn;
+}
+
+void record_backlog(pqxx::nontransaction& s, const std::string& touchpoints_query) {
+  s.exec("INSERT INTO analytics_backlog (batch_id, touchpoints, touchpoint_id, occurred_at, lead_id, anonymous_id, "
+         "touch_type, ab_test_id, variant, tenant_id) "
+         "SELECT gen_random_uuid(), count(*), array_agg(touchpoint_id), array_agg(occurred_at), array_agg(lead_id), "
+         "array_agg(anonymous_id), array_agg(touch_type), array_agg(ab_test_id), array_agg(variant), "
+         "array_agg(tenant_id) FROM (" + touchpoints_query + ") t");
+}
+
+struct stage_run_result {
+  long long touchpoints = 0;
+  long long index_fetches = 0;  // rows fetched through indexes from the touchpoint partitions by the run
+};
+
+stage_run_result stage_run_as_writer(pqxx::nontransaction& s, const std::string& dsn) {
+  if (crm_test::count(dsn, "SELECT count(*) FROM pg_roles WHERE rolname = 'crm_ingest_writer'") == 1) {
+    s.exec("SET ROLE crm_ingest_writer");  // the stage's role, which may not ANALYZE the tables itself
+  }
+  s.exec("BEGIN ISOLATION LEVEL READ COMMITTED");
+  auto fetches = [&s] {
+    return s.exec1("SELECT coalesce(sum(idx_tup_fetch), 0) FROM pg_stat_xact_user_tables "
+                   "WHERE relname LIKE 'customer\\_touchpoints\\_%'")[0]
+        .as<long long>();
+  };
+  const auto before = fetches();
+  stage_run_result r;
+  r.touchpoints = s.exec1("SELECT touchpoints FROM crm_analytics_stage_run(256, 100000)")[0].as<long long>();
+  r.index_fetches = fetches() - before;
+  s.exec("COMMIT");
+  s.exec("RESET ROLE");
+  return r;
+}
+
+// 0020: a partition filled faster than autovacuum analyzes it is analyzed by the stage before the run's statements
+// are planned. Without statistics the planner read an anonymous visitor's path through the partition's path-
+// touchpoint index (`lead_id IS NULL` as its condition): every anonymous-only touchpoint of the lookback window, once
+// per conversion. Counted as rows fetched through indexes by one stage run (as the stage's role), not timed: 200
+// conversions of anonymous visitors over 20,000 anonymous page views fetched 4 million rows before, 2,400 now.
+TEST(AnalyticsStage, APartitionWithoutStatisticsIsAnalyzedBeforeTheRunIsPlanned) {
+  const auto dsn = database_without_autovacuum("t_stage_statistics");
+  pqxx::connection c(dsn);
+  pqxx::nontransaction s(c);
+  const std::string touchpoints =
+      "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, channel_group, anonymous_id, "
+      "touch_type) SELECT gen_random_uuid(), date_trunc('month', now()) - interval '2 months'";
+  s.exec(touchpoints + " + g * interval '1 minute', now(), 'Direct', 'v' || g % 2000, 'page_view' "
+         "FROM generate_series(1, 20000) g");
+  s.exec(touchpoints + " + interval '15 days' + g * interval '1 minute', now(), 'Direct', 'v' || g, 'conversion' "
+         "FROM generate_series(0, 199) g");
+  record_backlog(s, "SELECT * FROM customer_touchpoints WHERE touch_type = 'conversion'");
+  const std::string partition =
+      s.exec1("SELECT DISTINCT tableoid::regclass::text FROM customer_touchpoints")[0].as<std::string>();
+  const std::string analyzed =
+      "SELECT count(*) FROM pg_class WHERE oid = '" + partition + "'::regclass AND reltuples >= 0";
+  ASSERT_EQ(crm_test::count(dsn, analyzed), 0);
+  const auto run = stage_run_as_writer(s, dsn);
+  EXPECT_EQ(run.touchpoints, 200);
+  EXPECT_EQ(crm_test::count(dsn, analyzed), 1);
+  // Each conversion's path (its visitor's page views of the window: 10) and the lookups around it.
+  EXPECT_LT(run.index_fetches, 100000) << "rows fetched through indexes by the run";
+  // Every conversion was credited to its visitor's last page view (last touch).
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT conversion_id) FROM attribution_credits "
+                                 "WHERE model = 'last_touch' AND credit = 1 AND touchpoint_id IS NOT NULL"),
+            200);
+}
+
+// 0020: a partition analyzed at its first rows and grown since is analyzed again before the run is planned. With
+// the statistics of its first touchpoint (anonymous: every row's lead "is NULL"), the late-data probe of 2,000 new
+// anonymous page views read each visitor's conversions through the leads' index, every anonymous-only touchpoint of
+// the window per probe: 4.75 million rows fetched through indexes before, 22,600 now.
+TEST(AnalyticsStage, APartitionThatGrewSinceItsStatisticsIsAnalyzedAgainBeforeTheRunIsPlanned) {
+  const auto dsn = database_without_autovacuum("t_stage_grown_partition");
+  pqxx::connection c(dsn);
+  pqxx::nontransaction s(c);
+  // Visitor v<k> of 2,000; a fifth of the touchpoints carry a lead, one in 33 is a conversion.
+  auto touchpoints = [&s](int from, int to) {
+    s.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, channel_group, lead_id, "
+           "anonymous_id, touch_type) SELECT gen_random_uuid(), date_trunc('month', now()) - interval '2 months' "
+           "+ g * interval '1 minute', now(), 'Direct', CASE WHEN g % 5 = 0 THEN g % 2000 + 1 END, 'v' || g % 2000, "
+           "CASE WHEN g % 33 = 0 THEN 'conversion' ELSE 'page_view' END FROM generate_series(" +
+           std::to_string(from) + ", " + std::to_string(to) + ") g");
+  };
+  touchpoints(1, 1);
+  s.exec("ANALYZE customer_touchpoints");  // its first touchpoint
+  touchpoints(2, 20000);
+  // A batch of the partition's first 2,000 anonymous page views, applied after its conversions were credited.
+  record_backlog(s, "SELECT * FROM customer_touchpoints WHERE lead_id IS NULL AND touch_type = 'page_view' "
+                    "ORDER BY occurred_at LIMIT 2000");
+  s.exec("UPDATE attribution_watermark SET credited_until = 'infinity'");
+  s.exec("SELECT pg_stat_force_next_flush()");  // this session's inserts reach the shared counters, as writers' do
+  const auto run = stage_run_as_writer(s, dsn);
+  EXPECT_EQ(run.touchpoints, 2000);
+  EXPECT_LT(run.index_fetches, 200000) << "rows fetched through indexes by the run";
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM pg_class WHERE relname LIKE 'customer\\_touchpoints\\_%' "
+                                 "AND relkind = 'r' AND reltuples >= 19000"),
+            1);
+}
+
 }  // namespace
