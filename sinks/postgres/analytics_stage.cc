@@ -19,16 +19,6 @@ analytics_lag read_analytics_lag(pqxx::connection& conn) {
   return l;
 }
 
-int refresh_analytics_statistics(pqxx::connection& conn, std::string& error) {
-  try {
-    pqxx::nontransaction tx(conn);  // its own transaction: see the header
-    return tx.exec("SELECT crm_analytics_statistics()")[0][0].as<int>();
-  } catch (const pqxx::sql_error& e) {
-    error = e.what();
-    return -1;
-  }
-}
-
 analytics_stage::analytics_stage(analytics_stage_options options)
     : options_(std::move(options)), backoff_(options_.backoff_base, options_.backoff_cap) {
   thread_ = std::thread([this] {
@@ -78,19 +68,8 @@ bool analytics_stage::catch_up(std::chrono::milliseconds timeout, std::chrono::m
   }
 }
 
-void analytics_stage::refresh_statistics() {
-  std::string error;
-  if (refresh_analytics_statistics(*conn_, error) < 0 && !statistics_warned_) {
-    statistics_warned_ = true;
-    spdlog::warn("The analytics stage could not refresh the statistics of the tables it reads; it goes on with the "
-                 "ones they have (its plans may be slower). error={}",
-                 error);
-  }
-}
-
 int analytics_stage::run_once(bool& busy) {
   const auto started = std::chrono::steady_clock::now();
-  refresh_statistics();
   pqxx::work tx(*conn_);
   // The argument of the migration (every statement sees what committed before it) needs READ COMMITTED,
   // whatever the role's or the database's default.

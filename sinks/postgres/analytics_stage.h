@@ -56,12 +56,6 @@ struct analytics_lag {
 // Reads the lag on `conn` (any thread that owns the connection): the report commands' freshness line.
 analytics_lag read_analytics_lag(pqxx::connection& conn);
 
-// Analyzes the tables the stage reads that grew past their statistics (crm_analytics_statistics(),
-// schemas/0020_stage_statistics.sql), in a transaction of its own on `conn`: before a stage run, before a recompute.
-// Returns the tables analyzed. An SQL error (a role without the grant, an ANALYZE that failed) is not the run's: it
-// is returned in `error` (-1) and the run goes on with the statistics it has; a lost connection throws.
-int refresh_analytics_statistics(pqxx::connection& conn, std::string& error);
-
 class analytics_stage : boost::noncopyable {  // owns a thread
  public:
   explicit analytics_stage(analytics_stage_options options);
@@ -81,7 +75,6 @@ class analytics_stage : boost::noncopyable {  // owns a thread
   // One stage transaction; returns the batches it applied (0: nothing to do, or busy elsewhere).
   int run_once(bool& busy);
   void refresh_lag();
-  void refresh_statistics();
   bool catch_up_done();
 
   analytics_stage_options options_;
@@ -100,7 +93,6 @@ class analytics_stage : boost::noncopyable {  // owns a thread
   std::chrono::steady_clock::time_point failing_since_{};
   std::chrono::steady_clock::time_point not_before_{};  // no run before it (a failure's backoff), wakes or not
   bool failing_ = false;
-  bool statistics_warned_ = false;  // the stage thread's: a failing statistics step is logged once
   std::thread thread_;
 };
 

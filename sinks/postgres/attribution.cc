@@ -1,8 +1,5 @@
 #include "sinks/postgres/attribution.h"
 
-#include <spdlog/spdlog.h>
-
-#include "sinks/postgres/analytics_stage.h"
 #include "sinks/postgres/copy_encoder.h"
 #include "sinks/postgres/direct_copy.h"
 
@@ -60,11 +57,6 @@ std::string ab_message_counts(bool maintain) {
 
 recompute_result recompute_analytics(pqxx::connection& conn, const recompute_options& opt,
                                      const std::optional<std::string>& reporting_currency) {
-  std::string statistics_error;  // a failure only leaves the recompute's plans to the statistics there are
-  if (refresh_analytics_statistics(conn, statistics_error) < 0) {
-    spdlog::warn("Could not refresh the statistics of the analytics tables before the recompute. error={}",
-                 statistics_error);
-  }
   pqxx::work tx(conn);  // crm_analytics_recompute() creates the session's working tables itself
   tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");  // the recompute's argument needs it (0005)
   // Take the exclusive lock before changing the settings, so no batch attributes with half-changed ones.
