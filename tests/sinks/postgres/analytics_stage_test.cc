@@ -236,8 +236,8 @@ TEST(AnalyticsStage, LinkedVisitorsAreReadThroughTheLeadsLinksWhateverTheStatist
 }
 
 // For 0020's tests: a fresh database whose tables of the stage autovacuum leaves alone (their statistics are what
-// the test makes them), touchpoints of pooled visitors, a batch's backlog row as a writer records it, and the rows a
-// stage run fetches through indexes from the touchpoint partitions.
+// the test makes them), touchpoints of pooled visitors, and the rows a stage run fetches through indexes from the
+// touchpoint partitions.
 std::string database_without_autovacuum(const std::string& name) {
   auto dsn = crm_test::fresh_database(name);
   crm_test::execute(dsn, "DO $$ DECLARE t regclass; BEGIN FOR t IN SELECT relid FROM pg_partition_tree("
@@ -292,9 +292,6 @@ struct partition_analyzed_small {
   pqxx::nontransaction s;
 };
 
-const std::string credited_to_a_page_view = "SELECT count(DISTINCT conversion_id) FROM attribution_credits "
-                                            "WHERE model = 'last_touch' AND credit = 1 AND touchpoint_id IS NOT NULL";
-
 // 0020: a partition without statistics (filled faster than autovacuum analyzes it) did not make the stage read an
 // anonymous visitor's path through the partition's index of leads' path touchpoints (`lead_id IS NULL` as its
 // condition): every anonymous-only touchpoint of the lookback window, once per conversion. Counted as rows fetched
@@ -311,11 +308,15 @@ TEST(AnalyticsStage, APartitionWithoutStatisticsReadsAnAnonymousVisitorsPathThro
          "FROM generate_series(1, 20000) g");
   s.exec(touchpoints + " + interval '15 days' + g * interval '1 minute', now(), 'Direct', 'v' || g, 'conversion' "
          "FROM generate_series(0, 199) g");
-  ASSERT_EQ(crm_test::count(dsn, "SELECT count(*) FROM pg_stats WHERE tablename LIKE 'customer\\_touchpoints\\_%'"), 0);
+  ASSERT_EQ(crm_test::count(dsn, "SELECT count(*) FROM pg_stats WHERE tablename LIKE 'customer\\_touchpoints\\_%'"),
+            0);
   // Each conversion's path (its visitor's page views of the window: 10) and the lookups around it.
   EXPECT_LT(apply_batch_fetches(s, "FROM customer_touchpoints WHERE touch_type = 'conversion'"), 100000)
       << "rows fetched through indexes by the run";
-  EXPECT_EQ(crm_test::count(dsn, credited_to_a_page_view), 200);  // each to its visitor's last page view
+  // Each conversion credited to its visitor's last page view.
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT conversion_id) FROM attribution_credits "
+                                 "WHERE model = 'last_touch' AND credit = 1 AND touchpoint_id IS NOT NULL"),
+            200);
 }
 
 // 0020: an anonymous visitor's touchpoints are read through its own index whatever the plan was made for. The stage
@@ -342,8 +343,8 @@ TEST(AnalyticsStage, TheLeadIndexServesNoAnonymousVisitorWhateverTheStatistics) 
   partition_analyzed_small db("t_stage_lead_index", 1);
   pooled_touchpoints(db.s, 2, 20000);
   EXPECT_LT(anonymous_page_view_probes(db.s), 200000) << "rows fetched through indexes by the run";
-  EXPECT_EQ(crm_test::count(db.dsn, "SELECT count(*) FROM pg_indexes WHERE indexname = 'customer_touchpoints_lead_idx' "
-                                 "AND indexdef LIKE '%WHERE (lead_id IS NOT NULL)'"),
+  EXPECT_EQ(crm_test::count(db.dsn, "SELECT count(*) FROM pg_indexes WHERE indexname = "
+                                    "'customer_touchpoints_lead_idx' AND indexdef LIKE '%WHERE (lead_id IS NOT NULL)'"),
             1);
 }
 
