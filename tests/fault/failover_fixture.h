@@ -18,10 +18,16 @@ namespace crm_fault {
 
 // The scenario's pause: the longest gap between consecutive committed batches (ledger) after the
 // fault, and when HAProxy routed to a primary again (first good probe after the last failed one).
+// While HAProxy changes over, both nodes can be up in it for a moment (the new one is up at its first
+// good check, the old one down after two failed ones) and connections alternate between them: a writer
+// may reach the new primary while the probe still lands on the old node. `first_routed_from` is the
+// earliest moment a primary can have been reachable again: the start of the failed probe just before
+// the first good one after the fault (a probe's connection can take seconds to fail).
 struct pause_report {
   double fault_at = 0;
   double last_write_before = 0, first_write_after = 0;
-  double routed_at = 0;          // HAProxy reached a primary again
+  double routed_at = 0;          // HAProxy reached a primary again (and no probe failed after)
+  double first_routed_from = 0;  // a primary can have been reachable again from here (see above)
   double leader_changed_at = 0;  // Patroni's history (0: no leader change)
   int old_port = 0, new_port = 0;
 };

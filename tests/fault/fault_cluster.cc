@@ -107,7 +107,7 @@ crm::sinks::postgres::replication_status commit_and_read_status(pqxx::connection
 
 void primary_probe::loop() {
   while (!stop_) {
-    sample s{0, false, 0};
+    sample s{0, now_s(), false, 0};
     try {
       pqxx::connection c(dsn_);
       pqxx::nontransaction tx(c);

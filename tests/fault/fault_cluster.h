@@ -102,7 +102,8 @@ class primary_probe {
     thread_.join();
   }
   struct sample {
-    double at;  // Unix seconds, when the probe's answer came
+    double at;    // Unix seconds, when the probe's answer came
+    double from;  // Unix seconds, when the probe began to connect
     bool primary;
     int port;  // the PostgreSQL node's port
   };
