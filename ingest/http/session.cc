@@ -327,6 +327,15 @@ class session final : public session_base, public std::enable_shared_from_this<s
   }
 
   void write(response r) {
+    if (!body_unread_) {
+      // respond() was called, so the request is done with: its body and its share of the budget go now,
+      // before the answer can reach the client (whose next request, on any connection, must find it free).
+      decoded_.clear();
+      decoded_.shrink_to_fit();
+      req_ = {};
+      headers_.reset();
+      parser_.reset();
+    }
     res_ = {};
     res_.version(11);
     res_.result(r.status);
