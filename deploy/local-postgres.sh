@@ -55,7 +55,10 @@ case "$cmd" in
     mkdir -p "$sock"
     [ "$(id -u)" -ne 0 ] || chown postgres: "$sock"
     if [ ! -f "$data/PG_VERSION" ]; then
-      run_pg "$pgbin/initdb" -D "$data" -U crm --auth=trust --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+      # Text compares bytewise (LC_COLLATE C: the identifiers in keys and joins are compared with memcmp and
+      # sorted with abbreviated keys; the order is C.UTF-8's, code point order); character classes stay UTF-8.
+      run_pg "$pgbin/initdb" -D "$data" -U crm --auth=trust --encoding=UTF8 --locale=C.UTF-8 --lc-collate=C \
+        >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log" >&2; exit 1; }
       cat >>"$data/postgresql.conf" <<CONF
 # crm-ingest local instance
