@@ -373,6 +373,8 @@ class session final : public session_base, public std::enable_shared_from_this<s
   // still sends for a moment before closing. Closing at once with unread bytes in the socket makes the
   // kernel reset the connection, which can destroy the answer before the client reads it.
   void linger() {
+    decoded_.clear();  // a refused decoded body, held outside the budget once the parser gives it back
+    decoded_.shrink_to_fit();
     parser_.reset();  // the budget back now
     beast::error_code ignored;
     lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);

@@ -298,18 +298,30 @@ std::string as_promtool_series(const std::string& exposition, const std::string&
 
 }  // namespace
 
-// The private PostgreSQL (the embedded default, the tests' and the benchmarks' server) compares text bytewise:
-// anonymous ids, tenants, sources and the other text keys are compared with memcmp and sorted with
-// abbreviated keys, not through the C library's strcoll (C.UTF-8 before: the same order, ~5 % more of the
-// analytics stage's CPU). Character classes stay UTF-8.
+// The private PostgreSQL of deploy/local-postgres.sh (the embedded default, the tests' and the benchmarks'
+// server) compares text bytewise: anonymous ids, tenants, sources and the other text keys are compared with
+// memcmp and sorted with abbreviated keys, not through the C library's strcoll (C.UTF-8 before: the same
+// order, ~5 % more of the analytics stage's CPU). Character classes stay UTF-8. A server of the script's
+// own, so that neither $CRM_TEST_ADMIN_DSN nor a test server made by an older script decides the outcome.
 TEST(Deploy, ThePrivateServerComparesTextBytewise) {
-  auto dsn = crm_test::fresh_database("t_deploy_collation");
-  pqxx::connection c(dsn);
-  pqxx::nontransaction tx(c);
-  auto r = tx.exec("SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()");
-  EXPECT_EQ(r[0][0].as<std::string>(), "C");
-  EXPECT_EQ(r[0][1].as<std::string>(), "C.UTF-8");
-  EXPECT_EQ(tx.exec("SELECT upper('é')")[0][0].as<std::string>(), "É");
+  const auto dir = fs::temp_directory_path() / "crm-deploy-test-collation";
+  const std::string script = "bash " + shell_quote(source_dir + "/deploy/local-postgres.sh");
+  fs::remove_all(dir);
+  auto started = run_command(script + " start " + shell_quote(dir.string()));
+  ASSERT_EQ(started.status, 0) << started.out;
+  std::string dsn = started.out.substr(0, started.out.find('\n'));
+  try {
+    pqxx::connection c(dsn);
+    pqxx::nontransaction tx(c);
+    auto r = tx.exec("SELECT datcollate, datctype FROM pg_database WHERE datname = current_database()");
+    EXPECT_EQ(r[0][0].as<std::string>(), "C");
+    EXPECT_EQ(r[0][1].as<std::string>(), "C.UTF-8");
+    EXPECT_EQ(tx.exec("SELECT upper('é')")[0][0].as<std::string>(), "É");
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << e.what();
+  }
+  EXPECT_EQ(run_command(script + " stop " + shell_quote(dir.string())).status, 0);
+  fs::remove_all(dir);
 }
 
 // A healthy idle node (serve started, database reachable, no traffic, Patroni with a leader): scraped for

@@ -20,9 +20,10 @@ namespace crm_fault {
 // fault, and when HAProxy routed to a primary again (first good probe after the last failed one).
 // While HAProxy changes over, both nodes can be up in it for a moment (the new one is up at its first
 // good check, the old one down after two failed ones) and connections alternate between them: a writer
-// may reach the new primary while the probe still lands on the old node. `first_routed_from` is the
-// earliest moment a primary can have been reachable again: the start of the failed probe just before
-// the first good one after the fault (a probe's connection can take seconds to fail).
+// may reach the new primary while the probe still lands on the old node (and a failed probe takes
+// seconds: HAProxy's connect retries). So a leader change is dated by Patroni's history, and where the
+// leader stays, `first_routed_from` is the earliest moment it can have been reachable again: the start of
+// the failed probe just before the first good one after the fault.
 struct pause_report {
   double fault_at = 0;
   double last_write_before = 0, first_write_after = 0;
