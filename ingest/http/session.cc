@@ -103,9 +103,7 @@ class session final : public session_base, public std::enable_shared_from_this<s
 
   void read_header() {
     if (srv_.stopping) return close();
-    decoded_.clear();
-    decoded_.shrink_to_fit();
-    parser_.reset();  // the previous request's budget back before the next takes any
+    release_request();  // the previous request's budget back before the next takes any
     parser_.emplace(header_limit_bytes, srv_.opt.body_limit_bytes, srv_.budget);
     parser_->header_limit(header_limit_bytes);
     if (requests_ > 0 && buffer_.size() == 0) {
@@ -326,16 +324,20 @@ class session final : public session_base, public std::enable_shared_from_this<s
     }
   }
 
+  // The request, its (decoded) body and, with the parser, its share of the body budget.
+  void release_request() {
+    decoded_.clear();
+    decoded_.shrink_to_fit();
+    req_ = {};
+    headers_.reset();
+    parser_.reset();
+  }
+
   void write(response r) {
-    if (!body_unread_) {
-      // respond() was called, so the request is done with: its body and its share of the budget go now,
-      // before the answer can reach the client (whose next request, on any connection, must find it free).
-      decoded_.clear();
-      decoded_.shrink_to_fit();
-      req_ = {};
-      headers_.reset();
-      parser_.reset();
-    }
+    // respond() was called, so a request whose body was read is done with: its body and its share of the
+    // budget go now, before the answer can reach the client (whose next request, on any connection, must
+    // find it free).
+    if (!body_unread_) release_request();
     res_ = {};
     res_.version(11);
     res_.result(r.status);
@@ -373,9 +375,7 @@ class session final : public session_base, public std::enable_shared_from_this<s
   // still sends for a moment before closing. Closing at once with unread bytes in the socket makes the
   // kernel reset the connection, which can destroy the answer before the client reads it.
   void linger() {
-    decoded_.clear();  // a refused decoded body, held outside the budget once the parser gives it back
-    decoded_.shrink_to_fit();
-    parser_.reset();  // the budget back now
+    release_request();  // the budget back now, with a refused decoded body
     beast::error_code ignored;
     lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
     lowest().expires_after(std::min<std::chrono::milliseconds>(srv_.opt.header_timeout, std::chrono::seconds(2)));
