@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -131,6 +132,20 @@ inline http_reply http_request(unsigned short port, const std::string& method, c
                                const std::string& body = "", const std::map<std::string, std::string>& headers = {}) {
   http_connection c(port);
   return c.request(method, target, body, headers);
+}
+
+// The sum of the samples of metric `name` (with or without labels) on a /metrics page served at `port`;
+// 0 when it has none.
+inline double metric_sum(unsigned short port, const std::string& name) {
+  std::istringstream in(http_request(port, "GET", "/metrics").body);
+  std::string line;
+  double sum = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind(name, 0) == 0 && line.size() > name.size() && (line[name.size()] == ' ' || line[name.size()] == '{')) {
+      sum += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+  }
+  return sum;
 }
 
 }  // namespace crm_test

@@ -210,12 +210,6 @@ TEST(ServeHostile, CredentialsAreCheckedBeforeTheBodyIsRead) {
   EXPECT_NE(metrics.find("crm_ingest_http_refused_before_body_total 4"), std::string::npos) << metrics;
 }
 
-// The value of an unlabelled metric in a /metrics page; -1 when it is not there.
-double gauge(const std::string& metrics, const std::string& name) {
-  const auto at = metrics.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + name.size() + 2));
-}
-
 // Item 5: all connections' bodies together are bounded (503 + Retry-After), whatever their number.
 TEST(ServeHostile, InFlightBodiesShareOneBudget) {
   hostile_serve srv("budget", "", "body_limit_bytes = 65536\nbody_budget_bytes = 131072\n");
@@ -228,12 +222,12 @@ TEST(ServeHostile, InFlightBodiesShareOneBudget) {
   b.send_raw(post_head("", body.size()) + body.substr(0, body.size() - 1));
   // Until both are held whole: a body arriving in pieces holds only its buffer so far, and with one of
   // them still short the chunk below would fit.
-  std::string metrics;
   const double held = 2.0 * static_cast<double>(body.size() - 1);
+  double in_flight = 0;
   ASSERT_TRUE(crm_test::wait_until([&] {
-    metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
-    return gauge(metrics, "crm_ingest_http_body_bytes_in_flight") >= held;
-  }, std::chrono::seconds(10), std::chrono::milliseconds(50))) << metrics;
+    in_flight = crm_test::metric_sum(srv.port(), "crm_ingest_http_body_bytes_in_flight");
+    return in_flight >= held;
+  }, std::chrono::seconds(10), std::chrono::milliseconds(50))) << in_flight << " of " << held;
   // A third declared body does not fit: refused at once.
   auto over = send_plain(srv.port(), post_head("", body.size()));
   EXPECT_EQ(over.status, 503) << over.body;
@@ -255,7 +249,7 @@ TEST(ServeHostile, InFlightBodiesShareOneBudget) {
   auto after = crm_test::http_request(srv.port(), "POST", "/v1/events", body, {{"Content-Type", "application/x-ndjson"}});
   EXPECT_EQ(after.status, 200) << after.body;
   // A body's bytes are given back before its answer is written, so the next scrape finds them free.
-  metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
+  const auto metrics = crm_test::http_request(srv.port(), "GET", "/metrics").body;
   EXPECT_NE(metrics.find("crm_ingest_http_body_budget_refusals_total 2"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("crm_ingest_http_body_bytes_in_flight 0"), std::string::npos) << metrics;
   EXPECT_TRUE(srv.running());

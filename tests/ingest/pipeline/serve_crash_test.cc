@@ -39,6 +39,7 @@ using crm_test::acked_ids;
 using crm_test::append_ids;
 using crm_test::json_number;
 using crm_test::load_args;
+using crm_test::metric_sum;
 using crm_test::missing_acked;
 using crm_test::rows_with;
 using crm_test::start_load;
@@ -180,20 +181,6 @@ TEST_F(ServeCrash, SigtermAnswersInFlightRequestsAndWritesEverythingAcknowledged
   expect_exactly_once(dsn);
 }
 
-// The sum of the samples of metric `name` (with or without labels) on serve's /metrics.
-double metric(unsigned port, const std::string& name) {
-  auto reply = crm_test::http_request(static_cast<unsigned short>(port), "GET", "/metrics");
-  std::istringstream in(reply.body);
-  std::string line;
-  double sum = 0;
-  while (std::getline(in, line)) {
-    if (line.rfind(name, 0) == 0 && line.size() > name.size() && (line[name.size()] == ' ' || line[name.size()] == '{')) {
-      sum += std::stod(line.substr(line.rfind(' ') + 1));
-    }
-  }
-  return sum;
-}
-
 // Issue 15: the log's checkpoint moves past a batch only once the cluster confirms it, not at its COMMIT.
 // The private PostgreSQL is told it needs a standby (confirm_min_standbys = 1, as a replicated primary whose
 // standbys are gone, or whose commits no standby has yet): the batches commit but are never confirmed, so
@@ -213,10 +200,10 @@ TEST_F(ServeCrash, TheLogKeepsCommittedBatchesUntilTheClusterConfirmsThem) {
   ASSERT_GT(acked, 0u) << load->out();
   EXPECT_EQ(wait_until_stored(dsn, ids, 20s), 0) << "committed, only not released\n" << tail(srv.proc->err());
   std::this_thread::sleep_for(1500ms);  // the drainer publishes the log's gauges every second
-  EXPECT_GT(metric(srv.port, "crm_ingest_log_backlog_bytes"), 0) << "the checkpoint passed unconfirmed batches";
-  EXPECT_GT(metric(srv.port, "crm_ingest_writer_unconfirmed_batches"), 0);
-  EXPECT_GT(metric(srv.port, "crm_ingest_writer_unconfirmed_bytes"), 0);
-  EXPECT_GT(metric(srv.port, "crm_ingest_writer_unconfirmed_oldest_seconds"), 0);
+  EXPECT_GT(metric_sum(srv.port, "crm_ingest_log_backlog_bytes"), 0) << "the checkpoint passed unconfirmed batches";
+  EXPECT_GT(metric_sum(srv.port, "crm_ingest_writer_unconfirmed_batches"), 0);
+  EXPECT_GT(metric_sum(srv.port, "crm_ingest_writer_unconfirmed_bytes"), 0);
+  EXPECT_GT(metric_sum(srv.port, "crm_ingest_writer_unconfirmed_oldest_seconds"), 0);
   srv.proc->signal(SIGKILL);
   ASSERT_EQ(srv.proc->wait_for(10s), -SIGKILL);
 
@@ -229,16 +216,16 @@ TEST_F(ServeCrash, TheLogKeepsCommittedBatchesUntilTheClusterConfirmsThem) {
   ASSERT_NE(p, std::string::npos) << err;
   EXPECT_GT(std::stoll(err.substr(p + 18)), 0) << "the log kept nothing to replay";
   const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while ((metric(again.port, "crm_ingest_log_backlog_bytes") > 0 ||
-          metric(again.port, "crm_ingest_writer_confirm_seconds_count") == 0) &&
+  while ((metric_sum(again.port, "crm_ingest_log_backlog_bytes") > 0 ||
+          metric_sum(again.port, "crm_ingest_writer_confirm_seconds_count") == 0) &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(100ms);
   }
-  EXPECT_EQ(metric(again.port, "crm_ingest_log_backlog_bytes"), 0);
-  EXPECT_EQ(metric(again.port, "crm_ingest_writer_unconfirmed_batches"), 0);
-  EXPECT_GT(metric(again.port, "crm_ingest_writer_confirm_seconds_count"), 0);
-  EXPECT_EQ(metric(again.port, "crm_ingest_writer_confirm_seconds_sum"), 0) << "a single PostgreSQL waited";
-  EXPECT_EQ(metric(again.port, "crm_ingest_writer_replication_mode{mode=\"standalone\"}"), 1);
+  EXPECT_EQ(metric_sum(again.port, "crm_ingest_log_backlog_bytes"), 0);
+  EXPECT_EQ(metric_sum(again.port, "crm_ingest_writer_unconfirmed_batches"), 0);
+  EXPECT_GT(metric_sum(again.port, "crm_ingest_writer_confirm_seconds_count"), 0);
+  EXPECT_EQ(metric_sum(again.port, "crm_ingest_writer_confirm_seconds_sum"), 0) << "a single PostgreSQL waited";
+  EXPECT_EQ(metric_sum(again.port, "crm_ingest_writer_replication_mode{mode=\"standalone\"}"), 1);
   again.proc->signal(SIGTERM);
   ASSERT_EQ(again.proc->wait_for(20s), 0) << tail(again.proc->err());
   EXPECT_EQ(missing_acked(dsn, ids), 0);
