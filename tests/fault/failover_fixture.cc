@@ -183,7 +183,8 @@ void Failover::report(const std::string& scenario, const pause_report& r) {
       "again at {} (reachable from {} at the earliest; node port {} -> {}); Patroni leader change at {}; resumed "
       "{:.2f} s after routing",
       scenario, r.first_write_after - r.last_write_before, rel(r.last_write_before), rel(r.first_write_after),
-      rel(r.routed_at), rel(r.first_routed_from), r.old_port, r.new_port, r.leader_changed_at > 0 ? rel(r.leader_changed_at) : "none",
+      rel(r.routed_at), rel(r.first_routed_from), r.old_port, r.new_port,
+      r.leader_changed_at > 0 ? rel(r.leader_changed_at) : "none",
       r.first_write_after - r.routed_at);
   record(line);
   RecordProperty("pause", line);
