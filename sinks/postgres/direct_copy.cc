@@ -140,12 +140,15 @@ direct_copy::direct_copy(const char* table, const char* id_column, std::string t
     : table_(table), id_column_(id_column), target_(std::move(target)) {}
 
 // The positions of ask_ that a probe finds stored are dropped from idx_ (ask_ is a subsequence of it) and the
-// rest re-encoded; false when none is stored.
-bool direct_copy::leave_out_stored(pqxx::dbtransaction& tx, std::span<const row_key> keys, const encode_fn& encode) {
+// rest re-encoded. Returns how many of the stored rows the hint had not named.
+std::size_t direct_copy::leave_out_stored(pqxx::dbtransaction& tx, std::span<const row_key> keys,
+                                          const encode_fn& encode) {
   ask_keys_.clear();
   for (auto k : ask_) ask_keys_.push_back(keys[k]);
   const auto stored = stored_already(tx, table_, id_column_, ask_keys_);
-  if (stored.empty()) return false;
+  if (stored.empty()) return 0;
+  std::size_t unhinted = 0;
+  for (auto s : stored) unhinted += hinted_[ask_[s]] ? 0 : 1;
   std::size_t kept = 0;
   for (std::size_t k = 0, s = 0; k < idx_.size(); ++k) {
     if (s < stored.size() && ask_[stored[s]] == idx_[k]) {
@@ -158,7 +161,7 @@ bool direct_copy::leave_out_stored(pqxx::dbtransaction& tx, std::span<const row_
   probed_.clear();
   for (auto k : idx_) encode(k, probed_);
   sending_ = &probed_;
-  return true;
+  return unhinted;
 }
 
 bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, recent_keys& recent,
@@ -168,16 +171,18 @@ bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, r
   for (std::uint32_t k = 0; k < idx_.size(); ++k) idx_[k] = k;
   sending_ = &rows_;
   bool probed_all = false;
-  if (!probe_first_) {
-    // Only the rows whose keys this writer sent lately, the likely duplicates (a hint: the unique index decides).
-    ask_.clear();
-    for (auto k : idx_) {
-      if (recent.seen(keys[k])) ask_.push_back(k);
+  // The rows whose keys this writer sent lately, the likely duplicates (a hint: the unique index decides).
+  ask_.clear();
+  hinted_.assign(keys.size(), 0);
+  for (auto k : idx_) {
+    if (recent.seen(keys[k])) {
+      ask_.push_back(k);
+      hinted_[k] = 1;
     }
-    if (!ask_.empty()) {
-      if (obs) obs->rows_probed(table_, ask_.size());
-      leave_out_stored(tx, keys, encode);
-    }
+  }
+  if (!probe_first_ && !ask_.empty()) {
+    if (obs) obs->rows_probed(table_, ask_.size());
+    leave_out_stored(tx, keys, encode);
   }
   for (auto k : idx_) recent.add(keys[k]);
   for (;;) {
@@ -185,8 +190,9 @@ bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, r
       probed_all = true;
       ask_ = idx_;
       if (obs) obs->rows_probed(table_, ask_.size());
-      // Four clean parts in a row: the next ones are copied without asking first.
-      clean_probes_ = leave_out_stored(tx, keys, encode) ? 0 : clean_probes_ + 1;
+      // A part is clean when the hint alone would have left out every stored row the probe found; after four
+      // clean parts in a row, the next ones probe only the rows the hint names.
+      clean_probes_ = leave_out_stored(tx, keys, encode) > 0 ? 0 : clean_probes_ + 1;
       if (clean_probes_ >= 4) probe_first_ = false;
     }
     if (idx_.empty()) return true;
