@@ -81,6 +81,21 @@ long long staged_rows(const std::string& dsn, const std::string& position) {
 using crm_test::writer_options_for;
 auto opts = writer_options_for;
 
+// A writer's options whose observer counts the probes before direct COPYs into communications.
+pg::writer_options observed(const std::string& dsn, std::shared_ptr<crm_test::probe_counter>& seen) {
+  seen = std::make_shared<crm_test::probe_counter>("communications");
+  auto o = opts(dsn);
+  o.observer = seen;
+  return o;
+}
+
+// Events `from` to `to` (every `step`-th), each on one of five days of November.
+tf::event_batch events(std::uint64_t from, std::uint64_t to, std::uint64_t step = 1) {
+  tf::event_batch b;
+  for (std::uint64_t i = from; i < to; i += step) b.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
+  return b;
+}
+
 // Writes `b` as one batch with a writer of its own; it must insert `inserted` rows, and the metrics must equal a
 // recount of the stored rows.
 void write_expecting(const std::string& dsn, const tf::event_batch& b, const std::string& position,
@@ -125,15 +140,8 @@ TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetri
 
 TEST(CommunicationInsert, RowsStoredAlreadyAreLeftOutAndCountedAsDuplicates) {
   auto dsn = crm_test::fresh_database("t_comm_direct_stored");
-  auto seen = std::make_shared<crm_test::probe_counter>("communications");
-  auto o = opts(dsn);
-  o.observer = seen;
-  pg::writer w(o);
-  auto events = [](std::uint64_t from, std::uint64_t to, std::uint64_t step = 1) {
-    tf::event_batch b;
-    for (std::uint64_t i = from; i < to; i += step) b.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
-    return b;
-  };
+  std::shared_ptr<crm_test::probe_counter> seen;
+  pg::writer w(observed(dsn, seen));
   const auto first = events(0, 300, 2);
   {
     // Stored by another writer (another process, or before a restart): `w` has no hint of them.
@@ -187,15 +195,8 @@ TEST(CommunicationInsert, RowsStoredAlreadyAreLeftOutAndCountedAsDuplicates) {
 // events with 1 % duplicates, 2.4 s of the writers' 9.4 s of PostgreSQL's CPU.)
 TEST(CommunicationInsert, RepeatsTheHintNamesDoNotKeepTheWriterProbingWholeParts) {
   auto dsn = crm_test::fresh_database("t_comm_direct_repeats");
-  auto seen = std::make_shared<crm_test::probe_counter>("communications");
-  auto o = opts(dsn);
-  o.observer = seen;
-  pg::writer w(o);
-  auto events = [](std::uint64_t from, std::uint64_t to) {
-    tf::event_batch b;
-    for (std::uint64_t i = from; i < to; ++i) b.communications.push_back(comm(i, nov_2026 + (i % 5) * day));
-    return b;
-  };
+  std::shared_ptr<crm_test::probe_counter> seen;
+  pg::writer w(observed(dsn, seen));
   EXPECT_EQ(pg::writer(opts(dsn)).write(events(0, 1), {"test", "elsewhere"}).communications_inserted, 1u);
   EXPECT_EQ(w.write(events(0, 100), {"test", "met"}).communications_inserted, 99u);
   EXPECT_EQ(seen->conflicts, 1u);
@@ -205,7 +206,7 @@ TEST(CommunicationInsert, RepeatsTheHintNamesDoNotKeepTheWriterProbingWholeParts
   std::uint64_t next = 100;
   auto part = [&](int k) {
     auto b = events(next, next + 90);
-    for (std::uint64_t i = 0; i < 10; ++i) b.communications.push_back(comm(next - 1 - 7 * i, nov_2026 + ((next - 1 - 7 * i) % 5) * day));
+    for (std::uint64_t i = 0; i < 10; ++i) b.communications.push_back(events(next - 1 - 7 * i, next - 7 * i).communications[0]);
     next += 90;
     auto r = w.write(b, {"test", "repeats " + std::to_string(k)});
     EXPECT_EQ(std::pair(r.communications_inserted, r.duplicates()), std::pair(std::uint64_t{90}, std::uint64_t{10}));
