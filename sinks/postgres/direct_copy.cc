@@ -164,13 +164,13 @@ std::size_t direct_copy::leave_out_stored(pqxx::dbtransaction& tx, std::span<con
   return unhinted;
 }
 
-bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, recent_keys& recent,
+bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, const recent_keys& recent,
                        writer_observer* obs, const encode_fn& encode, std::uint64_t& copied) {
   copied = 0;
   idx_.resize(keys.size());
   for (std::uint32_t k = 0; k < idx_.size(); ++k) idx_[k] = k;
   sending_ = &rows_;
-  bool probed_all = false;
+  bool probed_all = false, conflicted = false;
   // The rows whose keys this writer sent lately, the likely duplicates (a hint: the unique index decides).
   ask_.clear();
   hinted_.assign(keys.size(), 0);
@@ -184,15 +184,15 @@ bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, r
     if (obs) obs->rows_probed(table_, ask_.size());
     leave_out_stored(tx, keys, encode);
   }
-  for (auto k : idx_) recent.add(keys[k]);
   for (;;) {
     if (probe_first_ && !probed_all) {
       probed_all = true;
       ask_ = idx_;
       if (obs) obs->rows_probed(table_, ask_.size());
-      // A part is clean when the hint alone would have left out every stored row the probe found; after four
-      // clean parts in a row, the next ones probe only the rows the hint names.
-      clean_probes_ = leave_out_stored(tx, keys, encode) > 0 ? 0 : clean_probes_ + 1;
+      // A part is clean when the hint alone would have left out every stored row the probe found (and its own COPY
+      // met none); after four clean parts in a row, the next ones probe only the rows the hint names.
+      const bool unnamed = leave_out_stored(tx, keys, encode) > 0 || conflicted;
+      clean_probes_ = unnamed ? 0 : clean_probes_ + 1;
       if (clean_probes_ >= 4) probe_first_ = false;
     }
     if (idx_.empty()) return true;
@@ -216,10 +216,11 @@ bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, r
     }
     copied = 0;
     tx.exec("ROLLBACK TO SAVEPOINT crm_direct_copy");
-    if (conflict && !probed_all) {
-      probe_first_ = true;  // ask first, from now on, until parts come without stored rows
+    if (conflict) {
+      probe_first_ = true;  // ask first, from now on, until parts come clean
       clean_probes_ = 0;
-      continue;
+      conflicted = true;
+      if (!probed_all) continue;
     }
     // Stored by another session since the probe, a row a trigger of the database skipped, or COPY refused: the
     // staging path, whose ON CONFLICT and RETURNING say exactly what was inserted.

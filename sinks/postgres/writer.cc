@@ -336,6 +336,9 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   const std::uint64_t notices = notices_->count();
   commit_warned_ = false;
   tx.commit();
+  // Every row of the committed parts is stored now (copied, staged, or stored already): the hint names them.
+  for (const auto& k : touch_keys_) recent_.add(k);
+  for (const auto& k : comm_keys_) recent_.add(k);
   // A COMMIT is silent unless its wait for the synchronous standbys was cut short ("canceling wait for synchronous
   // replication", in the server's language): it committed on the primary alone, maybe.
   commit_warned_ = notices_->count() != notices;

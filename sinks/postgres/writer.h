@@ -217,7 +217,7 @@ class writer {
   direct_copy comm_copy_{"communications", "event_id", communications_copy_target()};
   direct_copy touch_copy_{"customer_touchpoints", "touchpoint_id", touchpoints_copy_target()};
   std::vector<std::pair<std::int32_t, std::uint32_t>> month_order_;  // (month, row) for encode()'s order
-  recent_keys recent_;  // keys of the rows this writer copied lately (both tables: the ids differ)
+  recent_keys recent_;  // keys of the rows of this writer's committed parts, lately (both tables: the ids differ)
   // The rows written, after de-duplication, by month and key, and their keys.
   std::vector<std::uint32_t> comm_keep_, touch_keep_;
   std::vector<row_key> comm_keys_, touch_keys_;
