@@ -222,6 +222,7 @@ step() {  # step MODE RATE
   if [ "$mode" = events ]; then
     last_events_seed=$seed
     last_events_db_rate=$db_rate
+    last_events_acked_rate=$(json_field "$out" achieved_events_per_s)
   fi
 }
 
@@ -244,7 +245,7 @@ copy_reference() {
   copy_rows=$n
 }
 
-last_events_seed="" last_events_db_rate=0 copy_rate="" copy_rows=0
+last_events_seed="" last_events_db_rate=0 last_events_acked_rate=0 copy_rate="" copy_rows=0
 IFS=, read -r -a ev_rates <<<"$events_rates"
 IFS=, read -r -a tw_rates <<<"$twilio_rates"
 for r in "${ev_rates[@]}"; do [ -n "$r" ] && step events "$r"; done
@@ -265,6 +266,9 @@ if [ -n "$copy_rate" ]; then
   echo "database ceiling: psql \\copy of the last events step's $copy_rows rows into an empty schema: $copy_rate rows/s;"
   echo "  that step's db ev/s over it: $(awk -v a="$last_events_db_rate" -v b="$copy_rate" 'BEGIN{printf "%.2f", a/b}')" \
        "(sustained drain into PostgreSQL, while the same box also ran the HTTP edge and the load generator)"
+  # db ev/s counts the load's time too, so it cannot pass the rate the load acknowledged, whatever the drain does.
+  echo "  at most $(awk -v a="$last_events_acked_rate" -v b="$copy_rate" 'BEGIN{printf "%.2f", a/b}') by this measure" \
+       "(the step's acknowledged events/s over the same \\copy: a drain of 0 s)"
 fi
 verdict() { if [ "$2" -ge "$3" ]; then echo "$1: $2 (target $3) PASS"; else echo "$1: $2 (target $3) FAIL"; fi; }
 echo "highest offered rate sustained (>= 98% acknowledged) with p99 <= 50 ms, no loss, no error, no refusal:"
