@@ -171,7 +171,7 @@ bool direct_copy::copy(pqxx::dbtransaction& tx, std::span<const row_key> keys, c
   for (std::uint32_t k = 0; k < idx_.size(); ++k) idx_[k] = k;
   sending_ = &rows_;
   bool probed_all = false, conflicted = false;
-  // The rows whose keys this writer sent lately, the likely duplicates (a hint: the unique index decides).
+  // The rows whose keys this writer committed lately, the likely duplicates (a hint: the unique index decides).
   ask_.clear();
   hinted_.assign(keys.size(), 0);
   for (auto k : idx_) {

@@ -2,13 +2,13 @@
 //
 // PostgreSQL batches heap and index inserts only for COPY; `INSERT … SELECT` from a staging table inserts row by
 // row, at about twice the cost. So a part's rows go straight into the table by binary COPY when the session may
-// COPY into it (may_copy_into). The rows whose keys the writer sent lately (recent_keys) are probed first and
+// COPY into it (may_copy_into). The rows whose keys the writer committed lately (recent_keys) are probed first and
 // those stored already left out. The COPY runs inside a savepoint: a unique violation (a row stored by another
 // session: a replay, a redelivery) rolls it back, a probe of all rows finds the stored ones, and the rest is
-// COPYed; the writer then probes every row first until four parts in a row come clean (no stored row found that the
-// hint had not named: repeats of rows the writer committed itself do not keep it probing). A second failure says "stage the
-// part": `INSERT … ON CONFLICT DO NOTHING` from the staging table, exactly as when the direct path is not
-// available. The rows stored are then exactly the rows copied, which the writer's upkeep (communication metrics,
+// COPYed; the writer then probes every row first until four parts in a row come clean (no stored row found that
+// the hint had not named: repeats of rows the writer committed itself do not keep it probing). A second failure
+// says "stage the part": `INSERT … ON CONFLICT DO NOTHING` from the staging table, exactly as when the direct path
+// is not available. The rows stored are then exactly the rows copied, which the writer's upkeep (communication metrics,
 // the analytics backlog) counts on the client.
 //
 // Thread ownership: everything here belongs to the writer's thread and its connection.
