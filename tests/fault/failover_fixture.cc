@@ -5,7 +5,6 @@
 #include <fstream>
 #include <iostream>
 #include <regex>
-#include <sstream>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -14,6 +13,8 @@
 #include "support/http_client.h"
 
 namespace crm_fault {
+
+using crm_test::metric_sum;  // the sum of a metric's samples on serve's /metrics
 
 void Failover::SetUp() {
   // Whatever the previous scenario left (a killed node, HAProxy down) comes back first.
@@ -228,25 +229,6 @@ loss_report Failover::expect_exactly_once(const std::string& acked, std::size_t 
   EXPECT_EQ(q(db, "SELECT (SELECT count(*) FROM communications) + (SELECT count(*) FROM customer_touchpoints)"),
             loss.acked + loss.imported + loss.consumed - loss.lost() + loss.duplicates);
   return loss;
-}
-
-std::string Failover::metric_line(unsigned port, const std::string& name) {
-  auto reply = crm_test::http_request(static_cast<unsigned short>(port), "GET", "/metrics");
-  std::string out;
-  std::istringstream in(reply.body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(name, 0) == 0) out += line + "\n";
-  }
-  return out;
-}
-
-double Failover::metric_sum(unsigned port, const std::string& name) {
-  double sum = 0;
-  std::istringstream in(metric_line(port, name));
-  std::string line;
-  while (std::getline(in, line)) sum += std::stod(line.substr(line.rfind(' ') + 1));
-  return sum;
 }
 
 long long Failover::wait_drained(unsigned port, const std::string& ids, std::chrono::seconds timeout) {

@@ -102,10 +102,6 @@ class Failover : public ::testing::Test {
                                   const std::vector<import_loop::run_result>& imports,
                                   const std::string& kafka_prefix = "", long long kafka_produced = 0);
 
-  std::string metric_line(unsigned port, const std::string& name);
-
-  double metric_sum(unsigned port, const std::string& name);
-
   // Until every acknowledged id is stored, or serve's log is drained (no durable bytes after its
   // checkpoint, twice in a row a second apart: what is missing then stays missing). Returns the missing.
   long long wait_drained(unsigned port, const std::string& ids, std::chrono::seconds timeout);
