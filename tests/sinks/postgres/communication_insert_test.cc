@@ -206,9 +206,8 @@ TEST(CommunicationInsert, RepeatsTheHintNamesDoNotKeepTheWriterProbingWholeParts
   std::uint64_t next = 100;
   auto part = [&](int k) {
     auto b = events(next, next + 90);
-    for (std::uint64_t i = 0; i < 10; ++i) {
-      b.communications.push_back(events(next - 1 - 7 * i, next - 7 * i).communications[0]);
-    }
+    const auto repeats = events(next - 64, next, 7);
+    b.communications.insert(b.communications.end(), repeats.communications.begin(), repeats.communications.end());
     next += 90;
     auto r = w.write(b, {"test", "repeats " + std::to_string(k)});
     EXPECT_EQ(std::pair(r.communications_inserted, r.duplicates()), std::pair(std::uint64_t{90}, std::uint64_t{10}));
