@@ -52,15 +52,12 @@ std::string communications_insert_statement(const char* stage, bool maintain_ana
          " $7::text[], $8::bigint[]) AS u(days, campaign_id, campaign_ref, channel, status, ab_test_id, variant, n)),"
          " agg AS (SELECT day, campaign_id, channel, status, min(campaign_ref) AS campaign_ref, sum(n)::bigint AS n"
          " FROM tally GROUP BY 1, 2, 3, 4)" +
-         // PostgreSQL runs the data-modifying CTEs last to first: communication_metrics rows are locked
-         // before ab_test_message_counts rows, in the order earlier releases used too.
          ab_message_counts(maintain_analytics) +
-         ", bump AS (INSERT INTO communication_metrics AS m (day, campaign_id, channel, status, event_count,"
+         // Appended, not upserted: no counter row is locked until COMMIT (crm_metrics_fold() folds them later,
+         // communication_metrics reads both; schemas/0021_pending_metric_counts.sql).
+         ", bump AS (INSERT INTO communication_metrics_pending (day, campaign_id, channel, status, event_count,"
          " campaign_ref)"
-         " SELECT day, campaign_id, channel, status, n, campaign_ref FROM agg"
-         " ORDER BY day, campaign_id, channel, status"
-         " ON CONFLICT ON CONSTRAINT communication_metrics_key"
-         " DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count)"
+         " SELECT day, campaign_id, channel, status, n, campaign_ref FROM agg)"
          " SELECT count(*) FROM ins";
 }
 

@@ -7,8 +7,8 @@
 // rows.
 //
 // The metric upkeep of the rows copied directly is tallied here on the writer's thread and applied by the staging
-// statement, together with the rows it inserts itself: one statement locks the metric rows, in key order, as
-// before (so two writers cannot deadlock on them).
+// statement, together with the rows it inserts itself: one row per key appended to communication_metrics_pending
+// (no counter row is locked; crm_metrics_fold() folds them, schemas/0021_pending_metric_counts.sql).
 #pragma once
 
 #include <array>
@@ -25,7 +25,7 @@
 namespace crm::sinks::postgres {
 
 // The insert of the staged communications (`stage`: the session's staging table) with ON CONFLICT DO NOTHING,
-// bumping communication_metrics (and, with `maintain_analytics`, ab_test_message_counts) by the rows it inserted
+// counting into communication_metrics (and, with `maintain_analytics`, ab_test_message_counts) the rows it inserted
 // plus the tally of rows copied directly ($1..$8: metric_tally::params()). Returns the number of rows it inserted.
 std::string communications_insert_statement(const char* stage, bool maintain_analytics);
 
@@ -53,6 +53,8 @@ std::string communications_copy_target();
 class metric_tally {
  public:
   void clear() noexcept { groups_.clear(); }
+  // Keys counted (each an appended row of communication_metrics_pending, at most).
+  std::size_t size() const noexcept { return groups_.size(); }
   void add(const transform::communication& c);
   // $1..$8: days since 1970-01-01, campaign_id, campaign_ref, channel, status, ab_test_id, variant, rows — as
   // PostgreSQL array literals (NULL for an absent campaign, reference, test or variant).

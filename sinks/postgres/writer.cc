@@ -277,6 +277,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   prepare_session();
   ensure_month_partitions(v);
   batch_result r;
+  std::uint64_t pending_rows = 0;
   const std::string id = transform::to_string(batch_id);
   pqxx::work tx(*conn_);
   check_retention_cutoff(tx, v);
@@ -325,6 +326,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
       if (comm_receipt_time_) tx.exec_prepared("crm_lock_receipt_events");
     }
     const auto p = tally_.params();
+    pending_rows = tally_.size() + comm_rows_.rows();  // at most: the statement appends a row per key
     r.communications_inserted =
         copied + tx.exec_prepared("crm_insert_communications", p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])[0][0]
                      .as<std::uint64_t>();
@@ -336,6 +338,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   const std::uint64_t notices = notices_->count();
   commit_warned_ = false;
   tx.commit();
+  metric_rows_ += pending_rows;
   // Every row of the committed parts is stored now (copied, staged, or stored already): the hint names them.
   for (const auto& k : touch_keys_) recent_.add(k);
   for (const auto& k : comm_keys_) recent_.add(k);
@@ -424,7 +427,29 @@ batch_result writer::write(const batch_view& v, const batch_info& info, const tr
       out.status.reset();
     }
   }
+  fold_metrics_if_due();
   return r;
+}
+
+// After the part's COMMIT (and its status read), on the same session, in a transaction of its own. The counts are
+// exact with or without it (communication_metrics reads the pending rows too), so a failure is only logged and the
+// fold tried again after as many rows; a session the failure broke is replaced by the next batch.
+void writer::fold_metrics_if_due() {
+  if (options_.metric_fold_rows == 0 || metric_rows_ < options_.metric_fold_rows || !conn_) return;
+  metric_rows_ = 0;
+  try {
+    pqxx::nontransaction tx(*conn_);
+    const auto row = tx.exec("SELECT crm_metrics_fold()")[0];
+    // NULL: another session was folding (it takes these rows, or the next fold does).
+    spdlog::debug("Folded {} pending metric rows.", row[0].is_null() ? 0 : row[0].as<long long>());
+  } catch (const std::exception& e) {
+    spdlog::warn("The pending metric counts could not be folded; they stay counted and are folded later. error={}",
+                 e.what());
+    if (!conn_->is_open()) {
+      reconnecting_ = true;
+      drop_connection();
+    }
+  }
 }
 
 transform::uuid writer::random_id() {

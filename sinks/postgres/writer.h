@@ -54,6 +54,10 @@ struct writer_options {
   // Read the primary's replication status on the same session right after a batch's last COMMIT, for the
   // confirmation that the cluster has it (commit_point; set by the pool when it confirms).
   bool read_status_after_commit = false;
+  // Rows this writer appends to communication_metrics_pending before it folds them (crm_metrics_fold(), schemas/0021)
+  // in a transaction of its own after a COMMIT; 0: never (another writer or an operator folds). Readers see the
+  // same counts either way; the fold keeps communication_metrics quick to read and the pending table small.
+  std::uint64_t metric_fold_rows = 50000;
 };
 
 // What a write committed, for the confirmation that the cluster has it (sinks/postgres/confirmer.h).
@@ -197,6 +201,7 @@ class writer {
   void stage_all_touchpoints(const view& v);
   template <class Record>
   void order_by_month(std::vector<std::uint32_t>& keep, std::span<const Record> rows);
+  void fold_metrics_if_due();
   void drop_connection() noexcept;
   bool cancelled() const noexcept;
   void sleep_unless_cancelled(std::chrono::milliseconds delay) const;
@@ -223,6 +228,7 @@ class writer {
   std::vector<row_key> comm_keys_, touch_keys_;
   std::vector<std::uint32_t> touch_copied_;  // the touchpoints a direct COPY stored, for the backlog row
   metric_tally tally_;
+  std::uint64_t metric_rows_ = 0;  // rows appended to communication_metrics_pending since this writer's last fold
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;
   std::atomic<bool> reachable_{true};
