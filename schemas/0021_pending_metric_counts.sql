@@ -18,8 +18,13 @@
 --     appended enough rows (`sinks/postgres/writer.h`), one folder at a time (a second caller returns NULL);
 --   - communication_metrics is a view of the sum of both, with the table's columns in the table's order. A fold
 --     commits the rows it deleted and the counts it added at once, so no reader sees a count twice or not at all.
--- Writers of a release before this one upsert communication_metrics, which is a view now: stop them before
--- migrating (their batches would fail, to be dead-lettered and replayed).
+-- ab_test_message_counts (the A/B messages' counts by test, variant and status, upserted in the same statement:
+-- every writer's batch with messages of a running test met the same few rows) is kept the same way:
+-- ab_test_message_counts_folded, ab_test_message_counts_pending and the view ab_test_message_counts, folded by the
+-- same function. The recompute truncates both tables before its recount, as it truncated the table (its lock
+-- makes the batches that append counts wait until it commits; they add on top of the recount).
+-- Writers of a release before this one upsert communication_metrics and ab_test_message_counts, which are views
+-- now: stop them before migrating (their batches would fail, to be dead-lettered and replayed).
 -- Forward-only: never edit this file once released.
 
 ALTER TABLE communication_metrics RENAME TO communication_metrics_folded;
@@ -40,8 +45,25 @@ FROM (SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM c
       SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics_pending) m
 GROUP BY day, campaign_id, channel, status;
 
--- The number of pending rows folded; NULL when another session is folding (it takes these rows too, or the next
--- fold does). Rows of transactions that commit while it runs are not seen by its DELETE and wait for the next.
+ALTER TABLE ab_test_message_counts RENAME TO ab_test_message_counts_folded;
+
+CREATE TABLE ab_test_message_counts_pending (
+    ab_test_id  text   NOT NULL,
+    variant     text   NOT NULL,
+    status      text   NOT NULL,
+    events      bigint NOT NULL
+);
+
+CREATE VIEW ab_test_message_counts AS
+SELECT ab_test_id, variant, status, sum(events)::bigint AS events
+FROM (SELECT ab_test_id, variant, status, events FROM ab_test_message_counts_folded
+      UNION ALL
+      SELECT ab_test_id, variant, status, events FROM ab_test_message_counts_pending) m
+GROUP BY ab_test_id, variant, status;
+
+-- The number of pending rows folded (of both tables); NULL when another session is folding (it takes these rows
+-- too, or the next fold does). Rows of transactions that commit while it runs are not seen by its DELETEs and wait
+-- for the next fold.
 CREATE FUNCTION crm_metrics_fold() RETURNS bigint
 LANGUAGE plpgsql SET jit = off AS $$
 DECLARE
@@ -62,6 +84,16 @@ BEGIN
         DO UPDATE SET event_count = m.event_count + EXCLUDED.event_count
     )
     SELECT count(*) INTO folded FROM d;
+    WITH d AS (
+        DELETE FROM ab_test_message_counts_pending RETURNING ab_test_id, variant, status, events
+    ), up AS (
+        INSERT INTO ab_test_message_counts_folded AS m (ab_test_id, variant, status, events)
+        SELECT ab_test_id, variant, status, sum(events)::bigint FROM d
+        GROUP BY ab_test_id, variant, status
+        ORDER BY ab_test_id, variant, status
+        ON CONFLICT (ab_test_id, variant, status) DO UPDATE SET events = m.events + EXCLUDED.events
+    )
+    SELECT folded + count(*) INTO folded FROM d;
     RETURN folded;
 END
 $$;
@@ -75,17 +107,48 @@ BEGIN
 END
 $$;
 
--- Both roles read the view and the pending rows; the writer appends and folds (communication_metrics_folded keeps
--- the grants the table had: SELECT, INSERT, UPDATE for the writer, SELECT for the analytics role).
+-- The stage's legacy step (the A/B messages of a writer of a release before 0005) and the recompute, edited in
+-- place as 0020 did: `pattern` (a regular expression) must match the current definition exactly `times` times.
+CREATE FUNCTION pg_temp.crm_edit_function(fn regprocedure, times integer, pattern text, replacement text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    def text := pg_get_functiondef(fn);
+    matches integer := (SELECT count(*) FROM regexp_matches(def, pattern, 'g'));
+BEGIN
+    IF matches <> times THEN
+        RAISE EXCEPTION 'migration 0021: % matches "%" % times, expected %', fn, pattern, matches, times;
+    END IF;
+    EXECUTE regexp_replace(def, pattern, replacement, 'g');
+END
+$$;
+SELECT pg_temp.crm_edit_function('crm_analytics_apply_batch()', 1,
+    'INSERT INTO ab_test_message_counts AS m \(ab_test_id, variant, status, events\)\n'
+    '    SELECT ab_test_id, variant, status, count\(\*\) FROM crm_new_ab_messages\n'
+    '    GROUP BY ab_test_id, variant, status\n'
+    '    ORDER BY ab_test_id, variant, status\n'
+    '    ON CONFLICT \(ab_test_id, variant, status\) DO UPDATE SET events = m\.events \+ EXCLUDED\.events;',
+    'INSERT INTO ab_test_message_counts_pending (ab_test_id, variant, status, events)
+    SELECT ab_test_id, variant, status, count(*) FROM crm_new_ab_messages
+    GROUP BY ab_test_id, variant, status;');
+SELECT pg_temp.crm_edit_function('crm_analytics_recompute()', 1,
+    'TRUNCATE ab_test_message_counts;\n    INSERT INTO ab_test_message_counts\n',
+    'TRUNCATE ab_test_message_counts_folded, ab_test_message_counts_pending;
+    INSERT INTO ab_test_message_counts_folded
+');
+
+-- Both roles read the views and the pending rows; the writer appends and folds (the folded tables keep the grants
+-- the tables had).
 DO $$
 DECLARE
     role_ text;
 BEGIN
     FOREACH role_ IN ARRAY ARRAY['crm_ingest_writer', 'crm_ingest_analytics'] LOOP
         CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = role_);
-        EXECUTE format('GRANT SELECT ON communication_metrics, communication_metrics_pending TO %I', role_);
+        EXECUTE format('GRANT SELECT ON communication_metrics, communication_metrics_pending, ab_test_message_counts,'
+                       ' ab_test_message_counts_pending TO %I', role_);
         IF role_ = 'crm_ingest_writer' THEN
-            GRANT INSERT ON communication_metrics_pending TO crm_ingest_writer;
+            GRANT INSERT ON communication_metrics_pending, ab_test_message_counts_pending TO crm_ingest_writer;
             GRANT EXECUTE ON FUNCTION crm_metrics_fold() TO crm_ingest_writer;
         END IF;
     END LOOP;

@@ -47,11 +47,9 @@ std::array<std::string, 8> touchpoint_backlog_arrays(std::span<const transform::
 }
 
 std::string ab_message_counts(bool maintain) {
-  return maintain ? ", crm_ab_messages AS (INSERT INTO ab_test_message_counts AS m (ab_test_id, variant, status, events)"
-                    " SELECT ab_test_id, variant, status, sum(n)::bigint FROM tally"
-                    " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL"
-                    " GROUP BY ab_test_id, variant, status ORDER BY ab_test_id, variant, status"
-                    " ON CONFLICT (ab_test_id, variant, status) DO UPDATE SET events = m.events + EXCLUDED.events)"
+  return maintain ? ", crm_ab_messages AS (INSERT INTO ab_test_message_counts_pending (ab_test_id, variant, status,"
+                    " events) SELECT ab_test_id, variant, status, sum(n)::bigint FROM tally"
+                    " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY ab_test_id, variant, status)"
                   : "";
 }
 

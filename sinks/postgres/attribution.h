@@ -35,8 +35,9 @@ std::string touchpoint_backlog_insert();
 std::array<std::string, 8> touchpoint_backlog_arrays(std::span<const transform::touchpoint> all,
                                                      std::span<const std::uint32_t> rows);
 // For the communication insert (communication_insert.h), whose `tally` CTE counts the rows really inserted by
-// status, ab_test_id and variant (its column n): a CTE (with its leading comma) bumping ab_test_message_counts by
-// the A/B-tagged ones, in one sorted statement (a pure counter: it stays in the batch transaction). Off: "".
+// status, ab_test_id and variant (its column n): a CTE (with its leading comma) appending the A/B-tagged ones'
+// counts to ab_test_message_counts_pending (no counter row locked; folded with the communications' daily counts,
+// schemas/0021_pending_metric_counts.sql). Off: "".
 std::string ab_message_counts(bool maintain);
 
 struct recompute_options {

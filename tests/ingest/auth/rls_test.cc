@@ -176,7 +176,7 @@ TEST(Roles, MigrationIsRepeatableAcrossDatabasesOfOneCluster) {
   // The analytics tables of 0002, maintained by the analytics stage as the writer role, are granted to it.
   EXPECT_EQ(grants("crm_ingest_writer",
                    "'attribution_credits', 'campaign_attribution_daily', 'ab_test_units', 'ab_test_variant_stats', "
-                   "'ab_test_message_counts'",
+                   "'ab_test_message_counts_pending'",
                    "'INSERT'"),
             5);
   EXPECT_EQ(grants("crm_ingest_analytics", "'campaign_attribution_daily'", "'SELECT'"), 1);

@@ -1,7 +1,8 @@
-// The communications' daily counts (schemas/0021_pending_metric_counts.sql) against a real PostgreSQL: a batch
-// appends its counts to communication_metrics_pending and locks no counter row, crm_metrics_fold() moves them into
-// communication_metrics_folded, and communication_metrics (the view of both) equals a recount of the stored rows
-// before, during and after folds, whichever writer or session folds.
+// The communications' daily counts and A/B message counts (schemas/0021_pending_metric_counts.sql) against a real
+// PostgreSQL: a batch appends its counts to communication_metrics_pending (ab_test_message_counts_pending) and locks
+// no counter row, crm_metrics_fold() moves them into the _folded tables, and communication_metrics and
+// ab_test_message_counts (the views of both) equal a recount of the stored rows before, during and after folds,
+// whichever writer or session folds.
 #include "sinks/postgres/writer.h"
 
 #include <atomic>
@@ -33,12 +34,17 @@ tf::event_batch events(std::uint64_t from, std::uint64_t to) {
   for (std::uint64_t i = from; i < to; ++i) {
     tf::communication c;
     c.event_id = id_of(i);
-    c.occurred_at = nov_2026 + static_cast<tf::timestamp_us>(i % 3) * crm_test::day_us + static_cast<tf::timestamp_us>(i);
+    c.occurred_at = nov_2026 + static_cast<tf::timestamp_us>(i % 3) * crm_test::day_us;
+    c.occurred_at += static_cast<tf::timestamp_us>(i);
     c.received_at = c.occurred_at;
     c.channel_ = i % 2 ? tf::channel::email : tf::channel::sms;
     c.status = tf::comm_status::delivered;
     c.provider = "test";
     if ((i / 3) % 3) c.campaign_id = static_cast<std::int64_t>((i / 3) % 3);
+    if (i % 4 < 3) {  // messages of a running A/B test: its counts are shared by every batch too
+      c.ab_test_id = "subject-line";
+      c.variant = i % 4 ? "A" : "B";
+    }
     b.communications.push_back(c);
   }
   return b;
@@ -49,10 +55,14 @@ void expect_metrics_equal_recount(const std::string& dsn) {
       dsn, "SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics",
       "SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*), min(campaign_ref)"
       " FROM communications GROUP BY 1, 2, 3, 4");
+  crm_test::expect_same_rows(dsn, "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts",
+                             "SELECT ab_test_id, variant, status, count(*) FROM communications"
+                             " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3");
 }
 
 long long pending_rows(const std::string& dsn) {
-  return crm_test::count(dsn, "SELECT count(*) FROM communication_metrics_pending");
+  return crm_test::count(dsn, "SELECT (SELECT count(*) FROM communication_metrics_pending)"
+                              " + (SELECT count(*) FROM ab_test_message_counts_pending)");
 }
 
 // crm_metrics_fold() on a session of its own: the pending rows folded, -1 for NULL (another session folding).
@@ -109,6 +119,7 @@ TEST(MetricUpkeep, AFoldMovesThePendingCountsAndReadersSeeTheSameCounts) {
   const auto pending = pending_rows(dsn);
   EXPECT_GT(pending, 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communication_metrics_folded"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ab_test_message_counts_folded"), 0);
   expect_metrics_equal_recount(dsn);
   EXPECT_EQ(fold(dsn), pending);
   EXPECT_EQ(pending_rows(dsn), 0);
@@ -141,12 +152,16 @@ TEST(MetricUpkeep, AFoldWhileAnotherRunsLeavesThePendingCountsToIt) {
 
 TEST(MetricUpkeep, AWriterFoldsOnceItHasAppendedEnoughRows) {
   auto dsn = crm_test::fresh_database("t_metric_fold_due");
-  pg::writer w(folding_every(dsn, 30));
-  w.write(events(0, 60), {"test", "1"});  // 3 days x 2 channels x 3 campaigns: 18 rows appended, fewer than 30
-  EXPECT_EQ(pending_rows(dsn), 18);
-  w.write(events(60, 120), {"test", "2"});  // 36: folded after the COMMIT
+  pg::writer patient(folding_every(dsn, 1000000)), eager(folding_every(dsn, 1));
+  patient.write(events(0, 60), {"test", "1"});  // fewer rows appended than its threshold: left pending
+  const auto pending = pending_rows(dsn);
+  EXPECT_GT(pending, 0);
+  patient.write(events(60, 120), {"test", "2"});
+  EXPECT_GT(pending_rows(dsn), pending);
+  eager.write(events(120, 180), {"test", "3"});  // folds after its COMMIT: every writer's pending rows
   EXPECT_EQ(pending_rows(dsn), 0);
-  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics_folded"), 120);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics_folded"), 180);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(events) FROM ab_test_message_counts_folded"), 135);
   expect_metrics_equal_recount(dsn);
 }
 
