@@ -108,34 +108,36 @@ END
 $$;
 
 -- The stage's legacy step (the A/B messages of a writer of a release before 0005) and the recompute, edited in
--- place as 0020 did: `pattern` (a regular expression) must match the current definition exactly `times` times.
-CREATE FUNCTION pg_temp.crm_edit_function(fn regprocedure, times integer, pattern text, replacement text)
-RETURNS void
-LANGUAGE plpgsql AS $$
+-- place as 0020 did: each pattern (a regular expression) must match the current definition exactly once, or the
+-- migration stops.
+DO $$
 DECLARE
-    def text := pg_get_functiondef(fn);
-    matches integer := (SELECT count(*) FROM regexp_matches(def, pattern, 'g'));
+    e record;
+    def text;
 BEGIN
-    IF matches <> times THEN
-        RAISE EXCEPTION 'migration 0021: % matches "%" % times, expected %', fn, pattern, matches, times;
-    END IF;
-    EXECUTE regexp_replace(def, pattern, replacement, 'g');
+    FOR e IN SELECT * FROM (VALUES
+        ('crm_analytics_apply_batch()'::regprocedure,
+         'INSERT INTO ab_test_message_counts AS m \(ab_test_id, variant, status, events\)\n'
+         '    SELECT ab_test_id, variant, status, count\(\*\) FROM crm_new_ab_messages\n'
+         '    GROUP BY ab_test_id, variant, status\n'
+         '    ORDER BY ab_test_id, variant, status\n'
+         '    ON CONFLICT \(ab_test_id, variant, status\) DO UPDATE SET events = m\.events \+ EXCLUDED\.events;',
+         'INSERT INTO ab_test_message_counts_pending (ab_test_id, variant, status, events)
+    SELECT ab_test_id, variant, status, count(*) FROM crm_new_ab_messages
+    GROUP BY ab_test_id, variant, status;'),
+        ('crm_analytics_recompute()'::regprocedure,
+         'TRUNCATE ab_test_message_counts;\n    INSERT INTO ab_test_message_counts\n',
+         'TRUNCATE ab_test_message_counts_folded, ab_test_message_counts_pending;
+    INSERT INTO ab_test_message_counts_folded
+')) AS v(fn, pattern, replacement) LOOP
+        def := pg_get_functiondef(e.fn);
+        IF (SELECT count(*) FROM regexp_matches(def, e.pattern, 'g')) <> 1 THEN
+            RAISE EXCEPTION 'migration 0021: % does not match "%" exactly once', e.fn, e.pattern;
+        END IF;
+        EXECUTE regexp_replace(def, e.pattern, e.replacement);
+    END LOOP;
 END
 $$;
-SELECT pg_temp.crm_edit_function('crm_analytics_apply_batch()', 1,
-    'INSERT INTO ab_test_message_counts AS m \(ab_test_id, variant, status, events\)\n'
-    '    SELECT ab_test_id, variant, status, count\(\*\) FROM crm_new_ab_messages\n'
-    '    GROUP BY ab_test_id, variant, status\n'
-    '    ORDER BY ab_test_id, variant, status\n'
-    '    ON CONFLICT \(ab_test_id, variant, status\) DO UPDATE SET events = m\.events \+ EXCLUDED\.events;',
-    'INSERT INTO ab_test_message_counts_pending (ab_test_id, variant, status, events)
-    SELECT ab_test_id, variant, status, count(*) FROM crm_new_ab_messages
-    GROUP BY ab_test_id, variant, status;');
-SELECT pg_temp.crm_edit_function('crm_analytics_recompute()', 1,
-    'TRUNCATE ab_test_message_counts;\n    INSERT INTO ab_test_message_counts\n',
-    'TRUNCATE ab_test_message_counts_folded, ab_test_message_counts_pending;
-    INSERT INTO ab_test_message_counts_folded
-');
 
 -- Both roles read the views and the pending rows; the writer appends and folds (the folded tables keep the grants
 -- the tables had).

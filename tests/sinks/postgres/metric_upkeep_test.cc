@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include "sinks/postgres/migrations.h"
 #include "support/event_ids.h"
 #include "support/test_db.h"
 #include "direct_copy_checks.h"
@@ -196,4 +197,45 @@ TEST(MetricUpkeep, WritersAndFoldsAtOnceCountEveryRowOnce) {
   fold(dsn);
   EXPECT_EQ(pending_rows(dsn), 0);
   expect_metrics_equal_recount(dsn);
+}
+
+// A database an earlier release wrote (its counters upserted into the tables) keeps its counts across 0021, and
+// batches after it add on top.
+TEST(MetricUpkeep, CountsAnEarlierReleaseWroteAreKeptByTheMigration) {
+  auto dsn = crm_test::fresh_database("t_metric_upgrade", false);
+  {
+    pqxx::connection c(dsn);
+    pg::migrate(c, crm_test::migrations_before(21), {1, 1});
+  }
+  // What an earlier release's batches left: rows and the counters they upserted.
+  const auto old = events(0, 300);
+  {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    for (const auto& e : old.communications) {
+      tx.exec_params("INSERT INTO communications (event_id, occurred_at, received_at, channel, direction, status,"
+                     " provider, campaign_id, ab_test_id, variant) VALUES ($1::uuid, to_timestamp($2::float8 / 1e6),"
+                     " now(), $3, 'outbound', 'delivered', 'test', nullif($4, 0), nullif($5, ''), nullif($6, ''))",
+                     tf::to_string(e.event_id), static_cast<double>(e.occurred_at),
+                     std::string(tf::to_string(e.channel_)), e.campaign_id, std::string(e.ab_test_id),
+                     std::string(e.variant));
+    }
+    tx.exec("INSERT INTO communication_metrics (day, campaign_id, channel, status, event_count)"
+            " SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*) FROM communications"
+            " GROUP BY 1, 2, 3, 4");
+    tx.exec("INSERT INTO ab_test_message_counts (ab_test_id, variant, status, events)"
+            " SELECT ab_test_id, variant, status, count(*) FROM communications"
+            " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3");
+    tx.commit();
+  }
+  {
+    pqxx::connection c(dsn);
+    pg::migrate(c, pg::embedded_migrations(), {1, 1});
+  }
+  expect_metrics_equal_recount(dsn);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics_folded"), 300);
+  pg::writer w(writer_options_for(dsn));
+  w.write(events(300, 600), {"test", "after"});
+  expect_metrics_equal_recount(dsn);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 600);
 }
