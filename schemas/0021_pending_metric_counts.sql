@@ -24,7 +24,8 @@
 -- same function. The recompute truncates both tables before its recount, as it truncated the table (its lock
 -- makes the batches that append counts wait until it commits; they add on top of the recount).
 -- Writers of a release before this one upsert communication_metrics and ab_test_message_counts, which are views
--- now: stop them before migrating (their batches would fail, to be dead-lettered and replayed).
+-- now: stop them before migrating (their batch statements would fail, a fatal error: they stop; an old binary
+-- also refuses to start on this schema).
 -- Forward-only: never edit this file once released.
 
 ALTER TABLE communication_metrics RENAME TO communication_metrics_folded;
@@ -37,13 +38,18 @@ CREATE TABLE communication_metrics_pending (
     event_count   bigint  NOT NULL,
     campaign_ref  text
 );
+-- Whole rows identify a deleted row to a publication FOR ALL TABLES (no key here), so a fold's DELETE is allowed.
+ALTER TABLE communication_metrics_pending REPLICA IDENTITY FULL;
 
 CREATE VIEW communication_metrics AS
-SELECT day, campaign_id, channel, status, sum(event_count)::bigint AS event_count, min(campaign_ref) AS campaign_ref
+SELECT day, campaign_id, channel, status, sum(event_count)::bigint AS event_count, campaign_ref
 FROM (SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics_folded
       UNION ALL
       SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics_pending) m
-GROUP BY day, campaign_id, channel, status;
+GROUP BY day, campaign_id, channel, status, campaign_ref;
+-- campaign_ref is grouped by, not aggregated: the checks of 0006 make it a function of campaign_id (a key derived
+-- from it, or NULL for an integer id), so the rows are the same, and a condition on it (a campaign's reference
+-- looked up by key with campaign_ref IS NOT NULL, 0006's partial index) reaches the tables.
 
 ALTER TABLE ab_test_message_counts RENAME TO ab_test_message_counts_folded;
 
@@ -53,6 +59,7 @@ CREATE TABLE ab_test_message_counts_pending (
     status      text   NOT NULL,
     events      bigint NOT NULL
 );
+ALTER TABLE ab_test_message_counts_pending REPLICA IDENTITY FULL;
 
 CREATE VIEW ab_test_message_counts AS
 SELECT ab_test_id, variant, status, sum(events)::bigint AS events
@@ -107,7 +114,8 @@ BEGIN
 END
 $$;
 
--- The stage's legacy step (the A/B messages of a writer of a release before 0005) and the recompute, edited in
+-- The stage's legacy step (the A/B messages of a writer of a release before 0005) and the recompute (its TRUNCATE
+-- locks the pending table first, in the order a fold's statement does, so the two cannot deadlock), edited in
 -- place as 0020 did: each pattern (a regular expression) must match the current definition exactly once, or the
 -- migration stops.
 DO $$
@@ -127,7 +135,7 @@ BEGIN
     GROUP BY ab_test_id, variant, status;'),
         ('crm_analytics_recompute()'::regprocedure,
          'TRUNCATE ab_test_message_counts;\n    INSERT INTO ab_test_message_counts\n',
-         'TRUNCATE ab_test_message_counts_folded, ab_test_message_counts_pending;
+         'TRUNCATE ab_test_message_counts_pending, ab_test_message_counts_folded;
     INSERT INTO ab_test_message_counts_folded
 ')) AS v(fn, pattern, replacement) LOOP
         def := pg_get_functiondef(e.fn);
@@ -139,8 +147,8 @@ BEGIN
 END
 $$;
 
--- Both roles read the views and the pending rows; the writer appends and folds (the folded tables keep the grants
--- the tables had).
+-- Both roles read the views and the pending rows (and the folded tables, which keep the tables' SELECT grants);
+-- the writer appends and folds.
 DO $$
 DECLARE
     role_ text;
@@ -152,6 +160,9 @@ BEGIN
         IF role_ = 'crm_ingest_writer' THEN
             GRANT INSERT ON communication_metrics_pending, ab_test_message_counts_pending TO crm_ingest_writer;
             GRANT EXECUTE ON FUNCTION crm_metrics_fold() TO crm_ingest_writer;
+            -- Only the fold (SECURITY DEFINER) and the owner's recompute change the folded counts now.
+            REVOKE INSERT, UPDATE, DELETE ON communication_metrics_folded, ab_test_message_counts_folded
+                FROM crm_ingest_writer;
         END IF;
     END LOOP;
 END

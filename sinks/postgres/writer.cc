@@ -100,12 +100,12 @@ void writer::prepare_session() {
     }
   }
   // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
-  // unique index, and metric rows are locked in key order too. encode() writes the staging rows sorted by key
+  // unique index. encode() writes the staging rows sorted by key
   // (communications by month, then key: see encode()), and a scan of a fresh temporary table returns them in
   // insertion order (temporary tables live in local buffers: no synchronized or parallel scans), so no ORDER BY
   // is needed.
-  // The communications statement bumps the counters other writers bump too (communication_metrics,
-  // ab_test_message_counts): commit_once() runs it last, so those row locks are held only from it to COMMIT.
+  // The communications statement appends the batch's counts (communication_metrics_pending,
+  // ab_test_message_counts_pending: no counter row is locked, schemas/0021).
   conn->prepare("crm_insert_communications",
                 communications_insert_statement(stage_communications, options_.maintain_analytics));
   conn->prepare("crm_lock_receipt_events", receipt_time_locks_statement(stage_communications));
@@ -282,7 +282,7 @@ batch_result writer::commit_once(const view& v, const batch_info& info, const tr
   pqxx::work tx(*conn_);
   check_retention_cutoff(tx, v);
   // Touchpoints (with the batch's analytics_backlog row: sinks/postgres/analytics_stage.h) and dead letters
-  // first; communications last, since their statement bumps rows other writers bump too.
+  // first; communications last (their statement appends the batch's counts).
   if (!touch_keep_.empty()) {
     std::uint64_t copied = 0;
     // Not staged (by an earlier attempt's fallback): try the COPY.

@@ -1,6 +1,6 @@
 // PostgreSQL batch writer: one event_batch -> ONE transaction that COPYs into session-local staging
-// tables, inserts with ON CONFLICT DO NOTHING, bumps communication_metrics from the rows really
-// inserted, writes the ledger row, and commits. Communications with an event time and touchpoints are COPYed
+// tables, inserts with ON CONFLICT DO NOTHING, appends the daily counts of the rows really inserted to
+// communication_metrics_pending, writes the ledger row, and commits. Communications with an event time and touchpoints are COPYed
 // straight into their tables instead when the session may (direct_copy.h), rows stored already left out. Replaying a
 // batch inserts nothing and counts nothing.
 //
@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -228,7 +229,9 @@ class writer {
   std::vector<row_key> comm_keys_, touch_keys_;
   std::vector<std::uint32_t> touch_copied_;  // the touchpoints a direct COPY stored, for the backlog row
   metric_tally tally_;
-  std::uint64_t metric_rows_ = 0;  // rows appended to communication_metrics_pending since this writer's last fold
+  // Rows appended to communication_metrics_pending since this writer's last fold; the first COMMIT folds (what
+  // earlier runs left), so short runs do not leave the pending rows growing.
+  std::uint64_t metric_rows_ = std::numeric_limits<std::uint64_t>::max() / 2;
   std::vector<std::uint32_t> order_;
   std::mt19937_64 rng_;
   std::atomic<bool> reachable_{true};

@@ -148,8 +148,15 @@ TEST(WriterRole, CannotReadOrAlterOutsideItsGrant) {
            "UPDATE rejected_events SET raw = 'x', reason = 'y'",  // a dead letter's content stays as it came
            "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'x', 'y')",
            "INSERT INTO campaigns (campaign_id) VALUES (1)",
+           // Only the fold (SECURITY DEFINER) and the owner's recompute change the counts once appended.
            "DELETE FROM communication_metrics_folded",
-           "DELETE FROM communication_metrics_pending",  // only the fold (SECURITY DEFINER) deletes them
+           "UPDATE communication_metrics_folded SET event_count = 0",
+           "INSERT INTO communication_metrics_folded (day, channel, status, event_count)"
+           " VALUES (current_date, 'email', 'sent', 1)",
+           "DELETE FROM ab_test_message_counts_folded",
+           "UPDATE ab_test_message_counts_folded SET events = 0",
+           "DELETE FROM communication_metrics_pending",
+           "DELETE FROM ab_test_message_counts_pending",
            "ALTER TABLE communications ADD COLUMN x int",
            "ALTER TABLE communications DISABLE ROW LEVEL SECURITY",
            "DROP TABLE rejected_events",
