@@ -99,11 +99,10 @@ void writer::prepare_session() {
       tx.exec(std::string("CREATE TEMP TABLE IF NOT EXISTS ") + table + " (" + definition + ") ON COMMIT DELETE ROWS");
     }
   }
-  // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the
-  // unique index. encode() writes the staging rows sorted by key
-  // (communications by month, then key: see encode()), and a scan of a fresh temporary table returns them in
-  // insertion order (temporary tables live in local buffers: no synchronized or parallel scans), so no ORDER BY
-  // is needed.
+  // Rows go in in key order, so two writers inserting overlapping batches cannot deadlock on the unique index.
+  // encode() writes the staging rows sorted by key (communications by month, then key: see encode()), and a scan of
+  // a fresh temporary table returns them in insertion order (temporary tables live in local buffers: no
+  // synchronized or parallel scans), so no ORDER BY is needed.
   // The communications statement appends the batch's counts (communication_metrics_pending,
   // ab_test_message_counts_pending: no counter row is locked, schemas/0021).
   conn->prepare("crm_insert_communications",

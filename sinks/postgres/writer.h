@@ -1,8 +1,8 @@
 // PostgreSQL batch writer: one event_batch -> ONE transaction that COPYs into session-local staging
 // tables, inserts with ON CONFLICT DO NOTHING, appends the daily counts of the rows really inserted to
-// communication_metrics_pending, writes the ledger row, and commits. Communications with an event time and touchpoints are COPYed
-// straight into their tables instead when the session may (direct_copy.h), rows stored already left out. Replaying a
-// batch inserts nothing and counts nothing.
+// communication_metrics_pending, writes the ledger row, and commits. Communications with an event time and
+// touchpoints are COPYed straight into their tables instead when the session may (direct_copy.h), rows stored
+// already left out. Replaying a batch inserts nothing and counts nothing.
 //
 // Thread ownership: a writer and its connection belong to one thread. write() blocks that thread
 // while the database is unreachable (capped, jittered backoff), which is how backpressure reaches the

@@ -57,22 +57,6 @@ tf::communication comm(std::uint64_t n, tf::timestamp_us at) {
   return c;
 }
 
-// What the metric tables must hold: a recount from the stored rows, compared both ways.
-void expect_metrics_equal_recount(const std::string& dsn) {
-  const char* metrics =
-      "SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics"
-      " WHERE event_count <> 0";
-  const char* recount =
-      "SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*), min(campaign_ref)"
-      " FROM communications GROUP BY 1, 2, 3, 4";
-  crm_test::expect_same_rows(dsn, metrics, recount);
-  const char* ab = "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts WHERE events <> 0";
-  const char* ab_recount =
-      "SELECT ab_test_id, variant, status, count(*) FROM communications"
-      " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3";
-  crm_test::expect_same_rows(dsn, ab, ab_recount);
-}
-
 // Rows of the batch at `position` that the staging statement inserted (see the file's comment).
 long long staged_rows(const std::string& dsn, const std::string& position) {
   return crm_test::staged_rows(dsn, "communications", position);
@@ -104,7 +88,7 @@ void write_expecting(const std::string& dsn, const tf::event_batch& b, const std
   EXPECT_EQ(w.write(b, {"test", position}).communications_inserted, inserted);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(communications_inserted) FROM ingest_batches"),
             static_cast<long long>(inserted));
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetrics) {
@@ -125,7 +109,7 @@ TEST(CommunicationInsert, RowsWithAnEventTimeAreCopiedIntoTheTableWithTheirMetri
   EXPECT_EQ(w.write(receipt, {"test", "receipt"}).communications_inserted, 41u);
   EXPECT_EQ(staged_rows(dsn, "receipt"), 41);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 641);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 641);
   // Every reference and variant came through its array literal as it was written.
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(DISTINCT campaign_ref) FROM communication_metrics"), 6);
@@ -183,7 +167,7 @@ TEST(CommunicationInsert, RowsStoredAlreadyAreLeftOutAndCountedAsDuplicates) {
                                  " GROUP BY 1, 2 HAVING count(*) > 1) d"),
             0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 475);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   // The ledger says what each batch inserted.
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(communications_inserted) FROM ingest_batches"), 475);
 }
@@ -221,7 +205,7 @@ TEST(CommunicationInsert, RepeatsTheHintNamesDoNotKeepTheWriterProbingWholeParts
       << "the parts after four clean ones were still probed whole";
   EXPECT_EQ(seen->conflicts, 1u) << "a COPY met a row the writer had sent itself";
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 640);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 // While another session stores rows of the parts a writer gets (a replay elsewhere), the writer keeps probing every
@@ -253,7 +237,7 @@ TEST(CommunicationInsert, AnAttemptThatDidNotCommitLeavesTheWriterProbingFirst) 
   EXPECT_EQ(w.write(events(200, 300), {"test", "after"}).communications_inserted, 90u);
   EXPECT_EQ(seen->conflicts, 1u) << "a COPY met a row stored elsewhere after the split";
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 299);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 // A retry without an event time (E at its receipt, R) and the event with its own time (E at T, R < T < R + 1 day)
@@ -287,7 +271,7 @@ TEST(CommunicationInsert, ATriggerOnTheTableSendsEveryRowThroughTheStagingStatem
   // A third of each batch was sent as opened: the second batch's are stored as clicked.
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE status = 'opened'"), 15);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE status = 'clicked'"), 15);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 // The writer connects to a database `migrate` has not run on yet (a start-up check that reaches the server first).
@@ -312,7 +296,7 @@ TEST(CommunicationInsert, WritersOfOverlappingPartsAcrossAMonthsEndDoNotDeadlock
                     tf::to_string(id_of(2)) + "', '2026-11-05 00:00:00+00', now(), 'email', 'sent')"),
             5u);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 5);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 // The same event without an event time, written by two writers at once (two serve processes behind one load
@@ -331,7 +315,7 @@ TEST(CommunicationInsert, TwoWritersOfOneEventWithoutAnEventTimeStoreItOnce) {
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications WHERE event_id = '" + tf::to_string(id_of(1)) +
                                      "'"),
             1);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 // A full batch of events without an event time (batch_rows' default, 20,000 callbacks): the locks on their ids fit
@@ -379,7 +363,7 @@ TEST(CommunicationInsert, ARoleRowLevelSecurityAppliesToStagesEveryRowAndOneThat
   EXPECT_EQ(staged_rows(dsn, "no longer bypassing"), 50);
   crm_test::execute(crm_test::admin_dsn(), "ALTER ROLE t_direct_bypass BYPASSRLS");
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications"), 250);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 }  // namespace

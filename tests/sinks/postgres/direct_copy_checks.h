@@ -1,5 +1,6 @@
-// What the direct COPY's tests (communication_insert_test.cc, touchpoint_insert_test.cc) look at: which path
-// stored a batch's rows, what the writer reports of its probes, and two writers that must not deadlock.
+// What the direct COPY's tests (communication_insert_test.cc, touchpoint_insert_test.cc) and the counters' tests
+// (metric_upkeep_test.cc) look at: which path stored a batch's rows, what the writer reports of its probes, two
+// writers that must not deadlock, and the counters against a recount of the stored rows.
 #pragma once
 
 #include <atomic>
@@ -27,10 +28,40 @@ inline long long staged_rows(const std::string& dsn, const std::string& table, c
                     " WHERE source_position = '" + position + "')");
 }
 
+// A query counting the rows query `a` returns more often than query `b` does.
+inline std::string rows_missing_from(const std::string& b, const std::string& a) {
+  return "SELECT count(*) FROM (" + a + " EXCEPT ALL " + b + ") x";
+}
+
 // The two queries return the same rows, as many times each (EXCEPT ALL both ways).
 inline void expect_same_rows(const std::string& dsn, const std::string& a, const std::string& b) {
-  EXPECT_EQ(count(dsn, "SELECT count(*) FROM (" + a + " EXCEPT ALL " + b + ") x"), 0) << a;
-  EXPECT_EQ(count(dsn, "SELECT count(*) FROM (" + b + " EXCEPT ALL " + a + ") x"), 0) << b;
+  EXPECT_EQ(count(dsn, rows_missing_from(b, a)), 0) << a;
+  EXPECT_EQ(count(dsn, rows_missing_from(a, b)), 0) << b;
+}
+
+// The counters (communication_metrics, ab_test_message_counts) and a recount of the stored communications, in
+// pairs.
+inline const std::pair<const char*, const char*> counters_and_recounts[] = {
+    {"SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics",
+     "SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*), min(campaign_ref)"
+     " FROM communications GROUP BY 1, 2, 3, 4"},
+    {"SELECT ab_test_id, variant, status, events FROM ab_test_message_counts",
+     "SELECT ab_test_id, variant, status, count(*) FROM communications"
+     " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3"},
+};
+
+// What the counters must hold: a recount from the stored rows, compared both ways.
+inline void expect_metrics_equal_recount(const std::string& dsn) {
+  for (auto [counted, recounted] : counters_and_recounts) expect_same_rows(dsn, counted, recounted);
+}
+
+// The same comparison in one statement (one snapshot): the rows on either side that the other lacks.
+inline std::string counter_mismatches_query() {
+  std::string q = "SELECT 0";
+  for (auto [counted, recounted] : counters_and_recounts) {
+    q += " + (" + rows_missing_from(recounted, counted) + ") + (" + rows_missing_from(counted, recounted) + ")";
+  }
+  return q;
 }
 
 // What the writer reports of the probes before its direct COPYs into `table` and of COPYs that met a stored row.

@@ -51,16 +51,6 @@ tf::event_batch events(std::uint64_t from, std::uint64_t to) {
   return b;
 }
 
-void expect_metrics_equal_recount(const std::string& dsn) {
-  crm_test::expect_same_rows(
-      dsn, "SELECT day, campaign_id, channel, status, event_count, campaign_ref FROM communication_metrics",
-      "SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*), min(campaign_ref)"
-      " FROM communications GROUP BY 1, 2, 3, 4");
-  crm_test::expect_same_rows(dsn, "SELECT ab_test_id, variant, status, events FROM ab_test_message_counts",
-                             "SELECT ab_test_id, variant, status, count(*) FROM communications"
-                             " WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3");
-}
-
 long long pending_rows(const std::string& dsn) {
   return crm_test::count(dsn, "SELECT (SELECT count(*) FROM communication_metrics_pending)"
                               " + (SELECT count(*) FROM ab_test_message_counts_pending)");
@@ -115,7 +105,7 @@ TEST(MetricUpkeep, AWriterDoesNotWaitForTheCountersOfAnotherWritersUncommittedBa
     h.exec("SELECT pg_advisory_unlock(4242)");
   }
   EXPECT_EQ(first.get().communications_inserted, 300u);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 TEST(MetricUpkeep, AFoldMovesThePendingCountsAndReadersSeeTheSameCounts) {
@@ -126,15 +116,15 @@ TEST(MetricUpkeep, AFoldMovesThePendingCountsAndReadersSeeTheSameCounts) {
   EXPECT_GT(pending, 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communication_metrics_folded"), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM ab_test_message_counts_folded"), 0);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   EXPECT_EQ(fold(dsn), pending);
   EXPECT_EQ(pending_rows(dsn), 0);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   // Counts on top of folded ones, folded again.
   w.write(events(800, 1000), {"test", "4"});
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   EXPECT_GT(fold(dsn), 0);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics_folded"), 1000);
   EXPECT_EQ(fold(dsn), 0);
 }
@@ -147,13 +137,11 @@ TEST(MetricUpkeep, AFoldWhileAnotherRunsLeavesThePendingCountsToIt) {
   pqxx::connection other(dsn);
   pqxx::work busy(other);
   busy.exec("SELECT pg_advisory_xact_lock(hashtext('crm_metrics_fold'), 0)");
-  pqxx::connection c(dsn);
-  pqxx::nontransaction tx(c);
-  EXPECT_TRUE(tx.exec("SELECT crm_metrics_fold()")[0][0].is_null());
+  EXPECT_EQ(fold(dsn), -1);  // NULL: another session holds the fold's lock
   EXPECT_EQ(pending_rows(dsn), pending);
   busy.abort();
-  EXPECT_EQ(tx.exec("SELECT crm_metrics_fold()")[0][0].as<long long>(), pending);
-  expect_metrics_equal_recount(dsn);
+  EXPECT_EQ(fold(dsn), pending);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 TEST(MetricUpkeep, AWriterFoldsOnceItHasAppendedEnoughRows) {
@@ -170,21 +158,8 @@ TEST(MetricUpkeep, AWriterFoldsOnceItHasAppendedEnoughRows) {
   EXPECT_EQ(pending_rows(dsn), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics_folded"), 180);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(events) FROM ab_test_message_counts_folded"), 135);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
-
-// Rows of the views that a recount of the stored rows lacks, and the other way round, read in one statement (one
-// snapshot).
-const char* const mismatch_sql =
-    "WITH m AS (SELECT day, campaign_id, channel, status, event_count FROM communication_metrics),"
-    " mr AS (SELECT (occurred_at AT TIME ZONE 'UTC')::date, campaign_id, channel, status, count(*)"
-    "        FROM communications GROUP BY 1, 2, 3, 4),"
-    " a AS (SELECT ab_test_id, variant, status, events FROM ab_test_message_counts),"
-    " ar AS (SELECT ab_test_id, variant, status, count(*) FROM communications"
-    "        WHERE ab_test_id IS NOT NULL AND variant IS NOT NULL GROUP BY 1, 2, 3)"
-    " SELECT (SELECT count(*) FROM (TABLE m EXCEPT ALL TABLE mr) x) + (SELECT count(*) FROM (TABLE mr EXCEPT ALL"
-    " TABLE m) x) + (SELECT count(*) FROM (TABLE a EXCEPT ALL TABLE ar) x) + (SELECT count(*) FROM (TABLE ar"
-    " EXCEPT ALL TABLE a) x)";
 
 // Writers appending and folding, and a session folding in a loop, all at once: every count once, at every moment.
 TEST(MetricUpkeep, WritersAndFoldsAtOnceCountEveryRowOnce) {
@@ -200,11 +175,12 @@ TEST(MetricUpkeep, WritersAndFoldsAtOnceCountEveryRowOnce) {
     }
   });
   // The views against a recount of the stored rows, in one statement (one snapshot) at a time, all along.
+  const std::string mismatches_sql = crm_test::counter_mismatches_query();
   std::thread checker([&] {
     pqxx::connection c(dsn);
     pqxx::nontransaction tx(c);
     while (writing.load()) {
-      mismatches += tx.exec(mismatch_sql)[0][0].as<long long>();
+      mismatches += tx.exec(mismatches_sql)[0][0].as<long long>();
       ++checks;
     }
   });
@@ -226,10 +202,10 @@ TEST(MetricUpkeep, WritersAndFoldsAtOnceCountEveryRowOnce) {
   EXPECT_GT(checks.load(), 0);
   EXPECT_EQ(mismatches.load(), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 4500);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   fold(dsn);
   EXPECT_EQ(pending_rows(dsn), 0);
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
 }
 
 // A database an earlier release wrote (its counters upserted into the tables) keeps its counts across 0021, and
@@ -265,10 +241,10 @@ TEST(MetricUpkeep, CountsAnEarlierReleaseWroteAreKeptByTheMigration) {
     pqxx::connection c(dsn);
     pg::migrate(c, pg::embedded_migrations(), {1, 1});
   }
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics_folded"), 300);
   pg::writer w(writer_options_for(dsn));
   w.write(events(300, 600), {"test", "after"});
-  expect_metrics_equal_recount(dsn);
+  crm_test::expect_metrics_equal_recount(dsn);
   EXPECT_EQ(crm_test::count(dsn, "SELECT sum(event_count) FROM communication_metrics"), 600);
 }
