@@ -59,6 +59,9 @@ struct writer_options {
   // in a transaction of its own after a COMMIT; 0: never (another writer or an operator folds). Readers see the
   // same counts either way; the fold keeps communication_metrics quick to read and the pending table small.
   std::uint64_t metric_fold_rows = 50000;
+  // A batch that meets months without a partition also ensures this many months beyond the newest of them (before
+  // the oldest, when the months it meets run backwards), all in one transaction: see ensure_month_partitions().
+  int premake_months = 3;
 };
 
 // What a write committed, for the confirmation that the cluster has it (sinks/postgres/confirmer.h).
@@ -213,7 +216,8 @@ class writer {
   std::uint64_t session_ = 0;                // counts the sessions prepare_session() opened
   bool commit_warned_ = false;               // the last COMMIT came with a notice
   backoff backoff_;
-  std::unordered_set<std::int32_t> known_months_;
+  std::unordered_set<std::int32_t> known_months_;  // months this session ensured
+  std::vector<std::int32_t> missing_months_;       // ensure_month_partitions()' own, reused
   // Reused across batches and retries.
   copy_encoder comm_rows_, touch_rows_, reject_rows_;
   // The part has a row whose time is its receipt (staged whole, its ids locked before the insert).

@@ -1,0 +1,147 @@
+// The monthly partitions a writer creates for the months a batch meets (writer::ensure_month_partitions) against a
+// real PostgreSQL: the months it needs and the next `premake_months` in the direction the months run, in one
+// transaction, and in the order every batch transaction locks the two parents, so a batch in flight cannot
+// deadlock with it.
+#include "sinks/postgres/writer.h"
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include "sinks/postgres/writer_observer.h"
+#include "support/event_ids.h"
+#include "support/test_db.h"
+#include "writer_options.h"
+
+namespace pg = crm::sinks::postgres;
+namespace tf = crm::transform;
+
+namespace {
+
+using crm_test::id_of;
+
+// 00:00 UTC on the 10th of `month` (1-12) of `year`.
+tf::timestamp_us at(int year, int month) {
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = 10;
+  return static_cast<tf::timestamp_us>(timegm(&tm)) * 1000000;
+}
+
+tf::communication comm(std::uint64_t n, tf::timestamp_us when) {
+  tf::communication c;
+  c.event_id = id_of(n);
+  c.occurred_at = when;
+  c.received_at = when;
+  c.channel_ = tf::channel::email;
+  c.status = tf::comm_status::sent;
+  c.provider = "test";
+  return c;
+}
+
+tf::touchpoint touch(std::uint64_t n, tf::timestamp_us when) {
+  tf::touchpoint t;
+  t.touchpoint_id = id_of(1'000'000 + n);
+  t.occurred_at = when;
+  t.received_at = when;
+  t.anonymous_id = "visitor";
+  t.type = tf::touch_type::page_view;
+  t.group = tf::channel_group::direct;
+  return t;
+}
+
+// The partitions of both parents named like `pattern` (a LIKE pattern of the month part, 'YYYY_MM').
+long long partitions(const std::string& dsn, const std::string& pattern) {
+  return crm_test::count(dsn, "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND (relname LIKE 'communications_" +
+                                  pattern + "' OR relname LIKE 'customer_touchpoints_" + pattern + "')");
+}
+
+struct failure_counter : pg::writer_observer {
+  std::atomic<int> failed{0};
+  void attempt_failed(const pg::failure&, bool) override { ++failed; }
+};
+
+TEST(MonthPartitions, AMonthWithoutAPartitionGetsTheNextMonthsToo) {
+  auto dsn = crm_test::fresh_database("t_months_premake");
+  tf::event_batch b;
+  b.communications.push_back(comm(1, at(2003, 5)));
+  b.touchpoints.push_back(touch(1, at(2003, 7)));
+  pg::writer w(crm_test::writer_options_for(dsn));
+  EXPECT_EQ(w.write(b, {"test", "2003"}).communications_inserted, 1u);
+  // May and July (the batch's), June (between them) is not needed, and August to October (3 after the newest).
+  for (const char* m : {"2003_05", "2003_07", "2003_08", "2003_09", "2003_10"}) EXPECT_EQ(partitions(dsn, m), 2) << m;
+  EXPECT_EQ(partitions(dsn, "2003_06"), 0);
+  EXPECT_EQ(partitions(dsn, "2003_11"), 0);
+  EXPECT_EQ(partitions(dsn, "2003_04"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_2003_05"), 1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM customer_touchpoints_2003_07"), 1);
+
+  // The next months of the history come without a partition to make (no new table); a month past the premade
+  // ones gets its own three.
+  tf::event_batch next;
+  next.communications.push_back(comm(2, at(2003, 9)));
+  next.communications.push_back(comm(3, at(2003, 11)));
+  EXPECT_EQ(w.write(next, {"test", "2003-b"}).communications_inserted, 2u);
+  for (const char* m : {"2003_11", "2003_12", "2004_01", "2004_02"}) EXPECT_EQ(partitions(dsn, m), 2) << m;
+  EXPECT_EQ(partitions(dsn, "2004_03"), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_default"), 0);
+}
+
+TEST(MonthPartitions, MonthsRunningBackwardsArePremadeBeforeTheOldest) {
+  auto dsn = crm_test::fresh_database("t_months_backwards");
+  pg::writer w(crm_test::writer_options_for(dsn));
+  tf::event_batch first;
+  first.communications.push_back(comm(1, at(2010, 6)));
+  w.write(first, {"test", "june"});
+  tf::event_batch earlier;  // an export read newest first
+  earlier.communications.push_back(comm(2, at(2010, 2)));
+  EXPECT_EQ(w.write(earlier, {"test", "february"}).communications_inserted, 1u);
+  for (const char* m : {"2010_02", "2010_01", "2009_12", "2009_11"}) EXPECT_EQ(partitions(dsn, m), 2) << m;
+  EXPECT_EQ(partitions(dsn, "2009_10"), 0);
+  EXPECT_EQ(partitions(dsn, "2010_03"), 0);  // between the two batches' months: not needed
+}
+
+// Every batch transaction locks customer_touchpoints, then communications (crm_retention_cutoff_for_write). The
+// writer's partition transaction took them the other way round (the communications' partition first): a batch of
+// another writer holding the touchpoints' lock and then asking for the communications' one deadlocked with it, and
+// PostgreSQL aborted the partition transaction after deadlock_timeout (1 s) — a failed attempt and a retry per
+// such meeting while a history was imported by two writers.
+TEST(MonthPartitions, APartitionTransactionTakesTheParentsInTheBatchesOrder) {
+  auto dsn = crm_test::fresh_database("t_months_lock_order");
+  // Another writer's batch transaction, as far as its locks go.
+  pqxx::connection other(dsn);
+  pqxx::work batch(other);
+  batch.exec("LOCK TABLE ONLY customer_touchpoints IN ROW EXCLUSIVE MODE");
+
+  auto failures = std::make_shared<failure_counter>();
+  auto o = crm_test::writer_options_for(dsn);
+  o.observer = failures;
+  pg::writer w(o);
+  auto written = std::async(std::launch::async, [&] {
+    tf::event_batch b;
+    b.communications.push_back(comm(1, at(2005, 3)));
+    b.touchpoints.push_back(touch(1, at(2005, 3)));
+    return w.write(b, {"test", "march"}).communications_inserted;
+  });
+  // The writer's partition transaction waits for a parent's exclusive lock (it cannot have the touchpoints' one).
+  EXPECT_EQ(crm_test::wait_for_count(dsn,
+                                     "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'"
+                                     " AND relation IN ('customer_touchpoints'::regclass, 'communications'::regclass)",
+                                     1, std::chrono::seconds(10)),
+            1);
+  // Past deadlock_timeout, then the batch asks for the communications' lock, as every batch does next.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  batch.exec("SET LOCAL statement_timeout = '10s'");
+  EXPECT_NO_THROW(batch.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the writer's deadlock check has run
+  batch.commit();
+  EXPECT_EQ(written.get(), 1u);
+  EXPECT_EQ(failures->failed.load(), 0);
+  EXPECT_EQ(partitions(dsn, "2005_03"), 2);
+}
+
+}  // namespace
