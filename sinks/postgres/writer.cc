@@ -160,8 +160,9 @@ void writer::prepare_session() {
 // the newest, or before the oldest when it is older than any ensured), are ensured in one transaction: one stall
 // instead of one per month. Touchpoints' partitions first, then communications': the order in which every batch
 // transaction locks the two parents (crm_retention_cutoff_for_write(), schemas/0017), or a batch holding one and
-// waiting for the other deadlocks with this transaction holding the other's exclusive lock. A month that stays in the DEFAULT partition or lies
-// before the retention cutoff is left alone by the function (false) and counts as ensured, as before.
+// waiting for the other deadlocks with this transaction holding the other's exclusive lock. A month that stays in
+// the DEFAULT partition or lies before the retention cutoff is left alone by the function (false) and counts as
+// ensured, as before.
 void writer::ensure_month_partitions(const view& v) {
   missing_months_.clear();
   std::int32_t last = -1;
