@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   double conversion_share = -1, exposure_share = 0;
   std::uint64_t visitors = 0;
   double identified_share = 0.2;
+  // The last of a repeated option wins: import_bench.sh passes its defaults (--duplicates, --invalid, --order) before
+  // the user's --gen-args.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--count", count, "Records to write (including duplicates and invalid ones)");
   app.add_option("--seed", seed, "Seed; the same seed writes the same file");
   app.add_option("--touchpoints", touch_share, "Share of touchpoints")->check(CLI::Range(0.0, 1.0));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ctest bench_gen_events_visitors: gen_events --visitors draws touchpoints from a pool of visitors, each with one
 # lead on its identified touchpoints and anonymous-only otherwise; without it every touchpoint carries a lead and
-# a visitor of its own (the data the import benchmark has always used).
+# a visitor of its own (the data the import benchmark has always used). The last of a repeated option wins
+# (import_bench.sh puts its defaults before the user's --gen-args).
 #   bench/gen_events_check.sh PATH_TO_GEN_EVENTS
 set -euo pipefail
 gen=$1
@@ -21,4 +22,7 @@ without_lead=$(grep -vc '"lead_id"' <<<"$plain" || true)
 [ "$without_lead" -eq 0 ] || fail "the default touchpoints must all carry a lead ($without_lead do not)"
 distinct=$(grep -o '"anonymous_id":"[^"]*"' <<<"$plain" | sort -u | wc -l)
 [ "$distinct" -gt 3900 ] || fail "the default touchpoints must bring new visitors ($distinct distinct of 4000)"
+repeated=$("$gen" --count 1000 --seed 5 --duplicates 0.01 --invalid 0 --duplicates 0.5 2>&1 >/dev/null)
+unique=$(grep -o '[0-9]* unique events' <<<"$repeated" | cut -d' ' -f1)
+[ -n "$unique" ] && [ "$unique" -lt 600 ] || fail "a repeated --duplicates must take the last value (got: $repeated)"
 echo "gen_events_check: ok ($anonymous anonymous-only of 4000 from $visitors visitors; default: $distinct visitors)"
