@@ -59,6 +59,9 @@ recompute_result recompute_analytics(pqxx::connection& conn, const recompute_opt
   tx.exec("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");  // the recompute's argument needs it (0005)
   // Take the exclusive lock before changing the settings, so no batch attributes with half-changed ones.
   tx.exec("SELECT pg_advisory_xact_lock(hashtext('crm_analytics'), 0)");
+  // The recount reads both parents, touchpoints first: take them in the one order (schemas/0022) so that a
+  // partition being created meanwhile cannot deadlock with it.
+  tx.exec("LOCK TABLE ONLY communications, ONLY customer_touchpoints IN ACCESS SHARE MODE");
   if (opt.lookback_days) {
     tx.exec_params("UPDATE attribution_settings SET lookback = make_interval(days => $1), updated_at = now()",
                    *opt.lookback_days);

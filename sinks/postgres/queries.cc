@@ -110,6 +110,8 @@ stored_flags stored_events(pqxx::connection& conn, std::span<const row_key> comm
                            const std::vector<bool>& receipt, std::span<const row_key> touchpoints) {
   stored_flags out{std::vector<bool>(communications.size()), std::vector<bool>(touchpoints.size())};
   pqxx::read_transaction tx(conn);
+  // Both parents in the one order (schemas/0022): a partition being created meanwhile cannot deadlock with this.
+  tx.exec("LOCK TABLE ONLY communications, ONLY customer_touchpoints IN ACCESS SHARE MODE");
   for (std::size_t i : stored_already(tx, "customer_touchpoints", "touchpoint_id", touchpoints)) out.touchpoints[i] = true;
   // Communications: the key, or the writer's retry window for one whose time is its receipt. Arrays as text:
   // uuids we formatted, times as microseconds since the epoch (bigint), made exact in SQL.

@@ -17,13 +17,6 @@ constexpr const char* stage_communications = "crm_stage_communications";
 constexpr const char* stage_touchpoints = "crm_stage_touchpoints";
 constexpr const char* stage_rejections = "crm_stage_rejections";
 
-std::string month_start(std::int32_t month) {
-  char buf[32];
-  int y = month / 12, m = month % 12 + 1;
-  std::snprintf(buf, sizeof buf, "%04d-%02d-01", y, m);
-  return buf;
-}
-
 bool same_key(const transform::uuid& a, transform::timestamp_us ta, const transform::uuid& b,
               transform::timestamp_us tb) {
   return ta == tb && a == b;
@@ -150,47 +143,6 @@ void writer::prepare_session() {
     spdlog::info("Reconnected to a primary. dsn={}", redact_dsn(options_.dsn));
     if (options_.observer) options_.observer->reconnected();
   }
-}
-
-// Creating a partition takes an ACCESS EXCLUSIVE lock on its parent, which waits for every transaction that reads
-// or writes the table (the other writers' batches, the analytics stage) and holds up every one that comes after it
-// until the CREATE commits. A history read in time order meets a new month every few batches, and each one was such a
-// stall of the whole pipeline (24 months of 300k events: ~1.3-2.4 s of a ~3.5 s import). So the months a batch
-// needs that this session has not ensured, and `premake_months` beyond them in the direction the months run (after
-// the newest, or before the oldest when it is older than any ensured), are ensured in one transaction: one stall
-// instead of one per month. Touchpoints' partitions first, then communications': the order in which every batch
-// transaction locks the two parents (crm_retention_cutoff_for_write(), schemas/0017), or a batch holding one and
-// waiting for the other deadlocks with this transaction holding the other's exclusive lock. A month that stays in
-// the DEFAULT partition or lies before the retention cutoff is left alone by the function (false) and counts as
-// ensured, as before.
-void writer::ensure_month_partitions(const view& v) {
-  missing_months_.clear();
-  std::int32_t last = -1;
-  auto need = [&](transform::timestamp_us t) {
-    std::int32_t m = month_index(t);
-    if (m == last || known_months_.count(m)) return;
-    last = m;
-    missing_months_.push_back(m);
-  };
-  for (const auto& c : v.communications) need(c.occurred_at);
-  for (const auto& t : v.touchpoints) need(t.occurred_at);
-  if (missing_months_.empty()) return;
-  std::sort(missing_months_.begin(), missing_months_.end());
-  missing_months_.erase(std::unique(missing_months_.begin(), missing_months_.end()), missing_months_.end());
-  const std::int32_t oldest = missing_months_.front(), newest = missing_months_.back();
-  const bool backwards = !known_months_.empty() &&
-                         oldest < *std::min_element(known_months_.begin(), known_months_.end());
-  for (int k = 1; k <= options_.premake_months; ++k) {
-    std::int32_t m = backwards ? oldest - k : newest + k;
-    if (!known_months_.count(m)) missing_months_.push_back(m);
-  }
-  std::sort(missing_months_.begin(), missing_months_.end());
-  pqxx::work tx(*conn_);
-  for (const char* parent : {"customer_touchpoints", "communications"})
-    for (std::int32_t m : missing_months_)
-      tx.exec_params("SELECT crm_ensure_month_partition($1::regclass, $2::date)", parent, month_start(m));
-  tx.commit();
-  known_months_.insert(missing_months_.begin(), missing_months_.end());
 }
 
 // Rows go in by month, then key, on both paths: a COPY into a partitioned table fills one buffer per partition

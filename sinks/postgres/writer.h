@@ -59,8 +59,8 @@ struct writer_options {
   // in a transaction of its own after a COMMIT; 0: never (another writer or an operator folds). Readers see the
   // same counts either way; the fold keeps communication_metrics quick to read and the pending table small.
   std::uint64_t metric_fold_rows = 50000;
-  // A batch that meets months without a partition also ensures this many months beyond the newest of them (before
-  // the oldest, when the months it meets run backwards), all in one transaction: see ensure_month_partitions().
+  // A batch that meets a month without a partition also ensures this many months beyond the newest it needs (before
+  // the oldest, when the months it meets run backwards), in the same transaction: see ensure_month_partitions().
   int premake_months = 3;
 };
 

@@ -1,10 +1,13 @@
 // The monthly partitions a writer creates for the months a batch meets (writer::ensure_month_partitions) against a
-// real PostgreSQL: the months it needs and the next `premake_months` in the direction the months run, in one
-// transaction, and in the order every batch transaction locks the two parents, so a batch in flight cannot
-// deadlock with it.
+// real PostgreSQL: the months it needs and, when one of them has no partition yet, the next `premake_months` in the
+// direction the months run, in one transaction; and the one order of the two parents (schemas/0022): every
+// transaction that touches both takes communications first, so a batch in flight cannot deadlock with a
+// transaction creating partitions.
 #include "sinks/postgres/writer.h"
 
 #include <atomic>
+#include <cstdio>
+#include <ctime>
 #include <future>
 #include <thread>
 
@@ -105,17 +108,73 @@ TEST(MonthPartitions, MonthsRunningBackwardsArePremadeBeforeTheOldest) {
   EXPECT_EQ(partitions(dsn, "2010_03"), 0);  // between the two batches' months: not needed
 }
 
-// Every batch transaction locks customer_touchpoints, then communications (crm_retention_cutoff_for_write). The
-// writer's partition transaction took them the other way round (the communications' partition first): a batch of
-// another writer holding the touchpoints' lock and then asking for the communications' one deadlocked with it, and
-// PostgreSQL aborted the partition transaction after deadlock_timeout (1 s) — a failed attempt and a retry per
-// such meeting while a history was imported by two writers.
+// A month the session had not met but whose partitions exist (serve after a restart, meeting an event of a month
+// kept ready by `migrate`) makes no months around it: the premade months follow a month that had no partition.
+TEST(MonthPartitions, AMonthThatHasItsPartitionsMakesNoMore) {
+  auto dsn = crm_test::fresh_database("t_months_existing");  // months kept ready: 3 back, 3 ahead of now
+  const auto suffix = [&](int ahead) {
+    return crm_test::count(dsn, "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '" +
+                                    std::to_string(ahead) + " months', 'YYYYMM')::bigint");
+  };
+  const long long last_ready = suffix(3);
+  pg::writer w(crm_test::writer_options_for(dsn));
+  tf::event_batch b;
+  b.communications.push_back(comm(1, at(static_cast<int>(last_ready / 100), static_cast<int>(last_ready % 100))));
+  EXPECT_EQ(w.write(b, {"test", "ready"}).communications_inserted, 1u);
+  const long long next = suffix(4);
+  char pattern[48];
+  std::snprintf(pattern, sizeof pattern, "%04lld_%02lld", next / 100, next % 100);
+  EXPECT_EQ(partitions(dsn, pattern), 0) << pattern;
+}
+
+// Holds `sql`'s locks in a transaction of its own until destroyed.
+struct holder {
+  explicit holder(const std::string& dsn) : conn(dsn), tx(conn) {}
+  pqxx::connection conn;
+  pqxx::work tx;
+};
+
+const char* waiting_for_exclusive =
+    "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND relation IN ('customer_touchpoints'::regclass, 'communications'::regclass)";
+
+// 0022: a batch transaction takes communications, then customer_touchpoints (crm_retention_cutoff_for_write, its
+// first statement). It took them the other way round (0017), while every creator of partitions takes
+// communications first.
+TEST(MonthPartitions, ABatchTransactionTakesCommunicationsFirst) {
+  auto dsn = crm_test::fresh_database("t_months_batch_order");
+  holder exclusive(dsn);
+  exclusive.tx.exec("LOCK TABLE ONLY customer_touchpoints IN ACCESS EXCLUSIVE MODE");
+  pqxx::connection batch_conn(dsn);
+  const int batch_pid = batch_conn.backendpid();
+  auto batch = std::async(std::launch::async, [&] {
+    pqxx::work tx(batch_conn);
+    tx.exec("SELECT crm_retention_cutoff_for_write()");
+    tx.commit();
+  });
+  // The batch waits for the touchpoints' lock holding the communications' one.
+  EXPECT_EQ(crm_test::wait_for_count(dsn,
+                                     "SELECT count(*) FROM pg_locks WHERE pid = " + std::to_string(batch_pid) +
+                                         " AND NOT granted AND relation = 'customer_touchpoints'::regclass",
+                                     1, std::chrono::seconds(10)),
+            1);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM pg_locks WHERE pid = " + std::to_string(batch_pid) +
+                                     " AND granted AND mode = 'RowExclusiveLock'"
+                                     " AND relation = 'communications'::regclass"),
+            1);
+  exclusive.tx.commit();
+  EXPECT_NO_THROW(batch.get());
+}
+
+// A batch in flight holds communications and asks for customer_touchpoints next; the writer's partition
+// transaction must not hold the touchpoints' exclusive lock while it waits for the communications' one. (It made
+// the touchpoints' partitions first for a while: a deadlock, the partition transaction aborted after
+// deadlock_timeout, a failed attempt and a retry.)
 TEST(MonthPartitions, APartitionTransactionTakesTheParentsInTheBatchesOrder) {
   auto dsn = crm_test::fresh_database("t_months_lock_order");
-  // Another writer's batch transaction, as far as its locks go.
-  pqxx::connection other(dsn);
-  pqxx::work batch(other);
-  batch.exec("LOCK TABLE ONLY customer_touchpoints IN ROW EXCLUSIVE MODE");
+  holder batch(dsn);  // another writer's batch transaction, as far as its locks go
+  batch.tx.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE");
 
   auto failures = std::make_shared<failure_counter>();
   auto o = crm_test::writer_options_for(dsn);
@@ -127,21 +186,38 @@ TEST(MonthPartitions, APartitionTransactionTakesTheParentsInTheBatchesOrder) {
     b.touchpoints.push_back(touch(1, at(2005, 3)));
     return w.write(b, {"test", "march"}).communications_inserted;
   });
-  // The writer's partition transaction waits for a parent's exclusive lock (it cannot have the touchpoints' one).
-  EXPECT_EQ(crm_test::wait_for_count(dsn,
-                                     "SELECT count(*) FROM pg_locks WHERE NOT granted AND mode = 'AccessExclusiveLock'"
-                                     " AND relation IN ('customer_touchpoints'::regclass, 'communications'::regclass)",
-                                     1, std::chrono::seconds(10)),
-            1);
-  // Past deadlock_timeout, then the batch asks for the communications' lock, as every batch does next.
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  batch.exec("SET LOCAL statement_timeout = '10s'");
-  EXPECT_NO_THROW(batch.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the writer's deadlock check has run
-  batch.commit();
+  // The writer's partition transaction waits for a parent's exclusive lock.
+  EXPECT_EQ(crm_test::wait_for_count(dsn, waiting_for_exclusive, 1, std::chrono::seconds(10)), 1);
+  // Then the batch asks for the touchpoints' lock, as every batch does next.
+  batch.tx.exec("SET LOCAL statement_timeout = '10s'");
+  EXPECT_NO_THROW(batch.tx.exec("LOCK TABLE ONLY customer_touchpoints IN ROW EXCLUSIVE MODE"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past deadlock_timeout: any cycle is found
+  batch.tx.commit();
   EXPECT_EQ(written.get(), 1u);
   EXPECT_EQ(failures->failed.load(), 0);
   EXPECT_EQ(partitions(dsn, "2005_03"), 2);
+}
+
+// `partitions ensure` / `migrate` (crm_ensure_partitions) against a batch in flight: the same order, no deadlock.
+TEST(MonthPartitions, EnsurePartitionsTakesTheParentsInTheBatchesOrder) {
+  auto dsn = crm_test::fresh_database("t_months_ensure_order");
+  holder batch(dsn);
+  batch.tx.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE");
+  auto ensured = std::async(std::launch::async, [&] {
+    pqxx::connection c(dsn);
+    pqxx::work tx(c);
+    auto n = tx.exec("SELECT crm_ensure_partitions(0, 12)")[0][0].as<long long>();  // 9 months ahead are new
+    tx.commit();
+    return n;
+  });
+  EXPECT_EQ(crm_test::wait_for_count(dsn, waiting_for_exclusive, 1, std::chrono::seconds(10)), 1);
+  batch.tx.exec("SET LOCAL statement_timeout = '10s'");
+  EXPECT_NO_THROW(batch.tx.exec("LOCK TABLE ONLY customer_touchpoints IN ROW EXCLUSIVE MODE"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  batch.tx.commit();
+  long long made = -1;
+  EXPECT_NO_THROW(made = ensured.get());
+  EXPECT_EQ(made, 18);
 }
 
 }  // namespace
