@@ -55,8 +55,9 @@ void writer::ensure_month_partitions(const view& v) {
     }
     suffixes.push_back('}');
     // Read from the catalog tables, not by name (to_regclass): a name looked up and not found stays cached as
-    // missing in this session until it next takes a table lock, so the function's own check after its advisory
-    // lock would miss a partition another writer made meanwhile, and its CREATE fail (42P07).
+    // missing in this session until it next reads the catalog's invalidations (a new transaction, a new table
+    // lock), so the function's own check after its advisory lock would miss a partition another writer made while
+    // it waited there, and its CREATE meet it (42P07; since 0022 the function returns false then too).
     pqxx::nontransaction look(*conn_);
     const bool creating =
         look.exec_params("SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS m(suffix),"

@@ -19,4 +19,16 @@ inline crm::transform::uuid id_of(std::uint64_t n) {
   return u;
 }
 
+// An anonymous page view (visitor "anon", direct), touchpoint id 1,000,000 + `n`, received when it occurred.
+inline crm::transform::touchpoint page_view(std::uint64_t n, crm::transform::timestamp_us at) {
+  crm::transform::touchpoint t;
+  t.touchpoint_id = id_of(1'000'000 + n);
+  t.occurred_at = at;
+  t.received_at = at;
+  t.anonymous_id = "anon";
+  t.type = crm::transform::touch_type::page_view;
+  t.group = crm::transform::channel_group::direct;
+  return t;
+}
+
 }  // namespace crm_test

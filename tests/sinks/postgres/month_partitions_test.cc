@@ -46,16 +46,7 @@ tf::communication comm(std::uint64_t n, tf::timestamp_us when) {
   return c;
 }
 
-tf::touchpoint touch(std::uint64_t n, tf::timestamp_us when) {
-  tf::touchpoint t;
-  t.touchpoint_id = id_of(1'000'000 + n);
-  t.occurred_at = when;
-  t.received_at = when;
-  t.anonymous_id = "visitor";
-  t.type = tf::touch_type::page_view;
-  t.group = tf::channel_group::direct;
-  return t;
-}
+auto touch = crm_test::page_view;
 
 // The partitions of both parents named like `pattern` (a LIKE pattern of the month part, 'YYYY_MM').
 long long partitions(const std::string& dsn, const std::string& pattern) {
@@ -198,15 +189,24 @@ TEST(MonthPartitions, APartitionTransactionTakesTheParentsInTheBatchesOrder) {
   EXPECT_EQ(partitions(dsn, "2005_03"), 2);
 }
 
-// `partitions ensure` / `migrate` (crm_ensure_partitions) against a batch in flight: the same order, no deadlock.
+// `partitions ensure` / `migrate` (crm_ensure_partitions) against a batch in flight, in a window where one month has
+// its communications partition and not its touchpoints one: it made each month's pair in turn, so it created that
+// touchpoints partition and then asked for the communications' lock for the next month — a deadlock with a batch
+// holding communications and asking for touchpoints. 0022: every communications month first.
 TEST(MonthPartitions, EnsurePartitionsTakesTheParentsInTheBatchesOrder) {
   auto dsn = crm_test::fresh_database("t_months_ensure_order");
+  const auto last_ready = crm_test::count(
+      dsn, "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '3 months', 'YYYYMM')::bigint");
+  char name[64];
+  std::snprintf(name, sizeof name, "customer_touchpoints_%04lld_%02lld", last_ready / 100, last_ready % 100);
+  crm_test::execute(dsn, std::string("DROP TABLE ") + name);
   holder batch(dsn);
   batch.tx.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE");
   auto ensured = std::async(std::launch::async, [&] {
     pqxx::connection c(dsn);
     pqxx::work tx(c);
-    auto n = tx.exec("SELECT crm_ensure_partitions(0, 12)")[0][0].as<long long>();  // 9 months ahead are new
+    // Now to 12 months ahead: 9 communications months are new, 10 touchpoints months.
+    auto n = tx.exec("SELECT crm_ensure_partitions(0, 12)")[0][0].as<long long>();
     tx.commit();
     return n;
   });
@@ -217,7 +217,33 @@ TEST(MonthPartitions, EnsurePartitionsTakesTheParentsInTheBatchesOrder) {
   batch.tx.commit();
   long long made = -1;
   EXPECT_NO_THROW(made = ensured.get());
-  EXPECT_EQ(made, 18);
+  EXPECT_EQ(made, 19);
+}
+
+// A month another session is creating when the writer comes to it: the writer waits for that session's advisory
+// lock, then finds the partition (0022: a CREATE that meets it returns false too) — the batch is stored, not refused.
+TEST(MonthPartitions, AMonthAnotherSessionIsCreatingIsWaitedForAndNotMadeTwice) {
+  auto dsn = crm_test::fresh_database("t_months_concurrent");
+  holder creator(dsn);
+  creator.tx.exec("SELECT crm_ensure_month_partition('communications', '2007-04-01')");
+  auto failures = std::make_shared<failure_counter>();
+  auto o = crm_test::writer_options_for(dsn);
+  o.observer = failures;
+  pg::writer w(o);
+  auto written = std::async(std::launch::async, [&] {
+    tf::event_batch b;
+    b.communications.push_back(comm(1, at(2007, 4)));
+    return w.write(b, {"test", "april"}).communications_inserted;
+  });
+  EXPECT_EQ(crm_test::wait_for_count(dsn,
+                                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                                     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                                     1, std::chrono::seconds(10)),
+            1);
+  creator.tx.commit();
+  EXPECT_EQ(written.get(), 1u);
+  EXPECT_EQ(failures->failed.load(), 0);
+  EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_2007_04"), 1);
 }
 
 }  // namespace

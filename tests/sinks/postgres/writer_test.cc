@@ -33,16 +33,7 @@ tf::communication comm(std::uint64_t n, tf::timestamp_us at, std::int64_t campai
   return c;
 }
 
-tf::touchpoint touch(std::uint64_t n, tf::timestamp_us at) {
-  tf::touchpoint t;
-  t.touchpoint_id = id_of(1'000'000 + n);
-  t.occurred_at = at;
-  t.received_at = at;
-  t.anonymous_id = "anon";
-  t.type = tf::touch_type::page_view;
-  t.group = tf::channel_group::direct;
-  return t;
-}
+auto touch = crm_test::page_view;
 
 const char* recount_mismatch_sql =
     "SELECT count(*) FROM ("
