@@ -59,6 +59,28 @@ struct failure_counter : pg::writer_observer {
   void attempt_failed(const pg::failure&, bool) override { ++failed; }
 };
 
+// A writer counting its failed attempts, writing one batch of a communication (and a page view) of `month` on a
+// thread of its own: the communications inserted.
+struct background_write {
+  background_write(const std::string& dsn, int year, int month, bool with_touchpoint)
+      : failures(std::make_shared<failure_counter>()), w(options(dsn, failures)) {
+    inserted = std::async(std::launch::async, [this, year, month, with_touchpoint] {
+      tf::event_batch b;
+      b.communications.push_back(comm(1, at(year, month)));
+      if (with_touchpoint) b.touchpoints.push_back(touch(1, at(year, month)));
+      return w.write(b, {"test", "background"}).communications_inserted;
+    });
+  }
+  static pg::writer_options options(const std::string& dsn, std::shared_ptr<failure_counter> observer) {
+    auto o = crm_test::writer_options_for(dsn);
+    o.observer = std::move(observer);
+    return o;
+  }
+  std::shared_ptr<failure_counter> failures;
+  pg::writer w;
+  std::future<std::uint64_t> inserted;
+};
+
 TEST(MonthPartitions, AMonthWithoutAPartitionGetsTheNextMonthsToo) {
   auto dsn = crm_test::fresh_database("t_months_premake");
   tf::event_batch b;
@@ -167,16 +189,7 @@ TEST(MonthPartitions, APartitionTransactionTakesTheParentsInTheBatchesOrder) {
   holder batch(dsn);  // another writer's batch transaction, as far as its locks go
   batch.tx.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE");
 
-  auto failures = std::make_shared<failure_counter>();
-  auto o = crm_test::writer_options_for(dsn);
-  o.observer = failures;
-  pg::writer w(o);
-  auto written = std::async(std::launch::async, [&] {
-    tf::event_batch b;
-    b.communications.push_back(comm(1, at(2005, 3)));
-    b.touchpoints.push_back(touch(1, at(2005, 3)));
-    return w.write(b, {"test", "march"}).communications_inserted;
-  });
+  background_write written(dsn, 2005, 3, true);
   // The writer's partition transaction waits for a parent's exclusive lock.
   EXPECT_EQ(crm_test::wait_for_count(dsn, waiting_for_exclusive, 1, std::chrono::seconds(10)), 1);
   // Then the batch asks for the touchpoints' lock, as every batch does next.
@@ -184,8 +197,8 @@ TEST(MonthPartitions, APartitionTransactionTakesTheParentsInTheBatchesOrder) {
   EXPECT_NO_THROW(batch.tx.exec("LOCK TABLE ONLY customer_touchpoints IN ROW EXCLUSIVE MODE"));
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past deadlock_timeout: any cycle is found
   batch.tx.commit();
-  EXPECT_EQ(written.get(), 1u);
-  EXPECT_EQ(failures->failed.load(), 0);
+  EXPECT_EQ(written.inserted.get(), 1u);
+  EXPECT_EQ(written.failures->failed.load(), 0);
   EXPECT_EQ(partitions(dsn, "2005_03"), 2);
 }
 
@@ -226,23 +239,15 @@ TEST(MonthPartitions, AMonthAnotherSessionIsCreatingIsWaitedForAndNotMadeTwice) 
   auto dsn = crm_test::fresh_database("t_months_concurrent");
   holder creator(dsn);
   creator.tx.exec("SELECT crm_ensure_month_partition('communications', '2007-04-01')");
-  auto failures = std::make_shared<failure_counter>();
-  auto o = crm_test::writer_options_for(dsn);
-  o.observer = failures;
-  pg::writer w(o);
-  auto written = std::async(std::launch::async, [&] {
-    tf::event_batch b;
-    b.communications.push_back(comm(1, at(2007, 4)));
-    return w.write(b, {"test", "april"}).communications_inserted;
-  });
+  background_write written(dsn, 2007, 4, false);
   EXPECT_EQ(crm_test::wait_for_count(dsn,
                                      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
                                      " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                                      1, std::chrono::seconds(10)),
             1);
   creator.tx.commit();
-  EXPECT_EQ(written.get(), 1u);
-  EXPECT_EQ(failures->failed.load(), 0);
+  EXPECT_EQ(written.inserted.get(), 1u);
+  EXPECT_EQ(written.failures->failed.load(), 0);
   EXPECT_EQ(crm_test::count(dsn, "SELECT count(*) FROM communications_2007_04"), 1);
 }
 
