@@ -47,25 +47,22 @@ void writer::ensure_month_partitions(const view& v) {
   std::sort(missing_months_.begin(), missing_months_.end());
   missing_months_.erase(std::unique(missing_months_.begin(), missing_months_.end()), missing_months_.end());
   if (options_.premake_months > 0) {
-    std::string suffixes = "{";
-    for (std::int32_t m : missing_months_) {
-      char buf[16];
-      std::snprintf(buf, sizeof buf, "%04d_%02d", m / 12, m % 12 + 1);
-      suffixes.append(suffixes.size() > 1 ? "," : "").append(buf);
-    }
-    suffixes.push_back('}');
+    std::string months = "{";
+    for (std::int32_t m : missing_months_) months.append(months.size() > 1 ? "," : "").append(month_start(m));
+    months.push_back('}');
     // Read from the catalog tables, not by name (to_regclass): a name looked up and not found stays cached as
     // missing in this session until it next reads the catalog's invalidations (a new transaction, a new table
     // lock), so the function's own check after its advisory lock would miss a partition another writer made while
     // it waited there, and its CREATE meet it (42P07; since 0022 the function returns false then too).
     pqxx::nontransaction look(*conn_);
     const bool creating =
-        look.exec_params("SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS m(suffix),"
+        // The partition's name as crm_ensure_month_partition makes it: parent_YYYY_MM.
+        look.exec_params("SELECT EXISTS (SELECT 1 FROM unnest($1::date[]) AS m(first_day),"
                          " unnest(ARRAY['communications', 'customer_touchpoints']) AS p(parent)"
                          " WHERE NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
                          "                   WHERE i.inhparent = p.parent::regclass"
-                         "                     AND c.relname = p.parent || '_' || m.suffix))",
-                         suffixes)[0][0]
+                         "                     AND c.relname = p.parent || '_' || to_char(m.first_day, 'YYYY_MM')))",
+                         months)[0][0]
             .as<bool>();
     if (creating) {
       const std::int32_t oldest = missing_months_.front(), newest = missing_months_.back();

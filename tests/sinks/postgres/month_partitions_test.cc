@@ -6,7 +6,6 @@
 #include "sinks/postgres/writer.h"
 
 #include <atomic>
-#include <cstdio>
 #include <ctime>
 #include <future>
 #include <thread>
@@ -52,6 +51,15 @@ auto touch = crm_test::page_view;
 long long partitions(const std::string& dsn, const std::string& pattern) {
   return crm_test::count(dsn, "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND (relname LIKE 'communications_" +
                                   pattern + "' OR relname LIKE 'customer_touchpoints_" + pattern + "')");
+}
+
+// The month `ahead` months after the current one (UTC), as a partition's suffix 'YYYY_MM'.
+std::string month_ahead(const std::string& dsn, int ahead) {
+  pqxx::connection c(dsn);
+  pqxx::nontransaction tx(c);
+  return tx.exec("SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => " +
+                 std::to_string(ahead) + "), 'YYYY_MM')")[0][0]
+      .as<std::string>();
 }
 
 struct failure_counter : pg::writer_observer {
@@ -125,19 +133,13 @@ TEST(MonthPartitions, MonthsRunningBackwardsArePremadeBeforeTheOldest) {
 // kept ready by `migrate`) makes no months around it: the premade months follow a month that had no partition.
 TEST(MonthPartitions, AMonthThatHasItsPartitionsMakesNoMore) {
   auto dsn = crm_test::fresh_database("t_months_existing");  // months kept ready: 3 back, 3 ahead of now
-  const auto suffix = [&](int ahead) {
-    return crm_test::count(dsn, "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '" +
-                                    std::to_string(ahead) + " months', 'YYYYMM')::bigint");
-  };
-  const long long last_ready = suffix(3);
+  const std::string last_ready = month_ahead(dsn, 3);
   pg::writer w(crm_test::writer_options_for(dsn));
   tf::event_batch b;
-  b.communications.push_back(comm(1, at(static_cast<int>(last_ready / 100), static_cast<int>(last_ready % 100))));
+  b.communications.push_back(comm(1, at(std::stoi(last_ready.substr(0, 4)), std::stoi(last_ready.substr(5, 2)))));
   EXPECT_EQ(w.write(b, {"test", "ready"}).communications_inserted, 1u);
-  const long long next = suffix(4);
-  char pattern[48];
-  std::snprintf(pattern, sizeof pattern, "%04lld_%02lld", next / 100, next % 100);
-  EXPECT_EQ(partitions(dsn, pattern), 0) << pattern;
+  const std::string next = month_ahead(dsn, 4);
+  EXPECT_EQ(partitions(dsn, next), 0) << next;
 }
 
 // Holds `sql`'s locks in a transaction of its own until destroyed.
@@ -208,11 +210,7 @@ TEST(MonthPartitions, APartitionTransactionTakesTheParentsInTheBatchesOrder) {
 // holding communications and asking for touchpoints. 0022: every communications month first.
 TEST(MonthPartitions, EnsurePartitionsTakesTheParentsInTheBatchesOrder) {
   auto dsn = crm_test::fresh_database("t_months_ensure_order");
-  const auto last_ready = crm_test::count(
-      dsn, "SELECT to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '3 months', 'YYYYMM')::bigint");
-  char name[64];
-  std::snprintf(name, sizeof name, "customer_touchpoints_%04lld_%02lld", last_ready / 100, last_ready % 100);
-  crm_test::execute(dsn, std::string("DROP TABLE ") + name);
+  crm_test::execute(dsn, "DROP TABLE customer_touchpoints_" + month_ahead(dsn, 3));
   holder batch(dsn);
   batch.tx.exec("LOCK TABLE ONLY communications IN ROW EXCLUSIVE MODE");
   auto ensured = std::async(std::launch::async, [&] {
