@@ -348,4 +348,48 @@ TEST(AnalyticsStage, TheLeadIndexServesNoAnonymousVisitorWhateverTheStatistics) 
             1);
 }
 
+// 0023: a unit's new exposure is merged into the row the stage left for the unit instead of being read again with
+// all the unit's exposures (a lookup that no partition bound narrows: with a long history most of the A/B step).
+// Lead 7 has 400 exposures of test t-m; an earlier exposure of the other variant arrives in a run: the unit's first
+// exposure and its contamination come out as a recompute gives them, and the run fetches none of the 400 (before
+// 0023 it fetched all 401).
+TEST(AnalyticsStage, ANewExposureIsMergedIntoItsUnitsRowWithoutReadingTheUnitsOtherExposures) {
+  pqxx::connection c(crm_test::fresh_database("t_stage_ab_merge"));
+  pqxx::nontransaction s(c);
+  const std::string exposures =
+      "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, channel_group, lead_id, touch_type, "
+      "ab_test_id, variant) SELECT ";
+  s.exec(exposures + "gen_random_uuid(), date_trunc('month', now()) - interval '2 months' + g * interval '3 hours', "
+                     "now(), 'Direct', 7, 'experiment_exposure', 't-m', 'A' FROM generate_series(1, 400) g");
+  // Other leads' page views: tables of a size the planner reads through indexes.
+  s.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, channel_group, lead_id, touch_type) "
+         "SELECT gen_random_uuid(), date_trunc('month', now()) - interval '2 months' + g * interval '4 minutes', now(), "
+         "'Direct', g % 5000 + 100, 'page_view' FROM generate_series(1, 20000) g");
+  s.exec("ANALYZE customer_touchpoints");
+  s.exec("SELECT crm_analytics_recompute()");
+  s.exec(exposures + "'00000000-0000-4000-8000-000000000099', date_trunc('month', now()) - interval '2 months', now(), "
+                     "'Direct', 7, 'experiment_exposure', 't-m', 'B'");
+  s.exec("SELECT crm_analytics_session()");  // its working tables are emptied at every commit: one run, one transaction
+  s.exec("BEGIN");
+  s.exec("INSERT INTO crm_new_touchpoints (touchpoint_id, occurred_at, lead_id, touch_type, ab_test_id, variant) "
+         "SELECT touchpoint_id, occurred_at, lead_id, touch_type, ab_test_id, variant FROM customer_touchpoints "
+         "WHERE touchpoint_id = '00000000-0000-4000-8000-000000000099'");
+  const auto before = touchpoint_index_fetches(s);
+  s.exec("SELECT crm_analytics_apply_batch()");
+  const auto fetched = touchpoint_index_fetches(s) - before;
+  s.exec("COMMIT");
+  EXPECT_LE(fetched, 10) << "rows fetched through indexes by the run";
+  const std::string units =
+      "SELECT string_agg(concat_ws('/', unit, variant, first_exposure_id, first_exposure_at, contaminated, converted), "
+      "',') FROM ab_test_units";
+  const std::string stats = "SELECT string_agg(concat_ws('/', ab_test_id, variant, units, contaminated_units), ',' "
+                            "ORDER BY variant) FROM ab_test_variant_stats";
+  auto merged = s.exec1(units)[0].as<std::string>(), merged_stats = s.exec1(stats)[0].as<std::string>();
+  EXPECT_NE(merged.find("lead:7/B/00000000-0000-4000-8000-000000000099/"), std::string::npos) << merged;
+  EXPECT_NE(merged.find("/t/"), std::string::npos) << "contaminated: " << merged;
+  s.exec("SELECT crm_analytics_recompute()");
+  EXPECT_EQ(merged, s.exec1(units)[0].as<std::string>());
+  EXPECT_EQ(merged_stats, s.exec1(stats)[0].as<std::string>());
+}
+
 }  // namespace

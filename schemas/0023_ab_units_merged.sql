@@ -1,0 +1,99 @@
+-- The analytics stage merges a unit's new exposures into the row it left for the unit, instead of reading all of
+-- the unit's exposures again (0008's crm_ab_refresh, as 0011 prepared it).
+--
+-- For every unit of an A/B test that a run touches (a new exposure, a new conversion), the refresh read the unit's
+-- exposures of the test from customer_touchpoints: a lookup by lead (or visitor) that no partition bound narrows,
+-- so one index descent per monthly partition and unit. With a long history that was most of the A/B step: 300,000
+-- generated events over 120 months, all partitions made first (`bench/gen_events --months 120`, a plain import on
+-- a scratch server with pg_stat_statements): the A/B refresh 3.0-3.2 s of the stage's 6.9-7.9 s, against 0.6 s of
+-- 3.9 s over 3 months; 3,000 units: 0.15 ms per unit for the exposures (125 partitions), 0.02 ms over 3 months.
+--
+-- What a unit's row keeps of its exposures (the first one: id, time, variant, visitor; contaminated: more than one
+-- variant) is a merge that gives the same result whatever the order and however often an exposure is counted: the
+-- earliest (time, id) wins, contamination is "some two differ". So a run now computes, for a unit it touches,
+-- merge(the unit's row, the run's new exposures of the unit) — the conversions in the window around the first
+-- exposure are read as before. The whole read stays where the unit's members changed hands in this run (a visitor
+-- of an identity change: its old lead's, its new lead's and its own unit) and for `report attribution --recompute`
+-- (it calls the refresh without the stage's setting crm.ab_merge, and starts from empty tables).
+-- Why the merge sees every exposure: a stored exposure reaches the stage through its batch's backlog row, which
+-- the stage applies once; the run that applies it puts its unit in the to-do list and merges it. An exposure a
+-- whole read met before its backlog row was applied is merged twice: the merge does not change. A unit whose
+-- members change is read whole. Rows stored without a backlog row (`import --no-attribution`) are counted by the
+-- next recompute, as their credits already were.
+-- The functions are edited in place (grants stay); the texts replaced must stand in them as 0009 and 0011 wrote
+-- them, or the migration stops.
+-- Forward-only: never edit this file once released.
+DO $do$
+DECLARE
+    def text := pg_get_functiondef('crm_analytics_apply_batch()'::regprocedure);
+    edited text := replace(def, $o$            PERFORM crm_ab_refresh();$o$, $n$            -- 0023: units whose members did not change merge their new exposures into their rows.
+            PERFORM set_config('crm.ab_merge', 'on', true);
+            PERFORM crm_ab_refresh();
+            PERFORM set_config('crm.ab_merge', '', true);$n$);
+BEGIN
+    IF edited = def THEN
+        RAISE EXCEPTION 'migration 0023: crm_analytics_apply_batch() does not call crm_ab_refresh() as 0009 did';
+    END IF;
+    EXECUTE edited;
+
+    def := pg_get_functiondef('crm_ab_refresh()'::regprocedure);
+    edited := replace(def, $o$        SELECT DISTINCT ab_test_id, unit, lead_id, CASE WHEN lead_id IS NULL THEN anonymous_id END AS anonymous_id
+        FROM crm_ab_todo
+    ), exposures AS (
+        SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id AS unit_anonymous_id, x.anonymous_id, x.touchpoint_id,
+               x.occurred_at, x.variant
+        FROM todo t
+        CROSS JOIN LATERAL (
+            SELECT y.touchpoint_id, y.occurred_at, y.variant, y.anonymous_id
+            FROM crm_unit_touchpoints(t.lead_id, t.anonymous_id) y
+            WHERE y.touch_type = 'experiment_exposure' AND y.ab_test_id = t.ab_test_id AND y.variant IS NOT NULL
+        ) x
+    ), firsts AS (
+        SELECT DISTINCT ON (ab_test_id, unit) ab_test_id, unit, lead_id, unit_anonymous_id, anonymous_id, variant,
+               touchpoint_id AS first_exposure_id, occurred_at AS first_exposure_at,
+               min(variant) OVER unit_w <> max(variant) OVER unit_w AS contaminated$o$,
+    $n$        SELECT DISTINCT ab_test_id, unit, lead_id, CASE WHEN lead_id IS NULL THEN anonymous_id END AS anonymous_id,
+               -- 0023: merged, unless called without the stage's setting or the unit's members changed hands
+               coalesce(current_setting('crm.ab_merge', true), '') = 'on' AND NOT EXISTS (
+                   SELECT 1 FROM crm_identity_changes c
+                   WHERE crm_ab_todo.unit IN ('lead:' || c.old_lead, 'lead:' || c.new_lead, 'anon:' || c.anonymous_id))
+                   AS merged
+        FROM crm_ab_todo
+    ), exposures AS (
+        SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id AS unit_anonymous_id, x.anonymous_id, x.touchpoint_id,
+               x.occurred_at, x.variant, false AS was_contaminated
+        FROM todo t
+        CROSS JOIN LATERAL (
+            SELECT y.touchpoint_id, y.occurred_at, y.variant, y.anonymous_id
+            FROM crm_unit_touchpoints(t.lead_id, t.anonymous_id) y
+            WHERE y.touch_type = 'experiment_exposure' AND y.ab_test_id = t.ab_test_id AND y.variant IS NOT NULL
+        ) x
+        WHERE NOT t.merged
+        UNION ALL
+        -- the unit's row: its first exposure stands for the exposures it was made of
+        SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id, u.anonymous_id, u.first_exposure_id, u.first_exposure_at,
+               u.variant, u.contaminated
+        FROM todo t JOIN ab_test_units u ON u.ab_test_id = t.ab_test_id AND u.unit = t.unit
+        WHERE t.merged
+        UNION ALL
+        -- the run's new exposures of the unit (their unit as crm_stage_ab_todo named it)
+        SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id, n.anonymous_id, n.touchpoint_id, n.occurred_at,
+               n.variant, false
+        FROM todo t
+        JOIN (SELECT ab_test_id, anonymous_id, touchpoint_id, occurred_at, variant,
+                     crm_unit_key(coalesce(lead_id, crm_effective_lead(NULL, tenant_id, anonymous_id)), anonymous_id) AS unit
+              FROM crm_new_touchpoints
+              WHERE touch_type = 'experiment_exposure' AND ab_test_id IS NOT NULL AND variant IS NOT NULL) n
+          ON n.ab_test_id = t.ab_test_id AND n.unit = t.unit
+        WHERE t.merged
+    ), firsts AS (
+        SELECT DISTINCT ON (ab_test_id, unit) ab_test_id, unit, lead_id, unit_anonymous_id, anonymous_id, variant,
+               touchpoint_id AS first_exposure_id, occurred_at AS first_exposure_at,
+               min(variant) OVER unit_w <> max(variant) OVER unit_w OR bool_or(was_contaminated) OVER unit_w
+                   AS contaminated$n$);
+    IF edited = def THEN
+        RAISE EXCEPTION 'migration 0023: crm_ab_refresh() does not read the exposures as 0011 did';
+    END IF;
+    EXECUTE edited;
+END
+$do$;
