@@ -14,59 +14,67 @@
 -- merge(the unit's row, the run's new exposures of the unit) — the conversions in the window around the first
 -- exposure are read as before. The whole read stays where the unit's members changed hands in this run (a visitor
 -- of an identity change: its old lead's, its new lead's and its own unit) and for `report attribution --recompute`
--- (it calls the refresh without the stage's setting crm.ab_merge, and starts from empty tables).
+-- (it calls the refresh without the stage's mark, below).
 -- Why the merge sees every exposure: a stored exposure reaches the stage through its batch's backlog row, which
 -- the stage applies once; the run that applies it puts its unit in the to-do list and merges it. An exposure a
 -- whole read met before its backlog row was applied is merged twice: the merge does not change. A unit whose
--- members change is read whole. Rows stored without a backlog row (`import --no-attribution`) are counted by the
--- next recompute, as their credits already were.
--- The functions are edited in place (grants stay); the texts replaced must stand in them as 0009 and 0011 wrote
--- them, or the migration stops.
+-- members change is read whole. Not merged, so left to the next `report attribution --recompute` as their
+-- conversions' credits are since 0013: exposures stored with the upkeep switched off (`import --no-attribution`,
+-- `attribution.maintain = false`, which write no backlog row; before 0023 a later exposure or conversion of their
+-- unit read them by chance). A unit keeps what it counted of a month `partitions retain` dropped, as before.
+-- The stage marks its call with the transaction's id (crm.ab_merge, local to the transaction): a value set for a
+-- role, a database or a session cannot make the recompute, which starts from empty tables, merge.
+-- The functions are edited in place (grants stay); each text replaced must stand in them exactly once, as 0009
+-- and 0011 wrote it, or the migration stops.
 -- Forward-only: never edit this file once released.
-DO $do$
+-- Edits `fn` in place: each pair's first text must stand in its definition exactly once, or the migration stops.
+CREATE FUNCTION pg_temp.crm_edit(fn regprocedure, edits text[]) RETURNS void
+LANGUAGE plpgsql AS $$
 DECLARE
-    def text := pg_get_functiondef('crm_analytics_apply_batch()'::regprocedure);
-    edited text := replace(def, $o$            PERFORM crm_ab_refresh();$o$, $n$            -- 0023: units whose members did not change merge their new exposures into their rows.
-            PERFORM set_config('crm.ab_merge', 'on', true);
-            PERFORM crm_ab_refresh();
-            PERFORM set_config('crm.ab_merge', '', true);$n$);
+    def text := pg_get_functiondef(fn);
 BEGIN
-    IF edited = def THEN
-        RAISE EXCEPTION 'migration 0023: crm_analytics_apply_batch() does not call crm_ab_refresh() as 0009 did';
-    END IF;
-    EXECUTE edited;
+    FOR i IN 1 .. array_length(edits, 1) / 2 LOOP
+        IF (length(def) - length(replace(def, edits[2 * i - 1], ''))) / length(edits[2 * i - 1]) <> 1 THEN
+            RAISE EXCEPTION 'migration 0023: % does not read as 0009 and 0011 wrote it: %', fn, edits[2 * i - 1];
+        END IF;
+        def := replace(def, edits[2 * i - 1], edits[2 * i]);
+    END LOOP;
+    EXECUTE def;
+END
+$$;
 
-    def := pg_get_functiondef('crm_ab_refresh()'::regprocedure);
-    edited := replace(def, $o$        SELECT DISTINCT ab_test_id, unit, lead_id, CASE WHEN lead_id IS NULL THEN anonymous_id END AS anonymous_id
+SELECT pg_temp.crm_edit('crm_analytics_apply_batch()', ARRAY[$o$            PERFORM crm_ab_refresh();$o$,
+$n$            -- 0023: units whose members did not change merge their new exposures into their rows.
+            PERFORM set_config('crm.ab_merge', txid_current()::text, true);
+            PERFORM crm_ab_refresh();
+            PERFORM set_config('crm.ab_merge', '', true);$n$]);
+
+SELECT pg_temp.crm_edit('crm_ab_refresh()', ARRAY[
+$o$ END AS anonymous_id
         FROM crm_ab_todo
-    ), exposures AS (
-        SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id AS unit_anonymous_id, x.anonymous_id, x.touchpoint_id,
-               x.occurred_at, x.variant
-        FROM todo t
-        CROSS JOIN LATERAL (
-            SELECT y.touchpoint_id, y.occurred_at, y.variant, y.anonymous_id
-            FROM crm_unit_touchpoints(t.lead_id, t.anonymous_id) y
-            WHERE y.touch_type = 'experiment_exposure' AND y.ab_test_id = t.ab_test_id AND y.variant IS NOT NULL
-        ) x
-    ), firsts AS (
-        SELECT DISTINCT ON (ab_test_id, unit) ab_test_id, unit, lead_id, unit_anonymous_id, anonymous_id, variant,
-               touchpoint_id AS first_exposure_id, occurred_at AS first_exposure_at,
-               min(variant) OVER unit_w <> max(variant) OVER unit_w AS contaminated$o$,
-    $n$        SELECT DISTINCT ab_test_id, unit, lead_id, CASE WHEN lead_id IS NULL THEN anonymous_id END AS anonymous_id,
-               -- 0023: merged, unless called without the stage's setting or the unit's members changed hands
-               coalesce(current_setting('crm.ab_merge', true), '') = 'on' AND NOT EXISTS (
+    ), exposures AS ($o$,
+$n$ END AS anonymous_id,
+               -- 0023: merged, unless called without the stage's mark or the unit's members changed hands
+               coalesce(current_setting('crm.ab_merge', true), '') = txid_current()::text AND NOT EXISTS (
                    SELECT 1 FROM crm_identity_changes c
                    WHERE crm_ab_todo.unit IN ('lead:' || c.old_lead, 'lead:' || c.new_lead, 'anon:' || c.anonymous_id))
                    AS merged
         FROM crm_ab_todo
-    ), exposures AS (
-        SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id AS unit_anonymous_id, x.anonymous_id, x.touchpoint_id,
-               x.occurred_at, x.variant, false AS was_contaminated
-        FROM todo t
-        CROSS JOIN LATERAL (
-            SELECT y.touchpoint_id, y.occurred_at, y.variant, y.anonymous_id
-            FROM crm_unit_touchpoints(t.lead_id, t.anonymous_id) y
-            WHERE y.touch_type = 'experiment_exposure' AND y.ab_test_id = t.ab_test_id AND y.variant IS NOT NULL
+    ), new_exposures AS MATERIALIZED (
+        -- the run's new exposures, each with its unit as crm_stage_ab_todo named it (one link lookup each)
+        SELECT ab_test_id, anonymous_id, touchpoint_id, occurred_at, variant,
+               crm_unit_key(coalesce(lead_id, crm_effective_lead(NULL, tenant_id, anonymous_id)), anonymous_id) AS unit
+        FROM crm_new_touchpoints
+        WHERE touch_type = 'experiment_exposure' AND ab_test_id IS NOT NULL AND variant IS NOT NULL
+    ), exposures AS ($n$,
+$o$               x.occurred_at, x.variant
+        FROM todo t$o$,
+$n$               x.occurred_at, x.variant, false AS was_contaminated
+        FROM todo t$n$,
+$o$ AND y.variant IS NOT NULL
+        ) x
+    ), firsts AS ($o$,
+$n$ AND y.variant IS NOT NULL
         ) x
         WHERE NOT t.merged
         UNION ALL
@@ -76,24 +84,14 @@ BEGIN
         FROM todo t JOIN ab_test_units u ON u.ab_test_id = t.ab_test_id AND u.unit = t.unit
         WHERE t.merged
         UNION ALL
-        -- the run's new exposures of the unit (their unit as crm_stage_ab_todo named it)
+        -- and the run's new exposures of the unit
         SELECT t.ab_test_id, t.unit, t.lead_id, t.anonymous_id, n.anonymous_id, n.touchpoint_id, n.occurred_at,
                n.variant, false
-        FROM todo t
-        JOIN (SELECT ab_test_id, anonymous_id, touchpoint_id, occurred_at, variant,
-                     crm_unit_key(coalesce(lead_id, crm_effective_lead(NULL, tenant_id, anonymous_id)), anonymous_id) AS unit
-              FROM crm_new_touchpoints
-              WHERE touch_type = 'experiment_exposure' AND ab_test_id IS NOT NULL AND variant IS NOT NULL) n
-          ON n.ab_test_id = t.ab_test_id AND n.unit = t.unit
+        FROM todo t JOIN new_exposures n ON n.ab_test_id = t.ab_test_id AND n.unit = t.unit
         WHERE t.merged
-    ), firsts AS (
-        SELECT DISTINCT ON (ab_test_id, unit) ab_test_id, unit, lead_id, unit_anonymous_id, anonymous_id, variant,
-               touchpoint_id AS first_exposure_id, occurred_at AS first_exposure_at,
-               min(variant) OVER unit_w <> max(variant) OVER unit_w OR bool_or(was_contaminated) OVER unit_w
-                   AS contaminated$n$);
-    IF edited = def THEN
-        RAISE EXCEPTION 'migration 0023: crm_ab_refresh() does not read the exposures as 0011 did';
-    END IF;
-    EXECUTE edited;
-END
-$do$;
+    ), firsts AS ($n$,
+$o$ OVER unit_w AS contaminated$o$,
+$n$ OVER unit_w OR bool_or(was_contaminated) OVER unit_w
+                   AS contaminated$n$]);
+
+DROP FUNCTION pg_temp.crm_edit(regprocedure, text[]);

@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "support/test_db.h"
@@ -263,7 +264,8 @@ long long apply_batch_fetches(pqxx::nontransaction& s, const std::string& new_to
   s.exec("SELECT crm_analytics_session()");
   s.exec("BEGIN");
   s.exec("INSERT INTO crm_new_touchpoints (touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, "
-         "tenant_id) SELECT touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, '' " + new_touchpoints);
+         "ab_test_id, variant, tenant_id) SELECT touchpoint_id, occurred_at, lead_id, anonymous_id, touch_type, "
+         "ab_test_id, variant, '' " + new_touchpoints);
   const auto before = touchpoint_index_fetches(s);
   s.exec("SELECT crm_analytics_apply_batch()");
   const auto fetched = touchpoint_index_fetches(s) - before;
@@ -348,48 +350,55 @@ TEST(AnalyticsStage, TheLeadIndexServesNoAnonymousVisitorWhateverTheStatistics) 
             1);
 }
 
-// 0023: a unit's new exposure is merged into the row the stage left for the unit instead of being read again with
+// 0023: a unit's new exposures are merged into the row the stage left for the unit instead of being read again with
 // all the unit's exposures (a lookup that no partition bound narrows: with a long history most of the A/B step).
-// Lead 7 has 400 exposures of test t-m; an earlier exposure of the other variant arrives in a run: the unit's first
-// exposure and its contamination come out as a recompute gives them, and the run fetches none of the 400 (before
-// 0023 it fetched all 401).
-TEST(AnalyticsStage, ANewExposureIsMergedIntoItsUnitsRowWithoutReadingTheUnitsOtherExposures) {
+// Lead 100007 has 400 exposures of test t-m to variant A. Run 1: an earlier exposure to B (it becomes the first and
+// contaminates the unit) and a first exposure of lead 100008 (a unit without a row). Run 2: a later exposure to B of
+// lead 100007 (the row's first exposure stays, and only the row says the unit is contaminated) and an earlier one of
+// lead 100008 to its own variant (the first changes, the unit stays clean). Each run fetches none of the 400 (before
+// 0023: all 401 in run 1); the units and the variant sums are what a recompute gives.
+TEST(AnalyticsStage, NewExposuresAreMergedIntoTheirUnitsRowsWithoutReadingTheUnitsOtherExposures) {
   pqxx::connection c(crm_test::fresh_database("t_stage_ab_merge"));
   pqxx::nontransaction s(c);
-  const std::string exposures =
-      "INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, channel_group, lead_id, touch_type, "
-      "ab_test_id, variant) SELECT ";
-  s.exec(exposures + "gen_random_uuid(), date_trunc('month', now()) - interval '2 months' + g * interval '3 hours', "
-                     "now(), 'Direct', 7, 'experiment_exposure', 't-m', 'A' FROM generate_series(1, 400) g");
-  // Other leads' page views: tables of a size the planner reads through indexes.
-  s.exec("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, channel_group, lead_id, touch_type) "
-         "SELECT gen_random_uuid(), date_trunc('month', now()) - interval '2 months' + g * interval '4 minutes', now(), "
-         "'Direct', g % 5000 + 100, 'page_view' FROM generate_series(1, 20000) g");
+  const auto id = [](int n) { return fmt::format("'00000000-0000-4000-8000-{:012}'", n); };
+  // Exposures with ids `from`..`to`, `minutes` after the first of the 400 (an expression of g).
+  const auto exposures = [&s](int from, int to, const std::string& minutes, int lead, const char* variant) {
+    s.exec(fmt::format("INSERT INTO customer_touchpoints (touchpoint_id, occurred_at, received_at, channel_group, "
+                       "lead_id, touch_type, ab_test_id, variant) SELECT ('00000000-0000-4000-8000-' || lpad(g::text, "
+                       "12, '0'))::uuid, date_trunc('month', now()) - interval '2 months' + ({}) * interval '1 minute', "
+                       "now(), 'Direct', {}, 'experiment_exposure', 't-m', '{}' FROM generate_series({}, {}) g",
+                       minutes, lead, variant, from, to));
+  };
+  pooled_touchpoints(s, 1, 20000);  // tables of a size the planner reads through indexes
+  exposures(1, 400, "100 + g * 100", 100007, "A");
   s.exec("ANALYZE customer_touchpoints");
   s.exec("SELECT crm_analytics_recompute()");
-  s.exec(exposures + "'00000000-0000-4000-8000-000000000099', date_trunc('month', now()) - interval '2 months', now(), "
-                     "'Direct', 7, 'experiment_exposure', 't-m', 'B'");
-  s.exec("SELECT crm_analytics_session()");  // its working tables are emptied at every commit: one run, one transaction
-  s.exec("BEGIN");
-  s.exec("INSERT INTO crm_new_touchpoints (touchpoint_id, occurred_at, lead_id, touch_type, ab_test_id, variant) "
-         "SELECT touchpoint_id, occurred_at, lead_id, touch_type, ab_test_id, variant FROM customer_touchpoints "
-         "WHERE touchpoint_id = '00000000-0000-4000-8000-000000000099'");
-  const auto before = touchpoint_index_fetches(s);
-  s.exec("SELECT crm_analytics_apply_batch()");
-  const auto fetched = touchpoint_index_fetches(s) - before;
-  s.exec("COMMIT");
-  EXPECT_LE(fetched, 10) << "rows fetched through indexes by the run";
-  const std::string units =
-      "SELECT string_agg(concat_ws('/', unit, variant, first_exposure_id, first_exposure_at, contaminated, converted), "
-      "',') FROM ab_test_units";
-  const std::string stats = "SELECT string_agg(concat_ws('/', ab_test_id, variant, units, contaminated_units), ',' "
-                            "ORDER BY variant) FROM ab_test_variant_stats";
-  auto merged = s.exec1(units)[0].as<std::string>(), merged_stats = s.exec1(stats)[0].as<std::string>();
-  EXPECT_NE(merged.find("lead:7/B/00000000-0000-4000-8000-000000000099/"), std::string::npos) << merged;
-  EXPECT_NE(merged.find("/t/"), std::string::npos) << "contaminated: " << merged;
+  const auto run = [&](int from, int to) {
+    return apply_batch_fetches(s, fmt::format("FROM customer_touchpoints WHERE touchpoint_id BETWEEN {} AND {}",
+                                              id(from), id(to)));
+  };
+  const auto unit = [&s](const char* lead) {
+    return s.exec1(fmt::format("SELECT concat_ws('/', variant, first_exposure_id, contaminated) FROM ab_test_units "
+                               "WHERE unit = 'lead:{}'", lead))[0].as<std::string>();
+  };
+  exposures(1001, 1001, "0", 100007, "B");
+  exposures(1002, 1002, "5000", 100008, "A");
+  EXPECT_LE(run(1001, 1002), 10) << "rows fetched through indexes by run 1";
+  EXPECT_EQ(unit("100007"), "B/00000000-0000-4000-8000-000000001001/t");
+  EXPECT_EQ(unit("100008"), "A/00000000-0000-4000-8000-000000001002/f");
+  exposures(1003, 1003, "3000", 100007, "B");
+  exposures(1004, 1004, "4000", 100008, "A");
+  EXPECT_LE(run(1003, 1004), 10) << "rows fetched through indexes by run 2";
+  EXPECT_EQ(unit("100007"), "B/00000000-0000-4000-8000-000000001001/t");
+  EXPECT_EQ(unit("100008"), "A/00000000-0000-4000-8000-000000001004/f");
+
+  const std::string units = "SELECT string_agg(concat_ws('/', unit, variant, first_exposure_id, first_exposure_at, "
+                            "contaminated, converted, revenue), ',' ORDER BY unit) FROM ab_test_units";
+  const std::string sums = "SELECT string_agg(concat_ws('/', ab_test_id, variant, units, contaminated_units, "
+                           "converted_units), ',' ORDER BY variant) FROM ab_test_variant_stats";
+  const auto merged = s.exec1(units)[0].as<std::string>(), merged_sums = s.exec1(sums)[0].as<std::string>();
   s.exec("SELECT crm_analytics_recompute()");
   EXPECT_EQ(merged, s.exec1(units)[0].as<std::string>());
-  EXPECT_EQ(merged_stats, s.exec1(stats)[0].as<std::string>());
+  EXPECT_EQ(merged_sums, s.exec1(sums)[0].as<std::string>());
 }
-
 }  // namespace
