@@ -55,10 +55,13 @@ $o$ END AS anonymous_id
     ), exposures AS ($o$,
 $n$ END AS anonymous_id,
                -- 0023: merged, unless called without the stage's mark or the unit's members changed hands
-               coalesce(current_setting('crm.ab_merge', true), '') = txid_current()::text AND NOT EXISTS (
-                   SELECT 1 FROM crm_identity_changes c
-                   WHERE crm_ab_todo.unit IN ('lead:' || c.old_lead, 'lead:' || c.new_lead, 'anon:' || c.anonymous_id))
-                   AS merged
+               -- (one hashed set of the changed units per statement: a test per to-do unit and change cost
+               -- 9 s of one import's stage with pooled visitors)
+               coalesce(current_setting('crm.ab_merge', true), '') = txid_current()::text AND coalesce(unit NOT IN (
+                   SELECT v.unit FROM crm_identity_changes c
+                   CROSS JOIN LATERAL (VALUES ('lead:' || c.old_lead), ('lead:' || c.new_lead),
+                                              ('anon:' || c.anonymous_id)) v(unit)
+                   WHERE v.unit IS NOT NULL), false) AS merged
         FROM crm_ab_todo
     ), new_exposures AS MATERIALIZED (
         -- the run's new exposures, each with its unit as crm_stage_ab_todo named it (one link lookup each)
