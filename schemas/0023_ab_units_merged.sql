@@ -18,10 +18,11 @@
 -- Why the merge sees every exposure: a stored exposure reaches the stage through its batch's backlog row, which
 -- the stage applies once; the run that applies it puts its unit in the to-do list and merges it. An exposure a
 -- whole read met before its backlog row was applied is merged twice: the merge does not change. A unit whose
--- members change is read whole. Not merged, so left to the next `report attribution --recompute` as their
--- conversions' credits are since 0013: exposures stored with the upkeep switched off (`import --no-attribution`,
--- `attribution.maintain = false`, which write no backlog row; before 0023 a later exposure or conversion of their
--- unit read them by chance). A unit keeps what it counted of a month `partitions retain` dropped, as before.
+-- members change is read whole. Left to the next `report attribution --recompute`, as conversions' credits are
+-- since 0013: exposures stored with the upkeep switched off (`import --no-attribution`, `attribution.maintain =
+-- false`: no backlog row, so never merged; before 0023 a later exposure or conversion of their unit read them by
+-- chance), and a first exposure of a month `partitions retain` dropped (the unit keeps it; before 0023 the unit's
+-- next exposure or conversion read the rows left).
 -- The stage marks its call with the transaction's id (crm.ab_merge, local to the transaction): a value set for a
 -- role, a database or a session cannot make the recompute, which starts from empty tables, merge.
 -- The functions are edited in place (grants stay); each text replaced must stand in them exactly once, as 0009
@@ -55,14 +56,15 @@ $o$ END AS anonymous_id
     ), exposures AS ($o$,
 $n$ END AS anonymous_id,
                -- 0023: merged, unless called without the stage's mark or the unit's members changed hands
-               -- (one hashed set of the changed units per statement: a test per to-do unit and change cost
-               -- 9 s of one import's stage with pooled visitors)
-               coalesce(current_setting('crm.ab_merge', true), '') = txid_current()::text AND coalesce(unit NOT IN (
-                   SELECT v.unit FROM crm_identity_changes c
-                   CROSS JOIN LATERAL (VALUES ('lead:' || c.old_lead), ('lead:' || c.new_lead),
-                                              ('anon:' || c.anonymous_id)) v(unit)
-                   WHERE v.unit IS NOT NULL), false) AS merged
+               coalesce(current_setting('crm.ab_merge', true), '') = txid_current()::text AND changed.unit_ IS NULL
+                   AS merged
         FROM crm_ab_todo
+        -- the units whose members changed hands, joined once (a test per to-do unit and change cost 9 s of one
+        -- import's stage with pooled visitors)
+        LEFT JOIN (SELECT DISTINCT v.unit_ FROM crm_identity_changes c
+                   CROSS JOIN LATERAL (VALUES ('lead:' || c.old_lead), ('lead:' || c.new_lead),
+                                              ('anon:' || c.anonymous_id)) v(unit_)) changed
+          ON changed.unit_ = crm_ab_todo.unit
     ), new_exposures AS MATERIALIZED (
         -- the run's new exposures, each with its unit as crm_stage_ab_todo named it (one link lookup each)
         SELECT ab_test_id, anonymous_id, touchpoint_id, occurred_at, variant,
