@@ -28,6 +28,7 @@
 -- The functions are edited in place (grants stay); each text replaced must stand in them exactly once, as 0009
 -- and 0011 wrote it, or the migration stops.
 -- Forward-only: never edit this file once released.
+
 -- Edits `fn` in place: each pair's first text must stand in its definition exactly once, or the migration stops.
 CREATE FUNCTION pg_temp.crm_edit(fn regprocedure, edits text[]) RETURNS void
 LANGUAGE plpgsql AS $$

@@ -401,4 +401,5 @@ TEST(AnalyticsStage, NewExposuresAreMergedIntoTheirUnitsRowsWithoutReadingTheUni
   EXPECT_EQ(merged, s.exec1(units)[0].as<std::string>());
   EXPECT_EQ(merged_sums, s.exec1(sums)[0].as<std::string>());
 }
+
 }  // namespace
